@@ -1,0 +1,316 @@
+//! The command line: global options and one enum of commands (clap derive).
+//! The write commands are a separate enum so that `batch` lines are parsed by
+//! exactly the same grammar.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::input::{self, InputError};
+use crate::money::Decimal;
+use crate::time::{At, TimeError};
+
+/// An exact, append-only money ledger built on event sourcing.
+///
+/// Every write becomes events appended to a journal (JSON Lines, SHA-256
+/// hash chain); every read replays it.
+#[derive(Debug, Parser)]
+#[command(name = "ledger", version, max_term_width = 100)]
+#[command(after_help = "Examples:
+  ledger create acct1 --owner alice
+  ledger deposit acct1 50
+  ledger transfer acct1 acct2 10.25 --memo lunch --id pay-17
+  ledger balance --json")]
+pub struct Cli {
+    /// The journal file.
+    #[arg(
+        short = 'f',
+        long,
+        global = true,
+        env = "LEDGER_JOURNAL",
+        value_name = "PATH"
+    )]
+    pub file: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    /// Shorthand for --format json.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// The output format, with `--json` taken into account.
+    pub fn output_format(&self) -> Format {
+        if self.json { Format::Json } else { self.format }
+    }
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// JSON (JSON Lines for events).
+    Json,
+    /// RFC 4180 CSV with a header row.
+    Csv,
+}
+
+/// Every command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    Write(WriteCommand),
+    /// Show balances (all accounts when none is named), with totals per currency.
+    #[command(after_help = "Examples:
+  ledger balance
+  ledger balance acct1 acct2 --as-of 2026-11-30
+  ledger balance --as-of 120 --format csv")]
+    Balance(BalanceArgs),
+    /// Show events in order; for one account, with its running balance.
+    #[command(after_help = "Examples:
+  ledger history
+  ledger history acct1 --since 2026-11-01 --until 2026-11-30
+  ledger history --limit 20 --json")]
+    History(HistoryArgs),
+    /// Print a shell completion script.
+    #[command(after_help = "Example:
+  ledger completions bash > ~/.local/share/bash-completion/completions/ledger")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// The commands that append events.
+#[derive(Debug, Subcommand)]
+pub enum WriteCommand {
+    /// Open an account.
+    #[command(after_help = "Examples:
+  ledger create acct1 --owner alice
+  ledger create eur1 --currency EUR --decimals 2")]
+    Create(CreateArgs),
+    /// Put money into an account from outside.
+    #[command(after_help = "Example:
+  ledger deposit acct1 50.25 --memo salary --id salary-2026-11")]
+    Deposit(MoveArgs),
+    /// Take money out of an account; never below zero.
+    #[command(after_help = "Example:
+  ledger withdraw acct1 20")]
+    Withdraw(MoveArgs),
+    /// Move money between two accounts of the same currency, atomically.
+    #[command(after_help = "Example:
+  ledger transfer acct1 acct2 10.25 --memo lunch --id pay-17")]
+    Transfer(TransferArgs),
+    /// Close an account whose balance is zero.
+    #[command(after_help = "Example:
+  ledger close acct1")]
+    Close(CloseArgs),
+}
+
+/// Options every write takes.
+#[derive(Debug, Clone, Args)]
+pub struct WriteOpts {
+    /// A note stored with the event (at most 500 characters).
+    #[arg(long, value_name = "TEXT", value_parser = memo)]
+    pub memo: Option<String>,
+    /// An idempotency key: repeating the command with it writes nothing twice.
+    #[arg(long, value_name = "KEY", value_parser = key)]
+    pub id: Option<String>,
+    /// Append only if the journal's last seq is still N (0 for an empty journal).
+    #[arg(long, value_name = "N")]
+    pub expect_seq: Option<u64>,
+}
+
+/// `create`.
+#[derive(Debug, Clone, Args)]
+pub struct CreateArgs {
+    /// The new account's name.
+    #[arg(value_parser = account)]
+    pub account: String,
+    /// Who holds the account.
+    #[arg(long, value_name = "NAME", value_parser = owner)]
+    pub owner: Option<String>,
+    /// Currency code (1-10 of A-Z 0-9); absent means a plain unit.
+    #[arg(long, value_name = "CODE", value_parser = currency)]
+    pub currency: Option<String>,
+    /// Digits after the point (0-18).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = decimals)]
+    pub decimals: u8,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub opts: WriteOpts,
+}
+
+/// `deposit` and `withdraw`.
+#[derive(Debug, Clone, Args)]
+pub struct MoveArgs {
+    /// The account.
+    #[arg(value_parser = account)]
+    pub account: String,
+    /// How much: digits, optionally a point and up to the account's decimals.
+    #[arg(value_parser = amount, allow_hyphen_values = true)]
+    pub amount: Decimal,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub opts: WriteOpts,
+}
+
+/// `transfer`.
+#[derive(Debug, Clone, Args)]
+pub struct TransferArgs {
+    /// The account debited.
+    #[arg(value_parser = account)]
+    pub from: String,
+    /// The account credited.
+    #[arg(value_parser = account)]
+    pub to: String,
+    /// How much.
+    #[arg(value_parser = amount, allow_hyphen_values = true)]
+    pub amount: Decimal,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub opts: WriteOpts,
+}
+
+/// `close`.
+#[derive(Debug, Clone, Args)]
+pub struct CloseArgs {
+    /// The account.
+    #[arg(value_parser = account)]
+    pub account: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub opts: WriteOpts,
+}
+
+/// `balance`.
+#[derive(Debug, Clone, Args)]
+pub struct BalanceArgs {
+    /// Accounts to show (all when none).
+    #[arg(value_parser = account)]
+    pub accounts: Vec<String>,
+    /// State after a seq, an RFC 3339 timestamp, or the end of a date (UTC).
+    #[arg(long, value_name = "AT", value_parser = as_of)]
+    pub as_of: Option<AsOf>,
+}
+
+/// `history`.
+#[derive(Debug, Clone, Args)]
+pub struct HistoryArgs {
+    /// Only this account's events, with its running balance.
+    #[arg(value_parser = account)]
+    pub account: Option<String>,
+    /// Only events up to a seq, a timestamp, or the end of a date.
+    #[arg(long, value_name = "AT", value_parser = as_of)]
+    pub as_of: Option<AsOf>,
+    /// Only events at or after this timestamp or date (from its first instant).
+    #[arg(long, value_name = "T", value_parser = since)]
+    pub since: Option<At>,
+    /// Only events at or before this timestamp or date (to its last instant).
+    #[arg(long, value_name = "T", value_parser = until)]
+    pub until: Option<At>,
+    /// Keep only the last N of the selected events.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+/// A point in the journal's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// After this seq.
+    Seq(u64),
+    /// Every event at or before this instant.
+    At(At),
+}
+
+impl AsOf {
+    /// Whether an event at `seq`, `at` falls within the bound.
+    pub fn includes(self, seq: u64, at: At) -> bool {
+        match self {
+            AsOf::Seq(n) => seq <= n,
+            AsOf::At(t) => at <= t,
+        }
+    }
+}
+
+fn account(s: &str) -> Result<String, InputError> {
+    input::account(s).map(|()| s.to_owned())
+}
+
+fn currency(s: &str) -> Result<String, InputError> {
+    input::currency(s).map(|()| s.to_owned())
+}
+
+fn owner(s: &str) -> Result<String, InputError> {
+    input::owner(s).map(|()| s.to_owned())
+}
+
+fn memo(s: &str) -> Result<String, InputError> {
+    input::memo(s).map(|()| s.to_owned())
+}
+
+fn key(s: &str) -> Result<String, InputError> {
+    input::key(s).map(|()| s.to_owned())
+}
+
+fn decimals(s: &str) -> Result<u8, String> {
+    let n: u8 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of decimals (0-18)"))?;
+    input::decimals(n).map_err(|e| e.to_string())?;
+    Ok(n)
+}
+
+fn amount(s: &str) -> Result<Decimal, InputError> {
+    Ok(Decimal::parse_positive(s)?)
+}
+
+fn as_of(s: &str) -> Result<AsOf, TimeError> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse()
+            .map(AsOf::Seq)
+            .map_err(|_| TimeError(s.to_owned()));
+    }
+    At::parse_bound(s, true).map(AsOf::At)
+}
+
+fn since(s: &str) -> Result<At, TimeError> {
+    At::parse_bound(s, false)
+}
+
+fn until(s: &str) -> Result<At, TimeError> {
+    At::parse_bound(s, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn as_of_reads_seqs_dates_and_timestamps() {
+        assert_eq!(as_of("12"), Ok(AsOf::Seq(12)));
+        assert_eq!(
+            as_of("2026-11-26"),
+            Ok(AsOf::At(
+                At::parse_bound("2026-11-26T23:59:59.999999Z", true).unwrap()
+            ))
+        );
+        assert!(as_of("tomorrow").is_err());
+    }
+}

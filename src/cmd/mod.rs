@@ -1,0 +1,89 @@
+//! One module per command: each turns parsed arguments into journal and
+//! domain calls, then hands results to [`crate::output`].
+
+pub mod balance;
+pub mod history;
+pub mod write;
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+
+use crate::cli::{AsOf, Cli, Command, Format};
+use crate::domain::{self, State};
+use crate::error::Error;
+use crate::journal::scan::{Entry, Torn};
+use crate::journal::{self, ReadJournal};
+
+/// What every command needs besides its own arguments.
+pub struct Context {
+    /// The journal.
+    pub path: PathBuf,
+    /// The output format.
+    pub format: Format,
+}
+
+/// Dispatches a parsed command line.
+pub fn run(cli: Cli) -> Result<(), Error> {
+    let format = cli.output_format();
+    if let Command::Completions { shell } = cli.command {
+        let mut out = io::stdout().lock();
+        clap_complete::generate(shell, &mut Cli::command(), "ledger", &mut out);
+        return Ok(out.flush()?);
+    }
+    let ctx = Context {
+        path: journal::resolve_path(cli.file)?,
+        format,
+    };
+    match cli.command {
+        Command::Write(cmd) => write::run(&ctx, &cmd),
+        Command::Balance(args) => balance::run(&ctx, &args),
+        Command::History(args) => history::run(&ctx, &args),
+        Command::Completions { .. } => Ok(()),
+    }
+}
+
+/// Says on stderr that a torn tail is being ignored.
+pub fn warn_torn(path: &Path, torn: Torn) {
+    eprintln!(
+        "warning: {}: ignoring an interrupted write at line {} ({} bytes); the next write will remove it",
+        path.display(),
+        torn.line,
+        torn.len
+    );
+}
+
+/// Replays the whole journal at `path`, calling `visit` with the state
+/// after each event, and returns the state as of `as_of` (the end when
+/// `None`). The whole journal is read either way, so that damage anywhere in
+/// it is reported. A missing journal is an empty ledger.
+pub fn replay(
+    path: &Path,
+    as_of: Option<AsOf>,
+    mut visit: impl FnMut(&State, &Entry<'_>) -> Result<(), Error>,
+) -> Result<State, Error> {
+    let mut state = State::default();
+    let Some(journal) = ReadJournal::open(path)? else {
+        return Ok(state);
+    };
+    let Some(mut scanner) = journal.scanner() else {
+        if let Some(torn) = journal.torn_header() {
+            warn_torn(path, torn);
+        }
+        return Ok(state);
+    };
+    let mut snapshot = None;
+    while let Some(entry) = scanner.next(&state)? {
+        if snapshot.is_none() && as_of.is_some_and(|b| !b.includes(entry.event.seq, entry.event.at))
+        {
+            snapshot = Some(state.clone());
+        }
+        domain::evolve(&mut state, &entry.event);
+        visit(&state, &entry)?;
+    }
+    if let Some(torn) = scanner.torn() {
+        warn_torn(path, torn);
+    }
+    Ok(snapshot.unwrap_or(state))
+}

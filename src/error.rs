@@ -1,0 +1,120 @@
+//! The one place where every failure gets its exit code (SPEC 1).
+
+use std::io;
+
+use crate::domain::Rejection;
+use crate::input::InputError;
+use crate::journal::{JournalError, WriteError};
+
+/// Everything a command can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Refused by the ledger's rules (or, for input rules, a usage error).
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// The journal file: invalid (3) or I/O (4).
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// Bad arguments that only show once the command runs.
+    #[error("{0}")]
+    Usage(String),
+    /// Writing results to stdout failed.
+    #[error("cannot write output: {0}")]
+    Output(#[from] io::Error),
+    /// A failure on one line of a batch.
+    #[error("line {line}: {source}")]
+    Line {
+        /// The batch file's line number.
+        line: usize,
+        /// What went wrong there.
+        source: Box<Error>,
+    },
+}
+
+impl From<WriteError> for Error {
+    fn from(e: WriteError) -> Error {
+        match e {
+            WriteError::Rejected(r) => Error::Rejected(r),
+            WriteError::Journal(j) => Error::Journal(j),
+        }
+    }
+}
+
+impl From<InputError> for Error {
+    fn from(e: InputError) -> Error {
+        Error::Rejected(Rejection::Input(e))
+    }
+}
+
+/// Exit codes of the contract.
+pub mod code {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Refused by the ledger's rules.
+    pub const REJECTED: u8 = 1;
+    /// Usage: bad arguments.
+    pub const USAGE: u8 = 2;
+    /// The journal is invalid.
+    pub const INVALID: u8 = 3;
+    /// I/O failure.
+    pub const IO: u8 = 4;
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Rejected(Rejection::Input(_) | Rejection::Amount { .. }) | Error::Usage(_) => {
+                code::USAGE
+            }
+            Error::Rejected(_) => code::REJECTED,
+            Error::Journal(
+                JournalError::Corrupt { .. }
+                | JournalError::NotAJournal(_)
+                | JournalError::Missing(_),
+            ) => code::INVALID,
+            Error::Journal(JournalError::Io { .. } | JournalError::SyncFailed { .. }) => code::IO,
+            // `ledger history | head` closing the pipe early is not a failure.
+            Error::Output(e) if e.kind() == io::ErrorKind::BrokenPipe => code::OK,
+            Error::Output(_) => code::IO,
+            Error::Line { source, .. } => source.exit_code(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn codes_follow_the_contract() {
+        let rejected = Error::Rejected(Rejection::UnknownAccount("a".into()));
+        assert_eq!(rejected.exit_code(), 1);
+        assert_eq!(Error::from(InputError::Account("!".into())).exit_code(), 2);
+        let corrupt = Error::Journal(JournalError::Corrupt {
+            path: PathBuf::from("j"),
+            line: 3,
+            reason: "x".into(),
+        });
+        assert_eq!(corrupt.exit_code(), 3);
+        let io = Error::Journal(JournalError::io(
+            &PathBuf::from("j"),
+            "write",
+            io::Error::other("disk full"),
+        ));
+        assert_eq!(io.exit_code(), 4);
+        assert_eq!(
+            Error::Output(io::ErrorKind::BrokenPipe.into()).exit_code(),
+            0
+        );
+        let line = Error::Line {
+            line: 17,
+            source: Box::new(rejected),
+        };
+        assert_eq!(
+            (line.exit_code(), line.to_string().as_str()),
+            (1, "line 17: unknown account a")
+        );
+    }
+}

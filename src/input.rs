@@ -1,0 +1,158 @@
+//! The input rules of the specification (section 1), in one place.
+//!
+//! The command line checks arguments with these functions (a usage error,
+//! exit 2), and the domain checks every replayed event with the same ones, so
+//! a journal line can never hold a value the command line would have refused.
+
+use crate::money::{AmountError, MAX_DECIMALS};
+
+/// An input that breaks a rule of the specification.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// See [`account`].
+    #[error(
+        "'{0}' is not a valid account name: use 1-64 of A-Z a-z 0-9 _ . : @ -, starting with a letter or digit"
+    )]
+    Account(String),
+    /// See [`currency`].
+    #[error("'{0}' is not a valid currency code: use 1-10 of A-Z 0-9")]
+    Currency(String),
+    /// See [`decimals`].
+    #[error("decimals must be between 0 and {MAX_DECIMALS}, got {0}")]
+    Decimals(u8),
+    /// See [`owner`] and [`memo`].
+    #[error("the {what} is too long ({len} characters, at most {max})")]
+    TooLong {
+        /// `owner` or `memo`.
+        what: &'static str,
+        /// Its length in characters.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// See [`owner`] and [`memo`].
+    #[error("the {0} contains a control character")]
+    Control(&'static str),
+    /// See [`key`].
+    #[error("'{0}' is not a valid id: use 1-128 printable characters without whitespace")]
+    Key(String),
+    /// An amount that is malformed or does not fit the account.
+    #[error(transparent)]
+    Amount(#[from] AmountError),
+}
+
+/// ACCOUNT: 1-64 of `A-Z a-z 0-9 _ . : @ -`, starting with a letter or digit.
+pub fn account(name: &str) -> Result<(), InputError> {
+    let b = name.as_bytes();
+    let ok = (1..=64).contains(&b.len())
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.:@-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(InputError::Account(name.to_owned()))
+    }
+}
+
+/// CODE: 1-10 of `A-Z 0-9`.
+pub fn currency(code: &str) -> Result<(), InputError> {
+    let ok = (1..=10).contains(&code.len())
+        && code
+            .bytes()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(InputError::Currency(code.to_owned()))
+    }
+}
+
+/// Decimals: 0 to 18.
+pub fn decimals(n: u8) -> Result<(), InputError> {
+    if n <= MAX_DECIMALS {
+        Ok(())
+    } else {
+        Err(InputError::Decimals(n))
+    }
+}
+
+/// NAME: at most 200 characters, no control characters.
+pub fn owner(name: &str) -> Result<(), InputError> {
+    text("owner", name, 200)
+}
+
+/// TEXT: at most 500 characters, no control characters.
+pub fn memo(memo: &str) -> Result<(), InputError> {
+    text("memo", memo, 500)
+}
+
+fn text(what: &'static str, s: &str, max: usize) -> Result<(), InputError> {
+    let len = s.chars().count();
+    if len > max {
+        return Err(InputError::TooLong { what, len, max });
+    }
+    if s.chars().any(char::is_control) {
+        return Err(InputError::Control(what));
+    }
+    Ok(())
+}
+
+/// KEY: 1-128 printable characters, no whitespace.
+pub fn key(key: &str) -> Result<(), InputError> {
+    let ok = (1..=128).contains(&key.chars().count())
+        && key.chars().all(|c| !c.is_whitespace() && !c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(InputError::Key(key.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_names() {
+        for good in ["acct1", "A", "9lives", "a_b.c:d@e-f", &"x".repeat(64)] {
+            assert_eq!(account(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "_x",
+            "-x",
+            ".x",
+            "a b",
+            "a/b",
+            "é",
+            &"x".repeat(65),
+            "a\n",
+        ] {
+            assert!(account(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn currency_codes() {
+        assert_eq!(currency("EUR"), Ok(()));
+        assert_eq!(currency("X1234567890"[..10].as_ref()), Ok(()));
+        for bad in ["", "eur", "E-R", "ABCDEFGHIJK"] {
+            assert!(currency(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn texts_and_keys() {
+        assert_eq!(memo(&"é".repeat(500)), Ok(()));
+        assert!(memo(&"é".repeat(501)).is_err());
+        assert!(memo("a\tb").is_err());
+        assert!(owner(&"o".repeat(201)).is_err());
+        assert_eq!(key("pay-17"), Ok(()));
+        assert!(key("").is_err());
+        assert!(key("a b").is_err());
+        assert!(key(&"k".repeat(129)).is_err());
+        assert_eq!(decimals(18), Ok(()));
+        assert!(decimals(19).is_err());
+    }
+}

@@ -1,0 +1,430 @@
+//! The journal's line format (SPEC 2): the header, event lines with their
+//! fixed key order, and the SHA-256 chain.
+//!
+//! Encoding is hand-written so the key order is exactly the contract's.
+//! Decoding borrows from the line; a decoded line is accepted only if
+//! encoding it again gives back the same bytes, so every valid line has one
+//! spelling and no hand edit (spacing, key order, `"50"` for `"50.00"`)
+//! passes unnoticed.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::event::{Change, Event};
+use crate::money::Decimal;
+use crate::time::At;
+
+/// The first bytes of every journal: how a torn header is recognised.
+pub const HEADER_PREFIX: &[u8] = br#"{"format":"ledger-journal""#;
+
+/// The SHA-256 of a line's bytes (without its `\n`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct LineHash(pub [u8; 32]);
+
+impl LineHash {
+    /// Hashes the exact bytes of a line.
+    pub fn of(line: &[u8]) -> LineHash {
+        LineHash(Sha256::digest(line).into())
+    }
+
+    /// Reads 64 lowercase hex digits.
+    pub fn from_hex(text: &str) -> Option<LineHash> {
+        let b = text.as_bytes();
+        if b.len() != 64 {
+            return None;
+        }
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        let mut out = [0u8; 32];
+        for (i, pair) in b.chunks_exact(2).enumerate() {
+            out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
+        }
+        Some(LineHash(out))
+    }
+
+    fn write_hex(&self, out: &mut Vec<u8>) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for byte in self.0 {
+            out.push(HEX[usize::from(byte >> 4)]);
+            out.push(HEX[usize::from(byte & 15)]);
+        }
+    }
+}
+
+impl fmt::Display for LineHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut hex = Vec::with_capacity(64);
+        self.write_hex(&mut hex);
+        f.write_str(&String::from_utf8_lossy(&hex))
+    }
+}
+
+impl fmt::Debug for LineHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Why a line is not a valid line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    /// Not JSON, or JSON of the wrong shape.
+    #[error("not a valid event line: {0}")]
+    Syntax(String),
+    /// A `type` this version does not know.
+    #[error("unknown event type '{0}'")]
+    UnknownType(String),
+    /// A field the type needs is absent or malformed.
+    #[error("{0}")]
+    Field(String),
+    /// Valid content, but not spelled the way ledger writes it.
+    #[error(
+        "the line is not in canonical form (key order, spacing or escapes differ from what ledger writes)"
+    )]
+    NotCanonical,
+    /// The header names another format or version.
+    #[error("{0}")]
+    Header(String),
+}
+
+/// The header line for a journal created at `created_at`.
+pub fn header(created_at: At) -> String {
+    format!(
+        r#"{{"format":"ledger-journal","version":1,"hash":"sha256","created_at":"{created_at}"}}"#
+    )
+}
+
+#[derive(Deserialize)]
+struct RawHeader<'a> {
+    format: &'a str,
+    version: u64,
+    hash: &'a str,
+    created_at: &'a str,
+}
+
+/// Reads a header line and returns its `created_at`.
+pub fn decode_header(line: &[u8]) -> Result<At, LineError> {
+    let raw: RawHeader<'_> = serde_json::from_slice(line)
+        .map_err(|e| LineError::Header(format!("not a ledger journal header ({e})")))?;
+    if raw.format != "ledger-journal" {
+        return Err(LineError::Header(format!(
+            "not a ledger journal (format '{}')",
+            raw.format
+        )));
+    }
+    if raw.version != 1 {
+        return Err(LineError::Header(format!(
+            "unsupported journal version {} (this ledger reads version 1)",
+            raw.version
+        )));
+    }
+    if raw.hash != "sha256" {
+        return Err(LineError::Header(format!(
+            "unsupported hash '{}'",
+            raw.hash
+        )));
+    }
+    let at = At::parse_canonical(raw.created_at).ok_or_else(|| {
+        LineError::Header(format!(
+            "created_at '{}' is not a UTC timestamp",
+            raw.created_at
+        ))
+    })?;
+    if header(at).as_bytes() != line {
+        return Err(LineError::NotCanonical);
+    }
+    Ok(at)
+}
+
+/// Appends the line form of `event` (without `\n`) to `out`.
+pub fn encode(event: &Event<'_>, prev: &LineHash, out: &mut Vec<u8>) {
+    use std::io::Write;
+    // Writing to a Vec cannot fail.
+    let _ = write!(
+        out,
+        r#"{{"seq":{},"at":"{}","type":"{}""#,
+        event.seq,
+        event.at,
+        event.change.type_name()
+    );
+    match &event.change {
+        Change::AccountCreated {
+            account,
+            owner,
+            currency,
+            decimals,
+        } => {
+            string(out, "account", account);
+            if let Some(owner) = owner {
+                string(out, "owner", owner);
+            }
+            if let Some(currency) = currency {
+                string(out, "currency", currency);
+            }
+            let _ = write!(out, r#","decimals":{decimals}"#);
+        }
+        Change::MoneyDeposited { account, amount } | Change::MoneyWithdrawn { account, amount } => {
+            string(out, "account", account);
+            let _ = write!(out, r#","amount":"{amount}""#);
+        }
+        Change::TransferCompleted { from, to, amount } => {
+            string(out, "from", from);
+            string(out, "to", to);
+            let _ = write!(out, r#","amount":"{amount}""#);
+        }
+        Change::AccountClosed { account } => string(out, "account", account),
+    }
+    if let Some(id) = &event.id {
+        string(out, "id", id);
+    }
+    if let Some(memo) = &event.memo {
+        string(out, "memo", memo);
+    }
+    if let Some(batch) = event.batch {
+        let _ = write!(out, r#","batch":{batch}"#);
+    }
+    out.extend_from_slice(br#","prev":""#);
+    prev.write_hex(out);
+    out.extend_from_slice(b"\"}");
+}
+
+fn string(out: &mut Vec<u8>, key: &str, value: &str) {
+    out.push(b',');
+    out.push(b'"');
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+    // serde_json escapes exactly what JSON requires; a Vec writer cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    seq: u64,
+    at: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(borrow)]
+    account: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    owner: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    currency: Option<Cow<'a, str>>,
+    decimals: Option<u8>,
+    #[serde(borrow)]
+    from: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    to: Option<Cow<'a, str>>,
+    amount: Option<&'a str>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    memo: Option<Cow<'a, str>>,
+    batch: Option<u64>,
+    prev: &'a str,
+}
+
+/// A decoded event line.
+#[derive(Debug)]
+pub struct Decoded<'a> {
+    /// The event.
+    pub event: Event<'a>,
+    /// The hash of the previous line it claims.
+    pub prev: LineHash,
+}
+
+/// Decodes an event line (without `\n`). `scratch` is reused between calls
+/// for the canonical-form check.
+pub fn decode<'a>(line: &'a [u8], scratch: &mut Vec<u8>) -> Result<Decoded<'a>, LineError> {
+    let raw: RawEvent<'a> =
+        serde_json::from_slice(line).map_err(|e| LineError::Syntax(e.to_string()))?;
+    let field = |name: &str| LineError::Field(format!("{} has no '{name}'", raw.kind));
+    let amount = |text: Option<&str>| {
+        let text = text.ok_or_else(|| field("amount"))?;
+        Decimal::parse_positive(text).map_err(|e| LineError::Field(format!("invalid amount: {e}")))
+    };
+    let change = match raw.kind {
+        "AccountCreated" => Change::AccountCreated {
+            account: raw.account.ok_or_else(|| field("account"))?,
+            owner: raw.owner,
+            currency: raw.currency,
+            decimals: raw.decimals.ok_or_else(|| field("decimals"))?,
+        },
+        "MoneyDeposited" => Change::MoneyDeposited {
+            account: raw.account.ok_or_else(|| field("account"))?,
+            amount: amount(raw.amount)?,
+        },
+        "MoneyWithdrawn" => Change::MoneyWithdrawn {
+            account: raw.account.ok_or_else(|| field("account"))?,
+            amount: amount(raw.amount)?,
+        },
+        "TransferCompleted" => Change::TransferCompleted {
+            from: raw.from.ok_or_else(|| field("from"))?,
+            to: raw.to.ok_or_else(|| field("to"))?,
+            amount: amount(raw.amount)?,
+        },
+        "AccountClosed" => Change::AccountClosed {
+            account: raw.account.ok_or_else(|| field("account"))?,
+        },
+        other => return Err(LineError::UnknownType(other.to_owned())),
+    };
+    let at = At::parse_canonical(raw.at).ok_or_else(|| {
+        LineError::Field(format!(
+            "at '{}' is not a UTC timestamp like 2026-11-26T03:24:00.000000Z",
+            raw.at
+        ))
+    })?;
+    let prev = LineHash::from_hex(raw.prev)
+        .ok_or_else(|| LineError::Field("prev is not 64 lowercase hex digits".to_owned()))?;
+    let event = Event {
+        seq: raw.seq,
+        at,
+        change,
+        id: raw.id,
+        memo: raw.memo,
+        batch: raw.batch,
+    };
+    scratch.clear();
+    encode(&event, &prev, scratch);
+    if scratch.as_slice() != line {
+        return Err(LineError::NotCanonical);
+    }
+    Ok(Decoded { event, prev })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Amount;
+
+    fn at() -> At {
+        At::parse_canonical("2026-11-26T03:24:00.123456Z").unwrap()
+    }
+
+    #[test]
+    fn encodes_keys_in_contract_order() {
+        let event = Event {
+            seq: 2,
+            at: at(),
+            change: Change::MoneyDeposited {
+                account: "acct1".into(),
+                amount: Decimal::new(Amount(5025), 2),
+            },
+            id: Some("pay-17".into()),
+            memo: Some("rent \"May\"".into()),
+            batch: Some(3),
+        };
+        let mut out = Vec::new();
+        encode(&event, &LineHash([0xab; 32]), &mut out);
+        let expected = format!(
+            r#"{{"seq":2,"at":"2026-11-26T03:24:00.123456Z","type":"MoneyDeposited","account":"acct1","amount":"50.25","id":"pay-17","memo":"rent \"May\"","batch":3,"prev":"{}"}}"#,
+            "ab".repeat(32)
+        );
+        assert_eq!(String::from_utf8(out.clone()).unwrap(), expected);
+        let decoded = decode(&out, &mut Vec::new()).unwrap();
+        assert_eq!(decoded.event, event);
+        assert_eq!(decoded.prev, LineHash([0xab; 32]));
+    }
+
+    #[test]
+    fn created_event_round_trips() {
+        let event = Event {
+            seq: 1,
+            at: at(),
+            change: Change::AccountCreated {
+                account: "acct1".into(),
+                owner: Some("alice".into()),
+                currency: Some("EUR".into()),
+                decimals: 2,
+            },
+            id: None,
+            memo: None,
+            batch: None,
+        };
+        let mut out = Vec::new();
+        encode(&event, &LineHash::default(), &mut out);
+        assert!(out.starts_with(
+            br#"{"seq":1,"at":"2026-11-26T03:24:00.123456Z","type":"AccountCreated","account":"acct1","owner":"alice","currency":"EUR","decimals":2,"prev":""#
+        ));
+        assert_eq!(decode(&out, &mut Vec::new()).unwrap().event, event);
+    }
+
+    #[test]
+    fn rejects_other_spellings_of_the_same_content() {
+        let prev = "0".repeat(64);
+        let good = format!(
+            r#"{{"seq":1,"at":"2026-11-26T03:24:00.123456Z","type":"AccountClosed","account":"a","prev":"{prev}"}}"#
+        );
+        assert!(decode(good.as_bytes(), &mut Vec::new()).is_ok());
+        for bad in [
+            good.replace(r#""seq":1,"#, r#""seq": 1,"#),
+            good.replace(r#""account":"a""#, r#""account":"\u0061""#),
+            format!(
+                r#"{{"at":"2026-11-26T03:24:00.123456Z","seq":1,"type":"AccountClosed","account":"a","prev":"{prev}"}}"#
+            ),
+            good.replace(r#""account":"a","#, r#""account":"a","amount":"1","#),
+        ] {
+            assert_eq!(
+                decode(bad.as_bytes(), &mut Vec::new()).unwrap_err(),
+                LineError::NotCanonical,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_what_is_wrong() {
+        let e = decode(
+            br#"{"seq":1,"at":"x","type":"Nope","prev":""}"#,
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert_eq!(e, LineError::UnknownType("Nope".into()));
+        let e = decode(b"not json", &mut Vec::new()).unwrap_err();
+        assert!(matches!(e, LineError::Syntax(_)));
+        let line = format!(
+            r#"{{"seq":1,"at":"2026-11-26T03:24:00.123456Z","type":"MoneyDeposited","account":"a","amount":"-5","prev":"{}"}}"#,
+            "0".repeat(64)
+        );
+        assert!(
+            decode(line.as_bytes(), &mut Vec::new())
+                .unwrap_err()
+                .to_string()
+                .contains("invalid amount")
+        );
+    }
+
+    #[test]
+    fn header_round_trips_and_is_strict() {
+        let h = header(at());
+        assert_eq!(
+            h,
+            r#"{"format":"ledger-journal","version":1,"hash":"sha256","created_at":"2026-11-26T03:24:00.123456Z"}"#
+        );
+        assert_eq!(decode_header(h.as_bytes()), Ok(at()));
+        assert!(
+            decode_header(h.replace(":1,", ":2,").as_bytes())
+                .unwrap_err()
+                .to_string()
+                .contains("version 2")
+        );
+        assert!(decode_header(b"; hledger journal").is_err());
+    }
+
+    #[test]
+    fn hash_is_sha256_of_the_bytes() {
+        // sha256("abc"), a published test vector.
+        assert_eq!(
+            LineHash::of(b"abc").to_string(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let h = LineHash::of(b"x");
+        assert_eq!(LineHash::from_hex(&h.to_string()), Some(h));
+        assert_eq!(LineHash::from_hex(&h.to_string().to_uppercase()), None);
+    }
+}

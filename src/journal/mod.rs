@@ -1,0 +1,514 @@
+//! The journal file: where it lives, locking, replay, torn-tail repair and
+//! durable appends (SPEC 2). The rules themselves are in [`crate::domain`];
+//! this layer only moves bytes and keeps the chain.
+
+pub mod line;
+pub mod scan;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::domain::{self, Decision, Rejection, Request, State};
+use crate::event::Event;
+use crate::time::At;
+use line::LineHash;
+use scan::{Head, Scanner, Start, Torn};
+
+/// What can go wrong with the journal file.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// A line that is not valid: the journal is corrupt.
+    #[error("{path}: line {line}: {reason}")]
+    Corrupt {
+        /// The journal.
+        path: PathBuf,
+        /// The file line number (header = 1).
+        line: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The file does not start with a ledger header.
+    #[error(
+        "{0} is not a ledger journal (its first line is not a ledger header); refusing to touch it"
+    )]
+    NotAJournal(PathBuf),
+    /// A journal that must exist does not.
+    #[error("no journal at {0}")]
+    Missing(PathBuf),
+    /// The operating system refused.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// The lines were written but not confirmed durable.
+    #[error(
+        "cannot sync {path}: {source}; the outcome of this write is unknown (re-running it with the same --id is safe)"
+    )]
+    SyncFailed {
+        /// The journal.
+        path: PathBuf,
+        /// Why it failed.
+        source: io::Error,
+    },
+}
+
+impl JournalError {
+    /// An I/O failure while doing `action` on `path`.
+    pub fn io(path: &Path, action: &'static str, source: io::Error) -> JournalError {
+        JournalError::Io {
+            path: path.to_owned(),
+            action,
+            source,
+        }
+    }
+}
+
+/// The journal path: `--file`, else `LEDGER_JOURNAL` (clap reads it into
+/// `file`), else `journal.jsonl` in the platform data directory.
+pub fn resolve_path(file: Option<PathBuf>) -> Result<PathBuf, JournalError> {
+    if let Some(file) = file {
+        return Ok(file);
+    }
+    directories::ProjectDirs::from("", "", "ledger")
+        .map(|dirs| dirs.data_dir().join("journal.jsonl"))
+        .ok_or_else(|| {
+            JournalError::io(
+                Path::new("~"),
+                "find the home directory for",
+                io::Error::new(io::ErrorKind::NotFound, "no home directory; pass --file"),
+            )
+        })
+}
+
+/// A journal opened for reading, under a shared lock (released on drop).
+pub struct ReadJournal {
+    file: File,
+    path: PathBuf,
+    len: u64,
+    start: Start,
+}
+
+impl ReadJournal {
+    /// Opens the journal at `path` for reading; `None` if there is none.
+    pub fn open(path: &Path) -> Result<Option<ReadJournal>, JournalError> {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(JournalError::io(path, "open", e)),
+        };
+        file.lock_shared()
+            .map_err(|e| JournalError::io(path, "lock", e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| JournalError::io(path, "read", e))?
+            .len();
+        let start = scan::read_start(&file, path, len)?;
+        Ok(Some(ReadJournal {
+            file,
+            path: path.to_owned(),
+            len,
+            start,
+        }))
+    }
+
+    /// A scanner over every event, or `None` for a journal with no header yet.
+    pub fn scanner(&self) -> Option<Scanner<'_>> {
+        match &self.start {
+            Start::Header(head) => Some(Scanner::new(&self.file, &self.path, *head, self.len)),
+            Start::Empty(_) => None,
+        }
+    }
+
+    /// The torn header of a journal with no complete header.
+    pub fn torn_header(&self) -> Option<Torn> {
+        match &self.start {
+            Start::Empty(torn) => *torn,
+            Start::Header(_) => None,
+        }
+    }
+
+    /// The journal's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Replays `scanner` to its end into `state`.
+pub fn fold(scanner: &mut Scanner<'_>, state: &mut State) -> Result<(), JournalError> {
+    while let Some(entry) = scanner.next(state)? {
+        domain::evolve(state, &entry.event);
+    }
+    Ok(())
+}
+
+/// A journal opened for writing: exclusively locked from the read of its
+/// state until the end of [`Writer::commit`].
+pub struct Writer {
+    file: File,
+    path: PathBuf,
+    state: State,
+    /// `None` when the file has no header yet.
+    head: Option<Head>,
+    /// The length of the valid journal (after any torn tail was removed).
+    len: u64,
+    /// The torn tail removed on open, for the caller to report.
+    repaired: Option<Torn>,
+    at: At,
+    /// Encoded new lines (their `prev` filled in by `commit`).
+    pending: Vec<u8>,
+    /// Start of each pending line in `pending`.
+    starts: Vec<usize>,
+}
+
+/// What a request came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new event, at this seq.
+    Appended(u64),
+    /// A repeat of the command already recorded at this seq.
+    Repeat(u64),
+}
+
+impl Writer {
+    /// Opens (creating if needed) and locks the journal, reads its state,
+    /// and removes a torn tail, keeping its bytes in `<journal>.torn`.
+    pub fn open(path: &Path) -> Result<Writer, JournalError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent)
+                .map_err(|e| JournalError::io(parent, "create directory", e))?;
+        }
+        let file = open_locked(path)?;
+        let len = file
+            .metadata()
+            .map_err(|e| JournalError::io(path, "read", e))?
+            .len();
+        let mut state = State::default();
+        let (head, torn) = match scan::read_start(&file, path, len)? {
+            Start::Empty(torn) => (None, torn),
+            Start::Header(head) => {
+                let mut scanner = Scanner::new(&file, path, head, len);
+                fold(&mut scanner, &mut state)?;
+                (Some(scanner.head()), scanner.torn())
+            }
+        };
+        // `at` never decreases along the file, even if the clock steps back.
+        let now = At::now().map_err(clock_error)?;
+        let mut writer = Writer {
+            at: head.map_or(now, |h| h.at.max(now)),
+            len: head.map_or(0, |h| h.end),
+            file,
+            path: path.to_owned(),
+            state,
+            head,
+            repaired: torn,
+            pending: Vec::new(),
+            starts: Vec::new(),
+        };
+        if let Some(torn) = torn {
+            writer.remove_torn(torn)?;
+        }
+        Ok(writer)
+    }
+
+    /// The state of the ledger, including requests decided so far.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The torn tail that [`Writer::open`] removed.
+    pub fn repaired(&self) -> Option<Torn> {
+        self.repaired
+    }
+
+    /// The journal's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn remove_torn(&mut self, torn: Torn) -> Result<(), JournalError> {
+        let mut bytes = vec![0u8; usize::try_from(torn.len).unwrap_or(usize::MAX)];
+        read_exact_at(&self.file, &self.path, &mut bytes, torn.offset)?;
+        if !bytes.is_empty() {
+            let mut quarantine = self.path.clone().into_os_string();
+            quarantine.push(".torn");
+            let quarantine = PathBuf::from(quarantine);
+            if !bytes.ends_with(b"\n") {
+                bytes.push(b'\n');
+            }
+            let mut q = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(&quarantine)
+                .map_err(|e| JournalError::io(&quarantine, "open", e))?;
+            q.write_all(&bytes)
+                .and_then(|()| q.sync_data())
+                .map_err(|e| JournalError::io(&quarantine, "write", e))?;
+        }
+        self.file
+            .set_len(torn.offset)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| JournalError::io(&self.path, "truncate", e))?;
+        Ok(())
+    }
+
+    /// Decides `request` against the current state and, if it is new,
+    /// stages its event for [`Writer::commit`].
+    pub fn apply(&mut self, request: &Request<'_>) -> Result<Outcome, WriteError> {
+        match domain::decide(&self.state, request)? {
+            Decision::Repeat { seq } => {
+                let line = self.line_of(seq)?;
+                let decoded =
+                    line::decode(&line, &mut Vec::new()).map_err(|e| JournalError::Corrupt {
+                        path: self.path.clone(),
+                        line: seq + 1,
+                        reason: e.to_string(),
+                    })?;
+                if domain::is_same_command(&self.state, &decoded.event, request)? {
+                    Ok(Outcome::Repeat(seq))
+                } else {
+                    Err(Rejection::IdReused {
+                        id: request.id.unwrap_or_default().to_owned(),
+                        seq,
+                    }
+                    .into())
+                }
+            }
+            Decision::Append(change) => {
+                let event = Event {
+                    seq: self.state.seq() + 1,
+                    at: self.at,
+                    change,
+                    id: request.id.map(Into::into),
+                    memo: request.memo.map(Into::into),
+                    batch: None,
+                };
+                self.starts.push(self.pending.len());
+                line::encode(&event, &LineHash::default(), &mut self.pending);
+                self.pending.push(b'\n');
+                domain::evolve(&mut self.state, &event);
+                Ok(Outcome::Appended(event.seq))
+            }
+        }
+    }
+
+    /// The stored line of event `seq`: staged, or found in the file by
+    /// binary search (seqs are in file order).
+    fn line_of(&self, seq: u64) -> Result<Vec<u8>, JournalError> {
+        let committed = self.head.map_or(0, |h| h.seq);
+        if seq > committed {
+            let i = usize::try_from(seq - committed - 1).unwrap_or(usize::MAX);
+            let start = self.starts.get(i).copied().unwrap_or(self.pending.len());
+            let end = self
+                .starts
+                .get(i + 1)
+                .copied()
+                .unwrap_or(self.pending.len());
+            return Ok(self.pending[start..end.saturating_sub(1).max(start)].to_vec());
+        }
+        find_line(&self.file, &self.path, self.len, seq)
+    }
+
+    /// The staged lines, once [`Writer::commit`] has fixed their chain.
+    pub fn staged_lines(&self) -> impl Iterator<Item = &[u8]> {
+        self.pending
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+    }
+
+    /// The stored line of event `seq` (committed or staged).
+    pub fn line(&self, seq: u64) -> Result<Vec<u8>, JournalError> {
+        self.line_of(seq)
+    }
+
+    /// Writes every staged event in one `write_all`, with one `fsync`; marks
+    /// a multi-event append with its count. Nothing staged writes nothing.
+    pub fn commit(&mut self) -> Result<(), JournalError> {
+        if self.starts.is_empty() {
+            return Ok(());
+        }
+        let count = self.starts.len();
+        if count > 1 {
+            // The count goes in the first line, just before its `prev`.
+            let first_end = self.starts[1] - 1;
+            let at = first_end - PREV_SUFFIX_LEN;
+            let mark = format!(r#","batch":{count}"#);
+            self.pending.splice(at..at, mark.bytes());
+            for start in &mut self.starts[1..] {
+                *start += mark.len();
+            }
+        }
+        let mut out = Vec::new();
+        let mut prev = match self.head {
+            Some(head) => head.hash,
+            None => {
+                let header = line::header(self.at);
+                out.extend_from_slice(header.as_bytes());
+                out.push(b'\n');
+                LineHash::of(header.as_bytes())
+            }
+        };
+        let body = out.len();
+        out.extend_from_slice(&self.pending);
+        chain(&mut out[body..], &mut prev);
+        let new_file = self.head.is_none();
+        if let Err(e) = (&self.file).write_all(&out) {
+            // Leave no partial line behind; if even that fails, what is left
+            // is a torn tail that readers ignore and the next writer removes.
+            let _ = self.file.set_len(self.len);
+            return Err(JournalError::io(&self.path, "write", e));
+        }
+        if let Err(source) = self.file.sync_data() {
+            return Err(JournalError::SyncFailed {
+                path: self.path.clone(),
+                source,
+            });
+        }
+        if new_file {
+            sync_parent(&self.path)?;
+        }
+        self.pending = out.split_off(body);
+        Ok(())
+    }
+}
+
+/// The bytes after the 64 hex digits of `prev`: `"}`.
+const PREV_TAIL_LEN: usize = 2;
+/// `,"prev":"` + 64 hex digits + `"}`, the fixed end of every event line.
+const PREV_SUFFIX_LEN: usize = r#","prev":""#.len() + 64 + PREV_TAIL_LEN;
+
+/// Fills in the `prev` of each line of `lines` (each ending with `\n`),
+/// starting from the hash `prev` of the line before them.
+fn chain(lines: &mut [u8], prev: &mut LineHash) {
+    let mut start = 0;
+    while let Some(i) = memchr::memchr(b'\n', &lines[start..]) {
+        let end = start + i;
+        let hex_start = end - PREV_TAIL_LEN - 64;
+        let hex = prev.to_string();
+        lines[hex_start..hex_start + 64].copy_from_slice(hex.as_bytes());
+        *prev = LineHash::of(&lines[start..end]);
+        start = end + 1;
+    }
+}
+
+/// Errors of a write request: a refusal by the rules, or the file.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Refused by the rules.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// The file.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+fn clock_error(e: crate::time::TimeError) -> JournalError {
+    JournalError::io(
+        Path::new("LEDGER_TEST_CLOCK"),
+        "read the clock from",
+        io::Error::new(io::ErrorKind::InvalidInput, e),
+    )
+}
+
+/// Opens the journal for appending, creating it (mode 0600) if needed, and
+/// locks it exclusively. If another process replaced the file by a rename
+/// while we waited for the lock, the lock is on a stale inode: retry.
+fn open_locked(path: &Path) -> Result<File, JournalError> {
+    loop {
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| JournalError::io(path, "open for writing", e))?;
+        file.lock().map_err(|e| JournalError::io(path, "lock", e))?;
+        let locked = file
+            .metadata()
+            .map_err(|e| JournalError::io(path, "read", e))?;
+        match fs::metadata(path) {
+            Ok(now) if now.ino() == locked.ino() && now.dev() == locked.dev() => return Ok(file),
+            Ok(_) | Err(_) => continue,
+        }
+    }
+}
+
+fn sync_parent(path: &Path) -> Result<(), JournalError> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| JournalError::SyncFailed {
+            path: parent.to_owned(),
+            source,
+        })
+}
+
+fn read_exact_at(
+    file: &File,
+    path: &Path,
+    buf: &mut [u8],
+    offset: u64,
+) -> Result<(), JournalError> {
+    use std::os::unix::fs::FileExt;
+    file.read_exact_at(buf, offset)
+        .map_err(|e| JournalError::io(path, "read", e))
+}
+
+/// Finds the line of event `seq` in the first `len` bytes of a journal that
+/// has already been validated, by bisecting on byte offsets.
+pub fn find_line(file: &File, path: &Path, len: u64, seq: u64) -> Result<Vec<u8>, JournalError> {
+    use std::os::unix::fs::FileExt;
+    const WINDOW: u64 = 64 * 1024;
+    let read = |offset: u64, size: u64| -> Result<Vec<u8>, JournalError> {
+        let mut buf = vec![0u8; usize::try_from(size.min(len - offset)).unwrap_or(0)];
+        file.read_exact_at(&mut buf, offset)
+            .map_err(|e| JournalError::io(path, "read", e))?;
+        Ok(buf)
+    };
+    let seq_of = |line: &[u8]| -> Option<u64> {
+        let digits = line.strip_prefix(br#"{"seq":"#)?;
+        let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+        std::str::from_utf8(&digits[..n]).ok()?.parse().ok()
+    };
+    let not_found = || JournalError::Corrupt {
+        path: path.to_owned(),
+        line: seq + 1,
+        reason: format!("event {seq} is missing"),
+    };
+    // Invariant: the wanted line starts in [lo, hi), and lo is a line start.
+    let (mut lo, mut hi) = (0u64, len);
+    while hi - lo > WINDOW {
+        let mid = lo + (hi - lo) / 2;
+        let chunk = read(mid, 16 * 1024)?;
+        let Some(nl) = memchr::memchr(b'\n', &chunk) else {
+            break;
+        };
+        let start = mid + nl as u64 + 1;
+        let head = read(start, 32)?;
+        match seq_of(&head) {
+            Some(s) if s == seq => {
+                let line = read(start, 16 * 1024)?;
+                let end = memchr::memchr(b'\n', &line).unwrap_or(line.len());
+                return Ok(line[..end].to_vec());
+            }
+            Some(s) if s < seq => lo = start,
+            _ => hi = start,
+        }
+    }
+    let window = read(lo, hi - lo)?;
+    window
+        .split(|&b| b == b'\n')
+        .find(|l| seq_of(l) == Some(seq))
+        .map(<[u8]>::to_vec)
+        .ok_or_else(not_found)
+}

@@ -1,0 +1,421 @@
+//! Streaming replay of a journal: one pass, large buffered reads, each line
+//! hashed, decoded (borrowed), chained and re-decided before it is handed on.
+//!
+//! The tail rules of SPEC 2 live here: a last line without `\n`, or a
+//! trailing multi-event append with fewer complete lines than its `batch`
+//! count, is a torn tail: never yielded, reported once in [`Scanner::torn`].
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use crate::domain::{self, State};
+use crate::event::Event;
+use crate::journal::JournalError;
+use crate::journal::line::{self, HEADER_PREFIX, LineHash};
+use crate::time::At;
+
+const CHUNK: usize = 1 << 20;
+
+/// Where a journal stands after a complete append: what the next line must
+/// chain to. A checkpoint records one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// The last event's seq (0: only the header).
+    pub seq: u64,
+    /// The hash of the last line.
+    pub hash: LineHash,
+    /// The byte offset just past the last line's `\n`.
+    pub end: u64,
+    /// The last event's `at` (the header's `created_at` for seq 0).
+    pub at: At,
+}
+
+/// An unacknowledged end of the file that readers ignore and the next
+/// writer removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Torn {
+    /// Where it starts; the journal's valid length.
+    pub offset: u64,
+    /// How many bytes it has.
+    pub len: u64,
+    /// The file line number it starts at.
+    pub line: u64,
+}
+
+/// One validated event, with the exact bytes it was read from.
+#[derive(Debug)]
+pub struct Entry<'s> {
+    /// The event.
+    pub event: Event<'s>,
+    /// Its line, without `\n`.
+    pub line: &'s [u8],
+    /// The file line number (the header is line 1).
+    pub line_no: u64,
+}
+
+/// Reads the journal from a [`Head`] onwards. Call [`Scanner::next`] with the
+/// state so far, then fold the entry with [`domain::evolve`].
+pub struct Scanner<'f> {
+    file: &'f File,
+    path: &'f Path,
+    /// How far this scan reads: the file's length when it was opened.
+    len: u64,
+    buf: Vec<u8>,
+    /// File offset of `buf[0]`.
+    buf_offset: u64,
+    pos: usize,
+    filled: usize,
+    head: Head,
+    /// Lines still to come in the current multi-event append.
+    group_left: u64,
+    scratch: Vec<u8>,
+    torn: Option<Torn>,
+    done: bool,
+}
+
+/// What the start of a journal file holds.
+pub enum Start {
+    /// No complete header: an empty journal, maybe with a torn header.
+    Empty(Option<Torn>),
+    /// A header; the head after it.
+    Header(Head),
+}
+
+/// Reads the header of a journal of `len` bytes.
+pub fn read_start(file: &File, path: &Path, len: u64) -> Result<Start, JournalError> {
+    let mut first = Vec::with_capacity(160);
+    let mut offset = 0u64;
+    let mut chunk = [0u8; 512];
+    let newline = loop {
+        let n = read_at(file, path, &mut chunk, offset, len)?;
+        if n == 0 {
+            break None;
+        }
+        if let Some(i) = memchr::memchr(b'\n', &chunk[..n]) {
+            first.extend_from_slice(&chunk[..i]);
+            break Some(());
+        }
+        first.extend_from_slice(&chunk[..n]);
+        offset += n as u64;
+        if first.len() > 4096 {
+            // No header is this long; do not read a foreign file to its end.
+            return Err(not_a_journal(path));
+        }
+    };
+    let Some(()) = newline else {
+        let n = first.len().min(HEADER_PREFIX.len());
+        if first[..n] == HEADER_PREFIX[..n] {
+            let torn = (len > 0).then_some(Torn {
+                offset: 0,
+                len,
+                line: 1,
+            });
+            return Ok(Start::Empty(torn));
+        }
+        return Err(not_a_journal(path));
+    };
+    if !first.starts_with(HEADER_PREFIX) {
+        return Err(not_a_journal(path));
+    }
+    let created_at = line::decode_header(&first).map_err(|e| corrupt(path, 1, e.to_string()))?;
+    Ok(Start::Header(Head {
+        seq: 0,
+        hash: LineHash::of(&first),
+        end: first.len() as u64 + 1,
+        at: created_at,
+    }))
+}
+
+fn corrupt(path: &Path, line: u64, reason: impl Into<String>) -> JournalError {
+    JournalError::Corrupt {
+        path: path.to_owned(),
+        line,
+        reason: reason.into(),
+    }
+}
+
+fn not_a_journal(path: &Path) -> JournalError {
+    JournalError::NotAJournal(path.to_owned())
+}
+
+fn read_at(
+    file: &File,
+    path: &Path,
+    buf: &mut [u8],
+    offset: u64,
+    len: u64,
+) -> Result<usize, JournalError> {
+    let want = usize::try_from(len.saturating_sub(offset))
+        .unwrap_or(usize::MAX)
+        .min(buf.len());
+    if want == 0 {
+        return Ok(0);
+    }
+    loop {
+        match file.read_at(&mut buf[..want], offset) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other.map_err(|e| JournalError::io(path, "read", e)),
+        }
+    }
+}
+
+impl<'f> Scanner<'f> {
+    /// A scanner that reads the lines after `head`, up to `len` bytes of the file.
+    pub fn new(file: &'f File, path: &'f Path, head: Head, len: u64) -> Scanner<'f> {
+        Scanner {
+            file,
+            path,
+            len,
+            buf: vec![0; CHUNK],
+            buf_offset: head.end,
+            pos: 0,
+            filled: 0,
+            head,
+            group_left: 0,
+            scratch: Vec::with_capacity(512),
+            torn: None,
+            done: false,
+        }
+    }
+
+    /// Where the journal stands after the last entry returned.
+    pub fn head(&self) -> Head {
+        self.head
+    }
+
+    /// The torn tail found, once [`Scanner::next`] has returned `None`.
+    pub fn torn(&self) -> Option<Torn> {
+        self.torn
+    }
+
+    /// The next line as a range of `buf`, and whether it ended with `\n`.
+    fn next_line(&mut self) -> Result<Option<(usize, usize, bool)>, JournalError> {
+        loop {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[self.pos..self.filled]) {
+                let start = self.pos;
+                self.pos += i + 1;
+                return Ok(Some((start, start + i, true)));
+            }
+            // Keep the partial line, make room, read more.
+            if self.pos > 0 {
+                self.buf.copy_within(self.pos..self.filled, 0);
+                self.buf_offset += self.pos as u64;
+                self.filled -= self.pos;
+                self.pos = 0;
+            }
+            if self.filled == self.buf.len() {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+            let offset = self.buf_offset + self.filled as u64;
+            let n = read_at(
+                self.file,
+                self.path,
+                &mut self.buf[self.filled..],
+                offset,
+                self.len,
+            )?;
+            if n == 0 {
+                if self.filled == 0 {
+                    return Ok(None);
+                }
+                let end = self.filled;
+                self.pos = end;
+                return Ok(Some((0, end, false)));
+            }
+            self.filled += n;
+        }
+    }
+
+    fn offset_of(&self, index: usize) -> u64 {
+        self.buf_offset + index as u64
+    }
+
+    /// Whether `count` complete lines follow buffer position `from`.
+    fn lines_follow(&self, from: usize, count: u64) -> Result<bool, JournalError> {
+        let mut found = memchr::memchr_iter(b'\n', &self.buf[from..self.filled])
+            .take(usize::try_from(count).unwrap_or(usize::MAX))
+            .count() as u64;
+        let mut offset = self.offset_of(self.filled);
+        let mut chunk = vec![0u8; CHUNK];
+        while found < count {
+            let n = read_at(self.file, self.path, &mut chunk, offset, self.len)?;
+            if n == 0 {
+                return Ok(false);
+            }
+            found += memchr::memchr_iter(b'\n', &chunk[..n]).count() as u64;
+            offset += n as u64;
+        }
+        Ok(true)
+    }
+
+    /// The next event, checked against `state` (the state after every event
+    /// before it); `None` at the end or at a torn tail.
+    pub fn next(&mut self, state: &State) -> Result<Option<Entry<'_>>, JournalError> {
+        if self.done {
+            return Ok(None);
+        }
+        let path = self.path;
+        let line_no = self.head.seq + 2;
+        let Some((start, end, complete)) = self.next_line()? else {
+            self.done = true;
+            return Ok(None);
+        };
+        if !complete {
+            self.done = true;
+            self.torn = Some(Torn {
+                offset: self.offset_of(start),
+                len: (end - start) as u64,
+                line: line_no,
+            });
+            return Ok(None);
+        }
+        let bytes = &self.buf[start..end];
+        let hash = LineHash::of(bytes);
+        let decoded = line::decode(bytes, &mut self.scratch)
+            .map_err(|e| corrupt(path, line_no, e.to_string()))?;
+        let event = decoded.event;
+        let expected = self.head.seq + 1;
+        if event.seq != expected {
+            let why = if event.seq < expected {
+                "a line was duplicated or lines were swapped"
+            } else {
+                "lines were removed or swapped"
+            };
+            return Err(corrupt(
+                path,
+                line_no,
+                format!("seq {} where {expected} was expected ({why})", event.seq),
+            ));
+        }
+        if decoded.prev != self.head.hash {
+            return Err(corrupt(
+                path,
+                line_no,
+                format!(
+                    "prev does not match the hash of line {} (the journal was edited or lines were removed)",
+                    line_no - 1
+                ),
+            ));
+        }
+        if event.at < self.head.at {
+            return Err(corrupt(
+                path,
+                line_no,
+                format!(
+                    "at {} is earlier than the line before it ({})",
+                    event.at, self.head.at
+                ),
+            ));
+        }
+        if self.group_left > 0 {
+            if event.batch.is_some() {
+                return Err(corrupt(
+                    path,
+                    line_no,
+                    "a batch count inside another multi-event append",
+                ));
+            }
+            self.group_left -= 1;
+        } else if let Some(count) = event.batch {
+            if count < 2 {
+                return Err(corrupt(
+                    path,
+                    line_no,
+                    format!("batch count {count}: a multi-event append has at least 2 events"),
+                ));
+            }
+            if !self.lines_follow(self.pos, count - 1)? {
+                let offset = self.offset_of(start);
+                self.check_torn_group(offset, self.offset_of(self.pos), line_no, &event, hash)?;
+                self.done = true;
+                self.torn = Some(Torn {
+                    offset,
+                    len: self.len - offset,
+                    line: line_no,
+                });
+                return Ok(None);
+            }
+            self.group_left = count - 1;
+        }
+        let decided =
+            domain::check(state, &event).map_err(|e| corrupt(path, line_no, e.to_string()))?;
+        if decided != event.change {
+            let written = event
+                .change
+                .amount()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            let canonical = decided.amount().map(|a| a.to_string()).unwrap_or_default();
+            return Err(corrupt(
+                path,
+                line_no,
+                format!("amount \"{written}\" should be written \"{canonical}\""),
+            ));
+        }
+        self.head = Head {
+            seq: event.seq,
+            hash,
+            end: self.offset_of(end + 1),
+            at: event.at,
+        };
+        Ok(Some(Entry {
+            event,
+            line: &self.buf[start..end],
+            line_no,
+        }))
+    }
+
+    /// The append whose first line (`first`, hashing to `hash`) starts at
+    /// `offset` has fewer lines than its count: a torn tail. Its complete
+    /// lines, from `rest` on, must still chain, since a cut write only loses
+    /// its end.
+    fn check_torn_group(
+        &self,
+        offset: u64,
+        rest: u64,
+        first_line_no: u64,
+        first: &Event<'_>,
+        hash: LineHash,
+    ) -> Result<(), JournalError> {
+        let path = self.path;
+        let mut bytes = vec![0u8; usize::try_from(self.len - rest).unwrap_or(0)];
+        let mut filled = 0;
+        while filled < bytes.len() {
+            let n = read_at(
+                self.file,
+                path,
+                &mut bytes[filled..],
+                rest + filled as u64,
+                self.len,
+            )?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        let (mut prev, mut seq, mut line_no) = (hash, first.seq, first_line_no);
+        let mut scratch = Vec::new();
+        let complete = memchr::memrchr(b'\n', &bytes[..filled]).map_or(&[][..], |i| &bytes[..i]);
+        for line in complete
+            .split(|&b| b == b'\n')
+            .filter(|_| !complete.is_empty())
+        {
+            seq += 1;
+            line_no += 1;
+            let decoded = line::decode(line, &mut scratch)
+                .map_err(|e| corrupt(path, line_no, e.to_string()))?;
+            if decoded.event.seq != seq || decoded.prev != prev || decoded.event.batch.is_some() {
+                return Err(corrupt(
+                    path,
+                    line_no,
+                    format!(
+                        "line does not continue the interrupted append at line {first_line_no} (offset {offset})"
+                    ),
+                ));
+            }
+            prev = LineHash::of(line);
+        }
+        Ok(())
+    }
+}

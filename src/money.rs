@@ -1,0 +1,298 @@
+//! Exact money: integer minor units, strict parsing, canonical formatting.
+//!
+//! Nothing here ever touches floating point. An amount typed by a user is first
+//! read as a [`Decimal`] (its digits and how many of them follow the point);
+//! only once the account is known is it scaled to that account's decimals,
+//! which is where "more decimals than the account has" is caught.
+
+use std::fmt;
+
+/// The most decimals an account may have.
+pub const MAX_DECIMALS: u8 = 18;
+
+/// Why a piece of text is not an acceptable amount.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AmountError {
+    /// Not of the form `digits[.digits]`.
+    #[error(
+        "'{0}' is not an amount: use digits with an optional point and decimals, like 50 or 50.25"
+    )]
+    Malformed(String),
+    /// Zero is not a movement of money.
+    #[error("the amount must be greater than zero, got '{0}'")]
+    NotPositive(String),
+    /// Too many digits to represent exactly.
+    #[error("the amount '{0}' is too large")]
+    TooLarge(String),
+    /// More digits after the point than the account keeps.
+    #[error("the amount '{text}' has more than {decimals} decimals")]
+    TooManyDecimals {
+        /// The text as given.
+        text: String,
+        /// The account's decimals.
+        decimals: u8,
+    },
+}
+
+/// A non-negative decimal number as written: `units / 10^scale`.
+///
+/// `50.5` is `Decimal { units: 505, scale: 1 }`. Parsing is strict: digits,
+/// optionally a point followed by at least one digit; nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decimal {
+    units: i128,
+    scale: u8,
+}
+
+impl Decimal {
+    /// Parses the strict amount syntax of the specification, rejecting zero.
+    pub fn parse_positive(text: &str) -> Result<Decimal, AmountError> {
+        let d = Decimal::parse(text)?;
+        if d.units == 0 {
+            return Err(AmountError::NotPositive(text.to_owned()));
+        }
+        Ok(d)
+    }
+
+    /// Parses `digits[.digits]`; the scale is the number of digits after the point.
+    pub fn parse(text: &str) -> Result<Decimal, AmountError> {
+        let malformed = || AmountError::Malformed(text.to_owned());
+        let (int, frac) = match text.split_once('.') {
+            Some((i, f)) => (i, Some(f)),
+            None => (text, None),
+        };
+        let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !all_digits(int) || frac.is_some_and(|f| !all_digits(f)) {
+            return Err(malformed());
+        }
+        let frac = frac.unwrap_or("");
+        let scale = u8::try_from(frac.len()).map_err(|_| AmountError::TooManyDecimals {
+            text: text.to_owned(),
+            decimals: MAX_DECIMALS,
+        })?;
+        let mut units: i128 = 0;
+        for b in int.bytes().chain(frac.bytes()) {
+            units = units
+                .checked_mul(10)
+                .and_then(|u| u.checked_add(i128::from(b - b'0')))
+                .ok_or_else(|| AmountError::TooLarge(text.to_owned()))?;
+        }
+        Ok(Decimal { units, scale })
+    }
+
+    /// `amount` written with exactly `scale` digits after the point.
+    pub fn new(amount: Amount, scale: u8) -> Decimal {
+        Decimal {
+            units: amount.0,
+            scale,
+        }
+    }
+
+    /// The number as an integer count of `10^-scale`.
+    pub fn units(self) -> Amount {
+        Amount(self.units)
+    }
+
+    /// The digits after the point as written.
+    pub fn scale(self) -> u8 {
+        self.scale
+    }
+
+    /// Expresses this number in minor units of an account with `decimals` decimals.
+    pub fn to_minor(self, decimals: u8) -> Result<Amount, AmountError> {
+        if self.scale > decimals {
+            return Err(AmountError::TooManyDecimals {
+                text: self.to_string(),
+                decimals,
+            });
+        }
+        pow10(decimals - self.scale)
+            .and_then(|f| self.units.checked_mul(f))
+            .map(Amount)
+            .ok_or_else(|| AmountError::TooLarge(self.to_string()))
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Amount(self.units).display(self.scale).fmt(f)
+    }
+}
+
+/// An exact quantity of money in minor units (cents for 2 decimals).
+///
+/// Balances are never negative, but the type is signed so that a subtraction
+/// that would go below zero is visible rather than wrapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
+pub struct Amount(pub i128);
+
+impl Amount {
+    /// Zero.
+    pub const ZERO: Amount = Amount(0);
+
+    /// `self + other`, or `None` on overflow.
+    pub fn checked_add(self, other: Amount) -> Option<Amount> {
+        self.0.checked_add(other.0).map(Amount)
+    }
+
+    /// `self - other`, or `None` on overflow.
+    pub fn checked_sub(self, other: Amount) -> Option<Amount> {
+        self.0.checked_sub(other.0).map(Amount)
+    }
+
+    /// The canonical text with exactly `decimals` digits after the point.
+    pub fn display(self, decimals: u8) -> AmountDisplay {
+        AmountDisplay {
+            amount: self,
+            decimals,
+        }
+    }
+}
+
+/// Formats an [`Amount`] canonically: `50.00`, `0.05`, `7` (0 decimals).
+#[derive(Debug, Clone, Copy)]
+pub struct AmountDisplay {
+    amount: Amount,
+    decimals: u8,
+}
+
+impl fmt::Display for AmountDisplay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let units = self.amount.0;
+        let sign = if units < 0 { "-" } else { "" };
+        // `unsigned_abs` keeps i128::MIN exact.
+        let digits = units.unsigned_abs().to_string();
+        let decimals = usize::from(self.decimals);
+        let text = if decimals == 0 {
+            format!("{sign}{digits}")
+        } else if digits.len() > decimals {
+            let (int, frac) = digits.split_at(digits.len() - decimals);
+            format!("{sign}{int}.{frac}")
+        } else {
+            format!("{sign}0.{digits:0>decimals$}")
+        };
+        f.pad(&text)
+    }
+}
+
+/// 10^n as i128, if it fits.
+fn pow10(n: u8) -> Option<i128> {
+    10i128.checked_pow(u32::from(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn minor(text: &str, decimals: u8) -> Result<Amount, AmountError> {
+        Decimal::parse_positive(text)?.to_minor(decimals)
+    }
+
+    #[test]
+    fn accepts_the_forms_of_the_spec() {
+        assert_eq!(minor("50", 2), Ok(Amount(5000)));
+        assert_eq!(minor("50.5", 2), Ok(Amount(5050)));
+        assert_eq!(minor("50.25", 2), Ok(Amount(5025)));
+        assert_eq!(minor("0.01", 2), Ok(Amount(1)));
+        assert_eq!(minor("007", 0), Ok(Amount(7)));
+        assert_eq!(
+            minor("1.000000000000000001", 18),
+            Ok(Amount(1_000_000_000_000_000_001))
+        );
+    }
+
+    #[test]
+    fn rejects_every_malformed_form_of_the_spec() {
+        for bad in [
+            "-5", "+5", ".5", "5.", "1e3", "1,000", "NaN", "nan", "inf", "", " 5", "5 ", "5..0",
+            "5.0.0", "0x10", "٥", "5_000",
+        ] {
+            assert!(
+                matches!(minor(bad, 2), Err(AmountError::Malformed(_))),
+                "{bad:?} was accepted: {:?}",
+                minor(bad, 2)
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_zero() {
+        assert!(matches!(minor("0", 2), Err(AmountError::NotPositive(_))));
+        assert!(matches!(minor("0.00", 2), Err(AmountError::NotPositive(_))));
+    }
+
+    #[test]
+    fn rejects_more_decimals_than_the_account_has() {
+        assert!(matches!(
+            minor("1.234", 2),
+            Err(AmountError::TooManyDecimals { decimals: 2, .. })
+        ));
+        assert!(matches!(
+            minor("1.5", 0),
+            Err(AmountError::TooManyDecimals { decimals: 0, .. })
+        ));
+        // Trailing zeros still count as written decimals: the rule is about the text.
+        assert!(matches!(
+            minor("1.500", 2),
+            Err(AmountError::TooManyDecimals { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_what_does_not_fit_in_i128() {
+        let huge = "9".repeat(40);
+        assert!(matches!(minor(&huge, 0), Err(AmountError::TooLarge(_))));
+        // Fits as digits, but not once scaled to 18 decimals.
+        assert!(matches!(
+            minor("1000000000000000000000", 18),
+            Err(AmountError::TooLarge(_))
+        ));
+        let max = i128::MAX.to_string();
+        assert_eq!(minor(&max, 0), Ok(Amount(i128::MAX)));
+    }
+
+    #[test]
+    fn formats_canonically() {
+        assert_eq!(Amount(5000).display(2).to_string(), "50.00");
+        assert_eq!(Amount(5).display(2).to_string(), "0.05");
+        assert_eq!(Amount(0).display(2).to_string(), "0.00");
+        assert_eq!(Amount(7).display(0).to_string(), "7");
+        assert_eq!(Amount(-150).display(2).to_string(), "-1.50");
+        assert_eq!(Amount(1).display(18).to_string(), "0.000000000000000001");
+        assert_eq!(
+            Amount(i128::MIN).display(0).to_string(),
+            "-170141183460469231731687303715884105728"
+        );
+        assert_eq!(format!("{:>8}", Amount(5025).display(2)), "   50.25");
+    }
+
+    #[test]
+    fn checked_arithmetic_reports_overflow() {
+        assert_eq!(Amount(i128::MAX).checked_add(Amount(1)), None);
+        assert_eq!(Amount(i128::MIN).checked_sub(Amount(1)), None);
+        assert_eq!(Amount(5).checked_sub(Amount(7)), Some(Amount(-2)));
+    }
+
+    proptest! {
+        #[test]
+        fn parse_of_format_is_identity(units in 1..=i128::MAX, decimals in 0..=MAX_DECIMALS) {
+            let text = Amount(units).display(decimals).to_string();
+            prop_assert_eq!(minor(&text, decimals), Ok(Amount(units)));
+        }
+
+        #[test]
+        fn parse_never_panics(text in "\\PC{0,50}") {
+            let _ = Decimal::parse(&text);
+        }
+
+        #[test]
+        fn accepted_text_is_digits_and_one_point(text in "[0-9.]{0,45}") {
+            if let Ok(d) = Decimal::parse(&text) {
+                prop_assert!(!text.starts_with('.') && !text.ends_with('.'));
+                prop_assert!(text.matches('.').count() <= 1);
+                prop_assert_eq!(usize::from(d.scale()), text.split_once('.').map_or(0, |(_, f)| f.len()));
+            }
+        }
+    }
+}

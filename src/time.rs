@@ -1,0 +1,221 @@
+//! Instants as the journal writes them, and the time bounds users type.
+//!
+//! The journal's `at` is always `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC,
+//! microseconds). Reading that fixed form by hand is a few nanoseconds per
+//! line, which matters for replay speed; anything a user types (offsets, dates)
+//! goes through `jiff`.
+
+use std::fmt;
+
+const MICROS_PER_SECOND: i64 = 1_000_000;
+const SECONDS_PER_DAY: i64 = 86_400;
+
+/// An instant, in microseconds since 1970-01-01T00:00:00Z.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct At(i64);
+
+/// Why a time bound typed by a user was not understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a date (YYYY-MM-DD) or an RFC 3339 timestamp (2026-11-26T10:00:00Z)")]
+pub struct TimeError(pub String);
+
+impl At {
+    /// The current time from the system clock, or from `LEDGER_TEST_CLOCK`
+    /// when that is set (tests pin the clock with it).
+    pub fn now() -> Result<At, TimeError> {
+        match std::env::var("LEDGER_TEST_CLOCK") {
+            Ok(text) => At::parse_instant(&text),
+            Err(_) => Ok(At::from_timestamp(jiff::Timestamp::now())),
+        }
+    }
+
+    fn from_timestamp(ts: jiff::Timestamp) -> At {
+        At(ts.as_microsecond())
+    }
+
+    /// Reads the canonical journal form `YYYY-MM-DDTHH:MM:SS.ffffffZ` and
+    /// nothing else, so that a valid `at` has exactly one spelling.
+    pub fn parse_canonical(text: &str) -> Option<At> {
+        let b = text.as_bytes();
+        if b.len() != 27 {
+            return None;
+        }
+        for (i, &c) in b.iter().enumerate() {
+            let ok = match i {
+                4 | 7 => c == b'-',
+                10 => c == b'T',
+                13 | 16 => c == b':',
+                19 => c == b'.',
+                26 => c == b'Z',
+                _ => c.is_ascii_digit(),
+            };
+            if !ok {
+                return None;
+            }
+        }
+        let num = |r: std::ops::Range<usize>| {
+            b[r].iter().fold(0i64, |n, &c| n * 10 + i64::from(c - b'0'))
+        };
+        let (year, month, day) = (num(0..4), num(5..7), num(8..10));
+        let (hour, minute, second, micros) = (num(11..13), num(14..16), num(17..19), num(20..26));
+        if !(1..=12).contains(&month)
+            || day < 1
+            || day > days_in_month(year, month)
+            || hour > 23
+            || minute > 59
+            || second > 59
+        {
+            return None;
+        }
+        let days = days_from_civil(year, month, day);
+        let seconds = days * SECONDS_PER_DAY + hour * 3600 + minute * 60 + second;
+        Some(At(seconds * MICROS_PER_SECOND + micros))
+    }
+
+    /// Reads a user's instant: an RFC 3339 timestamp with any offset.
+    pub fn parse_instant(text: &str) -> Result<At, TimeError> {
+        text.parse::<jiff::Timestamp>()
+            .map(At::from_timestamp)
+            .map_err(|_| TimeError(text.to_owned()))
+    }
+
+    /// Reads a user's time bound: a timestamp, or a UTC date `YYYY-MM-DD`
+    /// standing for its first instant (`end_of_day == false`) or its last.
+    pub fn parse_bound(text: &str, end_of_day: bool) -> Result<At, TimeError> {
+        if let Ok(date) = text.parse::<jiff::civil::Date>()
+            && text.len() == 10
+        {
+            let days = days_from_civil(
+                i64::from(date.year()),
+                i64::from(date.month()),
+                i64::from(date.day()),
+            );
+            let start = days * SECONDS_PER_DAY * MICROS_PER_SECOND;
+            return Ok(At(if end_of_day {
+                start + SECONDS_PER_DAY * MICROS_PER_SECOND - 1
+            } else {
+                start
+            }));
+        }
+        At::parse_instant(text)
+    }
+}
+
+impl fmt::Display for At {
+    /// The canonical journal form.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let micros = self.0.rem_euclid(MICROS_PER_SECOND);
+        let seconds = self.0.div_euclid(MICROS_PER_SECOND);
+        let days = seconds.div_euclid(SECONDS_PER_DAY);
+        let sod = seconds.rem_euclid(SECONDS_PER_DAY);
+        let (y, m, d) = civil_from_days(days);
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+            sod / 3600,
+            sod % 3600 / 60,
+            sod % 60
+        )
+    }
+}
+
+fn is_leap(year: i64) -> bool {
+    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The inverse of [`days_from_civil`].
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn canonical_form_round_trips() {
+        let text = "2026-11-26T03:24:00.123456Z";
+        let at = At::parse_canonical(text).unwrap();
+        assert_eq!(at.to_string(), text);
+        assert_eq!(At::parse_instant(text), Ok(at));
+    }
+
+    #[test]
+    fn canonical_form_is_strict() {
+        for bad in [
+            "2026-11-26T03:24:00Z",
+            "2026-11-26T03:24:00.123456+00:00",
+            "2026-02-30T03:24:00.000000Z",
+            "2026-13-01T03:24:00.000000Z",
+            "2026-11-26T24:00:00.000000Z",
+            "2026-11-26 03:24:00.000000Z",
+            "2026-11-26T03:24:00.12345६Z",
+        ] {
+            assert_eq!(At::parse_canonical(bad), None, "{bad}");
+        }
+        assert!(At::parse_canonical("2024-02-29T00:00:00.000000Z").is_some());
+    }
+
+    #[test]
+    fn dates_bound_whole_days() {
+        let start = At::parse_bound("2026-11-26", false).unwrap();
+        let end = At::parse_bound("2026-11-26", true).unwrap();
+        assert_eq!(start.to_string(), "2026-11-26T00:00:00.000000Z");
+        assert_eq!(end.to_string(), "2026-11-26T23:59:59.999999Z");
+    }
+
+    #[test]
+    fn offsets_are_converted_to_utc() {
+        let at = At::parse_bound("2026-11-26T10:00:00+02:00", true).unwrap();
+        assert_eq!(at.to_string(), "2026-11-26T08:00:00.000000Z");
+        assert!(At::parse_bound("yesterday", true).is_err());
+        assert!(At::parse_bound("2026-11-26T10:00:00", true).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn display_agrees_with_jiff(micros in 0i64..253_402_300_799_999_999) {
+            let ours = At(micros).to_string();
+            let theirs = jiff::Timestamp::from_microsecond(micros).unwrap();
+            prop_assert_eq!(&ours, &format!("{theirs:.6}"));
+            prop_assert_eq!(At::parse_canonical(&ours), Some(At(micros)));
+        }
+    }
+}
