@@ -1,0 +1,116 @@
+//! A test environment: a temporary directory, a clean environment, a pinned
+//! clock, and the ledger binary built by this very `cargo test`
+//! (`CARGO_BIN_EXE_ledger`), never one found on `PATH`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use tempfile::TempDir;
+
+/// The pinned clock every test run uses unless it says otherwise.
+pub const CLOCK: &str = "2026-11-26T10:00:00Z";
+
+/// A temporary home with a journal path inside it.
+pub struct TestEnv {
+    pub dir: TempDir,
+    pub journal: PathBuf,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let journal = dir.path().join("journal.jsonl");
+        TestEnv { dir, journal }
+    }
+
+    /// A command on this env's journal (via `--file`), with a clean environment.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = self.bare();
+        cmd.arg("--file").arg(&self.journal);
+        cmd
+    }
+
+    /// The binary with a clean environment and `HOME` in the temp dir, but
+    /// no journal option: for tests of how the path is chosen.
+    pub fn bare(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ledger"));
+        cmd.env_clear()
+            .env("HOME", self.dir.path())
+            .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
+            .env("LEDGER_TEST_CLOCK", CLOCK)
+            .current_dir(self.dir.path());
+        cmd
+    }
+
+    /// Runs a command line (split on spaces) and asserts it succeeded.
+    pub fn ok(&self, args: &str) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "`ledger {args}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// Runs a command line (split on spaces) and returns its output.
+    pub fn run(&self, args: &str) -> Output {
+        self.cmd().args(args.split_whitespace()).output().expect("run ledger")
+    }
+
+    /// Runs a command line that must fail with `code`, and asserts that the
+    /// journal is byte-identical afterwards. Returns stderr.
+    pub fn fails(&self, code: i32, args: &[&str]) -> String {
+        let before = self.bytes();
+        let out = self.cmd().args(args).output().expect("run ledger");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "`ledger {args:?}`: {stderr}");
+        assert_eq!(self.bytes(), before, "`ledger {args:?}` changed the journal");
+        assert!(stderr.starts_with("error: "), "stderr: {stderr}");
+        assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+        stderr
+    }
+
+    /// The journal's bytes (empty if there is none).
+    pub fn bytes(&self) -> Vec<u8> {
+        fs::read(&self.journal).unwrap_or_default()
+    }
+
+    /// The journal's lines.
+    pub fn lines(&self) -> Vec<String> {
+        String::from_utf8(self.bytes())
+            .expect("utf-8 journal")
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Writes `bytes` as the journal.
+    pub fn write(&self, bytes: impl AsRef<[u8]>) {
+        fs::write(&self.journal, bytes).expect("write journal");
+    }
+
+    /// `balance --json` parsed.
+    pub fn balances(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok("balance --json")).expect("balance json")
+    }
+
+    /// One account's balance from `balance --json`, as its string.
+    pub fn balance_of(&self, account: &str) -> String {
+        let all = self.balances();
+        all["accounts"]
+            .as_array()
+            .expect("accounts")
+            .iter()
+            .find(|a| a["account"] == account)
+            .map(|a| a["balance"].as_str().expect("balance string").to_owned())
+            .unwrap_or_else(|| panic!("no account {account}"))
+    }
+}
+
+/// A fixture file's path.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}

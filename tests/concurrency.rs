@@ -1,0 +1,1 @@
+//! Several processes writing at once.

@@ -1,0 +1,1 @@
+//! Property test: random command sequences against a reference model.
