@@ -81,6 +81,16 @@ pub enum Command {
   ledger history acct1 --since 2026-11-01 --until 2026-11-30
   ledger history --limit 20 --json")]
     History(HistoryArgs),
+    /// Run many write commands from a file or stdin, all or nothing.
+    ///
+    /// One command per line, in the same words as the command line, with
+    /// shell quoting; blank lines and lines starting with # are skipped. Every
+    /// line is checked against the state the lines before it leave; if any is
+    /// refused nothing is written. Otherwise all events are appended at once,
+    /// with one fsync.
+    #[command(after_help = "Example:
+  printf 'create acct1\\ndeposit acct1 50 --memo \"rent for May\" --id may-rent\\n' | ledger batch")]
+    Batch(BatchArgs),
     /// Print a shell completion script.
     #[command(after_help = "Example:
   ledger completions bash > ~/.local/share/bash-completion/completions/ledger")]
@@ -190,6 +200,32 @@ pub struct CloseArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub opts: WriteOpts,
+}
+
+/// `batch`.
+#[derive(Debug, Clone, Args)]
+pub struct BatchArgs {
+    /// The file of commands; `-` or absent reads stdin.
+    #[arg(value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Check every line and print what would be appended, writing nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// One line of a batch: a write command, parsed by the same grammar as the
+/// command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "batch",
+    no_binary_name = true,
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
+pub struct BatchLine {
+    /// The command.
+    #[command(subcommand)]
+    pub command: WriteCommand,
 }
 
 /// `balance`.

@@ -2,6 +2,7 @@
 //! domain calls, then hands results to [`crate::output`].
 
 pub mod balance;
+pub mod batch;
 pub mod history;
 pub mod write;
 
@@ -40,6 +41,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Write(cmd) => write::run(&ctx, &cmd),
         Command::Balance(args) => balance::run(&ctx, &args),
         Command::History(args) => history::run(&ctx, &args),
+        Command::Batch(args) => batch::run(&ctx, &args),
         Command::Completions { .. } => Ok(()),
     }
 }

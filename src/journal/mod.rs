@@ -165,6 +165,8 @@ pub struct Writer {
     pending: Vec<u8>,
     /// Start of each pending line in `pending`.
     starts: Vec<usize>,
+    /// Whether `seal` has run.
+    sealed: bool,
 }
 
 /// What a request came to.
@@ -210,6 +212,7 @@ impl Writer {
             repaired: torn,
             pending: Vec::new(),
             starts: Vec::new(),
+            sealed: false,
         };
         if let Some(torn) = torn {
             writer.remove_torn(torn)?;
@@ -328,12 +331,15 @@ impl Writer {
         self.line_of(seq)
     }
 
-    /// Writes every staged event in one `write_all`, with one `fsync`; marks
-    /// a multi-event append with its count. Nothing staged writes nothing.
-    pub fn commit(&mut self) -> Result<(), JournalError> {
-        if self.starts.is_empty() {
-            return Ok(());
+    /// Marks a multi-event append with its count and fills in the `prev`
+    /// chain of the staged lines (prefixed by the header for a new journal).
+    /// Until then staged lines carry a placeholder `prev`, because the count
+    /// in the first line changes every hash after it.
+    pub fn seal(&mut self) {
+        if self.sealed || self.starts.is_empty() {
+            return;
         }
+        self.sealed = true;
         let count = self.starts.len();
         if count > 1 {
             // The count goes in the first line, just before its `prev`.
@@ -345,21 +351,30 @@ impl Writer {
                 *start += mark.len();
             }
         }
-        let mut out = Vec::new();
         let mut prev = match self.head {
             Some(head) => head.hash,
-            None => {
-                let header = line::header(self.at);
-                out.extend_from_slice(header.as_bytes());
-                out.push(b'\n');
-                LineHash::of(header.as_bytes())
-            }
+            None => LineHash::of(line::header(self.at).as_bytes()),
         };
-        let body = out.len();
-        out.extend_from_slice(&self.pending);
-        chain(&mut out[body..], &mut prev);
-        let new_file = self.head.is_none();
-        if let Err(e) = (&self.file).write_all(&out) {
+        chain(&mut self.pending, &mut prev);
+        if self.head.is_none() {
+            let mut header = line::header(self.at).into_bytes();
+            header.push(b'\n');
+            self.pending.splice(0..0, header.iter().copied());
+            for start in &mut self.starts {
+                *start += header.len();
+            }
+        }
+    }
+
+    /// Writes every staged event in one `write_all`, with one `fsync` (and
+    /// the directory's when this write created the journal). Nothing staged
+    /// writes nothing.
+    pub fn commit(&mut self) -> Result<(), JournalError> {
+        if self.starts.is_empty() {
+            return Ok(());
+        }
+        self.seal();
+        if let Err(e) = (&self.file).write_all(&self.pending) {
             // Leave no partial line behind; if even that fails, what is left
             // is a torn tail that readers ignore and the next writer removes.
             let _ = self.file.set_len(self.len);
@@ -371,10 +386,9 @@ impl Writer {
                 source,
             });
         }
-        if new_file {
+        if self.head.is_none() {
             sync_parent(&self.path)?;
         }
-        self.pending = out.split_off(body);
         Ok(())
     }
 }
