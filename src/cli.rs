@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::input::{self, InputError};
+use crate::journal::line::LineHash;
 use crate::money::Decimal;
 use crate::time::{At, TimeError};
 
@@ -91,6 +92,19 @@ pub enum Command {
     #[command(after_help = "Example:
   printf 'create acct1\\ndeposit acct1 50 --memo \"rent for May\" --id may-rent\\n' | ledger batch")]
     Batch(BatchArgs),
+    /// Audit the journal: replay it in full and check every line and rule.
+    ///
+    /// Checks the header, every line's JSON, schema and canonical form, seq
+    /// contiguity, time order, the SHA-256 prev chain, batch counts, and that
+    /// every event obeyed the rules when it was appended. Prints the events,
+    /// accounts, totals per currency and the head (seq and hash): record the
+    /// head, and a later `verify --expect-head HASH` proves history was only
+    /// appended to since.
+    #[command(after_help = "Examples:
+  ledger verify
+  ledger verify --quiet > head.txt
+  ledger verify --expect-head \"$(cut -d' ' -f2 head.txt)\"")]
+    Verify(VerifyArgs),
     /// Print a shell completion script.
     #[command(after_help = "Example:
   ledger completions bash > ~/.local/share/bash-completion/completions/ledger")]
@@ -228,6 +242,18 @@ pub struct BatchLine {
     pub command: WriteCommand,
 }
 
+/// `verify`.
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// Also fail unless this SHA-256 (64 hex digits) is the hash of the last
+    /// line or of an earlier one.
+    #[arg(long, value_name = "HASH", value_parser = head_hash)]
+    pub expect_head: Option<LineHash>,
+    /// Print only `SEQ HASH` of the head.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
 /// `balance`.
 #[derive(Debug, Clone, Args)]
 pub struct BalanceArgs {
@@ -318,6 +344,11 @@ fn as_of(s: &str) -> Result<AsOf, TimeError> {
             .map_err(|_| TimeError(s.to_owned()));
     }
     At::parse_bound(s, true).map(AsOf::At)
+}
+
+fn head_hash(s: &str) -> Result<LineHash, String> {
+    LineHash::from_hex(&s.to_ascii_lowercase())
+        .ok_or_else(|| format!("'{s}' is not a SHA-256 hash (64 hex digits)"))
 }
 
 fn since(s: &str) -> Result<At, TimeError> {

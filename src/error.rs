@@ -18,6 +18,10 @@ pub enum Error {
     /// Bad arguments that only show once the command runs.
     #[error("{0}")]
     Usage(String),
+    /// `verify` found the journal wanting (beyond a bad line, which is a
+    /// [`JournalError::Corrupt`]).
+    #[error("verify failed: {0}")]
+    VerifyFailed(String),
     /// Writing results to stdout failed.
     #[error("cannot write output: {0}")]
     Output(#[from] io::Error),
@@ -72,7 +76,8 @@ impl Error {
                 JournalError::Corrupt { .. }
                 | JournalError::NotAJournal(_)
                 | JournalError::Missing(_),
-            ) => code::INVALID,
+            )
+            | Error::VerifyFailed(_) => code::INVALID,
             Error::Journal(JournalError::Io { .. } | JournalError::SyncFailed { .. }) => code::IO,
             // `ledger history | head` closing the pipe early is not a failure.
             Error::Output(e) if e.kind() == io::ErrorKind::BrokenPipe => code::OK,

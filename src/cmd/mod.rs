@@ -4,6 +4,7 @@
 pub mod balance;
 pub mod batch;
 pub mod history;
+pub mod verify;
 pub mod write;
 
 use std::io::{self, Write};
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Balance(args) => balance::run(&ctx, &args),
         Command::History(args) => history::run(&ctx, &args),
         Command::Batch(args) => batch::run(&ctx, &args),
+        Command::Verify(args) => verify::run(&ctx, &args),
         Command::Completions { .. } => Ok(()),
     }
 }

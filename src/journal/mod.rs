@@ -138,6 +138,24 @@ impl ReadJournal {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The file's length when it was opened.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the file was empty when it was opened.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The head after the header, if there is one.
+    pub fn header_head(&self) -> Option<Head> {
+        match &self.start {
+            Start::Header(head) => Some(*head),
+            Start::Empty(_) => None,
+        }
+    }
 }
 
 /// Replays `scanner` to its end into `state`.

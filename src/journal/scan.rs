@@ -52,6 +52,10 @@ pub struct Entry<'s> {
     pub line: &'s [u8],
     /// The file line number (the header is line 1).
     pub line_no: u64,
+    /// The SHA-256 of the line.
+    pub hash: LineHash,
+    /// The byte offset just past the line's `\n`.
+    pub end: u64,
 }
 
 /// Reads the journal from a [`Head`] onwards. Call [`Scanner::next`] with the
@@ -293,7 +297,7 @@ impl<'f> Scanner<'f> {
                 path,
                 line_no,
                 format!(
-                    "prev does not match the hash of line {} (the journal was edited or lines were removed)",
+                    "prev does not match the hash of line {} (that line was edited, or lines were removed or inserted)",
                     line_no - 1
                 ),
             ));
@@ -363,6 +367,8 @@ impl<'f> Scanner<'f> {
             event,
             line: &self.buf[start..end],
             line_no,
+            hash,
+            end: self.head.end,
         }))
     }
 
