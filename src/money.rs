@@ -98,6 +98,11 @@ impl Decimal {
         self.scale
     }
 
+    /// Appends the canonical text to `out`.
+    pub fn write_to(self, out: &mut Vec<u8>) {
+        Amount(self.units).display(self.scale).write_to(out);
+    }
+
     /// Expresses this number in minor units of an account with `decimals` decimals.
     pub fn to_minor(self, decimals: u8) -> Result<Amount, AmountError> {
         if self.scale > decimals {
@@ -156,22 +161,46 @@ pub struct AmountDisplay {
     decimals: u8,
 }
 
+impl AmountDisplay {
+    /// Writes the canonical text into `buf`, returning the used tail. No
+    /// allocation: this runs once per line on replay.
+    fn render(self, buf: &mut [u8; 48]) -> &[u8] {
+        let units = self.amount.0;
+        let decimals = usize::from(self.decimals);
+        // `unsigned_abs` keeps i128::MIN exact.
+        let mut n = units.unsigned_abs();
+        let mut i = buf.len();
+        let mut written = 0;
+        // Digits from the right; the point after `decimals` of them, and at
+        // least one digit before it.
+        while n > 0 || written <= decimals {
+            if written == decimals && decimals > 0 {
+                i -= 1;
+                buf[i] = b'.';
+            }
+            i -= 1;
+            buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            written += 1;
+        }
+        if units < 0 {
+            i -= 1;
+            buf[i] = b'-';
+        }
+        &buf[i..]
+    }
+
+    /// Appends the canonical text to `out`.
+    pub fn write_to(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.render(&mut [0; 48]));
+    }
+}
+
 impl fmt::Display for AmountDisplay {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let units = self.amount.0;
-        let sign = if units < 0 { "-" } else { "" };
-        // `unsigned_abs` keeps i128::MIN exact.
-        let digits = units.unsigned_abs().to_string();
-        let decimals = usize::from(self.decimals);
-        let text = if decimals == 0 {
-            format!("{sign}{digits}")
-        } else if digits.len() > decimals {
-            let (int, frac) = digits.split_at(digits.len() - decimals);
-            format!("{sign}{int}.{frac}")
-        } else {
-            format!("{sign}0.{digits:0>decimals$}")
-        };
-        f.pad(&text)
+        let mut buf = [0; 48];
+        // Only ASCII digits, '-' and '.' are written.
+        f.pad(std::str::from_utf8(self.render(&mut buf)).unwrap_or_default())
     }
 }
 

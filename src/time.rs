@@ -101,21 +101,36 @@ impl At {
     }
 }
 
-impl fmt::Display for At {
-    /// The canonical journal form.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl At {
+    /// The canonical journal form, without allocating (it runs per line).
+    pub fn canonical(self) -> [u8; 27] {
         let micros = self.0.rem_euclid(MICROS_PER_SECOND);
         let seconds = self.0.div_euclid(MICROS_PER_SECOND);
         let days = seconds.div_euclid(SECONDS_PER_DAY);
         let sod = seconds.rem_euclid(SECONDS_PER_DAY);
         let (y, m, d) = civil_from_days(days);
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-            sod / 3600,
-            sod % 3600 / 60,
-            sod % 60
-        )
+        let mut out = *b"0000-00-00T00:00:00.000000Z";
+        let mut put = |range: std::ops::Range<usize>, mut n: i64| {
+            for i in range.rev() {
+                out[i] = b'0' + (n.rem_euclid(10)) as u8;
+                n /= 10;
+            }
+        };
+        put(0..4, y);
+        put(5..7, m);
+        put(8..10, d);
+        put(11..13, sod / 3600);
+        put(14..16, sod % 3600 / 60);
+        put(17..19, sod % 60);
+        put(20..26, micros);
+        out
+    }
+}
+
+impl fmt::Display for At {
+    /// The canonical journal form.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(std::str::from_utf8(&self.canonical()).unwrap_or_default())
     }
 }
 

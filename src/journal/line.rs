@@ -48,20 +48,21 @@ impl LineHash {
         Some(LineHash(out))
     }
 
-    fn write_hex(&self, out: &mut Vec<u8>) {
+    /// The 64 lowercase hex digits.
+    pub fn hex(&self) -> [u8; 64] {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        for byte in self.0 {
-            out.push(HEX[usize::from(byte >> 4)]);
-            out.push(HEX[usize::from(byte & 15)]);
+        let mut out = [0u8; 64];
+        for (i, byte) in self.0.iter().enumerate() {
+            out[2 * i] = HEX[usize::from(byte >> 4)];
+            out[2 * i + 1] = HEX[usize::from(byte & 15)];
         }
+        out
     }
 }
 
 impl fmt::Display for LineHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut hex = Vec::with_capacity(64);
-        self.write_hex(&mut hex);
-        f.write_str(&String::from_utf8_lossy(&hex))
+        f.write_str(std::str::from_utf8(&self.hex()).unwrap_or_default())
     }
 }
 
@@ -142,17 +143,16 @@ pub fn decode_header(line: &[u8]) -> Result<At, LineError> {
     Ok(at)
 }
 
-/// Appends the line form of `event` (without `\n`) to `out`.
+/// Appends the line form of `event` (without `\n`) to `out`. Hand-written
+/// byte pushes, not `write!`: this runs once per line on every replay.
 pub fn encode(event: &Event<'_>, prev: &LineHash, out: &mut Vec<u8>) {
-    use std::io::Write;
-    // Writing to a Vec cannot fail.
-    let _ = write!(
-        out,
-        r#"{{"seq":{},"at":"{}","type":"{}""#,
-        event.seq,
-        event.at,
-        event.change.type_name()
-    );
+    out.extend_from_slice(br#"{"seq":"#);
+    number(out, event.seq);
+    out.extend_from_slice(br#","at":""#);
+    out.extend_from_slice(&event.at.canonical());
+    out.extend_from_slice(br#"","type":""#);
+    out.extend_from_slice(event.change.type_name().as_bytes());
+    out.push(b'"');
     match &event.change {
         Change::AccountCreated {
             account,
@@ -167,16 +167,17 @@ pub fn encode(event: &Event<'_>, prev: &LineHash, out: &mut Vec<u8>) {
             if let Some(currency) = currency {
                 string(out, "currency", currency);
             }
-            let _ = write!(out, r#","decimals":{decimals}"#);
+            out.extend_from_slice(br#","decimals":"#);
+            number(out, u64::from(*decimals));
         }
         Change::MoneyDeposited { account, amount } | Change::MoneyWithdrawn { account, amount } => {
             string(out, "account", account);
-            let _ = write!(out, r#","amount":"{amount}""#);
+            amount_field(out, *amount);
         }
         Change::TransferCompleted { from, to, amount } => {
             string(out, "from", from);
             string(out, "to", to);
-            let _ = write!(out, r#","amount":"{amount}""#);
+            amount_field(out, *amount);
         }
         Change::AccountClosed { account } => string(out, "account", account),
     }
@@ -187,11 +188,32 @@ pub fn encode(event: &Event<'_>, prev: &LineHash, out: &mut Vec<u8>) {
         string(out, "memo", memo);
     }
     if let Some(batch) = event.batch {
-        let _ = write!(out, r#","batch":{batch}"#);
+        out.extend_from_slice(br#","batch":"#);
+        number(out, batch);
     }
     out.extend_from_slice(br#","prev":""#);
-    prev.write_hex(out);
+    out.extend_from_slice(&prev.hex());
     out.extend_from_slice(b"\"}");
+}
+
+fn number(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+fn amount_field(out: &mut Vec<u8>, amount: Decimal) {
+    out.extend_from_slice(br#","amount":""#);
+    amount.write_to(out);
+    out.push(b'"');
 }
 
 fn string(out: &mut Vec<u8>, key: &str, value: &str) {
@@ -199,8 +221,14 @@ fn string(out: &mut Vec<u8>, key: &str, value: &str) {
     out.push(b'"');
     out.extend_from_slice(key.as_bytes());
     out.extend_from_slice(b"\":");
-    // serde_json escapes exactly what JSON requires; a Vec writer cannot fail.
-    let _ = serde_json::to_writer(&mut *out, value);
+    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+    } else {
+        // serde_json escapes exactly what JSON requires; a Vec writer cannot fail.
+        let _ = serde_json::to_writer(&mut *out, value);
+    }
 }
 
 #[derive(Deserialize)]

@@ -423,8 +423,7 @@ fn chain(lines: &mut [u8], prev: &mut LineHash) {
     while let Some(i) = memchr::memchr(b'\n', &lines[start..]) {
         let end = start + i;
         let hex_start = end - PREV_TAIL_LEN - 64;
-        let hex = prev.to_string();
-        lines[hex_start..hex_start + 64].copy_from_slice(hex.as_bytes());
+        lines[hex_start..hex_start + 64].copy_from_slice(&prev.hex());
         *prev = LineHash::of(&lines[start..end]);
         start = end + 1;
     }
