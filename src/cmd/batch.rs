@@ -10,7 +10,7 @@ use crate::cli::{BatchArgs, BatchLine, Format};
 use crate::cmd::Context;
 use crate::cmd::write;
 use crate::error::Error;
-use crate::journal::{JournalError, Outcome};
+use crate::journal::{JournalError, Outcome, Writer};
 use crate::money::Amount;
 use crate::output;
 
@@ -22,7 +22,7 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
     // The whole input is read before the journal is locked, so a slow pipe
     // never holds other writers up.
     let input = read_input(args)?;
-    let mut writer = write::open(ctx)?;
+    let mut writer = Writer::open(&ctx.path)?;
     let before = writer.state().clone();
     let mut grammar = BatchLine::command();
     let (mut appended, mut repeats) = (0u64, 0u64);
@@ -57,7 +57,7 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
     if args.dry_run {
         writer.seal();
     } else {
-        writer.commit()?;
+        write::commit(ctx, &mut writer)?;
     }
     let mut out = io::BufWriter::new(io::stdout().lock());
     match ctx.format {

@@ -61,10 +61,11 @@ pub fn request(cmd: &WriteCommand) -> Request<'_> {
     }
 }
 
-/// Opens the journal for writing and reports a torn tail it removed.
-pub fn open(ctx: &Context) -> Result<Writer, Error> {
-    let writer = Writer::open(&ctx.path)?;
-    if let Some(torn) = writer.repaired() {
+/// Commits what `writer` staged and reports a torn tail it removed.
+pub fn commit(ctx: &Context, writer: &mut Writer) -> Result<(), Error> {
+    let staged = writer.staged() > 0;
+    writer.commit()?;
+    if let Some(torn) = writer.torn().filter(|_| staged) {
         eprintln!(
             "warning: {}: removed an interrupted write at line {} ({} bytes); its bytes are kept in {}.torn",
             ctx.path.display(),
@@ -73,15 +74,15 @@ pub fn open(ctx: &Context) -> Result<Writer, Error> {
             ctx.path.display()
         );
     }
-    Ok(writer)
+    Ok(())
 }
 
 /// Runs one write command.
 pub fn run(ctx: &Context, cmd: &WriteCommand) -> Result<(), Error> {
     let request = request(cmd);
-    let mut writer = open(ctx)?;
+    let mut writer = Writer::open(&ctx.path)?;
     let outcome = writer.apply(&request)?;
-    writer.commit()?;
+    commit(ctx, &mut writer)?;
     let seq = match outcome {
         Outcome::Appended(seq) | Outcome::Repeat(seq) => seq,
     };

@@ -176,8 +176,9 @@ pub struct Writer {
     head: Option<Head>,
     /// The length of the valid journal (after any torn tail was removed).
     len: u64,
-    /// The torn tail removed on open, for the caller to report.
-    repaired: Option<Torn>,
+    /// A torn tail found on open, removed by `commit` just before it writes
+    /// (so that a refused command leaves the file byte for byte as it was).
+    torn: Option<Torn>,
     at: At,
     /// Encoded new lines (their `prev` filled in by `commit`).
     pending: Vec<u8>,
@@ -197,8 +198,7 @@ pub enum Outcome {
 }
 
 impl Writer {
-    /// Opens (creating if needed) and locks the journal, reads its state,
-    /// and removes a torn tail, keeping its bytes in `<journal>.torn`.
+    /// Opens (creating if needed) and locks the journal and reads its state.
     pub fn open(path: &Path) -> Result<Writer, JournalError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent)
@@ -220,22 +220,18 @@ impl Writer {
         };
         // `at` never decreases along the file, even if the clock steps back.
         let now = At::now().map_err(clock_error)?;
-        let mut writer = Writer {
+        Ok(Writer {
             at: head.map_or(now, |h| h.at.max(now)),
             len: head.map_or(0, |h| h.end),
             file,
             path: path.to_owned(),
             state,
             head,
-            repaired: torn,
+            torn,
             pending: Vec::new(),
             starts: Vec::new(),
             sealed: false,
-        };
-        if let Some(torn) = torn {
-            writer.remove_torn(torn)?;
-        }
-        Ok(writer)
+        })
     }
 
     /// The state of the ledger, including requests decided so far.
@@ -243,9 +239,9 @@ impl Writer {
         &self.state
     }
 
-    /// The torn tail that [`Writer::open`] removed.
-    pub fn repaired(&self) -> Option<Torn> {
-        self.repaired
+    /// The torn tail that [`Writer::commit`] removes (or removed).
+    pub fn torn(&self) -> Option<Torn> {
+        self.torn
     }
 
     /// The journal's path.
@@ -339,9 +335,16 @@ impl Writer {
 
     /// The staged lines, once [`Writer::commit`] has fixed their chain.
     pub fn staged_lines(&self) -> impl Iterator<Item = &[u8]> {
-        self.pending
+        // After sealing, a new journal's header precedes the first event.
+        let body = self.starts.first().copied().unwrap_or(self.pending.len());
+        self.pending[body..]
             .split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
+    }
+
+    /// How many events are staged.
+    pub fn staged(&self) -> usize {
+        self.starts.len()
     }
 
     /// The stored line of event `seq` (committed or staged).
@@ -384,7 +387,8 @@ impl Writer {
         }
     }
 
-    /// Writes every staged event in one `write_all`, with one `fsync` (and
+    /// Removes a torn tail (keeping its bytes in `<journal>.torn`), then
+    /// writes every staged event in one `write_all`, with one `fsync` (and
     /// the directory's when this write created the journal). Nothing staged
     /// writes nothing.
     pub fn commit(&mut self) -> Result<(), JournalError> {
@@ -392,6 +396,9 @@ impl Writer {
             return Ok(());
         }
         self.seal();
+        if let Some(torn) = self.torn {
+            self.remove_torn(torn)?;
+        }
         if let Err(e) = (&self.file).write_all(&self.pending) {
             // Leave no partial line behind; if even that fails, what is left
             // is a torn tail that readers ignore and the next writer removes.
