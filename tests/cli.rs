@@ -4,3 +4,4 @@
 mod common;
 mod concurrency;
 mod props;
+mod verify;
