@@ -4,5 +4,6 @@
 mod batch;
 mod common;
 mod concurrency;
+mod fixtures;
 mod props;
 mod verify;

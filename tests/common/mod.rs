@@ -57,7 +57,10 @@ impl TestEnv {
 
     /// Runs a command line (split on spaces) and returns its output.
     pub fn run(&self, args: &str) -> Output {
-        self.cmd().args(args.split_whitespace()).output().expect("run ledger")
+        self.cmd()
+            .args(args.split_whitespace())
+            .output()
+            .expect("run ledger")
     }
 
     /// Runs a command line that must fail with `code`, and asserts that the
@@ -67,7 +70,11 @@ impl TestEnv {
         let out = self.cmd().args(args).output().expect("run ledger");
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(out.status.code(), Some(code), "`ledger {args:?}`: {stderr}");
-        assert_eq!(self.bytes(), before, "`ledger {args:?}` changed the journal");
+        assert_eq!(
+            self.bytes(),
+            before,
+            "`ledger {args:?}` changed the journal"
+        );
         assert!(stderr.starts_with("error: "), "stderr: {stderr}");
         assert!(!stderr.contains("panicked"), "stderr: {stderr}");
         stderr
@@ -112,5 +119,44 @@ impl TestEnv {
 
 /// A fixture file's path.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+impl TestEnv {
+    /// The path of the journal with `suffix` added to its name (`.torn`).
+    pub fn beside(&self, suffix: &str) -> PathBuf {
+        let mut name = self.journal.clone().into_os_string();
+        name.push(suffix);
+        PathBuf::from(name)
+    }
+
+    /// The journal as text, for assertions that print readably.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes()).into_owned()
+    }
+
+    /// Copies a fixture in as this env's journal (fixtures are never written).
+    pub fn load_fixture(&self, name: &str) {
+        self.write(fs::read(fixture(name)).expect("read fixture"));
+    }
+}
+
+/// Lowercase hex SHA-256 of `bytes`, computed here, independently of the
+/// binary's own hashing code.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The lines of a command's stderr.
+pub fn stderr_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
