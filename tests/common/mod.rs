@@ -124,7 +124,44 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// [`CLOCK`] as the journal writes an `at`.
+pub const AT: &str = "2026-11-26T10:00:00.000000Z";
+
 impl TestEnv {
+    /// Runs a command given as separate arguments (for values with spaces)
+    /// and asserts it succeeded. Returns stdout.
+    pub fn ok_args(&self, args: &[&str]) -> String {
+        let out = self.run_args(args);
+        assert!(
+            out.status.success(),
+            "`ledger {args:?}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// Runs a command given as separate arguments and returns its output.
+    pub fn run_args(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run ledger")
+    }
+
+    /// Runs a command line (split on spaces) with the clock pinned at
+    /// `clock`, and asserts it succeeded. Returns stdout.
+    pub fn ok_at(&self, clock: &str, args: &str) -> String {
+        let out = self
+            .cmd()
+            .env("LEDGER_TEST_CLOCK", clock)
+            .args(args.split_whitespace())
+            .output()
+            .expect("run ledger");
+        assert!(
+            out.status.success(),
+            "`ledger {args}` at {clock} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
     /// The path of the journal with `suffix` added to its name (`.torn`).
     pub fn beside(&self, suffix: &str) -> PathBuf {
         let mut name = self.journal.clone().into_os_string();
