@@ -196,7 +196,6 @@ fn a_missing_batch_file_is_an_io_error() {
 }
 
 #[test]
-#[ignore = "bug: a refused batch on a missing journal leaves an empty journal file (and its parent directories) behind"]
 fn a_refused_batch_on_a_missing_journal_creates_no_file() {
     let env = TestEnv::new();
     let (code, _, _) = batch(&env, &[], "create a\nwithdraw a 5\n");
@@ -207,7 +206,6 @@ fn a_refused_batch_on_a_missing_journal_creates_no_file() {
 }
 
 #[test]
-#[ignore = "bug: batch --dry-run on a missing journal creates an empty journal file (and its parent directories)"]
 fn dry_run_on_a_missing_journal_creates_no_file() {
     let env = TestEnv::new();
     batch_ok(&env, &["--dry-run"], "create a\ndeposit a 5\n");

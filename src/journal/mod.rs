@@ -186,6 +186,32 @@ pub struct Writer {
     starts: Vec<usize>,
     /// Whether `seal` has run.
     sealed: bool,
+    /// `Some` if this writer created the file: then also the first
+    /// directory it created, if any.
+    created: Option<Option<PathBuf>>,
+    /// Whether `commit` wrote.
+    committed: bool,
+}
+
+impl Drop for Writer {
+    /// A write that appended nothing (refused, a repeat, a dry run) leaves no
+    /// trace: the file and directories it created are removed, still under
+    /// the lock. A process waiting for that lock then finds the path gone or
+    /// replaced and opens it afresh (see `open_locked`).
+    fn drop(&mut self) {
+        if let Some(new_dirs) = self.created.take()
+            && !self.committed
+        {
+            let _ = fs::remove_file(&self.path);
+            if let Some(top) = new_dirs {
+                for dir in self.path.ancestors().skip(1) {
+                    if fs::remove_dir(dir).is_err() || dir == top {
+                        break;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// What a request came to.
@@ -200,11 +226,19 @@ pub enum Outcome {
 impl Writer {
     /// Opens (creating if needed) and locks the journal and reads its state.
     pub fn open(path: &Path) -> Result<Writer, JournalError> {
+        // The first missing ancestor, so that a write that ends up appending
+        // nothing can remove what it created.
+        let mut new_dirs = None;
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            new_dirs = parent
+                .ancestors()
+                .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+                .last()
+                .map(Path::to_owned);
             fs::create_dir_all(parent)
                 .map_err(|e| JournalError::io(parent, "create directory", e))?;
         }
-        let file = open_locked(path)?;
+        let (file, created) = open_locked(path)?;
         let len = file
             .metadata()
             .map_err(|e| JournalError::io(path, "read", e))?
@@ -231,6 +265,8 @@ impl Writer {
             pending: Vec::new(),
             starts: Vec::new(),
             sealed: false,
+            created: created.then_some(new_dirs),
+            committed: false,
         })
     }
 
@@ -399,6 +435,7 @@ impl Writer {
         if let Some(torn) = self.torn {
             self.remove_torn(torn)?;
         }
+        self.committed = true;
         if let Err(e) = (&self.file).write_all(&self.pending) {
             // Leave no partial line behind; if even that fails, what is left
             // is a torn tail that readers ignore and the next writer removes.
@@ -458,21 +495,29 @@ fn clock_error(e: crate::time::TimeError) -> JournalError {
 /// Opens the journal for appending, creating it (mode 0600) if needed, and
 /// locks it exclusively. If another process replaced the file by a rename
 /// while we waited for the lock, the lock is on a stale inode: retry.
-fn open_locked(path: &Path) -> Result<File, JournalError> {
+/// Returns the file and whether this call created it.
+fn open_locked(path: &Path) -> Result<(File, bool), JournalError> {
     loop {
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| JournalError::io(path, "open for writing", e))?;
+        let mut options = OpenOptions::new();
+        options.read(true).append(true).mode(0o600);
+        let (file, created) = match options.clone().create_new(true).open(path) {
+            Ok(file) => (file, true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => (
+                options
+                    .open(path)
+                    .map_err(|e| JournalError::io(path, "open for writing", e))?,
+                false,
+            ),
+            Err(e) => return Err(JournalError::io(path, "open for writing", e)),
+        };
         file.lock().map_err(|e| JournalError::io(path, "lock", e))?;
         let locked = file
             .metadata()
             .map_err(|e| JournalError::io(path, "read", e))?;
         match fs::metadata(path) {
-            Ok(now) if now.ino() == locked.ino() && now.dev() == locked.dev() => return Ok(file),
+            Ok(now) if now.ino() == locked.ino() && now.dev() == locked.dev() => {
+                return Ok((file, created));
+            }
             Ok(_) | Err(_) => continue,
         }
     }
