@@ -7,4 +7,5 @@ mod common;
 mod concurrency;
 mod fixtures;
 mod props;
+mod rejections;
 mod verify;

@@ -127,6 +127,9 @@ pub fn fixture(name: &str) -> PathBuf {
 /// [`CLOCK`] as the journal writes an `at`.
 pub const AT: &str = "2026-11-26T10:00:00.000000Z";
 
+/// The header line of a journal created at [`CLOCK`], as SPEC 2 spells it.
+pub const HEADER: &str = r#"{"format":"ledger-journal","version":1,"hash":"sha256","created_at":"2026-11-26T10:00:00.000000Z"}"#;
+
 impl TestEnv {
     /// Runs a command given as separate arguments (for values with spaces)
     /// and asserts it succeeded. Returns stdout.
@@ -188,6 +191,22 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Journal text built by hand from SPEC 2 alone: `header`, then each event
+/// (a JSON object without `prev`) completed with `"prev"`, the SHA-256 of
+/// the line before it. Every line ends with `\n`.
+pub fn chained(header: &str, events: &[&str]) -> String {
+    let mut text = format!("{header}\n");
+    let mut prev = sha256_hex(header.as_bytes());
+    for event in events {
+        let body = event.strip_suffix('}').expect("an event is a JSON object");
+        let line = format!(r#"{body},"prev":"{prev}"}}"#);
+        prev = sha256_hex(line.as_bytes());
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text
 }
 
 /// The lines of a command's stderr.
