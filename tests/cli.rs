@@ -6,6 +6,7 @@ mod commands;
 mod common;
 mod concurrency;
 mod fixtures;
+mod journal;
 mod props;
 mod rejections;
 mod verify;
