@@ -8,5 +8,6 @@ mod concurrency;
 mod fixtures;
 mod journal;
 mod props;
+mod recovery;
 mod rejections;
 mod verify;
