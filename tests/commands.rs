@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{AT, TestEnv};
+use crate::common::{AT, HEADER, TestEnv, chained};
 
 /// The tour of the issue, up to the refused cross-currency transfer.
 fn tour() -> TestEnv {
@@ -437,4 +437,43 @@ fn every_command_help_shows_an_example() {
         );
     }
     assert!(env.ok("--help").contains("Examples:"));
+}
+
+#[test]
+fn history_into_a_closed_pipe_is_a_quiet_success() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    // Far more output than a pipe buffers, so the writer sees the pipe close.
+    let mut events = vec![format!(
+        r#"{{"seq":1,"at":"{AT}","type":"AccountCreated","account":"a","decimals":2}}"#
+    )];
+    for seq in 2..=1500 {
+        events.push(format!(
+            r#"{{"seq":{seq},"at":"{AT}","type":"MoneyDeposited","account":"a","amount":"1.00"}}"#
+        ));
+    }
+    let env = TestEnv::new();
+    let events: Vec<&str> = events.iter().map(String::as_str).collect();
+    env.write(chained(HEADER, &events));
+    for format in ["json", "csv", "table"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ledger"))
+            .env_clear()
+            .arg("--file")
+            .arg(&env.journal)
+            .args(["history", "a", "--format", format])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ledger");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut first)
+            .expect("read a line");
+        // The reader is dropped here: `ledger history | head -1`.
+        let out = child.wait_with_output().expect("wait");
+        assert!(!first.is_empty(), "{format}");
+        assert_eq!(out.status.code(), Some(0), "{format}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{format}");
+    }
 }
