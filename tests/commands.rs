@@ -425,6 +425,8 @@ fn every_command_help_shows_an_example() {
         "balance",
         "history",
         "completions",
+        "batch",
+        "verify",
     ] {
         let help = env.ok(&format!("{command} --help"));
         let example = help
@@ -432,7 +434,7 @@ fn every_command_help_shows_an_example() {
             .unwrap_or_else(|| panic!("`{command} --help` has no example:\n{help}"))
             .1;
         assert!(
-            example.contains(&format!("ledger {command} ")),
+            example.contains(&format!("ledger {command}")),
             "`{command} --help` example does not run {command}:\n{help}"
         );
     }
