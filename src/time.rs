@@ -36,7 +36,11 @@ impl At {
     /// Reads the canonical journal form `YYYY-MM-DDTHH:MM:SS.ffffffZ` and
     /// nothing else, so that a valid `at` has exactly one spelling.
     pub fn parse_canonical(text: &str) -> Option<At> {
-        let b = text.as_bytes();
+        At::parse_canonical_bytes(text.as_bytes())
+    }
+
+    /// [`At::parse_canonical`] on bytes.
+    pub fn parse_canonical_bytes(b: &[u8]) -> Option<At> {
         if b.len() != 27 {
             return None;
         }

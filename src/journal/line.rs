@@ -32,20 +32,38 @@ impl LineHash {
 
     /// Reads 64 lowercase hex digits.
     pub fn from_hex(text: &str) -> Option<LineHash> {
-        let b = text.as_bytes();
+        LineHash::from_hex_bytes(text.as_bytes())
+    }
+
+    /// Reads 64 lowercase hex digits from bytes (no UTF-8 check needed).
+    pub fn from_hex_bytes(b: &[u8]) -> Option<LineHash> {
+        /// 0-15 for a lowercase hex digit, 0xff for anything else.
+        const NIBBLE: [u8; 256] = {
+            let mut t = [0xffu8; 256];
+            let mut i = 0;
+            while i < 10 {
+                t[b'0' as usize + i] = i as u8;
+                i += 1;
+            }
+            let mut i = 0;
+            while i < 6 {
+                t[b'a' as usize + i] = 10 + i as u8;
+                i += 1;
+            }
+            t
+        };
         if b.len() != 64 {
             return None;
         }
-        let nibble = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        };
         let mut out = [0u8; 32];
-        for (i, pair) in b.chunks_exact(2).enumerate() {
-            out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
+        let mut bad = 0u8;
+        for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+            let (hi, lo) = (NIBBLE[usize::from(pair[0])], NIBBLE[usize::from(pair[1])]);
+            bad |= hi | lo;
+            *o = hi << 4 | (lo & 15);
         }
-        Some(LineHash(out))
+        // Any invalid digit sets the high bits.
+        (bad & 0xf0 == 0).then_some(LineHash(out))
     }
 
     /// The 64 lowercase hex digits.
@@ -268,7 +286,159 @@ pub struct Decoded<'a> {
 
 /// Decodes an event line (without `\n`). `scratch` is reused between calls
 /// for the canonical-form check.
+///
+/// Almost every line takes the fast path, which reads only the exact bytes
+/// [`encode`] writes; anything else (escaped strings, or a line that is not
+/// canonical at all) goes through serde and the re-encoding check, which
+/// accepts exactly the same lines and words the errors.
 pub fn decode<'a>(line: &'a [u8], scratch: &mut Vec<u8>) -> Result<Decoded<'a>, LineError> {
+    match decode_canonical(line) {
+        Some(decoded) => Ok(decoded),
+        None => decode_general(line, scratch),
+    }
+}
+
+/// Reads a line in exactly the form [`encode`] writes, or gives up.
+fn decode_canonical(line: &[u8]) -> Option<Decoded<'_>> {
+    let mut c = Cursor { b: line, i: 0 };
+    c.lit(br#"{"seq":"#)?;
+    let seq = c.number()?;
+    c.lit(br#","at":""#)?;
+    let at = At::parse_canonical_bytes(c.take(27)?)?;
+    c.lit(br#"","type":""#)?;
+    let kind = c.until_quote()?;
+    let change = match kind {
+        b"AccountCreated" => Change::AccountCreated {
+            account: c.field(br#","account":"#)?,
+            owner: c.optional(br#","owner":"#)?,
+            currency: c.optional(br#","currency":"#)?,
+            decimals: {
+                c.lit(br#","decimals":"#)?;
+                u8::try_from(c.number()?).ok()?
+            },
+        },
+        b"MoneyDeposited" => Change::MoneyDeposited {
+            account: c.field(br#","account":"#)?,
+            amount: c.amount()?,
+        },
+        b"MoneyWithdrawn" => Change::MoneyWithdrawn {
+            account: c.field(br#","account":"#)?,
+            amount: c.amount()?,
+        },
+        b"TransferCompleted" => Change::TransferCompleted {
+            from: c.field(br#","from":"#)?,
+            to: c.field(br#","to":"#)?,
+            amount: c.amount()?,
+        },
+        b"AccountClosed" => Change::AccountClosed {
+            account: c.field(br#","account":"#)?,
+        },
+        _ => return None,
+    };
+    let id = c.optional(br#","id":"#)?;
+    let memo = c.optional(br#","memo":"#)?;
+    let batch = if c.peek(br#","batch":"#) {
+        c.lit(br#","batch":"#)?;
+        Some(c.number()?)
+    } else {
+        None
+    };
+    c.lit(br#","prev":""#)?;
+    let prev = LineHash::from_hex_bytes(c.take(64)?)?;
+    c.lit(b"\"}")?;
+    (c.i == line.len()).then_some(Decoded {
+        event: Event {
+            seq,
+            at,
+            change,
+            id,
+            memo,
+            batch,
+        },
+        prev,
+    })
+}
+
+/// A reader of the canonical line form; every method gives `None` on
+/// anything [`encode`] would not have written.
+struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&self, lit: &[u8]) -> bool {
+        self.b[self.i..].starts_with(lit)
+    }
+
+    fn lit(&mut self, lit: &[u8]) -> Option<()> {
+        self.peek(lit).then(|| self.i += lit.len())
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let taken = self.b.get(self.i..self.i + n)?;
+        self.i += n;
+        Some(taken)
+    }
+
+    /// A JSON number as `encode` writes a u64: digits, no leading zero.
+    fn number(&mut self) -> Option<u64> {
+        let digits = self.b[self.i..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let text = self.take(digits)?;
+        if text.is_empty() || (text[0] == b'0' && text.len() > 1) {
+            return None;
+        }
+        std::str::from_utf8(text).ok()?.parse().ok()
+    }
+
+    /// The bytes up to the next `"`, which is consumed.
+    fn until_quote(&mut self) -> Option<&'a [u8]> {
+        let n = memchr::memchr(b'"', &self.b[self.i..])?;
+        let text = self.take(n)?;
+        self.i += 1;
+        Some(text)
+    }
+
+    /// A JSON string with nothing escaped (escapes take the general path).
+    fn string(&mut self) -> Option<Cow<'a, str>> {
+        self.lit(b"\"")?;
+        let text = self.until_quote()?;
+        if text.iter().any(|&b| b < 0x20 || b == b'\\') {
+            return None;
+        }
+        std::str::from_utf8(text).ok().map(Cow::Borrowed)
+    }
+
+    fn field(&mut self, key: &[u8]) -> Option<Cow<'a, str>> {
+        self.lit(key)?;
+        self.string()
+    }
+
+    /// `Some(None)` when the key is absent.
+    fn optional(&mut self, key: &[u8]) -> Option<Option<Cow<'a, str>>> {
+        if self.peek(key) {
+            self.field(key).map(Some)
+        } else {
+            Some(None)
+        }
+    }
+
+    /// `,"amount":"…"` in canonical decimal form (no leading zeros).
+    fn amount(&mut self) -> Option<Decimal> {
+        self.lit(br#","amount":""#)?;
+        let text = self.until_quote()?;
+        if text.len() > 1 && text[0] == b'0' && text[1] != b'.' {
+            return None;
+        }
+        Decimal::parse_positive(std::str::from_utf8(text).ok()?).ok()
+    }
+}
+
+/// serde's reading of a line, for the lines the fast path gives up on.
+fn decode_general<'a>(line: &'a [u8], scratch: &mut Vec<u8>) -> Result<Decoded<'a>, LineError> {
     let raw: RawEvent<'a> =
         serde_json::from_slice(line).map_err(|e| LineError::Syntax(e.to_string()))?;
     let field = |name: &str| LineError::Field(format!("{} has no '{name}'", raw.kind));
@@ -442,6 +612,59 @@ mod tests {
                 .contains("version 2")
         );
         assert!(decode_header(b"; hledger journal").is_err());
+    }
+
+    proptest::proptest! {
+        /// The fast path and serde with the re-encoding check accept exactly
+        /// the same lines, with the same result.
+        #[test]
+        fn fast_and_general_decoding_agree(
+            kind in 0..5usize,
+            seq in 0u64..u64::MAX,
+            micros in 0i64..253_402_300_799_999_999,
+            account in "[a-z0-9][a-z0-9_.:@-]{0,10}",
+            text in proptest::option::of("[ -~é\"\\\\]{0,12}"),
+            units in 1i128..i128::MAX,
+            scale in 0u8..=18,
+            batch in proptest::option::of(0u64..1000),
+            mutate in proptest::option::of((0usize..400, proptest::num::u8::ANY)),
+        ) {
+            let amount = Decimal::new(Amount(units), scale);
+            let change = match kind {
+                0 => Change::AccountCreated { account: account.clone().into(), owner: text.clone().map(Into::into), currency: Some("EUR".into()), decimals: scale },
+                1 => Change::MoneyDeposited { account: account.clone().into(), amount },
+                2 => Change::MoneyWithdrawn { account: account.clone().into(), amount },
+                3 => Change::TransferCompleted { from: account.clone().into(), to: "x".into(), amount },
+                _ => Change::AccountClosed { account: account.clone().into() },
+            };
+            let event = Event {
+                seq,
+                at: At::parse_canonical(&jiff::Timestamp::from_microsecond(micros).map(|t| format!("{t:.6}")).unwrap_or_default()).unwrap_or(at()),
+                change,
+                id: text.clone().map(Into::into),
+                memo: text.map(Into::into),
+                batch,
+            };
+            let mut line = Vec::new();
+            encode(&event, &LineHash([7; 32]), &mut line);
+            if let Some((i, byte)) = mutate {
+                let i = i % line.len();
+                line[i] = byte;
+            }
+            let general = decode_general(&line, &mut Vec::new());
+            match decode_canonical(&line) {
+                Some(fast) => {
+                    let general = general.expect("the fast path accepted a line serde refuses");
+                    proptest::prop_assert_eq!(&fast.event, &general.event);
+                    proptest::prop_assert_eq!(fast.prev, general.prev);
+                }
+                // Only escaped strings may leave the fast path for a valid line.
+                None => proptest::prop_assert!(general.is_err() || line.contains(&b'\\')),
+            }
+            if mutate.is_none() {
+                proptest::prop_assert_eq!(decode(&line, &mut Vec::new()).map(|d| d.event).ok(), Some(event));
+            }
+        }
     }
 
     #[test]

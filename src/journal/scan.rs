@@ -65,17 +65,142 @@ pub struct Scanner<'f> {
     path: &'f Path,
     /// How far this scan reads: the file's length when it was opened.
     len: u64,
-    buf: Vec<u8>,
-    /// File offset of `buf[0]`.
-    buf_offset: u64,
+    source: Source,
+    block: Block,
+    /// Next unread byte of `block.data`.
     pos: usize,
-    filled: usize,
+    /// Index in `block.hashes` of the next complete line.
+    line: usize,
     head: Head,
     /// Lines still to come in the current multi-event append.
     group_left: u64,
     scratch: Vec<u8>,
     torn: Option<Torn>,
     done: bool,
+}
+
+/// Journals with more than this left to read are hashed on a second thread.
+const THREAD_MIN_BYTES: u64 = 8 << 20;
+
+/// A run of whole lines read from the file, with the hash of each.
+#[derive(Default)]
+struct Block {
+    data: Vec<u8>,
+    /// File offset of `data[0]`.
+    offset: u64,
+    /// Bytes of `data` that are complete lines; after them, in the last
+    /// block only, an unterminated (torn) line.
+    complete: usize,
+    hashes: Vec<LineHash>,
+}
+
+/// Cuts the file into [`Block`]s and hashes their lines. Hashing is
+/// independent per line, so on large journals this runs on its own thread
+/// while the scanner decodes and checks.
+struct Blocks {
+    file: File,
+    pos: u64,
+    len: u64,
+    carry: Vec<u8>,
+}
+
+impl Blocks {
+    fn next_block(&mut self) -> std::io::Result<Option<Block>> {
+        let mut data = std::mem::take(&mut self.carry);
+        let offset = self.pos - data.len() as u64;
+        while self.pos < self.len {
+            let old = data.len();
+            let want = usize::try_from(self.len - self.pos)
+                .unwrap_or(CHUNK)
+                .min(CHUNK);
+            data.resize(old + want, 0);
+            let n = loop {
+                match self.file.read_at(&mut data[old..], self.pos) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    other => break other?,
+                }
+            };
+            data.truncate(old + n);
+            if n == 0 {
+                // The file shrank under us: stop where it ends.
+                self.len = self.pos;
+                break;
+            }
+            self.pos += n as u64;
+            if memchr::memchr(b'\n', &data[old..]).is_some() {
+                break;
+            }
+        }
+        if data.is_empty() {
+            return Ok(None);
+        }
+        let complete = memchr::memrchr(b'\n', &data).map_or(0, |i| i + 1);
+        if self.pos < self.len {
+            self.carry = data[complete..].to_vec();
+            data.truncate(complete);
+        }
+        let hashes = data[..complete]
+            .split(|&b| b == b'\n')
+            .take(memchr::memchr_iter(b'\n', &data[..complete]).count())
+            .map(LineHash::of)
+            .collect();
+        Ok(Some(Block {
+            data,
+            offset,
+            complete,
+            hashes,
+        }))
+    }
+}
+
+/// Where blocks come from: this thread, or a reader thread.
+enum Source {
+    Inline(Blocks),
+    Thread(std::sync::mpsc::Receiver<std::io::Result<Block>>),
+    Failed(Option<std::io::Error>),
+}
+
+impl Source {
+    fn new(file: &File, start: u64, len: u64) -> Source {
+        let file = match file.try_clone() {
+            Ok(f) => f,
+            Err(e) => return Source::Failed(Some(e)),
+        };
+        let mut blocks = Blocks {
+            file,
+            pos: start,
+            len,
+            carry: Vec::new(),
+        };
+        if len.saturating_sub(start) < THREAD_MIN_BYTES {
+            return Source::Inline(blocks);
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let spawned = std::thread::Builder::new()
+            .name("journal-reader".into())
+            .spawn(move || {
+                while let Some(block) = blocks.next_block().transpose() {
+                    // A closed channel means the scanner stopped early.
+                    if tx.send(block).is_err() {
+                        break;
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => Source::Thread(rx),
+            Err(e) => Source::Failed(Some(e)),
+        }
+    }
+
+    fn next(&mut self) -> std::io::Result<Option<Block>> {
+        match self {
+            Source::Inline(blocks) => blocks.next_block(),
+            Source::Thread(rx) => rx.recv().ok().transpose(),
+            Source::Failed(e) => Err(e
+                .take()
+                .unwrap_or_else(|| std::io::Error::other("read failed"))),
+        }
+    }
 }
 
 /// What the start of a journal file holds.
@@ -171,10 +296,13 @@ impl<'f> Scanner<'f> {
             file,
             path,
             len,
-            buf: vec![0; CHUNK],
-            buf_offset: head.end,
+            source: Source::new(file, head.end, len),
+            block: Block {
+                offset: head.end,
+                ..Block::default()
+            },
             pos: 0,
-            filled: 0,
+            line: 0,
             head,
             group_left: 0,
             scratch: Vec::with_capacity(512),
@@ -193,54 +321,48 @@ impl<'f> Scanner<'f> {
         self.torn
     }
 
-    /// The next line as a range of `buf`, and whether it ended with `\n`.
-    fn next_line(&mut self) -> Result<Option<(usize, usize, bool)>, JournalError> {
+    /// The next line as a range of `block.data`, with its hash if it is
+    /// complete (ends with `\n`).
+    fn next_line(&mut self) -> Result<Option<(usize, usize, Option<LineHash>)>, JournalError> {
         loop {
-            if let Some(i) = memchr::memchr(b'\n', &self.buf[self.pos..self.filled]) {
+            let block = &self.block;
+            if self.pos < block.complete {
                 let start = self.pos;
-                self.pos += i + 1;
-                return Ok(Some((start, start + i, true)));
+                let end = memchr::memchr(b'\n', &block.data[start..block.complete])
+                    .map_or(block.complete, |i| start + i);
+                let hash = block.hashes.get(self.line).copied();
+                self.line += 1;
+                self.pos = end + 1;
+                return Ok(Some((start, end, hash)));
             }
-            // Keep the partial line, make room, read more.
-            if self.pos > 0 {
-                self.buf.copy_within(self.pos..self.filled, 0);
-                self.buf_offset += self.pos as u64;
-                self.filled -= self.pos;
-                self.pos = 0;
+            if self.pos < block.data.len() {
+                let start = self.pos;
+                self.pos = block.data.len();
+                return Ok(Some((start, block.data.len(), None)));
             }
-            if self.filled == self.buf.len() {
-                self.buf.resize(self.buf.len() * 2, 0);
-            }
-            let offset = self.buf_offset + self.filled as u64;
-            let n = read_at(
-                self.file,
-                self.path,
-                &mut self.buf[self.filled..],
-                offset,
-                self.len,
-            )?;
-            if n == 0 {
-                if self.filled == 0 {
-                    return Ok(None);
+            match self
+                .source
+                .next()
+                .map_err(|e| JournalError::io(self.path, "read", e))?
+            {
+                Some(block) => {
+                    self.block = block;
+                    self.pos = 0;
+                    self.line = 0;
                 }
-                let end = self.filled;
-                self.pos = end;
-                return Ok(Some((0, end, false)));
+                None => return Ok(None),
             }
-            self.filled += n;
         }
     }
 
     fn offset_of(&self, index: usize) -> u64 {
-        self.buf_offset + index as u64
+        self.block.offset + index as u64
     }
 
-    /// Whether `count` complete lines follow buffer position `from`.
-    fn lines_follow(&self, from: usize, count: u64) -> Result<bool, JournalError> {
-        let mut found = memchr::memchr_iter(b'\n', &self.buf[from..self.filled])
-            .take(usize::try_from(count).unwrap_or(usize::MAX))
-            .count() as u64;
-        let mut offset = self.offset_of(self.filled);
+    /// Whether `count` complete lines follow the current line.
+    fn lines_follow(&self, count: u64) -> Result<bool, JournalError> {
+        let mut found = self.block.hashes.len().saturating_sub(self.line) as u64;
+        let mut offset = self.offset_of(self.block.complete);
         let mut chunk = vec![0u8; CHUNK];
         while found < count {
             let n = read_at(self.file, self.path, &mut chunk, offset, self.len)?;
@@ -261,11 +383,11 @@ impl<'f> Scanner<'f> {
         }
         let path = self.path;
         let line_no = self.head.seq + 2;
-        let Some((start, end, complete)) = self.next_line()? else {
+        let Some((start, end, hash)) = self.next_line()? else {
             self.done = true;
             return Ok(None);
         };
-        if !complete {
+        let Some(hash) = hash else {
             self.done = true;
             self.torn = Some(Torn {
                 offset: self.offset_of(start),
@@ -273,9 +395,8 @@ impl<'f> Scanner<'f> {
                 line: line_no,
             });
             return Ok(None);
-        }
-        let bytes = &self.buf[start..end];
-        let hash = LineHash::of(bytes);
+        };
+        let bytes = &self.block.data[start..end];
         let decoded = line::decode(bytes, &mut self.scratch)
             .map_err(|e| corrupt(path, line_no, e.to_string()))?;
         let event = decoded.event;
@@ -329,7 +450,7 @@ impl<'f> Scanner<'f> {
                     format!("batch count {count}: a multi-event append has at least 2 events"),
                 ));
             }
-            if !self.lines_follow(self.pos, count - 1)? {
+            if !self.lines_follow(count - 1)? {
                 let offset = self.offset_of(start);
                 self.check_torn_group(offset, self.offset_of(self.pos), line_no, &event, hash)?;
                 self.done = true;
@@ -365,7 +486,7 @@ impl<'f> Scanner<'f> {
         };
         Ok(Some(Entry {
             event,
-            line: &self.buf[start..end],
+            line: &self.block.data[start..end],
             line_no,
             hash,
             end: self.head.end,
