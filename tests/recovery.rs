@@ -512,3 +512,30 @@ fn a_header_alone_is_an_empty_journal_that_keeps_its_header() {
         Some(&*sha256_hex(header.as_bytes()))
     );
 }
+
+#[test]
+fn streamed_history_never_prints_an_edited_line() {
+    let env = journal();
+    let mut lines = env.lines();
+    // Line 6 withdraws 5.00 from b; the edit is only caught by line 7's prev.
+    lines[5] = lines[5].replace(r#""amount":"5.00""#, r#""amount":"4.00""#);
+    env.write(lines.join("\n") + "\n");
+    for format in ["json", "csv"] {
+        let out = env
+            .cmd()
+            .args(["history", "--format", format])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            stdout.contains("10.00"),
+            "events before the edit are printed: {stdout}"
+        );
+        assert!(
+            !stdout.contains("4.00"),
+            "the edited line was printed: {stdout}"
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("line 7"));
+    }
+}

@@ -34,7 +34,13 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
         }
         output::csv_row(&mut out, &header)?;
     }
+    // A streamed row waits for the next line to be read: an edited line is
+    // only caught by the next line's `prev`, and must never be printed.
+    let mut unconfirmed: Option<Row> = None;
     let state = replay(&ctx.path, None, |state, entry| {
+        if let Some(row) = unconfirmed.take() {
+            emit(&mut out, row)?;
+        }
         let event = &entry.event;
         let selected = args.as_of.is_none_or(|b| b.includes(event.seq, event.at))
             && args.since.is_none_or(|t| event.at >= t)
@@ -45,7 +51,8 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
         }
         let row = render(ctx.format, state, entry, account);
         if !hold {
-            return emit(&mut out, row);
+            unconfirmed = Some(row);
+            return Ok(());
         }
         if args.limit.is_some_and(|n| held.len() == n) {
             held.pop_front();
@@ -53,6 +60,9 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
         held.push_back(row);
         Ok(())
     })?;
+    if let Some(row) = unconfirmed {
+        emit(&mut out, row)?;
+    }
     if let Some(name) = account
         && state.account(name).is_none()
     {
