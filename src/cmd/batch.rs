@@ -6,7 +6,9 @@ use std::io::{self, Read, Write};
 
 use clap::{CommandFactory, FromArgMatches};
 
-use crate::cli::{BatchArgs, BatchLine, Format};
+use crate::cli::{
+    BatchArgs, BatchLine, CloseArgs, CreateArgs, Format, MoveArgs, TransferArgs, WriteCommand,
+};
 use crate::cmd::Context;
 use crate::cmd::write;
 use crate::error::Error;
@@ -24,36 +26,15 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
     let input = read_input(args)?;
     let mut writer = Writer::open(&ctx.path)?;
     let before = writer.state().clone();
-    let mut grammar = BatchLine::command();
     let (mut appended, mut repeats) = (0u64, 0u64);
-    for (index, text) in input.split(|&b| b == b'\n').enumerate() {
-        let line = index + 1;
-        let at_line = |source: Error| Error::Line {
-            line,
-            source: Box::new(source),
-        };
-        let text = std::str::from_utf8(text)
-            .map_err(|_| at_line(Error::Usage("the line is not valid UTF-8".into())))?
-            .trim();
-        if text.is_empty() || text.starts_with('#') {
-            continue;
-        }
-        let words = shell_words::split(text).map_err(|e| at_line(Error::Usage(format!("{e}"))))?;
-        if let Some(first) = words.first().filter(|w| NOT_IN_BATCH.contains(&w.as_str())) {
-            return Err(at_line(Error::Usage(format!(
-                "'{first}' cannot be used in a batch: only create, deposit, withdraw, transfer and close"
-            ))));
-        }
-        let parsed = grammar
-            .try_get_matches_from_mut(&words)
-            .and_then(|m| BatchLine::from_arg_matches(&m))
-            .map_err(|e| at_line(Error::Usage(clap_message(&e))))?;
-        match writer.apply(&write::request(&parsed.command)) {
+    parse_lines(&input, |line, command| {
+        match writer.apply(&write::request(&command)) {
             Ok(Outcome::Appended(_)) => appended += 1,
             Ok(Outcome::Repeat(_)) => repeats += 1,
-            Err(e) => return Err(at_line(e.into())),
+            Err(e) => return Err(at_line(line, e.into())),
         }
-    }
+        Ok(())
+    })?;
     if args.dry_run {
         writer.seal();
     } else {
@@ -131,9 +112,179 @@ fn read_input(args: &BatchArgs) -> Result<Vec<u8>, Error> {
     }
 }
 
+/// Lines per unit of work handed to a parsing thread.
+const CHUNK: usize = 4096;
+
+fn at_line(line: usize, source: Error) -> Error {
+    Error::Line {
+        line,
+        source: Box::new(source),
+    }
+}
+
+/// Parses the lines of `input` and hands each command, with its line
+/// number, to `apply`, in input order; stops at the first error, in order.
+///
+/// Parsing (shell words, then clap) costs far more than deciding, and lines
+/// parse independently, so chunks of lines are parsed on worker threads while
+/// this thread applies them in order.
+fn parse_lines(
+    input: &[u8],
+    mut apply: impl FnMut(usize, WriteCommand) -> Result<(), Error>,
+) -> Result<(), Error> {
+    type Parsed = Vec<(usize, Result<WriteCommand, Error>)>;
+    let lines: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+    let chunks = lines.len().div_ceil(CHUNK);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4)
+        .min(chunks.max(1));
+    std::thread::scope(|scope| {
+        let receivers: Vec<std::sync::mpsc::Receiver<Parsed>> = (0..workers)
+            .map(|w| {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Parsed>(2);
+                let lines = &lines;
+                scope.spawn(move || {
+                    let mut grammar = Grammar::new();
+                    for (c, chunk) in lines.chunks(CHUNK).enumerate().skip(w).step_by(workers) {
+                        let parsed: Parsed = chunk
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(i, text)| {
+                                let line = c * CHUNK + i + 1;
+                                parse_line(&mut grammar, text)
+                                    .transpose()
+                                    .map(|r| (line, r.map_err(|e| at_line(line, e))))
+                            })
+                            .collect();
+                        // A closed channel means an earlier line failed.
+                        if tx.send(parsed).is_err() {
+                            return;
+                        }
+                    }
+                });
+                rx
+            })
+            .collect();
+        for c in 0..chunks {
+            let parsed = receivers[c % workers]
+                .recv()
+                .map_err(|_| Error::Usage("a batch parsing thread stopped".into()))?;
+            for (line, command) in parsed {
+                apply(line, command?)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// One line: `None` if blank or a comment.
+fn parse_line(grammar: &mut Grammar, text: &[u8]) -> Result<Option<WriteCommand>, Error> {
+    let text = std::str::from_utf8(text)
+        .map_err(|_| Error::Usage("the line is not valid UTF-8".into()))?
+        .trim();
+    if text.is_empty() || text.starts_with('#') {
+        return Ok(None);
+    }
+    let words = shell_words::split(text).map_err(|e| Error::Usage(e.to_string()))?;
+    if let Some(first) = words.first().filter(|w| NOT_IN_BATCH.contains(&w.as_str())) {
+        return Err(Error::Usage(format!(
+            "'{first}' cannot be used in a batch: only create, deposit, withdraw, transfer and close"
+        )));
+    }
+    grammar
+        .parse(&words)
+        .map(Some)
+        .map_err(|e| Error::Usage(clap_message(&e)))
+}
+
+/// The command-line grammar of the write commands, prepared once per batch.
+///
+/// Each line is parsed by clap against the subcommand it names, taken from
+/// the very definitions the command line uses; parsing against the parent
+/// command would rebuild that subcommand's usage text on every line, which
+/// dominated the cost of a large batch.
+struct Grammar {
+    parent: clap::Command,
+    subcommands: Vec<clap::Command>,
+}
+
+impl Grammar {
+    fn new() -> Grammar {
+        let mut parent = BatchLine::command();
+        parent.build();
+        let subcommands = parent.get_subcommands().cloned().collect();
+        Grammar {
+            parent,
+            subcommands,
+        }
+    }
+
+    fn parse(&mut self, words: &[String]) -> Result<WriteCommand, clap::Error> {
+        let name = words.first().map(String::as_str).unwrap_or_default();
+        if let Some(sub) = self.subcommands.iter_mut().find(|c| c.get_name() == name) {
+            // `no_binary_name` is inherited: the subcommand's own words follow.
+            let m = sub.try_get_matches_from_mut(&words[1..])?;
+            let parsed = match name {
+                "create" => CreateArgs::from_arg_matches(&m).map(WriteCommand::Create),
+                "deposit" => MoveArgs::from_arg_matches(&m).map(WriteCommand::Deposit),
+                "withdraw" => MoveArgs::from_arg_matches(&m).map(WriteCommand::Withdraw),
+                "transfer" => TransferArgs::from_arg_matches(&m).map(WriteCommand::Transfer),
+                "close" => CloseArgs::from_arg_matches(&m).map(WriteCommand::Close),
+                _ => {
+                    None.ok_or_else(|| clap::Error::new(clap::error::ErrorKind::InvalidSubcommand))
+                }
+            };
+            if let Ok(parsed) = parsed {
+                return Ok(parsed);
+            }
+        }
+        // Anything else gets clap's own full parse, and its own error.
+        let m = self.parent.try_get_matches_from_mut(words)?;
+        Ok(BatchLine::from_arg_matches(&m)?.command)
+    }
+}
+
 /// clap's message without its `error: ` prefix and usage footer.
 fn clap_message(e: &clap::Error) -> String {
     let text = e.to_string();
     let first = text.lines().next().unwrap_or_default();
     first.strip_prefix("error: ").unwrap_or(first).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// Every write subcommand takes the direct path, and parses as the full
+    /// grammar does.
+    #[test]
+    fn direct_parse_agrees_with_the_full_grammar() {
+        let mut grammar = Grammar::new();
+        for sub in BatchLine::command().get_subcommands() {
+            let line = match sub.get_name() {
+                "create" => {
+                    "create a --owner 'A B' --currency EUR --decimals 3 --id k --memo m --expect-seq 4"
+                }
+                "transfer" => "transfer a b 1.5 --memo 'x y'",
+                "close" => "close a --id c",
+                name => &format!("{name} a 2.25 --id k"),
+            };
+            let words = shell_words::split(line).unwrap();
+            let full = BatchLine::try_parse_from(&words).unwrap().command;
+            let sub_cmd = grammar
+                .subcommands
+                .iter_mut()
+                .find(|c| c.get_name() == sub.get_name())
+                .unwrap();
+            let m = sub_cmd.try_get_matches_from_mut(&words[1..]).unwrap();
+            assert!(m.args_present(), "{line}");
+            assert_eq!(
+                format!("{:?}", grammar.parse(&words).unwrap()),
+                format!("{full:?}"),
+                "{line}"
+            );
+        }
+    }
 }
