@@ -9,12 +9,14 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::event::{Change, Event};
 use crate::input::{self, InputError};
 use crate::money::{Amount, AmountError, Decimal};
 
 /// An account as the ledger knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     /// Who holds it, if said.
     pub owner: Option<Box<str>>,
@@ -27,7 +29,7 @@ pub struct Account {
 }
 
 /// A currency with its decimals, and the money that went through it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unit {
     /// The currency code; `None` is a plain unit.
     pub currency: Option<Box<str>>,
@@ -42,7 +44,7 @@ pub struct Unit {
 }
 
 /// Everything the rules need to know, built by folding events with [`evolve`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     accounts: HashMap<Box<str>, Account>,
     units: Vec<Unit>,

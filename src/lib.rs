@@ -1,10 +1,12 @@
 //! `ledger`: an exact, append-only money ledger built on event sourcing.
 //!
 //! The pure core — [`money`], [`event`], [`domain`] (decide/evolve) — knows
-//! nothing of files; [`journal`] reads, checks and appends the file; [`cmd`]
+//! nothing of files; [`journal`] reads, checks and appends the file and
+//! [`checkpoint`] caches its state; [`cmd`]
 //! wires one command to both; [`output`] renders; [`error`] maps failures to
 //! exit codes.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod cmd;
 pub mod domain;

@@ -128,7 +128,19 @@ impl fmt::Display for Decimal {
 ///
 /// Balances are never negative, but the type is signed so that a subtraction
 /// that would go below zero is visible rather than wrapping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Default,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Amount(pub i128);
 
 impl Amount {

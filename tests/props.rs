@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use ledger::cmd::replay;
+use ledger::cmd::{ReplayFrom, replay};
 use ledger::domain::{Command, Rejection, Request};
 use ledger::journal::{Outcome, WriteError, Writer};
 use ledger::money::Decimal;
@@ -158,7 +158,7 @@ proptest! {
                 other => prop_assert!(false, "{:?}: {:?}", op, other),
             }
         }
-        let state = replay(&path, None, |_, _| Ok(())).unwrap();
+        let state = replay(&path, None, ReplayFrom::Start, |_, _| Ok(())).unwrap();
         let mut total = 0i128;
         for (name, balance) in &model.balances {
             let account = state.account(name).unwrap();

@@ -3,14 +3,14 @@
 use std::io::{self, Write};
 
 use crate::cli::BalanceArgs;
-use crate::cmd::{Context, replay};
+use crate::cmd::{Context, ReplayFrom, replay};
 use crate::domain::Rejection;
 use crate::error::Error;
 use crate::output;
 
 /// Prints balances, as of the end or of `--as-of`.
 pub fn run(ctx: &Context, args: &BalanceArgs) -> Result<(), Error> {
-    let state = replay(&ctx.path, args.as_of, |_, _| Ok(()))?;
+    let state = replay(&ctx.path, args.as_of, ReplayFrom::Checkpoint, |_, _| Ok(()))?;
     let names: Vec<&str> = args.accounts.iter().map(String::as_str).collect();
     if let Some(missing) = names.iter().find(|n| state.account(n).is_none()) {
         return Err(Rejection::UnknownAccount((*missing).to_owned()).into());

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::io::{self, Write};
 
 use crate::cli::{Format, HistoryArgs};
-use crate::cmd::{Context, replay};
+use crate::cmd::{Context, ReplayFrom, replay};
 use crate::domain::{Rejection, State};
 use crate::error::Error;
 use crate::journal::scan::Entry;
@@ -37,7 +37,7 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     // A streamed row waits for the next line to be read: an edited line is
     // only caught by the next line's `prev`, and must never be printed.
     let mut unconfirmed: Option<Row> = None;
-    let state = replay(&ctx.path, None, |state, entry| {
+    let state = replay(&ctx.path, None, ReplayFrom::Start, |state, entry| {
         if let Some(row) = unconfirmed.take() {
             emit(&mut out, row)?;
         }

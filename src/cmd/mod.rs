@@ -58,25 +58,41 @@ pub fn warn_torn(path: &Path, torn: Torn) {
     );
 }
 
-/// Replays the whole journal at `path`, calling `visit` with the state
-/// after each event, and returns the state as of `as_of` (the end when
-/// `None`). The whole journal is read either way, so that damage anywhere in
-/// it is reported. A missing journal is an empty ledger.
+/// Where a replay may start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayFrom {
+    /// The first event: `visit` sees every event.
+    Start,
+    /// A valid checkpoint that `as_of` covers, else the first event.
+    Checkpoint,
+}
+
+/// Replays the journal at `path` (from its start or its checkpoint),
+/// calling `visit` with the state after each event read, and returns the
+/// state as of `as_of` (the end when `None`). Everything after the starting
+/// point is read either way, so that damage anywhere in it is reported. A
+/// missing journal is an empty ledger.
 pub fn replay(
     path: &Path,
     as_of: Option<AsOf>,
+    from: ReplayFrom,
     mut visit: impl FnMut(&State, &Entry<'_>) -> Result<(), Error>,
 ) -> Result<State, Error> {
-    let mut state = State::default();
     let Some(journal) = ReadJournal::open(path)? else {
-        return Ok(state);
+        return Ok(State::default());
     };
-    let Some(mut scanner) = journal.scanner() else {
+    let Some(header) = journal.header_head() else {
         if let Some(torn) = journal.torn_header() {
             warn_torn(path, torn);
         }
-        return Ok(state);
+        return Ok(State::default());
     };
+    let cached = (from == ReplayFrom::Checkpoint)
+        .then(|| journal.checkpoint())
+        .flatten()
+        .filter(|(_, head)| as_of.is_none_or(|b| b.includes(head.seq, head.at)));
+    let (mut state, start) = cached.unwrap_or((State::default(), header));
+    let mut scanner = journal.scanner_from(start);
     let mut snapshot = None;
     while let Some(entry) = scanner.next(&state)? {
         if snapshot.is_none() && as_of.is_some_and(|b| !b.includes(entry.event.seq, entry.event.at))
@@ -88,6 +104,9 @@ pub fn replay(
     }
     if let Some(torn) = scanner.torn() {
         warn_torn(path, torn);
+    }
+    if from == ReplayFrom::Checkpoint {
+        journal::refresh_checkpoint(path, header, start, scanner.head(), &state);
     }
     Ok(snapshot.unwrap_or(state))
 }

@@ -10,6 +10,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::checkpoint;
 use crate::domain::{self, Decision, Rejection, Request, State};
 use crate::event::Event;
 use crate::time::At;
@@ -126,6 +127,12 @@ impl ReadJournal {
         }
     }
 
+    /// A scanner over the events after `head` (the header's head or a
+    /// checkpoint's).
+    pub fn scanner_from(&self, head: Head) -> Scanner<'_> {
+        Scanner::new(&self.file, &self.path, head, self.len)
+    }
+
     /// The torn header of a journal with no complete header.
     pub fn torn_header(&self) -> Option<Torn> {
         match &self.start {
@@ -149,6 +156,11 @@ impl ReadJournal {
         self.len == 0
     }
 
+    /// The state and head of a valid checkpoint of this journal.
+    pub fn checkpoint(&self) -> Option<(State, Head)> {
+        checkpoint::load(&self.path, &self.file, self.header_head()?, self.len)
+    }
+
     /// The head after the header, if there is one.
     pub fn header_head(&self) -> Option<Head> {
         match &self.start {
@@ -164,6 +176,15 @@ pub fn fold(scanner: &mut Scanner<'_>, state: &mut State) -> Result<(), JournalE
         domain::evolve(state, &entry.event);
     }
     Ok(())
+}
+
+/// Writes a new checkpoint if the lines read after the last one (from
+/// `from` to `head`) have grown long enough to be worth it. A failure only
+/// costs speed, so it is not reported.
+pub fn refresh_checkpoint(path: &Path, header: Head, from: Head, head: Head, state: &State) {
+    if head.end.saturating_sub(from.end) >= checkpoint::REFRESH_BYTES {
+        let _ = checkpoint::store(path, header, head, state);
+    }
 }
 
 /// A journal opened for writing: exclusively locked from the read of its
@@ -246,9 +267,17 @@ impl Writer {
         let mut state = State::default();
         let (head, torn) = match scan::read_start(&file, path, len)? {
             Start::Empty(torn) => (None, torn),
-            Start::Header(head) => {
-                let mut scanner = Scanner::new(&file, path, head, len);
+            Start::Header(header) => {
+                let from = match checkpoint::load(path, &file, header, len) {
+                    Some((cached, from)) => {
+                        state = cached;
+                        from
+                    }
+                    None => header,
+                };
+                let mut scanner = Scanner::new(&file, path, from, len);
                 fold(&mut scanner, &mut state)?;
+                refresh_checkpoint(path, header, from, scanner.head(), &state);
                 (Some(scanner.head()), scanner.torn())
             }
         };
