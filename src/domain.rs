@@ -6,8 +6,8 @@
 //! replay re-decides each stored event ([`check`]) before evolving, so a
 //! journal can only hold what the commands themselves would have written.
 
+use rustc_hash::FxHashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -46,9 +46,11 @@ pub struct Unit {
 /// Everything the rules need to know, built by folding events with [`evolve`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
-    accounts: HashMap<Box<str>, Account>,
+    // Fx hashing: replay looks accounts up several times per event, and
+    // SipHash's flooding resistance buys nothing for a local file.
+    accounts: FxHashMap<Box<str>, Account>,
     units: Vec<Unit>,
-    ids: HashMap<Box<str>, u64>,
+    ids: FxHashMap<Box<str>, u64>,
     seq: u64,
 }
 

@@ -41,21 +41,20 @@ impl At {
 
     /// [`At::parse_canonical`] on bytes.
     pub fn parse_canonical_bytes(b: &[u8]) -> Option<At> {
-        if b.len() != 27 {
+        /// Where the digits of `YYYY-MM-DDTHH:MM:SS.ffffffZ` are.
+        const DIGITS: [usize; 20] = [
+            0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22, 23, 24, 25,
+        ];
+        let b: &[u8; 27] = b.try_into().ok()?;
+        let punctuation = b[4] == b'-'
+            && b[7] == b'-'
+            && b[10] == b'T'
+            && b[13] == b':'
+            && b[16] == b':'
+            && b[19] == b'.'
+            && b[26] == b'Z';
+        if !punctuation || DIGITS.iter().any(|&i| !b[i].is_ascii_digit()) {
             return None;
-        }
-        for (i, &c) in b.iter().enumerate() {
-            let ok = match i {
-                4 | 7 => c == b'-',
-                10 => c == b'T',
-                13 | 16 => c == b':',
-                19 => c == b'.',
-                26 => c == b'Z',
-                _ => c.is_ascii_digit(),
-            };
-            if !ok {
-                return None;
-            }
         }
         let num = |r: std::ops::Range<usize>| {
             b[r].iter().fold(0i64, |n, &c| n * 10 + i64::from(c - b'0'))
