@@ -300,63 +300,162 @@ pub fn decode<'a>(line: &'a [u8], scratch: &mut Vec<u8>) -> Result<Decoded<'a>, 
 
 /// Reads a line in exactly the form [`encode`] writes, or gives up.
 fn decode_canonical(line: &[u8]) -> Option<Decoded<'_>> {
-    let mut c = Cursor { b: line, i: 0 };
-    c.lit(br#"{"seq":"#)?;
-    let seq = c.number()?;
-    c.lit(br#","at":""#)?;
-    let at = At::parse_canonical_bytes(c.take(27)?)?;
-    c.lit(br#"","type":""#)?;
-    let kind = c.until_quote()?;
-    let change = match kind {
-        b"AccountCreated" => Change::AccountCreated {
-            account: c.field(br#","account":"#)?,
-            owner: c.optional(br#","owner":"#)?,
-            currency: c.optional(br#","currency":"#)?,
-            decimals: {
-                c.lit(br#","decimals":"#)?;
-                u8::try_from(c.number()?).ok()?
+    Spans::parse(line)?.decoded(std::str::from_utf8(line).ok()?)
+}
+
+/// Where a string field's text lies in its line.
+type Span = (u32, u32);
+
+/// A canonical line read down to numbers and positions, without borrowing
+/// it: the reader thread parses lines into these while the scanner checks
+/// earlier ones, and [`Spans::decoded`] then borrows the text for free.
+#[derive(Debug, Clone)]
+pub struct Spans {
+    seq: u64,
+    at: At,
+    change: ChangeSpans,
+    id: Option<Span>,
+    memo: Option<Span>,
+    batch: Option<u64>,
+    prev: LineHash,
+}
+
+#[derive(Debug, Clone)]
+enum ChangeSpans {
+    Created {
+        account: Span,
+        owner: Option<Span>,
+        currency: Option<Span>,
+        decimals: u8,
+    },
+    Deposited {
+        account: Span,
+        amount: Decimal,
+    },
+    Withdrawn {
+        account: Span,
+        amount: Decimal,
+    },
+    Transferred {
+        from: Span,
+        to: Span,
+        amount: Decimal,
+    },
+    Closed {
+        account: Span,
+    },
+}
+
+impl Spans {
+    /// Parses a line in exactly the form [`encode`] writes (its strings
+    /// unescaped), or gives up. The caller checks that it is UTF-8.
+    pub fn parse(line: &[u8]) -> Option<Spans> {
+        let mut c = Cursor { b: line, i: 0 };
+        c.lit(br#"{"seq":"#)?;
+        let seq = c.number()?;
+        c.lit(br#","at":""#)?;
+        let at = At::parse_canonical_bytes(c.take(27)?)?;
+        c.lit(br#"","type":""#)?;
+        let kind = c.until_quote()?;
+        let change = match kind {
+            b"AccountCreated" => ChangeSpans::Created {
+                account: c.field(br#","account":"#)?,
+                owner: c.optional(br#","owner":"#)?,
+                currency: c.optional(br#","currency":"#)?,
+                decimals: {
+                    c.lit(br#","decimals":"#)?;
+                    u8::try_from(c.number()?).ok()?
+                },
             },
-        },
-        b"MoneyDeposited" => Change::MoneyDeposited {
-            account: c.field(br#","account":"#)?,
-            amount: c.amount()?,
-        },
-        b"MoneyWithdrawn" => Change::MoneyWithdrawn {
-            account: c.field(br#","account":"#)?,
-            amount: c.amount()?,
-        },
-        b"TransferCompleted" => Change::TransferCompleted {
-            from: c.field(br#","from":"#)?,
-            to: c.field(br#","to":"#)?,
-            amount: c.amount()?,
-        },
-        b"AccountClosed" => Change::AccountClosed {
-            account: c.field(br#","account":"#)?,
-        },
-        _ => return None,
-    };
-    let id = c.optional(br#","id":"#)?;
-    let memo = c.optional(br#","memo":"#)?;
-    let batch = if c.peek(br#","batch":"#) {
-        c.lit(br#","batch":"#)?;
-        Some(c.number()?)
-    } else {
-        None
-    };
-    c.lit(br#","prev":""#)?;
-    let prev = LineHash::from_hex_bytes(c.take(64)?)?;
-    c.lit(b"\"}")?;
-    (c.i == line.len()).then_some(Decoded {
-        event: Event {
+            b"MoneyDeposited" => ChangeSpans::Deposited {
+                account: c.field(br#","account":"#)?,
+                amount: c.amount()?,
+            },
+            b"MoneyWithdrawn" => ChangeSpans::Withdrawn {
+                account: c.field(br#","account":"#)?,
+                amount: c.amount()?,
+            },
+            b"TransferCompleted" => ChangeSpans::Transferred {
+                from: c.field(br#","from":"#)?,
+                to: c.field(br#","to":"#)?,
+                amount: c.amount()?,
+            },
+            b"AccountClosed" => ChangeSpans::Closed {
+                account: c.field(br#","account":"#)?,
+            },
+            _ => return None,
+        };
+        let id = c.optional(br#","id":"#)?;
+        let memo = c.optional(br#","memo":"#)?;
+        let batch = if c.peek(br#","batch":"#) {
+            c.lit(br#","batch":"#)?;
+            Some(c.number()?)
+        } else {
+            None
+        };
+        c.lit(br#","prev":""#)?;
+        let prev = LineHash::from_hex_bytes(c.take(64)?)?;
+        c.lit(b"\"}")?;
+        (c.i == line.len()).then_some(Spans {
             seq,
             at,
             change,
             id,
             memo,
             batch,
-        },
-        prev,
-    })
+            prev,
+        })
+    }
+
+    /// The decoded line, borrowing its strings from `line` (the same line,
+    /// as text).
+    pub fn decoded<'a>(&self, line: &'a str) -> Option<Decoded<'a>> {
+        let s = |(a, b): Span| line.get(a as usize..b as usize).map(Cow::Borrowed);
+        let opt = |span: Option<Span>| match span {
+            Some(span) => s(span).map(Some),
+            None => Some(None),
+        };
+        let change = match &self.change {
+            ChangeSpans::Created {
+                account,
+                owner,
+                currency,
+                decimals,
+            } => Change::AccountCreated {
+                account: s(*account)?,
+                owner: opt(*owner)?,
+                currency: opt(*currency)?,
+                decimals: *decimals,
+            },
+            ChangeSpans::Deposited { account, amount } => Change::MoneyDeposited {
+                account: s(*account)?,
+                amount: *amount,
+            },
+            ChangeSpans::Withdrawn { account, amount } => Change::MoneyWithdrawn {
+                account: s(*account)?,
+                amount: *amount,
+            },
+            ChangeSpans::Transferred { from, to, amount } => Change::TransferCompleted {
+                from: s(*from)?,
+                to: s(*to)?,
+                amount: *amount,
+            },
+            ChangeSpans::Closed { account } => Change::AccountClosed {
+                account: s(*account)?,
+            },
+        };
+        Some(Decoded {
+            event: Event {
+                seq: self.seq,
+                at: self.at,
+                change,
+                id: opt(self.id)?,
+                memo: opt(self.memo)?,
+                batch: self.batch,
+            },
+            prev: self.prev,
+        })
+    }
 }
 
 /// A reader of the canonical line form; every method gives `None` on
@@ -391,7 +490,9 @@ impl<'a> Cursor<'a> {
         if text.is_empty() || (text[0] == b'0' && text.len() > 1) {
             return None;
         }
-        std::str::from_utf8(text).ok()?.parse().ok()
+        text.iter().try_fold(0u64, |n, &d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
     }
 
     /// The bytes up to the next `"`, which is consumed.
@@ -403,22 +504,26 @@ impl<'a> Cursor<'a> {
     }
 
     /// A JSON string with nothing escaped (escapes take the general path).
-    fn string(&mut self) -> Option<Cow<'a, str>> {
+    fn string(&mut self) -> Option<Span> {
         self.lit(b"\"")?;
+        let start = self.i;
         let text = self.until_quote()?;
         if text.iter().any(|&b| b < 0x20 || b == b'\\') {
             return None;
         }
-        std::str::from_utf8(text).ok().map(Cow::Borrowed)
+        Some((
+            u32::try_from(start).ok()?,
+            u32::try_from(start + text.len()).ok()?,
+        ))
     }
 
-    fn field(&mut self, key: &[u8]) -> Option<Cow<'a, str>> {
+    fn field(&mut self, key: &[u8]) -> Option<Span> {
         self.lit(key)?;
         self.string()
     }
 
     /// `Some(None)` when the key is absent.
-    fn optional(&mut self, key: &[u8]) -> Option<Option<Cow<'a, str>>> {
+    fn optional(&mut self, key: &[u8]) -> Option<Option<Span>> {
         if self.peek(key) {
             self.field(key).map(Some)
         } else {

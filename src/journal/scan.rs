@@ -12,7 +12,7 @@ use std::path::Path;
 use crate::domain::{self, State};
 use crate::event::Event;
 use crate::journal::JournalError;
-use crate::journal::line::{self, HEADER_PREFIX, LineHash};
+use crate::journal::line::{self, HEADER_PREFIX, LineHash, Spans};
 use crate::time::At;
 
 const CHUNK: usize = 1 << 20;
@@ -82,16 +82,40 @@ pub struct Scanner<'f> {
 /// Journals with more than this left to read are hashed on a second thread.
 const THREAD_MIN_BYTES: u64 = 8 << 20;
 
-/// A run of whole lines read from the file, with the hash of each.
+/// A run of whole lines read from the file, with the hash of each and,
+/// for lines in canonical form, their parse.
 #[derive(Default)]
 struct Block {
-    data: Vec<u8>,
+    data: BlockData,
     /// File offset of `data[0]`.
     offset: u64,
     /// Bytes of `data` that are complete lines; after them, in the last
     /// block only, an unterminated (torn) line.
     complete: usize,
     hashes: Vec<LineHash>,
+    spans: Vec<Option<Spans>>,
+}
+
+/// A block's bytes: as text when they are UTF-8 (nearly always), so that
+/// events can borrow their strings without checking them again.
+enum BlockData {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl Default for BlockData {
+    fn default() -> BlockData {
+        BlockData::Bytes(Vec::new())
+    }
+}
+
+impl BlockData {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            BlockData::Text(s) => s.as_bytes(),
+            BlockData::Bytes(b) => b,
+        }
+    }
 }
 
 /// Cuts the file into [`Block`]s and hashes their lines. Hashing is
@@ -106,21 +130,16 @@ struct Blocks {
 
 impl Blocks {
     fn next_block(&mut self) -> std::io::Result<Option<Block>> {
+        use std::io::{Read, Seek, SeekFrom};
         let mut data = std::mem::take(&mut self.carry);
+        data.reserve(CHUNK);
         let offset = self.pos - data.len() as u64;
         while self.pos < self.len {
             let old = data.len();
-            let want = usize::try_from(self.len - self.pos)
-                .unwrap_or(CHUNK)
-                .min(CHUNK);
-            data.resize(old + want, 0);
-            let n = loop {
-                match self.file.read_at(&mut data[old..], self.pos) {
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    other => break other?,
-                }
-            };
-            data.truncate(old + n);
+            let want = (self.len - self.pos).min(CHUNK as u64);
+            // `read_to_end` fills spare capacity without zeroing it first.
+            self.file.seek(SeekFrom::Start(self.pos))?;
+            let n = (&self.file).take(want).read_to_end(&mut data)?;
             if n == 0 {
                 // The file shrank under us: stop where it ends.
                 self.len = self.pos;
@@ -139,16 +158,22 @@ impl Blocks {
             self.carry = data[complete..].to_vec();
             data.truncate(complete);
         }
-        let hashes = data[..complete]
-            .split(|&b| b == b'\n')
-            .take(memchr::memchr_iter(b'\n', &data[..complete]).count())
-            .map(LineHash::of)
-            .collect();
+        let lines = memchr::memchr_iter(b'\n', &data[..complete]).count();
+        let (mut hashes, mut spans) = (Vec::with_capacity(lines), Vec::with_capacity(lines));
+        for line in data[..complete].split(|&b| b == b'\n').take(lines) {
+            hashes.push(LineHash::of(line));
+            spans.push(Spans::parse(line));
+        }
+        let data = match String::from_utf8(data) {
+            Ok(text) => BlockData::Text(text),
+            Err(e) => BlockData::Bytes(e.into_bytes()),
+        };
         Ok(Some(Block {
             data,
             offset,
             complete,
             hashes,
+            spans,
         }))
     }
 }
@@ -326,19 +351,20 @@ impl<'f> Scanner<'f> {
     fn next_line(&mut self) -> Result<Option<(usize, usize, Option<LineHash>)>, JournalError> {
         loop {
             let block = &self.block;
+            let bytes = block.data.bytes();
             if self.pos < block.complete {
                 let start = self.pos;
-                let end = memchr::memchr(b'\n', &block.data[start..block.complete])
+                let end = memchr::memchr(b'\n', &bytes[start..block.complete])
                     .map_or(block.complete, |i| start + i);
                 let hash = block.hashes.get(self.line).copied();
                 self.line += 1;
                 self.pos = end + 1;
                 return Ok(Some((start, end, hash)));
             }
-            if self.pos < block.data.len() {
+            if self.pos < bytes.len() {
                 let start = self.pos;
-                self.pos = block.data.len();
-                return Ok(Some((start, block.data.len(), None)));
+                self.pos = bytes.len();
+                return Ok(Some((start, bytes.len(), None)));
             }
             match self
                 .source
@@ -396,9 +422,18 @@ impl<'f> Scanner<'f> {
             });
             return Ok(None);
         };
-        let bytes = &self.block.data[start..end];
-        let decoded = line::decode(bytes, &mut self.scratch)
-            .map_err(|e| corrupt(path, line_no, e.to_string()))?;
+        let bytes = &self.block.data.bytes()[start..end];
+        let parsed = match (&self.block.data, self.block.spans.get(self.line - 1)) {
+            (BlockData::Text(text), Some(Some(spans))) => {
+                text.get(start..end).and_then(|t| spans.decoded(t))
+            }
+            _ => None,
+        };
+        let decoded = match parsed {
+            Some(decoded) => decoded,
+            None => line::decode(bytes, &mut self.scratch)
+                .map_err(|e| corrupt(path, line_no, e.to_string()))?,
+        };
         let event = decoded.event;
         let expected = self.head.seq + 1;
         if event.seq != expected {
@@ -486,7 +521,7 @@ impl<'f> Scanner<'f> {
         };
         Ok(Some(Entry {
             event,
-            line: &self.block.data[start..end],
+            line: &self.block.data.bytes()[start..end],
             line_no,
             hash,
             end: self.head.end,
