@@ -224,13 +224,13 @@ impl Grammar {
         let name = words.first().map(String::as_str).unwrap_or_default();
         if let Some(sub) = self.subcommands.iter_mut().find(|c| c.get_name() == name) {
             // `no_binary_name` is inherited: the subcommand's own words follow.
-            let m = sub.try_get_matches_from_mut(&words[1..])?;
+            let mut m = sub.try_get_matches_from_mut(&words[1..])?;
             let parsed = match name {
-                "create" => CreateArgs::from_arg_matches(&m).map(WriteCommand::Create),
-                "deposit" => MoveArgs::from_arg_matches(&m).map(WriteCommand::Deposit),
-                "withdraw" => MoveArgs::from_arg_matches(&m).map(WriteCommand::Withdraw),
-                "transfer" => TransferArgs::from_arg_matches(&m).map(WriteCommand::Transfer),
-                "close" => CloseArgs::from_arg_matches(&m).map(WriteCommand::Close),
+                "create" => CreateArgs::from_arg_matches_mut(&mut m).map(WriteCommand::Create),
+                "deposit" => MoveArgs::from_arg_matches_mut(&mut m).map(WriteCommand::Deposit),
+                "withdraw" => MoveArgs::from_arg_matches_mut(&mut m).map(WriteCommand::Withdraw),
+                "transfer" => TransferArgs::from_arg_matches_mut(&mut m).map(WriteCommand::Transfer),
+                "close" => CloseArgs::from_arg_matches_mut(&mut m).map(WriteCommand::Close),
                 _ => {
                     None.ok_or_else(|| clap::Error::new(clap::error::ErrorKind::InvalidSubcommand))
                 }
@@ -240,8 +240,8 @@ impl Grammar {
             }
         }
         // Anything else gets clap's own full parse, and its own error.
-        let m = self.parent.try_get_matches_from_mut(words)?;
-        Ok(BatchLine::from_arg_matches(&m)?.command)
+        let mut m = self.parent.try_get_matches_from_mut(words)?;
+        Ok(BatchLine::from_arg_matches_mut(&mut m)?.command)
     }
 }
 
