@@ -2,7 +2,8 @@
 //!
 //! The pure core — [`money`], [`event`], [`domain`] (decide/evolve) — knows
 //! nothing of files; [`journal`] reads, checks and appends the file and
-//! [`checkpoint`] caches its state; [`cmd`]
+//! [`checkpoint`] caches its state; [`follow`] hands new appends to a
+//! consumer as they come; [`cmd`]
 //! wires one command to both; [`output`] renders; [`error`] maps failures to
 //! exit codes.
 
@@ -12,6 +13,7 @@ pub mod cmd;
 pub mod domain;
 pub mod error;
 pub mod event;
+pub mod follow;
 pub mod input;
 pub mod journal;
 pub mod money;

@@ -133,6 +133,13 @@ impl ReadJournal {
         Scanner::new(&self.file, &self.path, head, self.len)
     }
 
+    /// A scanner over the events after `head` that reads no further than
+    /// byte `end` (nor past the file's length): a line or a multi-event
+    /// append that crosses `end` is left for a later scan, like a torn tail.
+    pub fn scanner_until(&self, head: Head, end: u64) -> Scanner<'_> {
+        Scanner::new(&self.file, &self.path, head, end.min(self.len))
+    }
+
     /// The torn header of a journal with no complete header.
     pub fn torn_header(&self) -> Option<Torn> {
         match &self.start {
