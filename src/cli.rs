@@ -80,7 +80,8 @@ pub enum Command {
     #[command(after_help = "Examples:
   ledger history
   ledger history acct1 --since 2026-11-01 --until 2026-11-30
-  ledger history --limit 20 --json")]
+  ledger history --limit 20 --json
+  ledger history --follow --from-seq 120 --json")]
     History(HistoryArgs),
     /// Run many write commands from a file or stdin, all or nothing.
     ///
@@ -280,9 +281,19 @@ pub struct HistoryArgs {
     /// Only events at or before this timestamp or date (to its last instant).
     #[arg(long, value_name = "T", value_parser = until)]
     pub until: Option<At>,
-    /// Keep only the last N of the selected events.
+    /// Keep only the last N of the selected events (with --follow: of
+    /// those already in the journal).
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+    /// Only events after seq N: a consumer that recorded the last seq it
+    /// handled resumes with it, without gaps or repeats.
+    #[arg(long, value_name = "N")]
+    pub from_seq: Option<u64>,
+    /// Keep running: after the history, print each new event once the
+    /// append it belongs to is complete and durable, until interrupted or
+    /// the output closes (both exit 0).
+    #[arg(long, conflicts_with_all = ["as_of", "until"])]
+    pub follow: bool,
 }
 
 /// A point in the journal's history.

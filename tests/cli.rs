@@ -7,6 +7,7 @@ mod commands;
 mod common;
 mod concurrency;
 mod fixtures;
+mod follow;
 mod journal;
 mod props;
 mod recovery;

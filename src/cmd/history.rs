@@ -1,13 +1,17 @@
-//! `ledger history`.
+//! `ledger history`, and `history --follow` (a consumer of
+//! [`crate::follow`]).
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
+use std::path::Path;
+use std::time::Duration;
 
 use crate::cli::{Format, HistoryArgs};
-use crate::cmd::{Context, ReplayFrom, replay};
+use crate::cmd::{Context, ReplayFrom, replay, warn_torn};
 use crate::domain::{Rejection, State};
 use crate::error::Error;
-use crate::journal::scan::Entry;
+use crate::follow::{Consumer, Follower};
+use crate::journal::scan::{Entry, Torn};
 use crate::output;
 
 /// One selected event, rendered.
@@ -18,8 +22,12 @@ enum Row {
     Cells(Vec<String>),
 }
 
-/// Prints the selected events in order.
+/// Prints the selected events in order (and, with `--follow`, new ones as
+/// they come).
 pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
+    if args.follow {
+        return follow(ctx, args);
+    }
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     // Rows are held back only when they must be: to keep the last N, or to
@@ -41,12 +49,7 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
         if let Some(row) = unconfirmed.take() {
             emit(&mut out, row)?;
         }
-        let event = &entry.event;
-        let selected = args.as_of.is_none_or(|b| b.includes(event.seq, event.at))
-            && args.since.is_none_or(|t| event.at >= t)
-            && args.until.is_none_or(|t| event.at <= t)
-            && account.is_none_or(|a| event.change.involves(a));
-        if !selected || args.limit == Some(0) {
+        if !selected(args, entry) || args.limit == Some(0) {
             return Ok(());
         }
         let row = render(ctx.format, state, entry, account);
@@ -94,6 +97,201 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
         }
     }
     Ok(out.flush()?)
+}
+
+/// Whether the arguments select this event.
+fn selected(args: &HistoryArgs, entry: &Entry<'_>) -> bool {
+    let event = &entry.event;
+    args.from_seq.is_none_or(|n| event.seq > n)
+        && args.as_of.is_none_or(|b| b.includes(event.seq, event.at))
+        && args.since.is_none_or(|t| event.at >= t)
+        && args.until.is_none_or(|t| event.at <= t)
+        && args
+            .account
+            .as_deref()
+            .is_none_or(|a| event.change.involves(a))
+}
+
+/// How long a Ctrl-C waits for the follow to end cleanly before the process
+/// exits anyway (when its output is stuck on a reader that stopped reading).
+const INTERRUPT_GRACE: Duration = Duration::from_secs(1);
+
+/// `history --follow`: the [`Follower`] reads the journal, a [`Printer`]
+/// prints what it hands over. Ends with exit 0 on Ctrl-C or a closed output.
+fn follow(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
+    let mut follower = Follower::new(&ctx.path);
+    // For tests and benchmarks of the fallback: poll, without notifications.
+    if std::env::var_os("LEDGER_TEST_FOLLOW_POLL").is_some() {
+        follower = follower.polling_only();
+    }
+    let stopper = follower.stopper();
+    // Rust's default for SIGINT kills the process (status 130); here it ends
+    // the follow after the round in progress, like a closed output. If this
+    // fails (a handler is already set), Ctrl-C keeps its default.
+    let _ = ctrlc::set_handler(move || {
+        stopper.stop();
+        std::thread::sleep(INTERRUPT_GRACE);
+        std::process::exit(i32::from(crate::error::code::OK));
+    });
+    let mut printer = Printer::new(ctx.format, args);
+    match follower.run(&mut printer) {
+        Ok(()) => Ok(()),
+        // The output closed: a quiet success (see `Error::exit_code`).
+        Err(Error::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The consumer of `history --follow`: renders each selected event while
+/// the journal is locked, and writes it out, flushed, at the end of the
+/// round, once the lock is released.
+struct Printer<'a> {
+    args: &'a HistoryArgs,
+    format: Format,
+    out: io::Stdout,
+    /// Rendered output not yet written.
+    buf: Vec<u8>,
+    /// The last selected row, held until the next line has been read and
+    /// confirmed it, or the round ends (its append is then complete).
+    unconfirmed: Option<Row>,
+    /// With `--limit N`, until the first catch-up: the last N rows.
+    held: Option<VecDeque<Row>>,
+    /// Whether the history already in the journal has been printed.
+    live: bool,
+}
+
+impl<'a> Printer<'a> {
+    fn new(format: Format, args: &'a HistoryArgs) -> Printer<'a> {
+        let mut buf = Vec::new();
+        if format == Format::Csv {
+            let mut header: Vec<&str> = output::EVENT_CSV_HEADER.to_vec();
+            if args.account.is_some() {
+                header.push("balance");
+            }
+            // Writing to a Vec cannot fail.
+            let _ = output::csv_row(&mut buf, &header);
+        }
+        Printer {
+            args,
+            format,
+            out: io::stdout(),
+            buf,
+            unconfirmed: None,
+            held: args.limit.map(|n| VecDeque::with_capacity(n.min(4096))),
+            live: false,
+        }
+    }
+
+    fn put(&mut self, row: Row) {
+        match (&mut self.held, self.args.limit) {
+            (Some(held), Some(n)) => {
+                if n == 0 {
+                    return;
+                }
+                if held.len() == n {
+                    held.pop_front();
+                }
+                held.push_back(row);
+            }
+            _ => self.write(row),
+        }
+    }
+
+    fn write(&mut self, row: Row) {
+        // Writing to a Vec cannot fail.
+        let _ = match (row, self.format) {
+            (Row::Json(line), _) => {
+                self.buf.extend_from_slice(&line);
+                self.buf.push(b'\n');
+                Ok(())
+            }
+            (Row::Cells(cells), Format::Table) => {
+                stream_line(&mut self.buf, &cells, self.args.account.is_some())
+            }
+            (Row::Cells(cells), _) => output::csv_row(&mut self.buf, &cells),
+        };
+    }
+}
+
+impl Consumer for Printer<'_> {
+    type Error = Error;
+
+    fn event(&mut self, after: &State, entry: &Entry<'_>) -> Result<(), Error> {
+        if let Some(row) = self.unconfirmed.take() {
+            self.put(row);
+        }
+        if selected(self.args, entry) {
+            let account = self.args.account.as_deref();
+            self.unconfirmed = Some(render(self.format, after, entry, account));
+        }
+        Ok(())
+    }
+
+    fn end_round(&mut self, state: &State, caught_up: bool) -> Result<(), Error> {
+        if let Some(row) = self.unconfirmed.take() {
+            self.put(row);
+        }
+        if caught_up && !self.live {
+            self.live = true;
+            if let Some(name) = self.args.account.as_deref()
+                && state.account(name).is_none()
+            {
+                return Err(Rejection::UnknownAccount(name.to_owned()).into());
+            }
+            for row in self.held.take().into_iter().flatten() {
+                self.write(row);
+            }
+        }
+        if self.buf.is_empty() {
+            // Nothing to write: notice a closed pipe all the same, so that
+            // `ledger history --follow | head -3` ends once head has.
+            if output_closed(&self.out) {
+                return Err(io::Error::from(io::ErrorKind::BrokenPipe).into());
+            }
+            return Ok(());
+        }
+        let mut out = self.out.lock();
+        out.write_all(&self.buf)?;
+        out.flush()?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    fn torn(&mut self, path: &Path, torn: Torn) {
+        warn_torn(path, torn);
+    }
+}
+
+/// Whether stdout is a pipe or socket whose reader has gone (or a terminal
+/// that hung up).
+fn output_closed(out: &io::Stdout) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut fds = [PollFd::new(out, PollFlags::OUT)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    poll(&mut fds, Some(&now)).is_ok()
+        && fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP)
+}
+
+/// One event as a line of its own, for a table that streams: its columns
+/// cannot be aligned with events that have not happened yet.
+/// `     5  2026-11-26T10:00:00.000000Z  deposit 5.00 to acct1  balance 15.00  memo rent  id pay-17`
+fn stream_line(out: &mut impl Write, cells: &[String], balance: bool) -> io::Result<()> {
+    let cell = |i: usize| cells.get(i).map_or("", String::as_str);
+    write!(out, "{:>5}  {}  {}", cell(0), cell(1), cell(2))?;
+    let mut rest = 3;
+    if balance {
+        write!(out, "  balance {}", cell(rest))?;
+        rest += 1;
+    }
+    for (label, i) in [("memo", rest), ("id", rest + 1)] {
+        if !cell(i).is_empty() {
+            write!(out, "  {label} {}", cell(i))?;
+        }
+    }
+    writeln!(out)
 }
 
 /// Renders an event; `after` is the state after it.
