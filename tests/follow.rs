@@ -465,6 +465,34 @@ fn an_invalid_line_stops_it_with_exit_3_naming_the_line() {
         "{stderr}"
     );
 
+    // Several lines in one round, the last one bad: the lines before it are
+    // printed, but not the one just before it, which it should confirm.
+    let env = TestEnv::new();
+    let deposit = |seq: u64| {
+        format!(
+            r#"{{"seq":{seq},"at":"{AT}","type":"MoneyDeposited","account":"a","amount":"1.00"}}"#
+        )
+    };
+    let create =
+        format!(r#"{{"seq":1,"at":"{AT}","type":"AccountCreated","account":"a","decimals":2}}"#);
+    let events = [create, deposit(2), deposit(3), deposit(4), deposit(5)];
+    let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+    let text = chained(HEADER, &refs);
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    env.write(lines[..2].concat());
+    let mut follower = Follower::start(&env, &["--json"]);
+    follower.events(1);
+    // Seq 4 is missing: file line 5 holds seq 5.
+    append(&env, &[lines[2], lines[3], lines[5]].concat());
+    assert_eq!(seq(&follower.events(1)[0]), 2);
+    assert_eq!(follower.wait().code(), Some(3));
+    let stderr = follower.stderr();
+    assert!(
+        stderr.contains("line 5: seq 5 where 4 was expected"),
+        "{stderr}"
+    );
+    follower.quiet_after_exit();
+
     // A rule broken: a withdrawal of more than the balance.
     let env = TestEnv::new();
     let create =

@@ -138,7 +138,12 @@ fn follow(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
         Ok(()) => Ok(()),
         // The output closed: a quiet success (see `Error::exit_code`).
         Err(Error::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(e),
+        Err(e) => {
+            // The rows that lines after them confirmed are printed, as
+            // plain `history` prints them before it reports a bad line.
+            let _ = printer.write_out();
+            Err(e)
+        }
     }
 }
 
@@ -180,6 +185,15 @@ impl<'a> Printer<'a> {
             held: args.limit.map(|n| VecDeque::with_capacity(n.min(4096))),
             live: false,
         }
+    }
+
+    /// Writes out and flushes what was rendered.
+    fn write_out(&mut self) -> Result<(), Error> {
+        let mut out = self.out.lock();
+        out.write_all(&self.buf)?;
+        out.flush()?;
+        self.buf.clear();
+        Ok(())
     }
 
     fn put(&mut self, row: Row) {
@@ -250,11 +264,7 @@ impl Consumer for Printer<'_> {
             }
             return Ok(());
         }
-        let mut out = self.out.lock();
-        out.write_all(&self.buf)?;
-        out.flush()?;
-        self.buf.clear();
-        Ok(())
+        self.write_out()
     }
 
     fn torn(&mut self, path: &Path, torn: Torn) {
