@@ -3,9 +3,12 @@
 //! after it (SPEC 7).
 //!
 //! It is a cache and nothing more: it is trusted only when the journal still
-//! holds, at the recorded offset, a line with the recorded hash (the chain
-//! makes that line stand for every line before it), and when its own content
-//! hashes to what it says. Anything else — missing, stale, damaged, another
+//! holds, at the recorded offset, a line with the recorded hash, seq and time
+//! (the chain makes that line stand for every line before it), when its own
+//! content hashes to what it says, and when the state keeps the ledger's
+//! invariants. A forgery that keeps all of these (a state recomputed
+//! consistently by hand) cannot be told apart without a key: `verify`, which
+//! never reads the checkpoint, is the audit. Anything else — missing, stale, damaged, another
 //! journal's, past a truncated end — is ignored, and the state is rebuilt
 //! from the journal. Deleting it changes nothing but speed.
 //!
@@ -21,9 +24,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::State;
-use crate::journal::line::LineHash;
+use crate::journal::line::{self, LineHash};
 use crate::journal::scan::Head;
-use crate::time::At;
 
 /// Refresh the checkpoint once the lines after it are this many bytes:
 /// replaying them then costs more than writing a new checkpoint would.
@@ -69,29 +71,41 @@ pub fn load(journal: &Path, file: &File, header: Head, len: u64) -> Option<(Stat
     if LineHash::of(state_line).to_string() != meta.state {
         return None;
     }
-    let head = Head {
-        seq: meta.seq,
-        hash: LineHash::from_hex(&meta.hash)?,
-        end: meta.end,
-        at: At::parse_canonical(&meta.at)?,
-    };
-    if head.end <= header.end || head.end > len || !holds_line(file, head)? {
+    let end = meta.end;
+    if end <= header.end || end > len {
+        return None;
+    }
+    // Everything the metadata says about the journal is read back from the
+    // line it names, not taken on its word.
+    let line = line_ending_at(file, end)?;
+    let hash = LineHash::of(&line);
+    let event = line::decode(&line, &mut Vec::new()).ok()?.event;
+    if hash.to_string() != meta.hash || event.seq != meta.seq || event.at.to_string() != meta.at {
         return None;
     }
     let state: State = serde_json::from_slice(state_line).ok()?;
-    (state.seq() == head.seq).then_some((state, head))
+    if state.seq() != event.seq || state.inconsistency().is_some() {
+        return None;
+    }
+    let head = Head {
+        seq: event.seq,
+        hash,
+        end,
+        at: event.at,
+    };
+    Some((state, head))
 }
 
-/// Whether the line ending at `head.end` hashes to `head.hash`.
-fn holds_line(file: &File, head: Head) -> Option<bool> {
+/// The line (without `\n`) that ends just before byte `end`.
+fn line_ending_at(file: &File, end: u64) -> Option<Vec<u8>> {
     // Lines are far shorter than this; a longer one simply fails the check.
     const MAX_LINE: u64 = 16 * 1024;
-    let from = head.end.saturating_sub(MAX_LINE);
-    let mut buf = vec![0u8; usize::try_from(head.end - from).ok()?];
+    let from = end.saturating_sub(MAX_LINE);
+    let mut buf = vec![0u8; usize::try_from(end - from).ok()?];
     file.read_exact_at(&mut buf, from).ok()?;
     let line = buf.strip_suffix(b"\n")?;
-    let start = memchr::memrchr(b'\n', line).map_or(0, |i| i + 1);
-    Some(LineHash::of(&line[start..]) == head.hash)
+    let start = memchr::memrchr(b'\n', line).map(|i| i + 1)?;
+    Some(line[start..].to_vec())
 }
 
 /// Writes a checkpoint of `state` at `head` atomically (temporary file,

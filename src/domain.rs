@@ -85,9 +85,48 @@ impl State {
         self.ids.get(id).copied()
     }
 
-    /// The number of distinct `--id`s used.
-    pub fn id_count(&self) -> usize {
-        self.ids.len()
+    /// The first way this state breaks the ledger's invariants, if any:
+    /// every account in a known unit, no negative balance, and per unit held
+    /// = deposited - withdrawn = the sum of the balances. A state folded
+    /// by [`evolve`] from decided events always holds them; `verify` checks
+    /// them, and a checkpoint that breaks them is not trusted.
+    pub fn inconsistency(&self) -> Option<String> {
+        let mut sums = vec![Amount::ZERO; self.units.len()];
+        for (name, account) in &self.accounts {
+            let Some(sum) = sums.get_mut(account.unit) else {
+                return Some(format!("account {name} has no currency"));
+            };
+            if account.balance < Amount::ZERO {
+                return Some(format!("account {name} has a negative balance"));
+            }
+            match sum.checked_add(account.balance) {
+                Some(total) => *sum = total,
+                None => {
+                    return Some(format!(
+                        "the balances of {} overflow",
+                        unit_name(&self.units[account.unit])
+                    ));
+                }
+            }
+        }
+        if let Some((id, seq)) = self.ids.iter().find(|(_, seq)| **seq > self.seq) {
+            return Some(format!(
+                "id {id} is recorded at seq {seq}, after the last event"
+            ));
+        }
+        self.units.iter().zip(sums).find_map(|(unit, sum)| {
+            let expected = unit.deposited.checked_sub(unit.withdrawn);
+            (expected != Some(unit.held) || sum != unit.held).then(|| {
+                format!(
+                    "totals of {} do not add up: deposited {}, withdrawn {}, held {}, balances {}",
+                    unit_name(unit),
+                    unit.deposited.display(unit.decimals),
+                    unit.withdrawn.display(unit.decimals),
+                    unit.held.display(unit.decimals),
+                    sum.display(unit.decimals)
+                )
+            })
+        })
     }
 }
 
@@ -839,6 +878,16 @@ mod tests {
             decide(&state, &deposit("a", "1")),
             Err(Rejection::Overflow { .. })
         ));
+    }
+
+    #[test]
+    fn a_folded_state_is_consistent_and_tampering_is_seen() {
+        let mut state = given(&[create("a", None), deposit("a", "10")]);
+        assert_eq!(state.inconsistency(), None);
+        state.accounts.get_mut("a").unwrap().balance = Amount(999);
+        assert!(state.inconsistency().unwrap().contains("do not add up"));
+        state.accounts.get_mut("a").unwrap().unit = 7;
+        assert!(state.inconsistency().unwrap().contains("no currency"));
     }
 
     #[test]

@@ -66,10 +66,15 @@ impl Decimal {
             return Err(malformed());
         }
         let frac = frac.unwrap_or("");
-        let scale = u8::try_from(frac.len()).map_err(|_| AmountError::TooManyDecimals {
-            text: text.to_owned(),
-            decimals: MAX_DECIMALS,
-        })?;
+        // No account has more decimals than this, so neither may an amount;
+        // it also keeps every formatted amount short.
+        let scale = u8::try_from(frac.len())
+            .ok()
+            .filter(|&n| n <= MAX_DECIMALS)
+            .ok_or_else(|| AmountError::TooManyDecimals {
+                text: text.to_owned(),
+                decimals: MAX_DECIMALS,
+            })?;
         let mut units: i128 = 0;
         for b in int.bytes().chain(frac.bytes()) {
             units = units
@@ -176,7 +181,7 @@ pub struct AmountDisplay {
 impl AmountDisplay {
     /// Writes the canonical text into `buf`, returning the used tail. No
     /// allocation: this runs once per line on replay.
-    fn render(self, buf: &mut [u8; 48]) -> &[u8] {
+    fn render(self, buf: &mut [u8; RENDER_LEN]) -> &[u8] {
         let units = self.amount.0;
         let decimals = usize::from(self.decimals);
         // `unsigned_abs` keeps i128::MIN exact.
@@ -204,17 +209,21 @@ impl AmountDisplay {
 
     /// Appends the canonical text to `out`.
     pub fn write_to(self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.render(&mut [0; 48]));
+        out.extend_from_slice(self.render(&mut [0; RENDER_LEN]));
     }
 }
 
 impl fmt::Display for AmountDisplay {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut buf = [0; 48];
+        let mut buf = [0; RENDER_LEN];
         // Only ASCII digits, '-' and '.' are written.
         f.pad(std::str::from_utf8(self.render(&mut buf)).unwrap_or_default())
     }
 }
+
+/// Room for any amount at any `u8` of decimals: sign, "0.", and up to 255
+/// digits (i128 has at most 39).
+const RENDER_LEN: usize = 260;
 
 /// 10^n as i128, if it fits.
 fn pow10(n: u8) -> Option<i128> {
@@ -255,6 +264,16 @@ mod tests {
                 minor(bad, 2)
             );
         }
+    }
+
+    #[test]
+    fn rejects_more_decimals_than_any_account_has_without_panicking() {
+        let text = format!("0.{}1", "0".repeat(60));
+        assert!(matches!(
+            minor(&text, 18),
+            Err(AmountError::TooManyDecimals { decimals: 18, .. })
+        ));
+        assert_eq!(Amount(1).display(255).to_string().len(), 257);
     }
 
     #[test]

@@ -238,3 +238,40 @@ proptest! {
         prop_assert_eq!(cached, full);
     }
 }
+
+#[test]
+fn a_checkpoint_whose_metadata_or_state_lies_is_ignored() {
+    let env = ledger();
+    checkpoint_at(&env.journal, 6);
+    let path = checkpoint::path_of(&env.journal);
+    let good = fs::read_to_string(&path).unwrap();
+    let (meta, state) = good.split_once('\n').unwrap();
+    let rehash = |state: &str| {
+        let hash = crate::common::sha256_hex(state.trim_end().as_bytes());
+        let meta: serde_json::Value = serde_json::from_str(meta).unwrap();
+        let mut meta = meta.as_object().unwrap().clone();
+        meta.insert("state".into(), hash.into());
+        format!("{}\n{state}", serde_json::Value::Object(meta))
+    };
+    // Sanity: re-hashing the untouched state gives a checkpoint that is used.
+    fs::write(&path, rehash(state)).unwrap();
+    assert_eq!(checkpoint_seq(&env.journal), Some(6));
+    for forged in [
+        // An earlier time than the line it names: would move --as-of and `at`.
+        good.replacen(
+            r#""at":"2026-11-26T10:00:00.000000Z""#,
+            r#""at":"2025-06-01T00:00:00.000000Z""#,
+            1,
+        ),
+        good.replacen(r#""seq":6"#, r#""seq":5"#, 1),
+        // A balance changed and the state hash recomputed: the totals no longer add up.
+        rehash(&state.replace(r#""balance":2500"#, r#""balance":9500"#)),
+        // A unit index that does not exist.
+        rehash(&state.replacen(r#""unit":0"#, r#""unit":7"#, 1)),
+    ] {
+        assert_ne!(forged, good);
+        fs::write(&path, forged).unwrap();
+        assert_eq!(checkpoint_seq(&env.journal), None);
+        assert_eq!(env.balance_of("a"), "25.00");
+    }
+}

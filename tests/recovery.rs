@@ -539,3 +539,18 @@ fn streamed_history_never_prints_an_edited_line() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("line 7"));
     }
 }
+
+#[test]
+fn an_endless_last_line_is_corruption_not_a_torn_tail() {
+    let env = journal();
+    let mut bytes = env.bytes();
+    bytes.extend(std::iter::repeat_n(b'x', 100 * 1024));
+    env.write(&bytes);
+    for args in [&["balance"][..], &["deposit", "a", "1"]] {
+        let stderr = env.fails(3, args);
+        assert!(
+            stderr.contains("line 8") && stderr.contains("longer than"),
+            "{stderr}"
+        );
+    }
+}

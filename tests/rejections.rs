@@ -269,11 +269,14 @@ fn amounts_with_more_decimals_than_the_account_are_usage_errors() {
         ("acct1", "1.001"),
         ("acct1", "1.500"),
         ("eur3", "0.0001"),
-        ("acct1", "0.000000000000000000001"),
     ] {
         let stderr = env.fails(2, &["deposit", account, amount]);
         assert!(stderr.contains(account), "{stderr}");
     }
+    // More decimals than any account can have is refused before the account
+    // is even looked at.
+    let stderr = env.fails(2, &["deposit", "acct1", "0.000000000000000000001"]);
+    assert!(stderr.contains("more than 18 decimals"), "{stderr}");
     env.fails(2, &["withdraw", "acct1", "1.001"]);
     env.fails(2, &["transfer", "acct1", "acct2", "1.001"]);
     env.ok("create pts --decimals 0");

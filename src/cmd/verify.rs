@@ -10,7 +10,6 @@ use crate::domain::{self, State};
 use crate::error::Error;
 use crate::journal::line::LineHash;
 use crate::journal::{JournalError, ReadJournal};
-use crate::money::Amount;
 use crate::output;
 
 /// Journals larger than this show a progress bar on a terminal.
@@ -88,7 +87,9 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), Error> {
     if let Some(torn) = torn {
         warn_torn(&ctx.path, torn);
     }
-    check_totals(&state)?;
+    if let Some(problem) = state.inconsistency() {
+        return Err(Error::VerifyFailed(problem));
+    }
     if let Some(expected) = args.expect_head
         && !anchored
     {
@@ -168,27 +169,6 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), Error> {
         }
     }
     Ok(out.flush()?)
-}
-
-/// Held must equal deposited - withdrawn, and the sum of the balances.
-fn check_totals(state: &State) -> Result<(), Error> {
-    for (i, unit) in state.units().iter().enumerate() {
-        let sum = state
-            .accounts()
-            .filter(|(_, a)| a.unit == i)
-            .try_fold(Amount::ZERO, |s, (_, a)| s.checked_add(a.balance));
-        let expected = unit.deposited.checked_sub(unit.withdrawn);
-        if expected != Some(unit.held) || sum != Some(unit.held) {
-            return Err(Error::VerifyFailed(format!(
-                "totals of {} do not add up: deposited {}, withdrawn {}, held {}",
-                domain::unit_name(unit),
-                unit.deposited.display(unit.decimals),
-                unit.withdrawn.display(unit.decimals),
-                unit.held.display(unit.decimals)
-            )));
-        }
-    }
-    Ok(())
 }
 
 fn report(state: &State, seq: u64, hash: LineHash) -> Report {

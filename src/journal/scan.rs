@@ -17,6 +17,10 @@ use crate::time::At;
 
 const CHUNK: usize = 1 << 20;
 
+/// Longer than any line ledger writes (a few KiB at most); a longer one is
+/// corruption, not a torn write.
+const MAX_LINE: usize = 64 * 1024;
+
 /// Where a journal stands after a complete append: what the next line must
 /// chain to. A checkpoint records one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +98,8 @@ struct Block {
     complete: usize,
     hashes: Vec<LineHash>,
     spans: Vec<Option<Spans>>,
+    /// The unterminated line at its end is longer than any ledger line.
+    overlong: bool,
 }
 
 /// A block's bytes: as text when they are UTF-8 (nearly always), so that
@@ -132,6 +138,7 @@ impl Blocks {
     fn next_block(&mut self) -> std::io::Result<Option<Block>> {
         use std::io::{Read, Seek, SeekFrom};
         let mut data = std::mem::take(&mut self.carry);
+        let mut overlong = false;
         data.reserve(CHUNK);
         let offset = self.pos - data.len() as u64;
         while self.pos < self.len {
@@ -149,11 +156,22 @@ impl Blocks {
             if memchr::memchr(b'\n', &data[old..]).is_some() {
                 break;
             }
+            if data.len() > MAX_LINE {
+                // No ledger line is this long: stop here rather than read a
+                // damaged or foreign file into memory to its end.
+                self.pos = self.len;
+                overlong = true;
+                break;
+            }
         }
         if data.is_empty() {
             return Ok(None);
         }
         let complete = memchr::memrchr(b'\n', &data).map_or(0, |i| i + 1);
+        if data.len() - complete > MAX_LINE {
+            self.pos = self.len;
+            overlong = true;
+        }
         if self.pos < self.len {
             self.carry = data[complete..].to_vec();
             data.truncate(complete);
@@ -174,6 +192,7 @@ impl Blocks {
             complete,
             hashes,
             spans,
+            overlong,
         }))
     }
 }
@@ -388,8 +407,11 @@ impl<'f> Scanner<'f> {
     /// Whether `count` complete lines follow the current line.
     fn lines_follow(&self, count: u64) -> Result<bool, JournalError> {
         let mut found = self.block.hashes.len().saturating_sub(self.line) as u64;
+        if found >= count {
+            return Ok(true);
+        }
         let mut offset = self.offset_of(self.block.complete);
-        let mut chunk = vec![0u8; CHUNK];
+        let mut chunk = vec![0u8; 64 * 1024];
         while found < count {
             let n = read_at(self.file, self.path, &mut chunk, offset, self.len)?;
             if n == 0 {
@@ -414,6 +436,13 @@ impl<'f> Scanner<'f> {
             return Ok(None);
         };
         let Some(hash) = hash else {
+            if self.block.overlong {
+                return Err(corrupt(
+                    path,
+                    line_no,
+                    "the line is longer than any ledger line (64 KiB)",
+                ));
+            }
             self.done = true;
             self.torn = Some(Torn {
                 offset: self.offset_of(start),
