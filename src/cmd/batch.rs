@@ -229,7 +229,9 @@ impl Grammar {
                 "create" => CreateArgs::from_arg_matches_mut(&mut m).map(WriteCommand::Create),
                 "deposit" => MoveArgs::from_arg_matches_mut(&mut m).map(WriteCommand::Deposit),
                 "withdraw" => MoveArgs::from_arg_matches_mut(&mut m).map(WriteCommand::Withdraw),
-                "transfer" => TransferArgs::from_arg_matches_mut(&mut m).map(WriteCommand::Transfer),
+                "transfer" => {
+                    TransferArgs::from_arg_matches_mut(&mut m).map(WriteCommand::Transfer)
+                }
                 "close" => CloseArgs::from_arg_matches_mut(&mut m).map(WriteCommand::Close),
                 _ => {
                     None.ok_or_else(|| clap::Error::new(clap::error::ErrorKind::InvalidSubcommand))

@@ -229,6 +229,7 @@ impl Drop for Writer {
     fn drop(&mut self) {
         if let Some(new_dirs) = self.created.take()
             && !self.committed
+            && self.file.metadata().is_ok_and(|m| m.len() == 0)
         {
             let _ = fs::remove_file(&self.path);
             if let Some(top) = new_dirs {
@@ -263,14 +264,15 @@ impl Writer {
                 .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
                 .last()
                 .map(Path::to_owned);
-            fs::create_dir_all(parent)
-                .map_err(|e| JournalError::io(parent, "create directory", e))?;
         }
         let (file, created) = open_locked(path)?;
         let len = file
             .metadata()
             .map_err(|e| JournalError::io(path, "read", e))?
             .len();
+        // Another writer may have locked first and written: then the file
+        // is not this writer's to remove, whoever created it.
+        let created = created && len == 0;
         let mut state = State::default();
         let (head, torn) = match scan::read_start(&file, path, len)? {
             Start::Empty(torn) => (None, torn),
@@ -533,7 +535,15 @@ fn clock_error(e: crate::time::TimeError) -> JournalError {
 /// while we waited for the lock, the lock is on a stale inode: retry.
 /// Returns the file and whether this call created it.
 fn open_locked(path: &Path) -> Result<(File, bool), JournalError> {
+    let mut attempts = 0;
     loop {
+        attempts += 1;
+        // Inside the loop: a writer that appended nothing may have removed
+        // the directories it created while this one waited for the lock.
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent)
+                .map_err(|e| JournalError::io(parent, "create directory", e))?;
+        }
         let mut options = OpenOptions::new();
         options.read(true).append(true).mode(0o600);
         let (file, created) = match options.clone().create_new(true).open(path) {
@@ -544,6 +554,8 @@ fn open_locked(path: &Path) -> Result<(File, bool), JournalError> {
                     .map_err(|e| JournalError::io(path, "open for writing", e))?,
                 false,
             ),
+            // The directory just created was removed by a writer that gave up.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 100 => continue,
             Err(e) => return Err(JournalError::io(path, "open for writing", e)),
         };
         file.lock().map_err(|e| JournalError::io(path, "lock", e))?;
