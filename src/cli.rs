@@ -23,14 +23,11 @@ use crate::time::{At, TimeError};
   ledger transfer acct1 acct2 10.25 --memo lunch --id pay-17
   ledger balance --json")]
 pub struct Cli {
-    /// The journal file.
-    #[arg(
-        short = 'f',
-        long,
-        global = true,
-        env = "LEDGER_JOURNAL",
-        value_name = "PATH"
-    )]
+    /// The journal file [env: LEDGER_JOURNAL; default: journal.jsonl in the
+    /// platform data directory]
+    // LEDGER_JOURNAL is read by `cmd::run`, not clap's `env`, so that an
+    // empty value means unset instead of an error about --file.
+    #[arg(short = 'f', long, global = true, value_name = "PATH")]
     pub file: Option<PathBuf>,
 
     /// Output format.

@@ -50,6 +50,28 @@ impl From<InputError> for Error {
     }
 }
 
+/// The first paragraph of a message, on one line, with control characters
+/// (a newline typed into an argument, a terminal escape) shown escaped.
+pub fn one_line(message: &str) -> String {
+    escape_controls(message.trim_end().split("\n\n").next().unwrap_or_default())
+}
+
+/// `message` with control characters shown escaped, so that it stays one
+/// line and cannot drive the terminal.
+pub fn escape_controls(message: &str) -> String {
+    message
+        .chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 /// Exit codes of the contract.
 pub mod code {
     /// Success.
@@ -91,6 +113,15 @@ impl Error {
 mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    #[test]
+    fn one_line_keeps_the_sentence_and_escapes_controls() {
+        let clap = "error: invalid value 'a\nb\u{1b}[31m' for '<ACCOUNT>': bad\n\n  tip: x\n\nUsage: ledger\n";
+        assert_eq!(
+            one_line(clap),
+            "error: invalid value 'a\\nb\\u{1b}[31m' for '<ACCOUNT>': bad"
+        );
+    }
 
     #[test]
     fn codes_follow_the_contract() {

@@ -13,9 +13,21 @@ fn main() -> ExitCode {
     let cli = match ledger::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            // clap prints help and version to stdout (exit 0), usage errors to stderr (exit 2).
-            let _ = e.print();
-            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+            use clap::error::ErrorKind;
+            let code = u8::try_from(e.exit_code()).unwrap_or(2);
+            match e.kind() {
+                // Help and version go to stdout (exit 0); a bare `ledger`
+                // shows the help on stderr.
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                }
+                // A usage error is one sentence, control characters shown
+                // escaped; clap's usage block and tips would follow it.
+                _ => eprintln!("{}", ledger::error::one_line(&e.render().to_string())),
+            }
+            return ExitCode::from(code);
         }
     };
     match ledger::run(cli) {
@@ -23,7 +35,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = e.exit_code();
             if code != ledger::error::code::OK {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", ledger::error::escape_controls(&e.to_string()));
             }
             ExitCode::from(code)
         }

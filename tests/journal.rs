@@ -272,6 +272,12 @@ fn file_option_beats_ledger_journal_beats_the_data_directory() {
         ),
         ("XDG_DATA_HOME", false, &[], "xdg-data/ledger/journal.jsonl"),
         (
+            "an empty LEDGER_JOURNAL is unset",
+            false,
+            &[("LEDGER_JOURNAL", "")],
+            "xdg-data/ledger/journal.jsonl",
+        ),
+        (
             "HOME without XDG_DATA_HOME",
             false,
             &[("XDG_DATA_HOME", "")],

@@ -265,11 +265,7 @@ fn malformed_amounts_are_usage_errors() {
 #[test]
 fn amounts_with_more_decimals_than_the_account_are_usage_errors() {
     let env = ledger();
-    for (account, amount) in [
-        ("acct1", "1.001"),
-        ("acct1", "1.500"),
-        ("eur3", "0.0001"),
-    ] {
+    for (account, amount) in [("acct1", "1.001"), ("acct1", "1.500"), ("eur3", "0.0001")] {
         let stderr = env.fails(2, &["deposit", account, amount]);
         assert!(stderr.contains(account), "{stderr}");
     }
@@ -527,4 +523,19 @@ fn a_repeated_id_is_found_anywhere_in_a_long_journal() {
         "id k450 was already used at seq 450 for a different command",
     );
     assert_eq!(env.lines().len(), 601);
+}
+
+#[test]
+fn usage_errors_are_one_line_with_controls_escaped() {
+    let env = ledger();
+    for args in [
+        &["deposit", "a\nb\u{1b}[2J", "1"][..],
+        &["withdraw", "acct1", "-5"],
+        &["transfer", "acct1"],
+        &["balance", "--as-of", "yesterday"],
+    ] {
+        let stderr = env.fails(2, args);
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(!stderr.contains('\u{1b}'), "{args:?}: {stderr}");
+    }
 }

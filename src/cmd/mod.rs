@@ -35,7 +35,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         return Ok(out.flush()?);
     }
     let ctx = Context {
-        path: journal::resolve_path(cli.file)?,
+        path: journal::resolve_path(cli.file.or_else(|| {
+            std::env::var_os("LEDGER_JOURNAL")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        }))?,
         format,
     };
     match cli.command {
