@@ -15,7 +15,7 @@ use clap::CommandFactory;
 use crate::cli::{AsOf, Cli, Command, Format};
 use crate::domain::{self, State};
 use crate::error::Error;
-use crate::journal::scan::{Entry, Torn};
+use crate::journal::scan::{Entry, Head, Torn};
 use crate::journal::{self, ReadJournal};
 
 /// What every command needs besides its own arguments.
@@ -96,7 +96,18 @@ pub fn replay(
         .flatten()
         .filter(|(_, head)| as_of.is_none_or(|b| b.includes(head.seq, head.at)));
     let (mut state, start) = cached.unwrap_or((State::default(), header));
-    let mut scanner = journal.scanner_from(start);
+    // `visit` may block on a slow reader of the output (`history | less`),
+    // which must not hold writers up: find the valid end under the lock
+    // first (cheaply, from a checkpoint), then let go of the lock and read
+    // only up to there.
+    let end = match from {
+        ReplayFrom::Start => Some(valid_end(&journal, header)?),
+        ReplayFrom::Checkpoint => None,
+    };
+    let mut scanner = match end {
+        Some(end) => journal.scanner_until(start, end),
+        None => journal.scanner_from(start),
+    };
     let mut snapshot = None;
     while let Some(entry) = scanner.next(&state)? {
         if snapshot.is_none() && as_of.is_some_and(|b| !b.includes(entry.event.seq, entry.event.at))
@@ -106,11 +117,27 @@ pub fn replay(
         domain::evolve(&mut state, &entry.event);
         visit(&state, &entry)?;
     }
-    if let Some(torn) = scanner.torn() {
-        warn_torn(path, torn);
-    }
     if from == ReplayFrom::Checkpoint {
+        if let Some(torn) = scanner.torn() {
+            warn_torn(path, torn);
+        }
         journal::refresh_checkpoint(path, header, start, scanner.head(), &state);
     }
     Ok(snapshot.unwrap_or(state))
+}
+
+/// The end of the last complete append, found under the journal's lock,
+/// which is then released. Warns about a torn tail.
+fn valid_end(journal: &ReadJournal, header: Head) -> Result<u64, Error> {
+    let (mut state, start) = journal.checkpoint().unwrap_or((State::default(), header));
+    let mut scanner = journal.scanner_from(start);
+    journal::fold(&mut scanner, &mut state)?;
+    if let Some(torn) = scanner.torn() {
+        warn_torn(journal.path(), torn);
+    }
+    journal::refresh_checkpoint(journal.path(), header, start, scanner.head(), &state);
+    let end = scanner.head().end;
+    drop(scanner);
+    journal.unlock()?;
+    Ok(end)
 }

@@ -140,6 +140,15 @@ impl ReadJournal {
         Scanner::new(&self.file, &self.path, head, end.min(self.len))
     }
 
+    /// Releases the shared lock early. The bytes up to the end of the last
+    /// complete append seen under it never change (writers only append, and
+    /// only remove a torn tail after that end), so they may still be read.
+    pub fn unlock(&self) -> Result<(), JournalError> {
+        self.file
+            .unlock()
+            .map_err(|e| JournalError::io(&self.path, "unlock", e))
+    }
+
     /// The torn header of a journal with no complete header.
     pub fn torn_header(&self) -> Option<Torn> {
         match &self.start {
