@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use crate::common::TestEnv;
 
 /// Writes a checkpoint of the state after event `seq`.
-fn checkpoint_at(path: &Path, seq: u64) {
+pub fn checkpoint_at(path: &Path, seq: u64) {
     let journal = ReadJournal::open(path).unwrap().unwrap();
     let header = journal.header_head().unwrap();
     let mut state = State::default();
