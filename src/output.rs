@@ -154,7 +154,13 @@ pub fn balances(
             csv_row(
                 out,
                 &[
-                    "account", "owner", "currency", "decimals", "balance", "closed",
+                    "account",
+                    "owner",
+                    "currency",
+                    "decimals",
+                    "balance",
+                    "closed",
+                    "as_of_seq",
                 ],
             )?;
             for (name, a) in &accounts {
@@ -168,6 +174,8 @@ pub fn balances(
                         u.decimals.to_string(),
                         a.balance.display(u.decimals).to_string(),
                         a.closed.to_string(),
+                        // Which seq the balances reflect, as in JSON.
+                        state.seq().to_string(),
                     ],
                 )?;
             }

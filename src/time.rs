@@ -100,7 +100,15 @@ impl At {
                 start
             }));
         }
-        At::parse_instant(text)
+        let ts = text
+            .parse::<jiff::Timestamp>()
+            .map_err(|_| TimeError(text.to_owned()))?;
+        // Instants are kept in microseconds. A lower bound between two of
+        // them rounds up, so that it never takes in an earlier event; an
+        // upper bound rounds down.
+        let partial = ts.subsec_nanosecond().rem_euclid(1000) != 0;
+        let micros = ts.as_microsecond() + i64::from(!end_of_day && partial);
+        Ok(At(micros))
     }
 }
 
@@ -217,6 +225,14 @@ mod tests {
         let end = At::parse_bound("2026-11-26", true).unwrap();
         assert_eq!(start.to_string(), "2026-11-26T00:00:00.000000Z");
         assert_eq!(end.to_string(), "2026-11-26T23:59:59.999999Z");
+    }
+
+    #[test]
+    fn sub_microsecond_bounds_never_widen_the_range() {
+        let since = At::parse_bound("2026-11-26T10:00:00.5000001Z", false).unwrap();
+        let until = At::parse_bound("2026-11-26T10:00:00.5000001Z", true).unwrap();
+        assert_eq!(since.to_string(), "2026-11-26T10:00:00.500001Z");
+        assert_eq!(until.to_string(), "2026-11-26T10:00:00.500000Z");
     }
 
     #[test]

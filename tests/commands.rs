@@ -197,10 +197,10 @@ fn csv_outputs_have_a_header_row_and_rfc4180_records() {
     let balance = env.ok("balance --format csv");
     assert_eq!(
         balance,
-        "account,owner,currency,decimals,balance,closed\r\n\
-         acct1,alice,,2,19.75,false\r\n\
-         acct2,bob,,2,11.25,false\r\n\
-         eur1,,EUR,2,0.00,false\r\n"
+        "account,owner,currency,decimals,balance,closed,as_of_seq\r\n\
+         acct1,alice,,2,19.75,false,7\r\n\
+         acct2,bob,,2,11.25,false,7\r\n\
+         eur1,,EUR,2,0.00,false,7\r\n"
     );
 
     let header = "seq,at,type,account,from,to,amount,owner,currency,decimals,id,memo,batch,prev";

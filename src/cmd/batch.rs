@@ -16,8 +16,17 @@ use crate::journal::{JournalError, Outcome, Writer};
 use crate::money::Amount;
 use crate::output;
 
-/// Commands a batch line may not use, with why.
-const NOT_IN_BATCH: [&str; 5] = ["batch", "verify", "balance", "history", "completions"];
+/// Commands of the command line that a batch line may not use (SPEC 4: a
+/// batch appends, all at once; nothing else fits inside one), named so the
+/// error can say so rather than "unrecognized subcommand".
+const NOT_IN_BATCH: [&str; 6] = [
+    "batch",
+    "verify",
+    "balance",
+    "history",
+    "completions",
+    "help",
+];
 
 /// Runs a batch.
 pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
@@ -27,10 +36,24 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
     let mut writer = Writer::open(&ctx.path)?;
     let before = writer.state().clone();
     let (mut appended, mut repeats) = (0u64, 0u64);
+    // For JSON: the seq of each line's existing event, in order (0 for a
+    // new one), so repeats print the event they repeat (SPEC 6).
+    let mut repeated: Vec<u64> = Vec::new();
+    let json = ctx.format == Format::Json;
     parse_lines(&input, |line, command| {
         match writer.apply(&write::request(&command)) {
-            Ok(Outcome::Appended(_)) => appended += 1,
-            Ok(Outcome::Repeat(_)) => repeats += 1,
+            Ok(Outcome::Appended(_)) => {
+                appended += 1;
+                if json {
+                    repeated.push(0);
+                }
+            }
+            Ok(Outcome::Repeat(seq)) => {
+                repeats += 1;
+                if json {
+                    repeated.push(seq);
+                }
+            }
             Err(e) => return Err(at_line(line, e.into())),
         }
         Ok(())
@@ -43,7 +66,15 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
     let mut out = io::BufWriter::new(io::stdout().lock());
     match ctx.format {
         Format::Json => {
-            for line in writer.staged_lines() {
+            let mut staged = writer.staged_lines();
+            for seq in repeated {
+                let existing;
+                let line = if seq == 0 {
+                    staged.next().unwrap_or_default()
+                } else {
+                    existing = writer.line(seq)?;
+                    &existing
+                };
                 out.write_all(line)?;
                 out.write_all(b"\n")?;
             }
