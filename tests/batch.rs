@@ -654,3 +654,21 @@ fn a_cut_batch_whose_remaining_line_does_not_chain_is_corrupt() {
     let stderr = env.fails(3, &["balance"]);
     assert!(stderr.contains("line 7"), "{stderr}");
 }
+
+#[test]
+fn json_prints_the_existing_event_of_a_repeated_id_in_line_order() {
+    let env = TestEnv::new();
+    batch_ok(&env, &[], "create a --id c\ndeposit a 5 --id d\n");
+    let out = batch_ok(
+        &env,
+        &["--json"],
+        "create a --id c\ndeposit a 6\ndeposit a 5 --id d\n",
+    );
+    let lines = env.lines();
+    let printed: Vec<&str> = out.lines().collect();
+    // seq 1 (repeat), seq 3 (new), seq 2 (repeat): each exactly as stored.
+    assert_eq!(
+        printed,
+        [lines[1].as_str(), lines[3].as_str(), lines[2].as_str()]
+    );
+}
