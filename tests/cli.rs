@@ -6,6 +6,7 @@ mod checkpoint;
 mod commands;
 mod common;
 mod concurrency;
+mod faults;
 mod fixtures;
 mod follow;
 mod journal;
