@@ -498,6 +498,16 @@ impl Writer {
         if self.head.is_none() {
             sync_parent(&self.path)?;
         }
+        // Every directory this write created is an entry in its own parent:
+        // sync those too, or a crash could lose the path to the journal.
+        if let Some(Some(top)) = &self.created {
+            for dir in self.path.ancestors().skip(1) {
+                sync_parent(dir)?;
+                if dir == top {
+                    break;
+                }
+            }
+        }
         Ok(())
     }
 }

@@ -197,7 +197,6 @@ fn an_acknowledged_write_is_synced_before_it_is_acknowledged() {
 }
 
 #[test]
-#[ignore = "bug: directories created for a new journal are not synced in their parents"]
 fn a_new_journal_syncs_its_directory_and_every_directory_it_created() {
     if !require("strace", strace_works()) {
         return;
