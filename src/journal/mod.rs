@@ -342,6 +342,8 @@ impl Writer {
             if !bytes.ends_with(b"\n") {
                 bytes.push(b'\n');
             }
+            // Only writers touch it, under the journal's lock: no race.
+            let created = !quarantine.exists();
             let mut q = OpenOptions::new()
                 .append(true)
                 .create(true)
@@ -351,6 +353,14 @@ impl Writer {
             q.write_all(&bytes)
                 .and_then(|()| q.sync_data())
                 .map_err(|e| JournalError::io(&quarantine, "write", e))?;
+            if created {
+                // A new file's directory entry must be durable before the
+                // bytes it keeps are cut from the journal.
+                let dir = parent_of(&quarantine);
+                File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| JournalError::io(dir, "sync directory", e))?;
+            }
         }
         self.file
             .set_len(torn.offset)
@@ -590,11 +600,16 @@ fn open_locked(path: &Path) -> Result<(File, bool), JournalError> {
     }
 }
 
-fn sync_parent(path: &Path) -> Result<(), JournalError> {
-    let parent = match path.parent() {
+/// The directory holding `path`.
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
-    };
+    }
+}
+
+fn sync_parent(path: &Path) -> Result<(), JournalError> {
+    let parent = parent_of(path);
     File::open(parent)
         .and_then(|d| d.sync_all())
         .map_err(|source| JournalError::SyncFailed {

@@ -247,7 +247,6 @@ fn a_new_journal_syncs_its_directory_and_every_directory_it_created() {
 }
 
 #[test]
-#[ignore = "bug: a new .torn's directory entry is not synced before the journal is cut"]
 fn a_torn_tail_is_quarantined_durably_before_the_journal_is_cut() {
     if !require("strace", strace_works()) {
         return;
