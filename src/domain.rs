@@ -478,9 +478,27 @@ pub fn check<'e>(state: &State, event: &'e Event<'_>) -> Result<Change<'e>, Reje
     }
 }
 
+/// Settles a [`Decision::Repeat`]: given the stored event that used the
+/// request's `--id`, the request is a retry (`Ok`, nothing to append) if it
+/// is the same command, and refused otherwise (SPEC 3).
+pub fn settle_repeat(
+    state: &State,
+    existing: &Event<'_>,
+    request: &Request<'_>,
+) -> Result<(), Rejection> {
+    if is_same_command(state, existing, request)? {
+        Ok(())
+    } else {
+        Err(Rejection::IdReused {
+            id: request.id.unwrap_or_default().to_owned(),
+            seq: existing.seq,
+        })
+    }
+}
+
 /// Whether `request` is the same command as the stored `existing` event:
 /// same type and fields (amounts by value), same memo.
-pub fn is_same_command(
+fn is_same_command(
     state: &State,
     existing: &Event<'_>,
     request: &Request<'_>,

@@ -374,22 +374,15 @@ impl Writer {
     pub fn apply(&mut self, request: &Request<'_>) -> Result<Outcome, WriteError> {
         match domain::decide(&self.state, request)? {
             Decision::Repeat { seq } => {
-                let line = self.line_of(seq)?;
+                let line = self.line(seq)?;
                 let decoded =
                     line::decode(&line, &mut Vec::new()).map_err(|e| JournalError::Corrupt {
                         path: self.path.clone(),
                         line: seq + 1,
                         reason: e.to_string(),
                     })?;
-                if domain::is_same_command(&self.state, &decoded.event, request)? {
-                    Ok(Outcome::Repeat(seq))
-                } else {
-                    Err(Rejection::IdReused {
-                        id: request.id.unwrap_or_default().to_owned(),
-                        seq,
-                    }
-                    .into())
-                }
+                domain::settle_repeat(&self.state, &decoded.event, request)?;
+                Ok(Outcome::Repeat(seq))
             }
             Decision::Append(change) => {
                 let event = Event {
@@ -411,7 +404,7 @@ impl Writer {
 
     /// The stored line of event `seq`: staged, or found in the file by
     /// binary search (seqs are in file order).
-    fn line_of(&self, seq: u64) -> Result<Vec<u8>, JournalError> {
+    pub fn line(&self, seq: u64) -> Result<Vec<u8>, JournalError> {
         let committed = self.head.map_or(0, |h| h.seq);
         if seq > committed {
             let i = usize::try_from(seq - committed - 1).unwrap_or(usize::MAX);
@@ -438,11 +431,6 @@ impl Writer {
     /// How many events are staged.
     pub fn staged(&self) -> usize {
         self.starts.len()
-    }
-
-    /// The stored line of event `seq` (committed or staged).
-    pub fn line(&self, seq: u64) -> Result<Vec<u8>, JournalError> {
-        self.line_of(seq)
     }
 
     /// Marks a multi-event append with its count and fills in the `prev`
