@@ -441,3 +441,75 @@ fn a_write_that_fails_part_way_is_truncated_back_and_exits_4() {
         assert_eq!(assert_clean_read("balance", &out), 0);
     }
 }
+
+/// A batch of 20 000 events (about 9 MiB: more than one read chunk, and
+/// large enough that replay hashes on its reader thread) cut at random
+/// offsets, through the library: the state is the one before the batch,
+/// the whole batch is the torn tail, and the next write removes it.
+#[test]
+fn a_large_batch_cut_anywhere_reads_as_before_library() {
+    let seed = super::seed(0x5eed_0007);
+    let mut rng = super::Rng::new(seed);
+    let dir = fast_dir();
+    let path = dir.path().join("journal.jsonl");
+    let create = Request {
+        command: Op::Create {
+            account: "a",
+            owner: None,
+            currency: None,
+            decimals: 2,
+        },
+        id: None,
+        memo: None,
+        expect_seq: None,
+    };
+    let mut writer = Writer::open(&path).expect("open");
+    writer.apply(&create).expect("create");
+    writer.commit().expect("commit");
+    drop(writer);
+    let base = fs::read(&path).expect("base");
+    let memo = "m".repeat(400);
+    let mut writer = Writer::open(&path).expect("open");
+    for _ in 0..20_000 {
+        let deposit = Request {
+            command: Op::Deposit {
+                account: "a",
+                amount: ledger::money::Decimal::parse_positive("1").expect("amount"),
+            },
+            id: None,
+            memo: Some(&memo),
+            expect_seq: None,
+        };
+        writer.apply(&deposit).expect("deposit");
+    }
+    writer.commit().expect("commit");
+    drop(writer);
+    let full = fs::read(&path).expect("full");
+    let appended = full.len() - base.len();
+    assert!(appended > 8 << 20);
+    let (base_state, _) = {
+        fs::write(&path, &base).expect("write");
+        read(&path)
+    };
+    let cuts = if soak() > 1 { 12 } else { 1 };
+    for _ in 0..cuts {
+        let k = 1 + rng.below(appended as u64 - 1) as usize;
+        let _ = fs::remove_file(torn_path(&path));
+        fs::write(&path, &full[..base.len() + k]).expect("cut");
+        let (state, torn) = read(&path);
+        assert_eq!(state, base_state, "seed {seed}: cut at {k}");
+        assert_eq!(
+            torn.map(|t| (t.offset, t.len)),
+            Some((base.len() as u64, k as u64)),
+            "seed {seed}: cut at {k}"
+        );
+        repair(&path);
+        let (state, torn) = read(&path);
+        assert_eq!((state.seq(), torn), (base_state.seq() + 1, None));
+        assert_eq!(
+            fs::read(torn_path(&path)).expect(".torn"),
+            quarantined(&full[base.len()..base.len() + k]),
+            "seed {seed}: cut at {k}"
+        );
+    }
+}
