@@ -539,3 +539,21 @@ fn usage_errors_are_one_line_with_controls_escaped() {
         assert!(!stderr.contains('\u{1b}'), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn history_of_an_unknown_account_prints_nothing_in_any_format() {
+    let env = ledger();
+    for format in ["table", "json", "csv"] {
+        let out = env
+            .cmd()
+            .args(["history", "nosuch", "--format", format])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{format}");
+        assert!(
+            out.stdout.is_empty(),
+            "{format}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}

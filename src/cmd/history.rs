@@ -35,13 +35,21 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     let hold = args.limit.is_some() || ctx.format == Format::Table;
     let mut held: VecDeque<Row> = VecDeque::new();
     let account = args.account.as_deref();
-    if ctx.format == Format::Csv {
+    // The CSV header waits for the first row (or the end), so that an
+    // unknown account is an error with nothing printed.
+    let mut csv_header = (ctx.format == Format::Csv).then(|| {
         let mut header: Vec<&str> = output::EVENT_CSV_HEADER.to_vec();
         if account.is_some() {
             header.push("balance");
         }
-        output::csv_row(&mut out, &header)?;
-    }
+        header
+    });
+    let mut emit = |out: &mut io::BufWriter<io::StdoutLock<'_>>, row: Row| -> Result<(), Error> {
+        if let Some(header) = csv_header.take() {
+            output::csv_row(out, &header)?;
+        }
+        emit(out, row)
+    };
     // A streamed row waits for the next line to be read: an edited line is
     // only caught by the next line's `prev`, and must never be printed.
     let mut unconfirmed: Option<Row> = None;
@@ -95,6 +103,9 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
         for row in held {
             emit(&mut out, row)?;
         }
+    }
+    if let Some(header) = csv_header {
+        output::csv_row(&mut out, &header)?;
     }
     Ok(out.flush()?)
 }

@@ -65,14 +65,17 @@ pub fn request(cmd: &WriteCommand) -> Request<'_> {
 pub fn commit(ctx: &Context, writer: &mut Writer) -> Result<(), Error> {
     let staged = writer.staged() > 0;
     writer.commit()?;
-    if let Some(torn) = writer.torn().filter(|_| staged) {
-        eprintln!(
+    match writer.torn() {
+        Some(torn) if staged => eprintln!(
             "warning: {}: removed an interrupted write at line {} ({} bytes); its bytes are kept in {}.torn",
             ctx.path.display(),
             torn.line,
             torn.len,
             ctx.path.display()
-        );
+        ),
+        // Nothing was written, so the torn tail stays for the next write.
+        Some(torn) => super::warn_torn(&ctx.path, torn),
+        None => {}
     }
     Ok(())
 }
