@@ -35,6 +35,8 @@ read -r _ bsecs bkb <<< "$(measure batch "$bin" batch "$dir/batch.txt")"
 size=$(stat -c %s "$journal")
 mb=$(awk -v b="$size" 'BEGIN { printf "%.1f", b / 1e6 }')
 read -r _ vsecs vkb <<< "$(measure verify "$bin" verify)"
+# The same on one core: the reader thread and the checker share it.
+read -r _ v1secs v1kb <<< "$(measure verify1 taskset -c 0 "$bin" verify)"
 read -r _ rsecs rkb <<< "$(measure balance "$bin" balance)"
 read -r _ ssecs _ <<< "$(measure sha256sum sha256sum "$journal")"
 
@@ -42,5 +44,6 @@ printf '%s events, journal %s MB\n' "$events" "$mb"
 printf '%-22s %8s s %12s events/s %8s MB/s %8s MiB peak\n' \
   "batch (1 process)" "$bsecs" "$(rate "$events" "$bsecs")" "$(rate "$mb" "$bsecs")" "$((bkb / 1024))" \
   "verify" "$vsecs" "$(rate "$events" "$vsecs")" "$(rate "$mb" "$vsecs")" "$((vkb / 1024))" \
+  "verify (one core)" "$v1secs" "$(rate "$events" "$v1secs")" "$(rate "$mb" "$v1secs")" "$((v1kb / 1024))" \
   "balance (full replay)" "$rsecs" "$(rate "$events" "$rsecs")" "$(rate "$mb" "$rsecs")" "$((rkb / 1024))" \
   "sha256sum" "$ssecs" "-" "$(rate "$mb" "$ssecs")" "-"
