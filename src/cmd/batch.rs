@@ -34,6 +34,9 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
     // never holds other writers up.
     let input = read_input(args)?;
     let mut writer = Writer::open(&ctx.path)?;
+    // An event line is a few times longer than the command that makes it.
+    let lines = memchr::memchr_iter(b'\n', &input).count() + 1;
+    writer.reserve(lines, input.len().saturating_mul(5));
     let before = writer.state().clone();
     let (mut appended, mut repeats) = (0u64, 0u64);
     // For JSON: the seq of each line's existing event, in order (0 for a

@@ -433,6 +433,14 @@ impl Writer {
         self.starts.len()
     }
 
+    /// Makes room for about `events` more events of about `bytes` in all,
+    /// so that a large batch does not copy its lines each time they outgrow
+    /// their buffer. Room never touched costs no memory.
+    pub fn reserve(&mut self, events: usize, bytes: usize) {
+        self.starts.reserve(events);
+        self.pending.reserve(bytes);
+    }
+
     /// Marks a multi-event append with its count and fills in the `prev`
     /// chain of the staged lines (prefixed by the header for a new journal).
     /// Until then staged lines carry a placeholder `prev`, because the count
