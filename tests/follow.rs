@@ -115,6 +115,21 @@ impl Drop for Follower {
 }
 
 /// The binary with the same clean environment as [`TestEnv::cmd`].
+/// Runs `ledger batch -` with `input` on stdin; it must succeed.
+fn run_batch(env: &TestEnv, input: &[u8]) {
+    let status = base(env)
+        .args(["batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().expect("stdin").write_all(input)?;
+            c.wait()
+        })
+        .expect("run batch");
+    assert!(status.success());
+}
+
 fn base(env: &TestEnv) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ledger"));
     cmd.env_clear()
@@ -193,20 +208,7 @@ fn every_event_arrives_once_in_order_and_as_stored() {
         let env = &env;
         s.spawn(move || {
             for _ in 0..2 {
-                let out = base(env)
-                    .args(["batch", "-"])
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .and_then(|mut c| {
-                        c.stdin
-                            .take()
-                            .expect("stdin")
-                            .write_all(b"transfer a b 1\nwithdraw a 2\ndeposit a 3\n")?;
-                        c.wait()
-                    })
-                    .expect("run batch");
-                assert!(out.success());
+                run_batch(env, b"transfer a b 1\nwithdraw a 2\ndeposit a 3\n");
             }
         });
     });
@@ -566,20 +568,7 @@ fn polling_without_notifications_delivers_the_same() {
     let mut follower = Follower::start_with(&env, &["--json"], &[("LEDGER_TEST_FOLLOW_POLL", "1")]);
     assert_eq!(seq(&follower.events(1)[0]), 1);
     env.ok("deposit a 1");
-    let batch = base(&env)
-        .args(["batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin
-                .take()
-                .expect("stdin")
-                .write_all(b"deposit a 2\ndeposit a 3\n")?;
-            c.wait()
-        })
-        .unwrap();
-    assert!(batch.success());
+    run_batch(&env, b"deposit a 2\ndeposit a 3\n");
     assert_eq!(
         follower.events(3).iter().map(seq).collect::<Vec<_>>(),
         [2, 3, 4]
