@@ -255,7 +255,7 @@ pub enum Decision<'a> {
     /// Append this change.
     Append(Change<'a>),
     /// The request's `--id` was already used by the event at this seq: a
-    /// repeat if it is the same command ([`is_same_command`]), else refused.
+    /// repeat if it is the same command, else refused ([`settle_repeat`]).
     Repeat {
         /// Where the id was used.
         seq: u64,
