@@ -83,10 +83,6 @@ pub struct Scanner<'f> {
     done: bool,
 }
 
-/// Percent of each block's lines the reader thread hashes; the scanner
-/// hashes the rest. Measured on 2 cores: it balances the two threads.
-const READER_HASH_SHARE: usize = 75;
-
 /// Journals with more than this left to read are hashed on a second thread.
 const THREAD_MIN_BYTES: u64 = 8 << 20;
 
@@ -100,9 +96,6 @@ struct Block {
     /// Bytes of `data` that are complete lines; after them, in the last
     /// block only, an unterminated (torn) line.
     complete: usize,
-    /// How many complete lines there are.
-    lines: usize,
-    /// The hashes of the first of them; the scanner hashes the rest.
     hashes: Vec<LineHash>,
     spans: Vec<Option<Spans>>,
     /// The unterminated line at its end is longer than any ledger line.
@@ -184,18 +177,9 @@ impl Blocks {
             data.truncate(complete);
         }
         let lines = memchr::memchr_iter(b'\n', &data[..complete]).count();
-        // The scanner's own thread checks and folds what this one parses;
-        // hashing a share of the lines there too keeps both cores busy.
-        let hashed = lines * READER_HASH_SHARE / 100;
-        let (mut hashes, mut spans) = (Vec::with_capacity(hashed), Vec::with_capacity(lines));
-        for (i, line) in data[..complete]
-            .split(|&b| b == b'\n')
-            .take(lines)
-            .enumerate()
-        {
-            if i < hashed {
-                hashes.push(LineHash::of(line));
-            }
+        let (mut hashes, mut spans) = (Vec::with_capacity(lines), Vec::with_capacity(lines));
+        for line in data[..complete].split(|&b| b == b'\n').take(lines) {
+            hashes.push(LineHash::of(line));
             spans.push(Spans::parse(line));
         }
         let data = match String::from_utf8(data) {
@@ -206,7 +190,6 @@ impl Blocks {
             data,
             offset,
             complete,
-            lines,
             hashes,
             spans,
             overlong,
@@ -392,14 +375,10 @@ impl<'f> Scanner<'f> {
                 let start = self.pos;
                 let end = memchr::memchr(b'\n', &bytes[start..block.complete])
                     .map_or(block.complete, |i| start + i);
-                let hash = block
-                    .hashes
-                    .get(self.line)
-                    .copied()
-                    .unwrap_or_else(|| LineHash::of(&bytes[start..end]));
+                let hash = block.hashes.get(self.line).copied();
                 self.line += 1;
                 self.pos = end + 1;
-                return Ok(Some((start, end, Some(hash))));
+                return Ok(Some((start, end, hash)));
             }
             if self.pos < bytes.len() {
                 let start = self.pos;
@@ -427,7 +406,7 @@ impl<'f> Scanner<'f> {
 
     /// Whether `count` complete lines follow the current line.
     fn lines_follow(&self, count: u64) -> Result<bool, JournalError> {
-        let mut found = self.block.lines.saturating_sub(self.line) as u64;
+        let mut found = self.block.hashes.len().saturating_sub(self.line) as u64;
         if found >= count {
             return Ok(true);
         }
