@@ -562,3 +562,28 @@ fn an_endless_last_line_is_corruption_not_a_torn_tail() {
         );
     }
 }
+
+#[test]
+fn garbage_after_the_start_of_an_append_is_corruption_not_a_torn_tail() {
+    let env = journal();
+    // The first line of a three-event append, then an endless line.
+    let other = journal();
+    other
+        .cmd()
+        .args(["batch", "-"])
+        .write_stdin("deposit a 1\ndeposit a 2\ndeposit a 3\n")
+        .assert()
+        .success();
+    let mut bytes = env.bytes();
+    bytes.extend_from_slice(other.lines()[7].as_bytes());
+    bytes.push(b'\n');
+    bytes.extend(std::iter::repeat_n(b'x', 100 * 1024));
+    env.write(&bytes);
+    for args in [&["balance"][..], &["deposit", "a", "1"]] {
+        let stderr = env.fails(3, args);
+        assert!(
+            stderr.contains("line 9") && stderr.contains("longer than"),
+            "{stderr}"
+        );
+    }
+}

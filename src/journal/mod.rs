@@ -333,15 +333,10 @@ impl Writer {
     }
 
     fn remove_torn(&mut self, torn: Torn) -> Result<(), JournalError> {
-        let mut bytes = vec![0u8; usize::try_from(torn.len).unwrap_or(usize::MAX)];
-        read_exact_at(&self.file, &self.path, &mut bytes, torn.offset)?;
-        if !bytes.is_empty() {
+        if torn.len > 0 {
             let mut quarantine = self.path.clone().into_os_string();
             quarantine.push(".torn");
             let quarantine = PathBuf::from(quarantine);
-            if !bytes.ends_with(b"\n") {
-                bytes.push(b'\n');
-            }
             // Only writers touch it, under the journal's lock: no race.
             let created = !quarantine.exists();
             let mut q = OpenOptions::new()
@@ -350,8 +345,25 @@ impl Writer {
                 .mode(0o600)
                 .open(&quarantine)
                 .map_err(|e| JournalError::io(&quarantine, "open", e))?;
-            q.write_all(&bytes)
-                .and_then(|()| q.sync_data())
+            // Copied in chunks: a torn batch can be large.
+            let mut chunk = vec![0u8; 1 << 20];
+            let (mut at, end) = (torn.offset, torn.offset + torn.len);
+            let mut last = b'\n';
+            while at < end {
+                let n = usize::try_from(end - at)
+                    .unwrap_or(chunk.len())
+                    .min(chunk.len());
+                read_exact_at(&self.file, &self.path, &mut chunk[..n], at)?;
+                q.write_all(&chunk[..n])
+                    .map_err(|e| JournalError::io(&quarantine, "write", e))?;
+                last = chunk[n - 1];
+                at += n as u64;
+            }
+            if last != b'\n' {
+                q.write_all(b"\n")
+                    .map_err(|e| JournalError::io(&quarantine, "write", e))?;
+            }
+            q.sync_data()
                 .map_err(|e| JournalError::io(&quarantine, "write", e))?;
             if created {
                 // A new file's directory entry must be durable before the

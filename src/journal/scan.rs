@@ -136,17 +136,25 @@ struct Blocks {
 
 impl Blocks {
     fn next_block(&mut self) -> std::io::Result<Option<Block>> {
-        use std::io::{Read, Seek, SeekFrom};
         let mut data = std::mem::take(&mut self.carry);
         let mut overlong = false;
         data.reserve(CHUNK);
         let offset = self.pos - data.len() as u64;
         while self.pos < self.len {
             let old = data.len();
-            let want = (self.len - self.pos).min(CHUNK as u64);
-            // `read_to_end` fills spare capacity without zeroing it first.
-            self.file.seek(SeekFrom::Start(self.pos))?;
-            let n = (&self.file).take(want).read_to_end(&mut data)?;
+            let want = usize::try_from(self.len - self.pos)
+                .unwrap_or(CHUNK)
+                .min(CHUNK);
+            // Positional reads: the descriptor is a clone, and another
+            // scanner of the same journal may be reading through it too.
+            data.resize(old + want, 0);
+            let n = loop {
+                match self.file.read_at(&mut data[old..], self.pos) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    other => break other?,
+                }
+            };
+            data.truncate(old + n);
             if n == 0 {
                 // The file shrank under us: stop where it ends.
                 self.len = self.pos;
@@ -570,42 +578,48 @@ impl<'f> Scanner<'f> {
         hash: LineHash,
     ) -> Result<(), JournalError> {
         let path = self.path;
-        let mut bytes = vec![0u8; usize::try_from(self.len - rest).unwrap_or(0)];
-        let mut filled = 0;
-        while filled < bytes.len() {
-            let n = read_at(
-                self.file,
-                path,
-                &mut bytes[filled..],
-                rest + filled as u64,
-                self.len,
-            )?;
+        let (mut prev, mut seq, mut line_no) = (hash, first.seq, first_line_no);
+        let mut scratch = Vec::new();
+        // Read in chunks, keeping at most one partial line: a torn append
+        // may be large, and the bytes after it are not to be trusted.
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut pending: Vec<u8> = Vec::new();
+        let mut at = rest;
+        loop {
+            let n = read_at(self.file, path, &mut chunk, at, self.len)?;
             if n == 0 {
                 break;
             }
-            filled += n;
-        }
-        let (mut prev, mut seq, mut line_no) = (hash, first.seq, first_line_no);
-        let mut scratch = Vec::new();
-        let complete = memchr::memrchr(b'\n', &bytes[..filled]).map_or(&[][..], |i| &bytes[..i]);
-        for line in complete
-            .split(|&b| b == b'\n')
-            .filter(|_| !complete.is_empty())
-        {
-            seq += 1;
-            line_no += 1;
-            let decoded = line::decode(line, &mut scratch)
-                .map_err(|e| corrupt(path, line_no, e.to_string()))?;
-            if decoded.event.seq != seq || decoded.prev != prev || decoded.event.batch.is_some() {
+            at += n as u64;
+            pending.extend_from_slice(&chunk[..n]);
+            let mut start = 0;
+            while let Some(i) = memchr::memchr(b'\n', &pending[start..]) {
+                let line = &pending[start..start + i];
+                seq += 1;
+                line_no += 1;
+                let decoded = line::decode(line, &mut scratch)
+                    .map_err(|e| corrupt(path, line_no, e.to_string()))?;
+                if decoded.event.seq != seq || decoded.prev != prev || decoded.event.batch.is_some()
+                {
+                    return Err(corrupt(
+                        path,
+                        line_no,
+                        format!(
+                            "line does not continue the interrupted append at line {first_line_no} (offset {offset})"
+                        ),
+                    ));
+                }
+                prev = LineHash::of(line);
+                start += i + 1;
+            }
+            pending.drain(..start);
+            if pending.len() > MAX_LINE {
                 return Err(corrupt(
                     path,
-                    line_no,
-                    format!(
-                        "line does not continue the interrupted append at line {first_line_no} (offset {offset})"
-                    ),
+                    line_no + 1,
+                    "the line is longer than any ledger line (64 KiB)",
                 ));
             }
-            prev = LineHash::of(line);
         }
         Ok(())
     }
