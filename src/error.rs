@@ -53,7 +53,9 @@ impl From<InputError> for Error {
 /// The first paragraph of a message, on one line, with control characters
 /// (a newline typed into an argument, a terminal escape) shown escaped.
 pub fn one_line(message: &str) -> String {
-    escape_controls(message.trim_end().split("\n\n").next().unwrap_or_default())
+    let first = message.trim_end().split("\n\n").next().unwrap_or_default();
+    // clap lists what is missing on indented lines of their own.
+    escape_controls(&first.replace("\n  ", " "))
 }
 
 /// `message` with control characters shown escaped, so that it stays one
@@ -113,6 +115,15 @@ impl Error {
 mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    #[test]
+    fn one_line_keeps_a_list_that_clap_indents() {
+        let clap = "error: the following required arguments were not provided:\n  <TO>\n  <AMOUNT>\n\nUsage: x\n";
+        assert_eq!(
+            one_line(clap),
+            "error: the following required arguments were not provided: <TO> <AMOUNT>"
+        );
+    }
 
     #[test]
     fn one_line_keeps_the_sentence_and_escapes_controls() {

@@ -544,16 +544,16 @@ fn usage_errors_are_one_line_with_controls_escaped() {
 fn history_of_an_unknown_account_prints_nothing_in_any_format() {
     let env = ledger();
     for format in ["table", "json", "csv"] {
-        let out = env
-            .cmd()
-            .args(["history", "nosuch", "--format", format])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1), "{format}");
-        assert!(
-            out.stdout.is_empty(),
-            "{format}: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        for follow in [&[][..], &["--follow"]] {
+            let out = env
+                .cmd()
+                .args(["history", "nosuch", "--format", format])
+                .args(follow)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(1), "{format} {follow:?}");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(stdout.is_empty(), "{format} {follow:?}: {stdout}");
+        }
     }
 }

@@ -283,9 +283,8 @@ impl Grammar {
 
 /// clap's message without its `error: ` prefix and usage footer.
 fn clap_message(e: &clap::Error) -> String {
-    let text = e.to_string();
-    let first = text.lines().next().unwrap_or_default();
-    first.strip_prefix("error: ").unwrap_or(first).to_owned()
+    let text = crate::error::one_line(&e.to_string());
+    text.strip_prefix("error: ").unwrap_or(&text).to_owned()
 }
 
 #[cfg(test)]

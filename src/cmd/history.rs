@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::cli::{Format, HistoryArgs};
-use crate::cmd::{Context, ReplayFrom, replay, warn_torn};
+use crate::cmd::{Context, ReplayFrom, replay, torn_warning};
 use crate::domain::{Rejection, State};
 use crate::error::Error;
 use crate::follow::{Consumer, Follower};
@@ -174,6 +174,8 @@ struct Printer<'a> {
     held: Option<VecDeque<Row>>,
     /// Whether the history already in the journal has been printed.
     live: bool,
+    /// Torn-tail warnings to print once the journal is unlocked.
+    warnings: Vec<String>,
 }
 
 impl<'a> Printer<'a> {
@@ -195,6 +197,7 @@ impl<'a> Printer<'a> {
             unconfirmed: None,
             held: args.limit.map(|n| VecDeque::with_capacity(n.min(4096))),
             live: false,
+            warnings: Vec::new(),
         }
     }
 
@@ -253,6 +256,9 @@ impl Consumer for Printer<'_> {
     }
 
     fn end_round(&mut self, state: &State, caught_up: bool) -> Result<(), Error> {
+        for warning in self.warnings.drain(..) {
+            eprintln!("{warning}");
+        }
         if let Some(row) = self.unconfirmed.take() {
             self.put(row);
         }
@@ -261,6 +267,9 @@ impl Consumer for Printer<'_> {
             if let Some(name) = self.args.account.as_deref()
                 && state.account(name).is_none()
             {
+                // No row can have been selected: drop the CSV header too,
+                // so that nothing is printed, as without --follow.
+                self.buf.clear();
                 return Err(Rejection::UnknownAccount(name.to_owned()).into());
             }
             for row in self.held.take().into_iter().flatten() {
@@ -279,7 +288,8 @@ impl Consumer for Printer<'_> {
     }
 
     fn torn(&mut self, path: &Path, torn: Torn) {
-        warn_torn(path, torn);
+        // Said in `end_round`: stderr may block, and the journal is locked here.
+        self.warnings.push(torn_warning(path, torn));
     }
 }
 

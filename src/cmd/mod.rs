@@ -54,12 +54,17 @@ pub fn run(cli: Cli) -> Result<(), Error> {
 
 /// Says on stderr that a torn tail is being ignored.
 pub fn warn_torn(path: &Path, torn: Torn) {
-    eprintln!(
+    eprintln!("{}", torn_warning(path, torn));
+}
+
+/// The warning that a torn tail is being ignored.
+pub fn torn_warning(path: &Path, torn: Torn) -> String {
+    format!(
         "warning: {}: ignoring an interrupted write at line {} ({} bytes); the next write will remove it",
         path.display(),
         torn.line,
         torn.len
-    );
+    )
 }
 
 /// Where a replay may start.
