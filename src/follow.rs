@@ -115,6 +115,9 @@ pub struct Follower {
     /// The offset of the torn tail last reported.
     torn_reported: Option<u64>,
     round_bytes: u64,
+    /// The consumer wants nothing up to this seq: a checkpoint at or
+    /// before it may stand in for the lines it covers.
+    skip_to: Option<u64>,
 }
 
 impl Follower {
@@ -133,7 +136,16 @@ impl Follower {
             watching: false,
             torn_reported: None,
             round_bytes: ROUND_BYTES,
+            skip_to: None,
         }
+    }
+
+    /// Tells the follower that the consumer wants no event up to `seq`
+    /// (`--from-seq`): it then starts from a valid checkpoint at or before
+    /// it, when there is one, instead of reading those lines.
+    pub fn skipping_to(mut self, seq: u64) -> Follower {
+        self.skip_to = Some(seq);
+        self
     }
 
     /// Turns file notifications off: the follower polls every
@@ -217,10 +229,19 @@ impl Follower {
         let mut followed = match self.followed {
             Some(f) if f.header == header => f,
             Some(f) => return Err(gone(&self.path, f.header).into()),
-            None => Followed {
-                header,
-                head: header,
-            },
+            None => {
+                let cached = self
+                    .skip_to
+                    .and_then(|seq| journal.checkpoint().filter(|(_, head)| head.seq <= seq));
+                let head = match cached {
+                    Some((state, head)) => {
+                        self.state = state;
+                        head
+                    }
+                    None => header,
+                };
+                Followed { header, head }
+            }
         };
         self.followed = Some(followed);
         let len = journal.len();

@@ -633,3 +633,33 @@ fn follow_refuses_as_of_and_until_and_unknown_accounts() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown account nobody"));
 }
+
+#[test]
+fn a_resume_starts_from_a_checkpoint_at_or_before_its_seq() {
+    let env = TestEnv::new();
+    for args in ["create a", "deposit a 50", "deposit a 1", "deposit a 2"] {
+        env.ok(args);
+    }
+    crate::checkpoint::checkpoint_at(&env.journal, 3);
+    // Edit seq 2 without changing its length: only a reader of that line
+    // can tell, so a follower that starts from the checkpoint never does.
+    let text = String::from_utf8(env.bytes()).expect("utf-8").replacen(
+        r#""amount":"50.00""#,
+        r#""amount":"60.00""#,
+        1,
+    );
+    env.write(text);
+    let mut follower = Follower::start(&env, &["--json", "--from-seq", "3"]);
+    assert_eq!(seq(&follower.events(1)[0]), 4);
+    env.ok("deposit a 3");
+    assert_eq!(seq(&follower.events(1)[0]), 5);
+    follower.interrupt();
+    assert_eq!(follower.wait().code(), Some(0));
+    // Without the checkpoint the edited line is read, and refused.
+    fs::remove_file(ledger::checkpoint::path_of(&env.journal)).expect("remove");
+    let out = base(&env)
+        .args(["history", "--follow", "--from-seq", "3", "--json"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(3));
+}

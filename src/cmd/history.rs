@@ -131,6 +131,9 @@ const INTERRUPT_GRACE: Duration = Duration::from_secs(1);
 /// prints what it hands over. Ends with exit 0 on Ctrl-C or a closed output.
 fn follow(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     let mut follower = Follower::new(&ctx.path);
+    if let Some(seq) = args.from_seq {
+        follower = follower.skipping_to(seq);
+    }
     // For tests and benchmarks of the fallback: poll, without notifications.
     if std::env::var_os("LEDGER_TEST_FOLLOW_POLL").is_some() {
         follower = follower.polling_only();
