@@ -15,8 +15,8 @@
 
 use std::fs;
 
-use ledger::domain::{self, State};
-use ledger::journal::{JournalError, ReadJournal};
+use ledger::domain::State;
+use ledger::journal::{self, JournalError, ReadJournal};
 
 use super::{Rng, fast_dir, run_bounded, seed, soak};
 use crate::common::TestEnv;
@@ -203,14 +203,10 @@ fn read(path: &std::path::Path) -> Result<(), u64> {
     let Some(mut scanner) = journal.scanner() else {
         return Ok(());
     };
-    let mut state = State::default();
-    loop {
-        match scanner.next(&state) {
-            Ok(Some(entry)) => domain::evolve(&mut state, &entry.event),
-            Ok(None) => return Ok(()),
-            Err(JournalError::Corrupt { line, .. }) => return Err(line),
-            Err(e) => panic!("{e}"),
-        }
+    match journal::fold(&mut scanner, &mut State::default()) {
+        Ok(()) => Ok(()),
+        Err(JournalError::Corrupt { line, .. }) => Err(line),
+        Err(e) => panic!("{e}"),
     }
 }
 

@@ -146,20 +146,28 @@ fn ok(what: &str, out: &Output) {
     assert_eq!(out.status.code(), Some(0), "{what}: {}", stderr(out));
 }
 
-#[test]
-fn disk_full_fails_cleanly_and_the_same_ids_succeed_once_space_returns() {
-    let env = TestEnv::new();
+/// A 64 KiB tmpfs in a private mount namespace, inside the test's
+/// directory; `None` (after `require` has said why) where it cannot be had.
+fn small_disk(env: &TestEnv) -> Option<(MountNs, std::path::PathBuf)> {
     let dir = env.dir.path().join("small");
     fs::create_dir(&dir).expect("mkdir");
-    let ns = match MountNs::tmpfs(&dir, "64k") {
-        Ok(ns) => ns,
+    match MountNs::tmpfs(&dir, "64k") {
+        Ok(ns) => Some((ns, dir)),
         Err(e) => {
             require(
                 "a tmpfs in a private mount namespace (unshare --mount)",
                 Err(e),
             );
-            return;
+            None
         }
+    }
+}
+
+#[test]
+fn disk_full_fails_cleanly_and_the_same_ids_succeed_once_space_returns() {
+    let env = TestEnv::new();
+    let Some((ns, dir)) = small_disk(&env) else {
+        return;
     };
     let journal = dir.join("journal.jsonl");
     let run = |args: &[&str]| ns.ledger(&env, &journal, args);
@@ -242,17 +250,8 @@ fn disk_full_fails_cleanly_and_the_same_ids_succeed_once_space_returns() {
 #[test]
 fn disk_full_while_quarantining_a_torn_tail_keeps_the_tail() {
     let env = TestEnv::new();
-    let dir = env.dir.path().join("small");
-    fs::create_dir(&dir).expect("mkdir");
-    let ns = match MountNs::tmpfs(&dir, "64k") {
-        Ok(ns) => ns,
-        Err(e) => {
-            require(
-                "a tmpfs in a private mount namespace (unshare --mount)",
-                Err(e),
-            );
-            return;
-        }
+    let Some((ns, dir)) = small_disk(&env) else {
+        return;
     };
     let journal = dir.join("journal.jsonl");
     let run = |args: &[&str]| ns.ledger(&env, &journal, args);

@@ -19,7 +19,7 @@ use ledger::cli::{BatchLine, Cli};
 use ledger::cmd::{ReplayFrom, replay, write};
 use ledger::domain::{self, State};
 use ledger::journal::line::{self, LineHash};
-use ledger::journal::{JournalError, ReadJournal};
+use ledger::journal::{self, JournalError, ReadJournal};
 use proptest::prelude::*;
 use proptest::test_runner::{RngSeed, TestCaseError};
 
@@ -173,14 +173,7 @@ fn read_journal(path: &Path) -> Result<(), TestCaseError> {
     let Some(mut scanner) = journal.scanner() else {
         return Ok(());
     };
-    let mut state = State::default();
-    loop {
-        match scanner.next(&state) {
-            Ok(Some(entry)) => domain::evolve(&mut state, &entry.event),
-            Ok(None) => return Ok(()),
-            Err(e) => return judged(e),
-        }
-    }
+    journal::fold(&mut scanner, &mut State::default()).or_else(judged)
 }
 
 /// Words for command lines: commands, options, values good and bad.
