@@ -113,7 +113,7 @@ pub enum Command {
 }
 
 /// The commands that append events.
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum WriteCommand {
     /// Open an account.
     #[command(after_help = "Examples:
@@ -138,8 +138,48 @@ pub enum WriteCommand {
     Close(CloseArgs),
 }
 
+impl WriteCommand {
+    /// Sets the argument clap calls `id` from one word, through the very
+    /// value parser clap uses for it (so batch lines whose shape clap has
+    /// already parsed need not go through all of clap again). `None` if this
+    /// command has no such argument; `Some(Err(()))` if the word is invalid,
+    /// for which clap is asked again, for its own message.
+    pub fn set_arg(&mut self, id: &str, word: &str) -> Option<Result<(), ()>> {
+        fn set<T, E>(field: &mut T, value: Result<T, E>) -> Result<(), ()> {
+            *field = value.map_err(drop)?;
+            Ok(())
+        }
+        use WriteCommand::{Close, Create, Deposit, Transfer, Withdraw};
+        Some(match (self, id) {
+            (Create(a), "account") => set(&mut a.account, account(word)),
+            (Create(a), "owner") => set(&mut a.owner, owner(word).map(Some)),
+            (Create(a), "currency") => set(&mut a.currency, currency(word).map(Some)),
+            (Create(a), "decimals") => set(&mut a.decimals, decimals(word)),
+            (Deposit(a) | Withdraw(a), "account") => set(&mut a.account, account(word)),
+            (Deposit(a) | Withdraw(a), "amount") => set(&mut a.amount, amount(word)),
+            (Transfer(a), "from") => set(&mut a.from, account(word)),
+            (Transfer(a), "to") => set(&mut a.to, account(word)),
+            (Transfer(a), "amount") => set(&mut a.amount, amount(word)),
+            (Close(a), "account") => set(&mut a.account, account(word)),
+            (cmd, "memo") => set(&mut cmd.opts_mut().memo, memo(word).map(Some)),
+            (cmd, "id") => set(&mut cmd.opts_mut().id, key(word).map(Some)),
+            (cmd, "expect_seq") => set(&mut cmd.opts_mut().expect_seq, seq(word).map(Some)),
+            _ => return None,
+        })
+    }
+
+    fn opts_mut(&mut self) -> &mut WriteOpts {
+        match self {
+            WriteCommand::Create(a) => &mut a.opts,
+            WriteCommand::Deposit(a) | WriteCommand::Withdraw(a) => &mut a.opts,
+            WriteCommand::Transfer(a) => &mut a.opts,
+            WriteCommand::Close(a) => &mut a.opts,
+        }
+    }
+}
+
 /// Options every write takes.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct WriteOpts {
     /// A note stored with the event (at most 500 characters).
     #[arg(long, value_name = "TEXT", value_parser = memo)]
@@ -148,12 +188,12 @@ pub struct WriteOpts {
     #[arg(long, value_name = "KEY", value_parser = key)]
     pub id: Option<String>,
     /// Append only if the journal's last seq is still N (0 for an empty journal).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = seq)]
     pub expect_seq: Option<u64>,
 }
 
 /// `create`.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct CreateArgs {
     /// The new account's name.
     #[arg(value_parser = account)]
@@ -173,7 +213,7 @@ pub struct CreateArgs {
 }
 
 /// `deposit` and `withdraw`.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct MoveArgs {
     /// The account.
     #[arg(value_parser = account)]
@@ -187,7 +227,7 @@ pub struct MoveArgs {
 }
 
 /// `transfer`.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct TransferArgs {
     /// The account debited.
     #[arg(value_parser = account)]
@@ -204,7 +244,7 @@ pub struct TransferArgs {
 }
 
 /// `close`.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct CloseArgs {
     /// The account.
     #[arg(value_parser = account)]
@@ -338,6 +378,10 @@ fn decimals(s: &str) -> Result<u8, String> {
         .map_err(|_| format!("'{s}' is not a number of decimals (0-18)"))?;
     input::decimals(n).map_err(|e| e.to_string())?;
     Ok(n)
+}
+
+fn seq(s: &str) -> Result<u64, std::num::ParseIntError> {
+    s.parse()
 }
 
 fn amount(s: &str) -> Result<Decimal, InputError> {

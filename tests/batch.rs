@@ -133,6 +133,48 @@ fn a_malformed_amount_is_a_usage_error_naming_its_line() {
     }
 }
 
+/// Past the first lines of a shape, lines skip most of clap (see
+/// `cmd::batch::parse`); a bad word there must still get the command line's
+/// own message, and lines of that shape before it still mean what they say.
+#[test]
+fn a_bad_word_deep_in_a_long_run_of_one_shape_gets_the_command_line_s_message() {
+    let env = seeded();
+    for (bad_line, flag) in [
+        ("deposit a 1.234 --memo last", "1.234"),
+        ("deposit a 1 --memo 'a\tb'", "--memo"),
+        ("deposit a 1 --memo m --expect-seq x", "x"),
+        ("deposit no/such 1 --memo m", "no/such"),
+    ] {
+        let mut input: String = (1..=200)
+            .map(|i| format!("deposit a {i}.01 --memo m{i}\n"))
+            .collect();
+        input.push_str(bad_line);
+        input.push('\n');
+        let stderr = batch_fails(&env, 2, &input);
+        let words = shell_words::split(bad_line).unwrap();
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        let alone = env.fails(2, &words);
+        let message = alone.trim_end().strip_prefix("error: ").unwrap();
+        assert_eq!(
+            stderr.trim_end(),
+            format!("error: line 201: {message}"),
+            "{flag}"
+        );
+    }
+    let mut input: String = (1..=200)
+        .map(|i| format!("deposit a {i}.01 --memo m{i}\n"))
+        .collect();
+    input.push_str("withdraw a 20002\n");
+    batch_ok(&env, &[], &input);
+    assert_eq!(env.balance_of("a"), "200.00");
+    let memos: Vec<String> = events(&env)
+        .iter()
+        .filter_map(|e| e["memo"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(memos.len(), 200);
+    assert_eq!(memos[199], "m200");
+}
+
 #[test]
 fn a_usage_error_after_a_rule_error_free_prefix_writes_nothing() {
     // Unknown account on line 2 is a rule error (1); nothing from line 1.

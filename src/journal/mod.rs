@@ -217,8 +217,12 @@ pub struct Writer {
     /// (so that a refused command leaves the file byte for byte as it was).
     torn: Option<Torn>,
     at: At,
-    /// Encoded new lines (their `prev` filled in by `commit`).
+    /// Room for the header and the batch count, then the encoded new
+    /// lines (their `prev` filled in by `seal`). Sealing fills the room
+    /// from its end, so a batch of any size is never moved in memory.
     pending: Vec<u8>,
+    /// Where the bytes to write start in `pending`, once sealed.
+    begin: usize,
     /// Start of each pending line in `pending`.
     starts: Vec<usize>,
     /// Whether `seal` has run.
@@ -301,15 +305,23 @@ impl Writer {
         };
         // `at` never decreases along the file, even if the clock steps back.
         let now = At::now().map_err(clock_error)?;
+        let at = head.map_or(now, |h| h.at.max(now));
+        let room = MARK_MAX_LEN
+            + if head.is_none() {
+                line::header(at).len() + 1
+            } else {
+                0
+            };
         Ok(Writer {
-            at: head.map_or(now, |h| h.at.max(now)),
+            at,
             len: head.map_or(0, |h| h.end),
             file,
             path: path.to_owned(),
             state,
             head,
             torn,
-            pending: Vec::new(),
+            pending: vec![0; room],
+            begin: room,
             starts: Vec::new(),
             sealed: false,
             created: created.then_some(new_dirs),
@@ -463,28 +475,29 @@ impl Writer {
         }
         self.sealed = true;
         let count = self.starts.len();
+        let first = self.starts[0];
         if count > 1 {
-            // The count goes in the first line, just before its `prev`.
-            let first_end = self.starts[1] - 1;
-            let at = first_end - PREV_SUFFIX_LEN;
+            // The count goes in the first line, just before its `prev`: the
+            // part of the line before that moves back into the room.
             let mark = format!(r#","batch":{count}"#);
-            self.pending.splice(at..at, mark.bytes());
-            for start in &mut self.starts[1..] {
-                *start += mark.len();
-            }
+            let at = self.starts[1] - 1 - PREV_SUFFIX_LEN;
+            let new_first = first - mark.len();
+            self.pending.copy_within(first..at, new_first);
+            self.pending[at - mark.len()..at].copy_from_slice(mark.as_bytes());
+            self.starts[0] = new_first;
         }
+        let body = self.starts[0];
         let mut prev = match self.head {
             Some(head) => head.hash,
             None => LineHash::of(line::header(self.at).as_bytes()),
         };
-        chain(&mut self.pending, &mut prev);
+        chain(&mut self.pending[body..], &mut prev);
+        self.begin = body;
         if self.head.is_none() {
             let mut header = line::header(self.at).into_bytes();
             header.push(b'\n');
-            self.pending.splice(0..0, header.iter().copied());
-            for start in &mut self.starts {
-                *start += header.len();
-            }
+            self.begin = body - header.len();
+            self.pending[self.begin..body].copy_from_slice(&header);
         }
     }
 
@@ -501,7 +514,7 @@ impl Writer {
             self.remove_torn(torn)?;
         }
         self.committed = true;
-        if let Err(e) = (&self.file).write_all(&self.pending) {
+        if let Err(e) = (&self.file).write_all(&self.pending[self.begin..]) {
             // Leave no partial line behind; if even that fails, what is left
             // is a torn tail that readers ignore and the next writer removes.
             let _ = self.file.set_len(self.len);
@@ -534,6 +547,9 @@ impl Writer {
 const PREV_TAIL_LEN: usize = 2;
 /// `,"prev":"` + 64 hex digits + `"}`, the fixed end of every event line.
 const PREV_SUFFIX_LEN: usize = r#","prev":""#.len() + 64 + PREV_TAIL_LEN;
+
+/// The longest `,"batch":N` mark.
+const MARK_MAX_LEN: usize = r#","batch":"#.len() + 20;
 
 /// Fills in the `prev` of each line of `lines` (each ending with `\n`),
 /// starting from the hash `prev` of the line before them.
