@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::domain::{self, State};
 use crate::event::Event;
@@ -97,6 +98,8 @@ struct Block {
     /// block only, an unterminated (torn) line.
     complete: usize,
     hashes: Vec<LineHash>,
+    /// The reader's parse of each line, when it had time for it (else
+    /// empty, and the scanner parses).
     spans: Vec<Option<Spans>>,
     /// The unterminated line at its end is longer than any ledger line.
     overlong: bool,
@@ -122,6 +125,13 @@ impl BlockData {
             BlockData::Bytes(b) => b,
         }
     }
+
+    fn into_bytes(self) -> Vec<u8> {
+        match self {
+            BlockData::Text(s) => s.into_bytes(),
+            BlockData::Bytes(b) => b,
+        }
+    }
 }
 
 /// Cuts the file into [`Block`]s and hashes their lines. Hashing is
@@ -135,36 +145,56 @@ struct Blocks {
 }
 
 impl Blocks {
-    fn next_block(&mut self) -> std::io::Result<Option<Block>> {
-        let mut data = std::mem::take(&mut self.carry);
+    /// The next block, built in `reuse`'s buffers when given: a block's
+    /// memory is handed back once scanned, so a long replay neither maps
+    /// fresh pages nor zeroes its buffer for every megabyte it reads.
+    fn next_block(&mut self, reuse: Option<Block>, parse: bool) -> std::io::Result<Option<Block>> {
+        let (mut data, mut hashes, mut spans) = match reuse {
+            Some(block) => (block.data.into_bytes(), block.hashes, block.spans),
+            None => Default::default(),
+        };
         let mut overlong = false;
-        data.reserve(CHUNK);
-        let offset = self.pos - data.len() as u64;
+        let offset = self.pos - self.carry.len() as u64;
+        // `data` keeps the length it had, so reading over old bytes needs
+        // no zeroing; only growth is zeroed. Room for a chunk after the
+        // longest carried line means it is allocated once, not per block.
+        data.reserve((CHUNK + MAX_LINE).saturating_sub(data.len()));
+        let mut filled = self.carry.len();
+        if data.len() < filled {
+            data.resize(filled, 0);
+        }
+        data[..filled].copy_from_slice(&self.carry);
+        self.carry.clear();
         while self.pos < self.len {
-            let old = data.len();
             let want = usize::try_from(self.len - self.pos)
                 .unwrap_or(CHUNK)
                 .min(CHUNK);
+            if data.len() < filled + want {
+                data.resize(filled + want, 0);
+            }
             // Positional reads: the descriptor is a clone, and another
             // scanner of the same journal may be reading through it too.
-            data.resize(old + want, 0);
             let n = loop {
-                match self.file.read_at(&mut data[old..], self.pos) {
+                match self
+                    .file
+                    .read_at(&mut data[filled..filled + want], self.pos)
+                {
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     other => break other?,
                 }
             };
-            data.truncate(old + n);
+            let old = filled;
+            filled += n;
             if n == 0 {
                 // The file shrank under us: stop where it ends.
                 self.len = self.pos;
                 break;
             }
             self.pos += n as u64;
-            if memchr::memchr(b'\n', &data[old..]).is_some() {
+            if memchr::memchr(b'\n', &data[old..filled]).is_some() {
                 break;
             }
-            if data.len() > MAX_LINE {
+            if filled > MAX_LINE {
                 // No ledger line is this long: stop here rather than read a
                 // damaged or foreign file into memory to its end.
                 self.pos = self.len;
@@ -172,6 +202,7 @@ impl Blocks {
                 break;
             }
         }
+        data.truncate(filled);
         if data.is_empty() {
             return Ok(None);
         }
@@ -181,14 +212,19 @@ impl Blocks {
             overlong = true;
         }
         if self.pos < self.len {
-            self.carry = data[complete..].to_vec();
+            self.carry.extend_from_slice(&data[complete..]);
             data.truncate(complete);
         }
-        let lines = memchr::memchr_iter(b'\n', &data[..complete]).count();
-        let (mut hashes, mut spans) = (Vec::with_capacity(lines), Vec::with_capacity(lines));
-        for line in data[..complete].split(|&b| b == b'\n').take(lines) {
+        hashes.clear();
+        spans.clear();
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', &data[..complete]) {
+            let line = &data[start..end];
             hashes.push(LineHash::of(line));
-            spans.push(Spans::parse(line));
+            if parse {
+                spans.push(Spans::parse(line));
+            }
+            start = end + 1;
         }
         let data = match String::from_utf8(data) {
             Ok(text) => BlockData::Text(text),
@@ -205,10 +241,16 @@ impl Blocks {
     }
 }
 
-/// Where blocks come from: this thread, or a reader thread.
+/// Where blocks come from: this thread, or a reader thread; and where
+/// scanned blocks go back to, for their memory to be used again.
 enum Source {
-    Inline(Blocks),
-    Thread(std::sync::mpsc::Receiver<std::io::Result<Block>>),
+    Inline(Blocks, Option<Block>),
+    Thread {
+        blocks: std::sync::mpsc::Receiver<std::io::Result<Block>>,
+        spent: std::sync::mpsc::Sender<Block>,
+        /// Blocks sent and not yet taken.
+        queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    },
     Failed(Option<std::io::Error>),
 }
 
@@ -225,13 +267,27 @@ impl Source {
             carry: Vec::new(),
         };
         if len.saturating_sub(start) < THREAD_MIN_BYTES {
-            return Source::Inline(blocks);
+            return Source::Inline(blocks, None);
         }
         let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let (spent, spent_rx) = std::sync::mpsc::channel::<Block>();
+        let queued = std::sync::Arc::new(AtomicUsize::new(0));
+        let backlog = std::sync::Arc::clone(&queued);
         let spawned = std::thread::Builder::new()
             .name("journal-reader".into())
             .spawn(move || {
-                while let Some(block) = blocks.next_block().transpose() {
+                loop {
+                    // Parsing lines can be done on either side; the reader
+                    // takes it on only while the scanner has blocks waiting,
+                    // so neither thread idles while the other works.
+                    let parse = backlog.load(Ordering::Relaxed) >= 2;
+                    let Some(block) = blocks
+                        .next_block(spent_rx.try_recv().ok(), parse)
+                        .transpose()
+                    else {
+                        break;
+                    };
+                    backlog.fetch_add(1, Ordering::Relaxed);
                     // A closed channel means the scanner stopped early.
                     if tx.send(block).is_err() {
                         break;
@@ -239,18 +295,36 @@ impl Source {
                 }
             });
         match spawned {
-            Ok(_) => Source::Thread(rx),
+            Ok(_) => Source::Thread {
+                blocks: rx,
+                spent,
+                queued,
+            },
             Err(e) => Source::Failed(Some(e)),
         }
     }
 
     fn next(&mut self) -> std::io::Result<Option<Block>> {
         match self {
-            Source::Inline(blocks) => blocks.next_block(),
-            Source::Thread(rx) => rx.recv().ok().transpose(),
+            Source::Inline(blocks, spent) => blocks.next_block(spent.take(), false),
+            Source::Thread { blocks, queued, .. } => {
+                let block = blocks.recv().ok().transpose();
+                queued.fetch_sub(1, Ordering::Relaxed);
+                block
+            }
             Source::Failed(e) => Err(e
                 .take()
                 .unwrap_or_else(|| std::io::Error::other("read failed"))),
+        }
+    }
+
+    /// Takes back a block that has been scanned.
+    fn recycle(&mut self, block: Block) {
+        match self {
+            Source::Inline(_, spent) => *spent = Some(block),
+            // A reader that has stopped needs no memory.
+            Source::Thread { spent, .. } => drop(spent.send(block)),
+            Source::Failed(_) => {}
         }
     }
 }
@@ -399,7 +473,8 @@ impl<'f> Scanner<'f> {
                 .map_err(|e| JournalError::io(self.path, "read", e))?
             {
                 Some(block) => {
-                    self.block = block;
+                    let spent = std::mem::replace(&mut self.block, block);
+                    self.source.recycle(spent);
                     self.pos = 0;
                     self.line = 0;
                 }
@@ -460,11 +535,18 @@ impl<'f> Scanner<'f> {
             return Ok(None);
         };
         let bytes = &self.block.data.bytes()[start..end];
-        let parsed = match (&self.block.data, self.block.spans.get(self.line - 1)) {
-            (BlockData::Text(text), Some(Some(spans))) => {
-                text.get(start..end).and_then(|t| spans.decoded(t))
+        // The reader's parse, or this thread's when the reader left it.
+        let here;
+        let parsed = match &self.block.data {
+            BlockData::Text(text) => match self.block.spans.get(self.line - 1) {
+                Some(spans) => spans.as_ref(),
+                None => {
+                    here = Spans::parse(bytes);
+                    here.as_ref()
+                }
             }
-            _ => None,
+            .and_then(|spans| spans.decoded(text.get(start..end)?)),
+            BlockData::Bytes(_) => None,
         };
         let decoded = match parsed {
             Some(decoded) => decoded,
@@ -622,5 +704,135 @@ impl<'f> Scanner<'f> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Command, Request};
+    use crate::journal::{ReadJournal, Writer};
+    use crate::money::Decimal;
+
+    fn request(command: Command<'_>) -> Request<'_> {
+        Request {
+            command,
+            id: None,
+            memo: None,
+            expect_seq: None,
+        }
+    }
+
+    /// A journal past the reader-thread threshold, of lines of many lengths
+    /// (so that lines straddle read chunks every which way), written as
+    /// several appends; and the state its writer ended with.
+    fn large_journal() -> &'static (tempfile::TempDir, std::path::PathBuf, State) {
+        static JOURNAL: std::sync::OnceLock<(tempfile::TempDir, std::path::PathBuf, State)> =
+            std::sync::OnceLock::new();
+        JOURNAL.get_or_init(|| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("journal.jsonl");
+            let state = write_large_journal(&path);
+            (dir, path, state)
+        })
+    }
+
+    fn write_large_journal(path: &Path) -> State {
+        let memos: Vec<String> = (0..97).map(|i| "m".repeat(i * 131 % 501)).collect();
+        let one = Decimal::parse_positive("1.25").expect("amount");
+        for round in 0..4 {
+            let mut writer = Writer::open(path).expect("open");
+            if round == 0 {
+                for account in ["a", "b"] {
+                    let create = Command::Create {
+                        account,
+                        owner: None,
+                        currency: None,
+                        decimals: 2,
+                    };
+                    writer.apply(&request(create)).expect("create");
+                }
+            }
+            for i in 0..7_500 {
+                let command = match i % 3 {
+                    0 | 1 => Command::Deposit {
+                        account: "a",
+                        amount: one,
+                    },
+                    _ => Command::Transfer {
+                        from: "a",
+                        to: "b",
+                        amount: one,
+                    },
+                };
+                let request = Request {
+                    memo: Some(&memos[(round * 7_500 + i) % memos.len()]),
+                    ..request(command)
+                };
+                writer.apply(&request).expect("apply");
+            }
+            writer.commit().expect("commit");
+            if round == 3 {
+                return writer.state().clone();
+            }
+        }
+        unreachable!("the last round returns")
+    }
+
+    /// The threaded reader, with its recycled buffers and its parsing left
+    /// to either thread, reads every line exactly as the file holds it.
+    #[test]
+    fn a_large_journal_scans_line_for_line_as_the_file_holds_it() {
+        let (_, path, written) = large_journal();
+        let bytes = std::fs::read(path).expect("read");
+        assert!(
+            bytes.len() as u64 > THREAD_MIN_BYTES * 3 / 2,
+            "{}",
+            bytes.len()
+        );
+        let journal = ReadJournal::open(path).expect("open").expect("exists");
+        let mut scanner = journal.scanner().expect("a header");
+        assert!(matches!(scanner.source, Source::Thread { .. }));
+        let mut state = State::default();
+        let mut offset = memchr::memchr(b'\n', &bytes).expect("header") + 1;
+        while let Some(entry) = scanner.next(&state).expect("valid") {
+            let end = offset + entry.line.len();
+            assert_eq!(entry.line, &bytes[offset..end], "seq {}", entry.event.seq);
+            assert_eq!(entry.hash, LineHash::of(entry.line));
+            assert_eq!(entry.end, end as u64 + 1);
+            offset = end + 1;
+            domain::evolve(&mut state, &entry.event);
+        }
+        assert_eq!(offset, bytes.len());
+        assert_eq!(scanner.torn(), None);
+        assert_eq!(&state, written);
+    }
+
+    /// Blocks cut the file at line ends whether or not the reader parses
+    /// them, reusing the memory of earlier blocks.
+    #[test]
+    fn blocks_reused_and_parsed_or_not_hold_every_line_once() {
+        let (_, path, _) = large_journal();
+        let bytes = std::fs::read(path).expect("read");
+        let mut blocks = Blocks {
+            file: File::open(path).expect("open"),
+            pos: 0,
+            len: bytes.len() as u64,
+            carry: Vec::new(),
+        };
+        let (mut seen, mut spent, mut n) = (Vec::new(), None, 0);
+        while let Some(block) = blocks.next_block(spent.take(), n % 3 == 0).expect("read") {
+            let data = block.data.bytes();
+            assert_eq!(block.offset, seen.len() as u64);
+            assert_eq!(block.complete, data.len());
+            let lines = memchr::memchr_iter(b'\n', data).count();
+            assert_eq!(block.hashes.len(), lines);
+            assert_eq!(block.spans.len(), if n % 3 == 0 { lines } else { 0 });
+            seen.extend_from_slice(data);
+            spent = Some(block);
+            n += 1;
+        }
+        assert!(n > 8, "{n} blocks");
+        assert_eq!(seen, bytes);
     }
 }
