@@ -301,6 +301,36 @@ transfer q1 q2 3 --memo it\\'s
     assert_eq!(env.balance_of("q2"), "3.00");
 }
 
+/// A line means what the shell makes of it, as on the command line: an
+/// escaped trailing space is kept, and a space that is not ASCII is part
+/// of a word, not a separator.
+#[test]
+fn a_line_is_split_exactly_as_the_shell_splits_it() {
+    let env = seeded();
+    batch_ok(
+        &env,
+        &[],
+        "  deposit a 1 --memo x\\ \n\tdeposit a 1 --memo '  y  '\t\ndeposit a 1 # trailing comment\n",
+    );
+    let memos: Vec<serde_json::Value> = events(&env)
+        .iter()
+        .rev()
+        .take(3)
+        .map(|e| e["memo"].clone())
+        .collect();
+    assert_eq!(
+        memos,
+        [serde_json::Value::Null, "  y  ".into(), "x ".into()]
+    );
+    for line in ["deposit a 1\u{a0}", "\u{3000}deposit a 1"] {
+        let stderr = batch_fails(&env, 2, &format!("{line}\n"));
+        assert!(stderr.contains("line 1:"), "{stderr}");
+        let words = shell_words::split(line).unwrap();
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        env.fails(2, &words);
+    }
+}
+
 #[test]
 fn crlf_line_endings_are_accepted() {
     let env = TestEnv::new();
