@@ -460,9 +460,12 @@ impl Writer {
     /// Makes room for about `events` more events of about `bytes` in all,
     /// so that a large batch does not copy its lines each time they outgrow
     /// their buffer. Room never touched costs no memory.
+    ///
+    /// Only a hint: if the address space refuses, the buffers grow as
+    /// needed instead.
     pub fn reserve(&mut self, events: usize, bytes: usize) {
-        self.starts.reserve(events);
-        self.pending.reserve(bytes);
+        let _ = self.starts.try_reserve(events);
+        let _ = self.pending.try_reserve(bytes);
     }
 
     /// Marks a multi-event append with its count and fills in the `prev`

@@ -307,11 +307,14 @@ impl Source {
     fn next(&mut self) -> std::io::Result<Option<Block>> {
         match self {
             Source::Inline(blocks, spent) => blocks.next_block(spent.take(), false),
-            Source::Thread { blocks, queued, .. } => {
-                let block = blocks.recv().ok().transpose();
-                queued.fetch_sub(1, Ordering::Relaxed);
-                block
-            }
+            Source::Thread { blocks, queued, .. } => match blocks.recv() {
+                Ok(block) => {
+                    queued.fetch_sub(1, Ordering::Relaxed);
+                    block.map(Some)
+                }
+                // The reader has stopped: at the end, or after an error it sent.
+                Err(_) => Ok(None),
+            },
             Source::Failed(e) => Err(e
                 .take()
                 .unwrap_or_else(|| std::io::Error::other("read failed"))),
