@@ -712,6 +712,30 @@ fn a_batch_cut_after_its_second_line_is_a_torn_tail() {
     check_torn_batch(|batch| after_line(batch, 2));
 }
 
+/// Whether a multi-event append is whole is read from the journal's last
+/// line; a line past a cut append that claims the append's last seq must
+/// not make the cut append pass for whole.
+#[test]
+fn a_line_after_a_cut_batch_claiming_its_last_seq_is_corruption() {
+    let env = seeded();
+    let prefix = env.bytes();
+    batch_ok(&env, &[], "deposit a 1\ndeposit b 2\ntransfer a b 3\n");
+    let all = env.bytes();
+    let lines: Vec<&[u8]> = all[prefix.len()..].split(|&b| b == b'\n').collect();
+    // Keep the batch's first line; then its third, chained onto the first.
+    let third = String::from_utf8(lines[2].to_vec()).unwrap();
+    let (body, _) = third.split_once(r#","prev":""#).unwrap();
+    let forged = format!(r#"{body},"prev":"{}"}}"#, sha(lines[0]));
+    let mut bytes = all[..prefix.len() + lines[0].len() + 1].to_vec();
+    bytes.extend_from_slice(forged.as_bytes());
+    bytes.push(b'\n');
+    env.write(&bytes);
+    for args in [&["balance"][..], &["verify"], &["deposit", "a", "1"]] {
+        let stderr = env.fails(3, args);
+        assert!(stderr.contains("line 7"), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn a_cut_batch_whose_remaining_line_does_not_chain_is_corrupt() {
     // A cut write only loses its end: its complete lines must still chain.
