@@ -36,43 +36,43 @@ impl LineHash {
     }
 
     /// Reads 64 lowercase hex digits from bytes (no UTF-8 check needed).
+    ///
+    /// Written as plain arithmetic over fixed arrays, with no table and no
+    /// early exit, so that the compiler vectorizes it: it runs for every
+    /// line a replay reads.
     pub fn from_hex_bytes(b: &[u8]) -> Option<LineHash> {
-        /// 0-15 for a lowercase hex digit, 0xff for anything else.
-        const NIBBLE: [u8; 256] = {
-            let mut t = [0xffu8; 256];
-            let mut i = 0;
-            while i < 10 {
-                t[b'0' as usize + i] = i as u8;
-                i += 1;
-            }
-            let mut i = 0;
-            while i < 6 {
-                t[b'a' as usize + i] = 10 + i as u8;
-                i += 1;
-            }
-            t
-        };
-        if b.len() != 64 {
+        let b: &[u8; 64] = b.try_into().ok()?;
+        let mut nibbles = [0u8; 64];
+        let mut bad = 0u8;
+        for (n, &c) in nibbles.iter_mut().zip(b) {
+            let digit = c.wrapping_sub(b'0');
+            let letter = c.wrapping_sub(b'a');
+            bad |= u8::from(digit >= 10 && letter >= 6);
+            *n = if digit < 10 {
+                digit
+            } else {
+                letter.wrapping_add(10)
+            };
+        }
+        if bad != 0 {
             return None;
         }
         let mut out = [0u8; 32];
-        let mut bad = 0u8;
-        for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
-            let (hi, lo) = (NIBBLE[usize::from(pair[0])], NIBBLE[usize::from(pair[1])]);
-            bad |= hi | lo;
-            *o = hi << 4 | (lo & 15);
+        for (o, pair) in out.iter_mut().zip(nibbles.chunks_exact(2)) {
+            *o = pair[0] << 4 | pair[1];
         }
-        // Any invalid digit sets the high bits.
-        (bad & 0xf0 == 0).then_some(LineHash(out))
+        Some(LineHash(out))
     }
 
-    /// The 64 lowercase hex digits.
+    /// The 64 lowercase hex digits (vectorizable, as above).
     pub fn hex(&self) -> [u8; 64] {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0u8; 64];
-        for (i, byte) in self.0.iter().enumerate() {
-            out[2 * i] = HEX[usize::from(byte >> 4)];
-            out[2 * i + 1] = HEX[usize::from(byte & 15)];
+        for (pair, byte) in out.chunks_exact_mut(2).zip(&self.0) {
+            pair[0] = byte >> 4;
+            pair[1] = byte & 15;
+        }
+        for n in &mut out {
+            *n += if *n < 10 { b'0' } else { b'a' - 10 };
         }
         out
     }
@@ -782,5 +782,38 @@ mod tests {
         let h = LineHash::of(b"x");
         assert_eq!(LineHash::from_hex(&h.to_string()), Some(h));
         assert_eq!(LineHash::from_hex(&h.to_string().to_uppercase()), None);
+    }
+
+    proptest::proptest! {
+        /// The hex codec against the obvious one, on the digits and their
+        /// neighbours in ASCII.
+        #[test]
+        fn hex_digits_read_and_write_as_the_obvious_codec_does(
+            valid in "[0-9a-f]{64}",
+            flaw in proptest::option::of((0..64usize, "[/:@A-G`g]")),
+            bytes in proptest::array::uniform32(proptest::num::u8::ANY),
+        ) {
+            let mut text = valid;
+            if let Some((at, c)) = flaw {
+                text.replace_range(at..=at, &c);
+            }
+            let obvious = (0..32)
+                .map(|i| {
+                    let pair = &text[2 * i..2 * i + 2];
+                    pair.bytes()
+                        .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+                        .then(|| u8::from_str_radix(pair, 16).ok())
+                        .flatten()
+                })
+                .collect::<Option<Vec<u8>>>();
+            proptest::prop_assert_eq!(
+                LineHash::from_hex(&text).map(|h| h.0.to_vec()),
+                obvious
+            );
+            let h = LineHash(bytes);
+            let written: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            proptest::prop_assert_eq!(h.hex().to_vec(), written.into_bytes());
+            proptest::prop_assert_eq!(LineHash::from_hex_bytes(&h.hex()), Some(h));
+        }
     }
 }
