@@ -74,7 +74,7 @@ pub struct Scanner<'f> {
     block: Block,
     /// Next unread byte of `block.data`.
     pos: usize,
-    /// Index in `block.hashes` of the next complete line.
+    /// Index in `block.lines` of the next complete line.
     line: usize,
     head: Head,
     /// Lines still to come in the current multi-event append.
@@ -100,7 +100,8 @@ struct Block {
     /// Bytes of `data` that are complete lines; after them, in the last
     /// block only, an unterminated (torn) line.
     complete: usize,
-    hashes: Vec<LineHash>,
+    /// The end (its `\n`) and hash of each complete line.
+    lines: Vec<(usize, LineHash)>,
     /// The reader's parse of each line, when it had time for it (else
     /// empty, and the scanner parses).
     spans: Vec<Option<Spans>>,
@@ -152,8 +153,8 @@ impl Blocks {
     /// memory is handed back once scanned, so a long replay neither maps
     /// fresh pages nor zeroes its buffer for every megabyte it reads.
     fn next_block(&mut self, reuse: Option<Block>, parse: bool) -> std::io::Result<Option<Block>> {
-        let (mut data, mut hashes, mut spans) = match reuse {
-            Some(block) => (block.data.into_bytes(), block.hashes, block.spans),
+        let (mut data, mut lines, mut spans) = match reuse {
+            Some(block) => (block.data.into_bytes(), block.lines, block.spans),
             None => Default::default(),
         };
         let mut overlong = false;
@@ -218,12 +219,12 @@ impl Blocks {
             self.carry.extend_from_slice(&data[complete..]);
             data.truncate(complete);
         }
-        hashes.clear();
+        lines.clear();
         spans.clear();
         let mut start = 0;
         for end in memchr::memchr_iter(b'\n', &data[..complete]) {
             let line = &data[start..end];
-            hashes.push(LineHash::of(line));
+            lines.push((end, LineHash::of(line)));
             if parse {
                 spans.push(Spans::parse(line));
             }
@@ -237,7 +238,7 @@ impl Blocks {
             data,
             offset,
             complete,
-            hashes,
+            lines,
             spans,
             overlong,
         }))
@@ -479,14 +480,11 @@ impl<'f> Scanner<'f> {
         loop {
             let block = &self.block;
             let bytes = block.data.bytes();
-            if self.pos < block.complete {
+            if let Some(&(end, hash)) = block.lines.get(self.line) {
                 let start = self.pos;
-                let end = memchr::memchr(b'\n', &bytes[start..block.complete])
-                    .map_or(block.complete, |i| start + i);
-                let hash = block.hashes.get(self.line).copied();
                 self.line += 1;
                 self.pos = end + 1;
-                return Ok(Some((start, end, hash)));
+                return Ok(Some((start, end, Some(hash))));
             }
             if self.pos < bytes.len() {
                 let start = self.pos;
@@ -515,7 +513,7 @@ impl<'f> Scanner<'f> {
 
     /// Whether `count` complete lines follow the current line.
     fn lines_follow(&self, count: u64) -> Result<bool, JournalError> {
-        let mut found = self.block.hashes.len().saturating_sub(self.line) as u64;
+        let mut found = self.block.lines.len().saturating_sub(self.line) as u64;
         if found >= count {
             return Ok(true);
         }
@@ -862,7 +860,9 @@ mod tests {
             assert_eq!(block.offset, seen.len() as u64);
             assert_eq!(block.complete, data.len());
             let lines = memchr::memchr_iter(b'\n', data).count();
-            assert_eq!(block.hashes.len(), lines);
+            let ends: Vec<usize> = memchr::memchr_iter(b'\n', data).collect();
+            assert_eq!(block.lines.iter().map(|l| l.0).collect::<Vec<_>>(), ends);
+            assert_eq!(block.lines.len(), lines);
             assert_eq!(block.spans.len(), if n % 3 == 0 { lines } else { 0 });
             seen.extend_from_slice(data);
             spent = Some(block);
