@@ -22,6 +22,10 @@ const CHUNK: usize = 1 << 20;
 /// corruption, not a torn write.
 const MAX_LINE: usize = 64 * 1024;
 
+/// About the shortest event line ledger writes (a close of a one-letter
+/// account): only a bound for sizing buffers.
+const MIN_LINE: usize = 120;
+
 /// Where a journal stands after a complete append: what the next line must
 /// chain to. A checkpoint records one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,6 +225,13 @@ impl Blocks {
         }
         lines.clear();
         spans.clear();
+        // No ledger line is shorter than this, so these never grow (and
+        // reused ones are already this large).
+        let most = complete / MIN_LINE + 1;
+        lines.reserve(most);
+        if parse {
+            spans.reserve(most);
+        }
         let mut start = 0;
         for end in memchr::memchr_iter(b'\n', &data[..complete]) {
             let line = &data[start..end];
