@@ -346,15 +346,38 @@ enum ChangeSpans {
     },
 }
 
+/// The last `at` read, for the next line: the lines of one append share
+/// their time, so most lines of a batch-built journal need not parse it.
+#[derive(Debug, Clone, Default)]
+pub struct LastAt(Option<([u8; 27], At)>);
+
+impl LastAt {
+    fn parse(&mut self, text: &[u8]) -> Option<At> {
+        match &self.0 {
+            Some((last, at)) if last[..] == *text => Some(*at),
+            _ => {
+                let at = At::parse_canonical_bytes(text)?;
+                self.0 = Some((text.try_into().ok()?, at));
+                Some(at)
+            }
+        }
+    }
+}
+
 impl Spans {
     /// Parses a line in exactly the form [`encode`] writes (its strings
     /// unescaped), or gives up. The caller checks that it is UTF-8.
     pub fn parse(line: &[u8]) -> Option<Spans> {
+        Spans::parse_after(line, &mut LastAt::default())
+    }
+
+    /// [`Spans::parse`], for a line that follows the one `last` was read from.
+    pub fn parse_after(line: &[u8], last: &mut LastAt) -> Option<Spans> {
         let mut c = Cursor { b: line, i: 0 };
         c.lit(br#"{"seq":"#)?;
         let seq = c.number()?;
         c.lit(br#","at":""#)?;
-        let at = At::parse_canonical_bytes(c.take(27)?)?;
+        let at = last.parse(c.take(27)?)?;
         c.lit(br#"","type":""#)?;
         let kind = c.until_quote()?;
         let change = match kind {
@@ -655,6 +678,37 @@ mod tests {
             br#"{"seq":1,"at":"2026-11-26T03:24:00.123456Z","type":"AccountCreated","account":"acct1","owner":"alice","currency":"EUR","decimals":2,"prev":""#
         ));
         assert_eq!(decode(&out, &mut Vec::new()).unwrap().event, event);
+    }
+
+    /// Lines read one after another share the last time read, and each
+    /// still gets its own.
+    #[test]
+    fn each_line_read_after_another_gets_its_own_time() {
+        let mut last = LastAt::default();
+        let later = At::parse_canonical("2026-11-26T03:24:00.123457Z").expect("time");
+        let times = [at(), at(), later, later, at()];
+        for (seq, t) in (1..).zip(times) {
+            let event = Event {
+                seq,
+                at: t,
+                change: Change::AccountClosed {
+                    account: "a".into(),
+                },
+                id: None,
+                memo: None,
+                batch: None,
+            };
+            let mut line = Vec::new();
+            encode(&event, &LineHash::default(), &mut line);
+            let spans = Spans::parse_after(&line, &mut last).expect("canonical");
+            let text = std::str::from_utf8(&line).expect("utf-8");
+            assert_eq!(spans.decoded(text).expect("decoded").event, event);
+        }
+        let bad = br#"{"seq":9,"at":"2026-13-26T03:24:00.123456Z","type":"AccountClosed","account":"a","prev":""#;
+        let mut line = bad.to_vec();
+        line.extend_from_slice(&[b'0'; 64]);
+        line.extend_from_slice(b"\"}");
+        assert!(Spans::parse_after(&line, &mut last).is_none());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::domain::{self, State};
 use crate::event::Event;
 use crate::journal::JournalError;
-use crate::journal::line::{self, HEADER_PREFIX, LineHash, Spans};
+use crate::journal::line::{self, HEADER_PREFIX, LastAt, LineHash, Spans};
 use crate::time::At;
 
 const CHUNK: usize = 1 << 20;
@@ -84,6 +84,7 @@ pub struct Scanner<'f> {
     /// Lines still to come in the current multi-event append.
     group_left: u64,
     scratch: Vec<u8>,
+    last_at: LastAt,
     /// The seq of the last complete line before `len`, read when first
     /// needed (see [`Scanner::next`] on multi-event appends).
     last_seq: std::cell::OnceCell<Option<u64>>,
@@ -150,6 +151,7 @@ struct Blocks {
     pos: u64,
     len: u64,
     carry: Vec<u8>,
+    last_at: LastAt,
 }
 
 impl Blocks {
@@ -237,7 +239,7 @@ impl Blocks {
             let line = &data[start..end];
             lines.push((end, LineHash::of(line)));
             if parse {
-                spans.push(Spans::parse(line));
+                spans.push(Spans::parse_after(line, &mut self.last_at));
             }
             start = end + 1;
         }
@@ -280,6 +282,7 @@ impl Source {
             pos: start,
             len,
             carry: Vec::new(),
+            last_at: LastAt::default(),
         };
         if len.saturating_sub(start) < THREAD_MIN_BYTES {
             return Source::Inline(blocks, None);
@@ -469,6 +472,7 @@ impl<'f> Scanner<'f> {
             head,
             group_left: 0,
             scratch: Vec::with_capacity(512),
+            last_at: LastAt::default(),
             last_seq: std::cell::OnceCell::new(),
             torn: None,
             done: false,
@@ -576,7 +580,7 @@ impl<'f> Scanner<'f> {
             BlockData::Text(text) => match self.block.spans.get(self.line - 1) {
                 Some(spans) => spans.as_ref(),
                 None => {
-                    here = Spans::parse(bytes);
+                    here = Spans::parse_after(bytes, &mut self.last_at);
                     here.as_ref()
                 }
             }
@@ -864,6 +868,7 @@ mod tests {
             pos: 0,
             len: bytes.len() as u64,
             carry: Vec::new(),
+            last_at: LastAt::default(),
         };
         let (mut seen, mut spent, mut n) = (Vec::new(), None, 0);
         while let Some(block) = blocks.next_block(spent.take(), n % 3 == 0).expect("read") {
