@@ -468,6 +468,17 @@ impl Writer {
         let _ = self.pending.try_reserve(bytes);
     }
 
+    /// Moves the staged lines into `buffer` if it has more room than their
+    /// own: memory made ready elsewhere (see `cmd::batch`), so that staging
+    /// the rest never waits on the kernel for fresh pages.
+    pub fn adopt_buffer(&mut self, mut buffer: Vec<u8>) {
+        if buffer.capacity() > self.pending.capacity() {
+            buffer.clear();
+            buffer.extend_from_slice(&self.pending);
+            self.pending = buffer;
+        }
+    }
+
     /// Marks a multi-event append with its count and fills in the `prev`
     /// chain of the staged lines (prefixed by the header for a new journal).
     /// Until then staged lines carry a placeholder `prev`, because the count
@@ -703,4 +714,60 @@ pub fn find_line(file: &File, path: &Path, len: u64, seq: u64) -> Result<Vec<u8>
         .find(|l| seq_of(l) == Some(seq))
         .map(<[u8]>::to_vec)
         .ok_or_else(not_found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Command, Request};
+    use crate::money::Decimal;
+
+    fn request(command: Command<'_>) -> Request<'_> {
+        Request {
+            command,
+            id: None,
+            memo: None,
+            expect_seq: None,
+        }
+    }
+
+    /// Lines staged before and after moving into a larger buffer are one
+    /// append, as if the buffer had been there from the start.
+    #[test]
+    fn staging_goes_on_in_an_adopted_buffer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("journal.jsonl");
+        let mut writer = Writer::open(&path).expect("open");
+        let create = Command::Create {
+            account: "a",
+            owner: None,
+            currency: None,
+            decimals: 2,
+        };
+        let deposit = || Command::Deposit {
+            account: "a",
+            amount: Decimal::parse_positive("1.5").expect("amount"),
+        };
+        writer.apply(&request(create)).expect("create");
+        writer.apply(&request(deposit())).expect("deposit");
+        let staged = writer.pending.clone();
+        writer.adopt_buffer(Vec::with_capacity(1 << 20));
+        assert_eq!(writer.pending, staged);
+        assert!(writer.pending.capacity() >= 1 << 20);
+        // A smaller one is refused.
+        writer.adopt_buffer(Vec::with_capacity(16));
+        assert!(writer.pending.capacity() >= 1 << 20);
+        writer.apply(&request(deposit())).expect("deposit");
+        writer.commit().expect("commit");
+        drop(writer);
+        let journal = ReadJournal::open(&path).expect("open").expect("exists");
+        let mut scanner = journal.scanner().expect("header");
+        let mut state = State::default();
+        fold(&mut scanner, &mut state).expect("valid");
+        assert_eq!(state.seq(), 3);
+        assert_eq!(
+            state.account("a").map(|a| a.balance),
+            Some(crate::money::Amount(300))
+        );
+    }
 }

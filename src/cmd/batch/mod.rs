@@ -3,6 +3,8 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cli::{BatchArgs, Format, WriteCommand};
 use crate::cmd::Context;
@@ -21,18 +23,18 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
     // The whole input is read before the journal is locked, so a slow pipe
     // never holds other writers up.
     let input = read_input(args)?;
-    let mut writer = Writer::open(&ctx.path)?;
     // An event line is its command's words plus some 170 bytes of keys,
-    // seq, time and hash; reserving a little more than that costs nothing
-    // (pages never touched are never mapped) and saves copying the lines
-    // each time they outgrow their buffer.
-    let lines = memchr::memchr_iter(b'\n', &input).count() + 1;
-    writer.reserve(
-        lines,
-        lines
+    // seq, time and hash: room for that saves copying the lines each time
+    // they outgrow their buffer, and getting it ready on another thread
+    // saves this one the kernel's work of mapping it.
+    let commands = commands(&input);
+    let mut buffer = Prefault::start(
+        commands
             .saturating_mul(EVENT_LINE_ROOM)
             .saturating_add(input.len()),
     );
+    let mut writer = Writer::open(&ctx.path)?;
+    writer.reserve(commands, 0);
     let before = writer.state().clone();
     let (mut appended, mut repeats) = (0u64, 0u64);
     // For JSON: the seq of each line's existing event, in order (0 for a
@@ -40,6 +42,9 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
     let mut repeated: Vec<u64> = Vec::new();
     let json = ctx.format == Format::Json;
     parse_lines(&input, |line, command| {
+        if let Some(ready) = buffer.ready() {
+            writer.adopt_buffer(ready);
+        }
         match writer.apply(&write::request(&command)) {
             Ok(Outcome::Appended(_)) => {
                 appended += 1;
@@ -142,6 +147,69 @@ fn read_input(args: &BatchArgs) -> Result<Vec<u8>, Error> {
     }
 }
 
+/// How many lines hold a command (neither blank nor a comment): at most
+/// the events the batch appends.
+fn commands(input: &[u8]) -> usize {
+    let mut start = 0;
+    let mut count = 0;
+    for end in memchr::memchr_iter(b'\n', input).chain([input.len()]) {
+        let first = input[start..end].iter().find(|b| !b.is_ascii_whitespace());
+        count += usize::from(first.is_some_and(|&b| b != b'#'));
+        start = end + 1;
+    }
+    count
+}
+
+/// Memory for the staged lines, made ready on another thread. The kernel
+/// maps and zeroes each fresh page on first touch; for a large batch that
+/// cost the applying thread about as much as encoding its lines, while the
+/// parsing threads had time to spare.
+struct Prefault {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl Prefault {
+    /// Starts making `bytes` ready (less if asked to stop, nothing if the
+    /// memory or a thread cannot be had: it is only a head start).
+    fn start(bytes: usize) -> Prefault {
+        /// Touched at a time, between checks for `stop`.
+        const STEP: usize = 2 << 20;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("batch-memory".into())
+            .spawn(move || {
+                let mut buffer = Vec::new();
+                if buffer.try_reserve_exact(bytes).is_ok() {
+                    while buffer.len() < bytes && !stopped.load(Ordering::Relaxed) {
+                        buffer.resize(bytes.min(buffer.len() + STEP), 0);
+                    }
+                }
+                // Emptied, it keeps its capacity and its pages.
+                buffer.clear();
+                buffer
+            })
+            .ok();
+        Prefault { stop, thread }
+    }
+
+    /// The buffer, once (and the one time) it is ready.
+    fn ready(&mut self) -> Option<Vec<u8>> {
+        let thread = self.thread.take_if(|t| t.is_finished())?;
+        thread.join().ok()
+    }
+}
+
+impl Drop for Prefault {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Bytes of an event line beyond its command's own words.
 const EVENT_LINE_ROOM: usize = 192;
 
@@ -209,4 +277,30 @@ fn parse_lines(
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_the_lines_neither_blank_nor_comments() {
+        assert_eq!(commands(b""), 0);
+        assert_eq!(commands(b"\n\n  \t\r\n# x\n   # y\n"), 0);
+        assert_eq!(commands(b"create a\r\n\n deposit a 1\n#c\nclose a"), 3);
+    }
+
+    #[test]
+    fn prefaulted_memory_is_empty_with_room() {
+        let mut prefault = Prefault::start(3 << 20);
+        let buffer = loop {
+            if let Some(buffer) = prefault.ready() {
+                break buffer;
+            }
+            std::thread::yield_now();
+        };
+        assert!(buffer.is_empty());
+        assert!(buffer.capacity() >= 3 << 20);
+        assert!(prefault.ready().is_none());
+    }
 }
