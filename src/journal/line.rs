@@ -164,10 +164,36 @@ pub fn decode_header(line: &[u8]) -> Result<At, LineError> {
 /// Appends the line form of `event` (without `\n`) to `out`. Hand-written
 /// byte pushes, not `write!`: this runs once per line on every replay.
 pub fn encode(event: &Event<'_>, prev: &LineHash, out: &mut Vec<u8>) {
+    Encoder::default().encode(event, prev, out);
+}
+
+/// Encodes events one after another, formatting a time once for all the
+/// events that share it (all the events of one append do).
+#[derive(Debug, Default)]
+pub struct Encoder {
+    last_at: Option<(At, [u8; 27])>,
+}
+
+impl Encoder {
+    /// [`encode`], for the next event of a run.
+    pub fn encode(&mut self, event: &Event<'_>, prev: &LineHash, out: &mut Vec<u8>) {
+        let at = match self.last_at {
+            Some((at, text)) if at == event.at => text,
+            _ => {
+                let text = event.at.canonical();
+                self.last_at = Some((event.at, text));
+                text
+            }
+        };
+        encode_at(event, &at, prev, out);
+    }
+}
+
+fn encode_at(event: &Event<'_>, at: &[u8; 27], prev: &LineHash, out: &mut Vec<u8>) {
     out.extend_from_slice(br#"{"seq":"#);
     number(out, event.seq);
     out.extend_from_slice(br#","at":""#);
-    out.extend_from_slice(&event.at.canonical());
+    out.extend_from_slice(at);
     out.extend_from_slice(br#"","type":""#);
     out.extend_from_slice(event.change.type_name().as_bytes());
     out.push(b'"');
@@ -680,11 +706,12 @@ mod tests {
         assert_eq!(decode(&out, &mut Vec::new()).unwrap().event, event);
     }
 
-    /// Lines read one after another share the last time read, and each
-    /// still gets its own.
+    /// Lines written and read one after another share the last time
+    /// formatted or read, and each still gets its own.
     #[test]
-    fn each_line_read_after_another_gets_its_own_time() {
+    fn each_line_written_or_read_after_another_gets_its_own_time() {
         let mut last = LastAt::default();
+        let mut encoder = Encoder::default();
         let later = At::parse_canonical("2026-11-26T03:24:00.123457Z").expect("time");
         let times = [at(), at(), later, later, at()];
         for (seq, t) in (1..).zip(times) {
@@ -699,7 +726,10 @@ mod tests {
                 batch: None,
             };
             let mut line = Vec::new();
-            encode(&event, &LineHash::default(), &mut line);
+            encoder.encode(&event, &LineHash::default(), &mut line);
+            let mut alone = Vec::new();
+            encode(&event, &LineHash::default(), &mut alone);
+            assert_eq!(line, alone);
             let spans = Spans::parse_after(&line, &mut last).expect("canonical");
             let text = std::str::from_utf8(&line).expect("utf-8");
             assert_eq!(spans.decoded(text).expect("decoded").event, event);

@@ -223,6 +223,7 @@ pub struct Writer {
     pending: Vec<u8>,
     /// Where the bytes to write start in `pending`, once sealed.
     begin: usize,
+    encoder: line::Encoder,
     /// Start of each pending line in `pending`.
     starts: Vec<usize>,
     /// Whether `seal` has run.
@@ -322,6 +323,7 @@ impl Writer {
             torn,
             pending: vec![0; room],
             begin: room,
+            encoder: line::Encoder::default(),
             starts: Vec::new(),
             sealed: false,
             created: created.then_some(new_dirs),
@@ -418,7 +420,8 @@ impl Writer {
                     batch: None,
                 };
                 self.starts.push(self.pending.len());
-                line::encode(&event, &LineHash::default(), &mut self.pending);
+                self.encoder
+                    .encode(&event, &LineHash::default(), &mut self.pending);
                 self.pending.push(b'\n');
                 domain::evolve(&mut self.state, &event);
                 Ok(Outcome::Appended(event.seq))
