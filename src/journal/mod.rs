@@ -725,7 +725,8 @@ mod tests {
     use crate::domain::{Command, Request};
     use crate::money::Decimal;
 
-    fn request(command: Command<'_>) -> Request<'_> {
+    /// A request with no id, memo or expected seq.
+    pub(in crate::journal) fn request(command: Command<'_>) -> Request<'_> {
         Request {
             command,
             id: None,

@@ -760,17 +760,9 @@ impl<'f> Scanner<'f> {
 mod tests {
     use super::*;
     use crate::domain::{Command, Request};
+    use crate::journal::tests::request;
     use crate::journal::{ReadJournal, Writer};
     use crate::money::Decimal;
-
-    fn request(command: Command<'_>) -> Request<'_> {
-        Request {
-            command,
-            id: None,
-            memo: None,
-            expect_seq: None,
-        }
-    }
 
     /// A journal past the reader-thread threshold, of lines of many lengths
     /// (so that lines straddle read chunks every which way), written as
