@@ -59,9 +59,11 @@ pub fn one_line(message: &str) -> String {
 }
 
 /// `message` with control characters shown escaped, so that it stays one
-/// line and cannot drive the terminal.
+/// line and cannot drive the terminal, and at most [`MAX_MESSAGE`]
+/// characters long: messages quote what was typed, and a megabyte pasted
+/// into an argument should not come back as a megabyte of error.
 pub fn escape_controls(message: &str) -> String {
-    message
+    let escaped: Vec<char> = message
         .chars()
         .flat_map(|c| {
             let escaped: Vec<char> = if c.is_control() {
@@ -71,8 +73,21 @@ pub fn escape_controls(message: &str) -> String {
             };
             escaped
         })
-        .collect()
+        .collect();
+    if escaped.len() <= MAX_MESSAGE {
+        return escaped.into_iter().collect();
+    }
+    // The start says what was wrong with what; the end often says why.
+    let (head, tail) = (MAX_MESSAGE * 2 / 3, MAX_MESSAGE / 4);
+    let left_out = escaped.len() - head - tail;
+    let mut short: String = escaped[..head].iter().collect();
+    short.push_str(&format!("[... {left_out} characters left out ...]"));
+    short.extend(&escaped[escaped.len() - tail..]);
+    short
 }
+
+/// The most characters of a message shown (see [`escape_controls`]).
+pub const MAX_MESSAGE: usize = 1000;
 
 /// Exit codes of the contract.
 pub mod code {
@@ -132,6 +147,21 @@ mod tests {
             one_line(clap),
             "error: invalid value 'a\\nb\\u{1b}[31m' for '<ACCOUNT>': bad"
         );
+    }
+
+    #[test]
+    fn a_long_message_keeps_its_start_and_end() {
+        let long = format!(
+            "invalid value '{}' for '<ACCOUNT>': too long",
+            "x".repeat(100_000)
+        );
+        let short = escape_controls(&long);
+        assert!(short.chars().count() < MAX_MESSAGE + 50, "{}", short.len());
+        assert!(short.starts_with("invalid value 'xxx"));
+        assert!(short.ends_with("xxx' for '<ACCOUNT>': too long"));
+        assert!(short.contains("[... 99"));
+        let fits = "y".repeat(MAX_MESSAGE);
+        assert_eq!(escape_controls(&fits), fits);
     }
 
     #[test]

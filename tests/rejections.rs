@@ -557,3 +557,30 @@ fn history_of_an_unknown_account_prints_nothing_in_any_format() {
         }
     }
 }
+
+/// Messages quote what was typed; a huge argument comes back shortened,
+/// still one line, start and end kept.
+#[test]
+fn a_huge_argument_is_quoted_shortened() {
+    let env = ledger();
+    let huge = "x".repeat(100_000);
+    for args in [
+        vec!["deposit", huge.as_str(), "1"],
+        vec!["deposit", "acct1", "1", "--memo", huge.as_str()],
+    ] {
+        let stderr = env.fails(2, &args);
+        assert_eq!(stderr.lines().count(), 1, "{}", &stderr[..200]);
+        assert!(stderr.len() < 1200, "{} bytes", stderr.len());
+        assert!(stderr.contains("characters left out"), "{stderr}");
+    }
+    let stderr = env
+        .cmd()
+        .arg("batch")
+        .write_stdin(format!("deposit acct1 1\ndeposit {huge} 1\n"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&stderr.stderr);
+    assert_eq!(stderr.status.code(), Some(2));
+    assert!(text.starts_with("error: line 2: "), "{}", &text[..100]);
+    assert!(text.len() < 1200, "{} bytes", text.len());
+}
