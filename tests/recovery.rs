@@ -84,6 +84,33 @@ fn the_next_write_quarantines_a_torn_tail_then_appends() {
     assert_eq!(env.balance_of("b"), "6.00");
 }
 
+/// A quarantine retried after the journal could not be cut (the bytes
+/// are already at the end of `.torn`) keeps them once; other bytes before
+/// them are kept as they were.
+#[test]
+fn a_retried_quarantine_keeps_the_torn_bytes_once() {
+    let env = journal();
+    let valid = env.text();
+    env.write(valid.clone() + TORN);
+    let earlier = "an older torn tail\n";
+    let kept = format!("{earlier}{TORN}\n");
+    fs::write(env.beside(".torn"), &kept).expect("torn");
+    ok_with_one_warning(&env, "deposit b 1");
+    assert_eq!(fs::read_to_string(env.beside(".torn")).expect("torn"), kept);
+    assert!(env.text().starts_with(&valid));
+    assert_eq!(env.lines().len(), 8);
+    // Only an exact copy counts: a partial one is followed by the whole.
+    let env = journal();
+    env.write(env.text() + TORN);
+    let partial = format!("{earlier}{}", &TORN[..10]);
+    fs::write(env.beside(".torn"), &partial).expect("torn");
+    ok_with_one_warning(&env, "deposit b 1");
+    assert_eq!(
+        fs::read_to_string(env.beside(".torn")).expect("torn"),
+        format!("{partial}{TORN}\n")
+    );
+}
+
 #[test]
 fn a_complete_event_without_its_newline_is_still_torn() {
     let env = journal();

@@ -353,32 +353,40 @@ impl Writer {
             let quarantine = PathBuf::from(quarantine);
             // Only writers touch it, under the journal's lock: no race.
             let created = !quarantine.exists();
-            let mut q = OpenOptions::new()
+            let q = OpenOptions::new()
+                .read(true)
                 .append(true)
                 .create(true)
                 .mode(0o600)
                 .open(&quarantine)
                 .map_err(|e| JournalError::io(&quarantine, "open", e))?;
-            // Copied in chunks: a torn batch can be large.
-            let mut chunk = vec![0u8; 1 << 20];
-            let (mut at, end) = (torn.offset, torn.offset + torn.len);
-            let mut last = b'\n';
-            while at < end {
-                let n = usize::try_from(end - at)
-                    .unwrap_or(chunk.len())
-                    .min(chunk.len());
-                read_exact_at(&self.file, &self.path, &mut chunk[..n], at)?;
-                q.write_all(&chunk[..n])
+            let before = q
+                .metadata()
+                .map_err(|e| JournalError::io(&quarantine, "open", e))?
+                .len();
+            let mut last = [0u8];
+            read_exact_at(
+                &self.file,
+                &self.path,
+                &mut last,
+                torn.offset + torn.len - 1,
+            )?;
+            // A line cut short is kept with a `\n` after it.
+            let newline = last[0] != b'\n';
+            let kept = torn.len + u64::from(newline);
+            // A quarantine whose journal could not then be cut is retried
+            // by the next writer: the bytes are already there once.
+            let already = before >= kept
+                && self.quarantined_at(&q, &quarantine, before - kept, torn, newline)?;
+            if already {
+                // Durable even if the attempt that copied them failed to sync.
+                q.sync_data()
                     .map_err(|e| JournalError::io(&quarantine, "write", e))?;
-                last = chunk[n - 1];
-                at += n as u64;
+            } else if let Err(e) = self.quarantine_to(&q, &quarantine, torn, newline) {
+                // Leave no partial copy for the retry to add to.
+                let _ = q.set_len(before);
+                return Err(e);
             }
-            if last != b'\n' {
-                q.write_all(b"\n")
-                    .map_err(|e| JournalError::io(&quarantine, "write", e))?;
-            }
-            q.sync_data()
-                .map_err(|e| JournalError::io(&quarantine, "write", e))?;
             if created {
                 // A new file's directory entry must be durable before the
                 // bytes it keeps are cut from the journal.
@@ -393,6 +401,66 @@ impl Writer {
             .and_then(|()| self.file.sync_data())
             .map_err(|e| JournalError::io(&self.path, "truncate", e))?;
         Ok(())
+    }
+
+    /// Appends the torn bytes (and a `\n` if they lack one) to the
+    /// quarantine file `q`, and makes them durable.
+    fn quarantine_to(
+        &self,
+        mut q: &File,
+        path: &Path,
+        torn: Torn,
+        newline: bool,
+    ) -> Result<(), JournalError> {
+        // Copied in chunks: a torn batch can be large.
+        let mut chunk = vec![0u8; QUARANTINE_CHUNK];
+        let (mut at, end) = (torn.offset, torn.offset + torn.len);
+        while at < end {
+            let n = usize::try_from(end - at)
+                .unwrap_or(chunk.len())
+                .min(chunk.len());
+            read_exact_at(&self.file, &self.path, &mut chunk[..n], at)?;
+            q.write_all(&chunk[..n])
+                .map_err(|e| JournalError::io(path, "write", e))?;
+            at += n as u64;
+        }
+        if newline {
+            q.write_all(b"\n")
+                .map_err(|e| JournalError::io(path, "write", e))?;
+        }
+        q.sync_data()
+            .map_err(|e| JournalError::io(path, "write", e))
+    }
+
+    /// Whether `q` holds, from `start` to its end, exactly the torn bytes
+    /// (and the `\n` added after them).
+    fn quarantined_at(
+        &self,
+        q: &File,
+        path: &Path,
+        start: u64,
+        torn: Torn,
+        newline: bool,
+    ) -> Result<bool, JournalError> {
+        let mut ours = vec![0u8; QUARANTINE_CHUNK];
+        let mut kept = vec![0u8; QUARANTINE_CHUNK];
+        let mut done = 0;
+        while done < torn.len {
+            let n = usize::try_from(torn.len - done)
+                .unwrap_or(ours.len())
+                .min(ours.len());
+            read_exact_at(&self.file, &self.path, &mut ours[..n], torn.offset + done)?;
+            read_exact_at(q, path, &mut kept[..n], start + done)?;
+            if ours[..n] != kept[..n] {
+                return Ok(false);
+            }
+            done += n as u64;
+        }
+        if newline {
+            read_exact_at(q, path, &mut kept[..1], start + torn.len)?;
+            return Ok(kept[0] == b'\n');
+        }
+        Ok(true)
     }
 
     /// Decides `request` against the current state and, if it is new,
@@ -564,6 +632,9 @@ impl Writer {
 const PREV_TAIL_LEN: usize = 2;
 /// `,"prev":"` + 64 hex digits + `"}`, the fixed end of every event line.
 const PREV_SUFFIX_LEN: usize = r#","prev":""#.len() + 64 + PREV_TAIL_LEN;
+
+/// Bytes of a torn tail copied or compared at a time.
+const QUARANTINE_CHUNK: usize = 1 << 20;
 
 /// The longest `,"batch":N` mark.
 const MARK_MAX_LEN: usize = r#","batch":"#.len() + 20;
