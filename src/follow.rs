@@ -253,13 +253,15 @@ impl Follower {
             return Ok(true);
         }
         // A round reads at most `round_bytes` and ends between appends. An
-        // append longer than that (whose lines are all in the journal, as
-        // the scanner checks at its first line) is handed over in pieces, so
-        // that what the consumer buffers stays bounded.
+        // append longer than that (whose lines are all in the journal and
+        // chain, as the scanner checks at its first line) is handed over in
+        // pieces, so that what the consumer buffers stays bounded.
         let limit = followed.head.end.saturating_add(self.round_bytes);
         let mut end = len.min(limit);
         loop {
-            let mut scanner = journal.scanner_until(followed.head, end);
+            let mut scanner = journal
+                .scanner_until(followed.head, end)
+                .checking_appends_ahead();
             let mut handed = false;
             let mut group_left = 0u64;
             while let Some(entry) = scanner.next(&self.state)? {
@@ -580,5 +582,39 @@ mod tests {
         f.run(&mut c).unwrap();
         t.join().unwrap();
         assert!(c.ends >= 1);
+    }
+
+    /// A long append cut short, then a line claiming the append's last seq:
+    /// the follower must fail without handing over any event of that
+    /// append, however the rounds cut it.
+    #[test]
+    fn no_event_of_a_cut_long_append_is_handed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        write(&path, &[create("a")]);
+        let long: Vec<Command<'_>> = (0..12).map(|_| deposit("a", "4")).collect();
+        write(&path, &long);
+        let bytes = fs::read(&path).unwrap();
+        let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+        // The header, seq 1 and the first 6 lines of the append (seqs 2-7).
+        let mut cut: Vec<u8> = lines[..8].join(&b'\n');
+        cut.push(b'\n');
+        let last = String::from_utf8(lines[13].to_vec()).unwrap();
+        assert!(last.starts_with(r#"{"seq":13,"#), "{last}");
+        cut.extend_from_slice(last.as_bytes());
+        cut.push(b'\n');
+        fs::write(&path, &cut).unwrap();
+        for round_bytes in [300, 1_000, 1 << 20] {
+            let mut f = Follower::new(&path);
+            f.round_bytes = round_bytes;
+            let mut c = Collect::default();
+            let err = loop {
+                if let Err(e) = f.round(&mut c) {
+                    break e;
+                }
+            };
+            assert!(seqs(&c).iter().all(|&s| s < 2), "{round_bytes}: {err}");
+            assert!(err.to_string().contains("line 9"), "{err}");
+        }
     }
 }

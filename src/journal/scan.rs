@@ -88,6 +88,8 @@ pub struct Scanner<'f> {
     /// The seq of the last complete line before `len`, read when first
     /// needed (see [`Scanner::next`] on multi-event appends).
     last_seq: std::cell::OnceCell<Option<u64>>,
+    /// See [`Scanner::checking_appends_ahead`].
+    check_appends_ahead: bool,
     torn: Option<Torn>,
     done: bool,
 }
@@ -474,9 +476,21 @@ impl<'f> Scanner<'f> {
             scratch: Vec::with_capacity(512),
             last_at: LastAt::default(),
             last_seq: std::cell::OnceCell::new(),
+            check_appends_ahead: false,
             torn: None,
             done: false,
         }
+    }
+
+    /// Makes the scan check every line of a multi-event append (that it
+    /// decodes and chains) before it returns the append's first event,
+    /// rather than trusting the journal's last line and finding a gap when
+    /// it gets there. For a consumer that hands events on as they come
+    /// (`history --follow`), which must never hand on the start of an
+    /// append that is not all there. It reads each append twice.
+    pub fn checking_appends_ahead(mut self) -> Self {
+        self.check_appends_ahead = true;
+        self
     }
 
     /// Where the journal stands after the last entry returned.
@@ -643,19 +657,28 @@ impl<'f> Scanner<'f> {
                     format!("batch count {count}: a multi-event append has at least 2 events"),
                 ));
             }
-            // The append is whole if the journal's last line comes at or
-            // after its last seq: this scan checks every line in between
-            // (a gap is corruption, reported where it is), and finding
-            // that last line costs one small read, where counting the
-            // append's lines reads all of it ahead.
-            let whole = event.seq.checked_add(count - 1).is_some_and(|end| {
-                self.last_seq
-                    .get_or_init(|| last_seq(self.file, self.path, self.len))
-                    .is_some_and(|last| last >= end)
-            });
-            if !whole && !self.lines_follow(count - 1)? {
-                let offset = self.offset_of(start);
-                self.check_torn_group(offset, self.offset_of(self.pos), line_no, &event, hash)?;
+            let offset = self.offset_of(start);
+            let rest = self.offset_of(self.pos);
+            let whole = if self.check_appends_ahead {
+                self.check_group(offset, rest, line_no, &event, hash, count)?
+            } else {
+                // The append is whole if the journal's last line comes at
+                // or after its last seq: this scan checks every line in
+                // between (a gap is corruption, reported where it is), and
+                // finding that last line costs one small read, where
+                // counting the append's lines reads all of it ahead.
+                let last_is_past = event.seq.checked_add(count - 1).is_some_and(|end| {
+                    self.last_seq
+                        .get_or_init(|| last_seq(self.file, self.path, self.len))
+                        .is_some_and(|last| last >= end)
+                });
+                last_is_past || self.lines_follow(count - 1)? || {
+                    // Torn: what there is of it must still chain.
+                    self.check_group(offset, rest, line_no, &event, hash, count)?;
+                    false
+                }
+            };
+            if !whole {
                 self.done = true;
                 self.torn = Some(Torn {
                     offset,
@@ -696,35 +719,42 @@ impl<'f> Scanner<'f> {
         }))
     }
 
-    /// The append whose first line (`first`, hashing to `hash`) starts at
-    /// `offset` has fewer lines than its count: a torn tail. Its complete
-    /// lines, from `rest` on, must still chain, since a cut write only loses
-    /// its end.
-    fn check_torn_group(
+    /// Checks the lines after the first line of a multi-event append
+    /// (`first`, at `offset`, hashing to `hash`; the rest from `rest` on):
+    /// up to `count - 1` of them, each must decode and continue the append
+    /// (its seq, its `prev`, no count of its own). `Ok(true)` if all of
+    /// them are there; `Ok(false)` if the scan's end comes first: a torn
+    /// append, whose complete lines must still chain, since a cut write
+    /// only loses its end.
+    fn check_group(
         &self,
         offset: u64,
         rest: u64,
         first_line_no: u64,
         first: &Event<'_>,
         hash: LineHash,
-    ) -> Result<(), JournalError> {
+        count: u64,
+    ) -> Result<bool, JournalError> {
         let path = self.path;
         let (mut prev, mut seq, mut line_no) = (hash, first.seq, first_line_no);
+        let mut left = count.saturating_sub(1);
         let mut scratch = Vec::new();
-        // Read in chunks, keeping at most one partial line: a torn append
-        // may be large, and the bytes after it are not to be trusted.
+        // Read in chunks, keeping at most one partial line: an append may
+        // be large, and the bytes after it are not to be trusted.
         let mut chunk = vec![0u8; 64 * 1024];
         let mut pending: Vec<u8> = Vec::new();
         let mut at = rest;
-        loop {
+        while left > 0 {
             let n = read_at(self.file, path, &mut chunk, at, self.len)?;
             if n == 0 {
-                break;
+                return Ok(false);
             }
             at += n as u64;
             pending.extend_from_slice(&chunk[..n]);
             let mut start = 0;
-            while let Some(i) = memchr::memchr(b'\n', &pending[start..]) {
+            while left > 0
+                && let Some(i) = memchr::memchr(b'\n', &pending[start..])
+            {
                 let line = &pending[start..start + i];
                 seq += 1;
                 line_no += 1;
@@ -736,12 +766,13 @@ impl<'f> Scanner<'f> {
                         path,
                         line_no,
                         format!(
-                            "line does not continue the interrupted append at line {first_line_no} (offset {offset})"
+                            "line does not continue the multi-event append at line {first_line_no} (offset {offset})"
                         ),
                     ));
                 }
                 prev = LineHash::of(line);
                 start += i + 1;
+                left -= 1;
             }
             pending.drain(..start);
             if pending.len() > MAX_LINE {
@@ -752,7 +783,7 @@ impl<'f> Scanner<'f> {
                 ));
             }
         }
-        Ok(())
+        Ok(true)
     }
 }
 
