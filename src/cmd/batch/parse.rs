@@ -174,11 +174,11 @@ impl Grammar {
             .iter_mut()
             .find(|(c, _)| c.get_name() == name)
         else {
-            return self.full(words);
+            return full(&mut self.parent, words);
         };
         let line = &words[1..];
         if !*learn {
-            return parse_with(sub, line).or_else(|_| self.full(words));
+            return parse_with(sub, &mut self.parent, words);
         }
         shape_key(&mut self.key, name, line);
         match self.shapes.get(&self.key) {
@@ -187,14 +187,14 @@ impl Grammar {
                     return Ok(command);
                 }
             }
-            Some(Shape::Clap) => return parse_with(sub, line).or_else(|_| self.full(words)),
+            Some(Shape::Clap) => return parse_with(sub, &mut self.parent, words),
             Some(Shape::Learned(_)) | None => {}
         }
         // `no_binary_name` is inherited: the subcommand's own words follow.
         let mut m = sub.try_get_matches_from_mut(line)?;
         let slots = Template::learn(sub, &m, line);
         let Ok(command) = from_matches(name, &mut m) else {
-            return self.full(words);
+            return full(&mut self.parent, words);
         };
         let known = self.shapes.len() < MAX_SHAPES || self.shapes.contains_key(&self.key);
         if known {
@@ -220,12 +220,6 @@ impl Grammar {
             self.shapes.insert(self.key.clone(), shape);
         }
         Ok(command)
-    }
-
-    /// clap's own full parse, and its own error.
-    fn full(&mut self, words: &[&str]) -> Result<WriteCommand, clap::Error> {
-        let mut m = self.parent.try_get_matches_from_mut(words)?;
-        Ok(BatchLine::from_arg_matches_mut(&mut m)?.command)
     }
 }
 
@@ -260,9 +254,21 @@ fn shapes_suffice(sub: &clap::Command) -> bool {
         })
 }
 
-fn parse_with(sub: &mut clap::Command, line: &[&str]) -> Result<WriteCommand, clap::Error> {
-    let mut m = sub.try_get_matches_from_mut(line)?;
-    from_matches(sub.get_name(), &mut m)
+/// clap's parse of `words` against the subcommand `sub` they name, as for a
+/// line whose shape is being learned: its error is the subcommand's.
+fn parse_with(
+    sub: &mut clap::Command,
+    parent: &mut clap::Command,
+    words: &[&str],
+) -> Result<WriteCommand, clap::Error> {
+    let mut m = sub.try_get_matches_from_mut(&words[1..])?;
+    from_matches(sub.get_name(), &mut m).or_else(|_| full(parent, words))
+}
+
+/// clap's own full parse, and its own error.
+fn full(parent: &mut clap::Command, words: &[&str]) -> Result<WriteCommand, clap::Error> {
+    let mut m = parent.try_get_matches_from_mut(words)?;
+    Ok(BatchLine::from_arg_matches_mut(&mut m)?.command)
 }
 
 fn from_matches(name: &str, m: &mut clap::ArgMatches) -> Result<WriteCommand, clap::Error> {
