@@ -110,9 +110,10 @@ struct Template {
 }
 
 impl Template {
-    /// clap's parse of `line` (the words after the subcommand's name) and
-    /// where its value words went; `None` if that is not one value word
-    /// per argument, each a word of its own.
+    /// Where clap's parse `m` of `line` (the words after the subcommand's
+    /// name) put its value words: each one's index in `line` with the id
+    /// of its argument; `None` unless every value word went to an argument
+    /// of its own, whole.
     fn learn(
         sub: &clap::Command,
         m: &clap::ArgMatches,
@@ -128,6 +129,8 @@ impl Template {
             let (Some(index), None) = (indices.next(), indices.next()) else {
                 return None;
             };
+            // clap's indices count a program name before the words, even
+            // where none is given.
             slots.push((index.checked_sub(1)?, id.to_owned()));
         }
         slots.sort_unstable();
