@@ -11,7 +11,7 @@ use ledger::domain::{self, State};
 use ledger::journal::{Outcome, ReadJournal, Writer};
 use proptest::prelude::*;
 
-use crate::common::TestEnv;
+use crate::common::{TestEnv, create, request};
 
 /// Writes a checkpoint of the state after event `seq`.
 pub fn checkpoint_at(path: &Path, seq: u64) {
@@ -210,9 +210,8 @@ proptest! {
         let names = ["a", "b", "c"];
         let mut writer = Writer::open(&path).unwrap();
         for (i, name) in names.iter().enumerate() {
-            let command = ledger::domain::Command::Create { account: name, owner: None, currency: None, decimals: 2 };
             let id = format!("create-{i}");
-            let request = ledger::domain::Request { command, id: Some(&id), memo: None, expect_seq: None };
+            let request = ledger::domain::Request { id: Some(&id), ..request(create(name)) };
             assert_eq!(writer.apply(&request).unwrap(), Outcome::Appended(i as u64 + 1));
         }
         writer.commit().unwrap();
@@ -225,7 +224,7 @@ proptest! {
                 Op::Close(a) => ledger::domain::Command::Close { account: names[a] },
             };
             let mut writer = Writer::open(&path).unwrap();
-            let request = ledger::domain::Request { command, id: None, memo: None, expect_seq: None };
+            let request = request(command);
             if writer.apply(&request).is_ok() {
                 writer.commit().unwrap();
             }

@@ -123,12 +123,7 @@ fn request(op: &Op) -> Request<'static> {
             account: ACCOUNTS[a],
         },
     };
-    Request {
-        command,
-        id: None,
-        memo: None,
-        expect_seq: None,
-    }
+    crate::common::request(command)
 }
 
 proptest! {

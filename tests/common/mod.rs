@@ -216,3 +216,24 @@ pub fn stderr_lines(out: &Output) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// A library request: `command` with no id, memo or expected seq.
+pub fn request(command: ledger::domain::Command<'_>) -> ledger::domain::Request<'_> {
+    ledger::domain::Request {
+        command,
+        id: None,
+        memo: None,
+        expect_seq: None,
+    }
+}
+
+/// The library command that opens `account` (no owner or currency, 2
+/// decimals).
+pub fn create(account: &str) -> ledger::domain::Command<'_> {
+    ledger::domain::Command::Create {
+        account,
+        owner: None,
+        currency: None,
+        decimals: 2,
+    }
+}

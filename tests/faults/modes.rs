@@ -18,7 +18,7 @@ use ledger::money::Decimal;
 use super::{
     assert_clean_read, bin, clean_env, fast_dir, ids, ledger, mode, run_bounded, wait_bounded,
 };
-use crate::common::TestEnv;
+use crate::common::{TestEnv, create, request};
 
 /// Runs ledger on `env`'s journal under `umask 000`.
 fn with_open_umask(env: &TestEnv, args: &[&str]) {
@@ -52,13 +52,11 @@ fn new_journal_torn_and_checkpoint_files_are_0600_even_under_umask_000() {
     let amount = Decimal::parse_positive("1").expect("amount");
     for _ in 0..(checkpoint::REFRESH_BYTES / 400 + 100) {
         let request = Request {
-            command: Op::Deposit {
+            memo: Some(&memo),
+            ..request(Op::Deposit {
                 account: "a",
                 amount,
-            },
-            id: None,
-            memo: Some(&memo),
-            expect_seq: None,
+            })
         };
         writer.apply(&request).expect("deposit");
     }
@@ -82,18 +80,7 @@ fn a_checkpoint_stored_through_the_library_is_0600() {
     let dir = fast_dir();
     let path = dir.path().join("journal.jsonl");
     let mut writer = Writer::open(&path).expect("open");
-    let request = Request {
-        command: Op::Create {
-            account: "a",
-            owner: None,
-            currency: None,
-            decimals: 2,
-        },
-        id: None,
-        memo: None,
-        expect_seq: None,
-    };
-    writer.apply(&request).expect("create");
+    writer.apply(&request(create("a"))).expect("create");
     writer.commit().expect("commit");
     let state = writer.state().clone();
     drop(writer);

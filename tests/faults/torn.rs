@@ -24,7 +24,7 @@ use ledger::journal::{Outcome, ReadJournal, Writer};
 use super::{
     assert_clean_read, bin, clean_env, fast_dir, ids, mode, probe, require, run_bounded, soak,
 };
-use crate::common::TestEnv;
+use crate::common::{TestEnv, create, request};
 
 /// The batch every test here appends (and cuts).
 const BATCH: &str = "deposit a 1.50 --id t1 --memo 'torn test'\n\
@@ -139,15 +139,8 @@ fn read(path: &Path) -> (State, Option<Torn>) {
 fn repair(path: &Path) {
     let mut writer = Writer::open(path).expect("open for writing");
     let request = Request {
-        command: Op::Create {
-            account: "repair",
-            owner: None,
-            currency: None,
-            decimals: 2,
-        },
         id: Some("repair"),
-        memo: None,
-        expect_seq: None,
+        ..request(create("repair"))
     };
     assert!(matches!(writer.apply(&request), Ok(Outcome::Appended(_))));
     writer.commit().expect("commit");
@@ -452,19 +445,8 @@ fn a_large_batch_cut_anywhere_reads_as_before_library() {
     let mut rng = super::Rng::new(seed);
     let dir = fast_dir();
     let path = dir.path().join("journal.jsonl");
-    let create = Request {
-        command: Op::Create {
-            account: "a",
-            owner: None,
-            currency: None,
-            decimals: 2,
-        },
-        id: None,
-        memo: None,
-        expect_seq: None,
-    };
     let mut writer = Writer::open(&path).expect("open");
-    writer.apply(&create).expect("create");
+    writer.apply(&request(create("a"))).expect("create");
     writer.commit().expect("commit");
     drop(writer);
     let base = fs::read(&path).expect("base");
@@ -472,13 +454,11 @@ fn a_large_batch_cut_anywhere_reads_as_before_library() {
     let mut writer = Writer::open(&path).expect("open");
     for _ in 0..20_000 {
         let deposit = Request {
-            command: Op::Deposit {
+            memo: Some(&memo),
+            ..request(Op::Deposit {
                 account: "a",
                 amount: ledger::money::Decimal::parse_positive("1").expect("amount"),
-            },
-            id: None,
-            memo: Some(&memo),
-            expect_seq: None,
+            })
         };
         writer.apply(&deposit).expect("deposit");
     }
