@@ -41,18 +41,14 @@ fn full_replay(path: &Path) -> State {
 
 /// a: 50 - 10 - 20 + 5 = 25.00, b: 10.00
 fn ledger() -> TestEnv {
-    let env = TestEnv::new();
-    for args in [
+    TestEnv::with(&[
         "create a",
         "create b",
         "deposit a 50",
         "transfer a b 10",
         "withdraw a 20",
         "deposit a 5",
-    ] {
-        env.ok(args);
-    }
-    env
+    ])
 }
 
 #[test]

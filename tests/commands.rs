@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{AT, HEADER, TestEnv, chained};
+use crate::common::{AT, TestEnv, one_account_journal};
 
 /// The tour of the issue, up to the refused cross-currency transfer.
 fn tour() -> TestEnv {
@@ -447,17 +447,12 @@ fn history_into_a_closed_pipe_is_a_quiet_success() {
     use std::process::{Command, Stdio};
 
     // Far more output than a pipe buffers, so the writer sees the pipe close.
-    let mut events = vec![format!(
-        r#"{{"seq":1,"at":"{AT}","type":"AccountCreated","account":"a","decimals":2}}"#
-    )];
-    for seq in 2..=1500 {
-        events.push(format!(
-            r#"{{"seq":{seq},"at":"{AT}","type":"MoneyDeposited","account":"a","amount":"1.00"}}"#
-        ));
-    }
     let env = TestEnv::new();
-    let events: Vec<&str> = events.iter().map(String::as_str).collect();
-    env.write(chained(HEADER, &events));
+    env.write(one_account_journal(1500, |seq| {
+        format!(
+            r#"{{"seq":{seq},"at":"{AT}","type":"MoneyDeposited","account":"a","amount":"1.00"}}"#
+        )
+    }));
     for format in ["json", "csv", "table"] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ledger"))
             .env_clear()

@@ -636,10 +636,7 @@ fn follow_refuses_as_of_and_until_and_unknown_accounts() {
 
 #[test]
 fn a_resume_starts_from_a_checkpoint_at_or_before_its_seq() {
-    let env = TestEnv::new();
-    for args in ["create a", "deposit a 50", "deposit a 1", "deposit a 2"] {
-        env.ok(args);
-    }
+    let env = TestEnv::with(&["create a", "deposit a 50", "deposit a 1", "deposit a 2"]);
     crate::checkpoint::checkpoint_at(&env.journal, 3);
     // Edit seq 2 without changing its length: only a reader of that line
     // can tell, so a follower that starts from the checkpoint never does.

@@ -122,16 +122,13 @@ fn every_prev_is_the_sha256_of_the_exact_bytes_of_the_line_before() {
 
 #[test]
 fn an_auditor_can_check_the_chain_with_sed_and_sha256sum() {
-    let env = TestEnv::new();
-    for args in [
+    let env = TestEnv::with(&[
         "create a",
         "create b",
         "deposit a 5",
         "transfer a b 1",
         "withdraw b 1",
-    ] {
-        env.ok(args);
-    }
+    ]);
     // SPEC 2: `sed -n 5p journal.jsonl | tr -d '\n' | sha256sum` is the prev of line 6.
     let out = Command::new("sh")
         .arg("-c")

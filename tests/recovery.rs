@@ -11,17 +11,14 @@ use crate::common::{AT, HEADER, TestEnv, chained, sha256_hex, stderr_lines};
 
 /// Header and six events (file lines 1-7): a holds 41.00, b 5.00.
 fn journal() -> TestEnv {
-    let env = TestEnv::new();
-    for args in [
+    let env = TestEnv::with(&[
         "create a",
         "create b",
         "deposit a 50",
         "transfer a b 10",
         "withdraw b 5",
         "deposit a 1",
-    ] {
-        env.ok(args);
-    }
+    ]);
     assert_eq!(env.lines().len(), 7);
     env
 }

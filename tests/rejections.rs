@@ -2,7 +2,7 @@
 //! is wrong, and a journal left byte for byte as it was (`TestEnv::fails`).
 //! Then `--id` retries, which must succeed without writing.
 
-use crate::common::{AT, HEADER, TestEnv, chained};
+use crate::common::{AT, TestEnv, one_account_journal};
 
 /// acct1 (alice) holds 20.00 plain units, acct2 nothing; eur1 (EUR, 2
 /// decimals) and eur3 (EUR, 3 decimals) hold 5; `gone` is closed. Last seq 9.
@@ -499,17 +499,12 @@ fn the_id_check_comes_before_every_other_rule() {
 #[test]
 fn a_repeated_id_is_found_anywhere_in_a_long_journal() {
     // Over 64 KiB, so the stored event is looked up by bisection.
-    let mut events = vec![format!(
-        r#"{{"seq":1,"at":"{AT}","type":"AccountCreated","account":"a","decimals":2}}"#
-    )];
-    for seq in 2..=600 {
-        events.push(format!(
-            r#"{{"seq":{seq},"at":"{AT}","type":"MoneyDeposited","account":"a","amount":"{seq}.00","id":"k{seq}"}}"#
-        ));
-    }
-    let events: Vec<&str> = events.iter().map(String::as_str).collect();
     let env = TestEnv::new();
-    env.write(chained(HEADER, &events));
+    env.write(one_account_journal(600, |seq| {
+        format!(
+            r#"{{"seq":{seq},"at":"{AT}","type":"MoneyDeposited","account":"a","amount":"{seq}.00","id":"k{seq}"}}"#
+        )
+    }));
     assert!(env.text().len() > 64 * 1024);
     let lines = env.lines();
     for seq in [2, 3, 299, 300, 301, 599, 600] {

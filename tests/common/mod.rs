@@ -25,6 +25,16 @@ impl TestEnv {
         TestEnv { dir, journal }
     }
 
+    /// A new env whose journal is what `commands` (each split on spaces,
+    /// each required to succeed) write.
+    pub fn with(commands: &[&str]) -> TestEnv {
+        let env = TestEnv::new();
+        for args in commands {
+            env.ok(args);
+        }
+        env
+    }
+
     /// A command on this env's journal (via `--file`), with a clean environment.
     pub fn cmd(&self) -> Command {
         let mut cmd = self.bare();
@@ -236,4 +246,15 @@ pub fn create(account: &str) -> ledger::domain::Command<'_> {
         currency: None,
         decimals: 2,
     }
+}
+
+/// A chained journal (header included) of `create a` at seq 1, then seqs 2
+/// to `last`, each the event `event(seq)` writes (without `prev`).
+pub fn one_account_journal(last: u64, event: impl Fn(u64) -> String) -> String {
+    let mut events = vec![format!(
+        r#"{{"seq":1,"at":"{AT}","type":"AccountCreated","account":"a","decimals":2}}"#
+    )];
+    events.extend((2..=last).map(event));
+    let events: Vec<&str> = events.iter().map(String::as_str).collect();
+    chained(HEADER, &events)
 }
