@@ -528,15 +528,14 @@ impl Writer {
         self.starts.len()
     }
 
-    /// Makes room for about `events` more events of about `bytes` in all,
-    /// so that a large batch does not copy its lines each time they outgrow
-    /// their buffer. Room never touched costs no memory.
+    /// Makes room to index about `events` more events, so that a large
+    /// batch does not copy the index each time it outgrows it (room for
+    /// the lines themselves comes with [`Writer::adopt_buffer`]).
     ///
-    /// Only a hint: if the address space refuses, the buffers grow as
+    /// Only a hint: if the address space refuses, the index grows as
     /// needed instead.
-    pub fn reserve(&mut self, events: usize, bytes: usize) {
+    pub fn reserve(&mut self, events: usize) {
         let _ = self.starts.try_reserve(events);
-        let _ = self.pending.try_reserve(bytes);
     }
 
     /// Moves the staged lines into `buffer` if it has more room than their

@@ -34,7 +34,7 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
             .saturating_add(input.len()),
     );
     let mut writer = Writer::open(&ctx.path)?;
-    writer.reserve(commands, 0);
+    writer.reserve(commands);
     let before = writer.state().clone();
     let (mut appended, mut repeats) = (0u64, 0u64);
     // For JSON: the seq of each line's existing event, in order (0 for a
