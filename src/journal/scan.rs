@@ -104,10 +104,9 @@ struct Block {
     data: BlockData,
     /// File offset of `data[0]`.
     offset: u64,
-    /// Bytes of `data` that are complete lines; after them, in the last
-    /// block only, an unterminated (torn) line.
-    complete: usize,
-    /// The end (its `\n`) and hash of each complete line.
+    /// The end (its `\n`) and hash of each complete line. After the last
+    /// of them, in the last block only, may come an unterminated (torn)
+    /// line.
     lines: Vec<(usize, LineHash)>,
     /// The reader's parse of each line, when it had time for it (else
     /// empty, and the scanner parses).
@@ -252,7 +251,6 @@ impl Blocks {
         Ok(Some(Block {
             data,
             offset,
-            complete,
             lines,
             spans,
             overlong,
@@ -540,25 +538,6 @@ impl<'f> Scanner<'f> {
         self.block.offset + index as u64
     }
 
-    /// Whether `count` complete lines follow the current line.
-    fn lines_follow(&self, count: u64) -> Result<bool, JournalError> {
-        let mut found = self.block.lines.len().saturating_sub(self.line) as u64;
-        if found >= count {
-            return Ok(true);
-        }
-        let mut offset = self.offset_of(self.block.complete);
-        let mut chunk = vec![0u8; 64 * 1024];
-        while found < count {
-            let n = read_at(self.file, self.path, &mut chunk, offset, self.len)?;
-            if n == 0 {
-                return Ok(false);
-            }
-            found += memchr::memchr_iter(b'\n', &chunk[..n]).count() as u64;
-            offset += n as u64;
-        }
-        Ok(true)
-    }
-
     /// The next event, checked against `state` (the state after every event
     /// before it); `None` at the end or at a torn tail.
     pub fn next(&mut self, state: &State) -> Result<Option<Entry<'_>>, JournalError> {
@@ -659,25 +638,21 @@ impl<'f> Scanner<'f> {
             }
             let offset = self.offset_of(start);
             let rest = self.offset_of(self.pos);
-            let whole = if self.check_appends_ahead {
-                self.check_group(offset, rest, line_no, &event, hash, count)?
-            } else {
-                // The append is whole if the journal's last line comes at
-                // or after its last seq: this scan checks every line in
-                // between (a gap is corruption, reported where it is), and
-                // finding that last line costs one small read, where
-                // counting the append's lines reads all of it ahead.
-                let last_is_past = event.seq.checked_add(count - 1).is_some_and(|end| {
+            // The append is whole if the journal's last line comes at or
+            // after its last seq: this scan checks every line in between (a
+            // gap is corruption, reported where it is), and finding that
+            // last line costs one small read. Otherwise, or for a scan that
+            // must check ahead, its lines are read and chained now; a cut
+            // append's lines must chain too, since a cut write only loses
+            // its end.
+            let last_is_past = !self.check_appends_ahead
+                && event.seq.checked_add(count - 1).is_some_and(|end| {
                     self.last_seq
                         .get_or_init(|| last_seq(self.file, self.path, self.len))
                         .is_some_and(|last| last >= end)
                 });
-                last_is_past || self.lines_follow(count - 1)? || {
-                    // Torn: what there is of it must still chain.
-                    self.check_group(offset, rest, line_no, &event, hash, count)?;
-                    false
-                }
-            };
+            let whole =
+                last_is_past || self.check_group(offset, rest, line_no, &event, hash, count)?;
             if !whole {
                 self.done = true;
                 self.torn = Some(Torn {
@@ -897,7 +872,7 @@ mod tests {
         while let Some(block) = blocks.next_block(spent.take(), n % 3 == 0).expect("read") {
             let data = block.data.bytes();
             assert_eq!(block.offset, seen.len() as u64);
-            assert_eq!(block.complete, data.len());
+            assert_eq!(block.lines.last().map_or(0, |l| l.0 + 1), data.len());
             let lines = memchr::memchr_iter(b'\n', data).count();
             let ends: Vec<usize> = memchr::memchr_iter(b'\n', data).collect();
             assert_eq!(block.lines.iter().map(|l| l.0).collect::<Vec<_>>(), ends);
