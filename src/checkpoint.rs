@@ -32,7 +32,8 @@ use crate::journal::scan::Head;
 pub const REFRESH_BYTES: u64 = 4 << 20;
 
 const FORMAT: &str = "ledger-checkpoint";
-const VERSION: u32 = 1;
+// 2: the state records reversed movements.
+const VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct Meta {

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::input::{self, InputError};
 use crate::journal::line::LineHash;
 use crate::money::Decimal;
-use crate::time::{At, TimeError};
+use crate::time::{At, Day, TimeError, Zone};
 
 /// An exact, append-only money ledger built on event sourcing.
 ///
@@ -37,6 +37,11 @@ pub struct Cli {
     /// Shorthand for --format json.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Time zone for dates typed, days of events and times shown (an IANA
+    /// name such as Europe/Paris, or UTC) [default: TZ, else the system's]
+    #[arg(long, global = true, value_name = "ZONE", value_parser = zone)]
+    pub tz: Option<Zone>,
 
     /// What to do.
     #[command(subcommand)]
@@ -136,6 +141,15 @@ pub enum WriteCommand {
     #[command(after_help = "Example:
   ledger close acct1")]
     Close(CloseArgs),
+    /// Undo a money movement with its mirror image (a deposit with a
+    /// withdrawal, a transfer with the transfer back).
+    ///
+    /// The original stays in the journal; the reversal names it. Give the
+    /// reversal the original's --date to net it out of that period.
+    #[command(after_help = "Examples:
+  ledger reverse 42 --memo \"typed 500 for 50\"
+  ledger reverse --of-id pay-17 --date 2026-10-03")]
+    Reverse(ReverseArgs),
 }
 
 impl WriteCommand {
@@ -149,7 +163,7 @@ impl WriteCommand {
             *field = value.map_err(drop)?;
             Ok(())
         }
-        use WriteCommand::{Close, Create, Deposit, Transfer, Withdraw};
+        use WriteCommand::{Close, Create, Deposit, Reverse, Transfer, Withdraw};
         Some(match (self, id) {
             (Create(a), "account") => set(&mut a.account, account(word)),
             (Create(a), "owner") => set(&mut a.owner, owner(word).map(Some)),
@@ -161,7 +175,12 @@ impl WriteCommand {
             (Transfer(a), "to") => set(&mut a.to, account(word)),
             (Transfer(a), "amount") => set(&mut a.amount, amount(word)),
             (Close(a), "account") => set(&mut a.account, account(word)),
+            (Reverse(a), "seq") => set(&mut a.seq, seq(word).map(Some)),
+            (Reverse(a), "of_id") => set(&mut a.of_id, key(word).map(Some)),
             (cmd, "memo") => set(&mut cmd.opts_mut().memo, memo(word).map(Some)),
+            (cmd, "date") => set(&mut cmd.opts_mut().date, day(word).map(Some)),
+            // A learned shape has one `--tag` at most (see `cmd::batch::parse`).
+            (cmd, "tags") => set(&mut cmd.opts_mut().tags, tag(word).map(|t| vec![t])),
             (cmd, "id") => set(&mut cmd.opts_mut().id, key(word).map(Some)),
             (cmd, "expect_seq") => set(&mut cmd.opts_mut().expect_seq, seq(word).map(Some)),
             _ => return None,
@@ -174,6 +193,18 @@ impl WriteCommand {
             WriteCommand::Deposit(a) | WriteCommand::Withdraw(a) => &mut a.opts,
             WriteCommand::Transfer(a) => &mut a.opts,
             WriteCommand::Close(a) => &mut a.opts,
+            WriteCommand::Reverse(a) => &mut a.opts,
+        }
+    }
+
+    /// The options every write takes.
+    pub fn opts(&self) -> &WriteOpts {
+        match self {
+            WriteCommand::Create(a) => &a.opts,
+            WriteCommand::Deposit(a) | WriteCommand::Withdraw(a) => &a.opts,
+            WriteCommand::Transfer(a) => &a.opts,
+            WriteCommand::Close(a) => &a.opts,
+            WriteCommand::Reverse(a) => &a.opts,
         }
     }
 }
@@ -190,6 +221,37 @@ pub struct WriteOpts {
     /// Append only if the journal's last seq is still N (0 for an empty journal).
     #[arg(long, value_name = "N", value_parser = seq)]
     pub expect_seq: Option<u64>,
+    /// The day the event belongs to in the books (YYYY-MM-DD), if not the
+    /// day it is recorded: a bank's booking day, an invoice's date.
+    #[arg(long, value_name = "DATE", value_parser = day)]
+    pub date: Option<Day>,
+    /// Attach a tag (repeatable; at most 16).
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = tag)]
+    pub tags: Vec<Tag>,
+}
+
+/// A tag typed as `KEY=VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    /// The key.
+    pub key: String,
+    /// The value (may be empty).
+    pub value: String,
+}
+
+/// `reverse`: `SEQ` or `--of-id KEY`, exactly one (checked when the
+/// command is built, so that batch lines of this command keep one shape).
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ReverseArgs {
+    /// The seq of the movement to undo.
+    #[arg(value_name = "SEQ", value_parser = seq)]
+    pub seq: Option<u64>,
+    /// The movement written with this --id.
+    #[arg(long, value_name = "KEY", value_parser = key)]
+    pub of_id: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub opts: WriteOpts,
 }
 
 /// `create`.
@@ -298,7 +360,8 @@ pub struct BalanceArgs {
     /// Accounts to show (all when none).
     #[arg(value_parser = account)]
     pub accounts: Vec<String>,
-    /// State after a seq, an RFC 3339 timestamp, or the end of a date (UTC).
+    /// State after a seq, at an RFC 3339 timestamp, or by the end of a
+    /// date (events whose day is on or before it: the books of that day).
     #[arg(long, value_name = "AT", value_parser = as_of)]
     pub as_of: Option<AsOf>,
 }
@@ -309,15 +372,19 @@ pub struct HistoryArgs {
     /// Only this account's events, with its running balance.
     #[arg(value_parser = account)]
     pub account: Option<String>,
-    /// Only events up to a seq, a timestamp, or the end of a date.
+    /// Only events up to a seq, a timestamp, or whose day is on or before a date.
     #[arg(long, value_name = "AT", value_parser = as_of)]
     pub as_of: Option<AsOf>,
-    /// Only events at or after this timestamp or date (from its first instant).
+    /// Only events at or after this timestamp, or whose day is on or after this date.
     #[arg(long, value_name = "T", value_parser = since)]
-    pub since: Option<At>,
-    /// Only events at or before this timestamp or date (to its last instant).
+    pub since: Option<Bound>,
+    /// Only events at or before this timestamp, or whose day is on or before this date.
     #[arg(long, value_name = "T", value_parser = until)]
-    pub until: Option<At>,
+    pub until: Option<Bound>,
+    /// Only events with this tag (KEY=VALUE), or with this key (KEY);
+    /// repeatable, all must hold.
+    #[arg(long = "tag", value_name = "KEY[=VALUE]", value_parser = tag_filter)]
+    pub tags: Vec<TagFilter>,
     /// Keep only the last N of the selected events (with --follow: of
     /// those already in the journal).
     #[arg(long, value_name = "N")]
@@ -333,6 +400,36 @@ pub struct HistoryArgs {
     pub follow: bool,
 }
 
+impl HistoryArgs {
+    /// Whether a bound selects by day: then the events are listed by day
+    /// (SPEC 9).
+    pub fn by_day(&self) -> bool {
+        matches!(self.as_of, Some(AsOf::Day(_)))
+            || matches!(self.since, Some(Bound::Day(_)))
+            || matches!(self.until, Some(Bound::Day(_)))
+    }
+}
+
+/// `--tag KEY=VALUE` or `--tag KEY` on a read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagFilter {
+    /// The key the event must have.
+    pub key: String,
+    /// The value it must have there, if given.
+    pub value: Option<String>,
+}
+
+impl TagFilter {
+    /// Whether an event carries this tag.
+    pub fn matches(&self, event: &crate::event::Event<'_>) -> bool {
+        match (event.tag(&self.key), &self.value) {
+            (Some(v), Some(want)) => v == want,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+}
+
 /// A point in the journal's history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AsOf {
@@ -340,14 +437,56 @@ pub enum AsOf {
     Seq(u64),
     /// Every event at or before this instant.
     At(At),
+    /// Every event whose day is on or before this one.
+    Day(Day),
 }
 
 impl AsOf {
-    /// Whether an event at `seq`, `at` falls within the bound.
-    pub fn includes(self, seq: u64, at: At) -> bool {
+    /// Whether an event falls within the bound; `zone` counts the days of
+    /// undated events.
+    pub fn includes(self, event: &crate::event::Event<'_>, zone: &Zone) -> bool {
         match self {
-            AsOf::Seq(n) => seq <= n,
-            AsOf::At(t) => at <= t,
+            AsOf::Seq(n) => event.seq <= n,
+            AsOf::At(t) => event.at <= t,
+            AsOf::Day(d) => event.day(zone) <= d,
+        }
+    }
+
+    /// Whether the bound takes in every event up to a point of the
+    /// journal (a seq or an instant): then the state at that point is the
+    /// answer, and a checkpoint before it may serve.
+    pub fn includes_prefix(self, seq: u64, at: At) -> Option<bool> {
+        match self {
+            AsOf::Seq(n) => Some(seq <= n),
+            AsOf::At(t) => Some(at <= t),
+            AsOf::Day(_) => None,
+        }
+    }
+}
+
+/// A `--since` or `--until` bound: an instant, or a day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// Selects by `at`.
+    At(At),
+    /// Selects by the event's day.
+    Day(Day),
+}
+
+impl Bound {
+    /// Whether an event is at or after this bound.
+    pub fn admits_from(self, event: &crate::event::Event<'_>, zone: &Zone) -> bool {
+        match self {
+            Bound::At(t) => event.at >= t,
+            Bound::Day(d) => event.day(zone) >= d,
+        }
+    }
+
+    /// Whether an event is at or before this bound.
+    pub fn admits_to(self, event: &crate::event::Event<'_>, zone: &Zone) -> bool {
+        match self {
+            Bound::At(t) => event.at <= t,
+            Bound::Day(d) => event.day(zone) <= d,
         }
     }
 }
@@ -390,12 +529,53 @@ fn amount(s: &str) -> Result<Decimal, InputError> {
 
 fn as_of(s: &str) -> Result<AsOf, TimeError> {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s
-            .parse()
-            .map(AsOf::Seq)
-            .map_err(|_| TimeError(s.to_owned()));
+        // A seq past the end, however large, is the latest state (SPEC 1).
+        return Ok(AsOf::Seq(s.parse().unwrap_or(u64::MAX)));
     }
-    At::parse_bound(s, true).map(AsOf::At)
+    Ok(match bound(s, true)? {
+        Bound::At(t) => AsOf::At(t),
+        Bound::Day(d) => AsOf::Day(d),
+    })
+}
+
+fn bound(s: &str, end: bool) -> Result<Bound, TimeError> {
+    match Day::parse(s) {
+        Some(day) => Ok(Bound::Day(day)),
+        None => At::parse_bound(s, end).map(Bound::At),
+    }
+}
+
+fn day(s: &str) -> Result<Day, String> {
+    Day::parse(s).ok_or_else(|| format!("'{s}' is not a date like 2026-11-26 (YYYY-MM-DD)"))
+}
+
+fn tag(s: &str) -> Result<Tag, InputError> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| InputError::Tag(s.to_owned()))?;
+    input::tag(key, value)?;
+    Ok(Tag {
+        key: key.to_owned(),
+        value: value.to_owned(),
+    })
+}
+
+fn tag_filter(s: &str) -> Result<TagFilter, InputError> {
+    let (key, value) = match s.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (s, None),
+    };
+    input::tag(key, value.unwrap_or_default())?;
+    Ok(TagFilter {
+        key: key.to_owned(),
+        value: value.map(str::to_owned),
+    })
+}
+
+fn zone(s: &str) -> Result<Zone, String> {
+    Zone::named(s).ok_or_else(|| {
+        format!("unknown time zone '{s}' (use an IANA name such as Europe/Paris, or UTC)")
+    })
 }
 
 fn head_hash(s: &str) -> Result<LineHash, String> {
@@ -403,12 +583,12 @@ fn head_hash(s: &str) -> Result<LineHash, String> {
         .ok_or_else(|| format!("'{s}' is not a SHA-256 hash (64 hex digits)"))
 }
 
-fn since(s: &str) -> Result<At, TimeError> {
-    At::parse_bound(s, false)
+fn since(s: &str) -> Result<Bound, TimeError> {
+    bound(s, false)
 }
 
-fn until(s: &str) -> Result<At, TimeError> {
-    At::parse_bound(s, true)
+fn until(s: &str) -> Result<Bound, TimeError> {
+    bound(s, true)
 }
 
 #[cfg(test)]
@@ -424,12 +604,30 @@ mod tests {
     #[test]
     fn as_of_reads_seqs_dates_and_timestamps() {
         assert_eq!(as_of("12"), Ok(AsOf::Seq(12)));
+        assert_eq!(as_of("99999999999999999999999"), Ok(AsOf::Seq(u64::MAX)));
         assert_eq!(
             as_of("2026-11-26"),
-            Ok(AsOf::At(
-                At::parse_bound("2026-11-26T23:59:59.999999Z", true).unwrap()
-            ))
+            Ok(AsOf::Day(Day::parse("2026-11-26").unwrap()))
+        );
+        assert_eq!(
+            as_of("2026-11-26T10:00:00Z"),
+            Ok(AsOf::At(At::parse_instant("2026-11-26T10:00:00Z").unwrap()))
         );
         assert!(as_of("tomorrow").is_err());
+    }
+
+    #[test]
+    fn tags_are_key_equals_value() {
+        assert_eq!(
+            tag("order=A-17"),
+            Ok(Tag {
+                key: "order".into(),
+                value: "A-17".into()
+            })
+        );
+        assert_eq!(tag("note=a=b").map(|t| t.value), Ok("a=b".into()));
+        assert!(tag("order").is_err());
+        assert!(tag("Order=1").is_err());
+        assert_eq!(tag_filter("order").map(|t| t.value), Ok(None));
     }
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Change, Event};
 use crate::input::{self, InputError};
 use crate::money::{Amount, AmountError, Decimal};
+use crate::time::{At, Day};
 
 /// An account as the ledger knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +52,8 @@ pub struct State {
     accounts: FxHashMap<Box<str>, Account>,
     units: Vec<Unit>,
     ids: FxHashMap<Box<str>, u64>,
+    /// Each movement that was reversed, with the seq of its reversal.
+    reversed: FxHashMap<u64, u64>,
     seq: u64,
 }
 
@@ -85,6 +88,22 @@ impl State {
         self.ids.get(id).copied()
     }
 
+    /// The seq of the event that reversed the movement at `seq`, if any.
+    pub fn reversed_by(&self, seq: u64) -> Option<u64> {
+        self.reversed.get(&seq).copied()
+    }
+
+    /// The seq an event reference stands for, if there is such an event.
+    pub fn resolve(&self, target: Target<'_>) -> Result<u64, Rejection> {
+        match target {
+            Target::Seq(seq) if seq >= 1 && seq <= self.seq => Ok(seq),
+            Target::Seq(seq) => Err(Rejection::NoEvent(seq)),
+            Target::Id(id) => self
+                .id_seq(id)
+                .ok_or_else(|| Rejection::NoSuchId(id.to_owned())),
+        }
+    }
+
     /// The first way this state breaks the ledger's invariants, if any:
     /// every account in a known unit, no negative balance, and per unit held
     /// = deposited - withdrawn = the sum of the balances. A state folded
@@ -113,6 +132,13 @@ impl State {
             return Some(format!(
                 "id {id} is recorded at seq {seq}, after the last event"
             ));
+        }
+        if let Some((of, by)) = self
+            .reversed
+            .iter()
+            .find(|(of, by)| **of >= **by || **by > self.seq)
+        {
+            return Some(format!("seq {of} is recorded as reversed by seq {by}"));
         }
         self.units.iter().zip(sums).find_map(|(unit, sum)| {
             let expected = unit.deposited.checked_sub(unit.withdrawn);
@@ -172,6 +198,42 @@ pub enum Command<'a> {
         /// The account.
         account: &'a str,
     },
+    /// Undo a money movement with its mirror image (SPEC 10).
+    Reverse {
+        /// The movement.
+        target: Target<'a>,
+        /// That event as stored, looked up by the caller once `target` is
+        /// resolved ([`State::resolve`]); `None` if it could not be.
+        original: Option<Original<'a>>,
+    },
+}
+
+/// A reference to an earlier event: its seq, or the `--id` it was written with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// `SEQ`.
+    Seq(u64),
+    /// `--of-id KEY`.
+    Id(&'a str),
+}
+
+/// What the rules need to know of an earlier event that a command refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Original<'a> {
+    /// Its change.
+    pub change: Change<'a>,
+    /// The movement it reverses, if it is a reversal.
+    pub reverses: Option<u64>,
+}
+
+impl<'a> Original<'a> {
+    /// The parts of `event` the rules look at.
+    pub fn of(event: &Event<'a>) -> Original<'a> {
+        Original {
+            change: event.change.clone(),
+            reverses: event.reverses,
+        }
+    }
 }
 
 /// A command with the options every write takes.
@@ -185,12 +247,33 @@ pub struct Request<'a> {
     pub memo: Option<&'a str>,
     /// Append only if the last seq is still this.
     pub expect_seq: Option<u64>,
+    /// The day it belongs to in the books.
+    pub date: Option<Day>,
+    /// Its tags, sorted by key.
+    pub tags: Vec<(&'a str, &'a str)>,
 }
 
 impl<'a> Request<'a> {
-    /// The request that would have produced `event` (with no `--expect-seq`).
-    pub fn of_event(event: &'a Event<'_>) -> Request<'a> {
+    /// A request with no options.
+    pub fn new(command: Command<'a>) -> Request<'a> {
+        Request {
+            command,
+            id: None,
+            memo: None,
+            expect_seq: None,
+            date: None,
+            tags: Vec::new(),
+        }
+    }
+
+    /// The request that would have produced `event` (with no
+    /// `--expect-seq`); for a reversal, `original` is the event it names.
+    pub fn of_event(event: &'a Event<'_>, original: Option<Original<'a>>) -> Request<'a> {
         let command = match &event.change {
+            _ if event.reverses.is_some() => Command::Reverse {
+                target: Target::Seq(event.reverses.unwrap_or_default()),
+                original,
+            },
             Change::AccountCreated {
                 account,
                 owner,
@@ -222,11 +305,14 @@ impl<'a> Request<'a> {
             id: event.id.as_deref(),
             memo: event.memo.as_deref(),
             expect_seq: None,
+            date: event.date,
+            tags: event.tags.iter().map(|(k, v)| (&**k, &**v)).collect(),
         }
     }
 
     /// Checks the input rules that need no state.
     fn validate(&self) -> Result<(), InputError> {
+        input::tags(self.tags.iter().copied())?;
         if let Some(id) = self.id {
             input::key(id)?;
         }
@@ -253,7 +339,12 @@ impl<'a> Request<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision<'a> {
     /// Append this change.
-    Append(Change<'a>),
+    Append {
+        /// What it changes.
+        change: Change<'a>,
+        /// The movement it reverses, for a reversal.
+        reverses: Option<u64>,
+    },
     /// The request's `--id` was already used by the event at this seq: a
     /// repeat if it is the same command, else refused ([`settle_repeat`]).
     Repeat {
@@ -344,6 +435,57 @@ pub enum Rejection {
         /// Where it was first used.
         seq: u64,
     },
+    /// A reference to an event past the journal's end (or seq 0).
+    #[error("there is no event at seq {0}")]
+    NoEvent(u64),
+    /// `--of-id` of an id no event was written with.
+    #[error("no event was written with id {0}")]
+    NoSuchId(String),
+    /// A reversal of something that moves no money.
+    #[error("cannot reverse seq {seq}: it is {kind}, not a money movement")]
+    NotAMovement {
+        /// The event.
+        seq: u64,
+        /// Its type.
+        kind: &'static str,
+    },
+    /// A reversal of a reversal.
+    #[error("cannot reverse seq {seq}: it is itself the reversal of seq {of}")]
+    ReversalOfReversal {
+        /// The event.
+        seq: u64,
+        /// What it reverses.
+        of: u64,
+    },
+    /// A movement reversed twice.
+    #[error("cannot reverse seq {seq}: it was already reversed at seq {by}")]
+    AlreadyReversed {
+        /// The movement.
+        seq: u64,
+        /// Its reversal.
+        by: u64,
+    },
+    /// The mirror of a movement breaks a rule now.
+    #[error("cannot reverse seq {seq}: {source}{hint}")]
+    CannotReverse {
+        /// The movement.
+        seq: u64,
+        /// The rule its mirror breaks.
+        source: Box<Rejection>,
+        /// What would make it possible.
+        hint: &'static str,
+    },
+    /// A stored reversal that is not the mirror image of its movement.
+    #[error("the reversal of seq {seq} is not its mirror image (expected: {expected})")]
+    NotAMirror {
+        /// The movement.
+        seq: u64,
+        /// The mirror, described.
+        expected: String,
+    },
+    /// A book date more than a day after the UTC day of the event's time.
+    #[error("date {0} is in the future")]
+    FutureDate(Day),
     /// `--expect-seq` no longer holds.
     #[error("journal moved on: last seq is {last}, expected {expected}")]
     MovedOn {
@@ -358,7 +500,8 @@ pub enum Rejection {
 ///
 /// Order of checks (SPEC 3): input rules, then the `--id` repeat check, then
 /// `--expect-seq`, then the ledger's rules.
-pub fn decide<'a>(state: &State, request: &Request<'a>) -> Result<Decision<'a>, Rejection> {
+/// `at` is when the event would be recorded.
+pub fn decide<'a>(state: &State, request: &Request<'a>, at: At) -> Result<Decision<'a>, Rejection> {
     request.validate()?;
     if let Some(seq) = request.id.and_then(|id| state.id_seq(id)) {
         return Ok(Decision::Repeat { seq });
@@ -371,7 +514,30 @@ pub fn decide<'a>(state: &State, request: &Request<'a>) -> Result<Decision<'a>, 
             expected,
         });
     }
-    let change = match request.command {
+    // UTC only, so that the rule replays the same in every zone; a day's
+    // grace, since the user's day may already be tomorrow in UTC terms.
+    if let Some(date) = request.date
+        && date > Day::utc_of(at).next()
+    {
+        return Err(Rejection::FutureDate(date));
+    }
+    if let Command::Reverse { target, original } = &request.command {
+        let seq = state.resolve(*target)?;
+        let change = reverse(state, seq, original.as_ref())?;
+        return Ok(Decision::Append {
+            change,
+            reverses: Some(seq),
+        });
+    }
+    Ok(Decision::Append {
+        change: movement(state, &request.command)?,
+        reverses: None,
+    })
+}
+
+/// The change a command other than a reversal makes, by the ledger's rules.
+fn movement<'a>(state: &State, command: &Command<'a>) -> Result<Change<'a>, Rejection> {
+    let change = match *command {
         Command::Create {
             account,
             owner,
@@ -459,8 +625,68 @@ pub fn decide<'a>(state: &State, request: &Request<'a>) -> Result<Decision<'a>, 
                 account: account.into(),
             }
         }
+        // `decide` takes reversals apart before this, and a mirror is never one.
+        Command::Reverse { target, .. } => {
+            return Err(Rejection::NotAMovement {
+                seq: match target {
+                    Target::Seq(seq) => seq,
+                    Target::Id(_) => 0,
+                },
+                kind: "a reversal",
+            });
+        }
     };
-    Ok(Decision::Append(change))
+    Ok(change)
+}
+
+/// The mirror image of the movement at `seq` (SPEC 10), if the rules allow
+/// it now.
+fn reverse(
+    state: &State,
+    seq: u64,
+    original: Option<&Original<'_>>,
+) -> Result<Change<'static>, Rejection> {
+    let original = original.ok_or(Rejection::NoEvent(seq))?;
+    if let Some(of) = original.reverses {
+        return Err(Rejection::ReversalOfReversal { seq, of });
+    }
+    if let Some(by) = state.reversed_by(seq) {
+        return Err(Rejection::AlreadyReversed { seq, by });
+    }
+    let mirror = match &original.change {
+        Change::MoneyDeposited { account, amount } => Command::Withdraw {
+            account,
+            amount: *amount,
+        },
+        Change::MoneyWithdrawn { account, amount } => Command::Deposit {
+            account,
+            amount: *amount,
+        },
+        Change::TransferCompleted { from, to, amount } => Command::Transfer {
+            from: to,
+            to: from,
+            amount: *amount,
+        },
+        other => {
+            return Err(Rejection::NotAMovement {
+                seq,
+                kind: other.type_name(),
+            });
+        }
+    };
+    movement(state, &mirror)
+        .map(Change::into_owned)
+        .map_err(|source| {
+            let hint = match source {
+                Rejection::InsufficientFunds { .. } => "; the money must come back first",
+                _ => "",
+            };
+            Rejection::CannotReverse {
+                seq,
+                source: Box::new(source),
+                hint,
+            }
+        })
 }
 
 /// Checks that a stored event was valid when it was appended: deciding the
@@ -468,9 +694,25 @@ pub fn decide<'a>(state: &State, request: &Request<'a>) -> Result<Decision<'a>, 
 ///
 /// Returns the change the rules produce; the caller compares it with what is
 /// stored, since only it knows how to word a difference in the file's terms.
-pub fn check<'e>(state: &State, event: &'e Event<'_>) -> Result<Change<'e>, Rejection> {
-    match decide(state, &Request::of_event(event))? {
-        Decision::Append(change) => Ok(change),
+/// For a reversal, `original` is the event it names, as stored. A stored
+/// reversal must be exactly the mirror the rules produce.
+pub fn check<'e>(
+    state: &State,
+    event: &'e Event<'_>,
+    original: Option<Original<'e>>,
+) -> Result<Change<'e>, Rejection> {
+    match decide(state, &Request::of_event(event, original), event.at)? {
+        Decision::Append { change, reverses } => {
+            if let Some(seq) = reverses
+                && change != event.change
+            {
+                return Err(Rejection::NotAMirror {
+                    seq,
+                    expected: format!("{} {}", change.type_name(), change.summary()),
+                });
+            }
+            Ok(change)
+        }
         Decision::Repeat { seq } => Err(Rejection::DuplicateId {
             id: event.id.as_deref().unwrap_or_default().to_owned(),
             seq,
@@ -547,9 +789,27 @@ fn is_same_command(
             },
         ) => from == f && to == t && same_amount(from, *amount, *m)?,
         (Change::AccountClosed { account }, Command::Close { account: a }) => account == a,
+        (_, Command::Reverse { target, .. }) => {
+            return Ok(existing.reverses.is_some()
+                && state.resolve(*target).ok() == existing.reverses
+                && same_options(existing, request));
+        }
         _ => false,
     };
-    Ok(same && existing.memo.as_deref() == request.memo)
+    Ok(same && existing.reverses.is_none() && same_options(existing, request))
+}
+
+/// Whether the options that are part of a command (SPEC 3: memo, date,
+/// tags) are the same.
+fn same_options(existing: &Event<'_>, request: &Request<'_>) -> bool {
+    existing.memo.as_deref() == request.memo
+        && existing.date == request.date
+        && existing.tags.len() == request.tags.len()
+        && existing
+            .tags
+            .iter()
+            .zip(&request.tags)
+            .all(|((k, v), (rk, rv))| k == rk && v == rv)
 }
 
 /// Folds one event into the state. The event must have passed [`decide`]
@@ -559,6 +819,9 @@ pub fn evolve(state: &mut State, event: &Event<'_>) {
     state.seq = event.seq;
     if let Some(id) = &event.id {
         state.ids.insert(id.as_ref().into(), event.seq);
+    }
+    if let Some(of) = event.reverses {
+        state.reversed.insert(of, event.seq);
     }
     match &event.change {
         Change::AccountCreated {
@@ -690,16 +953,32 @@ mod tests {
     use super::*;
     use crate::time::At;
 
+    fn now() -> At {
+        At::parse_canonical("2026-11-26T00:00:00.000000Z").unwrap()
+    }
+
+    /// [`super::decide`] at the pinned time.
+    fn decide<'a>(state: &State, request: &Request<'a>) -> Result<Decision<'a>, Rejection> {
+        super::decide(state, request, now())
+    }
+
     /// Given these requests succeeded, when `request` is decided, then …
     fn given(requests: &[Request<'_>]) -> State {
         let mut state = State::default();
         for request in requests {
             match decide(&state, request) {
-                Ok(Decision::Append(change)) => {
+                Ok(Decision::Append { change, reverses }) => {
                     let event = Event {
                         seq: state.seq + 1,
-                        at: At::parse_canonical("2026-11-26T00:00:00.000000Z").unwrap(),
+                        at: now(),
                         change,
+                        date: request.date,
+                        reverses,
+                        tags: request
+                            .tags
+                            .iter()
+                            .map(|(k, v)| (Cow::Borrowed(*k), Cow::Borrowed(*v)))
+                            .collect(),
                         id: request.id.map(Cow::Borrowed),
                         memo: request.memo.map(Cow::Borrowed),
                         batch: None,
@@ -713,12 +992,7 @@ mod tests {
     }
 
     fn req(command: Command<'_>) -> Request<'_> {
-        Request {
-            command,
-            id: None,
-            memo: None,
-            expect_seq: None,
-        }
+        Request::new(command)
     }
 
     fn create<'a>(account: &'a str, currency: Option<&'a str>) -> Request<'a> {
@@ -748,10 +1022,13 @@ mod tests {
         let d = decide(&state, &deposit("a", "50.5")).unwrap();
         assert_eq!(
             d,
-            Decision::Append(Change::MoneyDeposited {
-                account: "a".into(),
-                amount: Decimal::new(Amount(5050), 2)
-            })
+            Decision::Append {
+                change: Change::MoneyDeposited {
+                    account: "a".into(),
+                    amount: Decimal::new(Amount(5050), 2)
+                },
+                reverses: None
+            }
         );
     }
 
@@ -799,7 +1076,7 @@ mod tests {
             t("b", "a"),
             Err(Rejection::InsufficientFunds { .. })
         ));
-        assert!(matches!(t("a", "b"), Ok(Decision::Append(_))));
+        assert!(matches!(t("a", "b"), Ok(Decision::Append { .. })));
     }
 
     #[test]
@@ -853,6 +1130,9 @@ mod tests {
                 account: "a".into(),
                 amount: Decimal::new(Amount(500), 2),
             },
+            date: None,
+            reverses: None,
+            tags: Vec::new(),
             id: Some("k".into()),
             memo: None,
             batch: None,

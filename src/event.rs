@@ -7,8 +7,11 @@
 
 use std::borrow::Cow;
 
-use crate::money::Decimal;
-use crate::time::At;
+use crate::money::{Amount, Decimal};
+use crate::time::{At, Day};
+
+/// An event's tags: `(key, value)` pairs, keys in byte order, each once.
+pub type Tags<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 
 /// What an event changed, with the fields of its type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +80,80 @@ impl Change<'_> {
         }
     }
 
+    /// Each account whose balance this change moves, with the signed
+    /// amount in minor units (a transfer: the debit first).
+    pub fn effects(&self) -> [Option<(&str, Amount)>; 2] {
+        let neg = |a: Decimal| Amount(a.units().0.saturating_neg());
+        match self {
+            Change::MoneyDeposited { account, amount } => [Some((account, amount.units())), None],
+            Change::MoneyWithdrawn { account, amount } => [Some((account, neg(*amount))), None],
+            Change::TransferCompleted { from, to, amount } => {
+                [Some((from, neg(*amount))), Some((to, amount.units()))]
+            }
+            Change::AccountCreated { .. } | Change::AccountClosed { .. } => [None, None],
+        }
+    }
+
+    /// The signed effect of this change on `account`'s balance.
+    pub fn effect_on(&self, account: &str) -> Amount {
+        self.effects()
+            .into_iter()
+            .flatten()
+            .filter(|(a, _)| *a == account)
+            .fold(Amount::ZERO, |sum, (_, x)| {
+                Amount(sum.0.saturating_add(x.0))
+            })
+    }
+
+    /// The same change, owning its text.
+    pub fn into_owned(self) -> Change<'static> {
+        let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+        match self {
+            Change::AccountCreated {
+                account,
+                owner,
+                currency,
+                decimals,
+            } => Change::AccountCreated {
+                account: own(account),
+                owner: owner.map(own),
+                currency: currency.map(own),
+                decimals,
+            },
+            Change::MoneyDeposited { account, amount } => Change::MoneyDeposited {
+                account: own(account),
+                amount,
+            },
+            Change::MoneyWithdrawn { account, amount } => Change::MoneyWithdrawn {
+                account: own(account),
+                amount,
+            },
+            Change::TransferCompleted { from, to, amount } => Change::TransferCompleted {
+                from: own(from),
+                to: own(to),
+                amount,
+            },
+            Change::AccountClosed { account } => Change::AccountClosed {
+                account: own(account),
+            },
+        }
+    }
+
+    /// Its fields in a few words, for messages: `acct1 50.00`,
+    /// `acct1 to acct2 10.25`.
+    pub fn summary(&self) -> String {
+        match self {
+            Change::AccountCreated { account, .. } | Change::AccountClosed { account } => {
+                account.to_string()
+            }
+            Change::MoneyDeposited { account, amount }
+            | Change::MoneyWithdrawn { account, amount } => {
+                format!("{account} {amount}")
+            }
+            Change::TransferCompleted { from, to, amount } => format!("{from} to {to} {amount}"),
+        }
+    }
+
     /// The amount moved, for the types that move money.
     pub fn amount(&self) -> Option<Decimal> {
         match self {
@@ -97,10 +174,32 @@ pub struct Event<'a> {
     pub at: At,
     /// What it changed.
     pub change: Change<'a>,
+    /// The day it belongs to in the books, when given (SPEC 9).
+    pub date: Option<Day>,
+    /// The seq of the movement this event undoes (SPEC 10).
+    pub reverses: Option<u64>,
+    /// Its tags, keys in byte order.
+    pub tags: Tags<'a>,
     /// The idempotency key it was written with.
     pub id: Option<Cow<'a, str>>,
     /// The user's note.
     pub memo: Option<Cow<'a, str>>,
     /// On the first event of a multi-event append: how many events it wrote.
     pub batch: Option<u64>,
+}
+
+impl Event<'_> {
+    /// The day the event counts on: its book date, else the day of its
+    /// `at` in `zone` (SPEC 9).
+    pub fn day(&self, zone: &crate::time::Zone) -> Day {
+        self.date.unwrap_or_else(|| zone.day_of(self.at))
+    }
+
+    /// The value of tag `key`, if the event has it.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .ok()
+            .map(|i| &*self.tags[i].1)
+    }
 }

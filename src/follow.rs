@@ -421,12 +421,7 @@ mod tests {
     fn write(path: &Path, commands: &[Command<'_>]) {
         let mut w = Writer::open(path).unwrap();
         for command in commands {
-            let request = Request {
-                command: command.clone(),
-                id: None,
-                memo: None,
-                expect_seq: None,
-            };
+            let request = Request::new(command.clone());
             w.apply(&request).unwrap();
         }
         w.commit().unwrap();

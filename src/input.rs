@@ -36,6 +36,17 @@ pub enum InputError {
     /// See [`key`].
     #[error("'{0}' is not a valid id: use 1-128 printable characters without whitespace")]
     Key(String),
+    /// See [`tag`].
+    #[error(
+        "'{0}' is not a valid tag: write KEY=VALUE, the key 1-64 of a-z 0-9 _ . -, the value at most 200 characters without control characters"
+    )]
+    Tag(String),
+    /// See [`tags`].
+    #[error("tag {0} is given twice")]
+    DuplicateTag(String),
+    /// See [`tags`].
+    #[error("too many tags ({0}, at most {MAX_TAGS})")]
+    TooManyTags(usize),
     /// An amount that is malformed or does not fit the account.
     #[error(transparent)]
     Amount(#[from] AmountError),
@@ -109,6 +120,41 @@ pub fn key(key: &str) -> Result<(), InputError> {
     }
 }
 
+/// The most tags one event may carry.
+pub const MAX_TAGS: usize = 16;
+
+/// TAG: a key of 1-64 of `a-z 0-9 _ . -` and a value of at most 200
+/// characters without control characters (may be empty).
+pub fn tag(key: &str, value: &str) -> Result<(), InputError> {
+    let key_ok = (1..=64).contains(&key.len())
+        && key
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_.-".contains(&c));
+    let value_ok = value.chars().count() <= 200 && !value.chars().any(char::is_control);
+    if key_ok && value_ok {
+        Ok(())
+    } else {
+        Err(InputError::Tag(format!("{key}={value}")))
+    }
+}
+
+/// An event's tags, sorted by key: each valid, each key once, at most
+/// [`MAX_TAGS`].
+pub fn tags<'a>(tags: impl ExactSizeIterator<Item = (&'a str, &'a str)>) -> Result<(), InputError> {
+    if tags.len() > MAX_TAGS {
+        return Err(InputError::TooManyTags(tags.len()));
+    }
+    let mut last: Option<&str> = None;
+    for (key, value) in tags {
+        tag(key, value)?;
+        if last.is_some_and(|l| l >= key) {
+            return Err(InputError::DuplicateTag(key.to_owned()));
+        }
+        last = Some(key);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +200,25 @@ mod tests {
         assert!(key(&"k".repeat(129)).is_err());
         assert_eq!(decimals(18), Ok(()));
         assert!(decimals(19).is_err());
+    }
+
+    #[test]
+    fn tag_rules() {
+        assert_eq!(tag("order", "A-17"), Ok(()));
+        assert_eq!(tag("a.b_c-9", ""), Ok(()));
+        for (k, v) in [("", "x"), ("Order", "x"), ("a b", "x"), ("a", "x\ny")] {
+            assert!(tag(k, v).is_err(), "{k:?}={v:?}");
+        }
+        assert!(tag(&"k".repeat(65), "").is_err());
+        assert!(tag("k", &"v".repeat(201)).is_err());
+        assert_eq!(tags([("a", "1"), ("b", "2")].into_iter()), Ok(()));
+        assert_eq!(
+            tags([("a", "1"), ("a", "2")].into_iter()),
+            Err(InputError::DuplicateTag("a".into()))
+        );
+        let many: Vec<(String, String)> = (0..17)
+            .map(|i| (format!("k{i:02}"), String::new()))
+            .collect();
+        assert!(tags(many.iter().map(|(k, v)| (k.as_str(), v.as_str()))).is_err());
     }
 }

@@ -95,55 +95,118 @@ struct TotalJson<'a> {
     balance: String,
 }
 
-/// Prints the balances of `names` (every account when empty), sorted by
-/// name, with totals per currency and decimals over the accounts shown.
+/// One account's line in a balance report.
+#[derive(Debug, Clone)]
+pub struct BalanceRow<'a> {
+    /// The account.
+    pub account: &'a str,
+    /// Who holds it.
+    pub owner: Option<&'a str>,
+    /// Its currency and decimals.
+    pub unit: &'a Unit,
+    /// Its balance (by day, it may be negative).
+    pub balance: Amount,
+    /// Whether it is closed.
+    pub closed: bool,
+}
+
+/// What `balance` shows: the accounts, sorted by name, and the seq their
+/// balances reflect.
+#[derive(Debug, Clone)]
+pub struct BalanceReport<'a> {
+    /// The highest seq the balances take in.
+    pub as_of_seq: u64,
+    /// One row per account.
+    pub rows: Vec<BalanceRow<'a>>,
+}
+
+impl<'a> BalanceReport<'a> {
+    /// The accounts `names` (every account when empty) of `state`.
+    pub fn of_state(state: &'a State, names: &[&str]) -> BalanceReport<'a> {
+        let rows: Vec<BalanceRow<'a>> = if names.is_empty() {
+            state
+                .accounts()
+                .map(|(name, a)| row(state, name, a))
+                .collect()
+        } else {
+            names
+                .iter()
+                .filter_map(|n| state.account(n).map(|a| (*n, a)))
+                .map(|(name, a)| {
+                    // The name as the state holds it, so the report
+                    // borrows only from the state.
+                    let name = state
+                        .accounts()
+                        .find(|(k, _)| *k == name)
+                        .map_or("", |(k, _)| k);
+                    row(state, name, a)
+                })
+                .collect()
+        };
+        BalanceReport::sorted(state.seq(), rows)
+    }
+
+    /// A report of these rows, sorted by account, each account once.
+    pub fn sorted(as_of_seq: u64, mut rows: Vec<BalanceRow<'a>>) -> BalanceReport<'a> {
+        rows.sort_by_key(|r| r.account);
+        rows.dedup_by_key(|r| r.account);
+        BalanceReport { as_of_seq, rows }
+    }
+
+    /// Sums per currency and decimals, in order of first appearance.
+    fn totals(&self) -> Vec<(&'a Unit, Amount)> {
+        let mut totals: Vec<(&'a Unit, Amount)> = Vec::new();
+        for r in &self.rows {
+            match totals.iter_mut().find(|(u, _)| std::ptr::eq(*u, r.unit)) {
+                // Within one unit the sum of balances is bounded by the
+                // unit's totals, which the rules keep within i128.
+                Some((_, sum)) => *sum = Amount(sum.0.saturating_add(r.balance.0)),
+                None => totals.push((r.unit, r.balance)),
+            }
+        }
+        totals
+    }
+}
+
+fn row<'a>(state: &'a State, name: &'a str, a: &'a Account) -> BalanceRow<'a> {
+    BalanceRow {
+        account: name,
+        owner: a.owner.as_deref(),
+        unit: state.unit_of(a),
+        balance: a.balance,
+        closed: a.closed,
+    }
+}
+
+/// Prints a balance report with totals per currency and decimals.
 pub fn balances(
     out: &mut impl Write,
     format: Format,
-    state: &State,
-    names: &[&str],
+    report: &BalanceReport<'_>,
 ) -> io::Result<()> {
-    let mut accounts: Vec<(&str, &Account)> = if names.is_empty() {
-        state.accounts().collect()
-    } else {
-        names
-            .iter()
-            .filter_map(|n| state.account(n).map(|a| (*n, a)))
-            .collect()
-    };
-    accounts.sort_by_key(|(name, _)| *name);
-    accounts.dedup_by_key(|(name, _)| *name);
-    let mut totals: Vec<(usize, Amount)> = Vec::new();
-    for (_, a) in &accounts {
-        match totals.iter_mut().find(|(u, _)| *u == a.unit) {
-            // Within one unit the sum of balances is bounded by the unit's
-            // `held`, which the rules keep within i128.
-            Some((_, sum)) => *sum = Amount(sum.0.saturating_add(a.balance.0)),
-            None => totals.push((a.unit, a.balance)),
-        }
-    }
-    let unit = |i: usize| &state.units()[i];
+    let totals = report.totals();
     match format {
         Format::Json => {
             let doc = BalanceJson {
-                as_of_seq: state.seq(),
-                accounts: accounts
+                as_of_seq: report.as_of_seq,
+                accounts: report
+                    .rows
                     .iter()
-                    .map(|(name, a)| AccountJson {
-                        account: name,
-                        owner: a.owner.as_deref(),
-                        currency: unit(a.unit).currency.as_deref(),
-                        decimals: unit(a.unit).decimals,
-                        balance: a.balance.display(unit(a.unit).decimals).to_string(),
-                        closed: a.closed,
+                    .map(|r| AccountJson {
+                        account: r.account,
+                        owner: r.owner,
+                        currency: r.unit.currency.as_deref(),
+                        decimals: r.unit.decimals,
+                        balance: r.balance.display(r.unit.decimals).to_string(),
+                        closed: r.closed,
                     })
                     .collect(),
                 totals: totals
                     .iter()
                     .map(|(u, sum)| TotalJson {
-                        currency: unit(*u).currency.as_deref(),
-                        decimals: unit(*u).decimals,
-                        balance: sum.display(unit(*u).decimals).to_string(),
+                        currency: u.currency.as_deref(),
+                        decimals: u.decimals,
+                        balance: sum.display(u.decimals).to_string(),
                     })
                     .collect(),
             };
@@ -163,38 +226,37 @@ pub fn balances(
                     "as_of_seq",
                 ],
             )?;
-            for (name, a) in &accounts {
-                let u = unit(a.unit);
+            for r in &report.rows {
                 csv_row(
                     out,
                     &[
-                        name.to_string(),
-                        a.owner.as_deref().unwrap_or("").to_owned(),
-                        u.currency.as_deref().unwrap_or("").to_owned(),
-                        u.decimals.to_string(),
-                        a.balance.display(u.decimals).to_string(),
-                        a.closed.to_string(),
+                        r.account.to_owned(),
+                        r.owner.unwrap_or("").to_owned(),
+                        r.unit.currency.as_deref().unwrap_or("").to_owned(),
+                        r.unit.decimals.to_string(),
+                        r.balance.display(r.unit.decimals).to_string(),
+                        r.closed.to_string(),
                         // Which seq the balances reflect, as in JSON.
-                        state.seq().to_string(),
+                        report.as_of_seq.to_string(),
                     ],
                 )?;
             }
             Ok(())
         }
         Format::Table => {
-            if accounts.is_empty() {
-                return writeln!(out, "no accounts (as of seq {})", state.seq());
+            if report.rows.is_empty() {
+                return writeln!(out, "no accounts (as of seq {})", report.as_of_seq);
             }
-            let rows: Vec<Vec<String>> = accounts
+            let rows: Vec<Vec<String>> = report
+                .rows
                 .iter()
-                .map(|(name, a)| {
-                    let u = unit(a.unit);
+                .map(|r| {
                     vec![
-                        name.to_string(),
-                        a.owner.as_deref().unwrap_or("").to_owned(),
-                        u.currency.as_deref().unwrap_or("").to_owned(),
-                        a.balance.display(u.decimals).to_string(),
-                        if a.closed {
+                        r.account.to_owned(),
+                        r.owner.unwrap_or("").to_owned(),
+                        r.unit.currency.as_deref().unwrap_or("").to_owned(),
+                        r.balance.display(r.unit.decimals).to_string(),
+                        if r.closed {
                             "closed".into()
                         } else {
                             String::new()
@@ -213,25 +275,21 @@ pub fn balances(
                 .iter()
                 .map(|(u, sum)| {
                     vec![
-                        unit(*u)
-                            .currency
-                            .as_deref()
-                            .unwrap_or("(no currency)")
-                            .to_owned(),
-                        sum.display(unit(*u).decimals).to_string(),
+                        u.currency.as_deref().unwrap_or("(no currency)").to_owned(),
+                        sum.display(u.decimals).to_string(),
                     ]
                 })
                 .collect();
             table(out, &["TOTAL", "BALANCE"], &[false, true], &rows)?;
-            writeln!(out, "as of seq {}", state.seq())
+            writeln!(out, "as of seq {}", report.as_of_seq)
         }
     }
 }
 
 /// The columns of an event in CSV.
-pub const EVENT_CSV_HEADER: [&str; 14] = [
-    "seq", "at", "type", "account", "from", "to", "amount", "owner", "currency", "decimals", "id",
-    "memo", "batch", "prev",
+pub const EVENT_CSV_HEADER: [&str; 17] = [
+    "seq", "at", "type", "account", "from", "to", "amount", "owner", "currency", "decimals",
+    "date", "reverses", "tags", "id", "memo", "batch", "prev",
 ];
 
 /// An event's CSV cells, in the order of [`EVENT_CSV_HEADER`]; `prev` comes
@@ -291,6 +349,9 @@ pub fn event_csv(event: &Event<'_>, line: &[u8]) -> Vec<String> {
         owner,
         currency,
         decimals,
+        event.date.map(|d| d.to_string()).unwrap_or_default(),
+        event.reverses.map(|r| r.to_string()).unwrap_or_default(),
+        tags_json(event),
         s(event.id.as_deref()),
         s(event.memo.as_deref()),
         event.batch.map(|b| b.to_string()).unwrap_or_default(),
@@ -298,9 +359,34 @@ pub fn event_csv(event: &Event<'_>, line: &[u8]) -> Vec<String> {
     ]
 }
 
-/// What an event did, in words: `deposit 50.00 to acct1`.
+/// An event's tags as the journal writes them (a JSON object), or nothing.
+fn tags_json(event: &Event<'_>) -> String {
+    if event.tags.is_empty() {
+        return String::new();
+    }
+    let map: serde_json::Map<String, serde_json::Value> = event
+        .tags
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+/// What an event did, in words: `deposit 50.00 to acct1`; a reversal
+/// names what it undoes, a book date says so.
 pub fn describe(event: &Event<'_>) -> String {
-    match &event.change {
+    let mut text = describe_change(&event.change);
+    if let Some(seq) = event.reverses {
+        text = format!("reverse seq {seq}: {text}");
+    }
+    if let Some(date) = event.date {
+        text.push_str(&format!(" (booked {date})"));
+    }
+    text
+}
+
+fn describe_change(change: &Change<'_>) -> String {
+    match change {
         Change::AccountCreated {
             account,
             owner,

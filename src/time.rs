@@ -145,6 +145,184 @@ impl fmt::Display for At {
     }
 }
 
+/// A calendar day, in days since 1970-01-01: an event's book date, or the
+/// day of its `at` in a time zone (SPEC 9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Day(i32);
+
+impl Day {
+    /// Reads exactly `YYYY-MM-DD` (years 0001-9999), the one spelling the
+    /// journal and the command line use.
+    pub fn parse(text: &str) -> Option<Day> {
+        Day::parse_bytes(text.as_bytes())
+    }
+
+    /// [`Day::parse`] on bytes.
+    pub fn parse_bytes(b: &[u8]) -> Option<Day> {
+        let b: &[u8; 10] = b.try_into().ok()?;
+        if b[4] != b'-' || b[7] != b'-' {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| {
+            b[r].iter().try_fold(0i64, |n, &c| {
+                c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
+            })
+        };
+        let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        if year < 1 || !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+            return None;
+        }
+        i32::try_from(days_from_civil(year, month, day))
+            .ok()
+            .map(Day)
+    }
+
+    /// The `YYYY-MM-DD` form.
+    pub fn text(self) -> [u8; 10] {
+        let (y, m, d) = civil_from_days(i64::from(self.0));
+        let mut out = *b"0000-00-00";
+        let mut put = |range: std::ops::Range<usize>, mut n: i64| {
+            for i in range.rev() {
+                out[i] = b'0' + (n.rem_euclid(10)) as u8;
+                n /= 10;
+            }
+        };
+        put(0..4, y);
+        put(5..7, m);
+        put(8..10, d);
+        out
+    }
+
+    /// The UTC day of an instant.
+    pub fn utc_of(at: At) -> Day {
+        Day(i32::try_from(at.0.div_euclid(SECONDS_PER_DAY * MICROS_PER_SECOND)).unwrap_or(i32::MAX))
+    }
+
+    /// The next day.
+    pub fn next(self) -> Day {
+        Day(self.0.saturating_add(1))
+    }
+
+    /// Year, month (1-12) and day of month.
+    pub fn civil(self) -> (i32, u8, u8) {
+        let (y, m, d) = civil_from_days(i64::from(self.0));
+        (y as i32, m as u8, d as u8)
+    }
+
+    /// The day of a civil date; `None` if it does not exist.
+    pub fn from_civil(year: i32, month: u8, day: u8) -> Option<Day> {
+        let (y, m, d) = (i64::from(year), i64::from(month), i64::from(day));
+        ((1..=12).contains(&m) && d >= 1 && d <= days_in_month(y, m))
+            .then(|| i32::try_from(days_from_civil(y, m, d)).ok().map(Day))
+            .flatten()
+    }
+
+    /// Days since 1970-01-01.
+    pub fn number(self) -> i32 {
+        self.0
+    }
+
+    /// The day this many days after 1970-01-01.
+    pub fn from_days(days: i32) -> Day {
+        Day(days)
+    }
+}
+
+impl fmt::Display for Day {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(std::str::from_utf8(&self.text()).unwrap_or_default())
+    }
+}
+
+/// The time zone in which users' dates are read, undated events' days are
+/// counted and tables show times (SPEC 9: `--tz`, else `TZ`, else the
+/// system's zone, else UTC).
+#[derive(Debug, Clone)]
+pub struct Zone {
+    tz: jiff::tz::TimeZone,
+    name: String,
+}
+
+impl Zone {
+    /// UTC.
+    pub fn utc() -> Zone {
+        Zone {
+            tz: jiff::tz::TimeZone::UTC,
+            name: "UTC".to_owned(),
+        }
+    }
+
+    /// The zone of that IANA name (or `UTC`); `None` if there is none.
+    pub fn named(name: &str) -> Option<Zone> {
+        let tz = jiff::tz::TimeZone::get(name).ok()?;
+        Some(Zone {
+            tz,
+            name: name.to_owned(),
+        })
+    }
+
+    /// The zone `date` would use: `TZ`, else the system's, else UTC. The
+    /// warning, if any, says why a `TZ` that names no zone was set aside.
+    pub fn from_environment() -> (Zone, Option<String>) {
+        let tz_var = std::env::var("TZ").ok().filter(|v| !v.is_empty());
+        match jiff::tz::TimeZone::try_system() {
+            Ok(tz) => {
+                let name = tz
+                    .iana_name()
+                    .map(str::to_owned)
+                    .or_else(|| tz_var.clone())
+                    .unwrap_or_else(|| "UTC".to_owned());
+                (Zone { tz, name }, None)
+            }
+            Err(_) => {
+                let warning =
+                    tz_var.map(|v| format!("warning: TZ={v} names no time zone; using UTC"));
+                (Zone::utc(), warning)
+            }
+        }
+    }
+
+    /// Its name, as shown in reports.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The calendar day an instant falls on in this zone.
+    pub fn day_of(&self, at: At) -> Day {
+        let offset = jiff::Timestamp::from_microsecond(at.0)
+            .map(|ts| self.tz.to_offset(ts).seconds())
+            .unwrap_or(0);
+        Day::utc_of(At(at
+            .0
+            .saturating_add(i64::from(offset) * MICROS_PER_SECOND)))
+    }
+
+    /// The first instant of a day in this zone (after a gap, if the day
+    /// starts in one).
+    pub fn start_of(&self, day: Day) -> At {
+        let (y, m, d) = day.civil();
+        jiff::civil::Date::new(y as i16, m as i8, d as i8)
+            .ok()
+            .and_then(|date| date.to_zoned_datetime(self.tz.clone()).ok())
+            .map_or_else(
+                || At(i64::from(day.0) * SECONDS_PER_DAY * MICROS_PER_SECOND),
+                |z| At::from_timestamp(z.timestamp()),
+            )
+    }
+
+    /// `at` in this zone to the second, for tables: `2026-11-26 10:00:00`.
+    pub fn show(&self, at: At) -> String {
+        jiff::Timestamp::from_microsecond(at.0).map_or_else(
+            |_| at.to_string(),
+            |ts| {
+                ts.to_zoned_datetime(self.tz.clone())
+                    .strftime("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+            },
+        )
+    }
+}
+
 fn is_leap(year: i64) -> bool {
     year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
 }

@@ -203,7 +203,7 @@ fn csv_outputs_have_a_header_row_and_rfc4180_records() {
          eur1,,EUR,2,0.00,false,7\r\n"
     );
 
-    let header = "seq,at,type,account,from,to,amount,owner,currency,decimals,id,memo,batch,prev";
+    let header = "seq,at,type,account,from,to,amount,owner,currency,decimals,date,reverses,tags,id,memo,batch,prev";
     let history = env.ok("history --format csv");
     let rows: Vec<&str> = history.split("\r\n").collect();
     assert_eq!(rows[0], header);
@@ -216,7 +216,7 @@ fn csv_outputs_have_a_header_row_and_rfc4180_records() {
     let prev6 = &line6[line6.len() - 66..line6.len() - 2];
     assert_eq!(
         rows[6],
-        format!("6,{AT},TransferCompleted,,acct1,acct2,10.25,,,,pay-17,lunch,,{prev6}")
+        format!("6,{AT},TransferCompleted,,acct1,acct2,10.25,,,,,,,pay-17,lunch,,{prev6}")
     );
     assert!(
         rows[7].contains(r#","a, ""quoted"" memo","#),

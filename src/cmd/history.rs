@@ -10,9 +10,14 @@ use crate::cli::{Format, HistoryArgs};
 use crate::cmd::{Context, ReplayFrom, replay, torn_warning};
 use crate::domain::{Rejection, State};
 use crate::error::Error;
+use crate::event::Event;
 use crate::follow::{Consumer, Follower};
+use crate::journal::JournalError;
+use crate::journal::line;
 use crate::journal::scan::{Entry, Torn};
+use crate::money::Amount;
 use crate::output;
+use crate::time::{Day, Zone};
 
 /// One selected event, rendered.
 enum Row {
@@ -26,7 +31,15 @@ enum Row {
 /// they come).
 pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     if args.follow {
+        if args.by_day() {
+            return Err(Error::Usage(
+                "--follow prints events in journal order and takes no date bound; use a timestamp or --from-seq".into(),
+            ));
+        }
         return follow(ctx, args);
+    }
+    if args.by_day() {
+        return by_day(ctx, args);
     }
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
@@ -37,13 +50,7 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     let account = args.account.as_deref();
     // The CSV header waits for the first row (or the end), so that an
     // unknown account is an error with nothing printed.
-    let mut csv_header = (ctx.format == Format::Csv).then(|| {
-        let mut header: Vec<&str> = output::EVENT_CSV_HEADER.to_vec();
-        if account.is_some() {
-            header.push("balance");
-        }
-        header
-    });
+    let mut csv_header = (ctx.format == Format::Csv).then(|| csv_header(account.is_some()));
     let mut emit = |out: &mut io::BufWriter<io::StdoutLock<'_>>, row: Row| -> Result<(), Error> {
         if let Some(header) = csv_header.take() {
             output::csv_row(out, &header)?;
@@ -57,10 +64,10 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
         if let Some(row) = unconfirmed.take() {
             emit(&mut out, row)?;
         }
-        if !selected(args, entry) || args.limit == Some(0) {
+        if !selected(args, &ctx.zone, entry) || args.limit == Some(0) {
             return Ok(());
         }
-        let row = render(ctx.format, state, entry, account);
+        let row = render(ctx, &entry.event, entry.line, balance_in(state, account));
         if !hold {
             unconfirmed = Some(row);
             return Ok(());
@@ -79,44 +86,125 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     {
         return Err(Rejection::UnknownAccount(name.to_owned()).into());
     }
-    if ctx.format == Format::Table {
-        let mut header = vec!["SEQ", "AT", "EVENT"];
-        let mut right = vec![true, false, false];
-        if account.is_some() {
-            header.push("BALANCE");
-            right.push(true);
-        }
-        header.extend(["MEMO", "ID"]);
-        let rows: Vec<Vec<String>> = held
-            .into_iter()
-            .filter_map(|r| match r {
-                Row::Cells(c) => Some(c),
-                Row::Json(_) => None,
-            })
-            .collect();
-        if rows.is_empty() {
-            writeln!(out, "no events")?;
-        } else {
-            output::table(&mut out, &header, &right, &rows)?;
-        }
-    } else {
-        for row in held {
-            emit(&mut out, row)?;
-        }
-    }
+    print_held(ctx, &mut out, held, account.is_some(), &mut emit)?;
     if let Some(header) = csv_header {
         output::csv_row(&mut out, &header)?;
     }
     Ok(out.flush()?)
 }
 
+/// Prints rows that were held back: as an aligned table, or one by one.
+fn print_held<W: Write>(
+    ctx: &Context,
+    out: &mut W,
+    held: impl IntoIterator<Item = Row>,
+    balance: bool,
+    emit: &mut impl FnMut(&mut W, Row) -> Result<(), Error>,
+) -> Result<(), Error> {
+    if ctx.format != Format::Table {
+        for row in held {
+            emit(out, row)?;
+        }
+        return Ok(());
+    }
+    let mut header = vec!["SEQ", "AT", "EVENT"];
+    let mut right = vec![true, false, false];
+    if balance {
+        header.push("BALANCE");
+        right.push(true);
+    }
+    header.extend(["MEMO", "ID"]);
+    let rows: Vec<Vec<String>> = held
+        .into_iter()
+        .filter_map(|r| match r {
+            Row::Cells(c) => Some(c),
+            Row::Json(_) => None,
+        })
+        .collect();
+    if rows.is_empty() {
+        writeln!(out, "no events")?;
+    } else {
+        output::table(out, &header, &right, &rows)?;
+    }
+    Ok(())
+}
+
+/// `history` with a date bound (SPEC 9): the selected events by day, then
+/// seq, and for one account its balance by day — a backdated line in its
+/// place, the balance as the books of that day have it.
+fn by_day(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
+    let account = args.account.as_deref();
+    // Every event that moves the account's money counts towards its
+    // balance by day; only the selected ones are shown.
+    let mut events: Vec<(Day, u64, Amount, Option<Vec<u8>>)> = Vec::new();
+    let state = replay(&ctx.path, None, ReplayFrom::Start, |_, entry| {
+        let event = &entry.event;
+        let delta = account.map_or(Amount::ZERO, |a| event.change.effect_on(a));
+        let shown = selected(args, &ctx.zone, entry);
+        if shown || delta != Amount::ZERO {
+            let line = shown.then(|| entry.line.to_vec());
+            events.push((event.day(&ctx.zone), event.seq, delta, line));
+        }
+        Ok(())
+    })?;
+    if let Some(name) = account
+        && state.account(name).is_none()
+    {
+        return Err(Rejection::UnknownAccount(name.to_owned()).into());
+    }
+    events.sort_unstable_by_key(|(day, seq, _, _)| (*day, *seq));
+    let decimals = account
+        .and_then(|a| state.account(a))
+        .map(|a| state.unit_of(a).decimals);
+    let mut balance = Amount::ZERO;
+    let mut rows: VecDeque<Row> = VecDeque::new();
+    for (_, _, delta, line) in events {
+        balance = Amount(balance.0.saturating_add(delta.0));
+        let Some(line) = line else { continue };
+        let decoded = line::decode(&line, &mut Vec::new()).map_err(|e| JournalError::Corrupt {
+            path: ctx.path.clone(),
+            line: 0,
+            reason: e.to_string(),
+        })?;
+        let shown = decimals.map(|d| balance.display(d).to_string());
+        rows.push_back(render(ctx, &decoded.event, &line, shown));
+        if args.limit.is_some_and(|n| rows.len() > n) {
+            rows.pop_front();
+        }
+    }
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    if ctx.format == Format::Csv {
+        output::csv_row(&mut out, &csv_header(account.is_some()))?;
+    }
+    print_held(ctx, &mut out, rows, account.is_some(), &mut |out, row| {
+        emit(out, row)
+    })?;
+    Ok(out.flush()?)
+}
+
+fn csv_header(balance: bool) -> Vec<&'static str> {
+    let mut header: Vec<&str> = output::EVENT_CSV_HEADER.to_vec();
+    if balance {
+        header.push("balance");
+    }
+    header
+}
+
+/// An account's balance in `state`, as text.
+fn balance_in(state: &State, account: Option<&str>) -> Option<String> {
+    account
+        .and_then(|name| state.account(name))
+        .map(|a| a.balance.display(state.unit_of(a).decimals).to_string())
+}
+
 /// Whether the arguments select this event.
-fn selected(args: &HistoryArgs, entry: &Entry<'_>) -> bool {
+fn selected(args: &HistoryArgs, zone: &Zone, entry: &Entry<'_>) -> bool {
     let event = &entry.event;
     args.from_seq.is_none_or(|n| event.seq > n)
-        && args.as_of.is_none_or(|b| b.includes(event.seq, event.at))
-        && args.since.is_none_or(|t| event.at >= t)
-        && args.until.is_none_or(|t| event.at <= t)
+        && args.as_of.is_none_or(|b| b.includes(event, zone))
+        && args.since.is_none_or(|b| b.admits_from(event, zone))
+        && args.until.is_none_or(|b| b.admits_to(event, zone))
+        && args.tags.iter().all(|t| t.matches(event))
         && args
             .account
             .as_deref()
@@ -147,7 +235,7 @@ fn follow(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
         std::thread::sleep(INTERRUPT_GRACE);
         std::process::exit(i32::from(crate::error::code::OK));
     });
-    let mut printer = Printer::new(ctx.format, args);
+    let mut printer = Printer::new(ctx, args);
     match follower.run(&mut printer) {
         Ok(()) => Ok(()),
         // The output closed: a quiet success (see `Error::exit_code`).
@@ -166,6 +254,7 @@ fn follow(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
 /// round, once the lock is released.
 struct Printer<'a> {
     args: &'a HistoryArgs,
+    ctx: &'a Context,
     format: Format,
     out: io::Stdout,
     /// Rendered output not yet written.
@@ -182,18 +271,16 @@ struct Printer<'a> {
 }
 
 impl<'a> Printer<'a> {
-    fn new(format: Format, args: &'a HistoryArgs) -> Printer<'a> {
+    fn new(ctx: &'a Context, args: &'a HistoryArgs) -> Printer<'a> {
+        let format = ctx.format;
         let mut buf = Vec::new();
         if format == Format::Csv {
-            let mut header: Vec<&str> = output::EVENT_CSV_HEADER.to_vec();
-            if args.account.is_some() {
-                header.push("balance");
-            }
             // Writing to a Vec cannot fail.
-            let _ = output::csv_row(&mut buf, &header);
+            let _ = output::csv_row(&mut buf, &csv_header(args.account.is_some()));
         }
         Printer {
             args,
+            ctx,
             format,
             out: io::stdout(),
             buf,
@@ -251,9 +338,9 @@ impl Consumer for Printer<'_> {
         if let Some(row) = self.unconfirmed.take() {
             self.put(row);
         }
-        if selected(self.args, entry) {
-            let account = self.args.account.as_deref();
-            self.unconfirmed = Some(render(self.format, after, entry, account));
+        if selected(self.args, &self.ctx.zone, entry) {
+            let balance = balance_in(after, self.args.account.as_deref());
+            self.unconfirmed = Some(render(self.ctx, &entry.event, entry.line, balance));
         }
         Ok(())
     }
@@ -328,15 +415,12 @@ fn stream_line(out: &mut impl Write, cells: &[String], balance: bool) -> io::Res
     writeln!(out)
 }
 
-/// Renders an event; `after` is the state after it.
-fn render(format: Format, after: &State, entry: &Entry<'_>, account: Option<&str>) -> Row {
-    let event = &entry.event;
-    let balance = account
-        .and_then(|name| after.account(name))
-        .map(|a| a.balance.display(after.unit_of(a).decimals).to_string());
-    match format {
+/// Renders an event read from `line`, with the account's balance after it
+/// when one account's history is asked for.
+fn render(ctx: &Context, event: &Event<'_>, line: &[u8], balance: Option<String>) -> Row {
+    match ctx.format {
         Format::Json => {
-            let mut line = entry.line.to_vec();
+            let mut line = line.to_vec();
             if let Some(balance) = balance {
                 line.pop();
                 line.extend_from_slice(format!(r#","balance":"{balance}"}}"#).as_bytes());
@@ -344,14 +428,14 @@ fn render(format: Format, after: &State, entry: &Entry<'_>, account: Option<&str
             Row::Json(line)
         }
         Format::Csv => {
-            let mut cells = output::event_csv(event, entry.line);
+            let mut cells = output::event_csv(event, line);
             cells.extend(balance);
             Row::Cells(cells)
         }
         Format::Table => {
             let mut cells = vec![
                 event.seq.to_string(),
-                event.at.to_string(),
+                ctx.zone.show(event.at),
                 output::describe(event),
             ];
             cells.extend(balance);

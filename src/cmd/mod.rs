@@ -17,6 +17,7 @@ use crate::domain::{self, State};
 use crate::error::Error;
 use crate::journal::scan::{Entry, Head, Torn};
 use crate::journal::{self, ReadJournal};
+use crate::time::Zone;
 
 /// What every command needs besides its own arguments.
 pub struct Context {
@@ -24,6 +25,8 @@ pub struct Context {
     pub path: PathBuf,
     /// The output format.
     pub format: Format,
+    /// The zone of dates and days (SPEC 9).
+    pub zone: Zone,
 }
 
 /// Dispatches a parsed command line.
@@ -34,6 +37,16 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         clap_complete::generate(shell, &mut Cli::command(), "ledger", &mut out);
         return Ok(out.flush()?);
     }
+    let zone = match cli.tz {
+        Some(zone) => zone,
+        None => {
+            let (zone, warning) = Zone::from_environment();
+            if let Some(warning) = warning {
+                eprintln!("{warning}");
+            }
+            zone
+        }
+    };
     let ctx = Context {
         path: journal::resolve_path(cli.file.or_else(|| {
             std::env::var_os("LEDGER_JOURNAL")
@@ -41,6 +54,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 .map(PathBuf::from)
         }))?,
         format,
+        zone,
     };
     match cli.command {
         Command::Write(cmd) => write::run(&ctx, &cmd),
@@ -78,7 +92,8 @@ pub enum ReplayFrom {
 
 /// Replays the journal at `path` (from its start or its checkpoint),
 /// calling `visit` with the state after each event read, and returns the
-/// state as of `as_of` (the end when `None`). Everything after the starting
+/// state as of `as_of` (the end when `None`; a date bound, which does not
+/// select a prefix of the journal, is the caller's to apply in `visit`). Everything after the starting
 /// point is read either way, so that damage anywhere in it is reported. A
 /// missing journal is an empty ledger.
 pub fn replay(
@@ -99,7 +114,9 @@ pub fn replay(
     let cached = (from == ReplayFrom::Checkpoint)
         .then(|| journal.checkpoint())
         .flatten()
-        .filter(|(_, head)| as_of.is_none_or(|b| b.includes(head.seq, head.at)));
+        .filter(|(_, head)| {
+            as_of.is_none_or(|b| b.includes_prefix(head.seq, head.at) == Some(true))
+        });
     let (mut state, start) = cached.unwrap_or((State::default(), header));
     // `visit` may block on a slow reader of the output (`history | less`),
     // which must not hold writers up: find the valid end under the lock
@@ -115,7 +132,9 @@ pub fn replay(
     };
     let mut snapshot = None;
     while let Some(entry) = scanner.next(&state)? {
-        if snapshot.is_none() && as_of.is_some_and(|b| !b.includes(entry.event.seq, entry.event.at))
+        if snapshot.is_none()
+            && as_of
+                .is_some_and(|b| b.includes_prefix(entry.event.seq, entry.event.at) == Some(false))
         {
             snapshot = Some(state.clone());
         }

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use crate::cli::{Format, WriteCommand, WriteOpts};
 use crate::cmd::Context;
-use crate::domain::{Command, Request, State};
+use crate::domain::{Command, Request, State, Target};
 use crate::error::Error;
 use crate::event::{Change, Event};
 use crate::journal::line::{self, LineError};
@@ -13,52 +13,64 @@ use crate::journal::{JournalError, Outcome, Writer};
 use crate::output;
 
 /// The domain request a parsed write command stands for.
-pub fn request(cmd: &WriteCommand) -> Request<'_> {
-    let (command, opts): (Command<'_>, &WriteOpts) = match cmd {
-        WriteCommand::Create(a) => (
-            Command::Create {
-                account: &a.account,
-                owner: a.owner.as_deref(),
-                currency: a.currency.as_deref(),
-                decimals: a.decimals,
+pub fn request(cmd: &WriteCommand) -> Result<Request<'_>, Error> {
+    let command = match cmd {
+        WriteCommand::Create(a) => Command::Create {
+            account: &a.account,
+            owner: a.owner.as_deref(),
+            currency: a.currency.as_deref(),
+            decimals: a.decimals,
+        },
+        WriteCommand::Deposit(a) => Command::Deposit {
+            account: &a.account,
+            amount: a.amount,
+        },
+        WriteCommand::Withdraw(a) => Command::Withdraw {
+            account: &a.account,
+            amount: a.amount,
+        },
+        WriteCommand::Transfer(a) => Command::Transfer {
+            from: &a.from,
+            to: &a.to,
+            amount: a.amount,
+        },
+        WriteCommand::Close(a) => Command::Close {
+            account: &a.account,
+        },
+        WriteCommand::Reverse(a) => Command::Reverse {
+            target: match (a.seq, a.of_id.as_deref()) {
+                (Some(seq), None) => Target::Seq(seq),
+                (None, Some(id)) => Target::Id(id),
+                (Some(_), Some(_)) => {
+                    return Err(Error::Usage(
+                        "reverse takes a SEQ or --of-id KEY, not both".into(),
+                    ));
+                }
+                (None, None) => {
+                    return Err(Error::Usage(
+                        "reverse needs the SEQ of the movement to undo, or --of-id KEY".into(),
+                    ));
+                }
             },
-            &a.opts,
-        ),
-        WriteCommand::Deposit(a) => (
-            Command::Deposit {
-                account: &a.account,
-                amount: a.amount,
-            },
-            &a.opts,
-        ),
-        WriteCommand::Withdraw(a) => (
-            Command::Withdraw {
-                account: &a.account,
-                amount: a.amount,
-            },
-            &a.opts,
-        ),
-        WriteCommand::Transfer(a) => (
-            Command::Transfer {
-                from: &a.from,
-                to: &a.to,
-                amount: a.amount,
-            },
-            &a.opts,
-        ),
-        WriteCommand::Close(a) => (
-            Command::Close {
-                account: &a.account,
-            },
-            &a.opts,
-        ),
+            original: None,
+        },
     };
-    Request {
+    let opts: &WriteOpts = cmd.opts();
+    let mut tags: Vec<(&str, &str)> = opts
+        .tags
+        .iter()
+        .map(|t| (t.key.as_str(), t.value.as_str()))
+        .collect();
+    // Stable, so that a key given twice stays twice for the input rules to refuse.
+    tags.sort_by_key(|(k, _)| *k);
+    Ok(Request {
         command,
         id: opts.id.as_deref(),
         memo: opts.memo.as_deref(),
         expect_seq: opts.expect_seq,
-    }
+        date: opts.date,
+        tags,
+    })
 }
 
 /// Commits what `writer` staged and reports a torn tail it removed.
@@ -82,7 +94,7 @@ pub fn commit(ctx: &Context, writer: &mut Writer) -> Result<(), Error> {
 
 /// Runs one write command.
 pub fn run(ctx: &Context, cmd: &WriteCommand) -> Result<(), Error> {
-    let request = request(cmd);
+    let request = request(cmd)?;
     let mut writer = Writer::open(&ctx.path)?;
     let outcome = writer.apply(&request)?;
     commit(ctx, &mut writer)?;

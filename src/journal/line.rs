@@ -13,9 +13,9 @@ use std::fmt;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::event::{Change, Event};
+use crate::event::{Change, Event, Tags};
 use crate::money::Decimal;
-use crate::time::At;
+use crate::time::{At, Day};
 
 /// The first bytes of every journal: how a torn header is recognised.
 pub const HEADER_PREFIX: &[u8] = br#"{"format":"ledger-journal""#;
@@ -225,6 +225,27 @@ fn encode_at(event: &Event<'_>, at: &[u8; 27], prev: &LineHash, out: &mut Vec<u8
         }
         Change::AccountClosed { account } => string(out, "account", account),
     }
+    if let Some(date) = event.date {
+        out.extend_from_slice(br#","date":""#);
+        out.extend_from_slice(&date.text());
+        out.push(b'"');
+    }
+    if let Some(seq) = event.reverses {
+        out.extend_from_slice(br#","reverses":"#);
+        number(out, seq);
+    }
+    if !event.tags.is_empty() {
+        out.extend_from_slice(br#","tags":{"#);
+        for (i, (key, value)) in event.tags.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json_string(out, key);
+            out.push(b':');
+            json_string(out, value);
+        }
+        out.push(b'}');
+    }
     if let Some(id) = &event.id {
         string(out, "id", id);
     }
@@ -265,6 +286,10 @@ fn string(out: &mut Vec<u8>, key: &str, value: &str) {
     out.push(b'"');
     out.extend_from_slice(key.as_bytes());
     out.extend_from_slice(b"\":");
+    json_string(out, value);
+}
+
+fn json_string(out: &mut Vec<u8>, value: &str) {
     if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
         out.push(b'"');
         out.extend_from_slice(value.as_bytes());
@@ -293,6 +318,10 @@ struct RawEvent<'a> {
     #[serde(borrow)]
     to: Option<Cow<'a, str>>,
     amount: Option<&'a str>,
+    date: Option<&'a str>,
+    reverses: Option<u64>,
+    #[serde(borrow)]
+    tags: Option<std::collections::BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
     #[serde(borrow)]
     id: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -340,6 +369,9 @@ pub struct Spans {
     seq: u64,
     at: At,
     change: ChangeSpans,
+    date: Option<Day>,
+    reverses: Option<u64>,
+    tags: Vec<(Span, Span)>,
     id: Option<Span>,
     memo: Option<Span>,
     batch: Option<u64>,
@@ -434,6 +466,26 @@ impl Spans {
             },
             _ => return None,
         };
+        let date = if c.peek(br#","date":""#) {
+            c.lit(br#","date":""#)?;
+            let day = Day::parse_bytes(c.take(10)?)?;
+            c.lit(b"\"")?;
+            Some(day)
+        } else {
+            None
+        };
+        let reverses = if c.peek(br#","reverses":"#) {
+            c.lit(br#","reverses":"#)?;
+            Some(c.number()?)
+        } else {
+            None
+        };
+        let tags = if c.peek(br#","tags":{"#) {
+            c.lit(br#","tags":{"#)?;
+            c.tags()?
+        } else {
+            Vec::new()
+        };
         let id = c.optional(br#","id":"#)?;
         let memo = c.optional(br#","memo":"#)?;
         let batch = if c.peek(br#","batch":"#) {
@@ -449,6 +501,9 @@ impl Spans {
             seq,
             at,
             change,
+            date,
+            reverses,
+            tags,
             id,
             memo,
             batch,
@@ -498,6 +553,13 @@ impl Spans {
                 seq: self.seq,
                 at: self.at,
                 change,
+                date: self.date,
+                reverses: self.reverses,
+                tags: self
+                    .tags
+                    .iter()
+                    .map(|(k, v)| Some((s(*k)?, s(*v)?)))
+                    .collect::<Option<Tags<'a>>>()?,
                 id: opt(self.id)?,
                 memo: opt(self.memo)?,
                 batch: self.batch,
@@ -580,6 +642,27 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// The pairs of a tags object after its `{`, through its `}`: at least
+    /// one, keys in strictly increasing byte order, as `encode` writes them.
+    fn tags(&mut self) -> Option<Vec<(Span, Span)>> {
+        let mut tags: Vec<(Span, Span)> = Vec::new();
+        loop {
+            let key = self.string()?;
+            if let Some(&(last, _)) = tags.last()
+                && self.b[last.0 as usize..last.1 as usize]
+                    >= self.b[key.0 as usize..key.1 as usize]
+            {
+                return None;
+            }
+            self.lit(b":")?;
+            tags.push((key, self.string()?));
+            if self.lit(b"}").is_some() {
+                return Some(tags);
+            }
+            self.lit(b",")?;
+        }
+    }
+
     /// `,"amount":"…"` in canonical decimal form (no leading zeros).
     fn amount(&mut self) -> Option<Decimal> {
         self.lit(br#","amount":""#)?;
@@ -633,10 +716,22 @@ fn decode_general<'a>(line: &'a [u8], scratch: &mut Vec<u8>) -> Result<Decoded<'
     })?;
     let prev = LineHash::from_hex(raw.prev)
         .ok_or_else(|| LineError::Field("prev is not 64 lowercase hex digits".to_owned()))?;
+    let date = match raw.date {
+        Some(text) => Some(Day::parse(text).ok_or_else(|| {
+            LineError::Field(format!("date '{text}' is not a date like 2026-11-26"))
+        })?),
+        None => None,
+    };
     let event = Event {
         seq: raw.seq,
         at,
         change,
+        date,
+        reverses: raw.reverses,
+        tags: raw
+            .tags
+            .map(|t| t.into_iter().collect())
+            .unwrap_or_default(),
         id: raw.id,
         memo: raw.memo,
         batch: raw.batch,
@@ -667,6 +762,9 @@ mod tests {
                 account: "acct1".into(),
                 amount: Decimal::new(Amount(5025), 2),
             },
+            date: None,
+            reverses: None,
+            tags: Vec::new(),
             id: Some("pay-17".into()),
             memo: Some("rent \"May\"".into()),
             batch: Some(3),
@@ -694,6 +792,9 @@ mod tests {
                 currency: Some("EUR".into()),
                 decimals: 2,
             },
+            date: None,
+            reverses: None,
+            tags: Vec::new(),
             id: None,
             memo: None,
             batch: None,
@@ -721,6 +822,9 @@ mod tests {
                 change: Change::AccountClosed {
                     account: "a".into(),
                 },
+                date: None,
+                reverses: None,
+                tags: Vec::new(),
                 id: None,
                 memo: None,
                 batch: None,
@@ -816,7 +920,10 @@ mod tests {
             units in 1i128..i128::MAX,
             scale in 0u8..=18,
             batch in proptest::option::of(0u64..1000),
-            mutate in proptest::option::of((0usize..400, proptest::num::u8::ANY)),
+            day in proptest::option::of(-719_162i32..2_932_896),
+            reverses in proptest::option::of(0u64..u64::MAX),
+            tags in proptest::collection::btree_map("[a-z0-9_.-]{1,6}", "[ -~é\"\\\\]{0,8}", 0..4),
+            mutate in proptest::option::of((0usize..500, proptest::num::u8::ANY)),
         ) {
             let amount = Decimal::new(Amount(units), scale);
             let change = match kind {
@@ -830,6 +937,9 @@ mod tests {
                 seq,
                 at: At::parse_canonical(&jiff::Timestamp::from_microsecond(micros).map(|t| format!("{t:.6}")).unwrap_or_default()).unwrap_or(at()),
                 change,
+                date: day.and_then(|d| Day::parse(&crate::time::Day::from_days(d).to_string())),
+                reverses,
+                tags: tags.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
                 id: text.clone().map(Into::into),
                 memo: text.map(Into::into),
                 batch,

@@ -11,7 +11,9 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::checkpoint;
-use crate::domain::{self, Decision, Rejection, Request, State};
+use std::borrow::Cow;
+
+use crate::domain::{self, Command, Decision, Original, Rejection, Request, State};
 use crate::event::Event;
 use crate::time::At;
 use line::LineHash;
@@ -466,23 +468,49 @@ impl Writer {
     /// Decides `request` against the current state and, if it is new,
     /// stages its event for [`Writer::commit`].
     pub fn apply(&mut self, request: &Request<'_>) -> Result<Outcome, WriteError> {
-        match domain::decide(&self.state, request)? {
+        // A reversal's rules need the event it names, which only the file
+        // (or this writer's staged lines) holds.
+        let line;
+        let mut resolved;
+        let request = match &request.command {
+            Command::Reverse {
+                target,
+                original: None,
+            } if request.id.and_then(|id| self.state.id_seq(id)).is_none() => {
+                resolved = request.clone();
+                if let Ok(seq) = self.state.resolve(*target) {
+                    line = self.line(seq)?;
+                    let decoded = line::decode(&line, &mut Vec::new())
+                        .map_err(|e| self.corrupt_at(seq, &e))?;
+                    resolved.command = Command::Reverse {
+                        target: *target,
+                        original: Some(Original::of(&decoded.event)),
+                    };
+                }
+                &resolved
+            }
+            _ => request,
+        };
+        match domain::decide(&self.state, request, self.at)? {
             Decision::Repeat { seq } => {
                 let line = self.line(seq)?;
                 let decoded =
-                    line::decode(&line, &mut Vec::new()).map_err(|e| JournalError::Corrupt {
-                        path: self.path.clone(),
-                        line: seq + 1,
-                        reason: e.to_string(),
-                    })?;
+                    line::decode(&line, &mut Vec::new()).map_err(|e| self.corrupt_at(seq, &e))?;
                 domain::settle_repeat(&self.state, &decoded.event, request)?;
                 Ok(Outcome::Repeat(seq))
             }
-            Decision::Append(change) => {
+            Decision::Append { change, reverses } => {
                 let event = Event {
                     seq: self.state.seq() + 1,
                     at: self.at,
                     change,
+                    date: request.date,
+                    reverses,
+                    tags: request
+                        .tags
+                        .iter()
+                        .map(|(k, v)| (Cow::Borrowed(*k), Cow::Borrowed(*v)))
+                        .collect(),
                     id: request.id.map(Into::into),
                     memo: request.memo.map(Into::into),
                     batch: None,
@@ -494,6 +522,14 @@ impl Writer {
                 domain::evolve(&mut self.state, &event);
                 Ok(Outcome::Appended(event.seq))
             }
+        }
+    }
+
+    fn corrupt_at(&self, seq: u64, e: &line::LineError) -> JournalError {
+        JournalError::Corrupt {
+            path: self.path.clone(),
+            line: seq + 1,
+            reason: e.to_string(),
         }
     }
 
@@ -795,14 +831,9 @@ mod tests {
     use crate::domain::{Command, Request};
     use crate::money::Decimal;
 
-    /// A request with no id, memo or expected seq.
+    /// A request with no options.
     pub(in crate::journal) fn request(command: Command<'_>) -> Request<'_> {
-        Request {
-            command,
-            id: None,
-            memo: None,
-            expect_seq: None,
-        }
+        Request::new(command)
     }
 
     /// Lines staged before and after moving into a larger buffer are one

@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::domain::{self, State};
+use crate::domain::{self, Original, State};
 use crate::event::Event;
 use crate::journal::JournalError;
 use crate::journal::line::{self, HEADER_PREFIX, LastAt, LineHash, Spans};
@@ -664,8 +664,30 @@ impl<'f> Scanner<'f> {
             }
             self.group_left = count - 1;
         }
-        let decided =
-            domain::check(state, &event).map_err(|e| corrupt(path, line_no, e.to_string()))?;
+        // A reversal is checked against the event it names, read back
+        // from the part of the file already checked.
+        let original_line = match event.reverses {
+            Some(seq) if seq < event.seq && seq >= 1 => Some(super::find_line(
+                self.file,
+                path,
+                self.offset_of(start),
+                seq,
+            )?),
+            _ => None,
+        };
+        let original = match &original_line {
+            Some(line) => Some(
+                line::decode(line, &mut Vec::new())
+                    .map_err(|e| corrupt(path, line_no, e.to_string()))?,
+            ),
+            None => None,
+        };
+        let decided = domain::check(
+            state,
+            &event,
+            original.as_ref().map(|d| Original::of(&d.event)),
+        )
+        .map_err(|e| corrupt(path, line_no, e.to_string()))?;
         if decided != event.change {
             let written = event
                 .change

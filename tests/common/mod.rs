@@ -50,6 +50,8 @@ impl TestEnv {
             .env("HOME", self.dir.path())
             .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
             .env("LEDGER_TEST_CLOCK", CLOCK)
+            // Days and shown times in a known zone, whatever the machine's.
+            .env("TZ", "UTC")
             .current_dir(self.dir.path());
         cmd
     }
@@ -229,12 +231,7 @@ pub fn stderr_lines(out: &Output) -> Vec<String> {
 
 /// A library request: `command` with no id, memo or expected seq.
 pub fn request(command: ledger::domain::Command<'_>) -> ledger::domain::Request<'_> {
-    ledger::domain::Request {
-        command,
-        id: None,
-        memo: None,
-        expect_seq: None,
-    }
+    ledger::domain::Request::new(command)
 }
 
 /// The library command that opens `account` (no owner or currency, 2

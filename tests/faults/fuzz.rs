@@ -269,6 +269,11 @@ fn state_for_decisions() -> &'static State {
     })
 }
 
+/// The pinned clock, as the domain takes it.
+fn now() -> ledger::time::At {
+    ledger::time::At::parse_instant(crate::common::CLOCK).expect("clock")
+}
+
 proptest! {
     #![proptest_config(config(1000))]
 
@@ -292,17 +297,19 @@ proptest! {
     fn batch_lines_and_command_lines_never_panic_the_grammar(
         words in prop::collection::vec(word(), 0..8),
     ) {
-        if let Ok(parsed) = BatchLine::try_parse_from(&words) {
-            let request = write::request(&parsed.command);
-            let _ = domain::decide(state_for_decisions(), &request);
+        if let Ok(parsed) = BatchLine::try_parse_from(&words)
+            && let Ok(request) = write::request(&parsed.command)
+        {
+            let _ = domain::decide(state_for_decisions(), &request, now());
         }
         let argv = std::iter::once("ledger".to_owned()).chain(words.iter().cloned());
         let _ = Cli::try_parse_from(argv);
         let text = words.join(" ");
         if let Ok(split) = shell_words::split(&text)
             && let Ok(parsed) = BatchLine::try_parse_from(&split)
+            && let Ok(request) = write::request(&parsed.command)
         {
-            let _ = domain::decide(state_for_decisions(), &write::request(&parsed.command));
+            let _ = domain::decide(state_for_decisions(), &request, now());
         }
     }
 }

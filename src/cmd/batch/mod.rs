@@ -45,7 +45,8 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
         if let Some(ready) = buffer.ready() {
             writer.adopt_buffer(ready);
         }
-        match writer.apply(&write::request(&command)) {
+        let request = write::request(&command).map_err(|e| at_line(line, e))?;
+        match writer.apply(&request) {
             Ok(Outcome::Appended(_)) => {
                 appended += 1;
                 if json {

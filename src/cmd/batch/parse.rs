@@ -18,7 +18,9 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 use rustc_hash::FxHashMap;
 
-use crate::cli::{BatchLine, CloseArgs, CreateArgs, MoveArgs, TransferArgs, WriteCommand};
+use crate::cli::{
+    BatchLine, CloseArgs, CreateArgs, MoveArgs, ReverseArgs, TransferArgs, WriteCommand,
+};
 use crate::error::Error;
 
 /// Commands of the command line that a batch line may not use (SPEC 4: a
@@ -61,7 +63,7 @@ pub(super) fn parse_line(
     }
     if let Some(first) = words.first().filter(|w| NOT_IN_BATCH.contains(w)) {
         return Err(Error::Usage(format!(
-            "'{first}' cannot be used in a batch: only create, deposit, withdraw, transfer and close"
+            "'{first}' cannot be used in a batch: only create, deposit, withdraw, transfer, close and reverse"
         )));
     }
     grammar
@@ -281,6 +283,7 @@ fn from_matches(name: &str, m: &mut clap::ArgMatches) -> Result<WriteCommand, cl
         "withdraw" => MoveArgs::from_arg_matches_mut(m).map(WriteCommand::Withdraw),
         "transfer" => TransferArgs::from_arg_matches_mut(m).map(WriteCommand::Transfer),
         "close" => CloseArgs::from_arg_matches_mut(m).map(WriteCommand::Close),
+        "reverse" => ReverseArgs::from_arg_matches_mut(m).map(WriteCommand::Reverse),
         _ => Err(clap::Error::new(clap::error::ErrorKind::InvalidSubcommand)),
     }
 }
@@ -343,8 +346,11 @@ mod tests {
                     "create" => format!(
                         "create a{n} --owner 'A {n}' --currency EUR --decimals {n} --id k{n} --memo m --expect-seq {n}"
                     ),
-                    "transfer" => format!("transfer a{n} b 1.{n} --memo 'x y{n}'"),
-                    "close" => format!("close a{n} --id c{n}"),
+                    "transfer" => {
+                        format!("transfer a{n} b 1.{n} --memo 'x y{n}' --tag order=A-{n}")
+                    }
+                    "close" => format!("close a{n} --id c{n} --date 2026-10-0{n}"),
+                    "reverse" => format!("reverse {n} --tag k=v{n} --memo m"),
                     _ => format!("{name} a{n} 2.2{n} --id k{n} --expect-seq {n}"),
                 };
                 assert_eq!(parsed(&mut grammar, &line), clap_alone(&line), "{line}");
