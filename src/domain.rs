@@ -1212,4 +1212,194 @@ mod tests {
         assert_eq!(state.account("a").unwrap().balance, Amount(600));
         assert_eq!(state.account("b").unwrap().balance, Amount(300));
     }
+    #[test]
+    fn a_date_may_be_at_most_the_day_after_the_utc_day() {
+        let state = given(&[create("a", None)]);
+        let mut d = deposit("a", "1");
+        // `now()` is 2026-11-26T00:00Z: the 27th is still allowed anywhere.
+        d.date = Day::parse("2026-11-27");
+        assert!(decide(&state, &d).is_ok());
+        d.date = Day::parse("2026-11-28");
+        assert_eq!(
+            decide(&state, &d).unwrap_err().to_string(),
+            "date 2026-11-28 is in the future"
+        );
+        d.date = Day::parse("1999-01-01");
+        assert!(decide(&state, &d).is_ok());
+        let late = At::parse_canonical("2026-11-26T23:59:59.999999Z").unwrap();
+        d.date = Day::parse("2026-11-27");
+        assert!(super::decide(&state, &d, late).is_ok());
+    }
+
+    fn reverse_of(seq: u64, original: &Event<'_>) -> Request<'static> {
+        req(Command::Reverse {
+            target: Target::Seq(seq),
+            original: Some(Original {
+                change: original.change.clone().into_owned(),
+                reverses: original.reverses,
+            }),
+        })
+    }
+
+    fn event(seq: u64, change: Change<'static>) -> Event<'static> {
+        Event {
+            seq,
+            at: now(),
+            change,
+            date: None,
+            reverses: None,
+            tags: Vec::new(),
+            id: None,
+            memo: None,
+            batch: None,
+        }
+    }
+
+    #[test]
+    fn each_movement_has_its_mirror() {
+        let state = given(&[
+            create("a", None),
+            create("b", None),
+            deposit("a", "10"),
+            req(Command::Transfer {
+                from: "a",
+                to: "b",
+                amount: dec("4"),
+            }),
+        ]);
+        let amount = Decimal::new(Amount(400), 2);
+        let cases = [
+            (
+                Change::MoneyDeposited {
+                    account: "a".into(),
+                    amount,
+                },
+                Change::MoneyWithdrawn {
+                    account: "a".into(),
+                    amount,
+                },
+            ),
+            (
+                Change::MoneyWithdrawn {
+                    account: "a".into(),
+                    amount,
+                },
+                Change::MoneyDeposited {
+                    account: "a".into(),
+                    amount,
+                },
+            ),
+            (
+                Change::TransferCompleted {
+                    from: "a".into(),
+                    to: "b".into(),
+                    amount,
+                },
+                Change::TransferCompleted {
+                    from: "b".into(),
+                    to: "a".into(),
+                    amount,
+                },
+            ),
+        ];
+        for (original, mirror) in cases {
+            let original = event(3, original);
+            assert_eq!(
+                decide(&state, &reverse_of(3, &original)),
+                Ok(Decision::Append {
+                    change: mirror,
+                    reverses: Some(3)
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn reversals_are_refused_with_the_seq_named() {
+        let state = given(&[create("a", None), deposit("a", "10")]);
+        let opened = event(
+            1,
+            Change::AccountCreated {
+                account: "a".into(),
+                owner: None,
+                currency: None,
+                decimals: 2,
+            },
+        );
+        let refusal = |request: &Request<'_>| decide(&state, request).unwrap_err().to_string();
+        assert_eq!(
+            refusal(&reverse_of(1, &opened)),
+            "cannot reverse seq 1: it is AccountCreated, not a money movement"
+        );
+        let big = event(
+            2,
+            Change::MoneyDeposited {
+                account: "a".into(),
+                amount: Decimal::new(Amount(2000), 2),
+            },
+        );
+        assert_eq!(
+            refusal(&reverse_of(2, &big)),
+            "cannot reverse seq 2: insufficient funds in a: balance 10.00, withdrawal 20.00; the money must come back first"
+        );
+        let mut reversal = big.clone();
+        reversal.reverses = Some(1);
+        assert_eq!(
+            refusal(&reverse_of(2, &reversal)),
+            "cannot reverse seq 2: it is itself the reversal of seq 1"
+        );
+        assert_eq!(refusal(&reverse_of(3, &big)), "there is no event at seq 3");
+        let by_id = req(Command::Reverse {
+            target: Target::Id("nope"),
+            original: None,
+        });
+        assert_eq!(refusal(&by_id), "no event was written with id nope");
+        let deposit = event(
+            2,
+            Change::MoneyDeposited {
+                account: "a".into(),
+                amount: Decimal::new(Amount(1000), 2),
+            },
+        );
+        let mut state = state.clone();
+        let Ok(Decision::Append { change, reverses }) = decide(&state, &reverse_of(2, &deposit))
+        else {
+            panic!("the reversal is allowed");
+        };
+        let mut mirror = event(3, change);
+        mirror.reverses = reverses;
+        evolve(&mut state, &mirror);
+        assert_eq!(
+            super::decide(&state, &reverse_of(2, &deposit), now())
+                .unwrap_err()
+                .to_string(),
+            "cannot reverse seq 2: it was already reversed at seq 3"
+        );
+    }
+
+    #[test]
+    fn the_same_command_includes_date_and_tags() {
+        let mut first = deposit("a", "5");
+        first.id = Some("k");
+        first.date = Day::parse("2026-10-01");
+        first.tags = vec![("order", "A-1")];
+        let state = given(&[create("a", None), first.clone()]);
+        let mut stored = event(
+            2,
+            Change::MoneyDeposited {
+                account: "a".into(),
+                amount: Decimal::new(Amount(500), 2),
+            },
+        );
+        stored.id = Some("k".into());
+        stored.date = first.date;
+        stored.tags = vec![("order".into(), "A-1".into())];
+        assert_eq!(is_same_command(&state, &stored, &first), Ok(true));
+        let mut other = first.clone();
+        other.date = Day::parse("2026-10-02");
+        assert_eq!(is_same_command(&state, &stored, &other), Ok(false));
+        let mut other = first.clone();
+        other.tags = vec![("order", "A-2")];
+        assert_eq!(is_same_command(&state, &stored, &other), Ok(false));
+    }
 }

@@ -421,7 +421,62 @@ mod tests {
         assert!(At::parse_bound("2026-11-26T10:00:00", true).is_err());
     }
 
+    fn day(text: &str) -> Day {
+        Day::parse(text).unwrap()
+    }
+
+    #[test]
+    fn days_parse_strictly_and_print_back() {
+        assert_eq!(day("2026-11-26").to_string(), "2026-11-26");
+        assert_eq!(day("2024-02-29").next().to_string(), "2024-03-01");
+        for bad in [
+            "2026-02-29",
+            "2026-13-01",
+            "2026-1-01",
+            "26-11-2026",
+            "0000-01-01",
+            "2026-11-26 ",
+            "2026/11/26",
+        ] {
+            assert_eq!(Day::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_event_day_depends_on_the_zone() {
+        let at = At::parse_canonical("2026-11-26T23:30:00.000000Z").unwrap();
+        let paris = Zone::named("Europe/Paris").unwrap();
+        let la = Zone::named("America/Los_Angeles").unwrap();
+        assert_eq!(Zone::utc().day_of(at), day("2026-11-26"));
+        assert_eq!(paris.day_of(at), day("2026-11-27"));
+        assert_eq!(la.day_of(at), day("2026-11-26"));
+        // Paris leaves summer time at 01:00Z on 2026-10-25: 23:30Z the
+        // evening before is already the 25th there (UTC+2).
+        let before = At::parse_canonical("2026-10-24T22:30:00.000000Z").unwrap();
+        assert_eq!(paris.day_of(before), day("2026-10-25"));
+        assert_eq!(
+            paris.start_of(day("2026-10-25")).to_string(),
+            "2026-10-24T22:00:00.000000Z"
+        );
+        assert_eq!(
+            paris.start_of(day("2026-10-26")).to_string(),
+            "2026-10-25T23:00:00.000000Z"
+        );
+        assert_eq!(la.show(at), "2026-11-26 15:30:00");
+        assert!(Zone::named("Mars/Olympus").is_none());
+    }
+
     proptest! {
+        #[test]
+        fn days_agree_with_jiff(days in -719_162i32..2_932_896) {
+            let d = Day::from_days(days);
+            let theirs = jiff::civil::date(1970, 1, 1)
+                .checked_add(jiff::Span::new().days(i64::from(days)))
+                .unwrap();
+            prop_assert_eq!(d.to_string(), theirs.to_string());
+            prop_assert_eq!(Day::parse(&d.to_string()), Some(d));
+        }
+
         #[test]
         fn display_agrees_with_jiff(micros in 0i64..253_402_300_799_999_999) {
             let ours = At(micros).to_string();

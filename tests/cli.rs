@@ -6,6 +6,7 @@ mod checkpoint;
 mod commands;
 mod common;
 mod concurrency;
+mod dates;
 mod faults;
 mod fixtures;
 mod follow;

@@ -1,12 +1,14 @@
-//! Property test: random command sequences, run through the real journal
-//! layer (lock, append, fsync, replay), against a tiny reference model.
-//! Replay must equal the model, money must be conserved, and no balance may
-//! ever be negative.
+//! Property test: random command sequences (with book dates, tags and
+//! reversals), run through the real journal layer (lock, append, fsync,
+//! replay), against a tiny reference model. Replay must equal the model,
+//! money must be conserved, no balance may ever be negative in journal
+//! order, each movement is reversed at most once, and balances by day must
+//! equal the model's fold of the events dated on or before the day.
 
 use std::collections::BTreeMap;
 
 use ledger::cmd::{ReplayFrom, replay};
-use ledger::domain::{Command, Rejection, Request};
+use ledger::domain::{Command, Rejection, Request, Target};
 use ledger::journal::{Outcome, WriteError, Writer};
 use ledger::money::Decimal;
 use proptest::prelude::*;
@@ -20,6 +22,16 @@ enum Op {
     Withdraw(usize, u32),
     Transfer(usize, usize, u32),
     Close(usize),
+    /// Reverse the n-th movement recorded so far (modulo their number).
+    Reverse(usize),
+}
+
+/// An op with the book date (a day of October 2026) it is written with.
+#[derive(Debug, Clone)]
+struct Dated {
+    op: Op,
+    day: Option<u8>,
+    tag: bool,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -31,7 +43,27 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (acct.clone(), cents.clone()).prop_map(|(a, c)| Op::Withdraw(a, c)),
         4 => (acct.clone(), acct.clone(), cents).prop_map(|(a, b, c)| Op::Transfer(a, b, c)),
         1 => acct.prop_map(Op::Close),
+        2 => (0usize..64).prop_map(Op::Reverse),
     ]
+}
+
+fn dated() -> impl Strategy<Value = Dated> {
+    (op(), proptest::option::of(1u8..=31), any::<bool>()).prop_map(|(op, day, tag)| Dated {
+        op,
+        day,
+        tag,
+    })
+}
+
+/// A money movement the model has recorded.
+#[derive(Debug, Clone)]
+struct Movement {
+    /// (account, signed cents) it moved.
+    effects: Vec<(&'static str, i128)>,
+    /// Its day of October, or `None` for the day it was recorded (November).
+    day: Option<u8>,
+    reversal: bool,
+    reversed: bool,
 }
 
 /// The reference model: balances in cents, and which accounts are closed.
@@ -41,11 +73,82 @@ struct Model {
     closed: Vec<&'static str>,
     deposited: i128,
     withdrawn: i128,
+    /// Seqs of the movements, in order, with what they did.
+    movements: Vec<(u64, Movement)>,
+    seq: u64,
 }
 
 impl Model {
     fn open(&self, a: &'static str) -> bool {
         self.balances.contains_key(a) && !self.closed.contains(&a)
+    }
+
+    /// Applies `op` if the rules allow it; says whether they did, and
+    /// records it.
+    fn record(&mut self, dated: &Dated) -> bool {
+        let before = self.balances.clone();
+        let reversing = match dated.op {
+            Op::Reverse(n) if !self.movements.is_empty() => Some(n % self.movements.len()),
+            _ => None,
+        };
+        let ok = match reversing {
+            Some(i) => self.reverse(i),
+            None => self.apply(&dated.op),
+        };
+        if !ok {
+            return false;
+        }
+        self.seq += 1;
+        let effects: Vec<(&'static str, i128)> = self
+            .balances
+            .iter()
+            .map(|(a, b)| (*a, b - before.get(a).copied().unwrap_or(0)))
+            .filter(|(_, d)| *d != 0)
+            .collect();
+        if !effects.is_empty() {
+            if let Some(i) = reversing {
+                self.movements[i].1.reversed = true;
+            }
+            let movement = Movement {
+                effects,
+                day: dated.day,
+                reversal: reversing.is_some(),
+                reversed: false,
+            };
+            self.movements.push((self.seq, movement));
+        }
+        true
+    }
+
+    /// The mirror of the i-th movement, if the rules allow it.
+    fn reverse(&mut self, i: usize) -> bool {
+        let m = &self.movements[i].1;
+        if m.reversal || m.reversed {
+            return false;
+        }
+        let op = match m.effects.as_slice() {
+            [(a, d)] if *d > 0 => Op::Withdraw(index(a), *d as u32),
+            [(a, d)] => Op::Deposit(index(a), (-*d) as u32),
+            // The mirror moves the money back: from the credited account.
+            [(a, da), (b, _)] if *da < 0 => Op::Transfer(index(b), index(a), (-*da) as u32),
+            [(a, da), (b, _)] => Op::Transfer(index(a), index(b), *da as u32),
+            _ => return false,
+        };
+        self.apply(&op)
+    }
+
+    /// Balances by day: per account with a movement on or before October
+    /// `day`, the sum of those movements.
+    fn by_day(&self, day: u8) -> BTreeMap<&'static str, i128> {
+        let mut sums = BTreeMap::new();
+        for (_, m) in &self.movements {
+            if m.day.is_some_and(|d| d <= day) {
+                for (a, d) in &m.effects {
+                    *sums.entry(*a).or_insert(0) += d;
+                }
+            }
+        }
+        sums
     }
 
     /// Applies `op` if the rules allow it; says whether they did.
@@ -89,17 +192,30 @@ impl Model {
                 }
                 self.closed.push(a);
             }
+            Op::Reverse(_) => return false,
         }
         true
     }
+}
+
+fn index(account: &str) -> usize {
+    ACCOUNTS.iter().position(|a| *a == account).unwrap_or(0)
 }
 
 fn cents(c: u32) -> Decimal {
     Decimal::parse_positive(&format!("{}.{:02}", c / 100, c % 100)).unwrap()
 }
 
-fn request(op: &Op) -> Request<'static> {
-    let command = match *op {
+fn request(dated: &Dated, model: &Model) -> Request<'static> {
+    let command = match dated.op {
+        Op::Reverse(n) => Command::Reverse {
+            // Seq 1 is never a movement: the refusal the model expects.
+            target: Target::Seq(match model.movements.len() {
+                0 => 1,
+                len => model.movements[n % len].0,
+            }),
+            original: None,
+        },
         Op::Create(a) => Command::Create {
             account: ACCOUNTS[a],
             owner: None,
@@ -123,22 +239,30 @@ fn request(op: &Op) -> Request<'static> {
             account: ACCOUNTS[a],
         },
     };
-    crate::common::request(command)
+    let mut request = crate::common::request(command);
+    request.date = dated
+        .day
+        .and_then(|d| ledger::time::Day::parse(&format!("2026-10-{d:02}")));
+    if dated.tag {
+        request.tags = vec![("source", "prop")];
+    }
+    request
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     #[test]
-    fn replay_matches_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+    fn replay_matches_the_model(ops in proptest::collection::vec(dated(), 1..60)) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.jsonl");
         let mut model = Model::default();
         for op in &ops {
-            let expected = model.apply(op);
+            let request = request(op, &model);
+            let expected = model.record(op);
             let mut writer = Writer::open(&path).unwrap();
             let before = std::fs::read(&path).unwrap_or_default();
-            let outcome = writer.apply(&request(op));
+            let outcome = writer.apply(&request);
             match outcome {
                 Ok(Outcome::Appended(_)) => {
                     prop_assert!(expected, "{:?} was accepted; the model refuses it", op);
@@ -169,6 +293,28 @@ proptest! {
             prop_assert_eq!(unit.held.0, total);
             prop_assert_eq!(unit.deposited.0, model.deposited);
             prop_assert_eq!(unit.withdrawn.0, model.withdrawn);
+        }
+        for (seq, m) in &model.movements {
+            prop_assert_eq!(state.reversed_by(*seq).is_some(), m.reversed, "seq {}", seq);
+        }
+        if path.exists() {
+            let env = crate::common::TestEnv { dir, journal: path };
+            let day = 15;
+            let shown = env.ok(&format!("balance --as-of 2026-10-{day} --json"));
+            let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+            let by_day: BTreeMap<&str, String> = model
+                .by_day(day)
+                .into_iter()
+                .map(|(a, c)| (a, ledger::money::Amount(c).display(2).to_string()))
+                .collect();
+            let listed: BTreeMap<&str, String> = shown["accounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| (a["account"].as_str().unwrap(), a["balance"].as_str().unwrap().to_owned()))
+                .filter(|(a, b)| by_day.contains_key(a) || b != "0.00")
+                .collect();
+            prop_assert_eq!(listed, by_day);
         }
     }
 }
