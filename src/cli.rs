@@ -219,7 +219,9 @@ pub struct MoveArgs {
     #[arg(value_parser = account)]
     pub account: String,
     /// How much: digits, optionally a point and up to the account's decimals.
-    #[arg(value_parser = amount, allow_hyphen_values = true)]
+    // Negative numbers, not every word with a hyphen: `-5` reaches the
+    // amount's own message, `--ammount` is an unknown option.
+    #[arg(value_parser = amount, allow_negative_numbers = true)]
     pub amount: Decimal,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -236,7 +238,7 @@ pub struct TransferArgs {
     #[arg(value_parser = account)]
     pub to: String,
     /// How much.
-    #[arg(value_parser = amount, allow_hyphen_values = true)]
+    #[arg(value_parser = amount, allow_negative_numbers = true)]
     pub amount: Decimal,
     #[command(flatten)]
     #[allow(missing_docs)]

@@ -24,8 +24,9 @@ fn main() -> ExitCode {
                     let _ = e.print();
                 }
                 // A usage error is one sentence, control characters shown
-                // escaped; clap's usage block and tips would follow it.
-                _ => eprintln!("{}", ledger::error::one_line(&e.render().to_string())),
+                // escaped, with clap's suggestion; its usage block and tips
+                // would follow it.
+                _ => eprintln!("{}", ledger::error::clap_one_line(&e)),
             }
             return ExitCode::from(code);
         }

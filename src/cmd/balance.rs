@@ -4,7 +4,6 @@ use std::io::{self, Write};
 
 use crate::cli::BalanceArgs;
 use crate::cmd::{Context, ReplayFrom, replay};
-use crate::domain::Rejection;
 use crate::error::Error;
 use crate::output;
 
@@ -13,7 +12,7 @@ pub fn run(ctx: &Context, args: &BalanceArgs) -> Result<(), Error> {
     let state = replay(&ctx.path, args.as_of, ReplayFrom::Checkpoint, |_, _| Ok(()))?;
     let names: Vec<&str> = args.accounts.iter().map(String::as_str).collect();
     if let Some(missing) = names.iter().find(|n| state.account(n).is_none()) {
-        return Err(Rejection::UnknownAccount((*missing).to_owned()).into());
+        return Err(state.unknown_account(missing).into());
     }
     let mut out = io::stdout().lock();
     output::balances(&mut out, ctx.format, &state, &names)?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::cli::{Format, HistoryArgs};
 use crate::cmd::{Context, ReplayFrom, replay, torn_warning};
-use crate::domain::{Rejection, State};
+use crate::domain::State;
 use crate::error::Error;
 use crate::follow::{Consumer, Follower};
 use crate::journal::scan::{Entry, Torn};
@@ -77,7 +77,7 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     if let Some(name) = account
         && state.account(name).is_none()
     {
-        return Err(Rejection::UnknownAccount(name.to_owned()).into());
+        return Err(state.unknown_account(name).into());
     }
     if ctx.format == Format::Table {
         let mut header = vec!["SEQ", "AT", "EVENT"];
@@ -273,7 +273,7 @@ impl Consumer for Printer<'_> {
                 // No row can have been selected: drop the CSV header too,
                 // so that nothing is printed, as without --follow.
                 self.buf.clear();
-                return Err(Rejection::UnknownAccount(name.to_owned()).into());
+                return Err(state.unknown_account(name).into());
             }
             for row in self.held.take().into_iter().flatten() {
                 self.write(row);
