@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::input::{self, InputError};
 use crate::journal::line::LineHash;
@@ -16,7 +16,13 @@ use crate::time::{At, TimeError};
 /// Every write becomes events appended to a journal (JSON Lines, SHA-256
 /// hash chain); every read replays it.
 #[derive(Debug, Parser)]
-#[command(name = "ledger", version, max_term_width = 100)]
+// The description follows the version so that `ledger --version` tells this
+// ledger from ledger-cli, which also installs a `ledger`.
+#[command(
+    name = "ledger",
+    version = concat!(env!("CARGO_PKG_VERSION"), " — an exact, append-only money ledger (event sourcing)"),
+    max_term_width = 100
+)]
 #[command(after_help = "Examples:
   ledger create acct1 --owner alice
   ledger deposit acct1 50
@@ -44,10 +50,39 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// Parses the process's arguments with [`command`].
+    pub fn parse_args() -> Result<Cli, clap::Error> {
+        command()
+            .try_get_matches()
+            .and_then(|mut m| Cli::from_arg_matches_mut(&mut m))
+    }
+
     /// The output format, with `--json` taken into account.
     pub fn output_format(&self) -> Format {
         if self.json { Format::Json } else { self.format }
     }
+}
+
+/// The command line's definition, with the global options shown once, in
+/// `ledger --help`: clap copies them into every subcommand, whose help would
+/// otherwise repeat them.
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let globals: Vec<clap::Id> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .map(|a| a.get_id().clone())
+        .collect();
+    cmd.mut_subcommands(|sub| {
+        sub.mut_args(|a| {
+            if globals.contains(a.get_id()) {
+                a.hide(true)
+            } else {
+                a
+            }
+        })
+    })
 }
 
 /// How results are printed.
@@ -421,6 +456,7 @@ mod tests {
     #[test]
     fn definition_is_consistent() {
         Cli::command().debug_assert();
+        command().debug_assert();
     }
 
     #[test]
