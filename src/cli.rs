@@ -131,12 +131,12 @@ pub enum Command {
     /// contiguity, time order, the SHA-256 prev chain, batch counts, and that
     /// every event obeyed the rules when it was appended. Prints the events,
     /// accounts, totals per currency and the head (seq and hash): record the
-    /// head, and a later `verify --expect-head HASH` proves history was only
+    /// head, and a later `verify --expect-head HEAD` proves history was only
     /// appended to since.
     #[command(after_help = "Examples:
   ledger verify
   ledger verify --quiet > head.txt
-  ledger verify --expect-head \"$(cut -d' ' -f2 head.txt)\"")]
+  ledger verify --expect-head \"$(cat head.txt)\"")]
     Verify(VerifyArgs),
     /// Print a shell completion script.
     #[command(after_help = "Example:
@@ -320,10 +320,11 @@ pub struct BatchLine {
 /// `verify`.
 #[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
-    /// Also fail unless this SHA-256 (64 hex digits) is the hash of the last
-    /// line or of an earlier one.
-    #[arg(long, value_name = "HASH", value_parser = head_hash)]
-    pub expect_head: Option<LineHash>,
+    /// Also fail unless this head, recorded earlier, is still in the
+    /// journal: `SEQ HASH` as --quiet prints it (the line holding that seq
+    /// must have that hash), or a bare SHA-256 (64 hex digits) of any line.
+    #[arg(long, value_name = "HEAD", value_parser = anchor)]
+    pub expect_head: Option<Anchor>,
     /// Print only `SEQ HASH` of the head.
     #[arg(long, short)]
     pub quiet: bool,
@@ -435,9 +436,33 @@ fn as_of(s: &str) -> Result<AsOf, TimeError> {
     At::parse_bound(s, true).map(AsOf::At)
 }
 
-fn head_hash(s: &str) -> Result<LineHash, String> {
-    LineHash::from_hex(&s.to_ascii_lowercase())
-        .ok_or_else(|| format!("'{s}' is not a SHA-256 hash (64 hex digits)"))
+/// A head recorded earlier, for `verify --expect-head`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchor {
+    /// The seq of the line it names, when given (`SEQ HASH`, as `verify
+    /// --quiet` prints it; 0 is the header, or an empty file).
+    pub seq: Option<u64>,
+    /// The line's hash.
+    pub hash: LineHash,
+}
+
+/// The one reading of an anchor: `SEQ HASH` (what `verify --quiet` prints,
+/// passed back as one argument) or a bare hash.
+fn anchor(s: &str) -> Result<Anchor, String> {
+    let bad = || {
+        format!(
+            "'{s}' is not a head: give SEQ HASH as `verify --quiet` prints it, or a SHA-256 hash (64 hex digits)"
+        )
+    };
+    let (seq, hex) = match s.split_once(' ') {
+        Some((seq, hex)) if !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()) => {
+            (Some(seq.parse().map_err(|_| bad())?), hex)
+        }
+        Some(_) => return Err(bad()),
+        None => (None, s),
+    };
+    let hash = LineHash::from_hex(&hex.to_ascii_lowercase()).ok_or_else(bad)?;
+    Ok(Anchor { seq, hash })
 }
 
 fn since(s: &str) -> Result<At, TimeError> {
@@ -469,5 +494,34 @@ mod tests {
             ))
         );
         assert!(as_of("tomorrow").is_err());
+    }
+
+    #[test]
+    fn an_anchor_is_seq_and_hash_or_a_bare_hash() {
+        let hex = "ab".repeat(32);
+        let hash = LineHash::from_hex(&hex).unwrap();
+        assert_eq!(
+            anchor(&format!("12 {hex}")),
+            Ok(Anchor {
+                seq: Some(12),
+                hash
+            })
+        );
+        assert_eq!(
+            anchor(&hex.to_ascii_uppercase()),
+            Ok(Anchor { seq: None, hash })
+        );
+        for bad in [
+            format!("x {hex}"),
+            format!("-1 {hex}"),
+            format!("+1 {hex}"),
+            format!(" {hex}"),
+            format!("1  {hex}"),
+            format!("1 {hex} "),
+            format!("99999999999999999999 {hex}"),
+            "12".to_owned(),
+        ] {
+            assert!(anchor(&bad).is_err(), "{bad:?}");
+        }
     }
 }
