@@ -9,6 +9,7 @@ use crate::cli::Format;
 use crate::domain::{Account, State, Unit};
 use crate::event::{Change, Event};
 use crate::money::Amount;
+use crate::time::At;
 
 /// A money value with its currency, for people: `50.00 EUR`, `50.00`.
 pub fn money(amount: Amount, unit: &Unit) -> String {
@@ -16,6 +17,19 @@ pub fn money(amount: Amount, unit: &Unit) -> String {
         Some(code) => format!("{} {code}", amount.display(unit.decimals)),
         None => amount.display(unit.decimals).to_string(),
     }
+}
+
+/// An event's `at` in a table: date and time to the second, UTC
+/// (`2026-11-26 10:00:00`). Microseconds stay in JSON and CSV, which keep the
+/// stored `at`.
+pub fn table_time(at: At) -> String {
+    let canonical = at.canonical();
+    let (date, time) = (&canonical[..10], &canonical[11..19]);
+    format!(
+        "{} {}",
+        String::from_utf8_lossy(date),
+        String::from_utf8_lossy(time)
+    )
 }
 
 /// Prints rows as aligned columns; `right` marks the columns to right-align.
@@ -323,5 +337,16 @@ pub fn describe(event: &Event<'_>) -> String {
             format!("transfer {amount} from {from} to {to}")
         }
         Change::AccountClosed { account } => format!("close {account}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_time_is_to_the_second() {
+        let at = At::parse_canonical("2026-11-26T10:00:59.999999Z");
+        assert_eq!(at.map(table_time).as_deref(), Some("2026-11-26 10:00:59"));
     }
 }

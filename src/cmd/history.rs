@@ -311,7 +311,7 @@ fn output_closed(out: &io::Stdout) -> bool {
 
 /// One event as a line of its own, for a table that streams: its columns
 /// cannot be aligned with events that have not happened yet.
-/// `     5  2026-11-26T10:00:00.000000Z  deposit 5.00 to acct1  balance 15.00  memo rent  id pay-17`
+/// `    5  2026-11-26 10:00:00  deposit 5.00 to acct1  balance 15.00  memo rent  id pay-17`
 fn stream_line(out: &mut impl Write, cells: &[String], balance: bool) -> io::Result<()> {
     let cell = |i: usize| cells.get(i).map_or("", String::as_str);
     write!(out, "{:>5}  {}  {}", cell(0), cell(1), cell(2))?;
@@ -351,7 +351,7 @@ fn render(format: Format, after: &State, entry: &Entry<'_>, account: Option<&str
         Format::Table => {
             let mut cells = vec![
                 event.seq.to_string(),
-                event.at.to_string(),
+                output::table_time(event.at),
                 output::describe(event),
             ];
             cells.extend(balance);
