@@ -7,6 +7,7 @@ mod commands;
 mod common;
 mod concurrency;
 mod faults;
+mod first_hour;
 mod fixtures;
 mod follow;
 mod journal;
