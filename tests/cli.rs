@@ -12,6 +12,7 @@ mod fixtures;
 mod follow;
 mod journal;
 mod props;
+mod readme;
 mod recovery;
 mod rejections;
 mod verify;
