@@ -104,7 +104,11 @@ fn run(steps: &[Step]) -> Vec<Vec<String>> {
         .split(&format!("\n{MARK}\n"))
         .map(|chunk| chunk.lines().map(str::to_owned).collect())
         .collect();
-    assert_eq!(outputs.len(), steps.len() + 1, "the session ended early: {text}");
+    assert_eq!(
+        outputs.len(),
+        steps.len() + 1,
+        "the session ended early: {text}"
+    );
     outputs
 }
 
