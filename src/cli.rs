@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::input::{self, InputError};
 use crate::journal::line::LineHash;
@@ -16,7 +16,13 @@ use crate::time::{At, Day, TimeError, Zone};
 /// Every write becomes events appended to a journal (JSON Lines, SHA-256
 /// hash chain); every read replays it.
 #[derive(Debug, Parser)]
-#[command(name = "ledger", version, max_term_width = 100)]
+// The description follows the version so that `ledger --version` tells this
+// ledger from ledger-cli, which also installs a `ledger`.
+#[command(
+    name = "ledger",
+    version = concat!(env!("CARGO_PKG_VERSION"), " — an exact, append-only money ledger (event sourcing)"),
+    max_term_width = 100
+)]
 #[command(after_help = "Examples:
   ledger create acct1 --owner alice
   ledger deposit acct1 50
@@ -49,10 +55,39 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// Parses the process's arguments with [`command`].
+    pub fn parse_args() -> Result<Cli, clap::Error> {
+        command()
+            .try_get_matches()
+            .and_then(|mut m| Cli::from_arg_matches_mut(&mut m))
+    }
+
     /// The output format, with `--json` taken into account.
     pub fn output_format(&self) -> Format {
         if self.json { Format::Json } else { self.format }
     }
+}
+
+/// The command line's definition, with the global options shown once, in
+/// `ledger --help`: clap copies them into every subcommand, whose help would
+/// otherwise repeat them.
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let globals: Vec<clap::Id> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .map(|a| a.get_id().clone())
+        .collect();
+    cmd.mut_subcommands(|sub| {
+        sub.mut_args(|a| {
+            if globals.contains(a.get_id()) {
+                a.hide(true)
+            } else {
+                a
+            }
+        })
+    })
 }
 
 /// How results are printed.
@@ -101,12 +136,12 @@ pub enum Command {
     /// contiguity, time order, the SHA-256 prev chain, batch counts, and that
     /// every event obeyed the rules when it was appended. Prints the events,
     /// accounts, totals per currency and the head (seq and hash): record the
-    /// head, and a later `verify --expect-head HASH` proves history was only
+    /// head, and a later `verify --expect-head HEAD` proves history was only
     /// appended to since.
     #[command(after_help = "Examples:
   ledger verify
   ledger verify --quiet > head.txt
-  ledger verify --expect-head \"$(cut -d' ' -f2 head.txt)\"")]
+  ledger verify --expect-head \"$(cat head.txt)\"")]
     Verify(VerifyArgs),
     /// Print a shell completion script.
     #[command(after_help = "Example:
@@ -281,7 +316,9 @@ pub struct MoveArgs {
     #[arg(value_parser = account)]
     pub account: String,
     /// How much: digits, optionally a point and up to the account's decimals.
-    #[arg(value_parser = amount, allow_hyphen_values = true)]
+    // Negative numbers, not every word with a hyphen: `-5` reaches the
+    // amount's own message, `--ammount` is an unknown option.
+    #[arg(value_parser = amount, allow_negative_numbers = true)]
     pub amount: Decimal,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -298,7 +335,7 @@ pub struct TransferArgs {
     #[arg(value_parser = account)]
     pub to: String,
     /// How much.
-    #[arg(value_parser = amount, allow_hyphen_values = true)]
+    #[arg(value_parser = amount, allow_negative_numbers = true)]
     pub amount: Decimal,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -345,10 +382,11 @@ pub struct BatchLine {
 /// `verify`.
 #[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
-    /// Also fail unless this SHA-256 (64 hex digits) is the hash of the last
-    /// line or of an earlier one.
-    #[arg(long, value_name = "HASH", value_parser = head_hash)]
-    pub expect_head: Option<LineHash>,
+    /// Also fail unless this head, recorded earlier, is still in the
+    /// journal: `SEQ HASH` as --quiet prints it (the line holding that seq
+    /// must have that hash), or a bare SHA-256 (64 hex digits) of any line.
+    #[arg(long, value_name = "HEAD", value_parser = anchor)]
+    pub expect_head: Option<Anchor>,
     /// Print only `SEQ HASH` of the head.
     #[arg(long, short)]
     pub quiet: bool,
@@ -578,9 +616,33 @@ fn zone(s: &str) -> Result<Zone, String> {
     })
 }
 
-fn head_hash(s: &str) -> Result<LineHash, String> {
-    LineHash::from_hex(&s.to_ascii_lowercase())
-        .ok_or_else(|| format!("'{s}' is not a SHA-256 hash (64 hex digits)"))
+/// A head recorded earlier, for `verify --expect-head`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchor {
+    /// The seq of the line it names, when given (`SEQ HASH`, as `verify
+    /// --quiet` prints it; 0 is the header, or an empty file).
+    pub seq: Option<u64>,
+    /// The line's hash.
+    pub hash: LineHash,
+}
+
+/// The one reading of an anchor: `SEQ HASH` (what `verify --quiet` prints,
+/// passed back as one argument) or a bare hash.
+fn anchor(s: &str) -> Result<Anchor, String> {
+    let bad = || {
+        format!(
+            "'{s}' is not a head: give SEQ HASH as `verify --quiet` prints it, or a SHA-256 hash (64 hex digits)"
+        )
+    };
+    let (seq, hex) = match s.split_once(' ') {
+        Some((seq, hex)) if !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()) => {
+            (Some(seq.parse().map_err(|_| bad())?), hex)
+        }
+        Some(_) => return Err(bad()),
+        None => (None, s),
+    };
+    let hash = LineHash::from_hex(&hex.to_ascii_lowercase()).ok_or_else(bad)?;
+    Ok(Anchor { seq, hash })
 }
 
 fn since(s: &str) -> Result<Bound, TimeError> {
@@ -599,6 +661,7 @@ mod tests {
     #[test]
     fn definition_is_consistent() {
         Cli::command().debug_assert();
+        command().debug_assert();
     }
 
     #[test]
@@ -629,5 +692,34 @@ mod tests {
         assert!(tag("order").is_err());
         assert!(tag("Order=1").is_err());
         assert_eq!(tag_filter("order").map(|t| t.value), Ok(None));
+    }
+
+    #[test]
+    fn an_anchor_is_seq_and_hash_or_a_bare_hash() {
+        let hex = "ab".repeat(32);
+        let hash = LineHash::from_hex(&hex).unwrap();
+        assert_eq!(
+            anchor(&format!("12 {hex}")),
+            Ok(Anchor {
+                seq: Some(12),
+                hash
+            })
+        );
+        assert_eq!(
+            anchor(&hex.to_ascii_uppercase()),
+            Ok(Anchor { seq: None, hash })
+        );
+        for bad in [
+            format!("x {hex}"),
+            format!("-1 {hex}"),
+            format!("+1 {hex}"),
+            format!(" {hex}"),
+            format!("1  {hex}"),
+            format!("1 {hex} "),
+            format!("99999999999999999999 {hex}"),
+            "12".to_owned(),
+        ] {
+            assert!(anchor(&bad).is_err(), "{bad:?}");
+        }
     }
 }

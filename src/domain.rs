@@ -68,6 +68,13 @@ impl State {
         self.accounts.get(name)
     }
 
+    /// The refusal of `name`, which is no account here, suggesting the
+    /// names it may be a typo of.
+    pub fn unknown_account(&self, name: &str) -> Rejection {
+        let similar = crate::suggest::similar(name, self.accounts().map(|(n, _)| n));
+        Rejection::UnknownAccount(name.to_owned(), similar)
+    }
+
     /// Every account, in no particular order.
     pub fn accounts(&self) -> impl Iterator<Item = (&str, &Account)> {
         self.accounts.iter().map(|(k, v)| (&**k, v))
@@ -367,9 +374,9 @@ pub enum Rejection {
         /// What is wrong with it.
         source: AmountError,
     },
-    /// No account of that name.
-    #[error("unknown account {0}")]
-    UnknownAccount(String),
+    /// No account of that name; then the names it may be a typo of.
+    #[error("unknown account {0}{similar}", similar = crate::suggest::did_you_mean(.1))]
+    UnknownAccount(String, Vec<String>),
     /// `create` of a name already taken.
     #[error("account {0} already exists")]
     DuplicateAccount(String),
@@ -907,7 +914,7 @@ pub fn unit_name(unit: &Unit) -> String {
 fn open_account<'s>(state: &'s State, name: &str) -> Result<(&'s Account, &'s Unit), Rejection> {
     let acct = state
         .account(name)
-        .ok_or_else(|| Rejection::UnknownAccount(name.to_owned()))?;
+        .ok_or_else(|| state.unknown_account(name))?;
     if acct.closed {
         return Err(Rejection::Closed(name.to_owned()));
     }
@@ -1071,7 +1078,7 @@ mod tests {
             Err(Rejection::CurrencyMismatch { .. })
         ));
         assert!(matches!(t("a", "a"), Err(Rejection::SelfTransfer(_))));
-        assert!(matches!(t("a", "zz"), Err(Rejection::UnknownAccount(_))));
+        assert!(matches!(t("a", "zz"), Err(Rejection::UnknownAccount(..))));
         assert!(matches!(
             t("b", "a"),
             Err(Rejection::InsufficientFunds { .. })

@@ -58,6 +58,33 @@ pub fn one_line(message: &str) -> String {
     escape_controls(&first.replace("\n  ", " "))
 }
 
+/// A clap error as one line, `error: …`, keeping what clap suggests
+/// instead of a mistyped subcommand, option or value (its tips, which
+/// [`one_line`] drops, say it on lines of their own).
+pub fn clap_one_line(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let mut line = one_line(&e.render().to_string());
+    let suggested = [
+        ContextKind::SuggestedSubcommand,
+        ContextKind::SuggestedArg,
+        ContextKind::SuggestedValue,
+    ]
+    .into_iter()
+    .find_map(|kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(vec![s.clone()]),
+        Some(ContextValue::Strings(v)) if !v.is_empty() => Some(v.clone()),
+        _ => None,
+    });
+    if let Some(names) = suggested {
+        let quoted: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+        line.push_str(&escape_controls(&format!(
+            " (did you mean {}?)",
+            crate::suggest::either(&quoted)
+        )));
+    }
+    line
+}
+
 /// `message` with control characters shown escaped, so that it stays one
 /// line and cannot drive the terminal, and at most [`MAX_MESSAGE`]
 /// characters long: messages quote what was typed, and a megabyte pasted
@@ -166,7 +193,7 @@ mod tests {
 
     #[test]
     fn codes_follow_the_contract() {
-        let rejected = Error::Rejected(Rejection::UnknownAccount("a".into()));
+        let rejected = Error::Rejected(Rejection::UnknownAccount("a".into(), Vec::new()));
         assert_eq!(rejected.exit_code(), 1);
         assert_eq!(Error::from(InputError::Account("!".into())).exit_code(), 2);
         let corrupt = Error::Journal(JournalError::Corrupt {

@@ -18,6 +18,7 @@ pub mod input;
 pub mod journal;
 pub mod money;
 pub mod output;
+pub mod suggest;
 pub mod time;
 
 /// Runs a parsed command line.

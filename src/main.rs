@@ -2,15 +2,13 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 // Batch parsing allocates per word and per argument; mimalloc's thread-local
 // free lists roughly halve that cost compared with glibc's allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = match ledger::cli::Cli::try_parse() {
+    let cli = match ledger::cli::Cli::parse_args() {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -24,8 +22,9 @@ fn main() -> ExitCode {
                     let _ = e.print();
                 }
                 // A usage error is one sentence, control characters shown
-                // escaped; clap's usage block and tips would follow it.
-                _ => eprintln!("{}", ledger::error::one_line(&e.render().to_string())),
+                // escaped, with clap's suggestion; its usage block and tips
+                // would follow it.
+                _ => eprintln!("{}", ledger::error::clap_one_line(&e)),
             }
             return ExitCode::from(code);
         }

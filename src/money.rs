@@ -14,9 +14,7 @@ pub const MAX_DECIMALS: u8 = 18;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AmountError {
     /// Not of the form `digits[.digits]`.
-    #[error(
-        "'{0}' is not an amount: use digits with an optional point and decimals, like 50 or 50.25"
-    )]
+    #[error("'{0}' is not an amount: {hint}", hint = malformed_hint(.0))]
     Malformed(String),
     /// Zero is not a movement of money.
     #[error("the amount must be greater than zero, got '{0}'")]
@@ -32,6 +30,65 @@ pub enum AmountError {
         /// The account's decimals.
         decimals: u8,
     },
+}
+
+/// What to write instead of `text`, which is not an amount: the amount it
+/// most likely means, when one of the usual habits (a sign, a currency,
+/// grouping, a decimal comma) explains it. Computed only when the message
+/// is shown.
+fn malformed_hint(text: &str) -> String {
+    let valid = |s: &str| Decimal::parse(s).is_ok();
+    let text = text.trim();
+    if text.strip_prefix('-').is_some_and(valid) {
+        return "amounts are positive; to take money out use withdraw".into();
+    }
+    if let Some(number) = text.strip_prefix('+').filter(|n| valid(n)) {
+        return format!("amounts have no sign: write {number}");
+    }
+    if let Some(number) = without_currency(text).filter(|n| valid(n)) {
+        return format!("the currency belongs to the account: write {number}");
+    }
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    let groups: Vec<&str> = int.split(GROUPING).collect();
+    if let [first, rest @ ..] = groups.as_slice()
+        && !rest.is_empty()
+        && (1..=3).contains(&first.len())
+        && rest.iter().all(|g| g.len() == 3)
+    {
+        let number = if text.contains('.') {
+            format!("{}.{frac}", groups.concat())
+        } else {
+            groups.concat()
+        };
+        if valid(&number) {
+            return format!("no grouping separators: write {number}");
+        }
+    }
+    if let Some((int, frac)) = text.split_once(',')
+        && valid(&format!("{int}.{frac}"))
+    {
+        return format!("the decimal mark is a point: write {int}.{frac}");
+    }
+    "use digits with an optional point and decimals, like 50 or 50.25".into()
+}
+
+/// Characters people group thousands with: `1,000`, `1 000`, `1'000`, `1_000`.
+const GROUPING: [char; 4] = [',', ' ', '\'', '_'];
+
+/// `text` without a currency symbol or code before or after it (`€5`,
+/// `5 EUR`, `$ 5`); `None` if it has none.
+fn without_currency(text: &str) -> Option<&str> {
+    let is_affix = |a: &str| {
+        let a = a.trim();
+        a.is_empty()
+            || (a.chars().count() == 1 && a.chars().all(|c| "$€£¥₹₽¢₩₺₪₫฿₴₦".contains(c)))
+            || ((2..=10).contains(&a.len()) && a.bytes().all(|b| b.is_ascii_alphabetic()))
+    };
+    let start = text.find(|c: char| c.is_ascii_digit())?;
+    let end = text.rfind(|c: char| c.is_ascii_digit())? + 1;
+    let (before, number, after) = (&text[..start], &text[start..end], &text[end..]);
+    let has_currency = !(before.trim().is_empty() && after.trim().is_empty());
+    (has_currency && is_affix(before) && is_affix(after)).then_some(number)
 }
 
 /// A non-negative decimal number as written: `units / 10^scale`.
@@ -262,6 +319,34 @@ mod tests {
                 matches!(minor(bad, 2), Err(AmountError::Malformed(_))),
                 "{bad:?} was accepted: {:?}",
                 minor(bad, 2)
+            );
+        }
+    }
+
+    #[test]
+    fn a_malformed_amount_says_what_to_write_instead() {
+        let hint = |text: &str| match Decimal::parse_positive(text) {
+            Err(e @ AmountError::Malformed(_)) => e.to_string(),
+            other => format!("not malformed: {other:?}"),
+        };
+        for (text, expected) in [
+            ("1,000.50", "no grouping separators: write 1000.50"),
+            ("1,000", "no grouping separators: write 1000"),
+            ("5_000", "no grouping separators: write 5000"),
+            ("€5", "the currency belongs to the account: write 5"),
+            ("5 EUR", "the currency belongs to the account: write 5"),
+            ("$5.25", "the currency belongs to the account: write 5.25"),
+            ("-5", "amounts are positive; to take money out use withdraw"),
+            ("+5", "amounts have no sign: write 5"),
+            ("5,50", "the decimal mark is a point: write 5.50"),
+            ("1e3", "use digits with an optional point and decimals"),
+            ("5e", "use digits with an optional point and decimals"),
+            ("", "use digits with an optional point and decimals"),
+        ] {
+            let message = hint(text);
+            assert!(
+                message.starts_with(&format!("'{text}' is not an amount: {expected}")),
+                "{text:?}: {message}"
             );
         }
     }

@@ -463,6 +463,8 @@ mod tests {
             "2026-10-25T23:00:00.000000Z"
         );
         assert_eq!(la.show(at), "2026-11-26 15:30:00");
+        let late = At::parse_canonical("2026-11-26T10:00:59.999999Z").unwrap();
+        assert_eq!(Zone::utc().show(late), "2026-11-26 10:00:59");
         assert!(Zone::named("Mars/Olympus").is_none());
     }
 

@@ -51,7 +51,7 @@ fn unknown_accounts_are_refused() {
         &env,
         1,
         &["balance", "acct2", "--as-of", "1"],
-        "unknown account acct2",
+        "unknown account acct2 (did you mean acct1?)",
     );
 }
 

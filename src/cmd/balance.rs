@@ -6,7 +6,7 @@ use rustc_hash::FxHashMap;
 
 use crate::cli::{AsOf, BalanceArgs};
 use crate::cmd::{Context, ReplayFrom, replay};
-use crate::domain::{Rejection, State};
+use crate::domain::State;
 use crate::error::Error;
 use crate::event::Change;
 use crate::money::Amount;
@@ -44,7 +44,7 @@ pub fn run(ctx: &Context, args: &BalanceArgs) -> Result<(), Error> {
 /// The first of `names` that the ledger has never known.
 fn unknown(state: &State, names: &[&str]) -> Result<(), Error> {
     match names.iter().find(|n| state.account(n).is_none()) {
-        Some(missing) => Err(Rejection::UnknownAccount((*missing).to_owned()).into()),
+        Some(missing) => Err(state.unknown_account(missing).into()),
         None => Ok(()),
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::cli::{Format, HistoryArgs};
 use crate::cmd::{Context, ReplayFrom, replay, torn_warning};
-use crate::domain::{Rejection, State};
+use crate::domain::State;
 use crate::error::Error;
 use crate::event::Event;
 use crate::follow::{Consumer, Follower};
@@ -84,7 +84,7 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     if let Some(name) = account
         && state.account(name).is_none()
     {
-        return Err(Rejection::UnknownAccount(name.to_owned()).into());
+        return Err(state.unknown_account(name).into());
     }
     print_held(ctx, &mut out, held, account.is_some(), &mut emit)?;
     if let Some(header) = csv_header {
@@ -150,7 +150,7 @@ fn by_day(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     if let Some(name) = account
         && state.account(name).is_none()
     {
-        return Err(Rejection::UnknownAccount(name.to_owned()).into());
+        return Err(state.unknown_account(name).into());
     }
     events.sort_unstable_by_key(|(day, seq, _, _)| (*day, *seq));
     let decimals = account
@@ -360,7 +360,7 @@ impl Consumer for Printer<'_> {
                 // No row can have been selected: drop the CSV header too,
                 // so that nothing is printed, as without --follow.
                 self.buf.clear();
-                return Err(Rejection::UnknownAccount(name.to_owned()).into());
+                return Err(state.unknown_account(name).into());
             }
             for row in self.held.take().into_iter().flatten() {
                 self.write(row);
@@ -398,7 +398,7 @@ fn output_closed(out: &io::Stdout) -> bool {
 
 /// One event as a line of its own, for a table that streams: its columns
 /// cannot be aligned with events that have not happened yet.
-/// `     5  2026-11-26T10:00:00.000000Z  deposit 5.00 to acct1  balance 15.00  memo rent  id pay-17`
+/// `    5  2026-11-26 10:00:00  deposit 5.00 to acct1  balance 15.00  memo rent  id pay-17`
 fn stream_line(out: &mut impl Write, cells: &[String], balance: bool) -> io::Result<()> {
     let cell = |i: usize| cells.get(i).map_or("", String::as_str);
     write!(out, "{:>5}  {}  {}", cell(0), cell(1), cell(2))?;

@@ -42,20 +42,31 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         None => {
             let (zone, warning) = Zone::from_environment();
             if let Some(warning) = warning {
-                eprintln!("{warning}");
+                note(&warning);
             }
             zone
         }
     };
+    let named = cli.file.or_else(|| {
+        std::env::var_os("LEDGER_JOURNAL")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
+    let user_named = named.is_some();
     let ctx = Context {
-        path: journal::resolve_path(cli.file.or_else(|| {
-            std::env::var_os("LEDGER_JOURNAL")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        }))?,
+        path: journal::resolve_path(named)?,
         format,
         zone,
     };
+    // A read of a missing journal is an empty ledger (SPEC 2), which hides
+    // a mistyped path; the default location is missing until the first
+    // write, which is no mistake.
+    if user_named
+        && matches!(cli.command, Command::Balance(_) | Command::History(_))
+        && matches!(ctx.path.try_exists(), Ok(false))
+    {
+        note(&format!("note: no journal at {} yet", ctx.path.display()));
+    }
     match cli.command {
         Command::Write(cmd) => write::run(&ctx, &cmd),
         Command::Balance(args) => balance::run(&ctx, &args),
@@ -64,6 +75,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Verify(args) => verify::run(&ctx, &args),
         Command::Completions { .. } => Ok(()),
     }
+}
+
+/// Says `message` on stderr, on one line; a note that cannot be written is
+/// no reason to fail the command.
+pub fn note(message: &str) {
+    let _ = writeln!(io::stderr(), "{}", crate::error::escape_controls(message));
 }
 
 /// Says on stderr that a torn tail is being ignored.

@@ -4,7 +4,9 @@ use std::io::{self, IsTerminal, Write};
 
 use serde::Serialize;
 
-use crate::cli::{Format, VerifyArgs};
+use std::path::Path;
+
+use crate::cli::{Anchor, Format, VerifyArgs};
 use crate::cmd::{Context, warn_torn};
 use crate::domain::{self, State};
 use crate::error::Error;
@@ -22,6 +24,9 @@ struct Report {
     accounts: Accounts,
     totals: Vec<Total>,
     head: HeadJson,
+    /// The seq whose line `--expect-head` matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    anchor_seq: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -51,9 +56,14 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), Error> {
         ReadJournal::open(&ctx.path)?.ok_or_else(|| JournalError::Missing(ctx.path.clone()))?;
     let mut state = State::default();
     let header = journal.header_head();
-    let mut anchored = args
-        .expect_head
-        .is_some_and(|h| header.is_some_and(|head| head.hash == h));
+    let mut anchor = args.expect_head.map(|anchor| AnchorCheck {
+        anchor,
+        matched: None,
+    });
+    if let Some(anchor) = &mut anchor {
+        // Seq 0 is the header; a file without one is empty (SPEC 2).
+        anchor.see(0, header.map_or_else(|| LineHash::of(b""), |h| h.hash));
+    }
     let progress = (io::stderr().is_terminal() && journal.len() >= PROGRESS_MIN_BYTES).then(|| {
         let bar = indicatif::ProgressBar::new(journal.len());
         bar.set_style(
@@ -67,8 +77,8 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), Error> {
     let (head, torn) = match journal.scanner() {
         Some(mut scanner) => {
             while let Some(entry) = scanner.next(&state)? {
-                if args.expect_head == Some(entry.hash) {
-                    anchored = true;
+                if let Some(anchor) = &mut anchor {
+                    anchor.see(entry.event.seq, entry.hash);
                 }
                 domain::evolve(&mut state, &entry.event);
                 if let Some(bar) = &progress
@@ -90,21 +100,14 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), Error> {
     if let Some(problem) = state.inconsistency() {
         return Err(Error::VerifyFailed(problem));
     }
-    if let Some(expected) = args.expect_head
-        && !anchored
-    {
-        return Err(Error::VerifyFailed(format!(
-            "{expected} is not the hash of any line of {} (history before it was rewritten, or it is another journal's)",
-            ctx.path.display()
-        )));
-    }
     let (seq, hash) = head.map_or((0, LineHash::of(b"")), |h| (h.seq, h.hash));
+    let anchor_seq = anchor.map(|a| a.matched_in(&ctx.path, seq)).transpose()?;
     let mut out = io::stdout().lock();
     if args.quiet {
         writeln!(out, "{seq} {hash}")?;
         return Ok(out.flush()?);
     }
-    let report = report(&state, seq, hash);
+    let report = report(&state, seq, hash, anchor_seq);
     match ctx.format {
         Format::Json => {
             serde_json::to_writer(&mut out, &report).map_err(io::Error::from)?;
@@ -162,6 +165,9 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), Error> {
                 writeln!(out)?;
             }
             writeln!(out, "head     seq {seq} sha256 {hash}")?;
+            if let Some(matched) = anchor_seq {
+                writeln!(out, "anchor   matched the line at seq {matched}")?;
+            }
             writeln!(
                 out,
                 "ok: every line is intact and every event obeyed the rules"
@@ -171,7 +177,45 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), Error> {
     Ok(out.flush()?)
 }
 
-fn report(state: &State, seq: u64, hash: LineHash) -> Report {
+/// `--expect-head` as the replay goes: the anchor, and the seq whose line
+/// it matched.
+struct AnchorCheck {
+    anchor: Anchor,
+    matched: Option<u64>,
+}
+
+impl AnchorCheck {
+    /// Takes in the line at `seq`, whose hash is `hash`.
+    fn see(&mut self, seq: u64, hash: LineHash) {
+        if self.matched.is_none()
+            && hash == self.anchor.hash
+            && self.anchor.seq.is_none_or(|s| s == seq)
+        {
+            self.matched = Some(seq);
+        }
+    }
+
+    /// The seq the anchor matched, once the journal at `path` has been read
+    /// to its head at `head_seq`; else why it failed.
+    fn matched_in(&self, path: &Path, head_seq: u64) -> Result<u64, Error> {
+        let hash = self.anchor.hash;
+        let path = path.display();
+        match (self.matched, self.anchor.seq) {
+            (Some(seq), _) => Ok(seq),
+            (None, Some(seq)) if seq > head_seq => Err(Error::VerifyFailed(format!(
+                "cut short: the journal ends at seq {head_seq}, the anchor is at seq {seq}"
+            ))),
+            (None, Some(seq)) => Err(Error::VerifyFailed(format!(
+                "the line at seq {seq} of {path} does not have the anchor's hash {hash} (history up to it was rewritten, or the anchor is another journal's)"
+            ))),
+            (None, None) => Err(Error::VerifyFailed(format!(
+                "{hash} is not the hash of any line of {path} (history before it was rewritten, or it is another journal's)"
+            ))),
+        }
+    }
+}
+
+fn report(state: &State, seq: u64, hash: LineHash, anchor_seq: Option<u64>) -> Report {
     let closed = state.accounts().filter(|(_, a)| a.closed).count();
     Report {
         ok: true,
@@ -195,5 +239,6 @@ fn report(state: &State, seq: u64, hash: LineHash) -> Report {
             seq,
             hash: hash.to_string(),
         },
+        anchor_seq,
     }
 }

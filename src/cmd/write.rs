@@ -77,6 +77,9 @@ pub fn request(cmd: &WriteCommand) -> Result<Request<'_>, Error> {
 pub fn commit(ctx: &Context, writer: &mut Writer) -> Result<(), Error> {
     let staged = writer.staged() > 0;
     writer.commit()?;
+    if writer.created_journal() {
+        super::note(&format!("created journal {}", ctx.path.display()));
+    }
     match writer.torn() {
         Some(torn) if staged => eprintln!(
             "warning: {}: removed an interrupted write at line {} ({} bytes); its bytes are kept in {}.torn",

@@ -333,6 +333,11 @@ impl Writer {
         })
     }
 
+    /// Whether this writer created the journal and committed to it.
+    pub fn created_journal(&self) -> bool {
+        self.created.is_some() && self.committed
+    }
+
     /// The state of the ledger, including requests decided so far.
     pub fn state(&self) -> &State {
         &self.state

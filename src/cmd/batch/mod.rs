@@ -2,7 +2,7 @@
 //! evolving state, appended all at once or not at all (SPEC 4).
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -20,6 +20,12 @@ use parse::{Grammar, parse_line};
 
 /// Runs a batch.
 pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
+    // Someone who typed `ledger batch` alone would otherwise face a silent
+    // wait, not knowing it reads until end of input.
+    let from_stdin = args.input.as_deref().is_none_or(|p| p.as_os_str() == "-");
+    if from_stdin && io::stdin().is_terminal() {
+        super::note("reading commands from standard input; end with Ctrl-D");
+    }
     // The whole input is read before the journal is locked, so a slow pipe
     // never holds other writers up.
     let input = read_input(args)?;

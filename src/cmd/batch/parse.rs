@@ -306,7 +306,7 @@ fn shape_key(key: &mut String, name: &str, line: &[&str]) {
 
 /// clap's message without its `error: ` prefix and usage footer.
 fn clap_message(e: &clap::Error) -> String {
-    let text = crate::error::one_line(&e.to_string());
+    let text = crate::error::clap_one_line(e);
     text.strip_prefix("error: ").unwrap_or(&text).to_owned()
 }
 
