@@ -176,6 +176,27 @@ pub enum WriteCommand {
     #[command(after_help = "Example:
   ledger close acct1")]
     Close(CloseArgs),
+    /// Reserve money for a later capture: an order awaiting shipment, a
+    /// card authorisation.
+    ///
+    /// The money stays in the account (its balance) but is no longer
+    /// available to withdraw, transfer or hold again, until the hold is
+    /// captured, released, or expires.
+    #[command(after_help = "Examples:
+  ledger hold cust:C007 25 --to shop --expires 2026-12-31 --id order-88
+  ledger hold acct1 10 --expires 2026-11-30T18:00:00Z")]
+    Hold(HoldArgs),
+    /// Complete a hold: move its money (all of it, or AMOUNT) to its --to
+    /// account, or out of the ledger; the rest is freed.
+    #[command(after_help = "Examples:
+  ledger capture 42
+  ledger capture --of-id order-88 20.50")]
+    Capture(CaptureArgs),
+    /// Cancel a hold: all its money is free again (also after it expired).
+    #[command(after_help = "Examples:
+  ledger release 42
+  ledger release --of-id order-88")]
+    Release(ReleaseArgs),
     /// Undo a money movement with its mirror image (a deposit with a
     /// withdrawal, a transfer with the transfer back).
     ///
@@ -198,7 +219,9 @@ impl WriteCommand {
             *field = value.map_err(drop)?;
             Ok(())
         }
-        use WriteCommand::{Close, Create, Deposit, Reverse, Transfer, Withdraw};
+        use WriteCommand::{
+            Capture, Close, Create, Deposit, Hold, Release, Reverse, Transfer, Withdraw,
+        };
         Some(match (self, id) {
             (Create(a), "account") => set(&mut a.account, account(word)),
             (Create(a), "owner") => set(&mut a.owner, owner(word).map(Some)),
@@ -211,6 +234,15 @@ impl WriteCommand {
             (Transfer(a), "amount") => set(&mut a.amount, amount(word)),
             (Close(a), "account") => set(&mut a.account, account(word)),
             (Reverse(a), "seq") => set(&mut a.seq, seq(word).map(Some)),
+            (Hold(a), "account") => set(&mut a.account, account(word)),
+            (Hold(a), "amount") => set(&mut a.amount, amount(word)),
+            (Hold(a), "to") => set(&mut a.to, account(word).map(Some)),
+            (Hold(a), "expires") => set(&mut a.expires, until(word).map(Some)),
+            (Capture(a), "first") => set(&mut a.first, Ok::<_, ()>(Some(word.to_owned()))),
+            (Capture(a), "second") => set(&mut a.second, Ok::<_, ()>(Some(word.to_owned()))),
+            (Capture(a), "of_id") => set(&mut a.of_id, key(word).map(Some)),
+            (Release(a), "of_id") => set(&mut a.of_id, key(word).map(Some)),
+            (Release(a), "first") => set(&mut a.first, Ok::<_, ()>(Some(word.to_owned()))),
             (Reverse(a), "of_id") => set(&mut a.of_id, key(word).map(Some)),
             (cmd, "memo") => set(&mut cmd.opts_mut().memo, memo(word).map(Some)),
             (cmd, "date") => set(&mut cmd.opts_mut().date, day(word).map(Some)),
@@ -229,6 +261,9 @@ impl WriteCommand {
             WriteCommand::Transfer(a) => &mut a.opts,
             WriteCommand::Close(a) => &mut a.opts,
             WriteCommand::Reverse(a) => &mut a.opts,
+            WriteCommand::Hold(a) => &mut a.opts,
+            WriteCommand::Capture(a) => &mut a.opts,
+            WriteCommand::Release(a) => &mut a.opts,
         }
     }
 
@@ -240,6 +275,9 @@ impl WriteCommand {
             WriteCommand::Transfer(a) => &a.opts,
             WriteCommand::Close(a) => &a.opts,
             WriteCommand::Reverse(a) => &a.opts,
+            WriteCommand::Hold(a) => &a.opts,
+            WriteCommand::Capture(a) => &a.opts,
+            WriteCommand::Release(a) => &a.opts,
         }
     }
 }
@@ -272,6 +310,64 @@ pub struct Tag {
     pub key: String,
     /// The value (may be empty).
     pub value: String,
+}
+
+/// `hold`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct HoldArgs {
+    /// The account whose money is held.
+    #[arg(value_parser = account)]
+    pub account: String,
+    /// How much.
+    #[arg(value_parser = amount, allow_negative_numbers = true)]
+    pub amount: Decimal,
+    /// The account a capture credits (same currency); without it, a
+    /// capture takes the money out of the ledger.
+    #[arg(long, value_name = "ACCOUNT", value_parser = account)]
+    pub to: Option<String>,
+    /// When the hold lapses: a timestamp, or a date (the end of that day
+    /// in --tz).
+    #[arg(long, value_name = "T", value_parser = until)]
+    pub expires: Option<Bound>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub opts: WriteOpts,
+}
+
+/// `capture` and `release`: the hold is `HOLD` (its seq) or `--of-id KEY`;
+/// `capture` may add an AMOUNT. The words are read when the command is
+/// built, since which one is the amount depends on `--of-id`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct HoldRefArgs {
+    /// The hold's seq (with --of-id: capture's AMOUNT).
+    #[arg(value_name = "HOLD", allow_negative_numbers = true)]
+    pub first: Option<String>,
+    /// How much to capture (default: all of it).
+    #[arg(value_name = "AMOUNT", allow_negative_numbers = true)]
+    pub second: Option<String>,
+    /// The hold placed with this --id.
+    #[arg(long, value_name = "KEY", value_parser = key)]
+    pub of_id: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub opts: WriteOpts,
+}
+
+/// `capture`.
+pub type CaptureArgs = HoldRefArgs;
+
+/// `release` (no AMOUNT).
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ReleaseArgs {
+    /// The hold's seq.
+    #[arg(value_name = "HOLD")]
+    pub first: Option<String>,
+    /// The hold placed with this --id.
+    #[arg(long, value_name = "KEY", value_parser = key)]
+    pub of_id: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub opts: WriteOpts,
 }
 
 /// `reverse`: `SEQ` or `--of-id KEY`, exactly one (checked when the
@@ -557,11 +653,11 @@ fn decimals(s: &str) -> Result<u8, String> {
     Ok(n)
 }
 
-fn seq(s: &str) -> Result<u64, std::num::ParseIntError> {
+pub(crate) fn seq(s: &str) -> Result<u64, std::num::ParseIntError> {
     s.parse()
 }
 
-fn amount(s: &str) -> Result<Decimal, InputError> {
+pub(crate) fn amount(s: &str) -> Result<Decimal, InputError> {
     Ok(Decimal::parse_positive(s)?)
 }
 

@@ -27,6 +27,45 @@ pub struct Account {
     pub balance: Amount,
     /// Closed accounts accept no movement.
     pub closed: bool,
+    /// The sum of its open holds (neither captured nor released; an
+    /// expired one stays open until released, but no longer counts).
+    pub held: Amount,
+    /// Its open holds that have an expiry, which time alone may free.
+    pub expiring: Vec<u64>,
+    /// Open holds whose capture would credit it.
+    pub incoming: Vec<u64>,
+}
+
+/// An open hold (SPEC 11).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// The account whose money it holds.
+    pub account: Box<str>,
+    /// How much, in minor units.
+    pub amount: Amount,
+    /// The account a capture credits.
+    pub to: Option<Box<str>>,
+    /// When it lapses.
+    pub expires: Option<At>,
+}
+
+impl Hold {
+    /// Whether it still holds money at instant `at` (it lapses at an
+    /// instant ≥ `expires`).
+    pub fn active_at(&self, at: At) -> bool {
+        self.expires.is_none_or(|e| at < e)
+    }
+}
+
+/// How a hold ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ended {
+    /// The seq of the capture or release.
+    pub by: u64,
+    /// Captured (or else released).
+    pub captured: bool,
+    /// What the hold held.
+    pub amount: Amount,
 }
 
 /// A currency with its decimals, and the money that went through it.
@@ -54,13 +93,24 @@ pub struct State {
     ids: FxHashMap<Box<str>, u64>,
     /// Each movement that was reversed, with the seq of its reversal.
     reversed: FxHashMap<u64, u64>,
+    /// Open holds by the seq of their `FundsHeld`.
+    holds: FxHashMap<u64, Hold>,
+    /// Holds captured or released.
+    ended: FxHashMap<u64, Ended>,
     seq: u64,
+    /// The `at` of the last event folded in.
+    at: Option<At>,
 }
 
 impl State {
     /// The seq of the last event folded in (0 for none).
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// When the last event folded in was recorded.
+    pub fn at(&self) -> Option<At> {
+        self.at
     }
 
     /// The account of that name.
@@ -93,6 +143,32 @@ impl State {
     /// The seq of the event written with this `--id`.
     pub fn id_seq(&self, id: &str) -> Option<u64> {
         self.ids.get(id).copied()
+    }
+
+    /// The open hold placed at `seq`.
+    pub fn hold(&self, seq: u64) -> Option<&Hold> {
+        self.holds.get(&seq)
+    }
+
+    /// Every open hold, in no particular order.
+    pub fn holds(&self) -> impl Iterator<Item = (u64, &Hold)> {
+        self.holds.iter().map(|(s, h)| (*s, h))
+    }
+
+    /// How the hold placed at `seq` ended, if it has.
+    pub fn ended(&self, seq: u64) -> Option<Ended> {
+        self.ended.get(&seq).copied()
+    }
+
+    /// The money of `account` that active holds reserve at instant `at`.
+    pub fn held_at(&self, account: &Account, at: At) -> Amount {
+        let lapsed = account
+            .expiring
+            .iter()
+            .filter_map(|s| self.holds.get(s))
+            .filter(|h| !h.active_at(at))
+            .fold(0i128, |sum, h| sum.saturating_add(h.amount.0));
+        Amount(account.held.0.saturating_sub(lapsed))
     }
 
     /// The seq of the event that reversed the movement at `seq`, if any.
@@ -139,6 +215,33 @@ impl State {
             return Some(format!(
                 "id {id} is recorded at seq {seq}, after the last event"
             ));
+        }
+        for (seq, hold) in &self.holds {
+            let Some(account) = self.accounts.get(&hold.account) else {
+                return Some(format!("hold {seq} is on an unknown account"));
+            };
+            if hold.amount <= Amount::ZERO
+                || !account.expiring.contains(seq) && hold.expires.is_some()
+                || hold.to.as_ref().is_some_and(|to| {
+                    self.accounts
+                        .get(to)
+                        .is_none_or(|t| !t.incoming.contains(seq))
+                })
+            {
+                return Some(format!("hold {seq} is not recorded on its accounts"));
+            }
+        }
+        let mut held: FxHashMap<&str, i128> = FxHashMap::default();
+        for hold in self.holds.values() {
+            let sum = held.entry(&hold.account).or_default();
+            *sum = sum.saturating_add(hold.amount.0);
+        }
+        if let Some((name, _)) = self
+            .accounts
+            .iter()
+            .find(|(name, a)| held.get(&***name).copied().unwrap_or(0) != a.held.0)
+        {
+            return Some(format!("the held money of {name} does not add up"));
         }
         if let Some((of, by)) = self
             .reversed
@@ -204,6 +307,29 @@ pub enum Command<'a> {
     Close {
         /// The account.
         account: &'a str,
+    },
+    /// Reserve money for a later capture (SPEC 11).
+    Hold {
+        /// The account.
+        account: &'a str,
+        /// How much, as typed.
+        amount: Decimal,
+        /// The account a capture credits.
+        to: Option<&'a str>,
+        /// When it lapses.
+        expires: Option<At>,
+    },
+    /// Complete a hold: move its money (all, or `amount` of it).
+    Capture {
+        /// The hold.
+        target: Target<'a>,
+        /// How much; `None` for all of it.
+        amount: Option<Decimal>,
+    },
+    /// Cancel a hold.
+    Release {
+        /// The hold.
+        target: Target<'a>,
     },
     /// Undo a money movement with its mirror image (SPEC 10).
     Reverse {
@@ -306,6 +432,24 @@ impl<'a> Request<'a> {
                 amount: *amount,
             },
             Change::AccountClosed { account } => Command::Close { account },
+            Change::FundsHeld {
+                account,
+                amount,
+                to,
+                expires,
+            } => Command::Hold {
+                account,
+                amount: *amount,
+                to: to.as_deref(),
+                expires: *expires,
+            },
+            Change::HoldCaptured { hold, amount, .. } => Command::Capture {
+                target: Target::Seq(*hold),
+                amount: Some(*amount),
+            },
+            Change::HoldReleased { hold, .. } => Command::Release {
+                target: Target::Seq(*hold),
+            },
         };
         Request {
             command,
@@ -384,12 +528,14 @@ pub enum Rejection {
     #[error("account {0} is closed")]
     Closed(String),
     /// Not enough money.
-    #[error("insufficient funds in {account}: balance {balance}, {what} {amount}")]
+    #[error("insufficient funds in {account}: balance {balance}{held}, {what} {amount}")]
     InsufficientFunds {
         /// The account.
         account: String,
         /// Its balance, formatted.
         balance: String,
+        /// `, held H, available A` when holds reserve some of it.
+        held: String,
         /// `withdrawal` or `transfer`.
         what: &'static str,
         /// The amount asked, formatted.
@@ -490,6 +636,53 @@ pub enum Rejection {
         /// The mirror, described.
         expected: String,
     },
+    /// A hold that would lapse before it is placed.
+    #[error("a hold must expire after it is placed: {expires} is not after {at}")]
+    ExpiresTooEarly {
+        /// The expiry asked.
+        expires: At,
+        /// The hold's time.
+        at: At,
+    },
+    /// A capture or release of something that is not a hold.
+    #[error("there is no hold at seq {0}")]
+    NotAHold(u64),
+    /// A capture or release of a hold that has ended.
+    #[error("hold {hold} was already {how} at seq {by}")]
+    HoldEnded {
+        /// The hold.
+        hold: u64,
+        /// `captured` or `released`.
+        how: &'static str,
+        /// The event that ended it.
+        by: u64,
+    },
+    /// A capture after the hold lapsed.
+    #[error("hold {hold} expired at {expires}; it can only be released")]
+    HoldExpired {
+        /// The hold.
+        hold: u64,
+        /// When it lapsed.
+        expires: At,
+    },
+    /// A capture of more than the hold holds.
+    #[error("cannot capture {amount} of hold {hold}: it holds {held}")]
+    CaptureTooLarge {
+        /// The hold.
+        hold: u64,
+        /// The amount asked, formatted.
+        amount: String,
+        /// What the hold holds, formatted.
+        held: String,
+    },
+    /// `close` while a hold is active on the account or would credit it.
+    #[error("cannot close {account}: hold {hold} is active on it")]
+    ActiveHold {
+        /// The account.
+        account: String,
+        /// An active hold.
+        hold: u64,
+    },
     /// A book date more than a day after the UTC day of the event's time.
     #[error("date {0} is in the future")]
     FutureDate(Day),
@@ -530,20 +723,21 @@ pub fn decide<'a>(state: &State, request: &Request<'a>, at: At) -> Result<Decisi
     }
     if let Command::Reverse { target, original } = &request.command {
         let seq = state.resolve(*target)?;
-        let change = reverse(state, seq, original.as_ref())?;
+        let change = reverse(state, seq, original.as_ref(), at)?;
         return Ok(Decision::Append {
             change,
             reverses: Some(seq),
         });
     }
     Ok(Decision::Append {
-        change: movement(state, &request.command)?,
+        change: movement(state, &request.command, at)?,
         reverses: None,
     })
 }
 
-/// The change a command other than a reversal makes, by the ledger's rules.
-fn movement<'a>(state: &State, command: &Command<'a>) -> Result<Change<'a>, Rejection> {
+/// The change a command other than a reversal makes, by the ledger's rules,
+/// if it were recorded at `at`.
+fn movement<'a>(state: &State, command: &Command<'a>, at: At) -> Result<Change<'a>, Rejection> {
     let change = match *command {
         Command::Create {
             account,
@@ -582,7 +776,7 @@ fn movement<'a>(state: &State, command: &Command<'a>) -> Result<Change<'a>, Reje
         Command::Withdraw { account, amount } => {
             let (acct, unit) = open_account(state, account)?;
             let amount = to_minor(account, amount, unit.decimals)?;
-            ensure_funds(account, acct, unit, amount, "withdrawal")?;
+            ensure_funds(state, account, acct, amount, "withdrawal", at)?;
             unit.withdrawn.checked_add(amount).ok_or_else(|| {
                 overflow(
                     &format!("total withdrawn in {}", unit_name(unit)),
@@ -610,7 +804,7 @@ fn movement<'a>(state: &State, command: &Command<'a>) -> Result<Change<'a>, Reje
                 });
             }
             let amount = to_minor(from, amount, src_unit.decimals)?;
-            ensure_funds(from, src, src_unit, amount, "transfer")?;
+            ensure_funds(state, from, src, amount, "transfer", at)?;
             dst.balance
                 .checked_add(amount)
                 .ok_or_else(|| overflow(&format!("balance of {to}"), amount, dst_unit.decimals))?;
@@ -628,8 +822,34 @@ fn movement<'a>(state: &State, command: &Command<'a>) -> Result<Change<'a>, Reje
                     balance: acct.balance.display(unit.decimals).to_string(),
                 });
             }
+            if let Some(hold) = state
+                .holds()
+                .filter(|(_, h)| h.active_at(at))
+                .find(|(_, h)| &*h.account == account || h.to.as_deref() == Some(account))
+                .map(|(seq, _)| seq)
+            {
+                return Err(Rejection::ActiveHold {
+                    account: account.to_owned(),
+                    hold,
+                });
+            }
             Change::AccountClosed {
                 account: account.into(),
+            }
+        }
+        Command::Hold {
+            account,
+            amount,
+            to,
+            expires,
+        } => place_hold(state, account, amount, to, expires, at)?,
+        Command::Capture { target, amount } => capture(state, target, amount, at)?,
+        Command::Release { target } => {
+            let seq = resolve_hold(state, target)?;
+            let hold = open_hold(state, seq)?;
+            Change::HoldReleased {
+                hold: seq,
+                account: Cow::Owned(hold.account.to_string()),
             }
         }
         // `decide` takes reversals apart before this, and a mirror is never one.
@@ -652,6 +872,7 @@ fn reverse(
     state: &State,
     seq: u64,
     original: Option<&Original<'_>>,
+    at: At,
 ) -> Result<Change<'static>, Rejection> {
     let original = original.ok_or(Rejection::NoEvent(seq))?;
     if let Some(of) = original.reverses {
@@ -674,6 +895,25 @@ fn reverse(
             to: from,
             amount: *amount,
         },
+        Change::HoldCaptured {
+            account,
+            to: Some(to),
+            amount,
+            ..
+        } => Command::Transfer {
+            from: to,
+            to: account,
+            amount: *amount,
+        },
+        Change::HoldCaptured {
+            account,
+            to: None,
+            amount,
+            ..
+        } => Command::Deposit {
+            account,
+            amount: *amount,
+        },
         other => {
             return Err(Rejection::NotAMovement {
                 seq,
@@ -681,7 +921,7 @@ fn reverse(
             });
         }
     };
-    movement(state, &mirror)
+    movement(state, &mirror, at)
         .map(Change::into_owned)
         .map_err(|source| {
             let hint = match source {
@@ -796,6 +1036,37 @@ fn is_same_command(
             },
         ) => from == f && to == t && same_amount(from, *amount, *m)?,
         (Change::AccountClosed { account }, Command::Close { account: a }) => account == a,
+        (
+            Change::FundsHeld {
+                account,
+                amount,
+                to,
+                expires,
+            },
+            Command::Hold {
+                account: a,
+                amount: m,
+                to: t,
+                expires: e,
+            },
+        ) => {
+            account == a
+                && to.as_deref() == *t
+                && expires == e
+                && same_amount(account, *amount, *m)?
+        }
+        (Change::HoldCaptured { hold, amount, .. }, Command::Capture { target, amount: m }) => {
+            let stored = amount.units();
+            state.resolve(*target).ok() == Some(*hold)
+                && match m {
+                    Some(m) => same_amount(&existing_account(existing), *amount, *m)?,
+                    // "All of it": what the hold held.
+                    None => state.ended(*hold).is_some_and(|e| e.amount == stored),
+                }
+        }
+        (Change::HoldReleased { hold, .. }, Command::Release { target }) => {
+            state.resolve(*target).ok() == Some(*hold)
+        }
         (_, Command::Reverse { target, .. }) => {
             return Ok(existing.reverses.is_some()
                 && state.resolve(*target).ok() == existing.reverses
@@ -804,6 +1075,14 @@ fn is_same_command(
         _ => false,
     };
     Ok(same && existing.reverses.is_none() && same_options(existing, request))
+}
+
+/// The account whose money a stored capture moved.
+fn existing_account(existing: &Event<'_>) -> String {
+    match &existing.change {
+        Change::HoldCaptured { account, .. } => account.to_string(),
+        _ => String::new(),
+    }
 }
 
 /// Whether the options that are part of a command (SPEC 3: memo, date,
@@ -824,6 +1103,7 @@ fn same_options(existing: &Event<'_>, request: &Request<'_>) -> bool {
 /// cannot overflow; it saturates rather than panic all the same.
 pub fn evolve(state: &mut State, event: &Event<'_>) {
     state.seq = event.seq;
+    state.at = Some(event.at);
     if let Some(id) = &event.id {
         state.ids.insert(id.as_ref().into(), event.seq);
     }
@@ -859,6 +1139,9 @@ pub fn evolve(state: &mut State, event: &Event<'_>) {
                     unit,
                     balance: Amount::ZERO,
                     closed: false,
+                    held: Amount::ZERO,
+                    expiring: Vec::new(),
+                    incoming: Vec::new(),
                 },
             );
         }
@@ -888,7 +1171,77 @@ pub fn evolve(state: &mut State, event: &Event<'_>) {
                 acct.closed = true;
             }
         }
+        Change::FundsHeld {
+            account,
+            amount,
+            to,
+            expires,
+        } => {
+            let amount = amount.units();
+            if let Some(acct) = state.accounts.get_mut(&**account) {
+                acct.held = add(acct.held, amount);
+                if expires.is_some() {
+                    acct.expiring.push(event.seq);
+                }
+            }
+            if let Some(dst) = to.as_deref().and_then(|to| state.accounts.get_mut(to)) {
+                dst.incoming.push(event.seq);
+            }
+            state.holds.insert(
+                event.seq,
+                Hold {
+                    account: account.as_ref().into(),
+                    amount,
+                    to: to.as_deref().map(Into::into),
+                    expires: *expires,
+                },
+            );
+        }
+        Change::HoldCaptured {
+            hold,
+            account,
+            to,
+            amount,
+        } => {
+            end_hold(state, *hold, event.seq, true);
+            let amount = amount.units();
+            let unit = credit(state, account, Amount(amount.0.saturating_neg()));
+            match to {
+                Some(to) => {
+                    credit(state, to, amount);
+                }
+                None => {
+                    if let Some(u) = unit.and_then(|u| state.units.get_mut(u)) {
+                        u.withdrawn = add(u.withdrawn, amount);
+                        u.held = add(u.held, Amount(amount.0.saturating_neg()));
+                    }
+                }
+            }
+        }
+        Change::HoldReleased { hold, .. } => end_hold(state, *hold, event.seq, false),
     }
+}
+
+/// Closes the hold placed at `hold`: its money is no longer held.
+fn end_hold(state: &mut State, hold: u64, by: u64, captured: bool) {
+    let Some(h) = state.holds.remove(&hold) else {
+        return;
+    };
+    if let Some(acct) = state.accounts.get_mut(&*h.account) {
+        acct.held = add(acct.held, Amount(h.amount.0.saturating_neg()));
+        acct.expiring.retain(|s| *s != hold);
+    }
+    if let Some(dst) = h.to.as_deref().and_then(|to| state.accounts.get_mut(to)) {
+        dst.incoming.retain(|s| *s != hold);
+    }
+    state.ended.insert(
+        hold,
+        Ended {
+            by,
+            captured,
+            amount: h.amount,
+        },
+    );
 }
 
 /// Adds `amount` (negative to debit) to an account; returns its unit.
@@ -930,22 +1283,141 @@ fn to_minor(account: &str, amount: Decimal, decimals: u8) -> Result<Amount, Reje
         })
 }
 
+/// Refuses to take `amount` from an account whose available money (its
+/// balance less what active holds reserve at `at`) is less.
 fn ensure_funds(
+    state: &State,
     name: &str,
     acct: &Account,
-    unit: &Unit,
     amount: Amount,
     what: &'static str,
+    at: At,
 ) -> Result<(), Rejection> {
-    if acct.balance < amount {
+    let held = state.held_at(acct, at);
+    let available = Amount(acct.balance.0.saturating_sub(held.0));
+    if available < amount {
+        let decimals = state.unit_of(acct).decimals;
         return Err(Rejection::InsufficientFunds {
             account: name.to_owned(),
-            balance: acct.balance.display(unit.decimals).to_string(),
+            balance: acct.balance.display(decimals).to_string(),
+            held: if held == Amount::ZERO {
+                String::new()
+            } else {
+                format!(
+                    ", held {}, available {}",
+                    held.display(decimals),
+                    available.display(decimals)
+                )
+            },
             what,
-            amount: amount.display(unit.decimals).to_string(),
+            amount: amount.display(decimals).to_string(),
         });
     }
     Ok(())
+}
+
+/// The `FundsHeld` a hold command records, if the rules allow it.
+fn place_hold<'a>(
+    state: &State,
+    account: &'a str,
+    amount: Decimal,
+    to: Option<&'a str>,
+    expires: Option<At>,
+    at: At,
+) -> Result<Change<'a>, Rejection> {
+    let (acct, unit) = open_account(state, account)?;
+    let minor = to_minor(account, amount, unit.decimals)?;
+    ensure_funds(state, account, acct, minor, "hold", at)?;
+    if let Some(to) = to {
+        if to == account {
+            return Err(Rejection::SelfTransfer(account.to_owned()));
+        }
+        let (dst, dst_unit) = open_account(state, to)?;
+        if dst.unit != acct.unit {
+            return Err(Rejection::CurrencyMismatch {
+                from: account.to_owned(),
+                from_unit: unit_name(unit),
+                to: to.to_owned(),
+                to_unit: unit_name(dst_unit),
+            });
+        }
+    }
+    if let Some(expires) = expires
+        && expires <= at
+    {
+        return Err(Rejection::ExpiresTooEarly { expires, at });
+    }
+    acct.held
+        .checked_add(minor)
+        .ok_or_else(|| overflow(&format!("money held in {account}"), minor, unit.decimals))?;
+    Ok(Change::FundsHeld {
+        account: account.into(),
+        amount: Decimal::new(minor, unit.decimals),
+        to: to.map(Cow::Borrowed),
+        expires,
+    })
+}
+
+/// The seq a hold reference stands for.
+fn resolve_hold(state: &State, target: Target<'_>) -> Result<u64, Rejection> {
+    state.resolve(target).map_err(|e| match e {
+        Rejection::NoEvent(seq) => Rejection::NotAHold(seq),
+        e => e,
+    })
+}
+
+/// The hold placed at `seq`, if it is open (neither captured nor released).
+fn open_hold(state: &State, seq: u64) -> Result<&Hold, Rejection> {
+    state.hold(seq).ok_or_else(|| match state.ended(seq) {
+        Some(ended) => Rejection::HoldEnded {
+            hold: seq,
+            how: if ended.captured {
+                "captured"
+            } else {
+                "released"
+            },
+            by: ended.by,
+        },
+        None => Rejection::NotAHold(seq),
+    })
+}
+
+/// The `HoldCaptured` a capture records, if the rules allow it at `at`.
+fn capture(
+    state: &State,
+    target: Target<'_>,
+    amount: Option<Decimal>,
+    at: At,
+) -> Result<Change<'static>, Rejection> {
+    let seq = resolve_hold(state, target)?;
+    let hold = open_hold(state, seq)?;
+    if let Some(expires) = hold.expires.filter(|_| !hold.active_at(at)) {
+        return Err(Rejection::HoldExpired { hold: seq, expires });
+    }
+    let (_, unit) = open_account(state, &hold.account)?;
+    let minor = match amount {
+        Some(amount) => to_minor(&hold.account, amount, unit.decimals)?,
+        None => hold.amount,
+    };
+    if minor > hold.amount {
+        return Err(Rejection::CaptureTooLarge {
+            hold: seq,
+            amount: minor.display(unit.decimals).to_string(),
+            held: hold.amount.display(unit.decimals).to_string(),
+        });
+    }
+    if let Some(to) = &hold.to {
+        let (dst, _) = open_account(state, to)?;
+        dst.balance
+            .checked_add(minor)
+            .ok_or_else(|| overflow(&format!("balance of {to}"), minor, unit.decimals))?;
+    }
+    Ok(Change::HoldCaptured {
+        hold: seq,
+        account: Cow::Owned(hold.account.to_string()),
+        to: hold.to.as_deref().map(|to| Cow::Owned(to.to_owned())),
+        amount: Decimal::new(minor, unit.decimals),
+    })
 }
 
 fn overflow(what: &str, amount: Amount, decimals: u8) -> Rejection {

@@ -55,6 +55,36 @@ pub enum Change<'a> {
         /// The account closed.
         account: Cow<'a, str>,
     },
+    /// Money was reserved for a later capture (SPEC 11).
+    FundsHeld {
+        /// The account whose money is held.
+        account: Cow<'a, str>,
+        /// How much, at the account's decimals.
+        amount: Decimal,
+        /// The account a capture credits; `None`: a capture takes the money
+        /// out of the ledger.
+        to: Option<Cow<'a, str>>,
+        /// When the hold lapses, if ever.
+        expires: Option<At>,
+    },
+    /// A hold was captured: its money (or part of it) moved.
+    HoldCaptured {
+        /// The seq of the `FundsHeld` event.
+        hold: u64,
+        /// The account debited.
+        account: Cow<'a, str>,
+        /// The account credited, if any.
+        to: Option<Cow<'a, str>>,
+        /// How much moved.
+        amount: Decimal,
+    },
+    /// A hold was released: its money is free again.
+    HoldReleased {
+        /// The seq of the `FundsHeld` event.
+        hold: u64,
+        /// The account whose money was held.
+        account: Cow<'a, str>,
+    },
 }
 
 impl Change<'_> {
@@ -66,6 +96,9 @@ impl Change<'_> {
             Change::MoneyWithdrawn { .. } => "MoneyWithdrawn",
             Change::TransferCompleted { .. } => "TransferCompleted",
             Change::AccountClosed { .. } => "AccountClosed",
+            Change::FundsHeld { .. } => "FundsHeld",
+            Change::HoldCaptured { .. } => "HoldCaptured",
+            Change::HoldReleased { .. } => "HoldReleased",
         }
     }
 
@@ -75,8 +108,13 @@ impl Change<'_> {
             Change::AccountCreated { account: a, .. }
             | Change::MoneyDeposited { account: a, .. }
             | Change::MoneyWithdrawn { account: a, .. }
-            | Change::AccountClosed { account: a } => a == account,
+            | Change::AccountClosed { account: a }
+            | Change::HoldReleased { account: a, .. } => a == account,
             Change::TransferCompleted { from, to, .. } => from == account || to == account,
+            Change::FundsHeld { account: a, to, .. }
+            | Change::HoldCaptured { account: a, to, .. } => {
+                a == account || to.as_deref() == Some(account)
+            }
         }
     }
 
@@ -90,7 +128,19 @@ impl Change<'_> {
             Change::TransferCompleted { from, to, amount } => {
                 [Some((from, neg(*amount))), Some((to, amount.units()))]
             }
-            Change::AccountCreated { .. } | Change::AccountClosed { .. } => [None, None],
+            Change::HoldCaptured {
+                account,
+                to,
+                amount,
+                ..
+            } => [
+                Some((account, neg(*amount))),
+                to.as_deref().map(|to| (to, amount.units())),
+            ],
+            Change::AccountCreated { .. }
+            | Change::AccountClosed { .. }
+            | Change::FundsHeld { .. }
+            | Change::HoldReleased { .. } => [None, None],
         }
     }
 
@@ -136,6 +186,32 @@ impl Change<'_> {
             Change::AccountClosed { account } => Change::AccountClosed {
                 account: own(account),
             },
+            Change::FundsHeld {
+                account,
+                amount,
+                to,
+                expires,
+            } => Change::FundsHeld {
+                account: own(account),
+                amount,
+                to: to.map(own),
+                expires,
+            },
+            Change::HoldCaptured {
+                hold,
+                account,
+                to,
+                amount,
+            } => Change::HoldCaptured {
+                hold,
+                account: own(account),
+                to: to.map(own),
+                amount,
+            },
+            Change::HoldReleased { hold, account } => Change::HoldReleased {
+                hold,
+                account: own(account),
+            },
         }
     }
 
@@ -151,6 +227,16 @@ impl Change<'_> {
                 format!("{account} {amount}")
             }
             Change::TransferCompleted { from, to, amount } => format!("{from} to {to} {amount}"),
+            Change::FundsHeld {
+                account, amount, ..
+            } => format!("{account} {amount}"),
+            Change::HoldCaptured {
+                hold,
+                account,
+                amount,
+                ..
+            } => format!("hold {hold} of {account} {amount}"),
+            Change::HoldReleased { hold, account } => format!("hold {hold} of {account}"),
         }
     }
 
@@ -159,8 +245,12 @@ impl Change<'_> {
         match self {
             Change::MoneyDeposited { amount, .. }
             | Change::MoneyWithdrawn { amount, .. }
-            | Change::TransferCompleted { amount, .. } => Some(*amount),
-            Change::AccountCreated { .. } | Change::AccountClosed { .. } => None,
+            | Change::TransferCompleted { amount, .. }
+            | Change::FundsHeld { amount, .. }
+            | Change::HoldCaptured { amount, .. } => Some(*amount),
+            Change::AccountCreated { .. }
+            | Change::AccountClosed { .. }
+            | Change::HoldReleased { .. } => None,
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::cli::Format;
 use crate::domain::{Account, State, Unit};
 use crate::event::{Change, Event};
 use crate::money::Amount;
+use crate::time::At;
 
 /// A money value with its currency, for people: `50.00 EUR`, `50.00`.
 pub fn money(amount: Amount, unit: &Unit) -> String {
@@ -85,6 +86,8 @@ struct AccountJson<'a> {
     currency: Option<&'a str>,
     decimals: u8,
     balance: String,
+    held: String,
+    available: String,
     closed: bool,
 }
 
@@ -93,6 +96,8 @@ struct TotalJson<'a> {
     currency: Option<&'a str>,
     decimals: u8,
     balance: String,
+    held: String,
+    available: String,
 }
 
 /// One account's line in a balance report.
@@ -106,8 +111,17 @@ pub struct BalanceRow<'a> {
     pub unit: &'a Unit,
     /// Its balance (by day, it may be negative).
     pub balance: Amount,
+    /// What active holds reserve of it.
+    pub held: Amount,
     /// Whether it is closed.
     pub closed: bool,
+}
+
+impl BalanceRow<'_> {
+    /// Balance less held.
+    pub fn available(&self) -> Amount {
+        Amount(self.balance.0.saturating_sub(self.held.0))
+    }
 }
 
 /// What `balance` shows: the accounts, sorted by name, and the seq their
@@ -121,13 +135,12 @@ pub struct BalanceReport<'a> {
 }
 
 impl<'a> BalanceReport<'a> {
-    /// The accounts `names` (every account when empty) of `state`.
-    pub fn of_state(state: &'a State, names: &[&str]) -> BalanceReport<'a> {
+    /// The accounts `names` (every account when empty) of `state`, with
+    /// holds judged at instant `at`.
+    pub fn of_state(state: &'a State, names: &[&str], at: At) -> BalanceReport<'a> {
+        let row = |name, a| row(state, name, a, at);
         let rows: Vec<BalanceRow<'a>> = if names.is_empty() {
-            state
-                .accounts()
-                .map(|(name, a)| row(state, name, a))
-                .collect()
+            state.accounts().map(|(name, a)| row(name, a)).collect()
         } else {
             names
                 .iter()
@@ -139,7 +152,7 @@ impl<'a> BalanceReport<'a> {
                         .accounts()
                         .find(|(k, _)| *k == name)
                         .map_or("", |(k, _)| k);
-                    row(state, name, a)
+                    row(name, a)
                 })
                 .collect()
         };
@@ -153,27 +166,33 @@ impl<'a> BalanceReport<'a> {
         BalanceReport { as_of_seq, rows }
     }
 
-    /// Sums per currency and decimals, in order of first appearance.
-    fn totals(&self) -> Vec<(&'a Unit, Amount)> {
-        let mut totals: Vec<(&'a Unit, Amount)> = Vec::new();
+    /// Sums of balance and held per currency and decimals, in order of
+    /// first appearance.
+    fn totals(&self) -> Vec<(&'a Unit, Amount, Amount)> {
+        let mut totals: Vec<(&'a Unit, Amount, Amount)> = Vec::new();
+        // Within one unit the sums are bounded by the unit's totals, which
+        // the rules keep within i128.
+        let add = |a: Amount, b: Amount| Amount(a.0.saturating_add(b.0));
         for r in &self.rows {
-            match totals.iter_mut().find(|(u, _)| std::ptr::eq(*u, r.unit)) {
-                // Within one unit the sum of balances is bounded by the
-                // unit's totals, which the rules keep within i128.
-                Some((_, sum)) => *sum = Amount(sum.0.saturating_add(r.balance.0)),
-                None => totals.push((r.unit, r.balance)),
+            match totals.iter_mut().find(|(u, _, _)| std::ptr::eq(*u, r.unit)) {
+                Some((_, sum, held)) => {
+                    *sum = add(*sum, r.balance);
+                    *held = add(*held, r.held);
+                }
+                None => totals.push((r.unit, r.balance, r.held)),
             }
         }
         totals
     }
 }
 
-fn row<'a>(state: &'a State, name: &'a str, a: &'a Account) -> BalanceRow<'a> {
+fn row<'a>(state: &'a State, name: &'a str, a: &'a Account, at: At) -> BalanceRow<'a> {
     BalanceRow {
         account: name,
         owner: a.owner.as_deref(),
         unit: state.unit_of(a),
         balance: a.balance,
+        held: state.held_at(a, at),
         closed: a.closed,
     }
 }
@@ -198,15 +217,21 @@ pub fn balances(
                         currency: r.unit.currency.as_deref(),
                         decimals: r.unit.decimals,
                         balance: r.balance.display(r.unit.decimals).to_string(),
+                        held: r.held.display(r.unit.decimals).to_string(),
+                        available: r.available().display(r.unit.decimals).to_string(),
                         closed: r.closed,
                     })
                     .collect(),
                 totals: totals
                     .iter()
-                    .map(|(u, sum)| TotalJson {
+                    .map(|(u, sum, held)| TotalJson {
                         currency: u.currency.as_deref(),
                         decimals: u.decimals,
                         balance: sum.display(u.decimals).to_string(),
+                        held: held.display(u.decimals).to_string(),
+                        available: Amount(sum.0.saturating_sub(held.0))
+                            .display(u.decimals)
+                            .to_string(),
                     })
                     .collect(),
             };
@@ -224,6 +249,8 @@ pub fn balances(
                     "balance",
                     "closed",
                     "as_of_seq",
+                    "held",
+                    "available",
                 ],
             )?;
             for r in &report.rows {
@@ -238,6 +265,8 @@ pub fn balances(
                         r.closed.to_string(),
                         // Which seq the balances reflect, as in JSON.
                         report.as_of_seq.to_string(),
+                        r.held.display(r.unit.decimals).to_string(),
+                        r.available().display(r.unit.decimals).to_string(),
                     ],
                 )?;
             }
@@ -247,88 +276,160 @@ pub fn balances(
             if report.rows.is_empty() {
                 return writeln!(out, "no accounts (as of seq {})", report.as_of_seq);
             }
+            // Held and available only when a hold makes them differ.
+            let holds = report.rows.iter().any(|r| r.held != Amount::ZERO);
+            let money = |balance: Amount, held: Amount, decimals: u8| {
+                let mut cells = vec![balance.display(decimals).to_string()];
+                if holds {
+                    cells.push(held.display(decimals).to_string());
+                    cells.push(
+                        Amount(balance.0.saturating_sub(held.0))
+                            .display(decimals)
+                            .to_string(),
+                    );
+                }
+                cells
+            };
             let rows: Vec<Vec<String>> = report
                 .rows
                 .iter()
                 .map(|r| {
-                    vec![
+                    let mut cells = vec![
                         r.account.to_owned(),
                         r.owner.unwrap_or("").to_owned(),
                         r.unit.currency.as_deref().unwrap_or("").to_owned(),
-                        r.balance.display(r.unit.decimals).to_string(),
-                        if r.closed {
-                            "closed".into()
-                        } else {
-                            String::new()
-                        },
-                    ]
+                    ];
+                    cells.extend(money(r.balance, r.held, r.unit.decimals));
+                    cells.push(if r.closed {
+                        "closed".into()
+                    } else {
+                        String::new()
+                    });
+                    cells
                 })
                 .collect();
-            table(
-                out,
-                &["ACCOUNT", "OWNER", "CURRENCY", "BALANCE", ""],
-                &[false, false, false, true],
-                &rows,
-            )?;
+            let mut header = vec!["ACCOUNT", "OWNER", "CURRENCY", "BALANCE"];
+            let mut right = vec![false, false, false, true];
+            if holds {
+                header.extend(["HELD", "AVAILABLE"]);
+                right.extend([true, true]);
+            }
+            header.push("");
+            table(out, &header, &right, &rows)?;
             writeln!(out)?;
             let rows: Vec<Vec<String>> = totals
                 .iter()
-                .map(|(u, sum)| {
-                    vec![
-                        u.currency.as_deref().unwrap_or("(no currency)").to_owned(),
-                        sum.display(u.decimals).to_string(),
-                    ]
+                .map(|(u, sum, held)| {
+                    let mut cells =
+                        vec![u.currency.as_deref().unwrap_or("(no currency)").to_owned()];
+                    cells.extend(money(*sum, *held, u.decimals));
+                    cells
                 })
                 .collect();
-            table(out, &["TOTAL", "BALANCE"], &[false, true], &rows)?;
+            let mut header = vec!["TOTAL", "BALANCE"];
+            if holds {
+                header.extend(["HELD", "AVAILABLE"]);
+            }
+            table(out, &header, &[false, true, true, true], &rows)?;
             writeln!(out, "as of seq {}", report.as_of_seq)
         }
     }
 }
 
 /// The columns of an event in CSV.
-pub const EVENT_CSV_HEADER: [&str; 17] = [
+pub const EVENT_CSV_HEADER: [&str; 19] = [
     "seq", "at", "type", "account", "from", "to", "amount", "owner", "currency", "decimals",
-    "date", "reverses", "tags", "id", "memo", "batch", "prev",
+    "hold", "expires", "date", "reverses", "tags", "id", "memo", "batch", "prev",
 ];
 
-/// An event's CSV cells, in the order of [`EVENT_CSV_HEADER`]; `prev` comes
-/// from its line.
-pub fn event_csv(event: &Event<'_>, line: &[u8]) -> Vec<String> {
+/// The account-like cells of an event: account, from, to, owner,
+/// currency, decimals, hold, expires.
+fn change_cells(change: &Change<'_>) -> [String; 8] {
     let s = |v: Option<&str>| v.unwrap_or("").to_owned();
-    let (account, from, to, owner, currency, decimals) = match &event.change {
+    let none = String::new;
+    match change {
         Change::AccountCreated {
             account,
             owner,
             currency,
             decimals,
-        } => (
+        } => [
             account.to_string(),
-            String::new(),
-            String::new(),
+            none(),
+            none(),
             s(owner.as_deref()),
             s(currency.as_deref()),
             decimals.to_string(),
-        ),
+            none(),
+            none(),
+        ],
         Change::MoneyDeposited { account, .. }
         | Change::MoneyWithdrawn { account, .. }
-        | Change::AccountClosed { account } => (
+        | Change::AccountClosed { account } => [
             account.to_string(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-        ),
-        Change::TransferCompleted { from, to, .. } => (
-            String::new(),
+            none(),
+            none(),
+            none(),
+            none(),
+            none(),
+            none(),
+            none(),
+        ],
+        Change::TransferCompleted { from, to, .. } => [
+            none(),
             from.to_string(),
             to.to_string(),
-            String::new(),
-            String::new(),
-            String::new(),
-        ),
-    };
+            none(),
+            none(),
+            none(),
+            none(),
+            none(),
+        ],
+        Change::FundsHeld {
+            account,
+            to,
+            expires,
+            ..
+        } => [
+            account.to_string(),
+            none(),
+            s(to.as_deref()),
+            none(),
+            none(),
+            none(),
+            none(),
+            expires.map(|e| e.to_string()).unwrap_or_default(),
+        ],
+        Change::HoldCaptured {
+            hold, account, to, ..
+        } => [
+            account.to_string(),
+            none(),
+            s(to.as_deref()),
+            none(),
+            none(),
+            none(),
+            hold.to_string(),
+            none(),
+        ],
+        Change::HoldReleased { hold, account } => [
+            account.to_string(),
+            none(),
+            none(),
+            none(),
+            none(),
+            none(),
+            hold.to_string(),
+            none(),
+        ],
+    }
+}
+
+/// An event's CSV cells, in the order of [`EVENT_CSV_HEADER`]; `prev` comes
+/// from its line.
+pub fn event_csv(event: &Event<'_>, line: &[u8]) -> Vec<String> {
+    let s = |v: Option<&str>| v.unwrap_or("").to_owned();
+    let [account, from, to, owner, currency, decimals, hold, expires] = change_cells(&event.change);
     let prev = line
         .len()
         .checked_sub(66)
@@ -349,6 +450,8 @@ pub fn event_csv(event: &Event<'_>, line: &[u8]) -> Vec<String> {
         owner,
         currency,
         decimals,
+        hold,
+        expires,
         event.date.map(|d| d.to_string()).unwrap_or_default(),
         event.reverses.map(|r| r.to_string()).unwrap_or_default(),
         tags_json(event),
@@ -409,5 +512,30 @@ fn describe_change(change: &Change<'_>) -> String {
             format!("transfer {amount} from {from} to {to}")
         }
         Change::AccountClosed { account } => format!("close {account}"),
+        Change::FundsHeld {
+            account,
+            amount,
+            to,
+            expires,
+        } => {
+            let mut text = format!("hold {amount} of {account}");
+            if let Some(to) = to {
+                text.push_str(&format!(" for {to}"));
+            }
+            if let Some(expires) = expires {
+                text.push_str(&format!(" until {expires}"));
+            }
+            text
+        }
+        Change::HoldCaptured {
+            hold,
+            account,
+            to,
+            amount,
+        } => match to {
+            Some(to) => format!("capture {amount} of hold {hold}: {account} to {to}"),
+            None => format!("capture {amount} of hold {hold}: out of {account}"),
+        },
+        Change::HoldReleased { hold, account } => format!("release hold {hold} of {account}"),
     }
 }

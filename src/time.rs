@@ -11,7 +11,9 @@ const MICROS_PER_SECOND: i64 = 1_000_000;
 const SECONDS_PER_DAY: i64 = 86_400;
 
 /// An instant, in microseconds since 1970-01-01T00:00:00Z.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct At(i64);
 
 /// Why a time bound typed by a user was not understood.
@@ -113,6 +115,11 @@ impl At {
 }
 
 impl At {
+    /// The instant one microsecond earlier: the last instant before `self`.
+    pub fn pred(self) -> At {
+        At(self.0.saturating_sub(1))
+    }
+
     /// The canonical journal form, without allocating (it runs per line).
     pub fn canonical(self) -> [u8; 27] {
         let micros = self.0.rem_euclid(MICROS_PER_SECOND);

@@ -107,13 +107,13 @@ fn balance_json_has_the_contract_shape() {
         json!({
             "as_of_seq": 7,
             "accounts": [
-                {"account": "acct1", "owner": "alice", "currency": null, "decimals": 2, "balance": "19.75", "closed": false},
-                {"account": "acct2", "owner": "bob", "currency": null, "decimals": 2, "balance": "10.25", "closed": false},
-                {"account": "eur1", "owner": null, "currency": "EUR", "decimals": 2, "balance": "0.00", "closed": true},
+                {"account": "acct1", "owner": "alice", "currency": null, "decimals": 2, "balance": "19.75", "held": "0.00", "available": "19.75", "closed": false},
+                {"account": "acct2", "owner": "bob", "currency": null, "decimals": 2, "balance": "10.25", "held": "0.00", "available": "10.25", "closed": false},
+                {"account": "eur1", "owner": null, "currency": "EUR", "decimals": 2, "balance": "0.00", "held": "0.00", "available": "0.00", "closed": true},
             ],
             "totals": [
-                {"currency": null, "decimals": 2, "balance": "30.00"},
-                {"currency": "EUR", "decimals": 2, "balance": "0.00"},
+                {"currency": null, "decimals": 2, "balance": "30.00", "held": "0.00", "available": "30.00"},
+                {"currency": "EUR", "decimals": 2, "balance": "0.00", "held": "0.00", "available": "0.00"},
             ],
         })
     );
@@ -197,13 +197,13 @@ fn csv_outputs_have_a_header_row_and_rfc4180_records() {
     let balance = env.ok("balance --format csv");
     assert_eq!(
         balance,
-        "account,owner,currency,decimals,balance,closed,as_of_seq\r\n\
-         acct1,alice,,2,19.75,false,7\r\n\
-         acct2,bob,,2,11.25,false,7\r\n\
-         eur1,,EUR,2,0.00,false,7\r\n"
+        "account,owner,currency,decimals,balance,closed,as_of_seq,held,available\r\n\
+         acct1,alice,,2,19.75,false,7,0.00,19.75\r\n\
+         acct2,bob,,2,11.25,false,7,0.00,11.25\r\n\
+         eur1,,EUR,2,0.00,false,7,0.00,0.00\r\n"
     );
 
-    let header = "seq,at,type,account,from,to,amount,owner,currency,decimals,date,reverses,tags,id,memo,batch,prev";
+    let header = "seq,at,type,account,from,to,amount,owner,currency,decimals,hold,expires,date,reverses,tags,id,memo,batch,prev";
     let history = env.ok("history --format csv");
     let rows: Vec<&str> = history.split("\r\n").collect();
     assert_eq!(rows[0], header);
@@ -216,7 +216,7 @@ fn csv_outputs_have_a_header_row_and_rfc4180_records() {
     let prev6 = &line6[line6.len() - 66..line6.len() - 2];
     assert_eq!(
         rows[6],
-        format!("6,{AT},TransferCompleted,,acct1,acct2,10.25,,,,,,,pay-17,lunch,,{prev6}")
+        format!("6,{AT},TransferCompleted,,acct1,acct2,10.25,,,,,,,,,pay-17,lunch,,{prev6}")
     );
     assert!(
         rows[7].contains(r#","a, ""quoted"" memo","#),

@@ -6,11 +6,13 @@ use rustc_hash::FxHashMap;
 
 use crate::cli::{AsOf, BalanceArgs};
 use crate::cmd::{Context, ReplayFrom, replay};
-use crate::domain::State;
+use crate::domain::{Hold, State};
 use crate::error::Error;
 use crate::event::Change;
+use crate::journal::JournalError;
 use crate::money::Amount;
 use crate::output::{self, BalanceReport, BalanceRow};
+use crate::time::{At, TimeError};
 
 /// Prints balances, as of the end or of `--as-of`.
 pub fn run(ctx: &Context, args: &BalanceArgs) -> Result<(), Error> {
@@ -28,17 +30,32 @@ pub fn run(ctx: &Context, args: &BalanceArgs) -> Result<(), Error> {
             })?;
             unknown(&state, &names)?;
             by_day = view;
-            by_day.report(&state, &names)
+            // Holds are judged at the last instant of that day (SPEC 11).
+            by_day.report(&state, &names, ctx.zone.start_of(day.next()).pred())
         }
         as_of => {
             state = replay(&ctx.path, as_of, ReplayFrom::Checkpoint, |_, _| Ok(()))?;
             unknown(&state, &names)?;
-            BalanceReport::of_state(&state, &names)
+            // Holds are judged at the moment the balances describe.
+            let at = match as_of {
+                Some(AsOf::At(at)) => at,
+                Some(AsOf::Seq(_)) => state.at().unwrap_or(At::now().map_err(clock)?),
+                _ => At::now().map_err(clock)?,
+            };
+            BalanceReport::of_state(&state, &names, at)
         }
     };
     let mut out = io::stdout().lock();
     output::balances(&mut out, ctx.format, &report)?;
     Ok(out.flush()?)
+}
+
+fn clock(e: TimeError) -> JournalError {
+    JournalError::io(
+        std::path::Path::new("LEDGER_TEST_CLOCK"),
+        "read the clock from",
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+    )
 }
 
 /// The first of `names` that the ledger has never known.
@@ -56,6 +73,8 @@ struct DayView {
     /// Per account that has an event among them: its balance and whether
     /// its close is among them.
     accounts: FxHashMap<Box<str>, (Amount, bool)>,
+    /// Holds placed among them and not ended among them.
+    holds: FxHashMap<u64, Hold>,
     as_of_seq: u64,
 }
 
@@ -67,14 +86,41 @@ impl DayView {
                 self.entry(account);
             }
             Change::AccountClosed { account } => self.entry(account).1 = true,
-            _ => {
-                for (account, delta) in change.effects().into_iter().flatten() {
-                    let balance = &mut self.entry(account).0;
-                    // Rules in journal order bound every balance; by day a
-                    // sum may only dip below zero, never past i128.
-                    *balance = Amount(balance.0.saturating_add(delta.0));
-                }
+            Change::FundsHeld {
+                account,
+                amount,
+                to,
+                expires,
+            } => {
+                self.entry(account);
+                self.holds.insert(
+                    seq,
+                    Hold {
+                        account: account.as_ref().into(),
+                        amount: amount.units(),
+                        to: to.as_deref().map(Into::into),
+                        expires: *expires,
+                    },
+                );
             }
+            Change::HoldReleased { hold, account } => {
+                self.entry(account);
+                self.holds.remove(hold);
+            }
+            Change::HoldCaptured { hold, .. } => {
+                self.holds.remove(hold);
+                self.add_effects(change);
+            }
+            _ => self.add_effects(change),
+        }
+    }
+
+    fn add_effects(&mut self, change: &Change<'_>) {
+        for (account, delta) in change.effects().into_iter().flatten() {
+            let balance = &mut self.entry(account).0;
+            // Rules in journal order bound every balance; by day a sum may
+            // only dip below zero, never past i128.
+            *balance = Amount(balance.0.saturating_add(delta.0));
         }
     }
 
@@ -84,7 +130,13 @@ impl DayView {
 
     /// The report of `names` (every account with an event on or before
     /// the day, when empty); an account named that has none shows zero.
-    fn report<'s>(&self, state: &'s State, names: &[&str]) -> BalanceReport<'s> {
+    /// Holds count if active at `at`.
+    fn report<'s>(&self, state: &'s State, names: &[&str], at: At) -> BalanceReport<'s> {
+        let mut held: FxHashMap<&str, Amount> = FxHashMap::default();
+        for hold in self.holds.values().filter(|h| h.active_at(at)) {
+            let sum = held.entry(&hold.account).or_insert(Amount::ZERO);
+            *sum = Amount(sum.0.saturating_add(hold.amount.0));
+        }
         let rows = state
             .accounts()
             .filter(|(name, _)| {
@@ -101,6 +153,7 @@ impl DayView {
                     owner: a.owner.as_deref(),
                     unit: state.unit_of(a),
                     balance,
+                    held: held.get(name).copied().unwrap_or(Amount::ZERO),
                     closed,
                 }
             })

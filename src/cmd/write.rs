@@ -3,17 +3,20 @@
 
 use std::io::{self, Write};
 
-use crate::cli::{Format, WriteCommand, WriteOpts};
+use crate::cli::{self, Bound, Format, WriteCommand, WriteOpts};
 use crate::cmd::Context;
 use crate::domain::{Command, Request, State, Target};
 use crate::error::Error;
 use crate::event::{Change, Event};
 use crate::journal::line::{self, LineError};
 use crate::journal::{JournalError, Outcome, Writer};
+use crate::money::Amount;
 use crate::output;
+use crate::time::{At, Zone};
 
-/// The domain request a parsed write command stands for.
-pub fn request(cmd: &WriteCommand) -> Result<Request<'_>, Error> {
+/// The domain request a parsed write command stands for; `zone` reads a
+/// date given as a hold's expiry.
+pub fn request<'a>(cmd: &'a WriteCommand, zone: &Zone) -> Result<Request<'a>, Error> {
     let command = match cmd {
         WriteCommand::Create(a) => Command::Create {
             account: &a.account,
@@ -54,6 +57,49 @@ pub fn request(cmd: &WriteCommand) -> Result<Request<'_>, Error> {
             },
             original: None,
         },
+        WriteCommand::Hold(a) => Command::Hold {
+            account: &a.account,
+            amount: a.amount,
+            to: a.to.as_deref(),
+            expires: a.expires.map(|bound| match bound {
+                Bound::At(at) => at,
+                // A hold given a date counts all of that day (SPEC 11).
+                Bound::Day(day) => zone.start_of(day.next()),
+            }),
+        },
+        WriteCommand::Capture(a) => {
+            let (target, amount) = match a.of_id.as_deref() {
+                Some(id) if a.second.is_none() => (Target::Id(id), a.first.as_deref()),
+                Some(_) => {
+                    return Err(Error::Usage(
+                        "capture --of-id KEY takes at most an AMOUNT".into(),
+                    ));
+                }
+                None => (
+                    hold_seq("capture", a.first.as_deref())?,
+                    a.second.as_deref(),
+                ),
+            };
+            let amount = amount
+                .map(|text| {
+                    cli::amount(text).map_err(|e| {
+                        Error::Usage(format!("invalid value '{text}' for <AMOUNT>: {e}"))
+                    })
+                })
+                .transpose()?;
+            Command::Capture { target, amount }
+        }
+        WriteCommand::Release(a) => Command::Release {
+            target: match a.of_id.as_deref() {
+                Some(id) if a.first.is_none() => Target::Id(id),
+                Some(_) => {
+                    return Err(Error::Usage(
+                        "release takes a HOLD or --of-id KEY, not both".into(),
+                    ));
+                }
+                None => hold_seq("release", a.first.as_deref())?,
+            },
+        },
     };
     let opts: &WriteOpts = cmd.opts();
     let mut tags: Vec<(&str, &str)> = opts
@@ -70,6 +116,20 @@ pub fn request(cmd: &WriteCommand) -> Result<Request<'_>, Error> {
         expect_seq: opts.expect_seq,
         date: opts.date,
         tags,
+    })
+}
+
+/// The hold named by its seq (`None`: it was not given).
+fn hold_seq(command: &str, word: Option<&str>) -> Result<Target<'static>, Error> {
+    let word = word.ok_or_else(|| {
+        Error::Usage(format!(
+            "{command} needs the HOLD (the seq of its hold event), or --of-id KEY"
+        ))
+    })?;
+    cli::seq(word).map(Target::Seq).map_err(|_| {
+        Error::Usage(format!(
+            "invalid value '{word}' for <HOLD>: the seq of a hold event (a whole number)"
+        ))
     })
 }
 
@@ -97,7 +157,7 @@ pub fn commit(ctx: &Context, writer: &mut Writer) -> Result<(), Error> {
 
 /// Runs one write command.
 pub fn run(ctx: &Context, cmd: &WriteCommand) -> Result<(), Error> {
-    let request = request(cmd)?;
+    let request = request(cmd, &ctx.zone)?;
     let mut writer = Writer::open(&ctx.path)?;
     let outcome = writer.apply(&request)?;
     commit(ctx, &mut writer)?;
@@ -117,7 +177,7 @@ pub fn run(ctx: &Context, cmd: &WriteCommand) -> Result<(), Error> {
             output::csv_row(&mut out, &output::event_csv(&event, &stored))?;
         }
         Format::Table => {
-            let balances = balances_after(writer.state(), &event.change);
+            let balances = balances_after(writer.state(), &event.change, event.at);
             match outcome {
                 Outcome::Appended(_) => {
                     writeln!(out, "seq {seq}: {}{balances}", output::describe(&event))?
@@ -147,7 +207,7 @@ pub fn decode<'l>(writer: &Writer, stored: &'l [u8]) -> Result<Event<'l>, Error>
 }
 
 /// `; balance acct1 19.75` (or both accounts of a transfer) in the current state.
-fn balances_after(state: &State, change: &Change<'_>) -> String {
+fn balances_after(state: &State, change: &Change<'_>, at: At) -> String {
     let one = |name: &str| {
         state
             .account(name)
@@ -155,11 +215,27 @@ fn balances_after(state: &State, change: &Change<'_>) -> String {
             .unwrap_or_default()
     };
     match change {
-        Change::MoneyDeposited { account, .. } | Change::MoneyWithdrawn { account, .. } => {
+        Change::MoneyDeposited { account, .. }
+        | Change::MoneyWithdrawn { account, .. }
+        | Change::HoldCaptured {
+            account, to: None, ..
+        } => {
             format!("; balance {}", one(account))
         }
-        Change::TransferCompleted { from, to, .. } => {
+        Change::TransferCompleted { from, to, .. }
+        | Change::HoldCaptured {
+            account: from,
+            to: Some(to),
+            ..
+        } => {
             format!("; balances {}, {}", one(from), one(to))
+        }
+        Change::FundsHeld { account, .. } | Change::HoldReleased { account, .. } => {
+            let available = state.account(account).map(|a| {
+                let held = state.held_at(a, at);
+                output::money(Amount(a.balance.0.saturating_sub(held.0)), state.unit_of(a))
+            });
+            format!("; available {account} {}", available.unwrap_or_default())
         }
         Change::AccountCreated { .. } | Change::AccountClosed { .. } => String::new(),
     }

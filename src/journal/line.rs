@@ -224,6 +224,42 @@ fn encode_at(event: &Event<'_>, at: &[u8; 27], prev: &LineHash, out: &mut Vec<u8
             amount_field(out, *amount);
         }
         Change::AccountClosed { account } => string(out, "account", account),
+        Change::FundsHeld {
+            account,
+            amount,
+            to,
+            expires,
+        } => {
+            string(out, "account", account);
+            amount_field(out, *amount);
+            if let Some(to) = to {
+                string(out, "to", to);
+            }
+            if let Some(expires) = expires {
+                out.extend_from_slice(br#","expires":""#);
+                out.extend_from_slice(&expires.canonical());
+                out.push(b'"');
+            }
+        }
+        Change::HoldCaptured {
+            hold,
+            account,
+            to,
+            amount,
+        } => {
+            out.extend_from_slice(br#","hold":"#);
+            number(out, *hold);
+            string(out, "account", account);
+            if let Some(to) = to {
+                string(out, "to", to);
+            }
+            amount_field(out, *amount);
+        }
+        Change::HoldReleased { hold, account } => {
+            out.extend_from_slice(br#","hold":"#);
+            number(out, *hold);
+            string(out, "account", account);
+        }
     }
     if let Some(date) = event.date {
         out.extend_from_slice(br#","date":""#);
@@ -318,6 +354,8 @@ struct RawEvent<'a> {
     #[serde(borrow)]
     to: Option<Cow<'a, str>>,
     amount: Option<&'a str>,
+    hold: Option<u64>,
+    expires: Option<&'a str>,
     date: Option<&'a str>,
     reverses: Option<u64>,
     #[serde(borrow)]
@@ -402,6 +440,22 @@ enum ChangeSpans {
     Closed {
         account: Span,
     },
+    Held {
+        account: Span,
+        amount: Decimal,
+        to: Option<Span>,
+        expires: Option<At>,
+    },
+    Captured {
+        hold: u64,
+        account: Span,
+        to: Option<Span>,
+        amount: Decimal,
+    },
+    Released {
+        hold: u64,
+        account: Span,
+    },
 }
 
 /// The last `at` read, for the next line: the lines of one append share
@@ -462,6 +516,29 @@ impl Spans {
                 amount: c.amount()?,
             },
             b"AccountClosed" => ChangeSpans::Closed {
+                account: c.field(br#","account":"#)?,
+            },
+            b"FundsHeld" => ChangeSpans::Held {
+                account: c.field(br#","account":"#)?,
+                amount: c.amount()?,
+                to: c.optional(br#","to":"#)?,
+                expires: if c.peek(br#","expires":""#) {
+                    c.lit(br#","expires":""#)?;
+                    let at = At::parse_canonical_bytes(c.take(27)?)?;
+                    c.lit(b"\"")?;
+                    Some(at)
+                } else {
+                    None
+                },
+            },
+            b"HoldCaptured" => ChangeSpans::Captured {
+                hold: c.hold()?,
+                account: c.field(br#","account":"#)?,
+                to: c.optional(br#","to":"#)?,
+                amount: c.amount()?,
+            },
+            b"HoldReleased" => ChangeSpans::Released {
+                hold: c.hold()?,
                 account: c.field(br#","account":"#)?,
             },
             _ => return None,
@@ -545,6 +622,32 @@ impl Spans {
                 amount: *amount,
             },
             ChangeSpans::Closed { account } => Change::AccountClosed {
+                account: s(*account)?,
+            },
+            ChangeSpans::Held {
+                account,
+                amount,
+                to,
+                expires,
+            } => Change::FundsHeld {
+                account: s(*account)?,
+                amount: *amount,
+                to: opt(*to)?,
+                expires: *expires,
+            },
+            ChangeSpans::Captured {
+                hold,
+                account,
+                to,
+                amount,
+            } => Change::HoldCaptured {
+                hold: *hold,
+                account: s(*account)?,
+                to: opt(*to)?,
+                amount: *amount,
+            },
+            ChangeSpans::Released { hold, account } => Change::HoldReleased {
+                hold: *hold,
                 account: s(*account)?,
             },
         };
@@ -642,6 +745,12 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// `,"hold":N`.
+    fn hold(&mut self) -> Option<u64> {
+        self.lit(br#","hold":"#)?;
+        self.number()
+    }
+
     /// The pairs of a tags object after its `{`, through its `}`: at least
     /// one, keys in strictly increasing byte order, as `encode` writes them.
     fn tags(&mut self) -> Option<Vec<(Span, Span)>> {
@@ -704,6 +813,27 @@ fn decode_general<'a>(line: &'a [u8], scratch: &mut Vec<u8>) -> Result<Decoded<'
             amount: amount(raw.amount)?,
         },
         "AccountClosed" => Change::AccountClosed {
+            account: raw.account.ok_or_else(|| field("account"))?,
+        },
+        "FundsHeld" => Change::FundsHeld {
+            account: raw.account.ok_or_else(|| field("account"))?,
+            amount: amount(raw.amount)?,
+            to: raw.to,
+            expires: match raw.expires {
+                Some(text) => Some(At::parse_canonical(text).ok_or_else(|| {
+                    LineError::Field(format!("expires '{text}' is not a UTC timestamp"))
+                })?),
+                None => None,
+            },
+        },
+        "HoldCaptured" => Change::HoldCaptured {
+            hold: raw.hold.ok_or_else(|| field("hold"))?,
+            account: raw.account.ok_or_else(|| field("account"))?,
+            to: raw.to,
+            amount: amount(raw.amount)?,
+        },
+        "HoldReleased" => Change::HoldReleased {
+            hold: raw.hold.ok_or_else(|| field("hold"))?,
             account: raw.account.ok_or_else(|| field("account"))?,
         },
         other => return Err(LineError::UnknownType(other.to_owned())),
@@ -912,7 +1042,7 @@ mod tests {
         /// the same lines, with the same result.
         #[test]
         fn fast_and_general_decoding_agree(
-            kind in 0..5usize,
+            kind in 0..8usize,
             seq in 0u64..u64::MAX,
             micros in 0i64..253_402_300_799_999_999,
             account in "[a-z0-9][a-z0-9_.:@-]{0,10}",
@@ -931,6 +1061,9 @@ mod tests {
                 1 => Change::MoneyDeposited { account: account.clone().into(), amount },
                 2 => Change::MoneyWithdrawn { account: account.clone().into(), amount },
                 3 => Change::TransferCompleted { from: account.clone().into(), to: "x".into(), amount },
+                4 => Change::FundsHeld { account: account.clone().into(), amount, to: text.clone().map(Into::into), expires: batch.map(|_| at()) },
+                5 => Change::HoldCaptured { hold: seq / 2, account: account.clone().into(), to: text.clone().map(Into::into), amount },
+                6 => Change::HoldReleased { hold: seq / 3, account: account.clone().into() },
                 _ => Change::AccountClosed { account: account.clone().into() },
             };
             let event = Event {

@@ -298,7 +298,7 @@ proptest! {
         words in prop::collection::vec(word(), 0..8),
     ) {
         if let Ok(parsed) = BatchLine::try_parse_from(&words)
-            && let Ok(request) = write::request(&parsed.command)
+            && let Ok(request) = write::request(&parsed.command, &ledger::time::Zone::utc())
         {
             let _ = domain::decide(state_for_decisions(), &request, now());
         }
@@ -307,7 +307,7 @@ proptest! {
         let text = words.join(" ");
         if let Ok(split) = shell_words::split(&text)
             && let Ok(parsed) = BatchLine::try_parse_from(&split)
-            && let Ok(request) = write::request(&parsed.command)
+            && let Ok(request) = write::request(&parsed.command, &ledger::time::Zone::utc())
         {
             let _ = domain::decide(state_for_decisions(), &request, now());
         }

@@ -51,7 +51,7 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
         if let Some(ready) = buffer.ready() {
             writer.adopt_buffer(ready);
         }
-        let request = write::request(&command).map_err(|e| at_line(line, e))?;
+        let request = write::request(&command, &ctx.zone).map_err(|e| at_line(line, e))?;
         match writer.apply(&request) {
             Ok(Outcome::Appended(_)) => {
                 appended += 1;

@@ -19,7 +19,8 @@ use clap::{CommandFactory, FromArgMatches};
 use rustc_hash::FxHashMap;
 
 use crate::cli::{
-    BatchLine, CloseArgs, CreateArgs, MoveArgs, ReverseArgs, TransferArgs, WriteCommand,
+    BatchLine, CloseArgs, CreateArgs, HoldArgs, HoldRefArgs, MoveArgs, ReleaseArgs, ReverseArgs,
+    TransferArgs, WriteCommand,
 };
 use crate::error::Error;
 
@@ -63,7 +64,7 @@ pub(super) fn parse_line(
     }
     if let Some(first) = words.first().filter(|w| NOT_IN_BATCH.contains(w)) {
         return Err(Error::Usage(format!(
-            "'{first}' cannot be used in a batch: only create, deposit, withdraw, transfer, close and reverse"
+            "'{first}' cannot be used in a batch: only write commands (create, deposit, withdraw, transfer, close, reverse, hold, capture, release)"
         )));
     }
     grammar
@@ -284,6 +285,9 @@ fn from_matches(name: &str, m: &mut clap::ArgMatches) -> Result<WriteCommand, cl
         "transfer" => TransferArgs::from_arg_matches_mut(m).map(WriteCommand::Transfer),
         "close" => CloseArgs::from_arg_matches_mut(m).map(WriteCommand::Close),
         "reverse" => ReverseArgs::from_arg_matches_mut(m).map(WriteCommand::Reverse),
+        "hold" => HoldArgs::from_arg_matches_mut(m).map(WriteCommand::Hold),
+        "capture" => HoldRefArgs::from_arg_matches_mut(m).map(WriteCommand::Capture),
+        "release" => ReleaseArgs::from_arg_matches_mut(m).map(WriteCommand::Release),
         _ => Err(clap::Error::new(clap::error::ErrorKind::InvalidSubcommand)),
     }
 }
@@ -351,6 +355,9 @@ mod tests {
                     }
                     "close" => format!("close a{n} --id c{n} --date 2026-10-0{n}"),
                     "reverse" => format!("reverse {n} --tag k=v{n} --memo m"),
+                    "hold" => format!("hold a{n} 1.{n} --to b --expires 2026-12-0{n} --id h{n}"),
+                    "capture" => format!("capture {n} 0.{n} --memo m"),
+                    "release" => format!("release --of-id h{n}"),
                     _ => format!("{name} a{n} 2.2{n} --id k{n} --expect-seq {n}"),
                 };
                 assert_eq!(parsed(&mut grammar, &line), clap_alone(&line), "{line}");
