@@ -11,6 +11,7 @@ mod faults;
 mod first_hour;
 mod fixtures;
 mod follow;
+mod holds;
 mod journal;
 mod props;
 mod readme;

@@ -318,3 +318,185 @@ proptest! {
         }
     }
 }
+
+/// Holds against a model: deposits, withdrawals, holds (some expiring,
+/// some for a shop), captures, releases and steps of the clock, each run
+/// through the real binary at its own time.
+mod holds {
+    use crate::common::TestEnv;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Deposit(u32),
+        Withdraw(u32),
+        /// Amount, lifetime in hours (if it expires), for the shop.
+        Hold(u32, Option<u8>, bool),
+        /// Which hold (modulo their number), how much (all if `None`).
+        Capture(usize, Option<u32>),
+        Release(usize),
+        /// Hours the clock moves on.
+        Step(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let cents = 1u32..3_000;
+        prop_oneof![
+            2 => cents.clone().prop_map(Op::Deposit),
+            1 => cents.clone().prop_map(Op::Withdraw),
+            3 => (cents.clone(), proptest::option::of(1u8..6), any::<bool>())
+                .prop_map(|(c, e, s)| Op::Hold(c, e, s)),
+            2 => (0usize..8, proptest::option::of(cents)).prop_map(|(i, c)| Op::Capture(i, c)),
+            1 => (0usize..8).prop_map(Op::Release),
+            1 => (1u8..4).prop_map(Op::Step),
+        ]
+    }
+
+    struct Hold {
+        seq: u64,
+        amount: i64,
+        expires: Option<i64>,
+        shop: bool,
+        ended: bool,
+    }
+
+    #[derive(Default)]
+    struct Model {
+        balance: i64,
+        shop: i64,
+        holds: Vec<Hold>,
+        hour: i64,
+        seq: u64,
+    }
+
+    impl Model {
+        fn held(&self) -> i64 {
+            self.holds
+                .iter()
+                .filter(|h| !h.ended && h.expires.is_none_or(|e| self.hour < e))
+                .map(|h| h.amount)
+                .sum()
+        }
+
+        /// The command line for `op`, and whether the rules accept it.
+        fn apply(&mut self, op: &Op) -> Option<(String, bool)> {
+            let money = |c: u32| format!("{}.{:02}", c / 100, c % 100);
+            let available = self.balance - self.held();
+            let (line, ok) = match *op {
+                Op::Step(h) => {
+                    self.hour += i64::from(h);
+                    return None;
+                }
+                Op::Deposit(c) => {
+                    self.balance += i64::from(c);
+                    (format!("deposit a {}", money(c)), true)
+                }
+                Op::Withdraw(c) => {
+                    let ok = i64::from(c) <= available;
+                    if ok {
+                        self.balance -= i64::from(c);
+                    }
+                    (format!("withdraw a {}", money(c)), ok)
+                }
+                Op::Hold(c, life, shop) => {
+                    let ok = i64::from(c) <= available;
+                    let expires = life.map(|l| self.hour + i64::from(l));
+                    let mut line = format!("hold a {}", money(c));
+                    if shop {
+                        line.push_str(" --to shop");
+                    }
+                    if let Some(e) = expires {
+                        line.push_str(&format!(" --expires {}", super::holds_clock(e)));
+                    }
+                    if ok {
+                        self.holds.push(Hold {
+                            seq: self.seq + 1,
+                            amount: i64::from(c),
+                            expires,
+                            shop,
+                            ended: false,
+                        });
+                    }
+                    (line, ok)
+                }
+                Op::Capture(..) | Op::Release(_) if self.holds.is_empty() => {
+                    (format!("release {}", self.seq + 99), false)
+                }
+                Op::Capture(i, c) => {
+                    let hour = self.hour;
+                    let len = self.holds.len();
+                    let h = &mut self.holds[i % len];
+                    let amount = c.map_or(h.amount, i64::from);
+                    let ok = !h.ended && h.expires.is_none_or(|e| hour < e) && amount <= h.amount;
+                    let mut line = format!("capture {}", h.seq);
+                    if let Some(c) = c {
+                        line.push_str(&format!(" {}", money(c)));
+                    }
+                    if ok {
+                        h.ended = true;
+                        self.balance -= amount;
+                        if h.shop {
+                            self.shop += amount;
+                        }
+                    }
+                    (line, ok)
+                }
+                Op::Release(i) => {
+                    let len = self.holds.len();
+                    let h = &mut self.holds[i % len];
+                    let ok = !h.ended;
+                    h.ended = true;
+                    (format!("release {}", h.seq), ok)
+                }
+            };
+            if ok {
+                self.seq += 1;
+            }
+            Some((line, ok))
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn holds_match_the_model(ops in proptest::collection::vec(op(), 1..30)) {
+            let env = TestEnv::new();
+            let mut model = Model::default();
+            env.ok_at(&super::holds_clock(0), "create a");
+            env.ok_at(&super::holds_clock(0), "create shop");
+            model.seq = 2;
+            for op in &ops {
+                let Some((line, ok)) = model.apply(op) else { continue };
+                let before = env.bytes();
+                let out = env
+                    .cmd()
+                    .env("LEDGER_TEST_CLOCK", super::holds_clock(model.hour))
+                    .args(line.split(' '))
+                    .output()
+                    .unwrap();
+                prop_assert_eq!(out.status.code(), Some(if ok { 0 } else { 1 }), "{}: {}", line, String::from_utf8_lossy(&out.stderr));
+                if !ok {
+                    prop_assert_eq!(env.bytes(), before);
+                }
+            }
+            let clock = super::holds_clock(model.hour);
+            let doc: serde_json::Value = serde_json::from_str(&env.ok_at(&clock, "balance a shop --json")).unwrap();
+            let cents = |v: &serde_json::Value| -> i64 {
+                v.as_str().unwrap().replace('.', "").parse().unwrap()
+            };
+            let a = &doc["accounts"][0];
+            prop_assert_eq!(cents(&a["balance"]), model.balance);
+            prop_assert_eq!(cents(&a["held"]), model.held());
+            prop_assert!(cents(&a["available"]) >= 0);
+            prop_assert_eq!(cents(&doc["accounts"][1]["balance"]), model.shop);
+            prop_assert!(env.ok("verify").contains("ok:"));
+        }
+    }
+}
+
+/// The clock `hours` after 2026-11-26T10:00:00Z.
+fn holds_clock(hours: i64) -> String {
+    let t = jiff::Timestamp::from_second(1_764_151_200 + hours * 3600).unwrap();
+    format!("{t}")
+}
