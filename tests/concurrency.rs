@@ -92,3 +92,76 @@ fn concurrent_transfers_never_double_spend() {
         "an unacknowledged transfer was written"
     );
 }
+
+#[test]
+fn concurrent_captures_never_capture_a_hold_twice() {
+    const HOLDS: usize = 8;
+    let env = TestEnv::with(&["create cust", "create shop", "deposit cust 100"]);
+    for h in 0..HOLDS {
+        env.ok(&format!("hold cust 10 --to shop --id order-{h}"));
+    }
+    // Every writer tries to capture every hold, in its own order; each
+    // hold goes to exactly one of them.
+    let captured: Vec<String> = thread::scope(|s| {
+        let handles: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let env = &env;
+                s.spawn(move || {
+                    let mut won = Vec::new();
+                    for i in 0..HOLDS {
+                        let order = format!("order-{}", (w + i) % HOLDS);
+                        let out = env
+                            .cmd()
+                            .args([
+                                "capture",
+                                "--of-id",
+                                &order,
+                                "3",
+                                "--id",
+                                &format!("w{w}-{order}"),
+                            ])
+                            .output()
+                            .unwrap();
+                        match out.status.code() {
+                            Some(0) => won.push(order),
+                            Some(1) => assert!(
+                                String::from_utf8_lossy(&out.stderr)
+                                    .contains("was already captured"),
+                                "{}",
+                                String::from_utf8_lossy(&out.stderr)
+                            ),
+                            other => panic!("{other:?}: {}", String::from_utf8_lossy(&out.stderr)),
+                        }
+                    }
+                    won
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let mut sorted = captured.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(
+        sorted.len(),
+        HOLDS,
+        "every hold captured once: {captured:?}"
+    );
+    assert_eq!(
+        captured.len(),
+        HOLDS,
+        "no hold captured twice: {captured:?}"
+    );
+    let doc = env.balances();
+    let shop = doc["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["account"] == "shop")
+        .unwrap();
+    assert_eq!(shop["balance"], "24.00", "8 captures of 3.00");
+    assert!(env.ok("verify").contains("ok:"));
+}
