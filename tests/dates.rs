@@ -312,3 +312,20 @@ fn follow_takes_no_date_bound() {
     let stderr = env.fails(2, &["history", "--follow", "--since", "2026-11-01"]);
     assert!(stderr.contains("takes no date bound"), "{stderr}");
 }
+
+#[test]
+fn a_type_this_ledger_does_not_know_is_named() {
+    let env = TestEnv::new();
+    let created = r#"{"seq":1,"at":"2026-11-26T10:00:00.000000Z","type":"AccountCreated","account":"a","decimals":2}"#;
+    let future = r#"{"seq":2,"at":"2026-11-26T10:00:00.000000Z","type":"InterestAccrued","account":"a","amount":"1.00"}"#;
+    env.write(chained(HEADER, &[created, future]));
+    for args in [&["verify"][..], &["balance"], &["deposit", "a", "1"]] {
+        let stderr = env.fails(3, args);
+        assert!(
+            stderr.contains(
+                "line 3: unknown event type InterestAccrued (written by a newer ledger?)"
+            ),
+            "{args:?}: {stderr}"
+        );
+    }
+}

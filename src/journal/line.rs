@@ -97,7 +97,7 @@ pub enum LineError {
     #[error("not a valid event line: {0}")]
     Syntax(String),
     /// A `type` this version does not know.
-    #[error("unknown event type '{0}'")]
+    #[error("unknown event type {0} (written by a newer ledger?)")]
     UnknownType(String),
     /// A field the type needs is absent or malformed.
     #[error("{0}")]
