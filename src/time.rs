@@ -126,17 +126,9 @@ impl At {
         let seconds = self.0.div_euclid(MICROS_PER_SECOND);
         let days = seconds.div_euclid(SECONDS_PER_DAY);
         let sod = seconds.rem_euclid(SECONDS_PER_DAY);
-        let (y, m, d) = civil_from_days(days);
         let mut out = *b"0000-00-00T00:00:00.000000Z";
-        let mut put = |range: std::ops::Range<usize>, mut n: i64| {
-            for i in range.rev() {
-                out[i] = b'0' + (n.rem_euclid(10)) as u8;
-                n /= 10;
-            }
-        };
-        put(0..4, y);
-        put(5..7, m);
-        put(8..10, d);
+        put_date(&mut out, days);
+        let mut put = |range, n| put_digits(&mut out, range, n);
         put(11..13, sod / 3600);
         put(14..16, sod % 3600 / 60);
         put(17..19, sod % 60);
@@ -186,17 +178,8 @@ impl Day {
 
     /// The `YYYY-MM-DD` form.
     pub fn text(self) -> [u8; 10] {
-        let (y, m, d) = civil_from_days(i64::from(self.0));
         let mut out = *b"0000-00-00";
-        let mut put = |range: std::ops::Range<usize>, mut n: i64| {
-            for i in range.rev() {
-                out[i] = b'0' + (n.rem_euclid(10)) as u8;
-                n /= 10;
-            }
-        };
-        put(0..4, y);
-        put(5..7, m);
-        put(8..10, d);
+        put_date(&mut out, i64::from(self.0));
         out
     }
 
@@ -328,6 +311,22 @@ impl Zone {
             },
         )
     }
+}
+
+/// Writes `n`'s last decimal digits into `out[range]`, zero-padded.
+fn put_digits(out: &mut [u8], range: std::ops::Range<usize>, mut n: i64) {
+    for i in range.rev() {
+        out[i] = b'0' + (n.rem_euclid(10)) as u8;
+        n /= 10;
+    }
+}
+
+/// Writes `YYYY-MM-DD` of the day `days` after 1970-01-01 into `out[..10]`.
+fn put_date(out: &mut [u8], days: i64) {
+    let (y, m, d) = civil_from_days(days);
+    put_digits(out, 0..4, y);
+    put_digits(out, 5..7, m);
+    put_digits(out, 8..10, d);
 }
 
 fn is_leap(year: i64) -> bool {
