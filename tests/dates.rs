@@ -329,3 +329,33 @@ fn a_type_this_ledger_does_not_know_is_named() {
         );
     }
 }
+
+#[test]
+fn the_zone_comes_from_tz_and_a_tz_naming_no_zone_falls_back_to_utc() {
+    let env = TestEnv::with(&["create a"]);
+    let history = |tz: &str| {
+        let out = env.cmd().env("TZ", tz).arg("history").output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (paris, quiet) = history("Europe/Paris");
+    assert!(paris.contains("2026-11-26 11:00:00"), "{paris}");
+    assert_eq!(quiet, "");
+    let (utc, warned) = history("Mars/Olympus");
+    assert!(utc.contains("2026-11-26 10:00:00"), "{utc}");
+    assert!(
+        warned.contains("TZ=Mars/Olympus names no time zone; using UTC"),
+        "{warned}"
+    );
+    // --tz wins over TZ.
+    let out = env
+        .cmd()
+        .env("TZ", "Europe/Paris")
+        .args(["history", "--tz", "UTC"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2026-11-26 10:00:00"));
+}
