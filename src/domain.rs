@@ -86,11 +86,16 @@ impl State {
     }
 
     /// The first way this state breaks the ledger's invariants, if any:
-    /// every account in a known unit, no negative balance, and per unit held
-    /// = deposited - withdrawn = the sum of the balances. A state folded
-    /// by [`evolve`] from decided events always holds them; `verify` checks
-    /// them, and a checkpoint that breaks them is not trusted.
+    /// every name, owner, id, currency and decimals one the input rules
+    /// accept (see [`State::malformed`]), every account in a known unit, no
+    /// negative balance, and per unit held = deposited - withdrawn = the sum
+    /// of the balances. A state folded by [`evolve`] from decided events
+    /// always holds them; `verify` checks them, and a checkpoint that breaks
+    /// them is not trusted.
     pub fn inconsistency(&self) -> Option<String> {
+        if let Some(problem) = self.malformed() {
+            return Some(problem);
+        }
         let mut sums = vec![Amount::ZERO; self.units.len()];
         for (name, account) in &self.accounts {
             let Some(sum) = sums.get_mut(account.unit) else {
@@ -127,6 +132,38 @@ impl State {
                 )
             })
         })
+    }
+
+    /// A value no command could have put in the state: the check that
+    /// keeps a hand-edited checkpoint (decimals 19, a name with a space)
+    /// from reaching a writer, which would then append lines nothing reads.
+    fn malformed(&self) -> Option<String> {
+        for (name, account) in &self.accounts {
+            let owner = account.owner.as_deref().map_or(Ok(()), input::owner);
+            if let Err(e) = input::account(name).and(owner) {
+                return Some(e.to_string());
+            }
+        }
+        if let Some(id) = self.ids.keys().find(|id| input::key(id).is_err()) {
+            return Some(format!("'{id}' is not a valid id"));
+        }
+        let mut seen = rustc_hash::FxHashSet::default();
+        for unit in &self.units {
+            let currency = unit.currency.as_deref().map_or(Ok(()), input::currency);
+            if let Err(e) = currency.and(input::decimals(unit.decimals)) {
+                return Some(e.to_string());
+            }
+            if !seen.insert((unit.currency.as_deref(), unit.decimals)) {
+                return Some(format!("{} is listed twice", unit_name(unit)));
+            }
+            if [unit.deposited, unit.withdrawn, unit.held]
+                .iter()
+                .any(|a| *a < Amount::ZERO)
+            {
+                return Some(format!("the totals of {} are negative", unit_name(unit)));
+            }
+        }
+        None
     }
 }
 

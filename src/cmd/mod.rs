@@ -126,7 +126,7 @@ pub fn replay(
         if let Some(torn) = scanner.torn() {
             warn_torn(path, torn);
         }
-        journal::refresh_checkpoint(path, header, start, scanner.head(), &state);
+        journal.refresh_checkpoint(header, start, scanner.head(), &state);
     }
     Ok(snapshot.unwrap_or(state))
 }
@@ -140,7 +140,7 @@ fn valid_end(journal: &ReadJournal, header: Head) -> Result<u64, Error> {
     if let Some(torn) = scanner.torn() {
         warn_torn(journal.path(), torn);
     }
-    journal::refresh_checkpoint(journal.path(), header, start, scanner.head(), &state);
+    journal.refresh_checkpoint(header, start, scanner.head(), &state);
     let end = scanner.head().end;
     drop(scanner);
     journal.unlock()?;

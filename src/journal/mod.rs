@@ -4,6 +4,7 @@
 
 pub mod line;
 pub mod scan;
+pub mod sidecar;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -14,8 +15,9 @@ use crate::checkpoint;
 use crate::domain::{self, Decision, Rejection, Request, State};
 use crate::event::Event;
 use crate::time::At;
-use line::LineHash;
+use line::{LineHash, MAX_LINE};
 use scan::{Head, Scanner, Start, Torn};
+use sidecar::Owner;
 
 /// What can go wrong with the journal file.
 #[derive(Debug, thiserror::Error)]
@@ -94,16 +96,22 @@ pub struct ReadJournal {
     path: PathBuf,
     len: u64,
     start: Start,
+    owner: Owner,
 }
 
 impl ReadJournal {
     /// Opens the journal at `path` for reading; `None` if there is none.
     pub fn open(path: &Path) -> Result<Option<ReadJournal>, JournalError> {
-        let file = match File::open(path) {
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(sidecar::no_block())
+            .open(path)
+        {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(JournalError::io(path, "open", e)),
         };
+        let owner = Owner::of(&regular(&file, path)?);
         file.lock_shared()
             .map_err(|e| JournalError::io(path, "lock", e))?;
         let len = file
@@ -116,7 +124,13 @@ impl ReadJournal {
             path: path.to_owned(),
             len,
             start,
+            owner,
         }))
+    }
+
+    /// Writes a new checkpoint if worth it (see [`refresh_checkpoint`]).
+    pub fn refresh_checkpoint(&self, header: Head, from: Head, head: Head, state: &State) {
+        refresh_checkpoint(&self.path, self.owner, header, from, head, state);
     }
 
     /// A scanner over every event, or `None` for a journal with no header yet.
@@ -162,6 +176,11 @@ impl ReadJournal {
         &self.path
     }
 
+    /// Who owns the journal, and so its sidecars.
+    pub fn owner(&self) -> Owner {
+        self.owner
+    }
+
     /// The file's length when it was opened.
     pub fn len(&self) -> u64 {
         self.len
@@ -197,10 +216,38 @@ pub fn fold(scanner: &mut Scanner<'_>, state: &mut State) -> Result<(), JournalE
 /// Writes a new checkpoint if the lines read after the last one (from
 /// `from` to `head`) have grown long enough to be worth it. A failure only
 /// costs speed, so it is not reported.
-pub fn refresh_checkpoint(path: &Path, header: Head, from: Head, head: Head, state: &State) {
+fn refresh_checkpoint(
+    path: &Path,
+    owner: Owner,
+    header: Head,
+    from: Head,
+    head: Head,
+    state: &State,
+) {
     if head.end.saturating_sub(from.end) >= checkpoint::REFRESH_BYTES {
-        let _ = checkpoint::store(path, header, head, state);
+        let _ = checkpoint::store(path, owner, header, head, state);
     }
+}
+
+/// The metadata of the open journal, which must be a regular file: a FIFO,
+/// socket or device at the journal's path is refused rather than waited on
+/// or read without end. (It was opened with `O_NONBLOCK`, so the open
+/// itself never waited.)
+fn regular(file: &File, path: &Path) -> Result<fs::Metadata, JournalError> {
+    let meta = file
+        .metadata()
+        .map_err(|e| JournalError::io(path, "read", e))?;
+    if meta.file_type().is_file() {
+        return Ok(meta);
+    }
+    Err(JournalError::io(
+        path,
+        "use",
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is not a regular file (a FIFO, socket, device or directory); a journal is a file",
+        ),
+    ))
 }
 
 /// A journal opened for writing: exclusively locked from the read of its
@@ -231,6 +278,8 @@ pub struct Writer {
     /// `Some` if this writer created the file: then also the first
     /// directory it created, if any.
     created: Option<Option<PathBuf>>,
+    /// Who owns the journal (and so its sidecars).
+    owner: Owner,
     /// Whether `commit` wrote.
     committed: bool,
 }
@@ -280,10 +329,10 @@ impl Writer {
                 .map(Path::to_owned);
         }
         let (file, created) = open_locked(path)?;
-        let len = file
+        let meta = file
             .metadata()
-            .map_err(|e| JournalError::io(path, "read", e))?
-            .len();
+            .map_err(|e| JournalError::io(path, "read", e))?;
+        let (len, owner) = (meta.len(), Owner::of(&meta));
         // Another writer may have locked first and written: then the file
         // is not this writer's to remove, whoever created it.
         let created = created && len == 0;
@@ -300,7 +349,7 @@ impl Writer {
                 };
                 let mut scanner = Scanner::new(&file, path, from, len);
                 fold(&mut scanner, &mut state)?;
-                refresh_checkpoint(path, header, from, scanner.head(), &state);
+                refresh_checkpoint(path, owner, header, from, scanner.head(), &state);
                 (Some(scanner.head()), scanner.torn())
             }
         };
@@ -328,6 +377,7 @@ impl Writer {
             sealed: false,
             created: created.then_some(new_dirs),
             committed: false,
+            owner,
         })
     }
 
@@ -351,15 +401,10 @@ impl Writer {
             let mut quarantine = self.path.clone().into_os_string();
             quarantine.push(".torn");
             let quarantine = PathBuf::from(quarantine);
-            // Only writers touch it, under the journal's lock: no race.
-            let created = !quarantine.exists();
-            let q = OpenOptions::new()
-                .read(true)
-                .append(true)
-                .create(true)
-                .mode(0o600)
-                .open(&quarantine)
-                .map_err(|e| JournalError::io(&quarantine, "open", e))?;
+            // Only writers touch it, under the journal's lock; but anyone
+            // who can write the directory may have put something there.
+            let (q, created) = sidecar::open_to_append(&quarantine, self.owner)
+                .map_err(|e| JournalError::io(&quarantine, "keep the interrupted write in", e))?;
             let before = q
                 .metadata()
                 .map_err(|e| JournalError::io(&quarantine, "open", e))?
@@ -685,7 +730,11 @@ fn open_locked(path: &Path) -> Result<(File, bool), JournalError> {
                 .map_err(|e| JournalError::io(parent, "create directory", e))?;
         }
         let mut options = OpenOptions::new();
-        options.read(true).append(true).mode(0o600);
+        options
+            .read(true)
+            .append(true)
+            .mode(0o600)
+            .custom_flags(sidecar::no_block());
         let (file, created) = match options.clone().create_new(true).open(path) {
             Ok(file) => (file, true),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => (
@@ -698,6 +747,7 @@ fn open_locked(path: &Path) -> Result<(File, bool), JournalError> {
             Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 100 => continue,
             Err(e) => return Err(JournalError::io(path, "open for writing", e)),
         };
+        regular(&file, path)?;
         file.lock().map_err(|e| JournalError::io(path, "lock", e))?;
         let locked = file
             .metadata()
@@ -765,7 +815,7 @@ pub fn find_line(file: &File, path: &Path, len: u64, seq: u64) -> Result<Vec<u8>
     let (mut lo, mut hi) = (0u64, len);
     while hi - lo > WINDOW {
         let mid = lo + (hi - lo) / 2;
-        let chunk = read(mid, 16 * 1024)?;
+        let chunk = read(mid, MAX_LINE as u64 + 1)?;
         let Some(nl) = memchr::memchr(b'\n', &chunk) else {
             break;
         };
@@ -773,7 +823,7 @@ pub fn find_line(file: &File, path: &Path, len: u64, seq: u64) -> Result<Vec<u8>
         let head = read(start, 32)?;
         match seq_of(&head) {
             Some(s) if s == seq => {
-                let line = read(start, 16 * 1024)?;
+                let line = read(start, MAX_LINE as u64 + 1)?;
                 let end = memchr::memchr(b'\n', &line).unwrap_or(line.len());
                 return Ok(line[..end].to_vec());
             }
