@@ -25,7 +25,7 @@ fn main() -> ExitCode {
                 }
                 // A usage error is one sentence, control characters shown
                 // escaped; clap's usage block and tips would follow it.
-                _ => eprintln!("{}", ledger::error::one_line(&e.render().to_string())),
+                _ => ledger::error::warn(ledger::error::one_line(&e.render().to_string())),
             }
             return ExitCode::from(code);
         }
@@ -35,7 +35,10 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = e.exit_code();
             if code != ledger::error::code::OK {
-                eprintln!("error: {}", ledger::error::escape_controls(&e.to_string()));
+                ledger::error::warn(format_args!(
+                    "error: {}",
+                    ledger::error::escape_controls(&e.to_string())
+                ));
             }
             ExitCode::from(code)
         }

@@ -260,7 +260,7 @@ impl Consumer for Printer<'_> {
 
     fn end_round(&mut self, state: &State, caught_up: bool) -> Result<(), Error> {
         for warning in self.warnings.drain(..) {
-            eprintln!("{warning}");
+            crate::error::warn(warning);
         }
         if let Some(row) = self.unconfirmed.take() {
             self.put(row);

@@ -30,8 +30,12 @@ pub struct Context {
 pub fn run(cli: Cli) -> Result<(), Error> {
     let format = cli.output_format();
     if let Command::Completions { shell } = cli.command {
+        // `generate` panics if its writer fails (a closed pipe, a full
+        // disk): it writes to memory, and the failure is reported here.
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "ledger", &mut script);
         let mut out = io::stdout().lock();
-        clap_complete::generate(shell, &mut Cli::command(), "ledger", &mut out);
+        out.write_all(&script)?;
         return Ok(out.flush()?);
     }
     let ctx = Context {
@@ -54,7 +58,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
 
 /// Says on stderr that a torn tail is being ignored.
 pub fn warn_torn(path: &Path, torn: Torn) {
-    eprintln!("{}", torn_warning(path, torn));
+    crate::error::warn(torn_warning(path, torn));
 }
 
 /// The warning that a torn tail is being ignored.

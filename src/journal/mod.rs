@@ -285,11 +285,17 @@ pub struct Writer {
 }
 
 impl Drop for Writer {
+    fn drop(&mut self) {
+        self.discard_unused();
+    }
+}
+
+impl Writer {
     /// A write that appended nothing (refused, a repeat, a dry run) leaves no
     /// trace: the file and directories it created are removed, still under
     /// the lock. A process waiting for that lock then finds the path gone or
     /// replaced and opens it afresh (see `open_locked`).
-    fn drop(&mut self) {
+    fn discard_unused(&mut self) {
         if let Some(new_dirs) = self.created.take()
             && !self.committed
             && self.file.metadata().is_ok_and(|m| m.len() == 0)
@@ -379,6 +385,17 @@ impl Writer {
             committed: false,
             owner,
         })
+    }
+
+    /// Releases the lock once this writer is done with the file (committed,
+    /// or with nothing to commit), so that printing its results into a slow
+    /// reader holds no other command up. What it appended stays readable:
+    /// bytes before the end of the last complete append never change.
+    pub fn unlock(&mut self) -> Result<(), JournalError> {
+        self.discard_unused();
+        self.file
+            .unlock()
+            .map_err(|e| JournalError::io(&self.path, "unlock", e))
     }
 
     /// The state of the ledger, including requests decided so far.
