@@ -97,6 +97,22 @@ pub struct ReadJournal {
     len: u64,
     start: Start,
     owner: Owner,
+    meta: fs::Metadata,
+}
+
+/// What a reader can cheaply tell about the file as it opened it: equal
+/// stamps mean that nothing was written in between (see
+/// [`ReadJournal::stamp`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    inode: (u64, u64),
+    len: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+    /// The file's last bytes: timestamps are only as fine as the kernel's
+    /// clock tick, and within one tick a writer could cut a torn tail and
+    /// append as many bytes; its last bytes would then differ.
+    tail: Vec<u8>,
 }
 
 impl ReadJournal {
@@ -114,10 +130,10 @@ impl ReadJournal {
         let owner = Owner::of(&regular(&file, path)?);
         file.lock_shared()
             .map_err(|e| JournalError::io(path, "lock", e))?;
-        let len = file
+        let meta = file
             .metadata()
-            .map_err(|e| JournalError::io(path, "read", e))?
-            .len();
+            .map_err(|e| JournalError::io(path, "read", e))?;
+        let len = meta.len();
         let start = scan::read_start(&file, path, len)?;
         Ok(Some(ReadJournal {
             file,
@@ -125,6 +141,7 @@ impl ReadJournal {
             len,
             start,
             owner,
+            meta,
         }))
     }
 
@@ -174,6 +191,23 @@ impl ReadJournal {
     /// The journal's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file as this reader opened it, for telling later whether it has
+    /// changed without reading it (a follower facing a long torn tail).
+    pub fn stamp(&self) -> Result<Stamp, JournalError> {
+        const TAIL: u64 = 4096;
+        let from = self.len.saturating_sub(TAIL);
+        let mut tail = vec![0u8; usize::try_from(self.len - from).unwrap_or(0)];
+        read_exact_at(&self.file, &self.path, &mut tail, from)?;
+        let m = &self.meta;
+        Ok(Stamp {
+            inode: (m.dev(), m.ino()),
+            len: self.len,
+            modified: (m.mtime(), m.mtime_nsec()),
+            changed: (m.ctime(), m.ctime_nsec()),
+            tail,
+        })
     }
 
     /// Who owns the journal, and so its sidecars.
