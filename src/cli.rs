@@ -390,10 +390,9 @@ fn amount(s: &str) -> Result<Decimal, InputError> {
 
 fn as_of(s: &str) -> Result<AsOf, TimeError> {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s
-            .parse()
-            .map(AsOf::Seq)
-            .map_err(|_| TimeError(s.to_owned()));
+        // A seq past the end, however large, is the latest state (SPEC 1):
+        // one past u64 is as good as any.
+        return Ok(AsOf::Seq(s.parse().unwrap_or(u64::MAX)));
     }
     At::parse_bound(s, true).map(AsOf::At)
 }

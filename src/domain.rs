@@ -52,7 +52,25 @@ pub struct State {
     units: Vec<Unit>,
     ids: FxHashMap<Box<str>, u64>,
     seq: u64,
+    #[serde(skip)]
+    unit_index: UnitIndex,
 }
+
+/// Where each (currency, decimals) is in [`State::units`], so that opening
+/// an account finds its unit without a scan (many currencies made creating
+/// accounts quadratic). Derived from `units`, so it is not stored in a
+/// checkpoint; [`evolve`] rebuilds it when it lags behind (after a load).
+#[derive(Debug, Clone, Default)]
+struct UnitIndex(FxHashMap<(Option<Box<str>>, u8), usize>);
+
+impl PartialEq for UnitIndex {
+    /// Always equal: the index only mirrors `units`, which is compared.
+    fn eq(&self, _: &UnitIndex) -> bool {
+        true
+    }
+}
+
+impl Eq for UnitIndex {}
 
 impl State {
     /// The seq of the last event folded in (0 for none).
@@ -604,11 +622,16 @@ pub fn evolve(state: &mut State, event: &Event<'_>) {
             currency,
             decimals,
         } => {
-            let unit = match state.units.iter().position(|u| {
-                u.currency.as_deref() == currency.as_deref() && u.decimals == *decimals
-            }) {
-                Some(i) => i,
+            if state.unit_index.0.len() != state.units.len() {
+                state.unit_index.0 = (state.units.iter().enumerate())
+                    .map(|(i, u)| ((u.currency.clone(), u.decimals), i))
+                    .collect();
+            }
+            let key = (currency.as_deref().map(Box::from), *decimals);
+            let unit = match state.unit_index.0.get(&key) {
+                Some(&i) => i,
                 None => {
+                    state.unit_index.0.insert(key, state.units.len());
                     state.units.push(Unit {
                         currency: currency.as_deref().map(Into::into),
                         decimals: *decimals,

@@ -51,9 +51,12 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), Error> {
         ReadJournal::open(&ctx.path)?.ok_or_else(|| JournalError::Missing(ctx.path.clone()))?;
     let mut state = State::default();
     let header = journal.header_head();
-    let mut anchored = args
-        .expect_head
-        .is_some_and(|h| header.is_some_and(|head| head.hash == h));
+    // A journal with no header has the head of no bytes (SPEC 2), which
+    // `--quiet` prints and so must be accepted back.
+    let mut anchored = args.expect_head.is_some_and(|h| match header {
+        Some(head) => head.hash == h,
+        None => h == LineHash::of(b""),
+    });
     let progress = (io::stderr().is_terminal() && journal.len() >= PROGRESS_MIN_BYTES).then(|| {
         let bar = indicatif::ProgressBar::new(journal.len());
         bar.set_style(
