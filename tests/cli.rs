@@ -9,6 +9,7 @@ mod concurrency;
 mod faults;
 mod fixtures;
 mod follow;
+mod hardening;
 mod journal;
 mod props;
 mod recovery;
