@@ -16,9 +16,9 @@
 //! header hash, the head covered, the SHA-256 of the second line); the
 //! second is the state as JSON.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::State;
 use crate::journal::line::{self, LineHash};
 use crate::journal::scan::Head;
+use crate::journal::sidecar::{self, Owner};
 
 /// Refresh the checkpoint once the lines after it are this many bytes:
 /// replaying them then costs more than writing a new checkpoint would.
@@ -61,7 +62,8 @@ pub fn path_of(journal: &Path) -> PathBuf {
 /// `header` is the journal's head after its header line; `len` how much of
 /// the file this command reads.
 pub fn load(journal: &Path, file: &File, header: Head, len: u64) -> Option<(State, Head)> {
-    let bytes = fs::read(path_of(journal)).ok()?;
+    let owner = Owner::of(&file.metadata().ok()?);
+    let bytes = read_bounded(&path_of(journal), owner, max_len(len))?;
     let newline = memchr::memchr(b'\n', &bytes)?;
     let (meta, rest) = (&bytes[..newline], &bytes[newline + 1..]);
     let meta: Meta = serde_json::from_slice(meta).ok()?;
@@ -97,11 +99,33 @@ pub fn load(journal: &Path, file: &File, header: Head, len: u64) -> Option<(Stat
     Some((state, head))
 }
 
+/// The most bytes a checkpoint of a journal of `len` bytes can take: its
+/// state holds nothing that is not in some line (a name, an owner, an id),
+/// and no line adds more to the state than its own length, so twice the
+/// journal and room for the metadata is plenty. Anything longer is not a
+/// checkpoint of ours, and is not read to its end.
+fn max_len(len: u64) -> u64 {
+    len.saturating_mul(2).saturating_add(64 * 1024)
+}
+
+/// The checkpoint's bytes, if it is the ledger's own regular file (see
+/// [`sidecar::open_to_read`]) of at most `max` bytes.
+fn read_bounded(path: &Path, owner: Owner, max: u64) -> Option<Vec<u8>> {
+    let (file, meta) = sidecar::open_to_read(path, owner).ok()??;
+    if meta.len() > max {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).ok()?);
+    // The size may change after the `fstat`: the read is bounded all the same.
+    file.take(max + 1).read_to_end(&mut bytes).ok()?;
+    (bytes.len() as u64 <= max).then_some(bytes)
+}
+
 /// The line (without `\n`) that ends just before byte `end`.
 fn line_ending_at(file: &File, end: u64) -> Option<Vec<u8>> {
-    // Lines are far shorter than this; a longer one simply fails the check.
-    const MAX_LINE: u64 = 16 * 1024;
-    let from = end.saturating_sub(MAX_LINE);
+    // The line, its `\n` and the one before it; a longer line is not a
+    // journal line, and simply fails the check.
+    let from = end.saturating_sub(line::MAX_LINE as u64 + 2);
     let mut buf = vec![0u8; usize::try_from(end - from).ok()?];
     file.read_exact_at(&mut buf, from).ok()?;
     let line = buf.strip_suffix(b"\n")?;
@@ -110,8 +134,19 @@ fn line_ending_at(file: &File, end: u64) -> Option<Vec<u8>> {
 }
 
 /// Writes a checkpoint of `state` at `head` atomically (temporary file,
-/// fsync, rename). Failure only costs speed, so the caller may ignore it.
-pub fn store(journal: &Path, header: Head, head: Head, state: &State) -> std::io::Result<()> {
+/// fsync, rename), after removing temporary files that killed refreshes
+/// left. Failure only costs speed, so the caller may ignore it.
+///
+/// The temporary file is [`sidecar::create_temp`]'s: no one can plant a
+/// link or a FIFO at its name beforehand. The rename replaces whatever is
+/// at the checkpoint's name (a link itself, never its target).
+pub fn store(
+    journal: &Path,
+    owner: Owner,
+    header: Head,
+    head: Head,
+    state: &State,
+) -> std::io::Result<()> {
     let state_line = serde_json::to_vec(state)?;
     let meta = Meta {
         format: FORMAT.to_owned(),
@@ -128,16 +163,11 @@ pub fn store(journal: &Path, header: Head, head: Head, state: &State) -> std::io
     bytes.extend_from_slice(&state_line);
     bytes.push(b'\n');
     let path = path_of(journal);
-    let mut tmp = path.clone().into_os_string();
-    tmp.push(format!(".tmp.{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let written = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
+    sidecar::remove_stale_temps(&path, owner);
+    let (mut file, tmp) = sidecar::create_temp(&path, owner)?;
+    let written = file
+        .write_all(&bytes)
+        .and_then(|()| file.sync_all())
         .and_then(|()| fs::rename(&tmp, &path));
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -155,5 +185,43 @@ mod tests {
             path_of(Path::new("/x/j.jsonl")),
             PathBuf::from("/x/j.jsonl.checkpoint")
         );
+    }
+
+    /// A forged state line that keeps the sums right but holds a value no
+    /// command accepts is not trusted.
+    #[test]
+    fn a_state_with_values_no_command_accepts_is_inconsistent() {
+        use crate::event::{Change, Event};
+        let mut state = State::default();
+        let created = Event {
+            seq: 1,
+            at: crate::time::At::now().expect("clock"),
+            change: Change::AccountCreated {
+                account: "a".into(),
+                owner: None,
+                currency: Some("EUR".into()),
+                decimals: 2,
+            },
+            date: None,
+            reverses: None,
+            tags: Vec::new(),
+            id: Some("k".into()),
+            memo: None,
+            batch: None,
+        };
+        crate::domain::evolve(&mut state, &created);
+        let good = serde_json::to_string(&state).expect("json");
+        assert!(state.inconsistency().is_none());
+        for (from, to) in [
+            (r#""decimals":2"#, r#""decimals":19"#),
+            (r#""a""#, r#""a b""#),
+            (r#""EUR""#, r#""eur""#),
+            (r#""k""#, r#""k k""#),
+        ] {
+            let forged = good.replacen(from, to, 1);
+            assert_ne!(forged, good, "{from}");
+            let forged: State = serde_json::from_str(&forged).expect("json");
+            assert!(forged.inconsistency().is_some(), "{to}");
+        }
     }
 }

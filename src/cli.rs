@@ -663,7 +663,8 @@ pub(crate) fn amount(s: &str) -> Result<Decimal, InputError> {
 
 fn as_of(s: &str) -> Result<AsOf, TimeError> {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        // A seq past the end, however large, is the latest state (SPEC 1).
+        // A seq past the end, however large, is the latest state (SPEC 1):
+        // one past u64 is as good as any.
         return Ok(AsOf::Seq(s.parse().unwrap_or(u64::MAX)));
     }
     Ok(match bound(s, true)? {

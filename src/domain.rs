@@ -100,7 +100,25 @@ pub struct State {
     seq: u64,
     /// The `at` of the last event folded in.
     at: Option<At>,
+    #[serde(skip)]
+    unit_index: UnitIndex,
 }
+
+/// Where each (currency, decimals) is in [`State::units`], so that opening
+/// an account finds its unit without a scan (many currencies made creating
+/// accounts quadratic). Derived from `units`, so it is not stored in a
+/// checkpoint; [`evolve`] rebuilds it when it lags behind (after a load).
+#[derive(Debug, Clone, Default)]
+struct UnitIndex(FxHashMap<(Option<Box<str>>, u8), usize>);
+
+impl PartialEq for UnitIndex {
+    /// Always equal: the index only mirrors `units`, which is compared.
+    fn eq(&self, _: &UnitIndex) -> bool {
+        true
+    }
+}
+
+impl Eq for UnitIndex {}
 
 impl State {
     /// The seq of the last event folded in (0 for none).
@@ -188,11 +206,16 @@ impl State {
     }
 
     /// The first way this state breaks the ledger's invariants, if any:
-    /// every account in a known unit, no negative balance, and per unit held
-    /// = deposited - withdrawn = the sum of the balances. A state folded
-    /// by [`evolve`] from decided events always holds them; `verify` checks
-    /// them, and a checkpoint that breaks them is not trusted.
+    /// every name, owner, id, currency and decimals one the input rules
+    /// accept (see [`State::malformed`]), every account in a known unit, no
+    /// negative balance, and per unit held = deposited - withdrawn = the sum
+    /// of the balances. A state folded by [`evolve`] from decided events
+    /// always holds them; `verify` checks them, and a checkpoint that breaks
+    /// them is not trusted.
     pub fn inconsistency(&self) -> Option<String> {
+        if let Some(problem) = self.malformed() {
+            return Some(problem);
+        }
         let mut sums = vec![Amount::ZERO; self.units.len()];
         for (name, account) in &self.accounts {
             let Some(sum) = sums.get_mut(account.unit) else {
@@ -263,6 +286,38 @@ impl State {
                 )
             })
         })
+    }
+
+    /// A value no command could have put in the state: the check that
+    /// keeps a hand-edited checkpoint (decimals 19, a name with a space)
+    /// from reaching a writer, which would then append lines nothing reads.
+    fn malformed(&self) -> Option<String> {
+        for (name, account) in &self.accounts {
+            let owner = account.owner.as_deref().map_or(Ok(()), input::owner);
+            if let Err(e) = input::account(name).and(owner) {
+                return Some(e.to_string());
+            }
+        }
+        if let Some(id) = self.ids.keys().find(|id| input::key(id).is_err()) {
+            return Some(format!("'{id}' is not a valid id"));
+        }
+        let mut seen = rustc_hash::FxHashSet::default();
+        for unit in &self.units {
+            let currency = unit.currency.as_deref().map_or(Ok(()), input::currency);
+            if let Err(e) = currency.and(input::decimals(unit.decimals)) {
+                return Some(e.to_string());
+            }
+            if !seen.insert((unit.currency.as_deref(), unit.decimals)) {
+                return Some(format!("{} is listed twice", unit_name(unit)));
+            }
+            if [unit.deposited, unit.withdrawn, unit.held]
+                .iter()
+                .any(|a| *a < Amount::ZERO)
+            {
+                return Some(format!("the totals of {} are negative", unit_name(unit)));
+            }
+        }
+        None
     }
 }
 
@@ -1117,11 +1172,16 @@ pub fn evolve(state: &mut State, event: &Event<'_>) {
             currency,
             decimals,
         } => {
-            let unit = match state.units.iter().position(|u| {
-                u.currency.as_deref() == currency.as_deref() && u.decimals == *decimals
-            }) {
-                Some(i) => i,
+            if state.unit_index.0.len() != state.units.len() {
+                state.unit_index.0 = (state.units.iter().enumerate())
+                    .map(|(i, u)| ((u.currency.clone(), u.decimals), i))
+                    .collect();
+            }
+            let key = (currency.as_deref().map(Box::from), *decimals);
+            let unit = match state.unit_index.0.get(&key) {
+                Some(&i) => i,
                 None => {
+                    state.unit_index.0.insert(key, state.units.len());
                     state.units.push(Unit {
                         currency: currency.as_deref().map(Into::into),
                         decimals: *decimals,

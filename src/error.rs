@@ -113,6 +113,14 @@ pub fn escape_controls(message: &str) -> String {
     short
 }
 
+/// Writes one line of diagnostics to stderr, ignoring failure: a closed or
+/// full stderr must neither panic (as `eprintln!` does) nor change the exit
+/// code, which tells the truth about the journal.
+pub fn warn(message: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(io::stderr().lock(), "{message}");
+}
+
 /// The most characters of a message shown (see [`escape_controls`]).
 pub const MAX_MESSAGE: usize = 1000;
 

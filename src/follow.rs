@@ -35,7 +35,7 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::domain::{self, State};
 use crate::journal::scan::{Entry, Head, Torn};
-use crate::journal::{JournalError, ReadJournal};
+use crate::journal::{JournalError, ReadJournal, Stamp};
 
 /// How long to wait between rounds when file notifications work: a safety
 /// net for a missed notification (and how often a consumer may check that
@@ -114,6 +114,10 @@ pub struct Follower {
     watching: bool,
     /// The offset of the torn tail last reported.
     torn_reported: Option<u64>,
+    /// The file as it was when a round last ended at a torn tail: until it
+    /// changes, reading it again would find the same tail (which may be a
+    /// long cut append, costly to scan each round).
+    stalled: Option<Stamp>,
     round_bytes: u64,
     /// The consumer wants nothing up to this seq: a checkpoint at or
     /// before it may stand in for the lines it covers.
@@ -135,6 +139,7 @@ impl Follower {
             watcher: None,
             watching: false,
             torn_reported: None,
+            stalled: None,
             round_bytes: ROUND_BYTES,
             skip_to: None,
         }
@@ -252,6 +257,11 @@ impl Follower {
         if len == followed.head.end {
             return Ok(true);
         }
+        let stamp = journal.stamp()?;
+        if self.stalled.as_ref() == Some(&stamp) {
+            return Ok(true);
+        }
+        self.stalled = None;
         // A round reads at most `round_bytes` and ends between appends. An
         // append longer than that (whose lines are all in the journal and
         // chain, as the scanner checks at its first line) is handed over in
@@ -284,6 +294,7 @@ impl Follower {
             if end == len {
                 if let Some(torn) = scanner.torn() {
                     self.report_torn(consumer, torn);
+                    self.stalled = Some(stamp);
                 }
                 return Ok(true);
             }

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
                 // A usage error is one sentence, control characters shown
                 // escaped, with clap's suggestion; its usage block and tips
                 // would follow it.
-                _ => eprintln!("{}", ledger::error::clap_one_line(&e)),
+                _ => ledger::error::warn(ledger::error::clap_one_line(&e)),
             }
             return ExitCode::from(code);
         }
@@ -34,7 +34,10 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = e.exit_code();
             if code != ledger::error::code::OK {
-                eprintln!("error: {}", ledger::error::escape_controls(&e.to_string()));
+                ledger::error::warn(format_args!(
+                    "error: {}",
+                    ledger::error::escape_controls(&e.to_string())
+                ));
             }
             ExitCode::from(code)
         }

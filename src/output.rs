@@ -19,6 +19,28 @@ pub fn money(amount: Amount, unit: &Unit) -> String {
     }
 }
 
+/// `text` as a table shows it: with the characters that reorder the text
+/// around them (bidi embeddings, overrides, isolates and marks) shown as
+/// `\u{202e}`, so that a memo or an owner cannot make a table read
+/// differently from what it holds. JSON and CSV keep them: programs read
+/// those, not eyes.
+pub fn table_cell(text: &str) -> std::borrow::Cow<'_, str> {
+    let reorders = |c: char| matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.contains(reorders) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if reorders(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// Prints rows as aligned columns; `right` marks the columns to right-align.
 pub fn table(
     out: &mut impl Write,
@@ -26,8 +48,12 @@ pub fn table(
     right: &[bool],
     rows: &[Vec<String>],
 ) -> io::Result<()> {
+    let rows: Vec<Vec<std::borrow::Cow<'_, str>>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| table_cell(cell)).collect())
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -50,8 +76,8 @@ pub fn table(
         writeln!(out, "{}", text.trim_end())
     };
     line(out, &mut header.iter().copied())?;
-    for row in rows {
-        line(out, &mut row.iter().map(String::as_str))?;
+    for row in &rows {
+        line(out, &mut row.iter().map(|cell| &**cell))?;
     }
     Ok(())
 }

@@ -23,7 +23,7 @@ pub fn checkpoint_at(path: &Path, seq: u64) {
         let entry = scanner.next(&state).unwrap().unwrap();
         domain::evolve(&mut state, &entry.event);
     }
-    checkpoint::store(path, header, scanner.head(), &state).unwrap();
+    checkpoint::store(path, journal.owner(), header, scanner.head(), &state).unwrap();
 }
 
 /// The seq a valid checkpoint of the journal covers, if any.

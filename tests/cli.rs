@@ -11,6 +11,7 @@ mod faults;
 mod first_hour;
 mod fixtures;
 mod follow;
+mod hardening;
 mod holds;
 mod journal;
 mod props;

@@ -347,7 +347,7 @@ impl Consumer for Printer<'_> {
 
     fn end_round(&mut self, state: &State, caught_up: bool) -> Result<(), Error> {
         for warning in self.warnings.drain(..) {
-            eprintln!("{warning}");
+            crate::error::warn(warning);
         }
         if let Some(row) = self.unconfirmed.take() {
             self.put(row);
@@ -400,7 +400,7 @@ fn output_closed(out: &io::Stdout) -> bool {
 /// cannot be aligned with events that have not happened yet.
 /// `    5  2026-11-26 10:00:00  deposit 5.00 to acct1  balance 15.00  memo rent  id pay-17`
 fn stream_line(out: &mut impl Write, cells: &[String], balance: bool) -> io::Result<()> {
-    let cell = |i: usize| cells.get(i).map_or("", String::as_str);
+    let cell = |i: usize| output::table_cell(cells.get(i).map_or("", String::as_str));
     write!(out, "{:>5}  {}  {}", cell(0), cell(1), cell(2))?;
     let mut rest = 3;
     if balance {

@@ -33,8 +33,12 @@ pub struct Context {
 pub fn run(cli: Cli) -> Result<(), Error> {
     let format = cli.output_format();
     if let Command::Completions { shell } = cli.command {
+        // `generate` panics if its writer fails (a closed pipe, a full
+        // disk): it writes to memory, and the failure is reported here.
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "ledger", &mut script);
         let mut out = io::stdout().lock();
-        clap_complete::generate(shell, &mut Cli::command(), "ledger", &mut out);
+        out.write_all(&script)?;
         return Ok(out.flush()?);
     }
     let zone = match cli.tz {
@@ -85,7 +89,7 @@ pub fn note(message: &str) {
 
 /// Says on stderr that a torn tail is being ignored.
 pub fn warn_torn(path: &Path, torn: Torn) {
-    eprintln!("{}", torn_warning(path, torn));
+    crate::error::warn(torn_warning(path, torn));
 }
 
 /// The warning that a torn tail is being ignored.
@@ -162,7 +166,7 @@ pub fn replay(
         if let Some(torn) = scanner.torn() {
             warn_torn(path, torn);
         }
-        journal::refresh_checkpoint(path, header, start, scanner.head(), &state);
+        journal.refresh_checkpoint(header, start, scanner.head(), &state);
     }
     Ok(snapshot.unwrap_or(state))
 }
@@ -176,7 +180,7 @@ fn valid_end(journal: &ReadJournal, header: Head) -> Result<u64, Error> {
     if let Some(torn) = scanner.torn() {
         warn_torn(journal.path(), torn);
     }
-    journal::refresh_checkpoint(journal.path(), header, start, scanner.head(), &state);
+    journal.refresh_checkpoint(header, start, scanner.head(), &state);
     let end = scanner.head().end;
     drop(scanner);
     journal.unlock()?;

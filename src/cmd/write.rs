@@ -141,13 +141,13 @@ pub fn commit(ctx: &Context, writer: &mut Writer) -> Result<(), Error> {
         super::note(&format!("created journal {}", ctx.path.display()));
     }
     match writer.torn() {
-        Some(torn) if staged => eprintln!(
+        Some(torn) if staged => crate::error::warn(format_args!(
             "warning: {}: removed an interrupted write at line {} ({} bytes); its bytes are kept in {}.torn",
             ctx.path.display(),
             torn.line,
             torn.len,
             ctx.path.display()
-        ),
+        )),
         // Nothing was written, so the torn tail stays for the next write.
         Some(torn) => super::warn_torn(&ctx.path, torn),
         None => {}
@@ -161,31 +161,75 @@ pub fn run(ctx: &Context, cmd: &WriteCommand) -> Result<(), Error> {
     let mut writer = Writer::open(&ctx.path)?;
     let outcome = writer.apply(&request)?;
     commit(ctx, &mut writer)?;
+    writer.unlock()?;
     let seq = match outcome {
         Outcome::Appended(seq) | Outcome::Repeat(seq) => seq,
     };
-    let stored = writer.line(seq)?;
-    let event = decode(&writer, &stored)?;
+    let printed = writer
+        .line(seq)
+        .map_err(Error::from)
+        .and_then(|stored| print(ctx, &writer, outcome, &stored, &decode(&writer, &stored)?));
+    acknowledge(ctx, printed, seq..=seq)
+}
+
+/// The outcome of a command whose events are in the journal (committed, or
+/// there before as what an `--id` repeats): success, even if printing the
+/// confirmation failed, since the exit code tells the truth about the
+/// journal (SPEC 1) and a script retrying on failure would pay twice. The
+/// failure is said on stderr, naming the seqs, when stderr works.
+pub fn acknowledge(
+    ctx: &Context,
+    printed: Result<(), Error>,
+    seqs: std::ops::RangeInclusive<u64>,
+) -> Result<(), Error> {
+    if let Err(e) = printed
+        && e.exit_code() != crate::error::code::OK
+    {
+        let seqs = if seqs.start() == seqs.end() {
+            format!("seq {}", seqs.start())
+        } else {
+            format!("seqs {}-{}", seqs.start(), seqs.end())
+        };
+        crate::error::warn(format_args!(
+            "warning: {seqs} of {} are in the journal, but the confirmation could not be printed: {}",
+            ctx.path.display(),
+            crate::error::escape_controls(&e.to_string())
+        ));
+    }
+    Ok(())
+}
+
+/// Prints the event a write command appended or repeated.
+fn print(
+    ctx: &Context,
+    writer: &Writer,
+    outcome: Outcome,
+    stored: &[u8],
+    event: &Event<'_>,
+) -> Result<(), Error> {
+    let seq = match outcome {
+        Outcome::Appended(seq) | Outcome::Repeat(seq) => seq,
+    };
     let mut out = io::stdout().lock();
     match ctx.format {
         Format::Json => {
-            out.write_all(&stored)?;
+            out.write_all(stored)?;
             out.write_all(b"\n")?;
         }
         Format::Csv => {
             output::csv_row(&mut out, &output::EVENT_CSV_HEADER)?;
-            output::csv_row(&mut out, &output::event_csv(&event, &stored))?;
+            output::csv_row(&mut out, &output::event_csv(event, stored))?;
         }
         Format::Table => {
             let balances = balances_after(writer.state(), &event.change, event.at);
             match outcome {
                 Outcome::Appended(_) => {
-                    writeln!(out, "seq {seq}: {}{balances}", output::describe(&event))?
+                    writeln!(out, "seq {seq}: {}{balances}", output::describe(event))?
                 }
                 Outcome::Repeat(_) => writeln!(
                     out,
                     "seq {seq}: {} was already recorded with this --id; nothing written{balances}",
-                    output::describe(&event)
+                    output::describe(event)
                 )?,
             }
         }

@@ -17,6 +17,12 @@ use crate::event::{Change, Event, Tags};
 use crate::money::Decimal;
 use crate::time::{At, Day};
 
+/// The longest line a journal may hold (without its `\n`): longer than any
+/// line ledger writes (a few KiB at most), so a longer one is corruption,
+/// not a torn write. Every reader bounds what it reads by it, and `batch`
+/// refuses an input line longer than it.
+pub const MAX_LINE: usize = 64 * 1024;
+
 /// The first bytes of every journal: how a torn header is recognised.
 pub const HEADER_PREFIX: &[u8] = br#"{"format":"ledger-journal""#;
 

@@ -4,6 +4,7 @@
 
 pub mod line;
 pub mod scan;
+pub mod sidecar;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -16,8 +17,9 @@ use std::borrow::Cow;
 use crate::domain::{self, Command, Decision, Original, Rejection, Request, State};
 use crate::event::Event;
 use crate::time::At;
-use line::LineHash;
+use line::{LineHash, MAX_LINE};
 use scan::{Head, Scanner, Start, Torn};
+use sidecar::Owner;
 
 /// What can go wrong with the journal file.
 #[derive(Debug, thiserror::Error)]
@@ -96,29 +98,58 @@ pub struct ReadJournal {
     path: PathBuf,
     len: u64,
     start: Start,
+    owner: Owner,
+    meta: fs::Metadata,
+}
+
+/// What a reader can cheaply tell about the file as it opened it: equal
+/// stamps mean that nothing was written in between (see
+/// [`ReadJournal::stamp`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    inode: (u64, u64),
+    len: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+    /// The file's last bytes: timestamps are only as fine as the kernel's
+    /// clock tick, and within one tick a writer could cut a torn tail and
+    /// append as many bytes; its last bytes would then differ.
+    tail: Vec<u8>,
 }
 
 impl ReadJournal {
     /// Opens the journal at `path` for reading; `None` if there is none.
     pub fn open(path: &Path) -> Result<Option<ReadJournal>, JournalError> {
-        let file = match File::open(path) {
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(sidecar::no_block())
+            .open(path)
+        {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(JournalError::io(path, "open", e)),
         };
+        let owner = Owner::of(&regular(&file, path)?);
         file.lock_shared()
             .map_err(|e| JournalError::io(path, "lock", e))?;
-        let len = file
+        let meta = file
             .metadata()
-            .map_err(|e| JournalError::io(path, "read", e))?
-            .len();
+            .map_err(|e| JournalError::io(path, "read", e))?;
+        let len = meta.len();
         let start = scan::read_start(&file, path, len)?;
         Ok(Some(ReadJournal {
             file,
             path: path.to_owned(),
             len,
             start,
+            owner,
+            meta,
         }))
+    }
+
+    /// Writes a new checkpoint if worth it (see [`refresh_checkpoint`]).
+    pub fn refresh_checkpoint(&self, header: Head, from: Head, head: Head, state: &State) {
+        refresh_checkpoint(&self.path, self.owner, header, from, head, state);
     }
 
     /// A scanner over every event, or `None` for a journal with no header yet.
@@ -164,6 +195,28 @@ impl ReadJournal {
         &self.path
     }
 
+    /// The file as this reader opened it, for telling later whether it has
+    /// changed without reading it (a follower facing a long torn tail).
+    pub fn stamp(&self) -> Result<Stamp, JournalError> {
+        const TAIL: u64 = 4096;
+        let from = self.len.saturating_sub(TAIL);
+        let mut tail = vec![0u8; usize::try_from(self.len - from).unwrap_or(0)];
+        read_exact_at(&self.file, &self.path, &mut tail, from)?;
+        let m = &self.meta;
+        Ok(Stamp {
+            inode: (m.dev(), m.ino()),
+            len: self.len,
+            modified: (m.mtime(), m.mtime_nsec()),
+            changed: (m.ctime(), m.ctime_nsec()),
+            tail,
+        })
+    }
+
+    /// Who owns the journal, and so its sidecars.
+    pub fn owner(&self) -> Owner {
+        self.owner
+    }
+
     /// The file's length when it was opened.
     pub fn len(&self) -> u64 {
         self.len
@@ -199,10 +252,38 @@ pub fn fold(scanner: &mut Scanner<'_>, state: &mut State) -> Result<(), JournalE
 /// Writes a new checkpoint if the lines read after the last one (from
 /// `from` to `head`) have grown long enough to be worth it. A failure only
 /// costs speed, so it is not reported.
-pub fn refresh_checkpoint(path: &Path, header: Head, from: Head, head: Head, state: &State) {
+fn refresh_checkpoint(
+    path: &Path,
+    owner: Owner,
+    header: Head,
+    from: Head,
+    head: Head,
+    state: &State,
+) {
     if head.end.saturating_sub(from.end) >= checkpoint::REFRESH_BYTES {
-        let _ = checkpoint::store(path, header, head, state);
+        let _ = checkpoint::store(path, owner, header, head, state);
     }
+}
+
+/// The metadata of the open journal, which must be a regular file: a FIFO,
+/// socket or device at the journal's path is refused rather than waited on
+/// or read without end. (It was opened with `O_NONBLOCK`, so the open
+/// itself never waited.)
+fn regular(file: &File, path: &Path) -> Result<fs::Metadata, JournalError> {
+    let meta = file
+        .metadata()
+        .map_err(|e| JournalError::io(path, "read", e))?;
+    if meta.file_type().is_file() {
+        return Ok(meta);
+    }
+    Err(JournalError::io(
+        path,
+        "use",
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is not a regular file (a FIFO, socket, device or directory); a journal is a file",
+        ),
+    ))
 }
 
 /// A journal opened for writing: exclusively locked from the read of its
@@ -233,16 +314,24 @@ pub struct Writer {
     /// `Some` if this writer created the file: then also the first
     /// directory it created, if any.
     created: Option<Option<PathBuf>>,
+    /// Who owns the journal (and so its sidecars).
+    owner: Owner,
     /// Whether `commit` wrote.
     committed: bool,
 }
 
 impl Drop for Writer {
+    fn drop(&mut self) {
+        self.discard_unused();
+    }
+}
+
+impl Writer {
     /// A write that appended nothing (refused, a repeat, a dry run) leaves no
     /// trace: the file and directories it created are removed, still under
     /// the lock. A process waiting for that lock then finds the path gone or
     /// replaced and opens it afresh (see `open_locked`).
-    fn drop(&mut self) {
+    fn discard_unused(&mut self) {
         if let Some(new_dirs) = self.created.take()
             && !self.committed
             && self.file.metadata().is_ok_and(|m| m.len() == 0)
@@ -282,10 +371,10 @@ impl Writer {
                 .map(Path::to_owned);
         }
         let (file, created) = open_locked(path)?;
-        let len = file
+        let meta = file
             .metadata()
-            .map_err(|e| JournalError::io(path, "read", e))?
-            .len();
+            .map_err(|e| JournalError::io(path, "read", e))?;
+        let (len, owner) = (meta.len(), Owner::of(&meta));
         // Another writer may have locked first and written: then the file
         // is not this writer's to remove, whoever created it.
         let created = created && len == 0;
@@ -302,7 +391,7 @@ impl Writer {
                 };
                 let mut scanner = Scanner::new(&file, path, from, len);
                 fold(&mut scanner, &mut state)?;
-                refresh_checkpoint(path, header, from, scanner.head(), &state);
+                refresh_checkpoint(path, owner, header, from, scanner.head(), &state);
                 (Some(scanner.head()), scanner.torn())
             }
         };
@@ -330,12 +419,24 @@ impl Writer {
             sealed: false,
             created: created.then_some(new_dirs),
             committed: false,
+            owner,
         })
     }
 
     /// Whether this writer created the journal and committed to it.
     pub fn created_journal(&self) -> bool {
         self.created.is_some() && self.committed
+    }
+
+    /// Releases the lock once this writer is done with the file (committed,
+    /// or with nothing to commit), so that printing its results into a slow
+    /// reader holds no other command up. What it appended stays readable:
+    /// bytes before the end of the last complete append never change.
+    pub fn unlock(&mut self) -> Result<(), JournalError> {
+        self.discard_unused();
+        self.file
+            .unlock()
+            .map_err(|e| JournalError::io(&self.path, "unlock", e))
     }
 
     /// The state of the ledger, including requests decided so far.
@@ -358,15 +459,10 @@ impl Writer {
             let mut quarantine = self.path.clone().into_os_string();
             quarantine.push(".torn");
             let quarantine = PathBuf::from(quarantine);
-            // Only writers touch it, under the journal's lock: no race.
-            let created = !quarantine.exists();
-            let q = OpenOptions::new()
-                .read(true)
-                .append(true)
-                .create(true)
-                .mode(0o600)
-                .open(&quarantine)
-                .map_err(|e| JournalError::io(&quarantine, "open", e))?;
+            // Only writers touch it, under the journal's lock; but anyone
+            // who can write the directory may have put something there.
+            let (q, created) = sidecar::open_to_append(&quarantine, self.owner)
+                .map_err(|e| JournalError::io(&quarantine, "keep the interrupted write in", e))?;
             let before = q
                 .metadata()
                 .map_err(|e| JournalError::io(&quarantine, "open", e))?
@@ -726,7 +822,11 @@ fn open_locked(path: &Path) -> Result<(File, bool), JournalError> {
                 .map_err(|e| JournalError::io(parent, "create directory", e))?;
         }
         let mut options = OpenOptions::new();
-        options.read(true).append(true).mode(0o600);
+        options
+            .read(true)
+            .append(true)
+            .mode(0o600)
+            .custom_flags(sidecar::no_block());
         let (file, created) = match options.clone().create_new(true).open(path) {
             Ok(file) => (file, true),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => (
@@ -739,6 +839,7 @@ fn open_locked(path: &Path) -> Result<(File, bool), JournalError> {
             Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 100 => continue,
             Err(e) => return Err(JournalError::io(path, "open for writing", e)),
         };
+        regular(&file, path)?;
         file.lock().map_err(|e| JournalError::io(path, "lock", e))?;
         let locked = file
             .metadata()
@@ -806,7 +907,7 @@ pub fn find_line(file: &File, path: &Path, len: u64, seq: u64) -> Result<Vec<u8>
     let (mut lo, mut hi) = (0u64, len);
     while hi - lo > WINDOW {
         let mid = lo + (hi - lo) / 2;
-        let chunk = read(mid, 16 * 1024)?;
+        let chunk = read(mid, MAX_LINE as u64 + 1)?;
         let Some(nl) = memchr::memchr(b'\n', &chunk) else {
             break;
         };
@@ -814,7 +915,7 @@ pub fn find_line(file: &File, path: &Path, len: u64, seq: u64) -> Result<Vec<u8>
         let head = read(start, 32)?;
         match seq_of(&head) {
             Some(s) if s == seq => {
-                let line = read(start, 16 * 1024)?;
+                let line = read(start, MAX_LINE as u64 + 1)?;
                 let end = memchr::memchr(b'\n', &line).unwrap_or(line.len());
                 return Ok(line[..end].to_vec());
             }

@@ -18,9 +18,7 @@ use crate::time::At;
 
 const CHUNK: usize = 1 << 20;
 
-/// Longer than any line ledger writes (a few KiB at most); a longer one is
-/// corruption, not a torn write.
-const MAX_LINE: usize = 64 * 1024;
+use line::MAX_LINE;
 
 /// About the shortest event line ledger writes (a close of a one-letter
 /// account): only a bound for sizing buffers.

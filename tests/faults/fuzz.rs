@@ -379,7 +379,7 @@ proptest! {
             let entry = scanner.next(&state).expect("valid").expect("entry");
             domain::evolve(&mut state, &entry.event);
         }
-        checkpoint::store(&path, header, scanner.head(), &state).expect("store");
+        checkpoint::store(&path, journal.owner(), header, scanner.head(), &state).expect("store");
         drop(scanner);
         drop(journal);
         let cp = checkpoint::path_of(&path);

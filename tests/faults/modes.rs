@@ -92,7 +92,7 @@ fn a_checkpoint_stored_through_the_library_is_0600() {
         ledger::domain::evolve(&mut s, &entry.event);
     }
     assert_eq!(s, state);
-    checkpoint::store(&path, header, scanner.head(), &state).expect("store");
+    checkpoint::store(&path, journal.owner(), header, scanner.head(), &state).expect("store");
     assert_eq!(mode(&checkpoint::path_of(&path)), 0o600);
     assert_eq!(mode(&path), 0o600);
 }

@@ -2,14 +2,16 @@
 //! evolving state, appended all at once or not at all (SPEC 4).
 
 use std::fs;
-use std::io::{self, IsTerminal, Read, Write};
-use std::sync::Arc;
+use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 
 use crate::cli::{BatchArgs, Format, WriteCommand};
 use crate::cmd::Context;
 use crate::cmd::write;
+use crate::domain::State;
 use crate::error::Error;
+use crate::journal::line;
 use crate::journal::{JournalError, Outcome, Writer};
 use crate::money::Amount;
 use crate::output;
@@ -26,132 +28,253 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
     if from_stdin && io::stdin().is_terminal() {
         super::note("reading commands from standard input; end with Ctrl-D");
     }
-    // The whole input is read before the journal is locked, so a slow pipe
-    // never holds other writers up.
-    let input = read_input(args)?;
+    let input = Input::open(args)?;
     // An event line is its command's words plus some 170 bytes of keys,
     // seq, time and hash: room for that saves copying the lines each time
     // they outgrow their buffer, and getting it ready on another thread
     // saves this one the kernel's work of mapping it.
-    let commands = commands(&input);
-    let mut buffer = Prefault::start(
-        commands
-            .saturating_mul(EVENT_LINE_ROOM)
-            .saturating_add(input.len()),
-    );
+    let staged_len = input.staged_len().min(PREFAULT_MAX);
+    // Started once a line has parsed: an input refused at its first line
+    // costs no memory.
+    let mut buffer: Option<Prefault> = None;
     let mut writer = Writer::open(&ctx.path)?;
-    writer.reserve(commands);
+    writer.reserve(input.commands.unwrap_or(input.len / SHORTEST_COMMAND));
     let before = writer.state().clone();
-    let (mut appended, mut repeats) = (0u64, 0u64);
-    // For JSON: the seq of each line's existing event, in order (0 for a
-    // new one), so repeats print the event they repeat (SPEC 6).
-    let mut repeated: Vec<u64> = Vec::new();
+    let mut applied = Applied::default();
     let json = ctx.format == Format::Json;
-    parse_lines(&input, |line, command| {
+    parse_lines(input.reader, |line, command| {
+        let buffer = buffer.get_or_insert_with(|| Prefault::start(staged_len));
         if let Some(ready) = buffer.ready() {
             writer.adopt_buffer(ready);
         }
         let request = write::request(&command, &ctx.zone).map_err(|e| at_line(line, e))?;
         match writer.apply(&request) {
-            Ok(Outcome::Appended(_)) => {
-                appended += 1;
-                if json {
-                    repeated.push(0);
-                }
-            }
-            Ok(Outcome::Repeat(seq)) => {
-                repeats += 1;
-                if json {
-                    repeated.push(seq);
-                }
-            }
+            Ok(outcome) => applied.record(outcome, json),
             Err(e) => return Err(at_line(line, e.into())),
         }
         Ok(())
     })?;
+    drop(buffer);
     if args.dry_run {
         writer.seal();
     } else {
         write::commit(ctx, &mut writer)?;
     }
+    // Printing may wait on a slow reader: not with the journal locked.
+    writer.unlock()?;
+    let printed = print(ctx, args, &writer, &before, &applied);
+    if args.dry_run || applied.appended == 0 {
+        return printed;
+    }
+    let last = writer.state().seq();
+    write::acknowledge(ctx, printed, last + 1 - applied.appended..=last)
+}
+
+/// What the lines of a batch came to.
+#[derive(Default)]
+struct Applied {
+    appended: u64,
+    repeats: u64,
+    /// For JSON: the seq of each line's existing event, in order (0 for a
+    /// new one), so repeats print the event they repeat (SPEC 6).
+    repeated: Vec<u64>,
+}
+
+impl Applied {
+    fn record(&mut self, outcome: Outcome, json: bool) {
+        let seq = match outcome {
+            Outcome::Appended(_) => {
+                self.appended += 1;
+                0
+            }
+            Outcome::Repeat(seq) => {
+                self.repeats += 1;
+                seq
+            }
+        };
+        if json {
+            self.repeated.push(seq);
+        }
+    }
+}
+
+/// Prints the batch's events (JSON) or its net changes (CSV, table).
+fn print(
+    ctx: &Context,
+    args: &BatchArgs,
+    writer: &Writer,
+    before: &State,
+    applied: &Applied,
+) -> Result<(), Error> {
     let mut out = io::BufWriter::new(io::stdout().lock());
-    match ctx.format {
-        Format::Json => {
-            let mut staged = writer.staged_lines();
-            for seq in repeated {
-                let existing;
-                let line = if seq == 0 {
-                    staged.next().unwrap_or_default()
-                } else {
-                    existing = writer.line(seq)?;
-                    &existing
-                };
-                out.write_all(line)?;
-                out.write_all(b"\n")?;
-            }
-        }
-        Format::Csv | Format::Table => {
-            let state = writer.state();
-            let mut changes: Vec<(&str, String)> = state
-                .accounts()
-                .filter_map(|(name, after)| {
-                    let was = before.account(name).map_or(Amount::ZERO, |a| a.balance);
-                    let delta = after.balance.checked_sub(was)?;
-                    let unit = state.unit_of(after);
-                    let created = before.account(name).is_none();
-                    (delta != Amount::ZERO || created)
-                        .then(|| (name, delta.display(unit.decimals).to_string()))
-                })
-                .collect();
-            changes.sort();
-            let verb = if args.dry_run {
-                "would append"
+    if ctx.format == Format::Json {
+        let mut staged = writer.staged_lines();
+        for &seq in &applied.repeated {
+            let existing;
+            let line = if seq == 0 {
+                staged.next().unwrap_or_default()
             } else {
-                "appended"
+                existing = writer.line(seq)?;
+                &existing
             };
-            if ctx.format == Format::Csv {
-                output::csv_row(&mut out, &["account", "net_change"])?;
-                for (name, delta) in &changes {
-                    output::csv_row(&mut out, &[name, delta.as_str()])?;
-                }
-            } else {
-                let last = state.seq();
-                let range = match appended {
-                    0 => String::new(),
-                    1 => format!(" (seq {last})"),
-                    n => format!(" (seq {}-{last})", last + 1 - n),
-                };
-                writeln!(
-                    out,
-                    "{verb} {appended} event(s){range}; {repeats} repeat(s) of earlier --id commands"
-                )?;
-                if !changes.is_empty() {
-                    let rows: Vec<Vec<String>> = changes
-                        .into_iter()
-                        .map(|(n, d)| vec![n.to_owned(), d])
-                        .collect();
-                    output::table(&mut out, &["ACCOUNT", "NET CHANGE"], &[false, true], &rows)?;
-                }
-            }
+            out.write_all(line)?;
+            out.write_all(b"\n")?;
         }
+        return Ok(out.flush()?);
+    }
+    let state = writer.state();
+    let mut changes: Vec<(&str, String)> = state
+        .accounts()
+        .filter_map(|(name, after)| {
+            let was = before.account(name).map_or(Amount::ZERO, |a| a.balance);
+            let delta = after.balance.checked_sub(was)?;
+            let unit = state.unit_of(after);
+            let created = before.account(name).is_none();
+            (delta != Amount::ZERO || created)
+                .then(|| (name, delta.display(unit.decimals).to_string()))
+        })
+        .collect();
+    changes.sort();
+    if ctx.format == Format::Csv {
+        output::csv_row(&mut out, &["account", "net_change"])?;
+        for (name, delta) in &changes {
+            output::csv_row(&mut out, &[name, delta.as_str()])?;
+        }
+        return Ok(out.flush()?);
+    }
+    let verb = if args.dry_run {
+        "would append"
+    } else {
+        "appended"
+    };
+    let (last, appended) = (state.seq(), applied.appended);
+    let range = match appended {
+        0 => String::new(),
+        1 => format!(" (seq {last})"),
+        n => format!(" (seq {}-{last})", last + 1 - n),
+    };
+    writeln!(
+        out,
+        "{verb} {appended} event(s){range}; {} repeat(s) of earlier --id commands",
+        applied.repeats
+    )?;
+    if !changes.is_empty() {
+        let rows: Vec<Vec<String>> = changes
+            .into_iter()
+            .map(|(n, d)| vec![n.to_owned(), d])
+            .collect();
+        output::table(&mut out, &["ACCOUNT", "NET CHANGE"], &[false, true], &rows)?;
     }
     Ok(out.flush()?)
 }
 
-fn read_input(args: &BatchArgs) -> Result<Vec<u8>, Error> {
-    match args.input.as_deref() {
-        Some(path) if path.as_os_str() != "-" => {
-            fs::read(path).map_err(|e| Error::Journal(JournalError::io(path, "read batch file", e)))
+/// A batch's input, ready to be read line by line.
+struct Input {
+    reader: Box<dyn BufRead + Send>,
+    /// Its length in bytes.
+    len: usize,
+    /// How many of its lines hold a command, when counted.
+    commands: Option<usize>,
+}
+
+impl Input {
+    /// A regular file is read as the lines are applied, with the journal
+    /// locked: reading it never waits on anyone. Anything else (stdin, a
+    /// pipe, a device) could be a slow producer that would hold other
+    /// writers up, so it is read into memory first, its lines bounded as
+    /// the file's are, before the journal is locked.
+    fn open(args: &BatchArgs) -> Result<Input, Error> {
+        let path = args.input.as_deref().filter(|p| p.as_os_str() != "-");
+        let io_error = |e| match path {
+            Some(path) => Error::Journal(JournalError::io(path, "read batch file", e)),
+            None => Error::Journal(JournalError::io("stdin".as_ref(), "read", e)),
+        };
+        let source: Box<dyn Read + Send> = match path {
+            Some(path) => {
+                let file = fs::File::open(path).map_err(io_error)?;
+                let meta = file.metadata().map_err(io_error)?;
+                if meta.file_type().is_file() {
+                    let len = usize::try_from(meta.len()).unwrap_or(usize::MAX);
+                    return Ok(Input {
+                        reader: Box::new(io::BufReader::with_capacity(READ_BUFFER, file)),
+                        len,
+                        commands: None,
+                    });
+                }
+                Box::new(file)
+            }
+            None => Box::new(io::stdin()),
+        };
+        let mut reader = io::BufReader::with_capacity(READ_BUFFER, source);
+        let (mut text, mut line) = (Vec::new(), 0);
+        loop {
+            line += 1;
+            match read_line(&mut reader, &mut text) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => return Err(too_long(line)),
+                Err(e) => return Err(io_error(e)),
+            }
         }
-        _ => {
-            let mut input = Vec::new();
-            io::stdin()
-                .lock()
-                .read_to_end(&mut input)
-                .map_err(|e| Error::Journal(JournalError::io("stdin".as_ref(), "read", e)))?;
-            Ok(input)
+        Ok(Input {
+            len: text.len(),
+            commands: Some(commands(&text)),
+            reader: Box::new(io::Cursor::new(text)),
+        })
+    }
+
+    /// About how long its staged event lines will be.
+    fn staged_len(&self) -> usize {
+        match self.commands {
+            Some(commands) => commands
+                .saturating_mul(EVENT_LINE_ROOM)
+                .saturating_add(self.len),
+            None => self.len.saturating_mul(TYPICAL_GROWTH),
         }
     }
+}
+
+/// Appends one line of `reader` (with its `\n`, if it has one) to `buf`,
+/// reading no more than [`line::MAX_LINE`] bytes of it: a longer line is
+/// an `InvalidData` error, found without reading the rest of the input,
+/// and none of it is kept.
+/// Returns whether there was a line.
+fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<bool> {
+    let start = buf.len();
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(buf.len() > start);
+        }
+        let (take, done) = match memchr::memchr(b'\n', available) {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        buf.extend_from_slice(&available[..take]);
+        reader.consume(take);
+        let len = buf.len() - start - usize::from(done);
+        if len > line::MAX_LINE {
+            buf.truncate(start);
+            return Err(io::Error::from(io::ErrorKind::InvalidData));
+        }
+        if done {
+            return Ok(true);
+        }
+    }
+}
+
+fn too_long(line: usize) -> Error {
+    at_line(
+        line,
+        Error::Usage(format!(
+            "the line is longer than {} bytes, the longest a journal line may be",
+            line::MAX_LINE
+        )),
+    )
 }
 
 /// How many lines hold a command (neither blank nor a comment): at most
@@ -223,6 +346,21 @@ const EVENT_LINE_ROOM: usize = 192;
 /// Lines per unit of work handed to a parsing thread.
 const CHUNK: usize = 4096;
 
+/// Bytes read from the input at a time.
+const READ_BUFFER: usize = 1 << 20;
+
+/// About the shortest command line (`close a`, `deposit a 1`): a file's
+/// length over it bounds how many commands it holds, to size the index of
+/// staged lines (only reserved, never touched, if it turns out too large).
+const SHORTEST_COMMAND: usize = 12;
+
+/// How many times longer than its command lines a batch's event lines
+/// typically are (a 35-byte `deposit` becomes a 220-byte line).
+const TYPICAL_GROWTH: usize = 6;
+
+/// The most memory made ready ahead of staging: a head start, not a bound.
+const PREFAULT_MAX: usize = 1 << 30;
+
 fn at_line(line: usize, source: Error) -> Error {
     Error::Line {
         line,
@@ -230,41 +368,45 @@ fn at_line(line: usize, source: Error) -> Error {
     }
 }
 
-/// Parses the lines of `input` and hands each command, with its line
-/// number, to `apply`, in input order; stops at the first error, in order.
+/// Reads the lines of `input` and hands each command, with its line number,
+/// to `apply`, in input order; stops at the first error, in order.
 ///
 /// Parsing (shell words, then clap) costs far more than deciding, and lines
-/// parse independently, so chunks of lines are parsed on worker threads while
-/// this thread applies them in order.
+/// parse independently, so a reader thread cuts the input into chunks of
+/// lines, worker threads parse them, and this thread applies them in order.
+/// The channels between them hold a few chunks each, so memory stays
+/// bounded however long the input, and an early error stops the reading.
 fn parse_lines(
-    input: &[u8],
+    input: Box<dyn BufRead + Send>,
     mut apply: impl FnMut(usize, WriteCommand) -> Result<(), Error>,
 ) -> Result<(), Error> {
     type Parsed = Vec<(usize, Result<WriteCommand, Error>)>;
-    let lines: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
-    let chunks = lines.len().div_ceil(CHUNK);
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .clamp(1, 4)
-        .min(chunks.max(1));
+        .clamp(1, 4);
     std::thread::scope(|scope| {
-        let receivers: Vec<std::sync::mpsc::Receiver<Parsed>> = (0..workers)
-            .map(|w| {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Parsed>(2);
-                let lines = &lines;
+        let mut inputs = Vec::with_capacity(workers);
+        let receivers: Vec<mpsc::Receiver<Parsed>> = (0..workers)
+            .map(|_| {
+                let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(2);
+                let (tx, rx) = mpsc::sync_channel::<Parsed>(2);
+                inputs.push(chunk_tx);
                 scope.spawn(move || {
                     let mut grammar = Grammar::new();
-                    for (c, chunk) in lines.chunks(CHUNK).enumerate().skip(w).step_by(workers) {
-                        let parsed: Parsed = chunk
-                            .iter()
-                            .enumerate()
-                            .filter_map(|(i, text)| {
-                                let line = c * CHUNK + i + 1;
-                                parse_line(&mut grammar, text)
-                                    .transpose()
-                                    .map(|r| (line, r.map_err(|e| at_line(line, e))))
-                            })
-                            .collect();
+                    for chunk in chunk_rx {
+                        let parsed: Parsed = match chunk {
+                            Ok((first, text)) => text
+                                .split(|&b| b == b'\n')
+                                .enumerate()
+                                .filter_map(|(i, text)| {
+                                    let line = first + i;
+                                    parse_line(&mut grammar, text)
+                                        .transpose()
+                                        .map(|r| (line, r.map_err(|e| at_line(line, e))))
+                                })
+                                .collect(),
+                            Err(e) => vec![(0, Err(e))],
+                        };
                         // A closed channel means an earlier line failed.
                         if tx.send(parsed).is_err() {
                             return;
@@ -274,16 +416,65 @@ fn parse_lines(
                 rx
             })
             .collect();
-        for c in 0..chunks {
-            let parsed = receivers[c % workers]
-                .recv()
-                .map_err(|_| Error::Usage("a batch parsing thread stopped".into()))?;
+        scope.spawn(move || read_chunks(input, &inputs));
+        for c in 0.. {
+            // The worker of chunk `c` ends once it has no chunk `c`.
+            let Ok(parsed) = receivers[c % workers].recv() else {
+                return Ok(());
+            };
             for (line, command) in parsed {
                 apply(line, command?)?;
             }
         }
         Ok(())
     })
+}
+
+/// Lines of the input (joined, the last `\n` left out) and the number of
+/// the first, or the error that ends the input.
+type Chunk = Result<(usize, Vec<u8>), Error>;
+
+/// Cuts `input` into chunks of [`CHUNK`] lines, handed to the workers in
+/// turn; stops at the end, at an error (handed on after the lines before
+/// it), or when the workers stop taking chunks.
+fn read_chunks(mut input: Box<dyn BufRead + Send>, workers: &[mpsc::SyncSender<Chunk>]) {
+    let (mut line, mut c) = (0, 0);
+    let mut send = |chunk: Chunk| {
+        let sent = workers[c % workers.len()].send(chunk).is_ok();
+        c += 1;
+        sent
+    };
+    loop {
+        let first = line + 1;
+        let mut text = Vec::new();
+        let mut end = None;
+        while end.is_none() && line + 1 - first < CHUNK {
+            line += 1;
+            end = match read_line(&mut input, &mut text) {
+                Ok(true) => None,
+                Ok(false) => Some(Ok(())),
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => Some(Err(too_long(line))),
+                Err(e) => {
+                    let e = JournalError::io("the batch input".as_ref(), "read", e);
+                    Some(Err(Error::Journal(e)))
+                }
+            };
+        }
+        if text.last() == Some(&b'\n') {
+            text.pop();
+        }
+        if !text.is_empty() && !send(Ok((first, text))) {
+            return;
+        }
+        match end {
+            None => {}
+            Some(Ok(())) => return,
+            Some(Err(e)) => {
+                send(Err(e));
+                return;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
