@@ -2,17 +2,15 @@
 //! evolving state, appended all at once or not at all (SPEC 4).
 
 use std::fs;
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::cli::{BatchArgs, Format, WriteCommand};
+use crate::cli::{BatchArgs, WriteCommand};
 use crate::cmd::Context;
-use crate::cmd::write;
+use crate::cmd::apply::{Applier, at_line};
 use crate::error::Error;
-use crate::journal::{JournalError, Outcome, Writer};
-use crate::money::Amount;
-use crate::output;
+use crate::journal::JournalError;
 
 mod parse;
 
@@ -39,103 +37,15 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
             .saturating_mul(EVENT_LINE_ROOM)
             .saturating_add(input.len()),
     );
-    let mut writer = Writer::open(&ctx.path)?;
-    writer.reserve(commands);
-    let before = writer.state().clone();
-    let (mut appended, mut repeats) = (0u64, 0u64);
-    // For JSON: the seq of each line's existing event, in order (0 for a
-    // new one), so repeats print the event they repeat (SPEC 6).
-    let mut repeated: Vec<u64> = Vec::new();
-    let json = ctx.format == Format::Json;
+    let mut applier = Applier::open(ctx, args.dry_run)?;
+    applier.writer().reserve(commands);
     parse_lines(&input, |line, command| {
         if let Some(ready) = buffer.ready() {
-            writer.adopt_buffer(ready);
+            applier.writer().adopt_buffer(ready);
         }
-        let request = write::request(&command).map_err(|e| at_line(line, e))?;
-        match writer.apply(&request) {
-            Ok(Outcome::Appended(_)) => {
-                appended += 1;
-                if json {
-                    repeated.push(0);
-                }
-            }
-            Ok(Outcome::Repeat(seq)) => {
-                repeats += 1;
-                if json {
-                    repeated.push(seq);
-                }
-            }
-            Err(e) => return Err(at_line(line, e.into())),
-        }
-        Ok(())
+        applier.apply(line, command)
     })?;
-    if args.dry_run {
-        writer.seal();
-    } else {
-        write::commit(ctx, &mut writer)?;
-    }
-    let mut out = io::BufWriter::new(io::stdout().lock());
-    match ctx.format {
-        Format::Json => {
-            let mut staged = writer.staged_lines();
-            for seq in repeated {
-                let existing;
-                let line = if seq == 0 {
-                    staged.next().unwrap_or_default()
-                } else {
-                    existing = writer.line(seq)?;
-                    &existing
-                };
-                out.write_all(line)?;
-                out.write_all(b"\n")?;
-            }
-        }
-        Format::Csv | Format::Table => {
-            let state = writer.state();
-            let mut changes: Vec<(&str, String)> = state
-                .accounts()
-                .filter_map(|(name, after)| {
-                    let was = before.account(name).map_or(Amount::ZERO, |a| a.balance);
-                    let delta = after.balance.checked_sub(was)?;
-                    let unit = state.unit_of(after);
-                    let created = before.account(name).is_none();
-                    (delta != Amount::ZERO || created)
-                        .then(|| (name, delta.display(unit.decimals).to_string()))
-                })
-                .collect();
-            changes.sort();
-            let verb = if args.dry_run {
-                "would append"
-            } else {
-                "appended"
-            };
-            if ctx.format == Format::Csv {
-                output::csv_row(&mut out, &["account", "net_change"])?;
-                for (name, delta) in &changes {
-                    output::csv_row(&mut out, &[name, delta.as_str()])?;
-                }
-            } else {
-                let last = state.seq();
-                let range = match appended {
-                    0 => String::new(),
-                    1 => format!(" (seq {last})"),
-                    n => format!(" (seq {}-{last})", last + 1 - n),
-                };
-                writeln!(
-                    out,
-                    "{verb} {appended} event(s){range}; {repeats} repeat(s) of earlier --id commands"
-                )?;
-                if !changes.is_empty() {
-                    let rows: Vec<Vec<String>> = changes
-                        .into_iter()
-                        .map(|(n, d)| vec![n.to_owned(), d])
-                        .collect();
-                    output::table(&mut out, &["ACCOUNT", "NET CHANGE"], &[false, true], &rows)?;
-                }
-            }
-        }
-    }
-    Ok(out.flush()?)
+    applier.finish()
 }
 
 fn read_input(args: &BatchArgs) -> Result<Vec<u8>, Error> {
@@ -223,22 +133,16 @@ const EVENT_LINE_ROOM: usize = 192;
 /// Lines per unit of work handed to a parsing thread.
 const CHUNK: usize = 4096;
 
-fn at_line(line: usize, source: Error) -> Error {
-    Error::Line {
-        line,
-        source: Box::new(source),
-    }
-}
-
-/// Parses the lines of `input` and hands each command, with its line
-/// number, to `apply`, in input order; stops at the first error, in order.
+/// Parses the lines of `input` and hands each command (or why the line has
+/// none), with its line number, to `apply`, in input order; stops at the
+/// first error `apply` returns.
 ///
 /// Parsing (shell words, then clap) costs far more than deciding, and lines
 /// parse independently, so chunks of lines are parsed on worker threads while
 /// this thread applies them in order.
 fn parse_lines(
     input: &[u8],
-    mut apply: impl FnMut(usize, WriteCommand) -> Result<(), Error>,
+    mut apply: impl FnMut(usize, Result<WriteCommand, Error>) -> Result<(), Error>,
 ) -> Result<(), Error> {
     type Parsed = Vec<(usize, Result<WriteCommand, Error>)>;
     let lines: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
@@ -279,7 +183,7 @@ fn parse_lines(
                 .recv()
                 .map_err(|_| Error::Usage("a batch parsing thread stopped".into()))?;
             for (line, command) in parsed {
-                apply(line, command?)?;
+                apply(line, command)?;
             }
         }
         Ok(())
