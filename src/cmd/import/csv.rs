@@ -402,6 +402,9 @@ impl BankAmount {
             digits.push_str(g);
         }
         if let Some(f) = fraction {
+            if f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
             digits.push('.');
             digits.push_str(f);
         }
