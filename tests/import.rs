@@ -181,7 +181,7 @@ fn refusals_name_the_line_and_leave_the_journal_as_it_was() {
     );
     let e = env.fails(
         2,
-        &["import", &rows, "--rules", rules(&"us").to_str().unwrap()],
+        &["import", &rows, "--rules", rules("us").to_str().unwrap()],
     );
     assert!(
         e.starts_with("error: line 3: amount '12.3.4' is not an amount"),
@@ -201,7 +201,7 @@ fn refusals_name_the_line_and_leave_the_journal_as_it_was() {
     );
     let e = env.fails(
         1,
-        &["import", &rows, "--rules", rules(&"us").to_str().unwrap()],
+        &["import", &rows, "--rules", rules("us").to_str().unwrap()],
     );
     assert!(
         e.starts_with("error: line 4: insufficient funds in checking"),
@@ -215,7 +215,7 @@ fn refusals_name_the_line_and_leave_the_journal_as_it_was() {
     );
     let e = env.fails(
         2,
-        &["import", &rows, "--rules", rules(&"paid").to_str().unwrap()],
+        &["import", &rows, "--rules", rules("paid").to_str().unwrap()],
     );
     assert!(
         e.starts_with("error: line 2: both `credit` and `debit`"),

@@ -187,15 +187,16 @@ impl Names {
         for (commodity, decimals) in &commodities {
             // The format says `.` is the decimal mark, which hledger would
             // otherwise guess from the first amount (`1.000` is ambiguous).
-            let fraction = if *decimals > 0 {
-                format!(".{}", "0".repeat(usize::from(*decimals)))
-            } else {
-                String::new()
-            };
-            writeln!(
-                out,
-                "commodity {commodity}\n    format 1,000{fraction} {commodity}"
-            )?;
+            // Without decimals there is no mark to mistake (and no
+            // format that both tools read: `1000.` or `1,000`).
+            match decimals {
+                0 => writeln!(out, "commodity {commodity}")?,
+                d => writeln!(
+                    out,
+                    "commodity {commodity}\n    format 1,000.{} {commodity}",
+                    "0".repeat(usize::from(*d))
+                )?,
+            }
         }
         for tag in ["Seq", "Id", "Memo", "Reverses", "Tags"] {
             writeln!(out, "tag {tag}")?;
