@@ -130,6 +130,26 @@ pub enum Command {
     #[command(after_help = "Example:
   printf 'create acct1\\ndeposit acct1 50 --memo \"rent for May\" --id may-rent\\n' | ledger batch")]
     Batch(BatchArgs),
+    /// Import JSON Lines commands, or a bank's CSV mapped by rules, all or
+    /// nothing (like batch).
+    ///
+    /// Without --rules, each line is a JSON object: {"command":"deposit",
+    /// "account":"acct1","amount":"50.25", ...}, amounts as strings. With
+    /// --rules R.toml, each CSV row becomes a deposit, withdrawal or
+    /// transfer as the rules say; rows get an id derived from their
+    /// content, so importing an overlapping file again adds nothing twice.
+    #[command(after_help = "Examples:
+  ledger import commands.jsonl
+  ledger import bank.csv --rules bank.toml --dry-run
+  ledger import bank.csv --rules bank.toml")]
+    Import(ImportArgs),
+    /// Write the journal in another tool's format: ledger-cli/hledger,
+    /// beancount, or the journal's own JSON Lines.
+    #[command(after_help = "Examples:
+  ledger export --to ledger > books.journal && hledger -f books.journal bal
+  ledger export --to beancount > books.beancount && fava books.beancount
+  ledger export --to jsonl > copy.jsonl")]
+    Export(ExportArgs),
     /// Audit the journal: replay it in full and check every line and rule.
     ///
     /// Checks the header, every line's JSON, schema and canonical form, seq
@@ -254,7 +274,8 @@ impl WriteCommand {
         })
     }
 
-    fn opts_mut(&mut self) -> &mut WriteOpts {
+    /// The options every write takes, to set.
+    pub fn opts_mut(&mut self) -> &mut WriteOpts {
         match self {
             WriteCommand::Create(a) => &mut a.opts,
             WriteCommand::Deposit(a) | WriteCommand::Withdraw(a) => &mut a.opts,
@@ -458,6 +479,49 @@ pub struct BatchArgs {
     /// Check every line and print what would be appended, writing nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `import`.
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The file of records; `-` or absent reads stdin.
+    #[arg(value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Read the input as CSV, mapped by these rules (TOML).
+    #[arg(long, value_name = "RULES")]
+    pub rules: Option<PathBuf>,
+    /// Check every record and print what would be appended, writing nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `export`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// The format.
+    #[arg(long, value_enum)]
+    pub to: ExportFormat,
+    /// Only events at or after this timestamp, or whose day is on or after this date.
+    #[arg(long, value_name = "T", value_parser = since)]
+    pub since: Option<Bound>,
+    /// Only events at or before this timestamp, or whose day is on or before this date.
+    #[arg(long, value_name = "T", value_parser = until)]
+    pub until: Option<Bound>,
+    /// Only events with this tag (KEY=VALUE), or with this key (KEY);
+    /// repeatable, all must hold.
+    #[arg(long = "tag", value_name = "KEY[=VALUE]", value_parser = tag_filter)]
+    pub tags: Vec<TagFilter>,
+}
+
+/// What `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// A plain-text journal for ledger-cli and hledger.
+    Ledger,
+    /// A beancount file (for bean-check, Fava).
+    Beancount,
+    /// The journal's own lines, byte for byte.
+    Jsonl,
 }
 
 /// One line of a batch: a write command, parsed by the same grammar as the

@@ -33,6 +33,15 @@ pub enum Error {
         /// What went wrong there.
         source: Box<Error>,
     },
+    /// A dry run found records that would be refused, each reported as it
+    /// was found; the run exits with the first one's code (SPEC 4).
+    #[error("{failed} record(s) would be refused (listed above); nothing written")]
+    DryRunRefused {
+        /// How many.
+        failed: u64,
+        /// The first of them.
+        first: Box<Error>,
+    },
 }
 
 impl From<WriteError> for Error {
@@ -157,6 +166,15 @@ impl Error {
             Error::Output(e) if e.kind() == io::ErrorKind::BrokenPipe => code::OK,
             Error::Output(_) => code::IO,
             Error::Line { source, .. } => source.exit_code(),
+            Error::DryRunRefused { first, .. } => first.exit_code(),
+        }
+    }
+
+    /// The error itself, without the lines that say where it happened.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Line { source, .. } => source.root(),
+            e => e,
         }
     }
 }

@@ -482,6 +482,37 @@ fn an_id_reused_for_another_command_inside_a_batch_is_refused() {
 const THREE: &str = "deposit a 1 --memo \"x y\"\ntransfer a b 2\nwithdraw b 3 --id w\n";
 
 #[test]
+fn dry_run_lists_every_failing_line_against_the_state_the_others_leave() {
+    let env = seeded();
+    let before = env.bytes();
+    // Line 2 fails (funds), line 3 is fine only because line 2 is left out,
+    // line 4 is a usage error, line 5 fails against what line 3 left.
+    let text = "withdraw a 50\nwithdraw a 60\nwithdraw a 40\ndeposit a -1\nwithdraw a 20\n";
+    let (code, stdout, stderr) = batch(&env, &["--dry-run"], text);
+    assert_eq!(code, 1, "the first failure's code: {stderr}");
+    assert_eq!(env.bytes(), before);
+    assert_eq!(stdout, "");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 4, "{stderr}");
+    assert!(
+        lines[0].starts_with("error: line 2: insufficient funds in a"),
+        "{stderr}"
+    );
+    assert!(lines[1].starts_with("error: line 4: "), "{stderr}");
+    assert!(
+        lines[2].starts_with("error: line 5: insufficient funds in a"),
+        "{stderr}"
+    );
+    assert_eq!(
+        lines[3],
+        "error: 3 record(s) would be refused (listed above); nothing written"
+    );
+    // A usage error first: the run exits 2.
+    let (code, _, _) = batch(&env, &["--dry-run"], "deposit a x\nwithdraw a 1000\n");
+    assert_eq!(code, 2);
+}
+
+#[test]
 fn dry_run_writes_nothing_and_says_what_it_would_append() {
     let env = seeded();
     let before = env.bytes();

@@ -1,9 +1,12 @@
 //! One module per command: each turns parsed arguments into journal and
 //! domain calls, then hands results to [`crate::output`].
 
+pub mod apply;
 pub mod balance;
 pub mod batch;
+pub mod export;
 pub mod history;
+pub mod import;
 pub mod verify;
 pub mod write;
 
@@ -76,6 +79,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Balance(args) => balance::run(&ctx, &args),
         Command::History(args) => history::run(&ctx, &args),
         Command::Batch(args) => batch::run(&ctx, &args),
+        Command::Import(args) => import::run(&ctx, &args),
+        Command::Export(args) => export::run(&ctx, &args),
         Command::Verify(args) => verify::run(&ctx, &args),
         Command::Completions { .. } => Ok(()),
     }

@@ -68,17 +68,19 @@ pub fn request<'a>(cmd: &'a WriteCommand, zone: &Zone) -> Result<Request<'a>, Er
             }),
         },
         WriteCommand::Capture(a) => {
-            let (target, amount) = match a.of_id.as_deref() {
-                Some(id) if a.second.is_none() => (Target::Id(id), a.first.as_deref()),
-                Some(_) => {
+            // With --of-id, the one word there is (in whichever place: JSON
+            // Lines import sets `amount` in the second) is the AMOUNT.
+            let (target, amount) = match (a.of_id.as_deref(), &a.first, &a.second) {
+                (Some(id), first, None) => (Target::Id(id), first.as_deref()),
+                (Some(id), None, second) => (Target::Id(id), second.as_deref()),
+                (Some(_), Some(_), Some(_)) => {
                     return Err(Error::Usage(
                         "capture --of-id KEY takes at most an AMOUNT".into(),
                     ));
                 }
-                None => (
-                    hold_seq("capture", a.first.as_deref())?,
-                    a.second.as_deref(),
-                ),
+                (None, first, second) => {
+                    (hold_seq("capture", first.as_deref())?, second.as_deref())
+                }
             };
             let amount = amount
                 .map(|text| {

@@ -2,19 +2,16 @@
 //! evolving state, appended all at once or not at all (SPEC 4).
 
 use std::fs;
-use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::io::{self, BufRead, IsTerminal, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 
-use crate::cli::{BatchArgs, Format, WriteCommand};
+use crate::cli::{BatchArgs, WriteCommand};
 use crate::cmd::Context;
-use crate::cmd::write;
-use crate::domain::State;
+use crate::cmd::apply::{Applier, at_line};
 use crate::error::Error;
+use crate::journal::JournalError;
 use crate::journal::line;
-use crate::journal::{JournalError, Outcome, Writer};
-use crate::money::Amount;
-use crate::output;
 
 mod parse;
 
@@ -37,135 +34,19 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
     // Started once a line has parsed: an input refused at its first line
     // costs no memory.
     let mut buffer: Option<Prefault> = None;
-    let mut writer = Writer::open(&ctx.path)?;
-    writer.reserve(input.commands.unwrap_or(input.len / SHORTEST_COMMAND));
-    let before = writer.state().clone();
-    let mut applied = Applied::default();
-    let json = ctx.format == Format::Json;
+    let mut applier = Applier::open(ctx, args.dry_run)?;
+    applier
+        .writer()
+        .reserve(input.commands.unwrap_or(input.len / SHORTEST_COMMAND));
     parse_lines(input.reader, |line, command| {
         let buffer = buffer.get_or_insert_with(|| Prefault::start(staged_len));
         if let Some(ready) = buffer.ready() {
-            writer.adopt_buffer(ready);
+            applier.writer().adopt_buffer(ready);
         }
-        let request = write::request(&command, &ctx.zone).map_err(|e| at_line(line, e))?;
-        match writer.apply(&request) {
-            Ok(outcome) => applied.record(outcome, json),
-            Err(e) => return Err(at_line(line, e.into())),
-        }
-        Ok(())
+        applier.apply(line, command)
     })?;
     drop(buffer);
-    if args.dry_run {
-        writer.seal();
-    } else {
-        write::commit(ctx, &mut writer)?;
-    }
-    // Printing may wait on a slow reader: not with the journal locked.
-    writer.unlock()?;
-    let printed = print(ctx, args, &writer, &before, &applied);
-    if args.dry_run || applied.appended == 0 {
-        return printed;
-    }
-    let last = writer.state().seq();
-    write::acknowledge(ctx, printed, last + 1 - applied.appended..=last)
-}
-
-/// What the lines of a batch came to.
-#[derive(Default)]
-struct Applied {
-    appended: u64,
-    repeats: u64,
-    /// For JSON: the seq of each line's existing event, in order (0 for a
-    /// new one), so repeats print the event they repeat (SPEC 6).
-    repeated: Vec<u64>,
-}
-
-impl Applied {
-    fn record(&mut self, outcome: Outcome, json: bool) {
-        let seq = match outcome {
-            Outcome::Appended(_) => {
-                self.appended += 1;
-                0
-            }
-            Outcome::Repeat(seq) => {
-                self.repeats += 1;
-                seq
-            }
-        };
-        if json {
-            self.repeated.push(seq);
-        }
-    }
-}
-
-/// Prints the batch's events (JSON) or its net changes (CSV, table).
-fn print(
-    ctx: &Context,
-    args: &BatchArgs,
-    writer: &Writer,
-    before: &State,
-    applied: &Applied,
-) -> Result<(), Error> {
-    let mut out = io::BufWriter::new(io::stdout().lock());
-    if ctx.format == Format::Json {
-        let mut staged = writer.staged_lines();
-        for &seq in &applied.repeated {
-            let existing;
-            let line = if seq == 0 {
-                staged.next().unwrap_or_default()
-            } else {
-                existing = writer.line(seq)?;
-                &existing
-            };
-            out.write_all(line)?;
-            out.write_all(b"\n")?;
-        }
-        return Ok(out.flush()?);
-    }
-    let state = writer.state();
-    let mut changes: Vec<(&str, String)> = state
-        .accounts()
-        .filter_map(|(name, after)| {
-            let was = before.account(name).map_or(Amount::ZERO, |a| a.balance);
-            let delta = after.balance.checked_sub(was)?;
-            let unit = state.unit_of(after);
-            let created = before.account(name).is_none();
-            (delta != Amount::ZERO || created)
-                .then(|| (name, delta.display(unit.decimals).to_string()))
-        })
-        .collect();
-    changes.sort();
-    if ctx.format == Format::Csv {
-        output::csv_row(&mut out, &["account", "net_change"])?;
-        for (name, delta) in &changes {
-            output::csv_row(&mut out, &[name, delta.as_str()])?;
-        }
-        return Ok(out.flush()?);
-    }
-    let verb = if args.dry_run {
-        "would append"
-    } else {
-        "appended"
-    };
-    let (last, appended) = (state.seq(), applied.appended);
-    let range = match appended {
-        0 => String::new(),
-        1 => format!(" (seq {last})"),
-        n => format!(" (seq {}-{last})", last + 1 - n),
-    };
-    writeln!(
-        out,
-        "{verb} {appended} event(s){range}; {} repeat(s) of earlier --id commands",
-        applied.repeats
-    )?;
-    if !changes.is_empty() {
-        let rows: Vec<Vec<String>> = changes
-            .into_iter()
-            .map(|(n, d)| vec![n.to_owned(), d])
-            .collect();
-        output::table(&mut out, &["ACCOUNT", "NET CHANGE"], &[false, true], &rows)?;
-    }
-    Ok(out.flush()?)
+    applier.finish()
 }
 
 /// A batch's input, ready to be read line by line.
@@ -361,15 +242,9 @@ const TYPICAL_GROWTH: usize = 6;
 /// The most memory made ready ahead of staging: a head start, not a bound.
 const PREFAULT_MAX: usize = 1 << 30;
 
-fn at_line(line: usize, source: Error) -> Error {
-    Error::Line {
-        line,
-        source: Box::new(source),
-    }
-}
-
-/// Reads the lines of `input` and hands each command, with its line number,
-/// to `apply`, in input order; stops at the first error, in order.
+/// Reads the lines of `input` and hands each command (or why its line has
+/// none), with its line number, to `apply`, in input order; stops at the
+/// first error `apply` returns.
 ///
 /// Parsing (shell words, then clap) costs far more than deciding, and lines
 /// parse independently, so a reader thread cuts the input into chunks of
@@ -378,7 +253,7 @@ fn at_line(line: usize, source: Error) -> Error {
 /// bounded however long the input, and an early error stops the reading.
 fn parse_lines(
     input: Box<dyn BufRead + Send>,
-    mut apply: impl FnMut(usize, WriteCommand) -> Result<(), Error>,
+    mut apply: impl FnMut(usize, Result<WriteCommand, Error>) -> Result<(), Error>,
 ) -> Result<(), Error> {
     type Parsed = Vec<(usize, Result<WriteCommand, Error>)>;
     let workers = std::thread::available_parallelism()
@@ -423,7 +298,7 @@ fn parse_lines(
                 return Ok(());
             };
             for (line, command) in parsed {
-                apply(line, command?)?;
+                apply(line, command)?;
             }
         }
         Ok(())

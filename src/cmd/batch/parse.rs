@@ -27,7 +27,9 @@ use crate::error::Error;
 /// Commands of the command line that a batch line may not use (SPEC 4: a
 /// batch appends, all at once; nothing else fits inside one), named so the
 /// error can say so rather than "unrecognized subcommand".
-const NOT_IN_BATCH: [&str; 6] = [
+const NOT_IN_BATCH: [&str; 8] = [
+    "import",
+    "export",
     "batch",
     "verify",
     "balance",

@@ -1,0 +1,225 @@
+//! The one path from parsed write commands to the journal, shared by
+//! `batch` and `import` whatever their input syntax (SPEC 4, 13): each
+//! command is decided against the state the ones before it leave, and the
+//! events are appended all at once, under one lock, with one fsync.
+
+use std::io::{self, Write};
+
+use crate::cli::{Format, WriteCommand};
+use crate::cmd::{Context, write};
+use crate::domain::State;
+use crate::error::Error;
+use crate::journal::{Outcome, Writer};
+use crate::money::Amount;
+use crate::output;
+
+/// Many commands applied to one locked journal, then committed (or, for a
+/// dry run, only checked).
+pub struct Applier<'c> {
+    ctx: &'c Context,
+    writer: Writer,
+    before: State,
+    dry_run: bool,
+    appended: u64,
+    repeats: u64,
+    /// For JSON: the seq of each record's existing event, in order (0 for a
+    /// new one), so repeats print the event they repeat (SPEC 6).
+    repeated: Vec<u64>,
+    /// Records a dry run found wanting (each already reported), and the
+    /// first of them, whose exit code the run ends with.
+    failed: u64,
+    first_failure: Option<Error>,
+}
+
+impl<'c> Applier<'c> {
+    /// Locks the journal and reads its state.
+    pub fn open(ctx: &'c Context, dry_run: bool) -> Result<Applier<'c>, Error> {
+        let writer = Writer::open(&ctx.path)?;
+        let before = writer.state().clone();
+        Ok(Applier {
+            ctx,
+            writer,
+            before,
+            dry_run,
+            appended: 0,
+            repeats: 0,
+            repeated: Vec::new(),
+            failed: 0,
+            first_failure: None,
+        })
+    }
+
+    /// The journal being written, for hints about the size of the append.
+    pub fn writer(&mut self) -> &mut Writer {
+        &mut self.writer
+    }
+
+    /// Applies the record at `line` (its command, or why it has none).
+    /// A refused record stops the run, except in a dry run, which reports
+    /// it, leaves it out and goes on, so that one run lists every record
+    /// to fix. Failures of the journal itself always stop.
+    pub fn apply(
+        &mut self,
+        line: usize,
+        command: Result<WriteCommand, Error>,
+    ) -> Result<(), Error> {
+        let result = command.and_then(|command| {
+            let request = write::request(&command, &self.ctx.zone)?;
+            Ok(self.writer.apply(&request)?)
+        });
+        match result {
+            Ok(outcome) => {
+                let seq = match outcome {
+                    Outcome::Appended(_) => {
+                        self.appended += 1;
+                        0
+                    }
+                    Outcome::Repeat(seq) => {
+                        self.repeats += 1;
+                        seq
+                    }
+                };
+                if self.ctx.format == Format::Json {
+                    self.repeated.push(seq);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let e = at_line(line, e);
+                if !self.dry_run || matches!(e.root(), Error::Journal(_) | Error::Output(_)) {
+                    return Err(e);
+                }
+                // The first is said only once a second follows: alone, it
+                // is the run's own error, as without --dry-run.
+                self.failed += 1;
+                match &self.first_failure {
+                    None => self.first_failure = Some(e),
+                    Some(first) => {
+                        if self.failed == 2 {
+                            super::note(&format!("error: {first}"));
+                        }
+                        super::note(&format!("error: {e}"));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Commits (unless a dry run), lets go of the journal, and prints what
+    /// was appended. Once committed, a failure to print is no failure of
+    /// the command: its seqs are named on stderr (SPEC 1).
+    pub fn finish(mut self) -> Result<(), Error> {
+        if let Some(first) = self.first_failure.take() {
+            return Err(match self.failed {
+                1 => first,
+                failed => Error::DryRunRefused {
+                    failed,
+                    first: Box::new(first),
+                },
+            });
+        }
+        if self.dry_run {
+            self.writer.seal();
+        } else {
+            write::commit(self.ctx, &mut self.writer)?;
+        }
+        // Printing may wait on a slow reader: not with the journal locked.
+        self.writer.unlock()?;
+        let printed = self.print();
+        if self.dry_run || self.appended == 0 {
+            return printed;
+        }
+        let last = self.writer.state().seq();
+        write::acknowledge(self.ctx, printed, last + 1 - self.appended..=last)
+    }
+
+    /// The appended events (JSON) or the net change per account.
+    fn print(&self) -> Result<(), Error> {
+        let mut out = io::BufWriter::new(io::stdout().lock());
+        match self.ctx.format {
+            Format::Json => {
+                let mut staged = self.writer.staged_lines();
+                for seq in &self.repeated {
+                    let existing;
+                    let line = if *seq == 0 {
+                        staged.next().unwrap_or_default()
+                    } else {
+                        existing = self.writer.line(*seq)?;
+                        &existing
+                    };
+                    out.write_all(line)?;
+                    out.write_all(b"\n")?;
+                }
+            }
+            Format::Csv => {
+                output::csv_row(&mut out, &["account", "net_change"])?;
+                for (name, delta) in self.changes() {
+                    output::csv_row(&mut out, &[name, delta.as_str()])?;
+                }
+            }
+            Format::Table => self.summary(&mut out)?,
+        }
+        Ok(out.flush()?)
+    }
+
+    /// `appended 3 event(s) (seq 5-7); …` and the net change per account.
+    fn summary(&self, out: &mut impl Write) -> Result<(), Error> {
+        let verb = if self.dry_run {
+            "would append"
+        } else {
+            "appended"
+        };
+        let last = self.writer.state().seq();
+        let range = match self.appended {
+            0 => String::new(),
+            1 => format!(" (seq {last})"),
+            n => format!(" (seq {}-{last})", last + 1 - n),
+        };
+        writeln!(
+            out,
+            "{verb} {} event(s){range}; {} repeat(s) of earlier --id commands",
+            self.appended, self.repeats
+        )?;
+        let changes = self.changes();
+        if !changes.is_empty() {
+            let rows: Vec<Vec<String>> = changes
+                .into_iter()
+                .map(|(n, d)| vec![n.to_owned(), d])
+                .collect();
+            output::table(out, &["ACCOUNT", "NET CHANGE"], &[false, true], &rows)?;
+        }
+        Ok(())
+    }
+
+    /// Each account created or moved, with its net change, by name.
+    fn changes(&self) -> Vec<(&str, String)> {
+        let state = self.writer.state();
+        let mut changes: Vec<(&str, String)> = state
+            .accounts()
+            .filter_map(|(name, after)| {
+                let was = self.before.account(name);
+                let delta = after
+                    .balance
+                    .checked_sub(was.map_or(Amount::ZERO, |a| a.balance))?;
+                let unit = state.unit_of(after);
+                (delta != Amount::ZERO || was.is_none())
+                    .then(|| (name, delta.display(unit.decimals).to_string()))
+            })
+            .collect();
+        changes.sort();
+        changes
+    }
+}
+
+/// `source`, said to be about input line `line` (once: a parse error may
+/// already name its line).
+pub fn at_line(line: usize, source: Error) -> Error {
+    match source {
+        Error::Line { .. } => source,
+        source => Error::Line {
+            line,
+            source: Box::new(source),
+        },
+    }
+}

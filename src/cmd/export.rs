@@ -1,0 +1,454 @@
+//! `ledger export`: the journal for other tools (SPEC 14) — its own lines,
+//! a ledger-cli/hledger journal, or a beancount file.
+//!
+//! Every money movement ([`Change::effects`]) becomes a transaction on its
+//! day: between the account and the outside world's equity account, or
+//! between the two accounts of a transfer. Names are mapped one-to-one
+//! ([`beancount_account`]); the README documents the mapping.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Write};
+
+use crate::cli::{ExportArgs, ExportFormat};
+use crate::cmd::{Context, ReplayFrom, replay};
+use crate::domain::State;
+use crate::error::Error;
+use crate::event::{Change, Event};
+use crate::journal::JournalError;
+use crate::time::Day;
+
+/// The commodity of accounts without a currency.
+pub const PLAIN_UNIT: &str = "PLAIN-UNIT";
+
+/// Runs an export.
+pub fn run(ctx: &Context, args: &ExportArgs) -> Result<(), Error> {
+    let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    match args.to {
+        ExportFormat::Jsonl => {
+            if args.since.is_some() || args.until.is_some() || !args.tags.is_empty() {
+                return Err(Error::Usage(
+                    "--to jsonl copies the whole journal (its hash chain needs every line): --since, --until and --tag do not apply".into(),
+                ));
+            }
+            jsonl(ctx, &mut out)?;
+        }
+        ExportFormat::Ledger | ExportFormat::Beancount => books(ctx, args, &mut out)?,
+    }
+    Ok(out.flush()?)
+}
+
+/// The journal's exact lines: the header, then each event of the valid
+/// journal (a torn tail left out, with the usual warning).
+fn jsonl(ctx: &Context, out: &mut impl Write) -> Result<(), Error> {
+    let mut header_written = false;
+    replay(&ctx.path, None, ReplayFrom::Start, |_, entry| {
+        if !header_written {
+            out.write_all(&header_line(ctx)?)?;
+            header_written = true;
+        }
+        out.write_all(entry.line)?;
+        Ok(out.write_all(b"\n")?)
+    })?;
+    if !header_written && std::fs::metadata(&ctx.path).is_ok_and(|m| m.len() > 0) {
+        // A journal with a header and no event yet: the header alone (a
+        // torn header is no line of the journal).
+        let header = header_line(ctx)?;
+        if header.ends_with(b"\n") {
+            out.write_all(&header)?;
+        }
+    }
+    Ok(())
+}
+
+/// The journal's first line, with its `\n`, once replay has checked it.
+fn header_line(ctx: &Context) -> Result<Vec<u8>, Error> {
+    let io = |e| Error::Journal(JournalError::io(&ctx.path, "read", e));
+    let mut line = Vec::new();
+    BufReader::new(File::open(&ctx.path).map_err(io)?)
+        .read_until(b'\n', &mut line)
+        .map_err(io)?;
+    Ok(line)
+}
+
+/// A ledger-cli/hledger journal or a beancount file.
+fn books(ctx: &Context, args: &ExportArgs, out: &mut impl Write) -> Result<(), Error> {
+    // The accounts and commodities are declared before their first use
+    // (ledger-cli reads in order): they come from the state at the end,
+    // cheaply from the checkpoint; events after that state (appended in the
+    // meantime) are left out, so nothing undeclared is used.
+    let last = replay(&ctx.path, None, ReplayFrom::Checkpoint, |_, _| Ok(()))?;
+    let beancount = args.to == ExportFormat::Beancount;
+    let names = Names::of(&last, beancount);
+    names.preamble(out, &last, ctx)?;
+    // Beancount needs each account opened on or before its first posting,
+    // which a backdated event may put before its creation: the earliest
+    // day of each is noted, and the `open`s written at the end (beancount
+    // does not care where they are).
+    let mut first_day: BTreeMap<String, Day> = BTreeMap::new();
+    replay(&ctx.path, None, ReplayFrom::Start, |state, entry| {
+        let event = &entry.event;
+        let selected = event.seq <= last.seq()
+            && args.since.is_none_or(|b| b.admits_from(event, &ctx.zone))
+            && args.until.is_none_or(|b| b.admits_to(event, &ctx.zone))
+            && args.tags.iter().all(|t| t.matches(event));
+        if !selected {
+            return Ok(());
+        }
+        let day = event.day(&ctx.zone);
+        for (account, _) in event.change.effects().into_iter().flatten() {
+            let first = first_day.entry(account.to_owned()).or_insert(day);
+            *first = (*first).min(day);
+        }
+        names.event(out, state, event, day)?;
+        Ok(())
+    })?;
+    if beancount {
+        names.opens(out, &first_day)?;
+    }
+    Ok(())
+}
+
+/// How accounts and commodities are called in the target format.
+struct Names {
+    beancount: bool,
+    outside: &'static str,
+}
+
+impl Names {
+    fn of(_state: &State, beancount: bool) -> Names {
+        Names {
+            beancount,
+            outside: if beancount {
+                "Equity:Outside"
+            } else {
+                "equity:outside"
+            },
+        }
+    }
+
+    fn account(&self, name: &str) -> String {
+        if self.beancount {
+            beancount_account(name)
+        } else {
+            format!("assets:{name}")
+        }
+    }
+
+    fn commodity(&self, currency: Option<&str>) -> String {
+        match (currency, self.beancount) {
+            (None, true) => PLAIN_UNIT.to_owned(),
+            (None, false) => format!("\"{PLAIN_UNIT}\""),
+            (Some(code), true) => beancount_currency(code),
+            // ledger-cli and hledger take a bare symbol of letters only.
+            (Some(code), false) if code.bytes().all(|b| b.is_ascii_alphabetic()) => code.to_owned(),
+            (Some(code), false) => format!("\"{code}\""),
+        }
+    }
+
+    /// The commodity of `account` in `state`, with its decimals.
+    fn unit_of(&self, state: &State, account: &str) -> (String, u8) {
+        state
+            .account(account)
+            .map_or((self.commodity(None), 0), |a| {
+                let unit = state.unit_of(a);
+                (self.commodity(unit.currency.as_deref()), unit.decimals)
+            })
+    }
+
+    /// What comes before the transactions: a comment, and for ledger-cli
+    /// and hledger the declarations their strict modes require.
+    fn preamble(&self, out: &mut impl Write, state: &State, ctx: &Context) -> Result<(), Error> {
+        let tool = if self.beancount {
+            "beancount"
+        } else {
+            "ledger-cli and hledger"
+        };
+        writeln!(
+            out,
+            "; exported by ledger {} from {} for {tool}; days in {}",
+            env!("CARGO_PKG_VERSION"),
+            ctx.path.display(),
+            ctx.zone.name()
+        )?;
+        if self.beancount {
+            writeln!(out, "option \"title\" \"ledger export\"")?;
+            return Ok(writeln!(out)?);
+        }
+        // Each commodity's display precision: the most decimals among its
+        // accounts, so that no tool rounds a balance.
+        let mut commodities: BTreeMap<String, u8> = BTreeMap::new();
+        for unit in state.units() {
+            let d = commodities
+                .entry(self.commodity(unit.currency.as_deref()))
+                .or_insert(0);
+            *d = (*d).max(unit.decimals);
+        }
+        for (commodity, decimals) in &commodities {
+            // The format says `.` is the decimal mark, which hledger would
+            // otherwise guess from the first amount (`1.000` is ambiguous).
+            // Without decimals there is no mark to mistake (and no
+            // format that both tools read: `1000.` or `1,000`).
+            match decimals {
+                0 => writeln!(out, "commodity {commodity}")?,
+                d => writeln!(
+                    out,
+                    "commodity {commodity}\n    format 1,000.{} {commodity}",
+                    "0".repeat(usize::from(*d))
+                )?,
+            }
+        }
+        for tag in ["Seq", "Id", "Memo", "Reverses", "Tags"] {
+            writeln!(out, "tag {tag}")?;
+        }
+        writeln!(out, "account {}", self.outside)?;
+        for (name, _) in state.accounts() {
+            writeln!(out, "account {}", self.account(name))?;
+        }
+        Ok(writeln!(out)?)
+    }
+
+    /// One event: a transaction if it moves money, else a comment.
+    fn event(
+        &self,
+        out: &mut impl Write,
+        state: &State,
+        event: &Event<'_>,
+        day: Day,
+    ) -> Result<(), Error> {
+        let postings: Vec<(String, String)> = postings(&event.change)
+            .into_iter()
+            .map(|(account, amount, is_ours)| {
+                let (commodity, decimals) = self.unit_of(state, account);
+                let name = if is_ours {
+                    self.account(account)
+                } else {
+                    self.outside.to_owned()
+                };
+                (name, format!("{} {commodity}", amount.display(decimals)))
+            })
+            .collect();
+        let day = String::from_utf8_lossy(&day.text()).into_owned();
+        if postings.is_empty() {
+            return Ok(writeln!(
+                out,
+                "; {day} seq {}: {}\n",
+                event.seq,
+                crate::output::describe(event)
+            )?);
+        }
+        let title = event
+            .memo
+            .as_deref()
+            .map_or_else(|| crate::output::describe(event), str::to_owned);
+        if self.beancount {
+            writeln!(out, "{day} * {}", quoted(&title))?;
+            writeln!(out, "  seq: {}", event.seq)?;
+            if let Some(id) = &event.id {
+                writeln!(out, "  id: {}", quoted(id))?;
+            }
+            if let Some(memo) = &event.memo {
+                writeln!(out, "  memo: {}", quoted(memo))?;
+            }
+            if let Some(seq) = event.reverses {
+                writeln!(out, "  reverses: {seq}")?;
+            }
+            for (key, value) in &event.tags {
+                writeln!(out, "  {}: {}", beancount_tag_key(key), quoted(value))?;
+            }
+            for (account, amount) in &postings {
+                writeln!(out, "  {account}  {amount}")?;
+            }
+        } else {
+            // `;` would start a comment in the description: the memo is
+            // kept exactly in its metadata.
+            writeln!(out, "{day} * ({}) {}", event.seq, title.replace(';', ","))?;
+            writeln!(out, "    ; Seq: {}", event.seq)?;
+            if let Some(id) = &event.id {
+                writeln!(out, "    ; Id: {id}")?;
+            }
+            if let Some(memo) = &event.memo {
+                writeln!(out, "    ; Memo: {memo}")?;
+            }
+            if let Some(seq) = event.reverses {
+                writeln!(out, "    ; Reverses: {seq}")?;
+            }
+            if !event.tags.is_empty() {
+                let tags: BTreeMap<&str, &str> = event
+                    .tags
+                    .iter()
+                    .map(|(k, v)| (k.as_ref(), v.as_ref()))
+                    .collect();
+                writeln!(
+                    out,
+                    "    ; Tags: {}",
+                    serde_json::to_string(&tags).unwrap_or_default()
+                )?;
+            }
+            for (account, amount) in &postings {
+                writeln!(out, "    {account}  {amount}")?;
+            }
+        }
+        Ok(writeln!(out)?)
+    }
+
+    /// Beancount's `open` of each account on the earliest day it is used.
+    fn opens(&self, out: &mut impl Write, first_day: &BTreeMap<String, Day>) -> Result<(), Error> {
+        let Some(earliest) = first_day.values().min() else {
+            return Ok(());
+        };
+        let text = |d: &Day| String::from_utf8_lossy(&d.text()).into_owned();
+        writeln!(out, "{} open {}", text(earliest), self.outside)?;
+        for (account, day) in first_day {
+            writeln!(out, "{} open {}", text(day), self.account(account))?;
+        }
+        Ok(())
+    }
+}
+
+/// The postings of a change: each account with its signed amount, and
+/// whether it is one of ours (else the outside world's side of it).
+fn postings<'c>(change: &'c Change<'_>) -> Vec<(&'c str, crate::money::Amount, bool)> {
+    let effects: Vec<_> = change.effects().into_iter().flatten().collect();
+    match effects.as_slice() {
+        [(account, amount)] => vec![
+            (account, *amount, true),
+            (
+                account,
+                crate::money::Amount(amount.0.saturating_neg()),
+                false,
+            ),
+        ],
+        many => many.iter().map(|(a, x)| (*a, *x, true)).collect(),
+    }
+}
+
+/// A beancount string.
+fn quoted(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A tag key as a beancount metadata key (`[a-z][a-zA-Z0-9_-]*`): `tag-`
+/// and the key, with `-` doubled and `.` written `-d` (one-to-one).
+fn beancount_tag_key(key: &str) -> String {
+    format!("tag-{}", key.replace('-', "--").replace('.', "-d"))
+}
+
+/// A currency code as a beancount currency (2-24 characters, starting with
+/// a capital letter): kept if it is one, else `C-` and the code (our codes
+/// never hold `-`, so the two kinds never meet).
+pub fn beancount_currency(code: &str) -> String {
+    let fits = code.len() >= 2 && code.as_bytes()[0].is_ascii_uppercase();
+    if fits {
+        code.to_owned()
+    } else {
+        format!("C-{code}")
+    }
+}
+
+/// Our account name as a beancount account under `Assets`, one-to-one.
+///
+/// Each `:`-separated part becomes a component (which must start with a
+/// capital letter or a digit, then letters, digits and `-`): a first
+/// lowercase letter is capitalised (`cust:alice` is `Assets:Cust:Alice`); a
+/// part that starts otherwise (a capital, `0`, a mark, or nothing) gets a
+/// `0` in front, unless it starts with a digit 1-9. `-` is written `--`,
+/// `_` `-u`, `.` `-d`, `@` `-a`. Reading it back: a component starting
+/// with `0` is `0` and the rest as is; one starting with a capital is that
+/// letter in lowercase; then the two-character escapes.
+pub fn beancount_account(name: &str) -> String {
+    let mut out = String::from("Assets");
+    for part in name.split(':') {
+        out.push(':');
+        let mut chars = part.chars();
+        match chars.clone().next() {
+            Some(c) if c.is_ascii_lowercase() => {
+                out.push(c.to_ascii_uppercase());
+                chars.next();
+            }
+            Some(c) if ('1'..='9').contains(&c) => {}
+            _ => out.push('0'),
+        }
+        for c in chars {
+            match c {
+                '-' => out.push_str("--"),
+                '_' => out.push_str("-u"),
+                '.' => out.push_str("-d"),
+                '@' => out.push_str("-a"),
+                c => out.push(c),
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The inverse the doc comment of [`beancount_account`] describes.
+    fn decode(beancount: &str) -> Option<String> {
+        let parts: Vec<String> = beancount
+            .strip_prefix("Assets:")?
+            .split(':')
+            .map(|component| {
+                let mut text = String::new();
+                let mut chars = component.chars();
+                match chars.next()? {
+                    '0' => {}
+                    c if c.is_ascii_uppercase() => text.push(c.to_ascii_lowercase()),
+                    c => text.push(c),
+                }
+                while let Some(c) = chars.next() {
+                    text.push(match c {
+                        '-' => match chars.next()? {
+                            '-' => '-',
+                            'u' => '_',
+                            'd' => '.',
+                            'a' => '@',
+                            _ => return None,
+                        },
+                        c => c,
+                    });
+                }
+                Some(text)
+            })
+            .collect::<Option<_>>()?;
+        Some(parts.join(":"))
+    }
+
+    fn valid_beancount(account: &str) -> bool {
+        account.split(':').all(|c| {
+            let mut chars = c.chars();
+            chars
+                .next()
+                .is_some_and(|f| f.is_ascii_uppercase() || f.is_ascii_digit())
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+    }
+
+    #[test]
+    fn names_read_well() {
+        assert_eq!(beancount_account("cust:alice"), "Assets:Cust:Alice");
+        assert_eq!(beancount_account("acct1"), "Assets:Acct1");
+        assert_eq!(beancount_account("Bob"), "Assets:0Bob");
+        assert_eq!(beancount_account("2026"), "Assets:2026");
+        assert_eq!(beancount_account("0x"), "Assets:00x");
+        assert_eq!(beancount_account("a::b:"), "Assets:A:0:B:0");
+        assert_eq!(beancount_account("a.b_c@d-e"), "Assets:A-db-uc-ad--e");
+        assert_eq!(beancount_currency("EUR"), "EUR");
+        assert_eq!(beancount_currency("E"), "C-E");
+        assert_eq!(beancount_currency("1X"), "C-1X");
+        assert_eq!(beancount_tag_key("a.b-c"), "tag-a-db--c");
+    }
+
+    proptest! {
+        #[test]
+        fn the_account_mapping_is_one_to_one(name in "[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}") {
+            let mapped = beancount_account(&name);
+            prop_assert!(valid_beancount(&mapped), "{mapped}");
+            prop_assert_eq!(decode(&mapped), Some(name));
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! `ledger import`: bank CSVs through rules and JSON Lines commands, all
+//! or nothing like `batch` (SPEC 13).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::common::{TestEnv, fixture, sha256_hex};
+
+/// The accounts each fixture's rules name.
+const ACCOUNTS: &[(&str, &[&str])] = &[
+    (
+        "eu",
+        &[
+            "create giro --currency EUR",
+            "create savings --currency EUR",
+        ],
+    ),
+    (
+        "us",
+        &[
+            "create checking --currency USD",
+            "create fees --currency USD",
+        ],
+    ),
+    ("paid", &["create current --currency GBP"]),
+    ("bom", &["create wallet"]),
+];
+
+fn csv(name: &str) -> PathBuf {
+    fixture(&format!("import/{name}.csv"))
+}
+
+fn rules(name: &str) -> PathBuf {
+    fixture(&format!("import/{name}.toml"))
+}
+
+fn env_for(name: &str) -> TestEnv {
+    let (_, commands) = ACCOUNTS.iter().find(|(n, _)| *n == name).unwrap();
+    TestEnv::with(commands)
+}
+
+/// Imports `file` with `rules` (extra arguments after), asserting success.
+#[track_caller]
+fn import(env: &TestEnv, file: &Path, rules: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "import",
+        file.to_str().unwrap(),
+        "--rules",
+        rules.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    env.ok_args(&args)
+}
+
+/// The balances a fixture's `.balances` file expects, as `account balance` lines.
+#[track_caller]
+fn assert_balances(env: &TestEnv, name: &str) {
+    let expected = fs::read_to_string(fixture(&format!("import/{name}.balances"))).unwrap();
+    for line in expected.lines() {
+        let (account, balance) = line.split_once(' ').unwrap();
+        assert_eq!(env.balance_of(account), balance, "{name}: {account}");
+    }
+}
+
+#[test]
+fn every_fixture_imports_to_its_expected_balances_and_again_adds_nothing() {
+    for (name, _) in ACCOUNTS {
+        let env = env_for(name);
+        let before = env.bytes();
+        let dry = import(&env, &csv(name), &rules(name), &["--dry-run"]);
+        assert!(dry.starts_with("would append"), "{name}: {dry}");
+        assert_eq!(env.bytes(), before, "{name}: --dry-run wrote");
+        let out = import(&env, &csv(name), &rules(name), &[]);
+        assert!(out.starts_with("appended"), "{name}: {out}");
+        assert_balances(&env, name);
+        let after = env.bytes();
+        let again = import(&env, &csv(name), &rules(name), &[]);
+        assert!(again.starts_with("appended 0 event(s)"), "{name}: {again}");
+        assert_eq!(env.bytes(), after, "{name}: a re-import wrote");
+    }
+}
+
+#[test]
+fn rows_carry_date_memo_tags_and_transfers() {
+    let env = env_for("eu");
+    import(&env, &csv("eu"), &rules("eu"), &[]);
+    let text = env.text();
+    assert!(text.contains(r#""type":"TransferCompleted","from":"giro","to":"savings","amount":"200.00","date":"2026-10-05""#), "{text}");
+    assert!(
+        text.contains(r#""memo":"Supermarkt; Einkauf / REWE""#),
+        "{text}"
+    );
+    assert!(text.contains(r#""tags":{"source":"eu-bank"}"#), "{text}");
+    assert!(!text.contains("Saldo"), "a skipped row was imported");
+    let env = env_for("bom");
+    import(&env, &csv("bom"), &rules("bom"), &[]);
+    let text = env.text();
+    assert!(
+        text.contains(r#""memo":"Line one line two line three""#),
+        "{text}"
+    );
+    assert!(text.contains(r#""id":"bom:R1""#), "{text}");
+    // The BOM is not part of the first column's name, `Date`.
+    assert!(text.contains(r#""date":"2026-10-01""#), "{text}");
+}
+
+#[test]
+fn the_row_id_is_the_hash_of_spec_13() {
+    let env = env_for("paid");
+    import(&env, &csv("paid"), &rules("paid"), &[]);
+    let id = |fields: &[&str], n: u32| {
+        let text = format!("{}\u{1e}{n}", fields.join("\u{1f}"));
+        format!("csv:{}", &sha256_hex(text.as_bytes())[..32])
+    };
+    let coffee = ["06 Oct 2026", "DEB", "COFFEE", "3.10", ""];
+    let text = env.text();
+    for want in [
+        id(&["01 Oct 2026", "BAC", "SALARY", "", "1,000.00"], 1),
+        id(&coffee, 1),
+        id(&coffee, 2),
+    ] {
+        assert!(
+            text.contains(&format!(r#""id":"{want}""#)),
+            "{want} in {text}"
+        );
+    }
+    // Two identical rows, both kept.
+    assert_eq!(text.matches(r#""memo":"DEB COFFEE""#).count(), 2);
+}
+
+#[test]
+fn a_later_export_overlapping_the_first_adds_only_its_new_rows() {
+    let env = env_for("paid");
+    import(&env, &csv("paid"), &rules("paid"), &[]);
+    let events = env.lines().len();
+    let first = fs::read_to_string(csv("paid")).unwrap();
+    let mut later: Vec<&str> = first.lines().take(1).collect();
+    later.extend(first.lines().skip(3));
+    later.push("07 Oct 2026,DEB,BAKERY,4.20,");
+    let path = env.dir.path().join("later.csv");
+    fs::write(&path, later.join("\n") + "\n").unwrap();
+    let out = import(&env, &path, &rules("paid"), &[]);
+    assert!(out.starts_with("appended 1 event(s)"), "{out}");
+    assert_eq!(env.lines().len(), events + 1);
+    assert_eq!(env.balance_of("current"), "466.15");
+}
+
+fn write(env: &TestEnv, name: &str, text: &str) -> String {
+    let path = env.dir.path().join(name);
+    fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn refusals_name_the_line_and_leave_the_journal_as_it_was() {
+    let env = env_for("us");
+    let data = csv("us");
+    let data = data.to_str().unwrap();
+    let rules_with = |name: &str, text: &str| write(&env, name, text);
+    // Malformed rules: the key is named.
+    let bad = rules_with("typo.toml", "acount = \"x\"\namount = \"{Amount}\"\n");
+    let e = env.fails(2, &["import", data, "--rules", &bad]);
+    assert!(e.contains("acount") && e.contains("line 1"), "{e}");
+    let bad = rules_with(
+        "column.toml",
+        "account = \"checking\"\namount = \"{Amt}\"\n",
+    );
+    let e = env.fails(2, &["import", data, "--rules", &bad]);
+    assert!(e.contains("key `amount`") && e.contains("'Amt'"), "{e}");
+    let bad = rules_with(
+        "regex.toml",
+        "account = \"checking\"\namount = \"{Amount}\"\n[[rule]]\nwhen = { Description = \"(\" }\nskip = true\n",
+    );
+    let e = env.fails(2, &["import", data, "--rules", &bad]);
+    assert!(e.contains("key `rule[1].when.Description`"), "{e}");
+    // An unparseable amount: line and text.
+    let rows = write(
+        &env,
+        "amount.csv",
+        "Date,Description,Amount\n10/01/2026,x,5\n10/02/2026,y,12.3.4\n",
+    );
+    let e = env.fails(
+        2,
+        &["import", &rows, "--rules", rules("us").to_str().unwrap()],
+    );
+    assert!(
+        e.starts_with("error: line 3: amount '12.3.4' is not an amount"),
+        "{e}"
+    );
+    // An unknown account, and an overdraft at line N (exit 1).
+    let unknown = rules_with(
+        "unknown.toml",
+        "account = \"nope\"\namount = \"{Amount}\"\n",
+    );
+    let e = env.fails(1, &["import", data, "--rules", &unknown]);
+    assert!(e.starts_with("error: line 2: unknown account nope"), "{e}");
+    let rows = write(
+        &env,
+        "overdraft.csv",
+        "Date,Description,Amount\n10/01/2026,a,10\n10/02/2026,b,-4\n10/03/2026,c,-7\n",
+    );
+    let e = env.fails(
+        1,
+        &["import", &rows, "--rules", rules("us").to_str().unwrap()],
+    );
+    assert!(
+        e.starts_with("error: line 4: insufficient funds in checking"),
+        "{e}"
+    );
+    // Credit and debit both given.
+    let rows = write(
+        &env,
+        "both.csv",
+        "Date,Type,Description,Paid out,Paid in\n01 Oct 2026,X,Y,1.00,2.00\n",
+    );
+    let e = env.fails(
+        2,
+        &["import", &rows, "--rules", rules("paid").to_str().unwrap()],
+    );
+    assert!(
+        e.starts_with("error: line 2: both `credit` and `debit`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_record_is_named_by_the_line_it_starts_on() {
+    // bom.csv: header on line 1, R1 on lines 2-3, R2 on 4-6, R3 on line 7.
+    let env = env_for("bom");
+    let rules = write(
+        &env,
+        "r3.toml",
+        "account = \"wallet\"\namount = \"{Amount}\"\n[[rule]]\nwhen = { Ref = \"R3\" }\naccount = \"elsewhere\"\n",
+    );
+    let e = env.fails(
+        1,
+        &["import", csv("bom").to_str().unwrap(), "--rules", &rules],
+    );
+    assert!(
+        e.starts_with("error: line 7: unknown account elsewhere"),
+        "{e}"
+    );
+}
+
+#[test]
+fn dry_run_lists_every_failing_record() {
+    let env = env_for("us");
+    let rows = write(
+        &env,
+        "rows.csv",
+        "Date,Description,Amount\n10/01/2026,a,10\n10/02/2026,b,-40\n10/03/2026,c,x\n10/04/2026,d,-7\n10/05/2026,e,-4\n",
+    );
+    let out = env
+        .cmd()
+        .args([
+            "import",
+            &rows,
+            "--rules",
+            rules("us").to_str().unwrap(),
+            "--dry-run",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines[0].starts_with("error: line 3: insufficient funds"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with("error: line 4: amount 'x'"),
+        "{stderr}"
+    );
+    assert!(
+        lines[2].starts_with("error: line 6: insufficient funds"),
+        "{stderr}"
+    );
+    assert_eq!(lines.len(), 4, "{stderr}");
+}
+
+#[test]
+fn json_lines_commands_import_all_or_nothing() {
+    let env = TestEnv::new();
+    let text = concat!(
+        r#"{"command":"create","account":"acct1","currency":"EUR"}"#,
+        "\n",
+        "\n",
+        r#"{"command":"create","account":"acct2","currency":"EUR"}"#,
+        "\n",
+        r#"{"command":"deposit","account":"acct1","amount":"50.25","id":"d1","tags":{"src":"api"}}"#,
+        "\n",
+        r#"{"command":"transfer","from":"acct1","to":"acct2","amount":"10.25","date":"2026-10-03","memo":"lunch","id":"t1"}"#,
+        "\n",
+        r#"{"command":"reverse","of_id":"t1","memo":"typo"}"#,
+        "\n",
+    );
+    let file = write(&env, "c.jsonl", text);
+    let out = env.ok_args(&["import", &file]);
+    assert!(out.starts_with("appended 5 event(s)"), "{out}");
+    assert_eq!(env.balance_of("acct1"), "50.25");
+    assert_eq!(env.balance_of("acct2"), "0.00");
+    // Line numbers count the blank line; nothing is written on a refusal.
+    let bad = write(
+        &env,
+        "bad.jsonl",
+        concat!(
+            r#"{"command":"deposit","account":"acct1","amount":"1"}"#,
+            "\n",
+            r#"{"command":"deposit","account":"acct1","amount":1.5}"#,
+            "\n",
+        ),
+    );
+    let e = env.fails(2, &["import", &bad]);
+    assert_eq!(
+        e.lines().next().unwrap(),
+        "error: line 2: key \"amount\" must be a JSON string (amounts are strings: a JSON number may have been rounded already), not a number with a fraction or exponent"
+    );
+    let bad = write(
+        &env,
+        "unknown.jsonl",
+        r#"{"command":"close","account":"acct2","when":"now"}"#,
+    );
+    let e = env.fails(2, &["import", &bad]);
+    assert!(
+        e.starts_with("error: line 1: unknown key \"when\" for close"),
+        "{e}"
+    );
+    // A repeat of the whole file adds nothing (ids), stdin works too.
+    let out = env
+        .cmd()
+        .args(["import", "-", "--json"])
+        .write_stdin(r#"{"command":"deposit","account":"acct1","amount":"50.25","id":"d1","tags":{"src":"api"}}"#)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(r#""seq":3"#));
+}
