@@ -80,6 +80,18 @@ impl Change<'_> {
         }
     }
 
+    /// Every account this change touches, whether or not it moves money
+    /// (a report counts an account's events of every type).
+    pub fn accounts(&self) -> [Option<&str>; 2] {
+        match self {
+            Change::AccountCreated { account, .. }
+            | Change::MoneyDeposited { account, .. }
+            | Change::MoneyWithdrawn { account, .. }
+            | Change::AccountClosed { account } => [Some(account), None],
+            Change::TransferCompleted { from, to, .. } => [Some(from), Some(to)],
+        }
+    }
+
     /// Each account whose balance this change moves, with the signed
     /// amount in minor units (a transfer: the debit first).
     pub fn effects(&self) -> [Option<(&str, Amount)>; 2] {

@@ -16,4 +16,5 @@ mod props;
 mod readme;
 mod recovery;
 mod rejections;
+mod report;
 mod verify;

@@ -11,10 +11,10 @@ use crate::error::Error;
 use crate::event::Change;
 use crate::money::Amount;
 use crate::output::{self, BalanceReport, BalanceRow};
+use crate::pattern;
 
 /// Prints balances, as of the end or of `--as-of`.
 pub fn run(ctx: &Context, args: &BalanceArgs) -> Result<(), Error> {
-    let names: Vec<&str> = args.accounts.iter().map(String::as_str).collect();
     let by_day;
     let state;
     let report = match args.as_of {
@@ -26,14 +26,20 @@ pub fn run(ctx: &Context, args: &BalanceArgs) -> Result<(), Error> {
                 }
                 Ok(())
             })?;
-            unknown(&state, &names)?;
             by_day = view;
-            by_day.report(&state, &names)
+            match chosen(&state, &args.accounts)? {
+                Some(names) if names.is_empty() => {
+                    BalanceReport::sorted(by_day.as_of_seq, Vec::new())
+                }
+                names => by_day.report(&state, names.as_deref().unwrap_or_default()),
+            }
         }
         as_of => {
             state = replay(&ctx.path, as_of, ReplayFrom::Checkpoint, |_, _| Ok(()))?;
-            unknown(&state, &names)?;
-            BalanceReport::of_state(&state, &names)
+            match chosen(&state, &args.accounts)? {
+                Some(names) if names.is_empty() => BalanceReport::sorted(state.seq(), Vec::new()),
+                names => BalanceReport::of_state(&state, names.as_deref().unwrap_or_default()),
+            }
         }
     };
     let mut out = io::stdout().lock();
@@ -41,12 +47,14 @@ pub fn run(ctx: &Context, args: &BalanceArgs) -> Result<(), Error> {
     Ok(out.flush()?)
 }
 
-/// The first of `names` that the ledger has never known.
-fn unknown(state: &State, names: &[&str]) -> Result<(), Error> {
-    match names.iter().find(|n| state.account(n).is_none()) {
-        Some(missing) => Err(state.unknown_account(missing).into()),
-        None => Ok(()),
+/// The accounts the arguments name or match (SPEC 1 patterns); `None`
+/// for every account, when none is given. A name the ledger has never
+/// known is refused; a pattern may match none.
+fn chosen<'s>(state: &'s State, args: &[String]) -> Result<Option<Vec<&'s str>>, Error> {
+    if args.is_empty() {
+        return Ok(None);
     }
+    Ok(Some(pattern::select(state, args)?))
 }
 
 /// Balances by day (SPEC 9): the fold, in journal order, of the events on
