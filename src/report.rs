@@ -14,7 +14,7 @@ use crate::event::Event;
 use crate::money::Amount;
 use crate::pattern;
 use crate::period::Period;
-use crate::time::{Day, Zone};
+use crate::time::{At, Day, Zone};
 
 /// What to report on, besides the accounts.
 #[derive(Debug, Clone)]
@@ -102,6 +102,10 @@ pub struct Builder<'a> {
     tallies: Vec<Tally>,
     /// The last day seen and its period: events mostly come day by day.
     last: Option<(Day, Day)>,
+    /// The instants the last day of an `at` spans in the zone, and that
+    /// day: most events fall on the day of the one before, and asking the
+    /// zone for each costs more than the rest of the report.
+    day_span: Option<(At, At, Day)>,
 }
 
 /// The day of a bound: itself, or the day of its instant.
@@ -132,6 +136,7 @@ impl<'a> Builder<'a> {
             index: FxHashMap::default(),
             tallies: Vec::new(),
             last: None,
+            day_span: None,
         })
     }
 
@@ -165,9 +170,25 @@ impl<'a> Builder<'a> {
         key
     }
 
+    /// The day of `at` in the zone (an event's day when it has no date).
+    fn day_of(&mut self, at: At) -> Day {
+        if let Some((from, to, day)) = self.day_span
+            && from <= at
+            && at < to
+        {
+            return day;
+        }
+        let day = self.zone.day_of(at);
+        self.day_span = Some((self.zone.start_of(day), self.zone.start_of(day.next()), day));
+        day
+    }
+
     /// Counts one event.
     pub fn add(&mut self, event: &Event<'_>) -> Result<(), Rejection> {
-        let day = event.day(self.zone);
+        let day = match event.date {
+            Some(date) => date,
+            None => self.day_of(event.at),
+        };
         let touched = event.change.accounts();
         let mut ids = [None, None];
         for (id, name) in ids.iter_mut().zip(touched) {

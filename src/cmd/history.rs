@@ -69,13 +69,20 @@ fn layout(end: &State, who: Who<'_>) -> Layout {
     Layout::new(end.seq(), amounts)
 }
 
+/// A row of a history: rendered, or (kept for `--limit`) the stored line
+/// and amounts, rendered only if it is still among the last N at the end.
+enum Row {
+    Rendered(Vec<u8>),
+    Kept(Vec<u8>, Option<Amounts>),
+}
+
 /// Where the rows go: straight out (the header before the first), or,
 /// with `--limit N`, into a ring of the last N.
 struct Sink<'a> {
     format: Format,
     layout: Layout,
     limit: Option<usize>,
-    ring: VecDeque<Vec<u8>>,
+    ring: VecDeque<Row>,
     started: bool,
     out: io::BufWriter<io::StdoutLock<'a>>,
 }
@@ -92,7 +99,7 @@ impl Sink<'_> {
         }
     }
 
-    fn put(&mut self, row: Vec<u8>) -> Result<(), Error> {
+    fn put(&mut self, row: Row) -> Result<(), Error> {
         match self.limit {
             Some(0) => {}
             Some(n) => {
@@ -103,7 +110,9 @@ impl Sink<'_> {
             }
             None => {
                 self.start()?;
-                self.out.write_all(&row)?;
+                if let Row::Rendered(bytes) = row {
+                    self.out.write_all(&bytes)?;
+                }
             }
         }
         Ok(())
@@ -118,10 +127,27 @@ impl Sink<'_> {
     }
 
     /// Prints what the ring kept, or says that nothing was selected.
-    fn finish(mut self) -> Result<(), Error> {
+    fn finish(mut self, ctx: &Context) -> Result<(), Error> {
         for row in std::mem::take(&mut self.ring) {
             self.start()?;
-            self.out.write_all(&row)?;
+            let bytes = match row {
+                Row::Rendered(bytes) => bytes,
+                Row::Kept(line, amounts) => {
+                    let decoded = decode(ctx, &line)?;
+                    let mut bytes = Vec::new();
+                    output::history::event(
+                        &mut bytes,
+                        self.format,
+                        &ctx.zone,
+                        &self.layout,
+                        &decoded.event,
+                        &line,
+                        amounts,
+                    )?;
+                    bytes
+                }
+            };
+            self.out.write_all(&bytes)?;
         }
         if !self.started {
             match self.format {
@@ -157,7 +183,7 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
         .and_then(|since| who.one().map(|_| (since, Amount::ZERO)));
     // A row waits for the next line to be read: an edited line is only
     // caught by the next line's `prev`, and must never be printed.
-    let mut unconfirmed: Option<Vec<u8>> = None;
+    let mut unconfirmed: Option<Row> = None;
     // The widths, known before the first event is visited.
     let sized = std::cell::Cell::new(None);
     let state = replay_sized(
@@ -178,7 +204,12 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
                     opening = Some((since, balance.unwrap_or_default()));
                 } else {
                     opening = None;
-                    sink.put(opening_row(ctx, &sink.layout, since, before)?)?;
+                    sink.put(Row::Rendered(opening_row(
+                        ctx,
+                        &sink.layout,
+                        since,
+                        before,
+                    )?))?;
                 }
             }
             if !selected(args, who, &ctx.zone, entry) || args.limit == Some(0) {
@@ -188,6 +219,10 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
                 change: entry.event.change.effect_on(name),
                 balance,
             });
+            if args.limit.is_some() {
+                unconfirmed = Some(Row::Kept(entry.line.to_vec(), amounts));
+                return Ok(());
+            }
             let mut row = Vec::new();
             output::history::event(
                 &mut row,
@@ -198,7 +233,7 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
                 entry.line,
                 amounts,
             )?;
-            unconfirmed = Some(row);
+            unconfirmed = Some(Row::Rendered(row));
             Ok(())
         },
     )?;
@@ -211,9 +246,14 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
         sink.put(row)?;
     }
     if let Some((since, before)) = opening {
-        sink.put(opening_row(ctx, &sink.layout, since, before)?)?;
+        sink.put(Row::Rendered(opening_row(
+            ctx,
+            &sink.layout,
+            since,
+            before,
+        )?))?;
     }
-    sink.finish()
+    sink.finish(ctx)
 }
 
 /// The opening row of a statement from `since`.
@@ -278,15 +318,16 @@ fn by_day(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     } in events
     {
         if !early && let Some(since) = opening.take() {
-            sink.put(opening_row(ctx, &sink.layout, since, balance)?)?;
+            sink.put(Row::Rendered(opening_row(
+                ctx,
+                &sink.layout,
+                since,
+                balance,
+            )?))?;
         }
         balance = Amount(balance.0.saturating_add(delta.0));
         let Some(line) = line else { continue };
-        let decoded = line::decode(&line, &mut Vec::new()).map_err(|e| JournalError::Corrupt {
-            path: ctx.path.clone(),
-            line: 0,
-            reason: e.to_string(),
-        })?;
+        let decoded = decode(ctx, &line)?;
         let amounts = account.map(|_| Amounts {
             change: delta,
             balance,
@@ -301,12 +342,28 @@ fn by_day(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
             &line,
             amounts,
         )?;
-        sink.put(row)?;
+        sink.put(Row::Rendered(row))?;
     }
     if let Some(since) = opening {
-        sink.put(opening_row(ctx, &sink.layout, since, balance)?)?;
+        sink.put(Row::Rendered(opening_row(
+            ctx,
+            &sink.layout,
+            since,
+            balance,
+        )?))?;
     }
-    sink.finish()
+    sink.finish(ctx)
+}
+
+/// A line kept from the journal, read again (it was checked when kept).
+fn decode<'l>(ctx: &Context, line: &'l [u8]) -> Result<line::Decoded<'l>, Error> {
+    Ok(
+        line::decode(line, &mut Vec::new()).map_err(|e| JournalError::Corrupt {
+            path: ctx.path.clone(),
+            line: 0,
+            reason: e.to_string(),
+        })?,
+    )
 }
 
 /// An event kept for a history by day.
