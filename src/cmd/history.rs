@@ -173,6 +173,12 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     if args.by_day() {
         return by_day(ctx, args);
     }
+    in_journal_order(ctx, args)
+}
+
+/// `history` in journal order, streamed: each row is printed once the next
+/// line has confirmed it, the table sized before the first.
+fn in_journal_order(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     let who = Who::of(args);
     let mut sink = Sink::new(ctx.format, args.limit);
     // A statement that starts at --since opens with the balance then
