@@ -120,6 +120,19 @@ pub enum Command {
   ledger history --limit 20 --json
   ledger history --follow --from-seq 120 --json")]
     History(HistoryArgs),
+    /// Per account and period: opening balance, money in, money out,
+    /// closing balance and events, with totals per currency.
+    #[command(after_help = "Examples:
+  ledger report --by month --since 2026-10-01 --until 2026-12-31
+  ledger report 'cust:*' --by month --since 2026-10-01 --until 2026-10-31 --format csv
+  ledger report acct1 --by week --tag project=apollo --json")]
+    Report(crate::cmd::report::ReportArgs),
+    /// Draw the closing balance per period of accounts as lines, to an SVG
+    /// or PNG file.
+    #[command(after_help = "Examples:
+  ledger chart acct1 acct2 --out balances.svg
+  ledger chart 'cust:*' --by month --since 2026-01-01 --out customers.png")]
+    Chart(crate::cmd::chart::ChartArgs),
     /// Run many write commands from a file or stdin, all or nothing.
     ///
     /// One command per line, in the same words as the command line, with
@@ -555,8 +568,8 @@ pub struct VerifyArgs {
 /// `balance`.
 #[derive(Debug, Clone, Args)]
 pub struct BalanceArgs {
-    /// Accounts to show (all when none).
-    #[arg(value_parser = account)]
+    /// Accounts to show, or patterns such as 'cust:*' (all when none).
+    #[arg(value_name = "ACCOUNT", value_parser = account_or_pattern)]
     pub accounts: Vec<String>,
     /// State after a seq, at an RFC 3339 timestamp, or by the end of a
     /// date (events whose day is on or before it: the books of that day).
@@ -567,8 +580,9 @@ pub struct BalanceArgs {
 /// `history`.
 #[derive(Debug, Clone, Args)]
 pub struct HistoryArgs {
-    /// Only this account's events, with its running balance.
-    #[arg(value_parser = account)]
+    /// Only this account's events, with its running balance and each
+    /// event's change; or a pattern such as 'cust:*' (no balance then).
+    #[arg(value_name = "ACCOUNT", value_parser = account_or_pattern)]
     pub account: Option<String>,
     /// Only events up to a seq, a timestamp, or whose day is on or before a date.
     #[arg(long, value_name = "AT", value_parser = as_of)]
@@ -693,6 +707,11 @@ fn account(s: &str) -> Result<String, InputError> {
     input::account(s).map(|()| s.to_owned())
 }
 
+/// An ACCOUNT argument of a read: a name, or a pattern (SPEC 1).
+pub(crate) fn account_or_pattern(s: &str) -> Result<String, InputError> {
+    crate::pattern::check(s).map(|()| s.to_owned())
+}
+
 fn currency(s: &str) -> Result<String, InputError> {
     input::currency(s).map(|()| s.to_owned())
 }
@@ -759,7 +778,7 @@ fn tag(s: &str) -> Result<Tag, InputError> {
     })
 }
 
-fn tag_filter(s: &str) -> Result<TagFilter, InputError> {
+pub(crate) fn tag_filter(s: &str) -> Result<TagFilter, InputError> {
     let (key, value) = match s.split_once('=') {
         Some((k, v)) => (k, Some(v)),
         None => (s, None),
@@ -806,11 +825,11 @@ fn anchor(s: &str) -> Result<Anchor, String> {
     Ok(Anchor { seq, hash })
 }
 
-fn since(s: &str) -> Result<Bound, TimeError> {
+pub(crate) fn since(s: &str) -> Result<Bound, TimeError> {
     bound(s, false)
 }
 
-fn until(s: &str) -> Result<Bound, TimeError> {
+pub(crate) fn until(s: &str) -> Result<Bound, TimeError> {
     bound(s, true)
 }
 

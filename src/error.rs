@@ -25,6 +25,14 @@ pub enum Error {
     /// Writing results to stdout failed.
     #[error("cannot write output: {0}")]
     Output(#[from] io::Error),
+    /// A chart could not be drawn or written.
+    #[error("cannot write the chart {}: {reason}", path.display())]
+    Chart {
+        /// The file asked for.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// A failure on one line of a batch.
     #[error("line {line}: {source}")]
     Line {
@@ -164,7 +172,7 @@ impl Error {
             Error::Journal(JournalError::Io { .. } | JournalError::SyncFailed { .. }) => code::IO,
             // `ledger history | head` closing the pipe early is not a failure.
             Error::Output(e) if e.kind() == io::ErrorKind::BrokenPipe => code::OK,
-            Error::Output(_) => code::IO,
+            Error::Output(_) | Error::Chart { .. } => code::IO,
             Error::Line { source, .. } => source.exit_code(),
             Error::DryRunRefused { first, .. } => first.exit_code(),
         }

@@ -104,16 +104,21 @@ impl Change<'_> {
 
     /// Whether `account` is one of the accounts this change touches.
     pub fn involves(&self, account: &str) -> bool {
+        self.accounts().contains(&Some(account))
+    }
+
+    /// Every account this change touches, whether or not it moves money
+    /// (a report counts an account's events of every type).
+    pub fn accounts(&self) -> [Option<&str>; 2] {
         match self {
-            Change::AccountCreated { account: a, .. }
-            | Change::MoneyDeposited { account: a, .. }
-            | Change::MoneyWithdrawn { account: a, .. }
-            | Change::AccountClosed { account: a }
-            | Change::HoldReleased { account: a, .. } => a == account,
-            Change::TransferCompleted { from, to, .. } => from == account || to == account,
-            Change::FundsHeld { account: a, to, .. }
-            | Change::HoldCaptured { account: a, to, .. } => {
-                a == account || to.as_deref() == Some(account)
+            Change::AccountCreated { account, .. }
+            | Change::MoneyDeposited { account, .. }
+            | Change::MoneyWithdrawn { account, .. }
+            | Change::AccountClosed { account }
+            | Change::HoldReleased { account, .. } => [Some(account), None],
+            Change::TransferCompleted { from, to, .. } => [Some(from), Some(to)],
+            Change::FundsHeld { account, to, .. } | Change::HoldCaptured { account, to, .. } => {
+                [Some(account), to.as_deref()]
             }
         }
     }

@@ -18,6 +18,9 @@ pub mod input;
 pub mod journal;
 pub mod money;
 pub mod output;
+pub mod pattern;
+pub mod period;
+pub mod report;
 pub mod suggest;
 pub mod time;
 

@@ -3,6 +3,9 @@
 
 use std::io::{self, Write};
 
+pub mod history;
+pub mod report;
+
 use serde::Serialize;
 
 use crate::cli::Format;

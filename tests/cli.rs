@@ -20,4 +20,5 @@ mod props;
 mod readme;
 mod recovery;
 mod rejections;
+mod report;
 mod verify;

@@ -148,23 +148,28 @@ fn history_json_is_the_stored_lines_unchanged() {
 }
 
 #[test]
-fn history_of_an_account_adds_its_running_balance_to_each_stored_line() {
+fn history_of_an_account_adds_its_change_and_running_balance_to_each_stored_line() {
     let env = tour();
     let lines = env.lines();
     for (account, expected) in [
         (
             "acct1",
-            vec![(1, "0.00"), (4, "50.00"), (5, "30.00"), (6, "19.75")],
+            vec![
+                (1, "0.00", "0.00"),
+                (4, "50.00", "50.00"),
+                (5, "-20.00", "30.00"),
+                (6, "-10.25", "19.75"),
+            ],
         ),
-        ("acct2", vec![(2, "0.00"), (6, "10.25")]),
+        ("acct2", vec![(2, "0.00", "0.00"), (6, "10.25", "10.25")]),
     ] {
         let out = env.ok(&format!("history {account} --json"));
         let want: Vec<String> = expected
             .iter()
-            .map(|(seq, balance)| {
+            .map(|(seq, change, balance)| {
                 let stored = &lines[*seq];
                 let body = stored.strip_suffix('}').expect("object");
-                format!(r#"{body},"balance":"{balance}"}}"#)
+                format!(r#"{body},"change":"{change}","balance":"{balance}"}}"#)
             })
             .collect();
         assert_eq!(out.lines().collect::<Vec<_>>(), want, "history {account}");
@@ -227,9 +232,14 @@ fn csv_outputs_have_a_header_row_and_rfc4180_records() {
     let mine = env.ok("history acct1 --format csv");
     assert_eq!(
         mine.split("\r\n").next(),
-        Some(&*format!("{header},balance"))
+        Some(&*format!("{header},change,balance"))
     );
-    assert!(mine.split("\r\n").nth(2).expect("row").ends_with(",50.00"));
+    assert!(
+        mine.split("\r\n")
+            .nth(2)
+            .expect("row")
+            .ends_with(",50.00,50.00")
+    );
 
     let write = env.ok("deposit acct1 1 --format csv");
     let rows: Vec<&str> = write.split("\r\n").collect();

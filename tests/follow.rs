@@ -377,7 +377,7 @@ fn table_and_csv_print_each_event_as_it_comes() {
     );
     assert_eq!(
         csv.line(),
-        "seq,at,type,account,from,to,amount,owner,currency,decimals,hold,expires,date,reverses,tags,id,memo,batch,prev,balance"
+        "seq,at,type,account,from,to,amount,owner,currency,decimals,hold,expires,date,reverses,tags,id,memo,batch,prev,change,balance"
     );
     assert!(csv.line().starts_with("1,"));
     env.ok_args(&["deposit", "a", "5", "--memo", "two words", "--id", "k1"]);

@@ -12,11 +12,11 @@ use crate::event::Change;
 use crate::journal::JournalError;
 use crate::money::Amount;
 use crate::output::{self, BalanceReport, BalanceRow};
+use crate::pattern;
 use crate::time::{At, TimeError};
 
 /// Prints balances, as of the end or of `--as-of`.
 pub fn run(ctx: &Context, args: &BalanceArgs) -> Result<(), Error> {
-    let names: Vec<&str> = args.accounts.iter().map(String::as_str).collect();
     let by_day;
     let state;
     let report = match args.as_of {
@@ -28,21 +28,31 @@ pub fn run(ctx: &Context, args: &BalanceArgs) -> Result<(), Error> {
                 }
                 Ok(())
             })?;
-            unknown(&state, &names)?;
             by_day = view;
-            // Holds are judged at the last instant of that day (SPEC 11).
-            by_day.report(&state, &names, ctx.zone.start_of(day.next()).pred())
+            match chosen(&state, &args.accounts)? {
+                Some(names) if names.is_empty() => {
+                    BalanceReport::sorted(by_day.as_of_seq, Vec::new())
+                }
+                // Holds are judged at the last instant of that day (SPEC 11).
+                names => by_day.report(
+                    &state,
+                    names.as_deref().unwrap_or_default(),
+                    ctx.zone.start_of(day.next()).pred(),
+                ),
+            }
         }
         as_of => {
             state = replay(&ctx.path, as_of, ReplayFrom::Checkpoint, |_, _| Ok(()))?;
-            unknown(&state, &names)?;
             // Holds are judged at the moment the balances describe.
             let at = match as_of {
                 Some(AsOf::At(at)) => at,
                 Some(AsOf::Seq(_)) => state.at().unwrap_or(At::now().map_err(clock)?),
                 _ => At::now().map_err(clock)?,
             };
-            BalanceReport::of_state(&state, &names, at)
+            match chosen(&state, &args.accounts)? {
+                Some(names) if names.is_empty() => BalanceReport::sorted(state.seq(), Vec::new()),
+                names => BalanceReport::of_state(&state, names.as_deref().unwrap_or_default(), at),
+            }
         }
     };
     let mut out = io::stdout().lock();
@@ -58,12 +68,14 @@ fn clock(e: TimeError) -> JournalError {
     )
 }
 
-/// The first of `names` that the ledger has never known.
-fn unknown(state: &State, names: &[&str]) -> Result<(), Error> {
-    match names.iter().find(|n| state.account(n).is_none()) {
-        Some(missing) => Err(state.unknown_account(missing).into()),
-        None => Ok(()),
+/// The accounts the arguments name or match (SPEC 1 patterns); `None`
+/// for every account, when none is given. A name the ledger has never
+/// known is refused; a pattern may match none.
+fn chosen<'s>(state: &'s State, args: &[String]) -> Result<Option<Vec<&'s str>>, Error> {
+    if args.is_empty() {
+        return Ok(None);
     }
+    Ok(Some(pattern::select(state, args)?))
 }
 
 /// Balances by day (SPEC 9): the fold, in journal order, of the events on

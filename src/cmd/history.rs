@@ -6,25 +6,157 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::cli::{Format, HistoryArgs};
-use crate::cmd::{Context, ReplayFrom, replay, torn_warning};
+use crate::cli::{Bound, Format, HistoryArgs};
+use crate::cmd::{Context, ReplayFrom, replay, replay_sized, torn_warning};
 use crate::domain::State;
 use crate::error::Error;
-use crate::event::Event;
+use crate::event::Change;
 use crate::follow::{Consumer, Follower};
 use crate::journal::JournalError;
 use crate::journal::line;
 use crate::journal::scan::{Entry, Torn};
 use crate::money::Amount;
-use crate::output;
+use crate::output::{self, history::Amounts, history::Layout};
+use crate::pattern;
 use crate::time::{Day, Zone};
 
-/// One selected event, rendered.
+/// Whose events a history shows.
+#[derive(Debug, Clone, Copy)]
+enum Who<'a> {
+    /// Every event.
+    All,
+    /// One account's, with its change and balance.
+    One(&'a str),
+    /// Those of the accounts a pattern matches (SPEC 1): no balance.
+    Pattern(&'a str),
+}
+
+impl<'a> Who<'a> {
+    fn of(args: &'a HistoryArgs) -> Who<'a> {
+        match args.account.as_deref() {
+            None => Who::All,
+            Some(p) if pattern::is_pattern(p) => Who::Pattern(p),
+            Some(name) => Who::One(name),
+        }
+    }
+
+    fn involves(self, change: &Change<'_>) -> bool {
+        match self {
+            Who::All => true,
+            Who::One(name) => change.involves(name),
+            Who::Pattern(p) => change
+                .accounts()
+                .into_iter()
+                .flatten()
+                .any(|a| pattern::matches(p, a)),
+        }
+    }
+
+    fn one(self) -> Option<&'a str> {
+        match self {
+            Who::One(name) => Some(name),
+            Who::All | Who::Pattern(_) => None,
+        }
+    }
+}
+
+/// The widths of the table for the journal whose last state is `end`.
+fn layout(end: &State, who: Who<'_>) -> Layout {
+    let amounts = who.one().and_then(|name| end.account(name)).map(|a| {
+        let unit = end.unit_of(a);
+        (unit.deposited, unit.decimals)
+    });
+    Layout::new(end.seq(), amounts)
+}
+
+/// A row of a history: rendered, or (kept for `--limit`) the stored line
+/// and amounts, rendered only if it is still among the last N at the end.
 enum Row {
-    /// A JSON line.
-    Json(Vec<u8>),
-    /// CSV or table cells.
-    Cells(Vec<String>),
+    Rendered(Vec<u8>),
+    Kept(Vec<u8>, Option<Amounts>),
+}
+
+/// Where the rows go: straight out (the header before the first), or,
+/// with `--limit N`, into a ring of the last N.
+struct Sink<'a> {
+    format: Format,
+    layout: Layout,
+    limit: Option<usize>,
+    ring: VecDeque<Row>,
+    started: bool,
+    out: io::BufWriter<io::StdoutLock<'a>>,
+}
+
+impl Sink<'_> {
+    fn new(format: Format, limit: Option<usize>) -> Sink<'static> {
+        Sink {
+            format,
+            layout: Layout::new(0, None),
+            limit,
+            ring: VecDeque::new(),
+            started: false,
+            out: io::BufWriter::new(io::stdout().lock()),
+        }
+    }
+
+    fn put(&mut self, row: Row) -> Result<(), Error> {
+        match self.limit {
+            Some(0) => {}
+            Some(n) => {
+                if self.ring.len() == n {
+                    self.ring.pop_front();
+                }
+                self.ring.push_back(row);
+            }
+            None => {
+                self.start()?;
+                if let Row::Rendered(bytes) = row {
+                    self.out.write_all(&bytes)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&mut self) -> Result<(), Error> {
+        if !self.started {
+            self.started = true;
+            output::history::header(&mut self.out, self.format, &self.layout)?;
+        }
+        Ok(())
+    }
+
+    /// Prints what the ring kept, or says that nothing was selected.
+    fn finish(mut self, ctx: &Context) -> Result<(), Error> {
+        for row in std::mem::take(&mut self.ring) {
+            self.start()?;
+            let bytes = match row {
+                Row::Rendered(bytes) => bytes,
+                Row::Kept(line, amounts) => {
+                    let decoded = decode(ctx, &line)?;
+                    let mut bytes = Vec::new();
+                    output::history::event(
+                        &mut bytes,
+                        self.format,
+                        &ctx.zone,
+                        &self.layout,
+                        &decoded.event,
+                        &line,
+                        amounts,
+                    )?;
+                    bytes
+                }
+            };
+            self.out.write_all(&bytes)?;
+        }
+        if !self.started {
+            match self.format {
+                Format::Table => writeln!(self.out, "no events")?,
+                _ => self.start()?,
+            }
+        }
+        Ok(self.out.flush()?)
+    }
 }
 
 /// Prints the selected events in order (and, with `--follow`, new ones as
@@ -41,109 +173,136 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     if args.by_day() {
         return by_day(ctx, args);
     }
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
-    // Rows are held back only when they must be: to keep the last N, or to
-    // align a table. Otherwise they stream, and memory stays flat.
-    let hold = args.limit.is_some() || ctx.format == Format::Table;
-    let mut held: VecDeque<Row> = VecDeque::new();
-    let account = args.account.as_deref();
-    // The CSV header waits for the first row (or the end), so that an
-    // unknown account is an error with nothing printed.
-    let mut csv_header = (ctx.format == Format::Csv).then(|| csv_header(account.is_some()));
-    let mut emit = |out: &mut io::BufWriter<io::StdoutLock<'_>>, row: Row| -> Result<(), Error> {
-        if let Some(header) = csv_header.take() {
-            output::csv_row(out, &header)?;
-        }
-        emit(out, row)
-    };
-    // A streamed row waits for the next line to be read: an edited line is
-    // only caught by the next line's `prev`, and must never be printed.
+    in_journal_order(ctx, args)
+}
+
+/// `history` in journal order, streamed: each row is printed once the next
+/// line has confirmed it, the table sized before the first.
+fn in_journal_order(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
+    let who = Who::of(args);
+    let mut sink = Sink::new(ctx.format, args.limit);
+    // A statement that starts at --since opens with the balance then
+    // (tables only: JSON and CSV stay one stored event per line).
+    let mut opening = (ctx.format == Format::Table && args.limit.is_none())
+        .then_some(args.since)
+        .flatten()
+        .and_then(|since| who.one().map(|_| (since, Amount::ZERO)));
+    // A row waits for the next line to be read: an edited line is only
+    // caught by the next line's `prev`, and must never be printed.
     let mut unconfirmed: Option<Row> = None;
-    let state = replay(&ctx.path, None, ReplayFrom::Start, |state, entry| {
-        if let Some(row) = unconfirmed.take() {
-            emit(&mut out, row)?;
-        }
-        if !selected(args, &ctx.zone, entry) || args.limit == Some(0) {
-            return Ok(());
-        }
-        let row = render(ctx, &entry.event, entry.line, balance_in(state, account));
-        if !hold {
-            unconfirmed = Some(row);
-            return Ok(());
-        }
-        if args.limit.is_some_and(|n| held.len() == n) {
-            held.pop_front();
-        }
-        held.push_back(row);
-        Ok(())
-    })?;
-    if let Some(row) = unconfirmed {
-        emit(&mut out, row)?;
-    }
-    if let Some(name) = account
+    // The widths, known before the first event is visited.
+    let sized = std::cell::Cell::new(None);
+    let state = replay_sized(
+        &ctx.path,
+        None,
+        ReplayFrom::Start,
+        |end| sized.set(Some(layout(end, who))),
+        |state, entry| {
+            if let Some(layout) = sized.take() {
+                sink.layout = layout;
+            }
+            if let Some(row) = unconfirmed.take() {
+                sink.put(row)?;
+            }
+            let balance = balance_in(state, who);
+            if let Some((since, before)) = opening {
+                if !since.admits_from(&entry.event, &ctx.zone) {
+                    opening = Some((since, balance.unwrap_or_default()));
+                } else {
+                    opening = None;
+                    sink.put(Row::Rendered(opening_row(
+                        ctx,
+                        &sink.layout,
+                        since,
+                        before,
+                    )?))?;
+                }
+            }
+            if !selected(args, who, &ctx.zone, entry) || args.limit == Some(0) {
+                return Ok(());
+            }
+            let amounts = who.one().zip(balance).map(|(name, balance)| Amounts {
+                change: entry.event.change.effect_on(name),
+                balance,
+            });
+            if args.limit.is_some() {
+                unconfirmed = Some(Row::Kept(entry.line.to_vec(), amounts));
+                return Ok(());
+            }
+            let mut row = Vec::new();
+            output::history::event(
+                &mut row,
+                ctx.format,
+                &ctx.zone,
+                &sink.layout,
+                &entry.event,
+                entry.line,
+                amounts,
+            )?;
+            unconfirmed = Some(Row::Rendered(row));
+            Ok(())
+        },
+    )?;
+    if let Some(name) = who.one()
         && state.account(name).is_none()
     {
         return Err(state.unknown_account(name).into());
     }
-    print_held(ctx, &mut out, held, account.is_some(), &mut emit)?;
-    if let Some(header) = csv_header {
-        output::csv_row(&mut out, &header)?;
+    if let Some(row) = unconfirmed {
+        sink.put(row)?;
     }
-    Ok(out.flush()?)
+    if let Some((since, before)) = opening {
+        sink.put(Row::Rendered(opening_row(
+            ctx,
+            &sink.layout,
+            since,
+            before,
+        )?))?;
+    }
+    sink.finish(ctx)
 }
 
-/// Prints rows that were held back: as an aligned table, or one by one.
-fn print_held<W: Write>(
+/// The opening row of a statement from `since`.
+fn opening_row(
     ctx: &Context,
-    out: &mut W,
-    held: impl IntoIterator<Item = Row>,
-    balance: bool,
-    emit: &mut impl FnMut(&mut W, Row) -> Result<(), Error>,
-) -> Result<(), Error> {
-    if ctx.format != Format::Table {
-        for row in held {
-            emit(out, row)?;
-        }
-        return Ok(());
-    }
-    let mut header = vec!["SEQ", "AT", "EVENT"];
-    let mut right = vec![true, false, false];
-    if balance {
-        header.push("BALANCE");
-        right.push(true);
-    }
-    header.extend(["MEMO", "ID"]);
-    let rows: Vec<Vec<String>> = held
-        .into_iter()
-        .filter_map(|r| match r {
-            Row::Cells(c) => Some(c),
-            Row::Json(_) => None,
-        })
-        .collect();
-    if rows.is_empty() {
-        writeln!(out, "no events")?;
-    } else {
-        output::table(out, &header, &right, &rows)?;
-    }
-    Ok(())
+    layout: &Layout,
+    since: Bound,
+    balance: Amount,
+) -> Result<Vec<u8>, Error> {
+    let since = match since {
+        Bound::Day(d) => d.to_string(),
+        Bound::At(t) => ctx.zone.show(t),
+    };
+    let mut row = Vec::new();
+    output::history::opening(&mut row, layout, &since, balance)?;
+    Ok(row)
 }
 
 /// `history` with a date bound (SPEC 9): the selected events by day, then
 /// seq, and for one account its balance by day — a backdated line in its
-/// place, the balance as the books of that day have it.
+/// place, the balance as the books of that day have it. Sorting needs
+/// every selected event first: this keeps their lines (and, for one
+/// account, the day, seq and change of each of its movements).
 fn by_day(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
-    let account = args.account.as_deref();
+    let who = Who::of(args);
+    let account = who.one();
     // Every event that moves the account's money counts towards its
     // balance by day; only the selected ones are shown.
-    let mut events: Vec<(Day, u64, Amount, Option<Vec<u8>>)> = Vec::new();
+    let mut events: Vec<Dated> = Vec::new();
     let state = replay(&ctx.path, None, ReplayFrom::Start, |_, entry| {
         let event = &entry.event;
         let delta = account.map_or(Amount::ZERO, |a| event.change.effect_on(a));
-        let shown = selected(args, &ctx.zone, entry);
+        let shown = selected(args, who, &ctx.zone, entry);
         if shown || delta != Amount::ZERO {
+            let early = args.since.is_some_and(|b| !b.admits_from(event, &ctx.zone));
             let line = shown.then(|| entry.line.to_vec());
-            events.push((event.day(&ctx.zone), event.seq, delta, line));
+            events.push(Dated {
+                day: event.day(&ctx.zone),
+                seq: event.seq,
+                delta,
+                early,
+                line,
+            });
         }
         Ok(())
     })?;
@@ -152,63 +311,95 @@ fn by_day(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     {
         return Err(state.unknown_account(name).into());
     }
-    events.sort_unstable_by_key(|(day, seq, _, _)| (*day, *seq));
-    let decimals = account
-        .and_then(|a| state.account(a))
-        .map(|a| state.unit_of(a).decimals);
+    events.sort_unstable_by_key(|e| (e.day, e.seq));
+    let mut sink = Sink::new(ctx.format, args.limit);
+    sink.layout = layout(&state, who);
+    let mut opening = (ctx.format == Format::Table && args.limit.is_none())
+        .then_some(args.since)
+        .flatten()
+        .filter(|_| account.is_some());
     let mut balance = Amount::ZERO;
-    let mut rows: VecDeque<Row> = VecDeque::new();
-    for (_, _, delta, line) in events {
+    for Dated {
+        delta, early, line, ..
+    } in events
+    {
+        if !early && let Some(since) = opening.take() {
+            sink.put(Row::Rendered(opening_row(
+                ctx,
+                &sink.layout,
+                since,
+                balance,
+            )?))?;
+        }
         balance = Amount(balance.0.saturating_add(delta.0));
         let Some(line) = line else { continue };
-        let decoded = line::decode(&line, &mut Vec::new()).map_err(|e| JournalError::Corrupt {
+        let decoded = decode(ctx, &line)?;
+        let amounts = account.map(|_| Amounts {
+            change: delta,
+            balance,
+        });
+        let mut row = Vec::new();
+        output::history::event(
+            &mut row,
+            ctx.format,
+            &ctx.zone,
+            &sink.layout,
+            &decoded.event,
+            &line,
+            amounts,
+        )?;
+        sink.put(Row::Rendered(row))?;
+    }
+    if let Some(since) = opening {
+        sink.put(Row::Rendered(opening_row(
+            ctx,
+            &sink.layout,
+            since,
+            balance,
+        )?))?;
+    }
+    sink.finish(ctx)
+}
+
+/// A line kept from the journal, read again (it was checked when kept).
+fn decode<'l>(ctx: &Context, line: &'l [u8]) -> Result<line::Decoded<'l>, Error> {
+    Ok(
+        line::decode(line, &mut Vec::new()).map_err(|e| JournalError::Corrupt {
             path: ctx.path.clone(),
             line: 0,
             reason: e.to_string(),
-        })?;
-        let shown = decimals.map(|d| balance.display(d).to_string());
-        rows.push_back(render(ctx, &decoded.event, &line, shown));
-        if args.limit.is_some_and(|n| rows.len() > n) {
-            rows.pop_front();
-        }
-    }
-    let mut out = io::BufWriter::new(io::stdout().lock());
-    if ctx.format == Format::Csv {
-        output::csv_row(&mut out, &csv_header(account.is_some()))?;
-    }
-    print_held(ctx, &mut out, rows, account.is_some(), &mut |out, row| {
-        emit(out, row)
-    })?;
-    Ok(out.flush()?)
+        })?,
+    )
 }
 
-fn csv_header(balance: bool) -> Vec<&'static str> {
-    let mut header: Vec<&str> = output::EVENT_CSV_HEADER.to_vec();
-    if balance {
-        header.push("balance");
-    }
-    header
+/// An event kept for a history by day.
+struct Dated {
+    day: Day,
+    seq: u64,
+    /// Its change to the account's balance.
+    delta: Amount,
+    /// Whether it is before `--since` (it then makes the opening balance).
+    early: bool,
+    /// Its line, if it is shown.
+    line: Option<Vec<u8>>,
 }
 
-/// An account's balance in `state`, as text.
-fn balance_in(state: &State, account: Option<&str>) -> Option<String> {
-    account
+/// One account's balance in `state`.
+fn balance_in(state: &State, who: Who<'_>) -> Option<Amount> {
+    who.one()
         .and_then(|name| state.account(name))
-        .map(|a| a.balance.display(state.unit_of(a).decimals).to_string())
+        .map(|a| a.balance)
 }
 
 /// Whether the arguments select this event.
-fn selected(args: &HistoryArgs, zone: &Zone, entry: &Entry<'_>) -> bool {
+fn selected(args: &HistoryArgs, who: Who<'_>, zone: &Zone, entry: &Entry<'_>) -> bool {
     let event = &entry.event;
     args.from_seq.is_none_or(|n| event.seq > n)
         && args.as_of.is_none_or(|b| b.includes(event, zone))
         && args.since.is_none_or(|b| b.admits_from(event, zone))
         && args.until.is_none_or(|b| b.admits_to(event, zone))
         && args.tags.iter().all(|t| t.matches(event))
-        && args
-            .account
-            .as_deref()
-            .is_none_or(|a| event.change.involves(a))
+        && who.involves(&event.change)
 }
 
 /// How long a Ctrl-C waits for the follow to end cleanly before the process
@@ -261,9 +452,9 @@ struct Printer<'a> {
     buf: Vec<u8>,
     /// The last selected row, held until the next line has been read and
     /// confirmed it, or the round ends (its append is then complete).
-    unconfirmed: Option<Row>,
+    unconfirmed: Option<Vec<u8>>,
     /// With `--limit N`, until the first catch-up: the last N rows.
-    held: Option<VecDeque<Row>>,
+    held: Option<VecDeque<Vec<u8>>>,
     /// Whether the history already in the journal has been printed.
     live: bool,
     /// Torn-tail warnings to print once the journal is unlocked.
@@ -275,8 +466,10 @@ impl<'a> Printer<'a> {
         let format = ctx.format;
         let mut buf = Vec::new();
         if format == Format::Csv {
-            // Writing to a Vec cannot fail.
-            let _ = output::csv_row(&mut buf, &csv_header(args.account.is_some()));
+            // Only whether there are amounts matters to the header; writing
+            // to a Vec cannot fail.
+            let amounts = Who::of(args).one().map(|_| (Amount::ZERO, 0));
+            let _ = output::history::header(&mut buf, format, &Layout::new(0, amounts));
         }
         Printer {
             args,
@@ -300,7 +493,7 @@ impl<'a> Printer<'a> {
         Ok(())
     }
 
-    fn put(&mut self, row: Row) {
+    fn put(&mut self, row: Vec<u8>) {
         match (&mut self.held, self.args.limit) {
             (Some(held), Some(n)) => {
                 if n == 0 {
@@ -311,23 +504,8 @@ impl<'a> Printer<'a> {
                 }
                 held.push_back(row);
             }
-            _ => self.write(row),
+            _ => self.buf.extend_from_slice(&row),
         }
-    }
-
-    fn write(&mut self, row: Row) {
-        // Writing to a Vec cannot fail.
-        let _ = match (row, self.format) {
-            (Row::Json(line), _) => {
-                self.buf.extend_from_slice(&line);
-                self.buf.push(b'\n');
-                Ok(())
-            }
-            (Row::Cells(cells), Format::Table) => {
-                stream_line(&mut self.buf, &cells, self.args.account.is_some())
-            }
-            (Row::Cells(cells), _) => output::csv_row(&mut self.buf, &cells),
-        };
     }
 }
 
@@ -338,9 +516,40 @@ impl Consumer for Printer<'_> {
         if let Some(row) = self.unconfirmed.take() {
             self.put(row);
         }
-        if selected(self.args, &self.ctx.zone, entry) {
-            let balance = balance_in(after, self.args.account.as_deref());
-            self.unconfirmed = Some(render(self.ctx, &entry.event, entry.line, balance));
+        let who = Who::of(self.args);
+        if selected(self.args, who, &self.ctx.zone, entry) {
+            let account = who
+                .one()
+                .and_then(|name| Some((name, after.account(name)?)));
+            let decimals = account.map(|(_, a)| after.unit_of(a).decimals);
+            let amounts = account.map(|(name, a)| Amounts {
+                change: entry.event.change.effect_on(name),
+                balance: a.balance,
+            });
+            let mut row = Vec::new();
+            // A follow runs for ever: its table cannot be sized up front,
+            // so each row labels its fields.
+            let layout = Layout::new(0, decimals.map(|d| (Amount::ZERO, d)));
+            if self.format == Format::Table {
+                output::history::labelled(
+                    &mut row,
+                    &self.ctx.zone,
+                    &entry.event,
+                    amounts,
+                    decimals.unwrap_or(0),
+                )?;
+            } else {
+                output::history::event(
+                    &mut row,
+                    self.format,
+                    &self.ctx.zone,
+                    &layout,
+                    &entry.event,
+                    entry.line,
+                    amounts,
+                )?;
+            }
+            self.unconfirmed = Some(row);
         }
         Ok(())
     }
@@ -354,7 +563,7 @@ impl Consumer for Printer<'_> {
         }
         if caught_up && !self.live {
             self.live = true;
-            if let Some(name) = self.args.account.as_deref()
+            if let Some(name) = Who::of(self.args).one()
                 && state.account(name).is_none()
             {
                 // No row can have been selected: drop the CSV header too,
@@ -363,7 +572,7 @@ impl Consumer for Printer<'_> {
                 return Err(state.unknown_account(name).into());
             }
             for row in self.held.take().into_iter().flatten() {
-                self.write(row);
+                self.buf.extend_from_slice(&row);
             }
         }
         if self.buf.is_empty() {
@@ -394,65 +603,4 @@ fn output_closed(out: &io::Stdout) -> bool {
     };
     poll(&mut fds, Some(&now)).is_ok()
         && fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP)
-}
-
-/// One event as a line of its own, for a table that streams: its columns
-/// cannot be aligned with events that have not happened yet.
-/// `    5  2026-11-26 10:00:00  deposit 5.00 to acct1  balance 15.00  memo rent  id pay-17`
-fn stream_line(out: &mut impl Write, cells: &[String], balance: bool) -> io::Result<()> {
-    let cell = |i: usize| output::table_cell(cells.get(i).map_or("", String::as_str));
-    write!(out, "{:>5}  {}  {}", cell(0), cell(1), cell(2))?;
-    let mut rest = 3;
-    if balance {
-        write!(out, "  balance {}", cell(rest))?;
-        rest += 1;
-    }
-    for (label, i) in [("memo", rest), ("id", rest + 1)] {
-        if !cell(i).is_empty() {
-            write!(out, "  {label} {}", cell(i))?;
-        }
-    }
-    writeln!(out)
-}
-
-/// Renders an event read from `line`, with the account's balance after it
-/// when one account's history is asked for.
-fn render(ctx: &Context, event: &Event<'_>, line: &[u8], balance: Option<String>) -> Row {
-    match ctx.format {
-        Format::Json => {
-            let mut line = line.to_vec();
-            if let Some(balance) = balance {
-                line.pop();
-                line.extend_from_slice(format!(r#","balance":"{balance}"}}"#).as_bytes());
-            }
-            Row::Json(line)
-        }
-        Format::Csv => {
-            let mut cells = output::event_csv(event, line);
-            cells.extend(balance);
-            Row::Cells(cells)
-        }
-        Format::Table => {
-            let mut cells = vec![
-                event.seq.to_string(),
-                ctx.zone.show(event.at),
-                output::describe(event),
-            ];
-            cells.extend(balance);
-            cells.push(event.memo.as_deref().unwrap_or("").to_owned());
-            cells.push(event.id.as_deref().unwrap_or("").to_owned());
-            Row::Cells(cells)
-        }
-    }
-}
-
-fn emit(out: &mut impl Write, row: Row) -> Result<(), Error> {
-    match row {
-        Row::Json(line) => {
-            out.write_all(&line)?;
-            out.write_all(b"\n")?;
-        }
-        Row::Cells(cells) => output::csv_row(out, &cells)?,
-    }
-    Ok(())
 }

@@ -4,9 +4,11 @@
 pub mod apply;
 pub mod balance;
 pub mod batch;
+pub mod chart;
 pub mod export;
 pub mod history;
 pub mod import;
+pub mod report;
 pub mod verify;
 pub mod write;
 
@@ -69,7 +71,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     // a mistyped path; the default location is missing until the first
     // write, which is no mistake.
     if user_named
-        && matches!(cli.command, Command::Balance(_) | Command::History(_))
+        && matches!(
+            cli.command,
+            Command::Balance(_) | Command::History(_) | Command::Report(_) | Command::Chart(_)
+        )
         && matches!(ctx.path.try_exists(), Ok(false))
     {
         note(&format!("note: no journal at {} yet", ctx.path.display()));
@@ -78,6 +83,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Write(cmd) => write::run(&ctx, &cmd),
         Command::Balance(args) => balance::run(&ctx, &args),
         Command::History(args) => history::run(&ctx, &args),
+        Command::Report(args) => report::run(&ctx, &args),
+        Command::Chart(args) => chart::run(&ctx, &args),
         Command::Batch(args) => batch::run(&ctx, &args),
         Command::Import(args) => import::run(&ctx, &args),
         Command::Export(args) => export::run(&ctx, &args),
@@ -114,6 +121,10 @@ pub enum ReplayFrom {
     Start,
     /// A valid checkpoint that `as_of` covers, else the first event.
     Checkpoint,
+    /// The first event, in one pass under the journal's lock: for visits
+    /// that never wait on the output (a report prints once it is built),
+    /// which would otherwise hold writers up.
+    StartLocked,
 }
 
 /// Replays the journal at `path` (from its start or its checkpoint),
@@ -126,6 +137,20 @@ pub fn replay(
     path: &Path,
     as_of: Option<AsOf>,
     from: ReplayFrom,
+    visit: impl FnMut(&State, &Entry<'_>) -> Result<(), Error>,
+) -> Result<State, Error> {
+    replay_sized(path, as_of, from, |_| (), visit)
+}
+
+/// [`replay`], which with [`ReplayFrom::Start`] first hands `at_end` the
+/// state at the journal's valid end, before any event is visited: what a
+/// table that streams needs to size its columns (it is not called for a
+/// missing or empty journal, nor from another starting point).
+pub fn replay_sized(
+    path: &Path,
+    as_of: Option<AsOf>,
+    from: ReplayFrom,
+    at_end: impl FnOnce(&State),
     mut visit: impl FnMut(&State, &Entry<'_>) -> Result<(), Error>,
 ) -> Result<State, Error> {
     let Some(journal) = ReadJournal::open(path)? else {
@@ -149,8 +174,12 @@ pub fn replay(
     // first (cheaply, from a checkpoint), then let go of the lock and read
     // only up to there.
     let end = match from {
-        ReplayFrom::Start => Some(valid_end(&journal, header)?),
-        ReplayFrom::Checkpoint => None,
+        ReplayFrom::Start => {
+            let (end, state) = valid_end(&journal, header)?;
+            at_end(&state);
+            Some(end)
+        }
+        ReplayFrom::Checkpoint | ReplayFrom::StartLocked => None,
     };
     let mut scanner = match end {
         Some(end) => journal.scanner_until(start, end),
@@ -167,7 +196,7 @@ pub fn replay(
         domain::evolve(&mut state, &entry.event);
         visit(&state, &entry)?;
     }
-    if from == ReplayFrom::Checkpoint {
+    if from != ReplayFrom::Start {
         if let Some(torn) = scanner.torn() {
             warn_torn(path, torn);
         }
@@ -176,9 +205,9 @@ pub fn replay(
     Ok(snapshot.unwrap_or(state))
 }
 
-/// The end of the last complete append, found under the journal's lock,
-/// which is then released. Warns about a torn tail.
-fn valid_end(journal: &ReadJournal, header: Head) -> Result<u64, Error> {
+/// The end of the last complete append, and the state there, found under
+/// the journal's lock, which is then released. Warns about a torn tail.
+fn valid_end(journal: &ReadJournal, header: Head) -> Result<(u64, State), Error> {
     let (mut state, start) = journal.checkpoint().unwrap_or((State::default(), header));
     let mut scanner = journal.scanner_from(start);
     journal::fold(&mut scanner, &mut state)?;
@@ -189,5 +218,5 @@ fn valid_end(journal: &ReadJournal, header: Head) -> Result<u64, Error> {
     let end = scanner.head().end;
     drop(scanner);
     journal.unlock()?;
-    Ok(end)
+    Ok((end, state))
 }
