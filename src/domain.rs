@@ -207,7 +207,7 @@ impl State {
 
     /// The first way this state breaks the ledger's invariants, if any:
     /// every name, owner, id, currency and decimals one the input rules
-    /// accept (see [`State::malformed`]), every account in a known unit, no
+    /// accept (see `State::malformed`), every account in a known unit, no
     /// negative balance, and per unit held = deposited - withdrawn = the sum
     /// of the balances. A state folded by [`evolve`] from decided events
     /// always holds them; `verify` checks them, and a checkpoint that breaks

@@ -147,7 +147,7 @@ impl ReadJournal {
         }))
     }
 
-    /// Writes a new checkpoint if worth it (see [`refresh_checkpoint`]).
+    /// Writes a new checkpoint if worth it (when the lines read since the last one are long enough).
     pub fn refresh_checkpoint(&self, header: Head, from: Head, head: Head, state: &State) {
         refresh_checkpoint(&self.path, self.owner, header, from, head, state);
     }

@@ -189,7 +189,7 @@ const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 /// Only names of the exact form [`create_temp`] makes (or the older
 /// `<target>.tmp.<pid>`) are considered, and only regular files owned as
 /// [`Owner::owns`] requires, whose creator is gone (no process with that
-/// pid) or that are older than [`STALE_AFTER`]: a refresh in progress in
+/// pid) or that are older than `STALE_AFTER`: a refresh in progress in
 /// another process keeps its file. Removing a name never follows a link,
 /// so a name swapped for something else between the check and the removal
 /// costs nothing but that name.
