@@ -218,10 +218,7 @@ fn reversals_are_refused_naming_the_seq() {
         (&["reverse", "2", "--of-id", "d"], 2, "not both"),
         (&["reverse", "x"], 2, "'x'"),
     ];
-    for (args, code, message) in cases {
-        let stderr = env.fails(code, args);
-        assert!(stderr.contains(message), "{args:?}: {stderr}");
-    }
+    env.refusals(&cases);
     env.ok("reverse 4");
     let stderr = env.fails(1, &["reverse", "4"]);
     assert!(

@@ -131,10 +131,7 @@ fn every_refusal_names_the_hold_and_leaves_the_journal_as_it_was() {
         (&["capture", "x"], 2, "invalid value 'x' for <HOLD>"),
         (&["hold", "cust", "1", "--expires", "soon"], 2, "'soon'"),
     ];
-    for (args, code, message) in cases {
-        let stderr = env.fails(code, args);
-        assert!(stderr.contains(message), "{args:?}: {stderr}");
-    }
+    env.refusals(&cases);
     env.ok("capture --of-id h");
     let stderr = env.fails(1, &["capture", "5"]);
     assert!(

@@ -27,6 +27,7 @@ impl TestEnv {
 
     /// A new env whose journal is what `commands` (each split on spaces,
     /// each required to succeed) write.
+    #[track_caller]
     pub fn with(commands: &[&str]) -> TestEnv {
         let env = TestEnv::new();
         for args in commands {
@@ -57,6 +58,7 @@ impl TestEnv {
     }
 
     /// Runs a command line (split on spaces) and asserts it succeeded.
+    #[track_caller]
     pub fn ok(&self, args: &str) -> String {
         let out = self.run(args);
         assert!(
@@ -68,6 +70,7 @@ impl TestEnv {
     }
 
     /// Runs a command line (split on spaces) and returns its output.
+    #[track_caller]
     pub fn run(&self, args: &str) -> Output {
         self.cmd()
             .args(args.split_whitespace())
@@ -77,6 +80,7 @@ impl TestEnv {
 
     /// Runs a command line that must fail with `code`, and asserts that the
     /// journal is byte-identical afterwards. Returns stderr.
+    #[track_caller]
     pub fn fails(&self, code: i32, args: &[&str]) -> String {
         let before = self.bytes();
         let out = self.cmd().args(args).output().expect("run ledger");
@@ -90,6 +94,17 @@ impl TestEnv {
         assert!(stderr.starts_with("error: "), "stderr: {stderr}");
         assert!(!stderr.contains("panicked"), "stderr: {stderr}");
         stderr
+    }
+
+    /// Runs each refused command (arguments, exit code, a part of its
+    /// message), asserting the code, the message and that the journal is
+    /// byte-identical afterwards.
+    #[track_caller]
+    pub fn refusals(&self, cases: &[(&[&str], i32, &str)]) {
+        for (args, code, message) in cases {
+            let stderr = self.fails(*code, args);
+            assert!(stderr.contains(message), "{args:?}: {stderr}");
+        }
     }
 
     /// The journal's bytes (empty if there is none).
@@ -112,11 +127,13 @@ impl TestEnv {
     }
 
     /// `balance --json` parsed.
+    #[track_caller]
     pub fn balances(&self) -> serde_json::Value {
         serde_json::from_str(&self.ok("balance --json")).expect("balance json")
     }
 
     /// One account's balance from `balance --json`, as its string.
+    #[track_caller]
     pub fn balance_of(&self, account: &str) -> String {
         let all = self.balances();
         all["accounts"]
@@ -145,6 +162,7 @@ pub const HEADER: &str = r#"{"format":"ledger-journal","version":1,"hash":"sha25
 impl TestEnv {
     /// Runs a command given as separate arguments (for values with spaces)
     /// and asserts it succeeded. Returns stdout.
+    #[track_caller]
     pub fn ok_args(&self, args: &[&str]) -> String {
         let out = self.run_args(args);
         assert!(
@@ -156,12 +174,14 @@ impl TestEnv {
     }
 
     /// Runs a command given as separate arguments and returns its output.
+    #[track_caller]
     pub fn run_args(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().expect("run ledger")
     }
 
     /// Runs a command line (split on spaces) with the clock pinned at
     /// `clock`, and asserts it succeeded. Returns stdout.
+    #[track_caller]
     pub fn ok_at(&self, clock: &str, args: &str) -> String {
         let out = self
             .cmd()
