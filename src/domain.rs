@@ -512,7 +512,11 @@ impl<'a> Request<'a> {
             memo: event.memo.as_deref(),
             expect_seq: None,
             date: event.date,
-            tags: event.tags.iter().map(|(k, v)| (&**k, &**v)).collect(),
+            tags: if event.tags.is_empty() {
+                Vec::new()
+            } else {
+                event.tags.iter().map(|(k, v)| (&**k, &**v)).collect()
+            },
         }
     }
 

@@ -664,11 +664,14 @@ impl Spans {
                 change,
                 date: self.date,
                 reverses: self.reverses,
-                tags: self
-                    .tags
-                    .iter()
-                    .map(|(k, v)| Some((s(*k)?, s(*v)?)))
-                    .collect::<Option<Tags<'a>>>()?,
+                tags: if self.tags.is_empty() {
+                    Vec::new()
+                } else {
+                    self.tags
+                        .iter()
+                        .map(|(k, v)| Some((s(*k)?, s(*v)?)))
+                        .collect::<Option<Tags<'a>>>()?
+                },
                 id: opt(self.id)?,
                 memo: opt(self.memo)?,
                 batch: self.batch,
@@ -686,12 +689,17 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    #[inline]
     fn peek(&self, lit: &[u8]) -> bool {
-        self.b[self.i..].starts_with(lit)
+        // Optional keys are tried in turn at the same place; their first
+        // letter (after `,"`) rules most out without comparing the rest.
+        self.b.get(self.i + 2) == lit.get(2) && self.b[self.i..].starts_with(lit)
     }
 
     fn lit(&mut self, lit: &[u8]) -> Option<()> {
-        self.peek(lit).then(|| self.i += lit.len())
+        self.b[self.i..]
+            .starts_with(lit)
+            .then(|| self.i += lit.len())
     }
 
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
