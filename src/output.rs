@@ -459,11 +459,7 @@ fn change_cells(change: &Change<'_>) -> [String; 8] {
 pub fn event_csv(event: &Event<'_>, line: &[u8]) -> Vec<String> {
     let s = |v: Option<&str>| v.unwrap_or("").to_owned();
     let [account, from, to, owner, currency, decimals, hold, expires] = change_cells(&event.change);
-    let prev = line
-        .len()
-        .checked_sub(66)
-        .and_then(|i| std::str::from_utf8(&line[i..i + 64]).ok())
-        .unwrap_or("");
+    let prev = crate::journal::line::prev_hex(line);
     vec![
         event.seq.to_string(),
         event.at.to_string(),

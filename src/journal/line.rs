@@ -303,6 +303,62 @@ fn encode_at(event: &Event<'_>, at: &[u8; 27], prev: &LineHash, out: &mut Vec<u8
     out.extend_from_slice(b"\"}");
 }
 
+/// The bytes after the 64 hex digits of `prev`: `"}`.
+const PREV_TAIL_LEN: usize = 2;
+/// `,"prev":"` + 64 hex digits + `"}`, the fixed end of every event line.
+const PREV_SUFFIX_LEN: usize = r#","prev":""#.len() + 64 + PREV_TAIL_LEN;
+
+/// The longest `,"batch":N` mark.
+pub const MARK_MAX_LEN: usize = r#","batch":"#.len() + 20;
+
+/// The `,"batch":N` mark of a multi-event append of `count` events, and
+/// where it goes in an encoded first line of `len` bytes (without `\n`):
+/// just before its `prev`, after every other field (SPEC 2).
+pub fn batch_mark(count: usize, len: usize) -> (String, usize) {
+    (
+        format!(r#","batch":{count}"#),
+        len.saturating_sub(PREV_SUFFIX_LEN),
+    )
+}
+
+/// The seq an event line starts with (its first key), read without
+/// decoding the rest: for finding a line by seq in a checked journal.
+pub fn seq_of(line: &[u8]) -> Option<u64> {
+    let digits = line.strip_prefix(br#"{"seq":"#)?;
+    let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&digits[..n]).ok()?.parse().ok()
+}
+
+/// Writes `prev` into an encoded line (without `\n`).
+pub fn set_prev(line: &mut [u8], prev: &LineHash) {
+    if let Some(start) = line.len().checked_sub(PREV_TAIL_LEN + 64) {
+        line[start..start + 64].copy_from_slice(&prev.hex());
+    }
+}
+
+/// The `prev` of a line in canonical form, as its 64 hex digits.
+pub fn prev_hex(line: &[u8]) -> &str {
+    line.len()
+        .checked_sub(PREV_TAIL_LEN + 64)
+        .and_then(|i| std::str::from_utf8(&line[i..i + 64]).ok())
+        .unwrap_or("")
+}
+
+/// A line with extra `"key":"value"` fields after its own, as JSON output
+/// adds them to the stored event (SPEC 6); values are written as given
+/// (money in canonical form needs no escaping).
+pub fn with_fields(line: &[u8], fields: &[(&str, &str)], out: &mut Vec<u8>) {
+    let Some(body) = line.strip_suffix(b"}") else {
+        out.extend_from_slice(line);
+        return;
+    };
+    out.extend_from_slice(body);
+    for (key, value) in fields {
+        string(out, key, value);
+    }
+    out.push(b'}');
+}
+
 fn number(out: &mut Vec<u8>, mut n: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
@@ -1111,6 +1167,44 @@ mod tests {
                 proptest::prop_assert_eq!(decode(&line, &mut Vec::new()).map(|d| d.event).ok(), Some(event));
             }
         }
+    }
+
+    #[test]
+    fn the_layout_helpers_find_what_encode_wrote() {
+        let event = Event {
+            seq: 42,
+            at: at(),
+            change: Change::MoneyDeposited {
+                account: "a".into(),
+                amount: Decimal::new(Amount(100), 2),
+            },
+            date: None,
+            reverses: None,
+            tags: Vec::new(),
+            id: None,
+            memo: None,
+            batch: None,
+        };
+        let mut line = Vec::new();
+        encode(&event, &LineHash::default(), &mut line);
+        assert_eq!(seq_of(&line), Some(42));
+        set_prev(&mut line, &LineHash([0xcd; 32]));
+        assert_eq!(prev_hex(&line), "cd".repeat(32));
+        assert_eq!(
+            decode(&line, &mut Vec::new()).map(|d| d.prev),
+            Ok(LineHash([0xcd; 32])).map_err(|e: LineError| e)
+        );
+        let (mark, offset) = batch_mark(3, line.len());
+        let mut marked = line[..offset].to_vec();
+        marked.extend_from_slice(mark.as_bytes());
+        marked.extend_from_slice(&line[offset..]);
+        assert_eq!(
+            decode(&marked, &mut Vec::new()).map(|d| d.event.batch),
+            Ok(Some(3))
+        );
+        let mut out = Vec::new();
+        with_fields(&line, &[("change", "1.00"), ("balance", "2.00")], &mut out);
+        assert!(out.ends_with(br#","change":"1.00","balance":"2.00"}"#));
     }
 
     #[test]

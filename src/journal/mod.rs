@@ -398,7 +398,7 @@ impl Writer {
         // `at` never decreases along the file, even if the clock steps back.
         let now = At::now().map_err(clock_error)?;
         let at = head.map_or(now, |h| h.at.max(now));
-        let room = MARK_MAX_LEN
+        let room = line::MARK_MAX_LEN
             + if head.is_none() {
                 line::header(at).len() + 1
             } else {
@@ -698,10 +698,10 @@ impl Writer {
         let count = self.starts.len();
         let first = self.starts[0];
         if count > 1 {
-            // The count goes in the first line, just before its `prev`: the
-            // part of the line before that moves back into the room.
-            let mark = format!(r#","batch":{count}"#);
-            let at = self.starts[1] - 1 - PREV_SUFFIX_LEN;
+            // The count goes in the first line: the part of the line before
+            // it moves back into the room.
+            let (mark, offset) = line::batch_mark(count, self.starts[1] - 1 - first);
+            let at = first + offset;
             let new_first = first - mark.len();
             self.pending.copy_within(first..at, new_first);
             self.pending[at - mark.len()..at].copy_from_slice(mark.as_bytes());
@@ -764,16 +764,8 @@ impl Writer {
     }
 }
 
-/// The bytes after the 64 hex digits of `prev`: `"}`.
-const PREV_TAIL_LEN: usize = 2;
-/// `,"prev":"` + 64 hex digits + `"}`, the fixed end of every event line.
-const PREV_SUFFIX_LEN: usize = r#","prev":""#.len() + 64 + PREV_TAIL_LEN;
-
 /// Bytes of a torn tail copied or compared at a time.
 const QUARANTINE_CHUNK: usize = 1 << 20;
-
-/// The longest `,"batch":N` mark.
-const MARK_MAX_LEN: usize = r#","batch":"#.len() + 20;
 
 /// Fills in the `prev` of each line of `lines` (each ending with `\n`),
 /// starting from the hash `prev` of the line before them.
@@ -781,8 +773,7 @@ fn chain(lines: &mut [u8], prev: &mut LineHash) {
     let mut start = 0;
     while let Some(i) = memchr::memchr(b'\n', &lines[start..]) {
         let end = start + i;
-        let hex_start = end - PREV_TAIL_LEN - 64;
-        lines[hex_start..hex_start + 64].copy_from_slice(&prev.hex());
+        line::set_prev(&mut lines[start..end], prev);
         *prev = LineHash::of(&lines[start..end]);
         start = end + 1;
     }
@@ -893,11 +884,7 @@ pub fn find_line(file: &File, path: &Path, len: u64, seq: u64) -> Result<Vec<u8>
             .map_err(|e| JournalError::io(path, "read", e))?;
         Ok(buf)
     };
-    let seq_of = |line: &[u8]| -> Option<u64> {
-        let digits = line.strip_prefix(br#"{"seq":"#)?;
-        let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
-        std::str::from_utf8(&digits[..n]).ok()?.parse().ok()
-    };
+    let seq_of = line::seq_of;
     let not_found = || JournalError::Corrupt {
         path: path.to_owned(),
         line: seq + 1,

@@ -81,17 +81,14 @@ pub fn event(
     match format {
         Format::Json => {
             // The stored line unchanged, then the two fields of SPEC 6.
-            match (amounts, line.strip_suffix(b"}")) {
-                (Some(a), Some(body)) => {
-                    out.extend_from_slice(body);
-                    write!(
-                        out,
-                        r#","change":"{}","balance":"{}"}}"#,
-                        a.change.display(decimals),
-                        a.balance.display(decimals)
-                    )?;
+            match amounts {
+                Some(a) => {
+                    let change = a.change.display(decimals).to_string();
+                    let balance = a.balance.display(decimals).to_string();
+                    let fields = [("change", change.as_str()), ("balance", balance.as_str())];
+                    crate::journal::line::with_fields(line, &fields, out);
                 }
-                _ => out.extend_from_slice(line),
+                None => out.extend_from_slice(line),
             }
             out.write_all(b"\n")
         }
