@@ -33,8 +33,8 @@ use std::time::Duration;
 use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
-use crate::domain::{self, State};
-use crate::journal::scan::{Entry, Head, Torn};
+use crate::domain::State;
+use crate::journal::scan::{Entry, Head, Replay, Torn};
 use crate::journal::{JournalError, ReadJournal, Stamp};
 
 /// How long to wait between rounds when file notifications work: a safety
@@ -269,30 +269,43 @@ impl Follower {
         let limit = followed.head.end.saturating_add(self.round_bytes);
         let mut end = len.min(limit);
         loop {
-            let mut scanner = journal
+            let scanner = journal
                 .scanner_until(followed.head, end)
                 .checking_appends_ahead();
+            let mut replay = Replay::new(scanner, std::mem::take(&mut self.state));
             let mut handed = false;
             let mut group_left = 0u64;
-            while let Some(entry) = scanner.next(&self.state)? {
-                domain::evolve(&mut self.state, &entry.event);
-                consumer.event(&self.state, &entry)?;
+            let mut stop = None;
+            while let Some((state, entry)) = replay.step()? {
+                consumer.event(state, &entry)?;
                 handed = true;
                 group_left = match entry.event.batch {
                     Some(count) => count.saturating_sub(1),
                     None => group_left.saturating_sub(1),
                 };
-                followed.head = scanner.head();
+                followed.head = Head {
+                    seq: entry.event.seq,
+                    hash: entry.hash,
+                    end: entry.end,
+                    at: entry.event.at,
+                };
                 self.followed = Some(followed);
                 if group_left == 0 && self.stopped() {
-                    return Ok(true);
+                    stop = Some(true);
+                    break;
                 }
                 if followed.head.end >= limit && followed.head.end < len {
-                    return Ok(false);
+                    stop = Some(false);
+                    break;
                 }
             }
+            let (state, _, torn) = replay.finish();
+            self.state = state;
+            if let Some(stop) = stop {
+                return Ok(stop);
+            }
             if end == len {
-                if let Some(torn) = scanner.torn() {
+                if let Some(torn) = torn {
                     self.report_torn(consumer, torn);
                     self.stalled = Some(stamp);
                 }

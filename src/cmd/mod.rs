@@ -18,9 +18,10 @@ use std::path::{Path, PathBuf};
 use clap::CommandFactory;
 
 use crate::cli::{AsOf, Cli, Command, Format};
-use crate::domain::{self, State};
+use crate::domain::State;
 use crate::error::Error;
-use crate::journal::scan::{Entry, Head, Torn};
+use crate::event::Event;
+use crate::journal::scan::{Entry, Head, Replay, Torn};
 use crate::journal::{self, ReadJournal};
 use crate::time::Zone;
 
@@ -168,7 +169,7 @@ pub fn replay_sized(
         .filter(|(_, head)| {
             as_of.is_none_or(|b| b.includes_prefix(head.seq, head.at) == Some(true))
         });
-    let (mut state, start) = cached.unwrap_or((State::default(), header));
+    let (state, start) = cached.unwrap_or((State::default(), header));
     // `visit` may block on a slow reader of the output (`history | less`),
     // which must not hold writers up: find the valid end under the lock
     // first (cheaply, from a checkpoint), then let go of the lock and read
@@ -181,26 +182,29 @@ pub fn replay_sized(
         }
         ReplayFrom::Checkpoint | ReplayFrom::StartLocked => None,
     };
-    let mut scanner = match end {
+    let scanner = match end {
         Some(end) => journal.scanner_until(start, end),
         None => journal.scanner_from(start),
     };
+    let mut replay = Replay::new(scanner, state);
     let mut snapshot = None;
-    while let Some(entry) = scanner.next(&state)? {
-        if snapshot.is_none()
-            && as_of
-                .is_some_and(|b| b.includes_prefix(entry.event.seq, entry.event.at) == Some(false))
-        {
-            snapshot = Some(state.clone());
+    // The state `--as-of` a seq or instant describes is the one before the
+    // first event past it; everything after is still read and checked.
+    let past = |event: &Event<'_>| {
+        as_of.is_some_and(|b| b.includes_prefix(event.seq, event.at) == Some(false))
+    };
+    while let Some(step) = replay.step_keeping(|e| snapshot.is_none() && past(e))? {
+        if step.before.is_some() {
+            snapshot = step.before;
         }
-        domain::evolve(&mut state, &entry.event);
-        visit(&state, &entry)?;
+        visit(step.after, &step.entry)?;
     }
+    let (state, head, torn) = replay.finish();
     if from != ReplayFrom::Start {
-        if let Some(torn) = scanner.torn() {
+        if let Some(torn) = torn {
             warn_torn(path, torn);
         }
-        journal.refresh_checkpoint(header, start, scanner.head(), &state);
+        journal.refresh_checkpoint(header, start, head, &state);
     }
     Ok(snapshot.unwrap_or(state))
 }
@@ -208,15 +212,15 @@ pub fn replay_sized(
 /// The end of the last complete append, and the state there, found under
 /// the journal's lock, which is then released. Warns about a torn tail.
 fn valid_end(journal: &ReadJournal, header: Head) -> Result<(u64, State), Error> {
-    let (mut state, start) = journal.checkpoint().unwrap_or((State::default(), header));
-    let mut scanner = journal.scanner_from(start);
-    journal::fold(&mut scanner, &mut state)?;
-    if let Some(torn) = scanner.torn() {
+    let (state, start) = journal.checkpoint().unwrap_or((State::default(), header));
+    let mut replay = Replay::new(journal.scanner_from(start), state);
+    replay.run()?;
+    let (state, head, torn) = replay.finish();
+    if let Some(torn) = torn {
         warn_torn(journal.path(), torn);
     }
-    journal.refresh_checkpoint(header, start, scanner.head(), &state);
-    let end = scanner.head().end;
-    drop(scanner);
+    journal.refresh_checkpoint(header, start, head, &state);
+    let end = head.end;
     journal.unlock()?;
     Ok((end, state))
 }

@@ -8,9 +8,10 @@ use std::path::Path;
 
 use crate::cli::{Anchor, Format, VerifyArgs};
 use crate::cmd::{Context, warn_torn};
-use crate::domain::{self, State};
+use crate::domain::State;
 use crate::error::Error;
 use crate::journal::line::LineHash;
+use crate::journal::scan::Replay;
 use crate::journal::{JournalError, ReadJournal};
 use crate::output;
 
@@ -54,7 +55,6 @@ struct HeadJson {
 pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), Error> {
     let journal =
         ReadJournal::open(&ctx.path)?.ok_or_else(|| JournalError::Missing(ctx.path.clone()))?;
-    let mut state = State::default();
     let header = journal.header_head();
     let mut anchor = args.expect_head.map(|anchor| AnchorCheck {
         anchor,
@@ -74,22 +74,23 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), Error> {
         );
         bar
     });
-    let (head, torn) = match journal.scanner() {
-        Some(mut scanner) => {
-            while let Some(entry) = scanner.next(&state)? {
+    let (state, head, torn) = match journal.scanner() {
+        Some(scanner) => {
+            let mut replay = Replay::new(scanner, State::default());
+            while let Some((_, entry)) = replay.step()? {
                 if let Some(anchor) = &mut anchor {
                     anchor.see(entry.event.seq, entry.hash);
                 }
-                domain::evolve(&mut state, &entry.event);
                 if let Some(bar) = &progress
                     && entry.event.seq % 65_536 == 0
                 {
                     bar.set_position(entry.end);
                 }
             }
-            (Some(scanner.head()), scanner.torn())
+            let (state, head, torn) = replay.finish();
+            (state, Some(head), torn)
         }
-        None => (None, journal.torn_header()),
+        None => (State::default(), None, journal.torn_header()),
     };
     if let Some(bar) = progress {
         bar.finish_and_clear();

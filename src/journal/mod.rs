@@ -18,7 +18,7 @@ use crate::domain::{self, Command, Decision, Original, Rejection, Request, State
 use crate::event::Event;
 use crate::time::At;
 use line::{LineHash, MAX_LINE};
-use scan::{Head, Scanner, Start, Torn};
+use scan::{Head, Replay, Scanner, Start, Torn};
 use sidecar::Owner;
 
 /// What can go wrong with the journal file.
@@ -241,14 +241,6 @@ impl ReadJournal {
     }
 }
 
-/// Replays `scanner` to its end into `state`.
-pub fn fold(scanner: &mut Scanner<'_>, state: &mut State) -> Result<(), JournalError> {
-    while let Some(entry) = scanner.next(state)? {
-        domain::evolve(state, &entry.event);
-    }
-    Ok(())
-}
-
 /// Writes a new checkpoint if the lines read after the last one (from
 /// `from` to `head`) have grown long enough to be worth it. A failure only
 /// costs speed, so it is not reported.
@@ -378,21 +370,16 @@ impl Writer {
         // Another writer may have locked first and written: then the file
         // is not this writer's to remove, whoever created it.
         let created = created && len == 0;
-        let mut state = State::default();
-        let (head, torn) = match scan::read_start(&file, path, len)? {
-            Start::Empty(torn) => (None, torn),
+        let (state, head, torn) = match scan::read_start(&file, path, len)? {
+            Start::Empty(torn) => (State::default(), None, torn),
             Start::Header(header) => {
-                let from = match checkpoint::load(path, &file, header, len) {
-                    Some((cached, from)) => {
-                        state = cached;
-                        from
-                    }
-                    None => header,
-                };
-                let mut scanner = Scanner::new(&file, path, from, len);
-                fold(&mut scanner, &mut state)?;
-                refresh_checkpoint(path, owner, header, from, scanner.head(), &state);
-                (Some(scanner.head()), scanner.torn())
+                let (cached, from) = checkpoint::load(path, &file, header, len)
+                    .unwrap_or((State::default(), header));
+                let mut replay = Replay::new(Scanner::new(&file, path, from, len), cached);
+                replay.run()?;
+                let (state, head, torn) = replay.finish();
+                refresh_checkpoint(path, owner, header, from, head, &state);
+                (state, Some(head), torn)
             }
         };
         // `at` never decreases along the file, even if the clock steps back.
@@ -959,9 +946,9 @@ mod tests {
         writer.commit().expect("commit");
         drop(writer);
         let journal = ReadJournal::open(&path).expect("open").expect("exists");
-        let mut scanner = journal.scanner().expect("header");
-        let mut state = State::default();
-        fold(&mut scanner, &mut state).expect("valid");
+        let mut replay = Replay::new(journal.scanner().expect("header"), State::default());
+        replay.run().expect("valid");
+        let state = replay.state();
         assert_eq!(state.seq(), 3);
         assert_eq!(
             state.account("a").map(|a| a.balance),

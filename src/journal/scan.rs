@@ -782,6 +782,87 @@ impl<'f> Scanner<'f> {
     }
 }
 
+/// One event of a [`Replay::step_keeping`].
+pub struct Step<'r> {
+    /// The state before the event, when asked for.
+    pub before: Option<State>,
+    /// The state after it.
+    pub after: &'r State,
+    /// The event.
+    pub entry: Entry<'r>,
+}
+
+/// A scan and the state it folds: every event it hands over was checked
+/// against the state before it ([`Scanner::next`]) and has been folded into
+/// it ([`domain::evolve`]). Every path that reads the journal goes through
+/// this one loop, so that rule lives in one place.
+pub struct Replay<'f> {
+    scanner: Scanner<'f>,
+    state: State,
+}
+
+impl<'f> Replay<'f> {
+    /// Replays `scanner`'s events into `state` (the state at its start).
+    pub fn new(scanner: Scanner<'f>, state: State) -> Replay<'f> {
+        Replay { scanner, state }
+    }
+
+    /// The next event, and the state once it is folded in; `None` at the
+    /// end or at a torn tail.
+    pub fn step(&mut self) -> Result<Option<(&State, Entry<'_>)>, JournalError> {
+        let Some(entry) = self.scanner.next(&self.state)? else {
+            return Ok(None);
+        };
+        domain::evolve(&mut self.state, &entry.event);
+        Ok(Some((&self.state, entry)))
+    }
+
+    /// [`Replay::step`], keeping a copy of the state *before* the event
+    /// when `keep` says so of it (the state `--as-of` describes).
+    pub fn step_keeping(
+        &mut self,
+        keep: impl FnOnce(&Event<'_>) -> bool,
+    ) -> Result<Option<Step<'_>>, JournalError> {
+        let Some(entry) = self.scanner.next(&self.state)? else {
+            return Ok(None);
+        };
+        let before = keep(&entry.event).then(|| self.state.clone());
+        domain::evolve(&mut self.state, &entry.event);
+        Ok(Some(Step {
+            before,
+            after: &self.state,
+            entry,
+        }))
+    }
+
+    /// Folds every remaining event.
+    pub fn run(&mut self) -> Result<(), JournalError> {
+        while self.step()?.is_some() {}
+        Ok(())
+    }
+
+    /// The state so far.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Where the replay stands: after the last event handed over.
+    pub fn head(&self) -> Head {
+        self.scanner.head()
+    }
+
+    /// The torn tail it stopped at, if any.
+    pub fn torn(&self) -> Option<Torn> {
+        self.scanner.torn()
+    }
+
+    /// The state, the head and the torn tail, once done.
+    pub fn finish(self) -> (State, Head, Option<Torn>) {
+        let (head, torn) = (self.scanner.head(), self.scanner.torn());
+        (self.state, head, torn)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,8 @@
 use std::fs;
 
 use ledger::domain::State;
-use ledger::journal::{self, JournalError, ReadJournal};
+use ledger::journal::scan::Replay;
+use ledger::journal::{JournalError, ReadJournal};
 
 use super::{Rng, fast_dir, run_bounded, seed, soak};
 use crate::common::TestEnv;
@@ -200,10 +201,10 @@ fn read(path: &std::path::Path) -> Result<(), u64> {
         Err(JournalError::NotAJournal(_)) => return Err(1),
         Err(e) => panic!("{e}"),
     };
-    let Some(mut scanner) = journal.scanner() else {
+    let Some(scanner) = journal.scanner() else {
         return Ok(());
     };
-    match journal::fold(&mut scanner, &mut State::default()) {
+    match Replay::new(scanner, State::default()).run() {
         Ok(()) => Ok(()),
         Err(JournalError::Corrupt { line, .. }) => Err(line),
         Err(e) => panic!("{e}"),

@@ -19,7 +19,8 @@ use ledger::cli::{BatchLine, Cli};
 use ledger::cmd::{ReplayFrom, replay, write};
 use ledger::domain::{self, State};
 use ledger::journal::line::{self, LineHash};
-use ledger::journal::{self, JournalError, ReadJournal};
+use ledger::journal::scan::Replay;
+use ledger::journal::{JournalError, ReadJournal};
 use proptest::prelude::*;
 use proptest::test_runner::{RngSeed, TestCaseError};
 
@@ -170,10 +171,10 @@ fn read_journal(path: &Path) -> Result<(), TestCaseError> {
         Ok(j) => j.expect("exists"),
         Err(e) => return judged(e),
     };
-    let Some(mut scanner) = journal.scanner() else {
+    let Some(scanner) = journal.scanner() else {
         return Ok(());
     };
-    journal::fold(&mut scanner, &mut State::default()).or_else(judged)
+    Replay::new(scanner, State::default()).run().or_else(judged)
 }
 
 /// Words for command lines: commands, options, values good and bad.
