@@ -38,7 +38,11 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
     applier
         .writer()
         .reserve(input.commands.unwrap_or(input.len / SHORTEST_COMMAND));
-    parse_lines(input.reader, |line, command| {
+    let parser = || {
+        let mut grammar = Grammar::new();
+        move |text: &[u8]| parse_line(&mut grammar, text).transpose()
+    };
+    parse_lines(input.reader, "the batch input", parser, |line, command| {
         let buffer = buffer.get_or_insert_with(|| Prefault::start(staged_len));
         if let Some(ready) = buffer.ready() {
             applier.writer().adopt_buffer(ready);
@@ -242,19 +246,27 @@ const TYPICAL_GROWTH: usize = 6;
 /// The most memory made ready ahead of staging: a head start, not a bound.
 const PREFAULT_MAX: usize = 1 << 30;
 
-/// Reads the lines of `input` and hands each command (or why its line has
-/// none), with its line number, to `apply`, in input order; stops at the
-/// first error `apply` returns.
+/// Reads the lines of `input` (called `name` in a read error) and hands
+/// each command (or why its line has none), with its line number, to
+/// `apply`, in input order; stops at the first error `apply` returns. Each
+/// worker thread parses with a parser of its own, made by `parser`, which
+/// gives `None` for a line that holds no command (blank, a comment).
 ///
-/// Parsing (shell words, then clap) costs far more than deciding, and lines
-/// parse independently, so a reader thread cuts the input into chunks of
-/// lines, worker threads parse them, and this thread applies them in order.
-/// The channels between them hold a few chunks each, so memory stays
-/// bounded however long the input, and an early error stops the reading.
-fn parse_lines(
+/// Parsing (shell words then clap, or JSON for `import`) costs more than
+/// deciding, and lines parse independently, so a reader thread cuts the
+/// input into chunks of lines, worker threads parse them, and this thread
+/// applies them in order. The channels between them hold a few chunks
+/// each, so memory stays bounded however long the input, and an early
+/// error stops the reading.
+pub(crate) fn parse_lines<P>(
     input: Box<dyn BufRead + Send>,
+    name: &str,
+    parser: impl Fn() -> P + Sync,
     mut apply: impl FnMut(usize, Result<WriteCommand, Error>) -> Result<(), Error>,
-) -> Result<(), Error> {
+) -> Result<(), Error>
+where
+    P: FnMut(&[u8]) -> Option<Result<WriteCommand, Error>>,
+{
     type Parsed = Vec<(usize, Result<WriteCommand, Error>)>;
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -266,8 +278,9 @@ fn parse_lines(
                 let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(2);
                 let (tx, rx) = mpsc::sync_channel::<Parsed>(2);
                 inputs.push(chunk_tx);
+                let parser = &parser;
                 scope.spawn(move || {
-                    let mut grammar = Grammar::new();
+                    let mut parse = parser();
                     for chunk in chunk_rx {
                         let parsed: Parsed = match chunk {
                             Ok((first, text)) => text
@@ -275,9 +288,7 @@ fn parse_lines(
                                 .enumerate()
                                 .filter_map(|(i, text)| {
                                     let line = first + i;
-                                    parse_line(&mut grammar, text)
-                                        .transpose()
-                                        .map(|r| (line, r.map_err(|e| at_line(line, e))))
+                                    parse(text).map(|r| (line, r.map_err(|e| at_line(line, e))))
                                 })
                                 .collect(),
                             Err(e) => vec![(0, Err(e))],
@@ -291,7 +302,7 @@ fn parse_lines(
                 rx
             })
             .collect();
-        scope.spawn(move || read_chunks(input, &inputs));
+        scope.spawn(move || read_chunks(input, name, &inputs));
         for c in 0.. {
             // The worker of chunk `c` ends once it has no chunk `c`.
             let Ok(parsed) = receivers[c % workers].recv() else {
@@ -309,10 +320,15 @@ fn parse_lines(
 /// the first, or the error that ends the input.
 type Chunk = Result<(usize, Vec<u8>), Error>;
 
-/// Cuts `input` into chunks of [`CHUNK`] lines, handed to the workers in
-/// turn; stops at the end, at an error (handed on after the lines before
-/// it), or when the workers stop taking chunks.
-fn read_chunks(mut input: Box<dyn BufRead + Send>, workers: &[mpsc::SyncSender<Chunk>]) {
+/// Cuts `input` (called `name` in a read error) into chunks of [`CHUNK`]
+/// lines, handed to the workers in turn; stops at the end, at an error
+/// (handed on after the lines before it), or when the workers stop taking
+/// chunks.
+fn read_chunks(
+    mut input: Box<dyn BufRead + Send>,
+    name: &str,
+    workers: &[mpsc::SyncSender<Chunk>],
+) {
     let (mut line, mut c) = (0, 0);
     let mut send = |chunk: Chunk| {
         let sent = workers[c % workers.len()].send(chunk).is_ok();
@@ -330,7 +346,7 @@ fn read_chunks(mut input: Box<dyn BufRead + Send>, workers: &[mpsc::SyncSender<C
                 Ok(false) => Some(Ok(())),
                 Err(e) if e.kind() == io::ErrorKind::InvalidData => Some(Err(too_long(line))),
                 Err(e) => {
-                    let e = JournalError::io("the batch input".as_ref(), "read", e);
+                    let e = JournalError::io(name.as_ref(), "read", e);
                     Some(Err(Error::Journal(e)))
                 }
             };

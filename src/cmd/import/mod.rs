@@ -4,8 +4,9 @@
 //! Both readers build the very [`WriteCommand`] values the command line
 //! parser builds, through the same value parsers
 //! ([`WriteCommand::set_arg`]), so every input is checked alike. Records are
-//! read, parsed and applied one at a time: memory does not grow with the
-//! input (apart from the events staged for the one write).
+//! read, parsed and applied in order (JSON Lines parsed on worker threads,
+//! as `batch` parses): memory does not grow with the input (apart from the
+//! events staged for the one write).
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal, Read};
@@ -24,10 +25,24 @@ pub mod rules;
 
 /// Runs an import.
 pub fn run(ctx: &Context, args: &ImportArgs) -> Result<(), Error> {
-    let (input, name) = open_input(args)?;
+    let (input, name, len) = open_input(args)?;
     // Rules are read, and checked, before the journal is locked.
     let rules = args.rules.as_deref().map(rules::Rules::load).transpose()?;
     let mut applier = Applier::open(ctx, args.dry_run)?;
+    if let Some(len) = len {
+        // Room for the staged lines, reserved (not touched: it costs no
+        // memory until used), so that they are not copied each time they
+        // outgrow it; an event line is a few times its record.
+        let growth = if rules.is_some() { 8 } else { 4 };
+        let mut room = Vec::new();
+        if room
+            .try_reserve_exact(len.saturating_mul(growth).min(MAX_ROOM))
+            .is_ok()
+        {
+            applier.writer().adopt_buffer(room);
+        }
+        applier.writer().reserve(len / SHORTEST_RECORD);
+    }
     match rules {
         Some(rules) => csv::import(input, &name, &rules, &mut applier)?,
         None => jsonl::import(input, &name, &mut applier)?,
@@ -35,18 +50,35 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> Result<(), Error> {
     applier.finish()
 }
 
-/// The input and the name errors give it.
-fn open_input(args: &ImportArgs) -> Result<(Box<dyn BufRead>, String), Error> {
+/// The most room reserved ahead for staged lines: a hint, not a bound.
+const MAX_ROOM: usize = 1 << 30;
+
+/// About the shortest record (`{"command":"close","account":"a"}`, a
+/// CSV row of a date and an amount): the input's length over it bounds how
+/// many events it makes, to size the index of staged lines (reserved only).
+const SHORTEST_RECORD: usize = 16;
+
+/// What [`open_input`] opens.
+type Input = (Box<dyn BufRead + Send>, String, Option<usize>);
+
+/// The input, the name errors give it, and its length if it is a file.
+fn open_input(args: &ImportArgs) -> Result<Input, Error> {
     /// Large reads: a million records go through this.
     const BUFFER: usize = 1 << 18;
     match args.input.as_deref() {
         Some(path) if path.as_os_str() != "-" => {
             let file = File::open(path)
                 .map_err(|e| Error::Journal(JournalError::io(path, "read import file", e)))?;
-            let reader: Box<dyn Read> = Box::new(file);
+            let len = file
+                .metadata()
+                .ok()
+                .filter(|m| m.is_file())
+                .and_then(|m| usize::try_from(m.len()).ok());
+            let reader: Box<dyn Read + Send> = Box::new(file);
             Ok((
                 Box::new(BufReader::with_capacity(BUFFER, reader)),
                 path.display().to_string(),
+                len,
             ))
         }
         _ => {
@@ -56,6 +88,7 @@ fn open_input(args: &ImportArgs) -> Result<(Box<dyn BufRead>, String), Error> {
             Ok((
                 Box::new(BufReader::with_capacity(BUFFER, io::stdin())),
                 "stdin".into(),
+                None,
             ))
         }
     }
@@ -78,8 +111,14 @@ fn template(seed: &[&str]) -> Result<WriteCommand, Error> {
 
 /// Sets argument `id` (clap's name) of `command` to `word` through its
 /// command-line value parser; a word it refuses gets that parser's own
-/// message. `what` says where the word came from, for the message.
-fn set(command: &mut WriteCommand, id: &str, word: &str, what: &str) -> Result<(), Error> {
+/// message. `what` says where the word came from, for the message (only
+/// formatted then: this runs for every field of every record).
+fn set(
+    command: &mut WriteCommand,
+    id: &str,
+    word: &str,
+    what: impl std::fmt::Display,
+) -> Result<(), Error> {
     match command.set_arg(id, word) {
         Some(Ok(())) => Ok(()),
         Some(Err(())) => Err(Error::Usage(format!(
@@ -134,7 +173,12 @@ fn subcommand_name(command: &WriteCommand) -> &'static str {
 }
 
 /// Adds tag `key`=`value` to `command`, checked as `--tag` checks it.
-fn add_tag(command: &mut WriteCommand, key: &str, value: &str, what: &str) -> Result<(), Error> {
+fn add_tag(
+    command: &mut WriteCommand,
+    key: &str,
+    value: &str,
+    what: impl std::fmt::Display,
+) -> Result<(), Error> {
     if key.contains('=') {
         return Err(Error::Usage(format!(
             "{what}: '{key}' is not a tag key (1-64 of a-z 0-9 _ . -)"
