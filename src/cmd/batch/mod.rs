@@ -43,7 +43,7 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
         move |text: &[u8]| parse_line(&mut grammar, text).transpose()
     };
     parse_lines(input.reader, "the batch input", parser, |line, command| {
-        let buffer = buffer.get_or_insert_with(|| Prefault::start(staged_len));
+        let buffer = buffer.get_or_insert_with(|| Prefault::start(staged_len, staged_len));
         if let Some(ready) = buffer.ready() {
             applier.writer().adopt_buffer(ready);
         }
@@ -179,15 +179,17 @@ fn commands(input: &[u8]) -> usize {
 /// maps and zeroes each fresh page on first touch; for a large batch that
 /// cost the applying thread about as much as encoding its lines, while the
 /// parsing threads had time to spare.
-struct Prefault {
+pub(crate) struct Prefault {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<Vec<u8>>>,
 }
 
 impl Prefault {
-    /// Starts making `bytes` ready (less if asked to stop, nothing if the
-    /// memory or a thread cannot be had: it is only a head start).
-    fn start(bytes: usize) -> Prefault {
+    /// Starts making a buffer with room for `room` bytes, the first
+    /// `bytes` of them ready (less if asked to stop, nothing if the memory
+    /// or a thread cannot be had: it is only a head start). Room beyond
+    /// `bytes` is only reserved: it costs no memory until used.
+    pub(crate) fn start(room: usize, bytes: usize) -> Prefault {
         /// Touched at a time, between checks for `stop`.
         const STEP: usize = 2 << 20;
         let stop = Arc::new(AtomicBool::new(false));
@@ -196,7 +198,8 @@ impl Prefault {
             .name("batch-memory".into())
             .spawn(move || {
                 let mut buffer = Vec::new();
-                if buffer.try_reserve_exact(bytes).is_ok() {
+                let bytes = bytes.min(room);
+                if buffer.try_reserve_exact(room).is_ok() {
                     while buffer.len() < bytes && !stopped.load(Ordering::Relaxed) {
                         buffer.resize(bytes.min(buffer.len() + STEP), 0);
                     }
@@ -210,7 +213,7 @@ impl Prefault {
     }
 
     /// The buffer, once (and the one time) it is ready.
-    fn ready(&mut self) -> Option<Vec<u8>> {
+    pub(crate) fn ready(&mut self) -> Option<Vec<u8>> {
         let thread = self.thread.take_if(|t| t.is_finished())?;
         thread.join().ok()
     }
@@ -381,7 +384,7 @@ mod tests {
 
     #[test]
     fn prefaulted_memory_is_empty_with_room() {
-        let mut prefault = Prefault::start(3 << 20);
+        let mut prefault = Prefault::start(4 << 20, 3 << 20);
         let buffer = loop {
             if let Some(buffer) = prefault.ready() {
                 break buffer;
@@ -389,7 +392,7 @@ mod tests {
             std::thread::yield_now();
         };
         assert!(buffer.is_empty());
-        assert!(buffer.capacity() >= 3 << 20);
+        assert!(buffer.capacity() >= 4 << 20);
         assert!(prefault.ready().is_none());
     }
 }

@@ -10,7 +10,6 @@ use sha2::{Digest, Sha256};
 use super::rules::{Amounts, Compiled, Mapping, Rules};
 use super::{add_tag, read_error, set, template};
 use crate::cli::WriteCommand;
-use crate::cmd::apply::Applier;
 use crate::error::Error;
 use crate::time::Day;
 
@@ -19,7 +18,7 @@ pub(super) fn import(
     mut input: Box<dyn BufRead + Send>,
     name: &str,
     rules: &Rules,
-    applier: &mut Applier<'_>,
+    apply: &mut impl FnMut(usize, Result<WriteCommand, Error>) -> Result<(), Error>,
 ) -> Result<(), Error> {
     // A BOM would otherwise stick to the first column's name (or a
     // skipped line), whatever the csv crate does with its own first line.
@@ -63,8 +62,8 @@ pub(super) fn import(
         &compiled,
         |line, result| match result {
             Ok(None) => Ok(()),
-            Ok(Some(row)) => applier.apply(line, row.finish(&mut seen)),
-            Err(e) => applier.apply(line, Err(e)),
+            Ok(Some(row)) => apply(line, row.finish(&mut seen)),
+            Err(e) => apply(line, Err(e)),
         },
     )
 }

@@ -9,7 +9,6 @@ use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{add_tag, set, template};
 use crate::cli::WriteCommand;
-use crate::cmd::apply::Applier;
 use crate::cmd::batch::parse_lines;
 use crate::error::Error;
 
@@ -141,7 +140,7 @@ const OPTIONS: &[Key] = &[
 pub(super) fn import(
     input: Box<dyn BufRead + Send>,
     name: &str,
-    applier: &mut Applier<'_>,
+    apply: &mut impl FnMut(usize, Result<WriteCommand, Error>) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let parser = || {
         let mut templates: Vec<Option<WriteCommand>> = SHAPES.iter().map(|_| None).collect();
@@ -149,9 +148,7 @@ pub(super) fn import(
             (!text.iter().all(u8::is_ascii_whitespace)).then(|| command(text, &mut templates))
         }
     };
-    parse_lines(input, name, parser, |line, command| {
-        applier.apply(line, command)
-    })
+    parse_lines(input, name, parser, apply)
 }
 
 /// The write command of one line.

@@ -16,6 +16,7 @@ use clap::CommandFactory;
 use crate::cli::{BatchLine, ImportArgs, WriteCommand};
 use crate::cmd::Context;
 use crate::cmd::apply::Applier;
+use crate::cmd::batch::Prefault;
 use crate::error::Error;
 use crate::journal::JournalError;
 
@@ -29,24 +30,31 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> Result<(), Error> {
     // Rules are read, and checked, before the journal is locked.
     let rules = args.rules.as_deref().map(rules::Rules::load).transpose()?;
     let mut applier = Applier::open(ctx, args.dry_run)?;
-    if let Some(len) = len {
-        // Room for the staged lines, reserved (not touched: it costs no
-        // memory until used), so that they are not copied each time they
-        // outgrow it; an event line is a few times its record.
-        let growth = if rules.is_some() { 8 } else { 4 };
-        let mut room = Vec::new();
-        if room
-            .try_reserve_exact(len.saturating_mul(growth).min(MAX_ROOM))
-            .is_ok()
-        {
-            applier.writer().adopt_buffer(room);
-        }
+    // With a file for input, room for the staged lines is reserved from
+    // its length, so that they are not copied each time they outgrow their
+    // buffer, and the part they surely fill is made ready on another
+    // thread, so that this one does not wait on the kernel for fresh
+    // pages (see `batch`). An event line is a few times its record: from
+    // twice (a long JSON record) to five times (a short CSV row).
+    let mut prefault = len.map(|len| {
         applier.writer().reserve(len / SHORTEST_RECORD);
+        let (room, ready) = if rules.is_some() { (8, 4) } else { (4, 2) };
+        Prefault::start(
+            len.saturating_mul(room).min(MAX_ROOM),
+            len.saturating_mul(ready).min(MAX_ROOM),
+        )
+    });
+    let mut apply = |line: usize, command: Result<WriteCommand, Error>| {
+        if let Some(ready) = prefault.as_mut().and_then(Prefault::ready) {
+            applier.writer().adopt_buffer(ready);
+        }
+        applier.apply(line, command)
+    };
+    match &rules {
+        Some(rules) => csv::import(input, &name, rules, &mut apply)?,
+        None => jsonl::import(input, &name, &mut apply)?,
     }
-    match rules {
-        Some(rules) => csv::import(input, &name, &rules, &mut applier)?,
-        None => jsonl::import(input, &name, &mut applier)?,
-    }
+    drop(prefault);
     applier.finish()
 }
 
