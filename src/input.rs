@@ -111,8 +111,14 @@ fn text(what: &'static str, s: &str, max: usize) -> Result<(), InputError> {
 
 /// KEY: 1-128 printable characters, no whitespace.
 pub fn key(key: &str) -> Result<(), InputError> {
-    let ok = (1..=128).contains(&key.chars().count())
-        && key.chars().all(|c| !c.is_whitespace() && !c.is_control());
+    // ASCII (the usual case, checked per event) is printable from `!` to
+    // `~`: whitespace and control characters are below or at 0x7f.
+    let ok = if key.is_ascii() {
+        (1..=128).contains(&key.len()) && key.bytes().all(|b| (b'!'..=b'~').contains(&b))
+    } else {
+        (1..=128).contains(&key.chars().count())
+            && key.chars().all(|c| !c.is_whitespace() && !c.is_control())
+    };
     if ok {
         Ok(())
     } else {
@@ -158,6 +164,17 @@ pub fn tags<'a>(tags: impl ExactSizeIterator<Item = (&'a str, &'a str)>) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The ASCII fast path of `key` says what the general rule says.
+        #[test]
+        fn keys_checked_fast_as_by_the_rule(text in "[\\x00-\\x7f]{0,130}|[!-~]{0,130}|[!-~ ]{0,3}|\\PC{0,130}") {
+            let rule = (1..=128).contains(&text.chars().count())
+                && text.chars().all(|c| !c.is_whitespace() && !c.is_control());
+            prop_assert_eq!(key(&text).is_ok(), rule);
+        }
+    }
 
     #[test]
     fn account_names() {

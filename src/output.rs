@@ -503,17 +503,27 @@ fn tags_json(event: &Event<'_>) -> String {
 /// What an event did, in words: `deposit 50.00 to acct1`; a reversal
 /// names what it undoes, a book date says so.
 pub fn describe(event: &Event<'_>) -> String {
-    let mut text = describe_change(&event.change);
-    if let Some(seq) = event.reverses {
-        text = format!("reverse seq {seq}: {text}");
-    }
-    if let Some(date) = event.date {
-        text.push_str(&format!(" (booked {date})"));
-    }
+    let mut text = String::new();
+    describe_into(&mut text, event);
     text
 }
 
-fn describe_change(change: &Change<'_>) -> String {
+/// [`describe`], appended to `out` (no allocation of its own: export
+/// describes most events).
+pub fn describe_into(out: &mut String, event: &Event<'_>) {
+    use std::fmt::Write as _;
+    // Writing to a `String` cannot fail.
+    if let Some(seq) = event.reverses {
+        let _ = write!(out, "reverse seq {seq}: ");
+    }
+    let _ = describe_change(out, &event.change);
+    if let Some(date) = event.date {
+        let _ = write!(out, " (booked {date})");
+    }
+}
+
+fn describe_change(s: &mut String, change: &Change<'_>) -> std::fmt::Result {
+    use std::fmt::Write as _;
     match change {
         Change::AccountCreated {
             account,
@@ -521,36 +531,35 @@ fn describe_change(change: &Change<'_>) -> String {
             currency,
             decimals,
         } => {
-            let mut s = format!("open {account}");
+            write!(s, "open {account}")?;
             if let Some(owner) = owner {
-                s.push_str(&format!(" for {owner}"));
+                write!(s, " for {owner}")?;
             }
             match currency {
-                Some(c) => s.push_str(&format!(" in {c}, {decimals} decimals")),
-                None => s.push_str(&format!(", {decimals} decimals")),
+                Some(c) => write!(s, " in {c}, {decimals} decimals"),
+                None => write!(s, ", {decimals} decimals"),
             }
-            s
         }
-        Change::MoneyDeposited { account, amount } => format!("deposit {amount} to {account}"),
-        Change::MoneyWithdrawn { account, amount } => format!("withdraw {amount} from {account}"),
+        Change::MoneyDeposited { account, amount } => write!(s, "deposit {amount} to {account}"),
+        Change::MoneyWithdrawn { account, amount } => write!(s, "withdraw {amount} from {account}"),
         Change::TransferCompleted { from, to, amount } => {
-            format!("transfer {amount} from {from} to {to}")
+            write!(s, "transfer {amount} from {from} to {to}")
         }
-        Change::AccountClosed { account } => format!("close {account}"),
+        Change::AccountClosed { account } => write!(s, "close {account}"),
         Change::FundsHeld {
             account,
             amount,
             to,
             expires,
         } => {
-            let mut text = format!("hold {amount} of {account}");
+            write!(s, "hold {amount} of {account}")?;
             if let Some(to) = to {
-                text.push_str(&format!(" for {to}"));
+                write!(s, " for {to}")?;
             }
             if let Some(expires) = expires {
-                text.push_str(&format!(" until {expires}"));
+                write!(s, " until {expires}")?;
             }
-            text
+            Ok(())
         }
         Change::HoldCaptured {
             hold,
@@ -558,9 +567,9 @@ fn describe_change(change: &Change<'_>) -> String {
             to,
             amount,
         } => match to {
-            Some(to) => format!("capture {amount} of hold {hold}: {account} to {to}"),
-            None => format!("capture {amount} of hold {hold}: out of {account}"),
+            Some(to) => write!(s, "capture {amount} of hold {hold}: {account} to {to}"),
+            None => write!(s, "capture {amount} of hold {hold}: out of {account}"),
         },
-        Change::HoldReleased { hold, account } => format!("release hold {hold} of {account}"),
+        Change::HoldReleased { hold, account } => write!(s, "release hold {hold} of {account}"),
     }
 }

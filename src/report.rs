@@ -45,8 +45,32 @@ struct Tally {
     /// The earliest day of any of its events (counted or not): the range
     /// starts with it when `--since` does not say.
     first_day: Option<Day>,
-    /// Per period, keyed by the period's first day.
-    flows: FxHashMap<Day, Flow>,
+    /// Per period, keyed by the period's first day, in order of first use.
+    flows: Vec<(Day, Flow)>,
+    /// Where each period's flow is in `flows`.
+    at: FxHashMap<Day, usize>,
+    /// The index in `flows` used last: an account's events mostly come
+    /// period by period.
+    last: usize,
+}
+
+impl Tally {
+    /// The flow of the period starting on `key`.
+    fn flow(&mut self, key: Day) -> &mut Flow {
+        let i = match self.flows.get(self.last) {
+            Some((k, _)) if *k == key => self.last,
+            _ => match self.at.get(&key) {
+                Some(&i) => i,
+                None => {
+                    self.flows.push((key, Flow::default()));
+                    self.at.insert(key, self.flows.len() - 1);
+                    self.flows.len() - 1
+                }
+            },
+        };
+        self.last = i;
+        &mut self.flows[i].1
+    }
 }
 
 /// One line of a report: an account, or the total of a currency.
@@ -100,8 +124,11 @@ pub struct Builder<'a> {
     until_day: Option<Day>,
     index: FxHashMap<Box<str>, usize>,
     tallies: Vec<Tally>,
-    /// The last day seen and its period: events mostly come day by day.
-    last: Option<(Day, Day)>,
+    /// The periods of the last events (each one's first day, and the first
+    /// day of the next), the latest first: events mostly come period by
+    /// period, or alternate between two (recorded on one day, booked on
+    /// days of another).
+    last: [Option<(Day, Day)>; 2],
     /// The instants the last day of an `at` spans in the zone, and that
     /// day: most events fall on the day of the one before, and asking the
     /// zone for each costs more than the rest of the report.
@@ -135,7 +162,7 @@ impl<'a> Builder<'a> {
             until_day,
             index: FxHashMap::default(),
             tallies: Vec::new(),
-            last: None,
+            last: [None, None],
             day_span: None,
         })
     }
@@ -156,17 +183,23 @@ impl<'a> Builder<'a> {
         let Some(by) = self.spec.by else {
             return Day::from_days(0);
         };
-        if let Some((d, key)) = self.last
-            && d == day
-        {
-            return key;
-        }
         let held = self
             .until_day
             .map_or(day, |u| day.min(u))
             .max(self.since_day.unwrap_or(day));
+        let within = |period: Option<(Day, Day)>| {
+            period.is_some_and(|(key, next)| key <= held && held < next)
+        };
+        if within(self.last[0]) || within(self.last[1]) {
+            if within(self.last[1]) {
+                self.last.swap(0, 1);
+            }
+            if let Some((key, _)) = self.last[0] {
+                return key;
+            }
+        }
         let key = by.start_of(held);
-        self.last = Some((day, key));
+        self.last = [Some((key, by.next(key))), self.last[0]];
         key
     }
 
@@ -209,7 +242,7 @@ impl<'a> Builder<'a> {
         let key = self.key(day);
         if !before {
             for i in ids.iter().flatten() {
-                let flow = self.tallies[*i].flows.entry(key).or_default();
+                let flow = self.tallies[*i].flow(key);
                 flow.events = flow.events.saturating_add(1);
             }
         }
@@ -226,7 +259,7 @@ impl<'a> Builder<'a> {
                 tally.before = sum(tally.before, delta, name, "balance")?;
                 continue;
             }
-            let flow = tally.flows.entry(key).or_default();
+            let flow = tally.flow(key);
             if delta.0 >= 0 {
                 flow.inflow = sum(flow.inflow, delta, name, "money in")?;
             } else {

@@ -10,12 +10,15 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
 
+use rustc_hash::FxHashMap;
+
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::cmd::{Context, ReplayFrom, replay};
 use crate::domain::State;
 use crate::error::Error;
 use crate::event::{Change, Event};
 use crate::journal::JournalError;
+use crate::money::Amount;
 use crate::time::Day;
 
 /// The commodity of accounts without a currency.
@@ -79,13 +82,15 @@ fn books(ctx: &Context, args: &ExportArgs, out: &mut impl Write) -> Result<(), E
     // meantime) are left out, so nothing undeclared is used.
     let last = replay(&ctx.path, None, ReplayFrom::Checkpoint, |_, _| Ok(()))?;
     let beancount = args.to == ExportFormat::Beancount;
-    let names = Names::of(&last, beancount);
+    let mut names = Names::of(&last, beancount);
     names.preamble(out, &last, ctx)?;
     // Beancount needs each account opened on or before its first posting,
     // which a backdated event may put before its creation: the earliest
     // day of each is noted, and the `open`s written at the end (beancount
     // does not care where they are).
     let mut first_day: BTreeMap<String, Day> = BTreeMap::new();
+    // Events are rendered into one buffer, handed to `out` in large pieces.
+    let mut buf = Vec::with_capacity(FLUSH_AT + (1 << 12));
     replay(&ctx.path, None, ReplayFrom::Start, |state, entry| {
         let event = &entry.event;
         let selected = event.seq <= last.seq()
@@ -96,23 +101,44 @@ fn books(ctx: &Context, args: &ExportArgs, out: &mut impl Write) -> Result<(), E
             return Ok(());
         }
         let day = event.day(&ctx.zone);
-        for (account, _) in event.change.effects().into_iter().flatten() {
-            let first = first_day.entry(account.to_owned()).or_insert(day);
-            *first = (*first).min(day);
+        if beancount {
+            for (account, _) in event.change.effects().into_iter().flatten() {
+                match first_day.get_mut(account) {
+                    Some(first) => *first = (*first).min(day),
+                    None => {
+                        first_day.insert(account.to_owned(), day);
+                    }
+                }
+            }
         }
-        names.event(out, state, event, day)?;
+        names.event(&mut buf, state, event, day);
+        if buf.len() >= FLUSH_AT {
+            out.write_all(&buf)?;
+            buf.clear();
+        }
         Ok(())
     })?;
+    out.write_all(&buf)?;
     if beancount {
         names.opens(out, &first_day)?;
     }
     Ok(())
 }
 
+/// How much rendered text `books` gathers before writing it out.
+const FLUSH_AT: usize = 1 << 18;
+
 /// How accounts and commodities are called in the target format.
 struct Names {
     beancount: bool,
     outside: &'static str,
+    /// Each account's name in the target format, made on first use.
+    accounts: FxHashMap<Box<str>, Box<str>>,
+    /// Each unit's commodity (by its index in [`State::units`]), made on
+    /// first use.
+    commodities: Vec<Option<Box<str>>>,
+    /// Room for an event's description, reused.
+    described: String,
 }
 
 impl Names {
@@ -124,6 +150,9 @@ impl Names {
             } else {
                 "equity:outside"
             },
+            accounts: FxHashMap::default(),
+            commodities: Vec::new(),
+            described: String::new(),
         }
     }
 
@@ -146,14 +175,58 @@ impl Names {
         }
     }
 
-    /// The commodity of `account` in `state`, with its decimals.
-    fn unit_of(&self, state: &State, account: &str) -> (String, u8) {
-        state
-            .account(account)
-            .map_or((self.commodity(None), 0), |a| {
+    /// Appends `name` in the target format (cached: the mapping is a pure
+    /// function of the name).
+    fn push_account(&mut self, buf: &mut Vec<u8>, name: &str) {
+        if let Some(mapped) = self.accounts.get(name) {
+            buf.extend_from_slice(mapped.as_bytes());
+            return;
+        }
+        let mapped = self.account(name);
+        buf.extend_from_slice(mapped.as_bytes());
+        self.accounts.insert(name.into(), mapped.into());
+    }
+
+    /// Appends one posting line: `account  amount commodity`, the amount
+    /// with the decimals of `account` in `state` (the account of the outside
+    /// world's side is `outside`).
+    fn push_posting(
+        &mut self,
+        buf: &mut Vec<u8>,
+        state: &State,
+        (account, amount, is_ours): (&str, Amount, bool),
+    ) {
+        buf.extend_from_slice(if self.beancount { b"  " } else { b"    " });
+        if is_ours {
+            self.push_account(buf, account);
+        } else {
+            buf.extend_from_slice(self.outside.as_bytes());
+        }
+        buf.extend_from_slice(b"  ");
+        match state.account(account) {
+            Some(a) => {
                 let unit = state.unit_of(a);
-                (self.commodity(unit.currency.as_deref()), unit.decimals)
-            })
+                amount.display(unit.decimals).write_to(buf);
+                buf.push(b' ');
+                if self.commodities.len() <= a.unit {
+                    self.commodities.resize(a.unit + 1, None);
+                }
+                match &self.commodities[a.unit] {
+                    Some(c) => buf.extend_from_slice(c.as_bytes()),
+                    None => {
+                        let c = self.commodity(unit.currency.as_deref());
+                        buf.extend_from_slice(c.as_bytes());
+                        self.commodities[a.unit] = Some(c.into());
+                    }
+                }
+            }
+            None => {
+                amount.display(0).write_to(buf);
+                buf.push(b' ');
+                buf.extend_from_slice(self.commodity(None).as_bytes());
+            }
+        }
+        buf.push(b'\n');
     }
 
     /// What comes before the transactions: a comment, and for ledger-cli
@@ -202,76 +275,92 @@ impl Names {
             writeln!(out, "tag {tag}")?;
         }
         writeln!(out, "account {}", self.outside)?;
-        for (name, _) in state.accounts() {
+        // In name order: the state's own order is no order at all.
+        let mut accounts: Vec<&str> = state.accounts().map(|(name, _)| name).collect();
+        accounts.sort_unstable();
+        for name in accounts {
             writeln!(out, "account {}", self.account(name))?;
         }
         Ok(writeln!(out)?)
     }
 
-    /// One event: a transaction if it moves money, else a comment.
-    fn event(
-        &self,
-        out: &mut impl Write,
-        state: &State,
-        event: &Event<'_>,
-        day: Day,
-    ) -> Result<(), Error> {
-        let postings: Vec<(String, String)> = postings(&event.change)
-            .into_iter()
-            .map(|(account, amount, is_ours)| {
-                let (commodity, decimals) = self.unit_of(state, account);
-                let name = if is_ours {
-                    self.account(account)
-                } else {
-                    self.outside.to_owned()
-                };
-                (name, format!("{} {commodity}", amount.display(decimals)))
-            })
-            .collect();
-        let day = String::from_utf8_lossy(&day.text()).into_owned();
-        if postings.is_empty() {
-            return Ok(writeln!(
-                out,
-                "; {day} seq {}: {}\n",
-                event.seq,
-                crate::output::describe(event)
-            )?);
+    /// Appends one event: a transaction if it moves money, else a comment.
+    fn event(&mut self, buf: &mut Vec<u8>, state: &State, event: &Event<'_>, day: Day) {
+        let day = day.text();
+        let postings = postings(&event.change);
+        if postings.iter().all(Option::is_none) {
+            buf.extend_from_slice(b"; ");
+            buf.extend_from_slice(&day);
+            buf.extend_from_slice(b" seq ");
+            push_u64(buf, event.seq);
+            buf.extend_from_slice(b": ");
+            self.described.clear();
+            crate::output::describe_into(&mut self.described, event);
+            buf.extend_from_slice(self.described.as_bytes());
+            buf.extend_from_slice(b"\n\n");
+            return;
         }
-        let title = event
-            .memo
-            .as_deref()
-            .map_or_else(|| crate::output::describe(event), str::to_owned);
+        let title = match event.memo.as_deref() {
+            Some(memo) => memo,
+            None => {
+                self.described.clear();
+                crate::output::describe_into(&mut self.described, event);
+                &self.described
+            }
+        };
+        buf.extend_from_slice(&day);
         if self.beancount {
-            writeln!(out, "{day} * {}", quoted(&title))?;
-            writeln!(out, "  seq: {}", event.seq)?;
+            buf.extend_from_slice(b" * ");
+            push_quoted(buf, title);
+            buf.extend_from_slice(b"\n  seq: ");
+            push_u64(buf, event.seq);
+            buf.push(b'\n');
             if let Some(id) = &event.id {
-                writeln!(out, "  id: {}", quoted(id))?;
+                buf.extend_from_slice(b"  id: ");
+                push_quoted(buf, id);
+                buf.push(b'\n');
             }
             if let Some(memo) = &event.memo {
-                writeln!(out, "  memo: {}", quoted(memo))?;
+                buf.extend_from_slice(b"  memo: ");
+                push_quoted(buf, memo);
+                buf.push(b'\n');
             }
             if let Some(seq) = event.reverses {
-                writeln!(out, "  reverses: {seq}")?;
+                buf.extend_from_slice(b"  reverses: ");
+                push_u64(buf, seq);
+                buf.push(b'\n');
             }
             for (key, value) in &event.tags {
-                writeln!(out, "  {}: {}", beancount_tag_key(key), quoted(value))?;
-            }
-            for (account, amount) in &postings {
-                writeln!(out, "  {account}  {amount}")?;
+                buf.extend_from_slice(b"  ");
+                buf.extend_from_slice(beancount_tag_key(key).as_bytes());
+                buf.extend_from_slice(b": ");
+                push_quoted(buf, value);
+                buf.push(b'\n');
             }
         } else {
+            buf.extend_from_slice(b" * (");
+            push_u64(buf, event.seq);
+            buf.extend_from_slice(b") ");
             // `;` would start a comment in the description: the memo is
             // kept exactly in its metadata.
-            writeln!(out, "{day} * ({}) {}", event.seq, title.replace(';', ","))?;
-            writeln!(out, "    ; Seq: {}", event.seq)?;
+            buf.extend(title.bytes().map(|b| if b == b';' { b',' } else { b }));
+            buf.extend_from_slice(b"\n    ; Seq: ");
+            push_u64(buf, event.seq);
+            buf.push(b'\n');
             if let Some(id) = &event.id {
-                writeln!(out, "    ; Id: {id}")?;
+                buf.extend_from_slice(b"    ; Id: ");
+                buf.extend_from_slice(id.as_bytes());
+                buf.push(b'\n');
             }
             if let Some(memo) = &event.memo {
-                writeln!(out, "    ; Memo: {memo}")?;
+                buf.extend_from_slice(b"    ; Memo: ");
+                buf.extend_from_slice(memo.as_bytes());
+                buf.push(b'\n');
             }
             if let Some(seq) = event.reverses {
-                writeln!(out, "    ; Reverses: {seq}")?;
+                buf.extend_from_slice(b"    ; Reverses: ");
+                push_u64(buf, seq);
+                buf.push(b'\n');
             }
             if !event.tags.is_empty() {
                 let tags: BTreeMap<&str, &str> = event
@@ -279,17 +368,15 @@ impl Names {
                     .iter()
                     .map(|(k, v)| (k.as_ref(), v.as_ref()))
                     .collect();
-                writeln!(
-                    out,
-                    "    ; Tags: {}",
-                    serde_json::to_string(&tags).unwrap_or_default()
-                )?;
-            }
-            for (account, amount) in &postings {
-                writeln!(out, "    {account}  {amount}")?;
+                buf.extend_from_slice(b"    ; Tags: ");
+                buf.extend_from_slice(serde_json::to_string(&tags).unwrap_or_default().as_bytes());
+                buf.push(b'\n');
             }
         }
-        Ok(writeln!(out)?)
+        for posting in postings.into_iter().flatten() {
+            self.push_posting(buf, state, posting);
+        }
+        buf.push(b'\n');
     }
 
     /// Beancount's `open` of each account on the earliest day it is used.
@@ -308,24 +395,50 @@ impl Names {
 
 /// The postings of a change: each account with its signed amount, and
 /// whether it is one of ours (else the outside world's side of it).
-fn postings<'c>(change: &'c Change<'_>) -> Vec<(&'c str, crate::money::Amount, bool)> {
-    let effects: Vec<_> = change.effects().into_iter().flatten().collect();
-    match effects.as_slice() {
-        [(account, amount)] => vec![
-            (account, *amount, true),
-            (
-                account,
-                crate::money::Amount(amount.0.saturating_neg()),
-                false,
-            ),
+fn postings<'c>(change: &'c Change<'_>) -> [Option<(&'c str, Amount, bool)>; 2] {
+    let ours = |(account, amount): (&'c str, Amount)| (account, amount, true);
+    match change.effects() {
+        [Some((account, amount)), None] | [None, Some((account, amount))] => [
+            Some((account, amount, true)),
+            Some((account, Amount(amount.0.saturating_neg()), false)),
         ],
-        many => many.iter().map(|(a, x)| (*a, *x, true)).collect(),
+        [first, second] => [first.map(ours), second.map(ours)],
     }
 }
 
-/// A beancount string.
-fn quoted(text: &str) -> String {
-    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+/// Appends the decimal digits of `n`.
+fn push_u64(buf: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
+}
+
+/// Appends `text` as a beancount string: in quotes, each `\` and `"` escaped by a `\`.
+fn push_quoted(buf: &mut Vec<u8>, text: &str) {
+    buf.push(b'"');
+    if !text.bytes().any(|b| b == b'\\' || b == b'"') {
+        // Most texts: nothing to escape.
+        buf.extend_from_slice(text.as_bytes());
+        buf.push(b'"');
+        return;
+    }
+    for b in text.bytes() {
+        match b {
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'"' => buf.extend_from_slice(b"\\\""),
+            b => buf.push(b),
+        }
+    }
+    buf.push(b'"');
 }
 
 /// A tag key as a beancount metadata key (`[a-z][a-zA-Z0-9_-]*`): `tag-`
@@ -443,7 +556,26 @@ mod tests {
         assert_eq!(beancount_tag_key("a.b-c"), "tag-a-db--c");
     }
 
+    /// A beancount string, the plain way: what `push_quoted` must write.
+    fn quoted(text: &str) -> String {
+        format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+
     proptest! {
+        #[test]
+        fn quoting_in_place_matches_the_plain_way(text in "[a\"\\\\é ]{0,20}|.{0,40}") {
+            let mut buf = Vec::new();
+            push_quoted(&mut buf, &text);
+            prop_assert_eq!(String::from_utf8(buf).ok(), Some(quoted(&text)));
+        }
+
+        #[test]
+        fn digits_in_place_match_display(n in any::<u64>()) {
+            let mut buf = Vec::new();
+            push_u64(&mut buf, n);
+            prop_assert_eq!(String::from_utf8(buf).ok(), Some(n.to_string()));
+        }
+
         #[test]
         fn the_account_mapping_is_one_to_one(name in "[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}") {
             let mapped = beancount_account(&name);

@@ -38,8 +38,12 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
     applier
         .writer()
         .reserve(input.commands.unwrap_or(input.len / SHORTEST_COMMAND));
-    parse_lines(input.reader, |line, command| {
-        let buffer = buffer.get_or_insert_with(|| Prefault::start(staged_len));
+    let parser = || {
+        let mut grammar = Grammar::new();
+        move |text: &[u8]| parse_line(&mut grammar, text).transpose()
+    };
+    parse_lines(input.reader, "the batch input", parser, |line, command| {
+        let buffer = buffer.get_or_insert_with(|| Prefault::start(staged_len, staged_len));
         if let Some(ready) = buffer.ready() {
             applier.writer().adopt_buffer(ready);
         }
@@ -175,15 +179,17 @@ fn commands(input: &[u8]) -> usize {
 /// maps and zeroes each fresh page on first touch; for a large batch that
 /// cost the applying thread about as much as encoding its lines, while the
 /// parsing threads had time to spare.
-struct Prefault {
+pub(crate) struct Prefault {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<Vec<u8>>>,
 }
 
 impl Prefault {
-    /// Starts making `bytes` ready (less if asked to stop, nothing if the
-    /// memory or a thread cannot be had: it is only a head start).
-    fn start(bytes: usize) -> Prefault {
+    /// Starts making a buffer with room for `room` bytes, the first
+    /// `bytes` of them ready (less if asked to stop, nothing if the memory
+    /// or a thread cannot be had: it is only a head start). Room beyond
+    /// `bytes` is only reserved: it costs no memory until used.
+    pub(crate) fn start(room: usize, bytes: usize) -> Prefault {
         /// Touched at a time, between checks for `stop`.
         const STEP: usize = 2 << 20;
         let stop = Arc::new(AtomicBool::new(false));
@@ -192,7 +198,8 @@ impl Prefault {
             .name("batch-memory".into())
             .spawn(move || {
                 let mut buffer = Vec::new();
-                if buffer.try_reserve_exact(bytes).is_ok() {
+                let bytes = bytes.min(room);
+                if buffer.try_reserve_exact(room).is_ok() {
                     while buffer.len() < bytes && !stopped.load(Ordering::Relaxed) {
                         buffer.resize(bytes.min(buffer.len() + STEP), 0);
                     }
@@ -206,7 +213,7 @@ impl Prefault {
     }
 
     /// The buffer, once (and the one time) it is ready.
-    fn ready(&mut self) -> Option<Vec<u8>> {
+    pub(crate) fn ready(&mut self) -> Option<Vec<u8>> {
         let thread = self.thread.take_if(|t| t.is_finished())?;
         thread.join().ok()
     }
@@ -242,19 +249,27 @@ const TYPICAL_GROWTH: usize = 6;
 /// The most memory made ready ahead of staging: a head start, not a bound.
 const PREFAULT_MAX: usize = 1 << 30;
 
-/// Reads the lines of `input` and hands each command (or why its line has
-/// none), with its line number, to `apply`, in input order; stops at the
-/// first error `apply` returns.
+/// Reads the lines of `input` (called `name` in a read error) and hands
+/// each command (or why its line has none), with its line number, to
+/// `apply`, in input order; stops at the first error `apply` returns. Each
+/// worker thread parses with a parser of its own, made by `parser`, which
+/// gives `None` for a line that holds no command (blank, a comment).
 ///
-/// Parsing (shell words, then clap) costs far more than deciding, and lines
-/// parse independently, so a reader thread cuts the input into chunks of
-/// lines, worker threads parse them, and this thread applies them in order.
-/// The channels between them hold a few chunks each, so memory stays
-/// bounded however long the input, and an early error stops the reading.
-fn parse_lines(
+/// Parsing (shell words then clap, or JSON for `import`) costs more than
+/// deciding, and lines parse independently, so a reader thread cuts the
+/// input into chunks of lines, worker threads parse them, and this thread
+/// applies them in order. The channels between them hold a few chunks
+/// each, so memory stays bounded however long the input, and an early
+/// error stops the reading.
+pub(crate) fn parse_lines<P>(
     input: Box<dyn BufRead + Send>,
+    name: &str,
+    parser: impl Fn() -> P + Sync,
     mut apply: impl FnMut(usize, Result<WriteCommand, Error>) -> Result<(), Error>,
-) -> Result<(), Error> {
+) -> Result<(), Error>
+where
+    P: FnMut(&[u8]) -> Option<Result<WriteCommand, Error>>,
+{
     type Parsed = Vec<(usize, Result<WriteCommand, Error>)>;
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -266,8 +281,9 @@ fn parse_lines(
                 let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(2);
                 let (tx, rx) = mpsc::sync_channel::<Parsed>(2);
                 inputs.push(chunk_tx);
+                let parser = &parser;
                 scope.spawn(move || {
-                    let mut grammar = Grammar::new();
+                    let mut parse = parser();
                     for chunk in chunk_rx {
                         let parsed: Parsed = match chunk {
                             Ok((first, text)) => text
@@ -275,9 +291,7 @@ fn parse_lines(
                                 .enumerate()
                                 .filter_map(|(i, text)| {
                                     let line = first + i;
-                                    parse_line(&mut grammar, text)
-                                        .transpose()
-                                        .map(|r| (line, r.map_err(|e| at_line(line, e))))
+                                    parse(text).map(|r| (line, r.map_err(|e| at_line(line, e))))
                                 })
                                 .collect(),
                             Err(e) => vec![(0, Err(e))],
@@ -291,7 +305,7 @@ fn parse_lines(
                 rx
             })
             .collect();
-        scope.spawn(move || read_chunks(input, &inputs));
+        scope.spawn(move || read_chunks(input, name, &inputs));
         for c in 0.. {
             // The worker of chunk `c` ends once it has no chunk `c`.
             let Ok(parsed) = receivers[c % workers].recv() else {
@@ -309,10 +323,15 @@ fn parse_lines(
 /// the first, or the error that ends the input.
 type Chunk = Result<(usize, Vec<u8>), Error>;
 
-/// Cuts `input` into chunks of [`CHUNK`] lines, handed to the workers in
-/// turn; stops at the end, at an error (handed on after the lines before
-/// it), or when the workers stop taking chunks.
-fn read_chunks(mut input: Box<dyn BufRead + Send>, workers: &[mpsc::SyncSender<Chunk>]) {
+/// Cuts `input` (called `name` in a read error) into chunks of [`CHUNK`]
+/// lines, handed to the workers in turn; stops at the end, at an error
+/// (handed on after the lines before it), or when the workers stop taking
+/// chunks.
+fn read_chunks(
+    mut input: Box<dyn BufRead + Send>,
+    name: &str,
+    workers: &[mpsc::SyncSender<Chunk>],
+) {
     let (mut line, mut c) = (0, 0);
     let mut send = |chunk: Chunk| {
         let sent = workers[c % workers.len()].send(chunk).is_ok();
@@ -330,7 +349,7 @@ fn read_chunks(mut input: Box<dyn BufRead + Send>, workers: &[mpsc::SyncSender<C
                 Ok(false) => Some(Ok(())),
                 Err(e) if e.kind() == io::ErrorKind::InvalidData => Some(Err(too_long(line))),
                 Err(e) => {
-                    let e = JournalError::io("the batch input".as_ref(), "read", e);
+                    let e = JournalError::io(name.as_ref(), "read", e);
                     Some(Err(Error::Journal(e)))
                 }
             };
@@ -365,7 +384,7 @@ mod tests {
 
     #[test]
     fn prefaulted_memory_is_empty_with_room() {
-        let mut prefault = Prefault::start(3 << 20);
+        let mut prefault = Prefault::start(4 << 20, 3 << 20);
         let buffer = loop {
             if let Some(buffer) = prefault.ready() {
                 break buffer;
@@ -373,7 +392,7 @@ mod tests {
             std::thread::yield_now();
         };
         assert!(buffer.is_empty());
-        assert!(buffer.capacity() >= 3 << 20);
+        assert!(buffer.capacity() >= 4 << 20);
         assert!(prefault.ready().is_none());
     }
 }

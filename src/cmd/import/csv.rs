@@ -2,6 +2,7 @@
 //! (SPEC 13).
 
 use std::io::BufRead;
+use std::sync::mpsc;
 
 use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
@@ -9,16 +10,15 @@ use sha2::{Digest, Sha256};
 use super::rules::{Amounts, Compiled, Mapping, Rules};
 use super::{add_tag, read_error, set, template};
 use crate::cli::WriteCommand;
-use crate::cmd::apply::Applier;
 use crate::error::Error;
 use crate::time::Day;
 
 /// Reads the CSV in `input` record by record and applies each row's command.
 pub(super) fn import(
-    mut input: Box<dyn BufRead>,
+    mut input: Box<dyn BufRead + Send>,
     name: &str,
     rules: &Rules,
-    applier: &mut Applier<'_>,
+    apply: &mut impl FnMut(usize, Result<WriteCommand, Error>) -> Result<(), Error>,
 ) -> Result<(), Error> {
     // A BOM would otherwise stick to the first column's name (or a
     // skipped line), whatever the csv crate does with its own first line.
@@ -44,32 +44,137 @@ pub(super) fn import(
         .flexible(true)
         .from_reader(input);
     let mut record = csv::StringRecord::new();
-    let line_of = |r: &csv::StringRecord| {
-        rules.skip
-            + r.position()
-                .map_or(0, |p| usize::try_from(p.line()).unwrap_or(usize::MAX))
-    };
     if !read(&mut reader, &mut record, rules.skip, name)? {
         return Ok(());
     }
     let header: Vec<String> = record.iter().map(|h| h.trim().to_owned()).collect();
     let columns: Vec<&str> = header.iter().map(String::as_str).collect();
     let compiled = rules.compile(Some(&columns))?;
-    let mut rows = Rows::new()?;
-    loop {
-        match read(&mut reader, &mut record, rules.skip, name) {
-            Ok(true) => {}
-            Ok(false) => return Ok(()),
-            Err(Error::Line { line, source }) => {
-                applier.apply(line, Err(*source))?;
-                continue;
+    let rows = Rows::new()?;
+    // How often each distinct row (by a 128-bit prefix of its hash) has
+    // occurred: the one thing kept per row (SPEC 13), counted in order.
+    let mut seen: FxHashMap<u128, u32> = FxHashMap::default();
+    pipeline(
+        reader,
+        rules.skip,
+        name,
+        &rows,
+        &compiled,
+        |line, result| match result {
+            Ok(None) => Ok(()),
+            Ok(Some(row)) => apply(line, row.finish(&mut seen)),
+            Err(e) => apply(line, Err(e)),
+        },
+    )
+}
+
+/// The records of a chunk, each with its line (a malformed one as the
+/// error that says so), or the error that ends the input.
+type Records = Result<Vec<(usize, Result<csv::StringRecord, Error>)>, Error>;
+
+/// What the records of a chunk made: each one's line and command (`None`
+/// when a rule skips it), or the error that ends the input.
+type Made = Result<Vec<(usize, Result<Option<Row>, Error>)>, Error>;
+
+/// Rows read at a time, and handed to a worker thread.
+const CHUNK: usize = 4096;
+
+/// Reads the records after the header and hands what each makes, with its
+/// line, to `apply`, in order; stops at the first error `apply` returns or
+/// at an error reading the input.
+///
+/// As `batch` parses its lines: this thread reads and cuts the CSV into
+/// chunks of records on a thread of its own, worker threads turn records
+/// into commands (rules, templates, amounts, dates, row hashes), and this
+/// thread applies them in order. The channels hold a few chunks each, so
+/// memory stays bounded however long the input.
+fn pipeline<R: std::io::Read + Send>(
+    mut reader: csv::Reader<R>,
+    skip: usize,
+    name: &str,
+    rows: &Rows,
+    compiled: &Compiled,
+    mut apply: impl FnMut(usize, Result<Option<Row>, Error>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    std::thread::scope(|scope| {
+        let mut inputs = Vec::with_capacity(workers);
+        let receivers: Vec<mpsc::Receiver<Made>> = (0..workers)
+            .map(|_| {
+                let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Records>(2);
+                let (tx, rx) = mpsc::sync_channel::<Made>(2);
+                inputs.push(chunk_tx);
+                let mut rows = rows.clone();
+                scope.spawn(move || {
+                    for chunk in chunk_rx {
+                        let made = chunk.map(|records| {
+                            records
+                                .into_iter()
+                                .map(|(line, record)| {
+                                    (line, record.and_then(|r| rows.command(&r, compiled)))
+                                })
+                                .collect()
+                        });
+                        // A closed channel means an earlier record failed.
+                        if tx.send(made).is_err() {
+                            return;
+                        }
+                    }
+                });
+                rx
+            })
+            .collect();
+        scope.spawn(move || {
+            let mut c = 0;
+            let mut send = |chunk: Records| {
+                let sent = inputs[c % inputs.len()].send(chunk).is_ok();
+                c += 1;
+                sent
+            };
+            loop {
+                let mut records = Vec::with_capacity(CHUNK);
+                let mut end = None;
+                while end.is_none() && records.len() < CHUNK {
+                    let mut record = csv::StringRecord::new();
+                    match read(&mut reader, &mut record, skip, name) {
+                        Ok(true) => {
+                            let line = skip
+                                + record
+                                    .position()
+                                    .map_or(0, |p| usize::try_from(p.line()).unwrap_or(usize::MAX));
+                            records.push((line, Ok(record)));
+                        }
+                        Ok(false) => end = Some(Ok(())),
+                        Err(Error::Line { line, source }) => records.push((line, Err(*source))),
+                        Err(e) => end = Some(Err(e)),
+                    }
+                }
+                if !records.is_empty() && !send(Ok(records)) {
+                    return;
+                }
+                match end {
+                    None => {}
+                    Some(Ok(())) => return,
+                    Some(Err(e)) => {
+                        send(Err(e));
+                        return;
+                    }
+                }
             }
-            Err(e) => return Err(e),
+        });
+        for c in 0.. {
+            // The worker of chunk `c` ends once it has no chunk `c`.
+            let Ok(made) = receivers[c % workers].recv() else {
+                return Ok(());
+            };
+            for (line, result) in made? {
+                apply(line, result)?;
+            }
         }
-        if let Some(command) = rows.command(&record, &compiled).transpose() {
-            applier.apply(line_of(&record), command)?;
-        }
-    }
+        Ok(())
+    })
 }
 
 /// Reads the next record into `record`: `false` at the end. A malformed
@@ -104,15 +209,39 @@ fn describe(kind: &csv::ErrorKind) -> String {
     }
 }
 
+/// A row's command. The default id (a row with no `id` template) needs the
+/// row's occurrence number, which only the rows before it tell: the
+/// command carries the id of a first occurrence, the common case, and
+/// [`Row::finish`] replaces it for a repeated row.
+struct Row {
+    command: WriteCommand,
+    /// The SHA-256 state after the row's fields, and their key among
+    /// distinct rows (see [`row_key`]).
+    pending_id: Option<(Sha256, u128)>,
+}
+
+impl Row {
+    /// The command with its id, counting this row's occurrence in `seen`.
+    fn finish(self, seen: &mut FxHashMap<u128, u32>) -> Result<WriteCommand, Error> {
+        let mut command = self.command;
+        if let Some((hasher, key)) = self.pending_id {
+            let n = seen.entry(key).or_insert(0);
+            *n += 1;
+            if *n > 1 {
+                set(&mut command, "id", &row_id(hasher, *n), "the row's id")?;
+            }
+        }
+        Ok(command)
+    }
+}
+
 /// Turns rows into commands, with the templates of the three commands a row
-/// can be and the occurrences of each distinct row seen so far.
+/// can be (one per worker thread).
+#[derive(Clone)]
 struct Rows {
     deposit: WriteCommand,
     withdraw: WriteCommand,
     transfer: WriteCommand,
-    /// How often each distinct row (by a 128-bit prefix of its hash) has
-    /// occurred: the one thing kept per row (SPEC 13).
-    seen: FxHashMap<u128, u32>,
     text: String,
 }
 
@@ -122,7 +251,6 @@ impl Rows {
             deposit: template(&["deposit", "a", "1"])?,
             withdraw: template(&["withdraw", "a", "1"])?,
             transfer: template(&["transfer", "a", "b", "1"])?,
-            seen: FxHashMap::default(),
             text: String::new(),
         })
     }
@@ -132,7 +260,7 @@ impl Rows {
         &mut self,
         row: &csv::StringRecord,
         compiled: &Compiled,
-    ) -> Result<Option<WriteCommand>, Error> {
+    ) -> Result<Option<Row>, Error> {
         let matched = compiled.rules.iter().find(|(when, _)| {
             when.iter()
                 .all(|(column, regex)| regex.is_match(row.get(*column).unwrap_or_default()))
@@ -155,12 +283,15 @@ impl Rows {
         let mut command = match (&counterparty, negative) {
             (Some(other), false) => self.transfer_of(other, &account, "counterparty", "account")?,
             (Some(other), true) => self.transfer_of(&account, other, "account", "counterparty")?,
-            (None, false) => self.one(&self.deposit.clone(), &account)?,
-            (None, true) => self.one(&self.withdraw.clone(), &account)?,
+            (None, false) => self.one(&self.deposit, &account)?,
+            (None, true) => self.one(&self.withdraw, &account)?,
         };
         set(&mut command, "amount", &amount, "amount")?;
-        self.options(&mut command, row, mapping)?;
-        Ok(Some(command))
+        let pending_id = self.options(&mut command, row, mapping)?;
+        Ok(Some(Row {
+            command,
+            pending_id,
+        }))
     }
 
     fn transfer_of(
@@ -171,8 +302,8 @@ impl Rows {
         to_key: &str,
     ) -> Result<WriteCommand, Error> {
         let mut command = self.transfer.clone();
-        set(&mut command, "from", from, &format!("key `{from_key}`"))?;
-        set(&mut command, "to", to, &format!("key `{to_key}`"))?;
+        set(&mut command, "from", from, format_args!("key `{from_key}`"))?;
+        set(&mut command, "to", to, format_args!("key `{to_key}`"))?;
         Ok(command)
     }
 
@@ -227,13 +358,14 @@ impl Rows {
         }
     }
 
-    /// Date, memo, id and tags.
+    /// Date, memo, id and tags; the row's key when its id is the default
+    /// one (set here as a first occurrence's: see [`Row`]).
     fn options(
         &mut self,
         command: &mut WriteCommand,
         row: &csv::StringRecord,
         mapping: &Mapping,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<(Sha256, u128)>, Error> {
         if let Some((t, format)) = &mapping.date {
             t.render(row, &mut self.text);
             let text = self.text.trim();
@@ -254,55 +386,62 @@ impl Rows {
                 set(command, "memo", &memo, "key `memo`")?;
             }
         }
-        match &mapping.id {
+        let pending_id = match &mapping.id {
             Some(t) => {
                 t.render(row, &mut self.text);
                 set(command, "id", &self.text, "key `id`")?;
+                None
             }
             None => {
-                let id = self.row_id(row);
-                set(command, "id", &id, "the row's id")?;
+                let (hasher, key) = row_key(row);
+                set(command, "id", &row_id(hasher.clone(), 1), "the row's id")?;
+                Some((hasher, key))
             }
-        }
+        };
         for (key, t) in &mapping.tags {
             t.render(row, &mut self.text);
             add_tag(
                 command,
                 key,
                 &one_line(&self.text),
-                &format!("key `tags.{key}`"),
+                format_args!("key `tags.{key}`"),
             )?;
         }
-        Ok(())
+        Ok(pending_id)
     }
+}
 
-    /// `csv:` and the first 32 hex digits of the SHA-256 of the row's fields
-    /// joined by `\x1f`, a `\x1e`, and the row's occurrence number among
-    /// identical rows (SPEC 13).
-    fn row_id(&mut self, row: &csv::StringRecord) -> String {
-        let mut hasher = Sha256::new();
-        for (i, field) in row.iter().enumerate() {
-            if i > 0 {
-                hasher.update(b"\x1f");
-            }
-            hasher.update(field.as_bytes());
+/// A row's default id is `csv:` and the first 32 hex digits of the SHA-256
+/// of the row's fields joined by `\x1f`, a `\x1e`, and the row's occurrence
+/// number among identical rows (SPEC 13). This is the hash state after the
+/// fields, and the row's key among distinct rows (the first 128 bits of the
+/// hash of the fields alone).
+fn row_key(row: &csv::StringRecord) -> (Sha256, u128) {
+    let mut hasher = Sha256::new();
+    for (i, field) in row.iter().enumerate() {
+        if i > 0 {
+            hasher.update(b"\x1f");
         }
-        let fields = hasher.clone().finalize();
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&fields[..16]);
-        let n = self.seen.entry(u128::from_le_bytes(key)).or_insert(0);
-        *n += 1;
-        hasher.update(b"\x1e");
-        hasher.update(n.to_string().as_bytes());
-        let digest = hasher.finalize();
-        let mut id = String::with_capacity(36);
-        id.push_str("csv:");
-        for b in &digest[..16] {
-            id.push(char::from(HEX[usize::from(b >> 4)]));
-            id.push(char::from(HEX[usize::from(b & 15)]));
-        }
-        id
+        hasher.update(field.as_bytes());
     }
+    let fields = hasher.clone().finalize();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&fields[..16]);
+    (hasher, u128::from_le_bytes(key))
+}
+
+/// The id of the `n`th occurrence of a row (from its [`row_key`] state).
+fn row_id(mut hasher: Sha256, n: u32) -> String {
+    hasher.update(b"\x1e");
+    hasher.update(n.to_string().as_bytes());
+    let digest = hasher.finalize();
+    let mut id = String::with_capacity(36);
+    id.push_str("csv:");
+    for b in &digest[..16] {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    id
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -316,6 +455,10 @@ fn not_amount(text: &str, key: &str) -> Error {
 /// A bank's text on one line: its line breaks and tabs (a quoted
 /// multi-line description) become spaces.
 fn one_line(text: &str) -> String {
+    if !text.contains(['\r', '\n', '\t']) {
+        // The common case, and what the general one makes of it.
+        return text.trim().to_owned();
+    }
     text.split(['\r', '\n', '\t'])
         .filter(|p| !p.is_empty())
         .collect::<Vec<_>>()

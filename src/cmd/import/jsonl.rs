@@ -7,9 +7,9 @@ use std::io::BufRead;
 use serde::Deserializer;
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{add_tag, read_error, set, template};
+use super::{add_tag, set, template};
 use crate::cli::WriteCommand;
-use crate::cmd::apply::Applier;
+use crate::cmd::batch::parse_lines;
 use crate::error::Error;
 
 /// What a key's value must be.
@@ -135,30 +135,20 @@ const OPTIONS: &[Key] = &[
     integer("expect_seq", "expect_seq"),
 ];
 
-/// Reads `input` line by line and applies each record.
+/// Reads `input` line by line and applies each record, in order; the
+/// lines are parsed on worker threads, as `batch` parses its own.
 pub(super) fn import(
-    mut input: Box<dyn BufRead>,
+    input: Box<dyn BufRead + Send>,
     name: &str,
-    applier: &mut Applier<'_>,
+    apply: &mut impl FnMut(usize, Result<WriteCommand, Error>) -> Result<(), Error>,
 ) -> Result<(), Error> {
-    let mut templates: Vec<Option<WriteCommand>> = SHAPES.iter().map(|_| None).collect();
-    let mut buffer = Vec::new();
-    let mut line = 0;
-    loop {
-        buffer.clear();
-        if input
-            .read_until(b'\n', &mut buffer)
-            .map_err(|e| read_error(name, e))?
-            == 0
-        {
-            return Ok(());
+    let parser = || {
+        let mut templates: Vec<Option<WriteCommand>> = SHAPES.iter().map(|_| None).collect();
+        move |text: &[u8]| {
+            (!text.iter().all(u8::is_ascii_whitespace)).then(|| command(text, &mut templates))
         }
-        line += 1;
-        if buffer.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        applier.apply(line, command(&buffer, &mut templates))?;
-    }
+    };
+    parse_lines(input, name, parser, apply)
 }
 
 /// The write command of one line.
@@ -221,7 +211,7 @@ fn fill(command: &mut WriteCommand, shape: &Shape, record: &Record<'_>) -> Resul
                 let Value::Text(v) = v else {
                     return Err(wrong_type(&format!("tags.{k}"), Kind::Text, v));
                 };
-                add_tag(command, k, v, &format!("key \"tags.{k}\""))?;
+                add_tag(command, k, v, format_args!("key \"tags.{k}\""))?;
             }
             continue;
         }
@@ -238,7 +228,7 @@ fn fill(command: &mut WriteCommand, shape: &Shape, record: &Record<'_>) -> Resul
             (Kind::Integer, Value::Integer(n)) => Cow::Owned(n.to_string()),
             (kind, other) => return Err(wrong_type(key, kind, other)),
         };
-        set(command, spec.arg, &word, &format!("key \"{key}\""))?;
+        set(command, spec.arg, &word, format_args!("key \"{key}\""))?;
     }
     let has = |key: &str| record.iter().any(|(k, _)| k == key);
     if let Some((k, _)) = shape.required.iter().find(|(k, _)| !has(k.json)) {
