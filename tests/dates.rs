@@ -220,23 +220,25 @@ fn reversals_are_refused_naming_the_seq() {
     ];
     env.refusals(&cases);
     env.ok("reverse 4");
-    let stderr = env.fails(1, &["reverse", "4"]);
-    assert!(
-        stderr.contains("cannot reverse seq 4: it was already reversed at seq 5"),
-        "{stderr}"
-    );
-    let stderr = env.fails(1, &["reverse", "5"]);
-    assert!(
-        stderr.contains("cannot reverse seq 5: it is itself the reversal of seq 4"),
-        "{stderr}"
-    );
+    env.refusals(&[
+        (
+            &["reverse", "4"],
+            1,
+            "cannot reverse seq 4: it was already reversed at seq 5",
+        ),
+        (
+            &["reverse", "5"],
+            1,
+            "cannot reverse seq 5: it is itself the reversal of seq 4",
+        ),
+    ]);
     env.ok("withdraw a 10");
     env.ok("close a");
-    let stderr = env.fails(1, &["reverse", "3"]);
-    assert!(
-        stderr.contains("cannot reverse seq 3: account a is closed"),
-        "{stderr}"
-    );
+    env.refusals(&[(
+        &["reverse", "3"],
+        1,
+        "cannot reverse seq 3: account a is closed",
+    )]);
 }
 
 #[test]

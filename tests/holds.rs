@@ -133,22 +133,12 @@ fn every_refusal_names_the_hold_and_leaves_the_journal_as_it_was() {
     ];
     env.refusals(&cases);
     env.ok("capture --of-id h");
-    let stderr = env.fails(1, &["capture", "5"]);
-    assert!(
-        stderr.contains("hold 5 was already captured at seq 7"),
-        "{stderr}"
-    );
-    let stderr = env.fails(1, &["release", "5"]);
-    assert!(
-        stderr.contains("hold 5 was already captured at seq 7"),
-        "{stderr}"
-    );
+    env.refusals(&[
+        (&["capture", "5"], 1, "hold 5 was already captured at seq 7"),
+        (&["release", "5"], 1, "hold 5 was already captured at seq 7"),
+    ]);
     env.ok("release 6");
-    let stderr = env.fails(1, &["capture", "6"]);
-    assert!(
-        stderr.contains("hold 6 was already released at seq 8"),
-        "{stderr}"
-    );
+    env.refusals(&[(&["capture", "6"], 1, "hold 6 was already released at seq 8")]);
 }
 
 #[test]
