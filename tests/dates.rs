@@ -244,30 +244,23 @@ fn reversals_are_refused_naming_the_seq() {
 #[test]
 fn a_batch_line_may_reverse_what_an_earlier_line_wrote() {
     let env = TestEnv::with(&["create a"]);
-    let batch = env.dir.path().join("fix.txt");
-    std::fs::write(
-        &batch,
+    let twice = env.file(
+        "twice.txt",
         "deposit a 500 --id oops\nreverse --of-id oops --id fix\ndeposit a 50 --id right\nreverse 2 --id again\n",
-    )
-    .unwrap();
-    let before = env.bytes();
-    let out = env.run_args(&["batch", batch.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("line 4: cannot reverse seq 2: it was already reversed at seq 3"),
-        "{stderr}"
     );
-    assert_eq!(env.bytes(), before);
-    std::fs::write(
-        &batch,
+    env.refusals(&[(
+        &["batch", &twice],
+        1,
+        "line 4: cannot reverse seq 2: it was already reversed at seq 3",
+    )]);
+    let batch = env.file(
+        "fix.txt",
         "deposit a 500 --id oops\nreverse --of-id oops --id fix\ndeposit a 50\n",
-    )
-    .unwrap();
-    env.ok_args(&["batch", batch.to_str().unwrap()]);
+    );
+    env.ok_args(&["batch", &batch]);
     assert_eq!(env.balance_of("a"), "50.00");
     // Retried whole: the ids make every line a repeat.
-    env.ok_args(&["batch", batch.to_str().unwrap()]);
+    env.ok_args(&["batch", &batch]);
     assert_eq!(
         env.lines().len(),
         6,

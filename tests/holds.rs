@@ -194,38 +194,31 @@ fn reads_judge_expiry_at_the_moment_they_describe() {
 #[test]
 fn a_batch_line_may_capture_a_hold_an_earlier_line_placed() {
     let env = shop();
-    let batch = env.dir.path().join("orders.txt");
-    std::fs::write(
-        &batch,
+    let short = env.file(
+        "short.txt",
         "hold cust 30 --to shop --id o1\ncapture --of-id o1 --id c1\nhold cust 80 --id o2\n",
-    )
-    .unwrap();
-    let before = env.bytes();
-    let out = env.run_args(&["batch", batch.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("line 3: insufficient funds in cust: balance 70.00, hold 80.00"),
-        "{stderr}"
     );
-    assert_eq!(env.bytes(), before);
-    std::fs::write(
-        &batch,
+    let twice = env.file(
+        "twice.txt",
         "hold cust 30 --to shop --id o1\ncapture --of-id o1 --id c1\nrelease --of-id o1\n",
-    )
-    .unwrap();
-    let out = env.run_args(&["batch", batch.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("line 3: hold 5 was already captured at seq 6"),
-        "{stderr}"
     );
-    std::fs::write(
-        &batch,
+    env.refusals(&[
+        (
+            &["batch", &short],
+            1,
+            "line 3: insufficient funds in cust: balance 70.00, hold 80.00",
+        ),
+        (
+            &["batch", &twice],
+            1,
+            "line 3: hold 5 was already captured at seq 6",
+        ),
+    ]);
+    let orders = env.file(
+        "orders.txt",
         "hold cust 30 --to shop --id o1\ncapture --of-id o1 --id c1\n",
-    )
-    .unwrap();
-    env.ok_args(&["batch", batch.to_str().unwrap()]);
+    );
+    env.ok_args(&["batch", &orders]);
     assert_eq!(figures(&env, "shop"), owned("30.00", "0.00", "30.00"));
 }
 

@@ -107,6 +107,15 @@ impl TestEnv {
         }
     }
 
+    /// Writes `text` to a file `name` in the temp dir (a batch, a CSV, rules)
+    /// and returns its path.
+    #[track_caller]
+    pub fn file(&self, name: &str, text: &str) -> String {
+        let path = self.dir.path().join(name);
+        fs::write(&path, text).expect("write input file");
+        path.to_string_lossy().into_owned()
+    }
+
     /// The journal's bytes (empty if there is none).
     pub fn bytes(&self) -> Vec<u8> {
         fs::read(&self.journal).unwrap_or_default()
