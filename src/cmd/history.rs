@@ -11,6 +11,7 @@ use crate::cmd::{Context, ReplayFrom, replay, replay_sized, torn_warning};
 use crate::domain::State;
 use crate::error::Error;
 use crate::event::Change;
+use crate::event::Event;
 use crate::follow::{Consumer, Follower};
 use crate::journal::JournalError;
 use crate::journal::line;
@@ -88,6 +89,27 @@ struct Sink<'a> {
 }
 
 impl Sink<'_> {
+    /// One event read from `line`, rendered in this history's layout.
+    fn render(
+        &self,
+        zone: &Zone,
+        event: &Event<'_>,
+        line: &[u8],
+        amounts: Option<Amounts>,
+    ) -> Result<Vec<u8>, Error> {
+        let mut row = Vec::new();
+        output::history::event(
+            &mut row,
+            self.format,
+            zone,
+            &self.layout,
+            event,
+            line,
+            amounts,
+        )?;
+        Ok(row)
+    }
+
     fn new(format: Format, limit: Option<usize>) -> Sink<'static> {
         Sink {
             format,
@@ -134,17 +156,7 @@ impl Sink<'_> {
                 Row::Rendered(bytes) => bytes,
                 Row::Kept(line, amounts) => {
                     let decoded = decode(ctx, &line)?;
-                    let mut bytes = Vec::new();
-                    output::history::event(
-                        &mut bytes,
-                        self.format,
-                        &ctx.zone,
-                        &self.layout,
-                        &decoded.event,
-                        &line,
-                        amounts,
-                    )?;
-                    bytes
+                    self.render(&ctx.zone, &decoded.event, &line, amounts)?
                 }
             };
             self.out.write_all(&bytes)?;
@@ -229,17 +241,12 @@ fn in_journal_order(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
                 unconfirmed = Some(Row::Kept(entry.line.to_vec(), amounts));
                 return Ok(());
             }
-            let mut row = Vec::new();
-            output::history::event(
-                &mut row,
-                ctx.format,
+            unconfirmed = Some(Row::Rendered(sink.render(
                 &ctx.zone,
-                &sink.layout,
                 &entry.event,
                 entry.line,
                 amounts,
-            )?;
-            unconfirmed = Some(Row::Rendered(row));
+            )?));
             Ok(())
         },
     )?;
@@ -338,16 +345,7 @@ fn by_day(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
             change: delta,
             balance,
         });
-        let mut row = Vec::new();
-        output::history::event(
-            &mut row,
-            ctx.format,
-            &ctx.zone,
-            &sink.layout,
-            &decoded.event,
-            &line,
-            amounts,
-        )?;
+        let row = sink.render(&ctx.zone, &decoded.event, &line, amounts)?;
         sink.put(Row::Rendered(row))?;
     }
     if let Some(since) = opening {
