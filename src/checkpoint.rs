@@ -193,21 +193,16 @@ mod tests {
     fn a_state_with_values_no_command_accepts_is_inconsistent() {
         use crate::event::{Change, Event};
         let mut state = State::default();
+        let change = Change::AccountCreated {
+            account: "a".into(),
+            owner: None,
+            currency: Some("EUR".into()),
+            decimals: 2,
+        };
+        let at = crate::time::At::now().expect("clock");
         let created = Event {
-            seq: 1,
-            at: crate::time::At::now().expect("clock"),
-            change: Change::AccountCreated {
-                account: "a".into(),
-                owner: None,
-                currency: Some("EUR".into()),
-                decimals: 2,
-            },
-            date: None,
-            reverses: None,
-            tags: Vec::new(),
             id: Some("k".into()),
-            memo: None,
-            batch: None,
+            ..Event::new(1, at, change)
         };
         crate::domain::evolve(&mut state, &created);
         let good = serde_json::to_string(&state).expect("json");

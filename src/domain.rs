@@ -1785,17 +1785,7 @@ mod tests {
     }
 
     fn event(seq: u64, change: Change<'static>) -> Event<'static> {
-        Event {
-            seq,
-            at: now(),
-            change,
-            date: None,
-            reverses: None,
-            tags: Vec::new(),
-            id: None,
-            memo: None,
-            batch: None,
-        }
+        Event::new(seq, now(), change)
     }
 
     #[test]

@@ -283,7 +283,23 @@ pub struct Event<'a> {
     pub batch: Option<u64>,
 }
 
-impl Event<'_> {
+impl<'a> Event<'a> {
+    /// An event with none of the optional fields (no date, reversal, tags,
+    /// id, memo or batch count).
+    pub fn new(seq: u64, at: At, change: Change<'a>) -> Event<'a> {
+        Event {
+            seq,
+            at,
+            change,
+            date: None,
+            reverses: None,
+            tags: Vec::new(),
+            id: None,
+            memo: None,
+            batch: None,
+        }
+    }
+
     /// The day the event counts on: its book date, else the day of its
     /// `at` in `zone` (SPEC 9).
     pub fn day(&self, zone: &crate::time::Zone) -> Day {

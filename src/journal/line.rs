@@ -955,19 +955,15 @@ mod tests {
 
     #[test]
     fn encodes_keys_in_contract_order() {
+        let change = Change::MoneyDeposited {
+            account: "acct1".into(),
+            amount: Decimal::new(Amount(5025), 2),
+        };
         let event = Event {
-            seq: 2,
-            at: at(),
-            change: Change::MoneyDeposited {
-                account: "acct1".into(),
-                amount: Decimal::new(Amount(5025), 2),
-            },
-            date: None,
-            reverses: None,
-            tags: Vec::new(),
             id: Some("pay-17".into()),
             memo: Some("rent \"May\"".into()),
             batch: Some(3),
+            ..Event::new(2, at(), change)
         };
         let mut out = Vec::new();
         encode(&event, &LineHash([0xab; 32]), &mut out);
@@ -983,22 +979,13 @@ mod tests {
 
     #[test]
     fn created_event_round_trips() {
-        let event = Event {
-            seq: 1,
-            at: at(),
-            change: Change::AccountCreated {
-                account: "acct1".into(),
-                owner: Some("alice".into()),
-                currency: Some("EUR".into()),
-                decimals: 2,
-            },
-            date: None,
-            reverses: None,
-            tags: Vec::new(),
-            id: None,
-            memo: None,
-            batch: None,
+        let change = Change::AccountCreated {
+            account: "acct1".into(),
+            owner: Some("alice".into()),
+            currency: Some("EUR".into()),
+            decimals: 2,
         };
+        let event = Event::new(1, at(), change);
         let mut out = Vec::new();
         encode(&event, &LineHash::default(), &mut out);
         assert!(out.starts_with(
@@ -1171,20 +1158,11 @@ mod tests {
 
     #[test]
     fn the_layout_helpers_find_what_encode_wrote() {
-        let event = Event {
-            seq: 42,
-            at: at(),
-            change: Change::MoneyDeposited {
-                account: "a".into(),
-                amount: Decimal::new(Amount(100), 2),
-            },
-            date: None,
-            reverses: None,
-            tags: Vec::new(),
-            id: None,
-            memo: None,
-            batch: None,
+        let change = Change::MoneyDeposited {
+            account: "a".into(),
+            amount: Decimal::new(Amount(100), 2),
         };
+        let event = Event::new(42, at(), change);
         let mut line = Vec::new();
         encode(&event, &LineHash::default(), &mut line);
         assert_eq!(seq_of(&line), Some(42));
