@@ -247,14 +247,21 @@ deposit e3 1.001
 reverse 9 --id r1 --date 2026-10-15
 ";
 
-#[test]
-fn the_peers_report_our_balances_per_account_and_per_month() {
+/// A ledger holding [`MANY_KINDS`].
+#[track_caller]
+fn many_kinds() -> TestEnv {
     let env = TestEnv::new();
     env.cmd()
         .arg("batch")
         .write_stdin(MANY_KINDS)
         .assert()
         .success();
+    env
+}
+
+#[test]
+fn the_peers_report_our_balances_per_account_and_per_month() {
+    let env = many_kinds();
     check_peers(&env, &["2026-09", "2026-10", "2026-11"]);
     let books = env.ok("export --to beancount");
     assert!(books.contains("  reverses: 9\n"), "{books}");
@@ -270,12 +277,7 @@ fn the_peers_report_our_balances_per_account_and_per_month() {
 
 #[test]
 fn jsonl_is_the_journal_byte_for_byte_and_takes_no_filters() {
-    let env = TestEnv::new();
-    env.cmd()
-        .arg("batch")
-        .write_stdin(MANY_KINDS)
-        .assert()
-        .success();
+    let env = many_kinds();
     let out = env
         .cmd()
         .args(["export", "--to", "jsonl"])
@@ -290,12 +292,7 @@ fn jsonl_is_the_journal_byte_for_byte_and_takes_no_filters() {
 
 #[test]
 fn filters_select_the_transactions() {
-    let env = TestEnv::new();
-    env.cmd()
-        .arg("batch")
-        .write_stdin(MANY_KINDS)
-        .assert()
-        .success();
+    let env = many_kinds();
     let books = env.ok("export --to ledger --tag k.x --since 2026-09-01 --until 2026-09-30");
     assert_eq!(books.matches("    ; Seq: ").count(), 1, "{books}");
     assert!(books.contains("2026-09-30 * (7) say"), "{books}");
