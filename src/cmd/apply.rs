@@ -7,7 +7,6 @@ use std::io::{self, Write};
 
 use crate::cli::{Format, WriteCommand};
 use crate::cmd::{Context, write};
-use crate::domain::State;
 use crate::error::Error;
 use crate::journal::{Outcome, Writer};
 use crate::money::Amount;
@@ -18,7 +17,6 @@ use crate::output;
 pub struct Applier<'c> {
     ctx: &'c Context,
     writer: Writer,
-    before: State,
     dry_run: bool,
     appended: u64,
     repeats: u64,
@@ -35,11 +33,9 @@ impl<'c> Applier<'c> {
     /// Locks the journal and reads its state.
     pub fn open(ctx: &'c Context, dry_run: bool) -> Result<Applier<'c>, Error> {
         let writer = Writer::open(&ctx.path)?;
-        let before = writer.state().clone();
         Ok(Applier {
             ctx,
             writer,
-            before,
             dry_run,
             appended: 0,
             repeats: 0,
@@ -195,16 +191,13 @@ impl<'c> Applier<'c> {
     /// Each account created or moved, with its net change, by name.
     fn changes(&self) -> Vec<(&str, String)> {
         let state = self.writer.state();
-        let mut changes: Vec<(&str, String)> = state
-            .accounts()
-            .filter_map(|(name, after)| {
-                let was = self.before.account(name);
-                let delta = after
-                    .balance
-                    .checked_sub(was.map_or(Amount::ZERO, |a| a.balance))?;
-                let unit = state.unit_of(after);
-                (delta != Amount::ZERO || was.is_none())
-                    .then(|| (name, delta.display(unit.decimals).to_string()))
+        let mut changes: Vec<(&str, String)> = self
+            .writer
+            .net_changes()
+            .filter(|(_, delta, created)| *delta != Amount::ZERO || *created)
+            .filter_map(|(name, delta, _)| {
+                let unit = state.unit_of(state.account(name)?);
+                Some((name, delta.display(unit.decimals).to_string()))
             })
             .collect();
         changes.sort();

@@ -11,11 +11,14 @@ use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint;
 use std::borrow::Cow;
 
+use rustc_hash::FxHashMap;
+
 use crate::domain::{self, Command, Decision, Original, Rejection, Request, State};
-use crate::event::Event;
+use crate::event::{Change, Event};
+use crate::money::Amount;
+use crate::readmodel::ReadModel;
 use crate::time::At;
 use line::{LineHash, MAX_LINE};
 use scan::{Head, Replay, Scanner, Start, Torn};
@@ -52,6 +55,10 @@ pub enum JournalError {
         /// Why it failed.
         source: io::Error,
     },
+    /// The read model failed while a replay loaded from it. Callers fall
+    /// back to a full replay, so this never reaches the user.
+    #[error(transparent)]
+    Model(#[from] crate::readmodel::ModelError),
     /// The lines were written but not confirmed durable.
     #[error(
         "cannot sync {path}: {source}; the outcome of this write is unknown (re-running it with the same --id is safe)"
@@ -147,11 +154,6 @@ impl ReadJournal {
         }))
     }
 
-    /// Writes a new checkpoint if worth it (when the lines read since the last one are long enough).
-    pub fn refresh_checkpoint(&self, header: Head, from: Head, head: Head, state: &State) {
-        refresh_checkpoint(&self.path, self.owner, header, from, head, state);
-    }
-
     /// A scanner over every event, or `None` for a journal with no header yet.
     pub fn scanner(&self) -> Option<Scanner<'_>> {
         match &self.start {
@@ -227,9 +229,14 @@ impl ReadJournal {
         self.len == 0
     }
 
-    /// The state and head of a valid checkpoint of this journal.
-    pub fn checkpoint(&self) -> Option<(State, Head)> {
-        checkpoint::load(&self.path, &self.file, self.header_head()?, self.len)
+    /// The journal's read model (created if missing), and the head it
+    /// covers if it covers a prefix of the journal as this reader sees it;
+    /// `None` without a header or if the model cannot be used.
+    pub fn model(&self) -> Option<(ReadModel, Option<Head>)> {
+        let header = self.header_head()?;
+        let model = ReadModel::open(&self.path, self.owner)?;
+        let covers = model.covers(&self.file, header, self.len);
+        Some((model, covers))
     }
 
     /// The head after the header, if there is one.
@@ -241,20 +248,77 @@ impl ReadJournal {
     }
 }
 
-/// Writes a new checkpoint if the lines read after the last one (from
-/// `from` to `head`) have grown long enough to be worth it. A failure only
-/// costs speed, so it is not reported.
-fn refresh_checkpoint(
-    path: &Path,
-    owner: Owner,
-    header: Head,
-    from: Head,
-    head: Head,
-    state: &State,
-) {
-    if head.end.saturating_sub(from.end) >= checkpoint::REFRESH_BYTES {
-        let _ = checkpoint::store(path, owner, header, head, state);
+/// The state at a journal's valid end, as a command reads it.
+pub struct Read {
+    /// The state: whole, or (when `from` is set) the part loaded so far.
+    pub state: State,
+    /// The head at the valid end; `None` without a header.
+    pub head: Option<Head>,
+    /// A torn tail after it.
+    pub torn: Option<Torn>,
+    /// The read model's head the state was loaded from, if it was.
+    pub from: Option<Head>,
+}
+
+impl Read {
+    fn empty(torn: Option<Torn>) -> Read {
+        Read {
+            state: State::default(),
+            head: None,
+            torn,
+            from: None,
+        }
     }
+}
+
+/// Reads the state at the end of the journal (`file`, `len` bytes of it,
+/// `header` the head after its header line): from the read model when it
+/// covers a prefix of the journal, replaying the lines after it; else by
+/// replaying every line. A model that fails midway is given up for the
+/// full replay.
+pub fn read_state(
+    file: &File,
+    path: &Path,
+    header: Head,
+    len: u64,
+    model: Option<&ReadModel>,
+) -> Result<Read, JournalError> {
+    if let Some(model) = model
+        && let Some(from) = model.covers(file, header, len)
+    {
+        let tail = model
+            .base(from)
+            .map_err(JournalError::from)
+            .and_then(|base| {
+                let mut replay =
+                    Replay::with_model(Scanner::new(file, path, from, len), base, model);
+                replay.run()?;
+                Ok(replay.finish())
+            });
+        match tail {
+            Ok((state, head, torn)) => {
+                return Ok(Read {
+                    state,
+                    head: Some(head),
+                    torn,
+                    from: Some(from),
+                });
+            }
+            // A model that is damaged in a way its checks miss may make
+            // good lines look wrong: the full replay is the judge.
+            Err(JournalError::Model(_) | JournalError::Corrupt { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut replay = Replay::new(Scanner::new(file, path, header, len), State::default());
+    replay.run()?;
+    let (state, head, torn) = replay.finish();
+    Ok(Read {
+        state,
+        head: Some(head),
+        torn,
+        from: None,
+    })
 }
 
 /// The metadata of the open journal, which must be a regular file: a FIFO,
@@ -310,10 +374,26 @@ pub struct Writer {
     owner: Owner,
     /// Whether `commit` wrote.
     committed: bool,
+    /// Whether what `commit` wrote is synced.
+    synced: bool,
+    /// The read model, written back once the journal is synced.
+    model: Option<ReadModel>,
+    /// The head the read model covered when `state` was loaded from it
+    /// (`state` is then partial: each request loads what it reads); `None`
+    /// when `state` was folded from the journal's start.
+    from: Option<Head>,
+    /// The head after the header line.
+    header: Option<Head>,
+    /// The head after the last staged line, once sealed.
+    sealed_head: Option<Head>,
+    /// The net change of each account the staged events touch, and
+    /// whether they created it.
+    net: FxHashMap<Box<str>, (Amount, bool)>,
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
+        self.save_model();
         self.discard_unused();
     }
 }
@@ -370,18 +450,23 @@ impl Writer {
         // Another writer may have locked first and written: then the file
         // is not this writer's to remove, whoever created it.
         let created = created && len == 0;
-        let (state, head, torn) = match scan::read_start(&file, path, len)? {
-            Start::Empty(torn) => (State::default(), None, torn),
+        let mut model = None;
+        let (read, header) = match scan::read_start(&file, path, len)? {
+            Start::Empty(torn) => (Read::empty(torn), None),
             Start::Header(header) => {
-                let (cached, from) = checkpoint::load(path, &file, header, len)
-                    .unwrap_or((State::default(), header));
-                let mut replay = Replay::new(Scanner::new(&file, path, from, len), cached);
-                replay.run()?;
-                let (state, head, torn) = replay.finish();
-                refresh_checkpoint(path, owner, header, from, head, &state);
-                (state, Some(head), torn)
+                model = ReadModel::open(path, owner);
+                (
+                    read_state(&file, path, header, len, model.as_ref())?,
+                    Some(header),
+                )
             }
         };
+        let Read {
+            state,
+            head,
+            torn,
+            from,
+        } = read;
         // `at` never decreases along the file, even if the clock steps back.
         let now = At::now().map_err(clock_error)?;
         let at = head.map_or(now, |h| h.at.max(now));
@@ -406,7 +491,13 @@ impl Writer {
             sealed: false,
             created: created.then_some(new_dirs),
             committed: false,
+            synced: false,
             owner,
+            model,
+            from,
+            header,
+            sealed_head: None,
+            net: FxHashMap::default(),
         })
     }
 
@@ -420,6 +511,7 @@ impl Writer {
     /// reader holds no other command up. What it appended stays readable:
     /// bytes before the end of the last complete append never change.
     pub fn unlock(&mut self) -> Result<(), JournalError> {
+        self.save_model();
         self.discard_unused();
         self.file
             .unlock()
@@ -556,6 +648,7 @@ impl Writer {
     /// Decides `request` against the current state and, if it is new,
     /// stages its event for [`Writer::commit`].
     pub fn apply(&mut self, request: &Request<'_>) -> Result<Outcome, WriteError> {
+        self.load(|model, state| model.load_request(state, request))?;
         // A reversal's rules need the event it names, which only the file
         // (or this writer's staged lines) holds.
         let line;
@@ -570,6 +663,10 @@ impl Writer {
                     line = self.line(seq)?;
                     let decoded = line::decode(&line, &mut Vec::new())
                         .map_err(|e| self.corrupt_at(seq, &e))?;
+                    let accounts = decoded.event.change.accounts();
+                    self.load(|model, state| {
+                        model.load_accounts(state, accounts.into_iter().flatten())
+                    })?;
                     resolved.command = Command::Reverse {
                         target: *target,
                         original: Some(Original::of(&decoded.event)),
@@ -579,11 +676,26 @@ impl Writer {
             }
             _ => request,
         };
-        match domain::decide(&self.state, request, self.at)? {
+        let decision = match domain::decide(&self.state, request, self.at) {
+            Err(Rejection::UnknownAccount(name, _)) if self.from.is_some() => {
+                return Err(self.unknown_account(name).into());
+            }
+            decision => decision?,
+        };
+        match decision {
             Decision::Repeat { seq } => {
                 let line = self.line(seq)?;
                 let decoded =
                     line::decode(&line, &mut Vec::new()).map_err(|e| self.corrupt_at(seq, &e))?;
+                // The read model's word is checked against the line it names.
+                if decoded.event.id.as_deref() != request.id {
+                    self.fall_back()?;
+                    return self.apply(request);
+                }
+                let accounts = decoded.event.change.accounts();
+                self.load(|model, state| {
+                    model.load_accounts(state, accounts.into_iter().flatten())
+                })?;
                 domain::settle_repeat(&self.state, &decoded.event, request)?;
                 Ok(Outcome::Repeat(seq))
             }
@@ -607,9 +719,99 @@ impl Writer {
                 self.encoder
                     .encode(&event, &LineHash::default(), &mut self.pending);
                 self.pending.push(b'\n');
+                self.count_net(&event.change);
                 domain::evolve(&mut self.state, &event);
                 Ok(Outcome::Appended(event.seq))
             }
+        }
+    }
+
+    /// Loads what `what` asks from the read model into a partial state;
+    /// if the model fails, gives it up for the whole state.
+    fn load(
+        &mut self,
+        what: impl FnOnce(&ReadModel, &mut State) -> Result<(), crate::readmodel::ModelError>,
+    ) -> Result<(), JournalError> {
+        let (Some(model), Some(_)) = (&self.model, self.from) else {
+            return Ok(());
+        };
+        if what(model, &mut self.state).is_err() {
+            self.fall_back()?;
+        }
+        Ok(())
+    }
+
+    /// Gives up the read model: the whole state is folded from the
+    /// journal's start, then the events staged so far again; the model is
+    /// rebuilt from it once the journal is synced.
+    fn fall_back(&mut self) -> Result<(), JournalError> {
+        let Some(header) = self.header else {
+            return Ok(());
+        };
+        let scanner = Scanner::new(&self.file, &self.path, header, self.len);
+        let mut replay = Replay::new(scanner, State::default());
+        replay.run()?;
+        let (mut state, head, _) = replay.finish();
+        for seq in head.seq + 1..=self.state.seq() {
+            let line = self.line(seq)?;
+            let decoded =
+                line::decode(&line, &mut Vec::new()).map_err(|e| self.corrupt_at(seq, &e))?;
+            domain::evolve(&mut state, &decoded.event);
+        }
+        self.state = state;
+        self.from = None;
+        Ok(())
+    }
+
+    /// The refusal of `name`, no account here, with suggestions from every
+    /// account's name (a partial state knows only a few).
+    fn unknown_account(&self, name: String) -> Rejection {
+        let names = self.model.as_ref().and_then(|m| m.account_names().ok());
+        let similar = names
+            .map(|names| crate::suggest::similar(&name, names.iter().map(String::as_str)))
+            .unwrap_or_default();
+        Rejection::UnknownAccount(name, similar)
+    }
+
+    fn count_net(&mut self, change: &Change<'_>) {
+        if let Change::AccountCreated { account, .. } = change {
+            self.net.entry((&**account).into()).or_default().1 = true;
+        }
+        for (account, delta) in change.effects().into_iter().flatten() {
+            let net = &mut self.net.entry(account.into()).or_default().0;
+            *net = Amount(net.0.saturating_add(delta.0));
+        }
+    }
+
+    /// The net change of each account the staged events touch, and
+    /// whether they created it, in no particular order.
+    pub fn net_changes(&self) -> impl Iterator<Item = (&str, Amount, bool)> {
+        self.net.iter().map(|(n, (d, c))| (&**n, *d, *c))
+    }
+
+    /// Writes the state back to the read model, once: after a commit, the
+    /// state it reached; with nothing staged, the state read (if the model
+    /// was behind). A failure only costs the next command time.
+    fn save_model(&mut self) {
+        let head = if self.committed {
+            self.sealed_head.filter(|_| self.synced)
+        } else if self.starts.is_empty() && self.from != self.head {
+            self.head
+        } else {
+            None
+        };
+        let header = match (self.header, self.sealed_head) {
+            (Some(h), _) => Some(h.hash),
+            (None, Some(_)) => Some(LineHash::of(line::header(self.at).as_bytes())),
+            (None, None) => None,
+        };
+        // A new journal gets its model once it has a line to cover (a write
+        // refused on a new path leaves nothing behind).
+        if self.header.is_none() && self.committed && self.model.is_none() {
+            self.model = ReadModel::open(&self.path, self.owner);
+        }
+        if let (Some(head), Some(header), Some(mut model)) = (head, header, self.model.take()) {
+            let _ = model.save(&self.state, self.from, head, header);
         }
     }
 
@@ -707,6 +909,12 @@ impl Writer {
             self.begin = body - header.len();
             self.pending[self.begin..body].copy_from_slice(&header);
         }
+        self.sealed_head = Some(Head {
+            seq: self.state.seq(),
+            hash: prev,
+            end: self.len + (self.pending.len() - self.begin) as u64,
+            at: self.at,
+        });
     }
 
     /// Removes a torn tail (keeping its bytes in `<journal>.torn`), then
@@ -747,6 +955,8 @@ impl Writer {
                 }
             }
         }
+        self.synced = true;
+        self.save_model();
         Ok(())
     }
 }

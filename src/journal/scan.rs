@@ -14,6 +14,7 @@ use crate::domain::{self, Original, State};
 use crate::event::Event;
 use crate::journal::JournalError;
 use crate::journal::line::{self, HEADER_PREFIX, LastAt, LineHash, Spans};
+use crate::readmodel::ReadModel;
 use crate::time::At;
 
 const CHUNK: usize = 1 << 20;
@@ -537,8 +538,13 @@ impl<'f> Scanner<'f> {
     }
 
     /// The next event, checked against `state` (the state after every event
-    /// before it); `None` at the end or at a torn tail.
-    pub fn next(&mut self, state: &State) -> Result<Option<Entry<'_>>, JournalError> {
+    /// before it; for a partial state, `model` first loads what the check
+    /// reads); `None` at the end or at a torn tail.
+    pub fn next(
+        &mut self,
+        state: &mut State,
+        model: Option<&ReadModel>,
+    ) -> Result<Option<Entry<'_>>, JournalError> {
         if self.done {
             return Ok(None);
         }
@@ -680,6 +686,9 @@ impl<'f> Scanner<'f> {
             ),
             None => None,
         };
+        if let Some(model) = model {
+            model.load_event(state, &event)?;
+        }
         let decided = domain::check(
             state,
             &event,
@@ -799,18 +808,36 @@ pub struct Step<'r> {
 pub struct Replay<'f> {
     scanner: Scanner<'f>,
     state: State,
+    /// Where a partial state loads each event's entries from.
+    model: Option<&'f ReadModel>,
 }
 
 impl<'f> Replay<'f> {
-    /// Replays `scanner`'s events into `state` (the state at its start).
+    /// Replays `scanner`'s events into `state` (the whole state at its start).
     pub fn new(scanner: Scanner<'f>, state: State) -> Replay<'f> {
-        Replay { scanner, state }
+        Replay {
+            scanner,
+            state,
+            model: None,
+        }
+    }
+
+    /// Replays `scanner`'s events into `state`, a partial state at its
+    /// start: before each event, what its check reads is loaded from
+    /// `model`. A failure of the model ends the replay with
+    /// [`JournalError::Model`], for the caller to replay in full instead.
+    pub fn with_model(scanner: Scanner<'f>, state: State, model: &'f ReadModel) -> Replay<'f> {
+        Replay {
+            scanner,
+            state,
+            model: Some(model),
+        }
     }
 
     /// The next event, and the state once it is folded in; `None` at the
     /// end or at a torn tail.
     pub fn step(&mut self) -> Result<Option<(&State, Entry<'_>)>, JournalError> {
-        let Some(entry) = self.scanner.next(&self.state)? else {
+        let Some(entry) = self.scanner.next(&mut self.state, self.model)? else {
             return Ok(None);
         };
         domain::evolve(&mut self.state, &entry.event);
@@ -823,7 +850,7 @@ impl<'f> Replay<'f> {
         &mut self,
         keep: impl FnOnce(&Event<'_>) -> bool,
     ) -> Result<Option<Step<'_>>, JournalError> {
-        let Some(entry) = self.scanner.next(&self.state)? else {
+        let Some(entry) = self.scanner.next(&mut self.state, self.model)? else {
             return Ok(None);
         };
         let before = keep(&entry.event).then(|| self.state.clone());
@@ -943,7 +970,7 @@ mod tests {
         assert!(matches!(scanner.source, Source::Thread { .. }));
         let mut state = State::default();
         let mut offset = memchr::memchr(b'\n', &bytes).expect("header") + 1;
-        while let Some(entry) = scanner.next(&state).expect("valid") {
+        while let Some(entry) = scanner.next(&mut state, None).expect("valid") {
             let end = offset + entry.line.len();
             assert_eq!(entry.line, &bytes[offset..end], "seq {}", entry.event.seq);
             assert_eq!(entry.hash, LineHash::of(entry.line));
