@@ -24,9 +24,7 @@ pub fn model_at(path: &Path, seq: u64) {
         domain::evolve(&mut state, &entry.event);
     }
     let (mut model, _) = journal.model().unwrap();
-    model
-        .save(&state, None, scanner.head(), header.hash)
-        .unwrap();
+    model.build(&state, scanner.head(), header.hash).unwrap();
 }
 
 /// The seq the read model covers, if it is valid.
@@ -117,15 +115,39 @@ fn a_stale_model_is_extended_by_the_lines_after_it_and_caught_up() {
     assert_eq!(state_at(&env.journal, None, Load::All).unwrap(), full);
 }
 
+/// A journal past [`readmodel::MODEL_AFTER_BYTES`]: `a` gets that many
+/// deposits of 1.00 with long memos.
+fn long_journal() -> (TestEnv, u64) {
+    let env = TestEnv::with(&["create a"]);
+    let memo = "m".repeat(500);
+    let lines = readmodel::MODEL_AFTER_BYTES / 500 + 1;
+    let batch: String = (0..lines)
+        .map(|_| format!("deposit a 1 --memo {memo}\n"))
+        .collect();
+    env.cmd()
+        .args(["batch", "-"])
+        .write_stdin(batch)
+        .assert()
+        .success();
+    (env, lines)
+}
+
 #[test]
-fn a_missing_model_is_rebuilt_by_the_next_command() {
+fn a_long_journal_gets_a_model_and_a_short_one_none() {
     let env = ledger();
-    remove_model(&env.journal);
     assert_eq!(env.balance_of("a"), "25.00");
-    assert_eq!(model_seq(&env.journal), Some(6));
-    remove_model(&env.journal);
     env.ok("deposit b 1");
-    assert_eq!(model_seq(&env.journal), Some(7));
+    assert!(!readmodel::path_of(&env.journal).exists());
+    let (env, lines) = long_journal();
+    // The batch that made the journal long left a model; without it, the
+    // next command, reader or writer, builds one.
+    assert_eq!(model_seq(&env.journal), Some(lines + 1));
+    remove_model(&env.journal);
+    assert_eq!(env.balance_of("a"), format!("{lines}.00"));
+    assert_eq!(model_seq(&env.journal), Some(lines + 1));
+    remove_model(&env.journal);
+    env.ok("deposit a 1");
+    assert_eq!(model_seq(&env.journal), Some(lines + 2));
     assert_eq!(
         state_at(&env.journal, None, Load::All).unwrap(),
         full_replay(&env.journal)
@@ -151,6 +173,7 @@ fn rows_changed_by_hand_or_damage_are_not_trusted() {
         "DROP TABLE holds",
     ] {
         let env = ledger();
+        model_at(&env.journal, 6);
         tamper(&env.journal, sql);
         let journal = env.bytes();
         assert_eq!(env.balance_of("a"), "25.00", "{sql}");
@@ -169,6 +192,7 @@ fn rows_changed_by_hand_or_damage_are_not_trusted() {
 #[test]
 fn an_id_the_model_maps_to_the_wrong_line_is_checked_against_the_line() {
     let env = TestEnv::with(&["create a", "deposit a 5 --id k1", "deposit a 7 --id k2"]);
+    model_at(&env.journal, 3);
     tamper(&env.journal, "UPDATE ids SET seq = 3 WHERE id = 'k1'");
     let out = env.ok("deposit a 5 --id k1");
     assert!(out.starts_with("seq 2: "), "{out}");
@@ -178,6 +202,7 @@ fn an_id_the_model_maps_to_the_wrong_line_is_checked_against_the_line() {
 #[test]
 fn a_damaged_model_file_is_ignored() {
     let env = ledger();
+    model_at(&env.journal, 6);
     let path = readmodel::path_of(&env.journal);
     // Fold the WAL into the file, so that the file holds every row.
     tamper(&env.journal, "PRAGMA wal_checkpoint(TRUNCATE)");
@@ -355,9 +380,10 @@ fn facts(state: &State) -> String {
     )
 }
 
-/// Creates the accounts, then applies each op as its own command (the
-/// model removed before each when `without_model`); returns each outcome,
-/// or the refusal's text.
+/// Creates the accounts, then applies each op as its own command (with a
+/// model, which each command then keeps up to date, unless
+/// `without_model`: a journal this short gets none of its own); returns
+/// each outcome, or the refusal's text.
 fn run_ops(path: &Path, ops: &[Op], without_model: bool) -> Vec<Result<Outcome, String>> {
     let mut writer = Writer::open(path).unwrap();
     for (i, name) in NAMES.iter().enumerate() {
@@ -373,6 +399,9 @@ fn run_ops(path: &Path, ops: &[Op], without_model: bool) -> Vec<Result<Outcome, 
     }
     writer.commit().unwrap();
     drop(writer);
+    if !without_model {
+        model_at(path, NAMES.len() as u64);
+    }
     let mut outcomes = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         let amount = |c: u16| {
@@ -411,9 +440,6 @@ fn run_ops(path: &Path, ops: &[Op], without_model: bool) -> Vec<Result<Outcome, 
                 original: None,
             },
         };
-        if without_model {
-            remove_model(path);
-        }
         let mut writer = Writer::open(path).unwrap();
         // Every third op repeats an earlier op's id: a repeat or a reuse.
         let id = format!("op-{}", if i % 3 == 2 { i / 2 } else { i });

@@ -37,6 +37,16 @@ use crate::time::At;
 const FORMAT: &str = "ledger-readmodel";
 const VERSION: &str = "1";
 
+/// A journal shorter than this gets no model: replaying it costs less
+/// than opening one (about a millisecond), and a small ledger keeps no
+/// files beside its journal. A model that exists is kept up to date
+/// whatever the journal's length.
+pub const MODEL_AFTER_BYTES: u64 = 1 << 20;
+
+/// Fold the write-ahead log once it is this long (see
+/// [`ReadModel::fold_wal`]): about a hundred writes of a few pages each.
+const WAL_FOLD_BYTES: u64 = 512 << 10;
+
 /// Why the read model could not serve: the caller replays the journal
 /// instead, and the model is rebuilt. Never shown to the user.
 #[derive(Debug, thiserror::Error)]
@@ -285,8 +295,10 @@ impl ReadModel {
     /// Writes back every entry of `state` and its head `head`, in one
     /// transaction, if the model still covers `from` (another reader may
     /// have caught it up meanwhile). `from` is `None` for a state folded
-    /// from the journal's start: the model is then rebuilt from it.
-    /// `header` is the hash of the journal's header line.
+    /// from the journal's start: the model is then rebuilt from it (or,
+    /// if there is none and the journal is short, not made; see
+    /// [`MODEL_AFTER_BYTES`]). `header` is the hash of the journal's header
+    /// line.
     pub fn save(
         &mut self,
         state: &State,
@@ -294,6 +306,12 @@ impl ReadModel {
         head: Head,
         header: LineHash,
     ) -> Result<(), ModelError> {
+        let Some(from) = from else {
+            if self.conn.is_none() && head.end < MODEL_AFTER_BYTES {
+                return Ok(());
+            }
+            return self.build(state, head, header);
+        };
         let tx = self
             .create()?
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -302,31 +320,39 @@ impl ReadModel {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()?;
-        match from {
-            Some(from) => {
-                let same = covered.is_some_and(|(hash, seq)| {
-                    hash == from.hash.to_string() && u64::try_from(seq) == Ok(from.seq)
-                });
-                if !same {
-                    return Ok(());
-                }
-            }
-            None => rows::clear(&tx)?,
+        let same = covered.is_some_and(|(hash, seq)| {
+            hash == from.hash.to_string() && u64::try_from(seq) == Ok(from.seq)
+        });
+        if !same {
+            return Ok(());
         }
-        rows::save(&tx, state)?;
-        tx.execute(
-            "INSERT OR REPLACE INTO head (one, format, journal, seq, hash, line_end, at)
-             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                format!("{FORMAT} {VERSION}"),
-                header.to_string(),
-                rows::int(head.seq)?,
-                head.hash.to_string(),
-                rows::int(head.end)?,
-                head.at.to_string(),
-            ],
-        )?;
+        write(&tx, state, head, header)?;
         tx.commit()?;
+        self.fold_wal()
+    }
+
+    /// Builds the model afresh from `state`, the whole state at `head`,
+    /// whatever the journal's length.
+    pub fn build(&mut self, state: &State, head: Head, header: LineHash) -> Result<(), ModelError> {
+        let tx = self
+            .create()?
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        rows::clear(&tx)?;
+        write(&tx, state, head, header)?;
+        tx.commit()?;
+        self.fold_wal()
+    }
+
+    /// Folds a long write-ahead log into the database and empties it.
+    /// Each command opens the model anew, and the first connection to open
+    /// it reads the whole log back (SQLite's recovery): a log left to grow
+    /// would make every command pay for every write since the last fold.
+    fn fold_wal(&self) -> Result<(), ModelError> {
+        let wal = std::fs::metadata(suffixed(&self.path, "-wal")).map_or(0, |m| m.len());
+        if wal > WAL_FOLD_BYTES {
+            self.conn()?
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        }
         Ok(())
     }
 
@@ -349,6 +375,29 @@ struct Needs<'a> {
     target: Option<Target<'a>>,
     /// The movement a stored reversal undoes.
     reverses: Option<u64>,
+}
+
+/// Writes the entries of `state` and the head they stand at.
+fn write(
+    tx: &rusqlite::Transaction<'_>,
+    state: &State,
+    head: Head,
+    header: LineHash,
+) -> Result<(), ModelError> {
+    rows::save(tx, state)?;
+    tx.execute(
+        "INSERT OR REPLACE INTO head (one, format, journal, seq, hash, line_end, at)
+         VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            format!("{FORMAT} {VERSION}"),
+            header.to_string(),
+            rows::int(head.seq)?,
+            head.hash.to_string(),
+            rows::int(head.end)?,
+            head.at.to_string(),
+        ],
+    )?;
+    Ok(())
 }
 
 /// Opens the database at `path` and sets it up for a cache.

@@ -598,8 +598,8 @@ mod tests {
             at,
         };
         model
-            .save(&state, None, head, LineHash::of(b"h"))
-            .expect("save");
+            .build(&state, head, LineHash::of(b"h"))
+            .expect("build");
         (dir, model, head)
     }
 

@@ -3,8 +3,7 @@
 //! byte as it was (a write that got part way is cut back), and readers keep
 //! working. Once the fault is gone, the same `--id` commands succeed, once.
 //!
-//! Disk full is a 2 MiB tmpfs (room for the read model's SQLite files
-//! beside the journal, about 150 KiB) filled up, and read-only a read-only bind mount, both
+//! Disk full is a 64 KiB tmpfs and read-only a read-only bind mount, both
 //! inside a private mount namespace (`unshare --mount`), so nothing leaks
 //! onto the host; `chattr +i`/`+a` make files and directories immutable or
 //! append-only on the host's own file system.
@@ -147,12 +146,12 @@ fn ok(what: &str, out: &Output) {
     assert_eq!(out.status.code(), Some(0), "{what}: {}", stderr(out));
 }
 
-/// A 2 MiB tmpfs in a private mount namespace, inside the test's
+/// A 64 KiB tmpfs in a private mount namespace, inside the test's
 /// directory; `None` (after `require` has said why) where it cannot be had.
 fn small_disk(env: &TestEnv) -> Option<(MountNs, std::path::PathBuf)> {
     let dir = env.dir.path().join("small");
     fs::create_dir(&dir).expect("mkdir");
-    match MountNs::tmpfs(&dir, "2m") {
+    match MountNs::tmpfs(&dir, "64k") {
         Ok(ns) => Some((ns, dir)),
         Err(e) => {
             require(

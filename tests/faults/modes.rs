@@ -10,7 +10,9 @@ use std::fs::{self, File};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use ledger::domain::{Command as Op, Request};
 use ledger::journal::Writer;
+use ledger::money::Decimal;
 
 use super::{
     assert_clean_read, bin, clean_env, fast_dir, ids, ledger, mode, run_bounded, wait_bounded,
@@ -43,7 +45,22 @@ fn new_journal_torn_and_checkpoint_files_are_0600_even_under_umask_000() {
     with_open_umask(&env, &["deposit", "a", "1"]);
     assert_eq!(mode(&env.beside(".torn")), 0o600, ".torn");
 
-    // A read of a journal without a read model leaves one behind.
+    // A replay past `MODEL_AFTER_BYTES` of lines leaves a read model behind.
+    let mut writer = Writer::open(&env.journal).expect("open");
+    let memo = "m".repeat(400);
+    let amount = Decimal::parse_positive("1").expect("amount");
+    for _ in 0..(ledger::readmodel::MODEL_AFTER_BYTES / 400 + 100) {
+        let request = Request {
+            memo: Some(&memo),
+            ..request(Op::Deposit {
+                account: "a",
+                amount,
+            })
+        };
+        writer.apply(&request).expect("deposit");
+    }
+    writer.commit().expect("commit");
+    drop(writer);
     crate::readmodel::remove_model(&env.journal);
     with_open_umask(&env, &["balance"]);
     let model = ledger::readmodel::path_of(&env.journal);
