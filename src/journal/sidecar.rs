@@ -1,5 +1,6 @@
 //! Files beside the journal (SPEC 2, v2): `<journal>.torn`, the checkpoint
-//! and the checkpoint's temporary files are the ledger's own.
+//! and the checkpoint's temporary files, and the nameless spool of a large
+//! append are the ledger's own.
 //!
 //! Whoever can write the journal's directory can put anything at those
 //! names: a symbolic link to a file of root's, a hard link, a FIFO that
@@ -16,6 +17,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::OFlags;
+use rustix::io::Errno;
 
 /// Who owns the journal: its sidecars must belong to them (or to the user
 /// running this command, who made them).
@@ -138,7 +140,8 @@ fn temp_prefix(target: &Path) -> Option<String> {
 /// Creates a temporary file to be renamed over `target`, in its directory:
 /// `<target>.tmp.<pid>.<16 hex digits>`, the digits unpredictable (so no one
 /// can plant a link or a FIFO at the name ahead of time), with `O_EXCL`,
-/// `O_NOFOLLOW`, mode 0600, given to the journal's owner.
+/// `O_NOFOLLOW`, mode 0600, given to the journal's owner; open for reading
+/// and writing.
 pub fn create_temp(target: &Path, owner: Owner) -> io::Result<(File, PathBuf)> {
     let prefix = temp_prefix(target).ok_or_else(|| io::Error::other("no file name"))?;
     let pid = std::process::id();
@@ -149,6 +152,7 @@ pub fn create_temp(target: &Path, owner: Owner) -> io::Result<(File, PathBuf)> {
         let name = format!("{prefix}{pid}.{:016x}", unpredictable(attempt));
         let path = target.with_file_name(name);
         match OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .mode(0o600)
@@ -164,6 +168,34 @@ pub fn create_temp(target: &Path, owner: Owner) -> io::Result<(File, PathBuf)> {
         }
     }
     Err(last)
+}
+
+/// A file with no name in the journal's directory, for staging a large
+/// append: it vanishes when closed, however the process ends. Made with
+/// `O_TMPFILE | O_EXCL` (never given a name, and never able to get one);
+/// on a file system without `O_TMPFILE`, a [`create_temp`] file removed at
+/// once (a process killed in between leaves a temporary file that
+/// [`remove_stale_temps`] clears).
+pub fn create_spool(journal: &Path, owner: Owner) -> io::Result<File> {
+    use rustix::fs::Mode;
+    let dir = match journal.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::EXCL | OFlags::CLOEXEC;
+    match rustix::fs::openat(rustix::fs::CWD, dir, flags, Mode::RUSR | Mode::WUSR) {
+        Ok(fd) => return Ok(File::from(fd)),
+        // Kernels and file systems without it say so in one of these ways.
+        Err(e) if [Errno::OPNOTSUPP, Errno::ISDIR, Errno::INVAL, Errno::NOSYS].contains(&e) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut target = journal.as_os_str().to_owned();
+    target.push(".spool");
+    let target = PathBuf::from(target);
+    remove_stale_temps(&target, owner);
+    let (file, path) = create_temp(&target, owner)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
 }
 
 /// 64 bits no one else can predict: std's `RandomState` keys SipHash with
