@@ -19,8 +19,10 @@
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::mpsc;
 
 use super::JournalError;
 use super::line::{self, LineHash};
@@ -122,21 +124,23 @@ impl Stage {
         encode(&mut self.buffer);
         self.buffer.push(b'\n');
         if self.buffer.len() - self.room >= self.limit {
-            self.spill(path, owner).map_err(|e| spool_error(path, e))?;
+            if self.spool.is_none() {
+                let spool = sidecar::create_spool(path, owner).map_err(|e| spool_error(path, e))?;
+                self.spool = Some(spool);
+            }
+            self.spill().map_err(|e| spool_error(path, e))?;
         }
         Ok(())
     }
 
-    /// Moves the buffered lines to the end of the spool.
-    fn spill(&mut self, path: &Path, owner: Owner) -> io::Result<()> {
-        let spool = match &self.spool {
-            Some(spool) => spool,
-            None => self.spool.insert(sidecar::create_spool(path, owner)?),
-        };
-        let lines = &self.buffer[self.room..];
-        spool.write_all_at(lines, self.spooled)?;
-        self.spooled += lines.len() as u64;
-        self.buffer.truncate(self.room);
+    /// Moves the buffered lines to the end of the spool, if there is one.
+    fn spill(&mut self) -> io::Result<()> {
+        if let Some(spool) = &self.spool {
+            let lines = &self.buffer[self.room..];
+            spool.write_all_at(lines, self.spooled)?;
+            self.spooled += lines.len() as u64;
+            self.buffer.truncate(self.room);
+        }
         Ok(())
     }
 
@@ -181,8 +185,9 @@ impl Stage {
     }
 
     /// Seals the staged lines with `sealer` and sends the sealed bytes to
-    /// `sink` in order, a buffer's worth at a time. `path` is the
-    /// journal's, for errors. Nothing staged sends nothing.
+    /// `sink` in order: in one piece if the buffer holds them all, else a
+    /// buffer's worth at a time. `path` is the journal's, for errors.
+    /// Nothing staged sends nothing.
     pub(super) fn seal(
         &mut self,
         mut sealer: Sealer,
@@ -192,37 +197,36 @@ impl Stage {
         if self.starts.len() == 0 || self.sealed.is_some() {
             return Ok(());
         }
-        let spool = self.spool.as_ref();
-        let mut kept = self.spooled;
-        let mut emit = |bytes: &[u8]| match (&sink, spool) {
-            (Sink::Journal(file, _), _) => {
-                let mut file: &File = file;
-                file.write_all(bytes)
-                    .map_err(|e| JournalError::io(path, "write", e))
+        // With a spool, every line goes through it: one path for them all.
+        self.spill().map_err(|e| spool_error(path, e))?;
+        let place = match (&self.spool, sink) {
+            (None, sink) => {
+                let end = self.buffer.len();
+                let begin = sealer.seal(&mut self.buffer, self.room, end);
+                if let Sink::Journal(mut file, _) = sink {
+                    file.write_all(&self.buffer[begin..])
+                        .map_err(|e| JournalError::io(path, "write", e))?;
+                }
+                Place::Buffer(begin)
             }
-            (Sink::Keep, Some(spool)) => {
-                let written = spool.write_all_at(bytes, kept);
-                kept += bytes.len() as u64;
-                written.map_err(|e| spool_error(path, e))
+            (Some(spool), Sink::Journal(mut file, len)) => {
+                let emit = |bytes: &[u8]| {
+                    file.write_all(bytes)
+                        .map_err(|e| JournalError::io(path, "write", e))
+                };
+                seal_spool(spool, self.spooled, self.room, &mut sealer, emit, path)?;
+                Place::Journal(len)
             }
-            // Sealed in place, and kept there.
-            (Sink::Keep, None) => Ok(()),
-        };
-        if let Some(spool) = spool {
-            let room = self.room;
-            each_chunk(spool, 0, self.spooled, room, |chunk, end| {
-                let begin = sealer.seal(chunk, room, end);
-                emit(&chunk[begin..end])
-            })
-            .map_err(|e| e.unwrap_or_else(|e| spool_error(path, e)))?;
-        }
-        let end = self.buffer.len();
-        let begin = sealer.seal(&mut self.buffer, self.room, end);
-        emit(&self.buffer[begin..])?;
-        let place = match (sink, spool) {
-            (_, None) => Place::Buffer(begin),
-            (Sink::Journal(_, len), Some(_)) => Place::Journal(len),
-            (Sink::Keep, Some(_)) => Place::Spool(self.spooled),
+            (Some(spool), Sink::Keep) => {
+                let mut at = self.spooled;
+                let emit = |bytes: &[u8]| {
+                    let written = spool.write_all_at(bytes, at);
+                    at += bytes.len() as u64;
+                    written.map_err(|e| spool_error(path, e))
+                };
+                seal_spool(spool, self.spooled, self.room, &mut sealer, emit, path)?;
+                Place::Spool(self.spooled)
+            }
         };
         self.sealed = Some(Sealed {
             header: sealer.header_len,
@@ -262,26 +266,88 @@ impl Stage {
         };
         let start = at + sealed.header;
         let end = start + self.staged_bytes() + sealed.mark;
-        each_chunk(file, start, end, 0, |chunk, end| lines(&chunk[..end])).map_err(|e| match e {
+        each_chunk(file, start, end, lines).map_err(|e| match e {
             Ok(e) => e,
             Err(e) => E::from(error(path, e)),
         })
     }
 }
 
-/// Reads bytes `from..to` of `file`, whole lines, a chunk at a time into a
-/// buffer after `room` bytes of room, and hands `each` the buffer and the
-/// end of its last complete line. An error is `each`'s (`Ok`) or the
-/// read's (`Err`).
+/// Streams the first `len` bytes of `spool` (whole lines) through
+/// `sealer` to `emit`, in chunks read after `room` bytes of room. `emit`
+/// runs on a thread of its own: copying one chunk into the page cache
+/// then overlaps hashing the next, which the chain keeps on this thread.
+fn seal_spool(
+    spool: &File,
+    len: u64,
+    room: usize,
+    sealer: &mut Sealer,
+    mut emit: impl FnMut(&[u8]) -> Result<(), JournalError> + Send,
+    path: &Path,
+) -> Result<(), JournalError> {
+    std::thread::scope(|scope| {
+        let (sealed_tx, sealed_rx) = mpsc::sync_channel::<(Vec<u8>, Range<usize>)>(1);
+        let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+        let writer = scope.spawn(move || {
+            for (chunk, range) in sealed_rx {
+                emit(&chunk[range])?;
+                // Back for the next read; gone if sealing has ended.
+                let _ = free_tx.send(chunk);
+            }
+            Ok(())
+        });
+        let (mut read, mut carry) = (0, Vec::new());
+        let sealed = loop {
+            if read >= len {
+                break Ok(());
+            }
+            let mut chunk = free_rx.try_recv().unwrap_or_default();
+            let filled = room + carry.len();
+            chunk.resize(chunk.len().max(filled + BUFFER), 0);
+            chunk[room..filled].copy_from_slice(&carry);
+            let n = BUFFER.min(usize::try_from(len - read).unwrap_or(usize::MAX));
+            if let Err(e) = spool.read_exact_at(&mut chunk[filled..filled + n], read) {
+                break Err(spool_error(path, e));
+            }
+            read += n as u64;
+            // A chunk ends with the last whole line in it; the rest starts
+            // the next.
+            let end =
+                memchr::memrchr(b'\n', &chunk[room..filled + n]).map_or(room, |i| room + i + 1);
+            carry.clear();
+            carry.extend_from_slice(&chunk[end..filled + n]);
+            if end == room {
+                continue;
+            }
+            let begin = sealer.seal(&mut chunk, room, end);
+            // Closed: the writer stopped at an error, which it returns.
+            if sealed_tx.send((chunk, begin..end)).is_err() {
+                break Ok(());
+            }
+        };
+        drop(sealed_tx);
+        let written = writer.join().unwrap_or_else(|_| {
+            Err(JournalError::io(
+                path,
+                "write",
+                io::Error::other("the writing thread failed"),
+            ))
+        });
+        sealed.and(written)
+    })
+}
+
+/// Reads bytes `from..to` of `file`, whole lines, a chunk at a time, and
+/// hands `each` the chunk up to the end of its last complete line. An
+/// error is `each`'s (`Ok`) or the read's (`Err`).
 fn each_chunk<E>(
     file: &File,
     from: u64,
     to: u64,
-    room: usize,
-    mut each: impl FnMut(&mut [u8], usize) -> Result<(), E>,
+    mut each: impl FnMut(&[u8]) -> Result<(), E>,
 ) -> Result<(), Result<E, io::Error>> {
-    let mut chunk = vec![0u8; room + BUFFER];
-    let (mut read, mut filled) = (from, room);
+    let mut chunk = vec![0u8; BUFFER];
+    let (mut read, mut filled) = (from, 0);
     while read < to {
         // A line longer than a chunk: room for it.
         if filled == chunk.len() {
@@ -292,13 +358,10 @@ fn each_chunk<E>(
             .map_err(Err)?;
         read += n as u64;
         filled += n;
-        let Some(last) = memchr::memrchr(b'\n', &chunk[room..filled]) else {
-            continue;
-        };
-        let end = room + last + 1;
-        each(&mut chunk, end).map_err(Ok)?;
-        chunk.copy_within(end..filled, room);
-        filled = room + (filled - end);
+        let end = memchr::memrchr(b'\n', &chunk[..filled]).map_or(0, |i| i + 1);
+        each(&chunk[..end]).map_err(Ok)?;
+        chunk.copy_within(end..filled, 0);
+        filled -= end;
     }
     Ok(())
 }
