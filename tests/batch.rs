@@ -858,6 +858,11 @@ fn a_batch_larger_than_its_buffer_writes_the_bytes_spec_2_spells() {
     assert_eq!(real.lines().collect::<Vec<_>>(), shown);
     assert_eq!(entries(&env), ["journal.jsonl", "large.txt"]);
     env.ok("verify");
+    // From stdin, whose megabytes wait in a file before the journal is locked.
+    let piped = TestEnv::new();
+    assert_eq!(batch_ok(&piped, &["--json"], &text), real);
+    assert_eq!(piped.bytes(), expected.as_bytes());
+    assert_eq!(entries(&piped), ["journal.jsonl"]);
 }
 
 #[test]

@@ -38,6 +38,14 @@ impl Owner {
         }
     }
 
+    /// The user running this command.
+    pub fn me() -> Owner {
+        Owner {
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
+        }
+    }
+
     /// Whether `meta` describes a sidecar the ledger may use: a regular
     /// file (not a FIFO, device, directory or link), with one link (a hard
     /// link would make a write land in another file too), owned by the
@@ -283,19 +291,12 @@ fn old(meta: &Metadata) -> bool {
 mod tests {
     use super::*;
 
-    fn me() -> Owner {
-        Owner {
-            uid: rustix::process::geteuid().as_raw(),
-            gid: rustix::process::getegid().as_raw(),
-        }
-    }
-
     #[test]
     fn temp_names_are_ours_and_differ() {
         let dir = tempfile::tempdir().expect("tempdir");
         let target = dir.path().join("j.jsonl.checkpoint");
-        let (_, a) = create_temp(&target, me()).expect("a");
-        let (_, b) = create_temp(&target, me()).expect("b");
+        let (_, a) = create_temp(&target, Owner::me()).expect("a");
+        let (_, b) = create_temp(&target, Owner::me()).expect("b");
         assert_ne!(a, b);
         let prefix = temp_prefix(&target).expect("prefix");
         for path in [&a, &b] {
@@ -334,7 +335,7 @@ mod tests {
         }
         let link = dir.path().join("j.jsonl.checkpoint.tmp.2000000001");
         std::os::unix::fs::symlink(&other, &link).expect("symlink");
-        remove_stale_temps(&target, me());
+        remove_stale_temps(&target, Owner::me());
         assert!(!stale.exists());
         assert!(other.exists() && mine.exists());
         assert!(link.symlink_metadata().is_ok());
@@ -347,11 +348,11 @@ mod tests {
         std::fs::write(&victim, b"v").expect("write");
         let torn = dir.path().join("j.torn");
         std::os::unix::fs::symlink(&victim, &torn).expect("symlink");
-        let err = open_to_append(&torn, me()).expect_err("a link");
+        let err = open_to_append(&torn, Owner::me()).expect_err("a link");
         assert!(err.to_string().contains("symbolic link"), "{err}");
         let dangling = dir.path().join("d.torn");
         std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).expect("symlink");
-        assert!(open_to_append(&dangling, me()).is_err());
+        assert!(open_to_append(&dangling, Owner::me()).is_err());
         assert!(!dir.path().join("nowhere").exists());
         assert_eq!(std::fs::read(&victim).expect("read"), b"v");
         let fifo = dir.path().join("f.torn");
@@ -363,9 +364,13 @@ mod tests {
             0,
         )
         .expect("mkfifo");
-        assert!(open_to_append(&fifo, me()).is_err());
-        assert!(open_to_read(&fifo, me()).expect("no error").is_none());
-        let (_, created) = open_to_append(&dir.path().join("new.torn"), me()).expect("new");
+        assert!(open_to_append(&fifo, Owner::me()).is_err());
+        assert!(
+            open_to_read(&fifo, Owner::me())
+                .expect("no error")
+                .is_none()
+        );
+        let (_, created) = open_to_append(&dir.path().join("new.torn"), Owner::me()).expect("new");
         assert!(created);
     }
 }

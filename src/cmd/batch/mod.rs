@@ -2,7 +2,8 @@
 //! evolving state, appended all at once or not at all (SPEC 4).
 
 use std::fs;
-use std::io::{self, BufRead, IsTerminal, Read};
+use std::io::{self, BufRead, IsTerminal, Read, Seek, Write};
+use std::path::Path;
 use std::sync::mpsc;
 
 use crate::cli::{BatchArgs, WriteCommand};
@@ -11,6 +12,7 @@ use crate::cmd::apply::{Applier, at_line};
 use crate::error::Error;
 use crate::journal::JournalError;
 use crate::journal::line;
+use crate::journal::sidecar::{self, Owner};
 
 mod parse;
 
@@ -24,7 +26,7 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
     if from_stdin && io::stdin().is_terminal() {
         super::note("reading commands from standard input; end with Ctrl-D");
     }
-    let input = open_input(args)?;
+    let input = open_input(args, &ctx.path)?;
     let mut applier = Applier::open(ctx, args.dry_run)?;
     let parser = || {
         let mut grammar = Grammar::new();
@@ -39,10 +41,11 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
 /// A batch's input, ready to be read line by line. A regular file is
 /// read as the lines are applied, with the journal locked: reading it
 /// never waits on anyone. Anything else (stdin, a pipe, a device) could be
-/// a slow producer that would hold other writers up, so it is read into
-/// memory first, its lines bounded as the file's are, before the journal
-/// is locked.
-fn open_input(args: &BatchArgs) -> Result<Box<dyn BufRead + Send>, Error> {
+/// a slow producer that would hold other writers up, so it is read to its
+/// end first, its lines bounded as the file's are, before the journal is
+/// locked: into memory, and past a few MiB into a nameless file beside the
+/// `journal` (so that memory does not grow with the batch).
+fn open_input(args: &BatchArgs, journal: &Path) -> Result<Box<dyn BufRead + Send>, Error> {
     let path = args.input.as_deref().filter(|p| p.as_os_str() != "-");
     let io_error = |e| match path {
         Some(path) => Error::Journal(JournalError::io(path, "read batch file", e)),
@@ -60,7 +63,8 @@ fn open_input(args: &BatchArgs) -> Result<Box<dyn BufRead + Send>, Error> {
         None => Box::new(io::stdin()),
     };
     let mut reader = io::BufReader::with_capacity(READ_BUFFER, source);
-    let (mut text, mut line) = (Vec::new(), 0);
+    let (mut text, mut line, mut spool) = (Vec::new(), 0, None);
+    let spool_error = |e| Error::Journal(JournalError::io(journal, KEEP_INPUT, e));
     loop {
         line += 1;
         match read_line(&mut reader, &mut text) {
@@ -69,8 +73,36 @@ fn open_input(args: &BatchArgs) -> Result<Box<dyn BufRead + Send>, Error> {
             Err(e) if e.kind() == io::ErrorKind::InvalidData => return Err(too_long(line)),
             Err(e) => return Err(io_error(e)),
         }
+        if text.len() >= READ_BUFFER {
+            let file = match &mut spool {
+                Some(file) => file,
+                None => spool.insert(input_spool(journal).map_err(spool_error)?),
+            };
+            file.write_all(&text).map_err(spool_error)?;
+            text.clear();
+        }
     }
-    Ok(Box::new(io::Cursor::new(text)))
+    let Some(mut file) = spool else {
+        return Ok(Box::new(io::Cursor::new(text)));
+    };
+    file.write_all(&text)
+        .and_then(|()| file.rewind())
+        .map_err(spool_error)?;
+    Ok(Box::new(io::BufReader::with_capacity(READ_BUFFER, file)))
+}
+
+/// What keeping a long batch input in a file is called in errors.
+const KEEP_INPUT: &str = "keep the batch input in a temporary file beside";
+
+/// A nameless file for the batch input: beside the journal, or in the
+/// temporary directory while the journal's directory does not exist yet.
+fn input_spool(journal: &Path) -> io::Result<fs::File> {
+    match sidecar::create_spool(journal, Owner::me()) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            sidecar::create_spool(&std::env::temp_dir().join("ledger-batch"), Owner::me())
+        }
+        spool => spool,
+    }
 }
 
 /// Appends one line of `reader` (with its `\n`, if it has one) to `buf`,
