@@ -5,6 +5,7 @@
 pub mod line;
 pub mod scan;
 pub mod sidecar;
+mod stage;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -23,6 +24,7 @@ use crate::time::At;
 use line::{LineHash, MAX_LINE};
 use scan::{Head, Replay, Scanner, Start, Torn};
 use sidecar::Owner;
+use stage::{Sink, Stage};
 
 /// What can go wrong with the journal file.
 #[derive(Debug, thiserror::Error)]
@@ -356,17 +358,10 @@ pub struct Writer {
     /// (so that a refused command leaves the file byte for byte as it was).
     torn: Option<Torn>,
     at: At,
-    /// Room for the header and the batch count, then the encoded new
-    /// lines (their `prev` filled in by `seal`). Sealing fills the room
-    /// from its end, so a batch of any size is never moved in memory.
-    pending: Vec<u8>,
-    /// Where the bytes to write start in `pending`, once sealed.
-    begin: usize,
+    /// The encoded new lines, their `prev` and batch mark filled in by
+    /// sealing them.
+    stage: Stage,
     encoder: line::Encoder,
-    /// Start of each pending line in `pending`.
-    starts: Vec<usize>,
-    /// Whether `seal` has run.
-    sealed: bool,
     /// `Some` if this writer created the file: then also the first
     /// directory it created, if any.
     created: Option<Option<PathBuf>>,
@@ -484,11 +479,8 @@ impl Writer {
             state,
             head,
             torn,
-            pending: vec![0; room],
-            begin: room,
+            stage: Stage::new(room),
             encoder: line::Encoder::default(),
-            starts: Vec::new(),
-            sealed: false,
             created: created.then_some(new_dirs),
             committed: false,
             synced: false,
@@ -715,10 +707,12 @@ impl Writer {
                     memo: request.memo.map(Into::into),
                     batch: None,
                 };
-                self.starts.push(self.pending.len());
-                self.encoder
-                    .encode(&event, &LineHash::default(), &mut self.pending);
-                self.pending.push(b'\n');
+                let encoder = &mut self.encoder;
+                self.stage.push(
+                    |out| encoder.encode(&event, &LineHash::default(), out),
+                    &self.path,
+                    self.owner,
+                )?;
                 self.count_net(&event.change);
                 domain::evolve(&mut self.state, &event);
                 Ok(Outcome::Appended(event.seq))
@@ -795,7 +789,7 @@ impl Writer {
     fn save_model(&mut self) {
         let head = if self.committed {
             self.sealed_head.filter(|_| self.synced)
-        } else if self.starts.is_empty() && self.from != self.head {
+        } else if self.stage.len() == 0 && self.from != self.head {
             self.head
         } else {
             None
@@ -829,112 +823,70 @@ impl Writer {
         let committed = self.head.map_or(0, |h| h.seq);
         if seq > committed {
             let i = usize::try_from(seq - committed - 1).unwrap_or(usize::MAX);
-            let start = self.starts.get(i).copied().unwrap_or(self.pending.len());
-            let end = self
-                .starts
-                .get(i + 1)
-                .copied()
-                .unwrap_or(self.pending.len());
-            return Ok(self.pending[start..end.saturating_sub(1).max(start)].to_vec());
+            return self.stage.line(i, &self.file, &self.path);
         }
         find_line(&self.file, &self.path, self.len, seq)
     }
 
-    /// The staged lines, once [`Writer::commit`] has fixed their chain.
-    pub fn staged_lines(&self) -> impl Iterator<Item = &[u8]> {
-        // After sealing, a new journal's header precedes the first event.
-        let body = self.starts.first().copied().unwrap_or(self.pending.len());
-        self.pending[body..]
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
+    /// Hands each staged line to `each`, in order, once [`Writer::seal`]
+    /// or [`Writer::commit`] has fixed their chain.
+    pub fn each_staged<E: From<JournalError>>(
+        &self,
+        each: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.stage.each_sealed(&self.file, &self.path, each)
     }
 
     /// How many events are staged.
     pub fn staged(&self) -> usize {
-        self.starts.len()
+        self.stage.len()
     }
 
-    /// Makes room to index about `events` more events, so that a large
-    /// batch does not copy the index each time it outgrows it (room for
-    /// the lines themselves comes with [`Writer::adopt_buffer`]).
-    ///
-    /// Only a hint: if the address space refuses, the index grows as
-    /// needed instead.
-    pub fn reserve(&mut self, events: usize) {
-        let _ = self.starts.try_reserve(events);
-    }
-
-    /// Moves the staged lines into `buffer` if it has more room than their
-    /// own: memory made ready elsewhere (see `cmd::batch`), so that staging
-    /// the rest never waits on the kernel for fresh pages.
-    pub fn adopt_buffer(&mut self, mut buffer: Vec<u8>) {
-        if buffer.capacity() > self.pending.capacity() {
-            buffer.clear();
-            buffer.extend_from_slice(&self.pending);
-            self.pending = buffer;
+    /// What seals the staged lines: they follow the journal's last line,
+    /// or a new journal's header.
+    fn sealer(&self) -> stage::Sealer {
+        let count = self.stage.len();
+        match self.head {
+            Some(head) => stage::Sealer::new(head.hash, count, None),
+            None => {
+                let mut header = line::header(self.at).into_bytes();
+                let prev = LineHash::of(&header);
+                header.push(b'\n');
+                stage::Sealer::new(prev, count, Some(header))
+            }
         }
     }
 
     /// Marks a multi-event append with its count and fills in the `prev`
-    /// chain of the staged lines (prefixed by the header for a new journal).
-    /// Until then staged lines carry a placeholder `prev`, because the count
-    /// in the first line changes every hash after it.
-    pub fn seal(&mut self) {
-        if self.sealed || self.starts.is_empty() {
-            return;
-        }
-        self.sealed = true;
-        let count = self.starts.len();
-        let first = self.starts[0];
-        if count > 1 {
-            // The count goes in the first line: the part of the line before
-            // it moves back into the room.
-            let (mark, offset) = line::batch_mark(count, self.starts[1] - 1 - first);
-            let at = first + offset;
-            let new_first = first - mark.len();
-            self.pending.copy_within(first..at, new_first);
-            self.pending[at - mark.len()..at].copy_from_slice(mark.as_bytes());
-            self.starts[0] = new_first;
-        }
-        let body = self.starts[0];
-        let mut prev = match self.head {
-            Some(head) => head.hash,
-            None => LineHash::of(line::header(self.at).as_bytes()),
-        };
-        chain(&mut self.pending[body..], &mut prev);
-        self.begin = body;
-        if self.head.is_none() {
-            let mut header = line::header(self.at).into_bytes();
-            header.push(b'\n');
-            self.begin = body - header.len();
-            self.pending[self.begin..body].copy_from_slice(&header);
-        }
-        self.sealed_head = Some(Head {
-            seq: self.state.seq(),
-            hash: prev,
-            end: self.len + (self.pending.len() - self.begin) as u64,
-            at: self.at,
-        });
+    /// chain of the staged lines (after the header for a new journal),
+    /// without writing them to the journal: for a dry run that shows them.
+    /// Until then staged lines carry a placeholder `prev`, because the
+    /// count in the first line changes every hash after it.
+    pub fn seal(&mut self) -> Result<(), JournalError> {
+        let sealer = self.sealer();
+        self.stage.seal(sealer, Sink::Keep, &self.path)
     }
 
     /// Removes a torn tail (keeping its bytes in `<journal>.torn`), then
-    /// writes every staged event in one `write_all`, with one `fsync` (and
-    /// the directory's when this write created the journal). Nothing staged
+    /// appends every staged event, sealed as it goes (in one write unless
+    /// the append outgrew the stage's buffer), with one `fsync` (and the
+    /// directory's when this write created the journal). Nothing staged
     /// writes nothing.
     pub fn commit(&mut self) -> Result<(), JournalError> {
-        if self.starts.is_empty() {
+        if self.stage.len() == 0 {
             return Ok(());
         }
-        self.seal();
         if let Some(torn) = self.torn {
             self.remove_torn(torn)?;
         }
         self.committed = true;
-        if let Err(e) = (&self.file).write_all(&self.pending[self.begin..]) {
+        let sealer = self.sealer();
+        let sink = Sink::Journal(&self.file, self.len);
+        if let Err(e) = self.stage.seal(sealer, sink, &self.path) {
             // Leave no partial line behind; if even that fails, what is left
             // is a torn tail that readers ignore and the next writer removes.
             let _ = self.file.set_len(self.len);
-            return Err(JournalError::io(&self.path, "write", e));
+            return Err(e);
         }
         if let Err(source) = self.file.sync_data() {
             return Err(JournalError::SyncFailed {
@@ -942,6 +894,12 @@ impl Writer {
                 source,
             });
         }
+        self.sealed_head = self.stage.sealed_end().map(|(hash, len)| Head {
+            seq: self.state.seq(),
+            hash,
+            end: self.len + len,
+            at: self.at,
+        });
         if self.head.is_none() {
             sync_parent(&self.path)?;
         }
@@ -963,18 +921,6 @@ impl Writer {
 
 /// Bytes of a torn tail copied or compared at a time.
 const QUARANTINE_CHUNK: usize = 1 << 20;
-
-/// Fills in the `prev` of each line of `lines` (each ending with `\n`),
-/// starting from the hash `prev` of the line before them.
-fn chain(lines: &mut [u8], prev: &mut LineHash) {
-    let mut start = 0;
-    while let Some(i) = memchr::memchr(b'\n', &lines[start..]) {
-        let end = start + i;
-        line::set_prev(&mut lines[start..end], prev);
-        *prev = LineHash::of(&lines[start..end]);
-        start = end + 1;
-    }
-}
 
 /// Errors of a write request: a refusal by the rules, or the file.
 #[derive(Debug, thiserror::Error)]
@@ -1118,51 +1064,180 @@ pub fn find_line(file: &File, path: &Path, len: u64, seq: u64) -> Result<Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Command, Request};
+    use crate::domain::{Command, Request, Target};
     use crate::money::Decimal;
+    use proptest::prelude::*;
 
     /// A request with no options.
     pub(in crate::journal) fn request(command: Command<'_>) -> Request<'_> {
         Request::new(command)
     }
 
-    /// Lines staged before and after moving into a larger buffer are one
-    /// append, as if the buffer had been there from the start.
-    #[test]
-    fn staging_goes_on_in_an_adopted_buffer() {
+    /// One request of a generated append (accounts `a` and `b` exist).
+    #[derive(Debug, Clone)]
+    enum Op {
+        Deposit(u32, Option<u8>),
+        Withdraw(u32, Option<u8>),
+        Transfer(u32),
+        Reverse(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let id = proptest::option::of(0..6u8);
+        prop_oneof![
+            (1..500u32, id.clone()).prop_map(|(n, id)| Op::Deposit(n, id)),
+            (1..500u32, id).prop_map(|(n, id)| Op::Withdraw(n, id)),
+            (1..500u32).prop_map(Op::Transfer),
+            (1..40u64).prop_map(Op::Reverse),
+        ]
+    }
+
+    /// What an append of `ops` leaves: the journal's bytes, the staged
+    /// lines as shown, and each new event's line looked up by seq (before
+    /// sealing, and after). `limit` is the stage's buffer; `commit` false
+    /// is a dry run.
+    type Seen = (Vec<u8>, Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>);
+
+    fn append(ops: &[Op], existing: bool, limit: usize, commit: bool) -> Seen {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("journal.jsonl");
-        let mut writer = Writer::open(&path).expect("open");
-        let create = Command::Create {
-            account: "a",
+        let at = |t: &str| At::parse_instant(t).expect("instant");
+        let ids: Vec<String> = (0..6).map(|i| format!("id-{i}")).collect();
+        let amount = |n: u32| Decimal::parse_positive(&format!("{}.{:02}", n / 100, n % 100));
+        let create = |account| Command::Create {
+            account,
             owner: None,
             currency: None,
             decimals: 2,
         };
-        let deposit = || Command::Deposit {
-            account: "a",
-            amount: Decimal::parse_positive("1.5").expect("amount"),
+        let mut writer = Writer::open(&path).expect("open");
+        writer.at = at("2026-11-26T10:00:00Z");
+        if existing {
+            writer.apply(&request(create("a"))).expect("a");
+            writer.apply(&request(create("b"))).expect("b");
+            writer.commit().expect("commit");
+            drop(writer);
+            writer = Writer::open(&path).expect("open");
+            writer.at = at("2026-11-27T10:00:00Z");
+        } else {
+            writer.apply(&request(create("a"))).expect("a");
+            writer.apply(&request(create("b"))).expect("b");
+        }
+        writer.stage.set_limit(limit);
+        let first = writer.head.map_or(1, |h| h.seq + 1);
+        for op in ops {
+            let (command, id) = match op {
+                Op::Deposit(n, id) => (
+                    Command::Deposit {
+                        account: "a",
+                        amount: amount(*n).expect("amount"),
+                    },
+                    *id,
+                ),
+                Op::Withdraw(n, id) => (
+                    Command::Withdraw {
+                        account: "a",
+                        amount: amount(*n).expect("amount"),
+                    },
+                    *id,
+                ),
+                Op::Transfer(n) => (
+                    Command::Transfer {
+                        from: "a",
+                        to: "b",
+                        amount: amount(*n).expect("amount"),
+                    },
+                    None,
+                ),
+                Op::Reverse(seq) => (
+                    Command::Reverse {
+                        target: Target::Seq(*seq),
+                        original: None,
+                    },
+                    None,
+                ),
+            };
+            let mut request = request(command);
+            request.id = id.map(|i| ids[usize::from(i)].as_str());
+            // Refusals are part of the run: they stage nothing.
+            let _ = writer.apply(&request);
+        }
+        let last = writer.state().seq();
+        let lines = |writer: &Writer| -> Vec<Vec<u8>> {
+            (first..=last)
+                .map(|seq| writer.line(seq).expect("line"))
+                .collect()
         };
-        writer.apply(&request(create)).expect("create");
-        writer.apply(&request(deposit())).expect("deposit");
-        let staged = writer.pending.clone();
-        writer.adopt_buffer(Vec::with_capacity(1 << 20));
-        assert_eq!(writer.pending, staged);
-        assert!(writer.pending.capacity() >= 1 << 20);
-        // A smaller one is refused.
-        writer.adopt_buffer(Vec::with_capacity(16));
-        assert!(writer.pending.capacity() >= 1 << 20);
-        writer.apply(&request(deposit())).expect("deposit");
-        writer.commit().expect("commit");
+        let staged = lines(&writer);
+        if commit {
+            writer.commit().expect("commit");
+        } else {
+            writer.seal().expect("seal");
+        }
+        let mut shown = Vec::new();
+        writer
+            .each_staged(|line| {
+                shown.push(line.to_vec());
+                Ok::<_, JournalError>(())
+            })
+            .expect("shown");
+        let sealed = lines(&writer);
         drop(writer);
-        let journal = ReadJournal::open(&path).expect("open").expect("exists");
-        let mut replay = Replay::new(journal.scanner().expect("header"), State::default());
-        replay.run().expect("valid");
-        let state = replay.state();
-        assert_eq!(state.seq(), 3);
-        assert_eq!(
-            state.account("a").map(|a| a.balance),
-            Some(crate::money::Amount(300))
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        assert!(
+            std::fs::read_dir(dir.path()).expect("dir").count() <= 2,
+            "only the journal (and its checkpoint) are left"
         );
+        (bytes, shown, staged, sealed)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Staged in a spool, however small the buffer, an append is
+        /// byte for byte the one staged in memory, and so is every line
+        /// read back before and after sealing.
+        #[test]
+        fn a_spooled_append_is_the_append_staged_in_memory(
+            ops in proptest::collection::vec(op(), 0..40),
+            existing in any::<bool>(),
+            limit in prop_oneof![Just(1usize), 1..3000usize],
+            commit in any::<bool>(),
+        ) {
+            let in_memory = append(&ops, existing, usize::MAX, commit);
+            let spooled = append(&ops, existing, limit, commit);
+            prop_assert_eq!(&in_memory, &spooled);
+            let (bytes, shown, _, sealed) = in_memory;
+            prop_assert_eq!(&shown, &sealed);
+            if commit {
+                let mut tail: Vec<u8> = shown.join(&b'\n');
+                tail.push(b'\n');
+                prop_assert!(bytes.ends_with(&tail));
+            }
+        }
+    }
+
+    #[test]
+    fn a_sealed_multi_event_append_carries_its_count_and_chain() {
+        let ops = [
+            Op::Deposit(100, Some(1)),
+            Op::Deposit(100, Some(1)),
+            Op::Transfer(5),
+        ];
+        let (bytes, shown, staged, sealed) = append(&ops, false, 1, true);
+        assert_eq!(shown.len(), 4);
+        assert!(String::from_utf8_lossy(&shown[0]).contains(r#","batch":4,"prev""#));
+        assert!(!String::from_utf8_lossy(&staged[0]).contains("batch"));
+        assert_eq!(shown, sealed);
+        let lines: Vec<&[u8]> = bytes
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        for pair in lines.windows(2) {
+            assert_eq!(
+                line::prev_hex(pair[1]).as_bytes(),
+                LineHash::of(pair[0]).hex()
+            );
+        }
     }
 }
