@@ -283,6 +283,31 @@ fn a_typo_is_answered_from_every_account_not_only_those_loaded() {
     assert!(stderr.contains("did you mean alice"), "{stderr}");
 }
 
+#[test]
+fn a_typo_is_answered_from_the_accounts_created_after_the_model_too() {
+    let env = TestEnv::with(&["create alice", "create bob"]);
+    // bob was created after the model's head: only the lines after it know him.
+    model_at(&env.journal, 1);
+    let journal = env.bytes();
+    let stderr = env.fails(1, &["deposit", "bobb", "1"]);
+    assert!(stderr.contains("did you mean bob?"), "{stderr}");
+    assert_eq!(env.bytes(), journal);
+    // carol is created by an earlier line of the same batch.
+    model_at(&env.journal, 2);
+    let out = env
+        .cmd()
+        .args(["batch", "-"])
+        .write_stdin("create carol\ndeposit carl 1\n")
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("line 2: unknown account carl (did you mean carol?)"),
+        "{stderr}"
+    );
+    assert_eq!(env.bytes(), journal);
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Deposit(usize, u16),
