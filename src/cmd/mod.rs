@@ -288,17 +288,31 @@ fn valid_end(journal: &ReadJournal, header: Head) -> Result<(u64, State), Error>
         (Some((m, _)), Some(from)) => m.load_all(from).ok().map(|state| (state, from)),
         _ => None,
     };
-    let (state, start) = cached.unwrap_or((State::default(), header));
-    let mut replay = Replay::new(journal.scanner_from(start), state);
-    replay.run()?;
-    let (state, head, torn) = replay.finish();
+    let run = |state, start| {
+        let mut replay = Replay::new(journal.scanner_from(start), state);
+        replay.run()?;
+        Ok::<_, JournalError>(replay.finish())
+    };
+    let (read, from) = match cached {
+        Some((state, from)) => match run(state, from) {
+            Ok(read) => (read, Some(from)),
+            // A model that is damaged in a way its checks miss (a row lost
+            // whose absence no sum shows) may make good lines look wrong:
+            // the full replay is the judge, and the model is rebuilt.
+            Err(JournalError::Model(_) | JournalError::Corrupt { .. }) => {
+                (run(State::default(), header)?, None)
+            }
+            Err(e) => return Err(e.into()),
+        },
+        None => (run(State::default(), header)?, None),
+    };
+    let (state, head, torn) = read;
     if let Some(torn) = torn {
         warn_torn(journal.path(), torn);
     }
-    if head != start
+    if head != from.unwrap_or(header)
         && let Some((m, _)) = &mut model
     {
-        let from = covered.filter(|from| *from == start);
         let _ = m.save(&state, from, head, header.hash);
     }
     let end = head.end;
