@@ -328,6 +328,28 @@ fn a_row_lost_from_a_stale_model_does_not_make_history_call_the_journal_corrupt(
     );
 }
 
+/// A row lost from a model at the journal's head: every command that loads
+/// every row (`balance`, `history`'s widths) sees that the sums no longer
+/// add up, and replays the journal instead.
+#[test]
+fn a_lost_row_is_seen_by_the_commands_that_load_every_row() {
+    for sql in ["DELETE FROM accounts WHERE name = 'a'", "DELETE FROM holds"] {
+        let env = ledger();
+        env.ok("hold b 4 --to a");
+        model_at(&env.journal, 7);
+        tamper(&env.journal, sql);
+        let all = env.balances();
+        assert_eq!(all["accounts"][0]["account"], "a", "{sql}");
+        assert_eq!(all["accounts"][0]["balance"], "25.00", "{sql}");
+        assert_eq!(all["accounts"][1]["held"], "4.00", "{sql}");
+        assert_eq!(
+            state_at(&env.journal, None, Load::All).unwrap(),
+            full_replay(&env.journal),
+            "{sql}"
+        );
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Deposit(usize, u16),
