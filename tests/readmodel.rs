@@ -350,6 +350,29 @@ fn a_lost_row_is_seen_by_the_commands_that_load_every_row() {
     }
 }
 
+/// SQLite takes a name that starts with `file:` for a URI: the model of a
+/// journal given as the relative path `file:j.jsonl` must still be
+/// `file:j.jsonl.readmodel`, not `j.jsonl.readmodel` (another journal's).
+#[test]
+fn a_journal_path_that_reads_as_a_uri_keeps_its_model_beside_it() {
+    let env = TestEnv::new();
+    let run = |args: &str| {
+        env.bare()
+            .arg("--file")
+            .arg("file:j.jsonl")
+            .args(args.split(' '))
+            .assert()
+            .success();
+    };
+    run("create a");
+    run("deposit a 5");
+    let journal = env.dir.path().join("file:j.jsonl");
+    model_at(&journal, 2);
+    run("deposit a 1");
+    assert_eq!(model_seq(&journal), Some(3));
+    assert!(!env.dir.path().join("j.jsonl.readmodel").exists());
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Deposit(usize, u16),

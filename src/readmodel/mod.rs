@@ -411,6 +411,14 @@ fn connect(path: &Path) -> Result<Connection, ModelError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NOFOLLOW
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    // SQLite takes a name that starts with `file:` for a URI (the bundled
+    // build turns URIs on for every open), which would open another file
+    // than the one checked beside the journal: `./file:x` is a plain name.
+    let path = if path.is_relative() {
+        Path::new(".").join(path)
+    } else {
+        path.to_owned()
+    };
     let c = Connection::open_with_flags(path, flags)?;
     c.busy_timeout(std::time::Duration::from_secs(10))?;
     // A cache needs no durability of its own: the journal is synced first,
