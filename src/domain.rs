@@ -988,11 +988,14 @@ fn movement<'a>(state: &State, command: &Command<'a>, at: At) -> Result<Change<'
                     balance: acct.balance.display(unit.decimals).to_string(),
                 });
             }
+            // The first such hold, whatever order the state keeps them in
+            // (a partial state holds fewer).
             if let Some(hold) = state
                 .holds()
                 .filter(|(_, h)| h.active_at(at))
-                .find(|(_, h)| &*h.account == account || h.to.as_deref() == Some(account))
+                .filter(|(_, h)| &*h.account == account || h.to.as_deref() == Some(account))
                 .map(|(seq, _)| seq)
+                .min()
             {
                 return Err(Rejection::ActiveHold {
                     account: account.to_owned(),

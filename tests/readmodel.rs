@@ -286,6 +286,96 @@ fn a_typo_is_answered_from_every_account_not_only_those_loaded() {
     assert!(stderr.contains("did you mean alice"), "{stderr}");
 }
 
+#[test]
+fn a_typo_is_answered_from_the_accounts_created_after_the_model_too() {
+    let env = TestEnv::with(&["create alice", "create bob"]);
+    // bob was created after the model's head: only the lines after it know him.
+    model_at(&env.journal, 1);
+    let journal = env.bytes();
+    let stderr = env.fails(1, &["deposit", "bobb", "1"]);
+    assert!(stderr.contains("did you mean bob?"), "{stderr}");
+    assert_eq!(env.bytes(), journal);
+    // carol is created by an earlier line of the same batch.
+    model_at(&env.journal, 2);
+    let out = env
+        .cmd()
+        .args(["batch", "-"])
+        .write_stdin("create carol\ndeposit carl 1\n")
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("line 2: unknown account carl (did you mean carol?)"),
+        "{stderr}"
+    );
+    assert_eq!(env.bytes(), journal);
+}
+
+/// A row lost from a model behind the journal (a zero-balance account,
+/// which no sum misses) makes the lines after the model look wrong:
+/// `history`, which finds the journal's end from the model, must judge
+/// them by a full replay, not call a good journal corrupt.
+#[test]
+fn a_row_lost_from_a_stale_model_does_not_make_history_call_the_journal_corrupt() {
+    let env = ledger();
+    env.ok("create c");
+    env.ok("deposit c 3");
+    model_at(&env.journal, 7);
+    tamper(&env.journal, "DELETE FROM accounts WHERE name = 'c'");
+    let out = env.ok("history c");
+    assert!(out.contains("deposit 3.00 to c"), "{out}");
+    assert_eq!(model_seq(&env.journal), Some(8));
+    assert_eq!(
+        state_at(&env.journal, None, Load::All).unwrap(),
+        full_replay(&env.journal)
+    );
+}
+
+/// A row lost from a model at the journal's head: every command that loads
+/// every row (`balance`, `history`'s widths) sees that the sums no longer
+/// add up, and replays the journal instead.
+#[test]
+fn a_lost_row_is_seen_by_the_commands_that_load_every_row() {
+    for sql in ["DELETE FROM accounts WHERE name = 'a'", "DELETE FROM holds"] {
+        let env = ledger();
+        env.ok("hold b 4 --to a");
+        model_at(&env.journal, 7);
+        tamper(&env.journal, sql);
+        let all = env.balances();
+        assert_eq!(all["accounts"][0]["account"], "a", "{sql}");
+        assert_eq!(all["accounts"][0]["balance"], "25.00", "{sql}");
+        assert_eq!(all["accounts"][1]["held"], "4.00", "{sql}");
+        assert_eq!(
+            state_at(&env.journal, None, Load::All).unwrap(),
+            full_replay(&env.journal),
+            "{sql}"
+        );
+    }
+}
+
+/// SQLite takes a name that starts with `file:` for a URI: the model of a
+/// journal given as the relative path `file:j.jsonl` must still be
+/// `file:j.jsonl.readmodel`, not `j.jsonl.readmodel` (another journal's).
+#[test]
+fn a_journal_path_that_reads_as_a_uri_keeps_its_model_beside_it() {
+    let env = TestEnv::new();
+    let run = |args: &str| {
+        env.bare()
+            .arg("--file")
+            .arg("file:j.jsonl")
+            .args(args.split(' '))
+            .assert()
+            .success();
+    };
+    run("create a");
+    run("deposit a 5");
+    let journal = env.dir.path().join("file:j.jsonl");
+    model_at(&journal, 2);
+    run("deposit a 1");
+    assert_eq!(model_seq(&journal), Some(3));
+    assert!(!env.dir.path().join("j.jsonl.readmodel").exists());
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Deposit(usize, u16),

@@ -758,11 +758,19 @@ impl Writer {
     }
 
     /// The refusal of `name`, no account here, with suggestions from every
-    /// account's name (a partial state knows only a few).
+    /// account's name (a partial state knows only a few). The model names
+    /// the accounts up to its head; those created after it (in the lines
+    /// replayed after it, or by earlier lines of this batch) are in the
+    /// partial state, which evolved them.
     fn unknown_account(&self, name: String) -> Rejection {
         let names = self.model.as_ref().and_then(|m| m.account_names().ok());
         let similar = names
-            .map(|names| crate::suggest::similar(&name, names.iter().map(String::as_str)))
+            .map(|names| {
+                let created = self.state.accounts().map(|(n, _)| n);
+                let every: std::collections::BTreeSet<&str> =
+                    names.iter().map(String::as_str).chain(created).collect();
+                crate::suggest::similar(&name, every)
+            })
             .unwrap_or_default();
         Rejection::UnknownAccount(name, similar)
     }
