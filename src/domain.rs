@@ -329,44 +329,89 @@ impl State {
 /// `readmodel::Needs`).
 impl State {
     /// A state that knows only where the journal stands and its units:
-    /// the base a cache's entries are loaded into.
-    pub fn at_head(seq: u64, at: Option<At>, units: Vec<Unit>) -> State {
-        State {
+    /// the base a cache's entries are loaded into. Refused (with what is
+    /// wrong) if the units hold what no command could have left; so is
+    /// every entry loaded into it, one at a time, by the `load_*` methods
+    /// (the sums over all accounts need the whole state: see
+    /// [`State::inconsistency`]).
+    pub fn at_head(seq: u64, at: Option<At>, units: Vec<Unit>) -> Result<State, String> {
+        let state = State {
             seq,
             at,
             units,
             ..State::default()
+        };
+        match state.malformed() {
+            Some(problem) => Err(problem),
+            None => Ok(state),
         }
     }
 
     /// Adds an account read from a cache (nothing if it is there already:
     /// the state's own copy may have moved on).
-    pub fn load_account(&mut self, name: &str, account: Account) {
+    pub fn load_account(&mut self, name: &str, account: Account) -> Result<(), String> {
+        let owner = account.owner.as_deref().map_or(Ok(()), input::owner);
+        input::account(name).and(owner).map_err(|e| e.to_string())?;
+        if account.unit >= self.units.len() {
+            return Err(format!("account {name} has no currency"));
+        }
+        if account.balance < Amount::ZERO || account.held < Amount::ZERO {
+            return Err(format!("account {name} has a negative balance"));
+        }
         self.accounts.entry(name.into()).or_insert(account);
+        Ok(())
     }
 
     /// Adds an open hold read from a cache.
-    pub fn load_hold(&mut self, seq: u64, hold: Hold) {
+    pub fn load_hold(&mut self, seq: u64, hold: Hold) -> Result<(), String> {
+        let to = hold.to.as_deref().map_or(Ok(()), input::account);
+        input::account(&hold.account)
+            .and(to)
+            .map_err(|e| e.to_string())?;
+        if hold.amount <= Amount::ZERO || seq == 0 || seq > self.seq {
+            return Err(format!("hold {seq} does not add up"));
+        }
         if !self.ended.contains_key(&seq) {
             self.holds.entry(seq).or_insert(hold);
         }
+        Ok(())
     }
 
     /// Adds how a hold ended, read from a cache.
-    pub fn load_ended(&mut self, seq: u64, ended: Ended) {
+    pub fn load_ended(&mut self, seq: u64, ended: Ended) -> Result<(), String> {
+        if seq >= ended.by || ended.by > self.seq || ended.amount <= Amount::ZERO {
+            return Err(format!(
+                "hold {seq} is recorded as ended by seq {}",
+                ended.by
+            ));
+        }
         if !self.holds.contains_key(&seq) {
             self.ended.entry(seq).or_insert(ended);
         }
+        Ok(())
     }
 
     /// Adds an `--id` read from a cache.
-    pub fn load_id(&mut self, id: &str, seq: u64) {
+    pub fn load_id(&mut self, id: &str, seq: u64) -> Result<(), String> {
+        if input::key(id).is_err() {
+            return Err(format!("'{id}' is not a valid id"));
+        }
+        if seq == 0 || seq > self.seq {
+            return Err(format!(
+                "id {id} is recorded at seq {seq}, after the last event"
+            ));
+        }
         self.ids.entry(id.into()).or_insert(seq);
+        Ok(())
     }
 
     /// Adds a reversal read from a cache.
-    pub fn load_reversed(&mut self, of: u64, by: u64) {
+    pub fn load_reversed(&mut self, of: u64, by: u64) -> Result<(), String> {
+        if of >= by || by > self.seq {
+            return Err(format!("seq {of} is recorded as reversed by seq {by}"));
+        }
         self.reversed.entry(of).or_insert(by);
+        Ok(())
     }
 
     /// Every `--id` with its seq, in no particular order.
@@ -382,49 +427,6 @@ impl State {
     /// Every ended hold.
     pub fn ended_holds(&self) -> impl Iterator<Item = (u64, Ended)> {
         self.ended.iter().map(|(s, e)| (*s, *e))
-    }
-
-    /// The first way the entries of a partly loaded state break what a
-    /// command could have left: [`State::malformed`]'s checks, no negative
-    /// balance, every account in a known unit, every hold of a positive
-    /// amount and no more than its account holds, no id or reversal after
-    /// the last seq. (The sums over all accounts need the whole state; see
-    /// [`State::inconsistency`].)
-    pub fn entries_malformed(&self) -> Option<String> {
-        if let Some(problem) = self.malformed() {
-            return Some(problem);
-        }
-        for (name, account) in &self.accounts {
-            if account.unit >= self.units.len() {
-                return Some(format!("account {name} has no currency"));
-            }
-            if account.balance < Amount::ZERO || account.held < Amount::ZERO {
-                return Some(format!("account {name} has a negative balance"));
-            }
-        }
-        if let Some((seq, _)) = self.holds.iter().find(|(seq, h)| {
-            h.amount <= Amount::ZERO
-                || **seq > self.seq
-                || self
-                    .accounts
-                    .get(&h.account)
-                    .is_some_and(|a| a.held < h.amount)
-        }) {
-            return Some(format!("hold {seq} does not add up"));
-        }
-        if let Some((id, seq)) = self
-            .ids
-            .iter()
-            .find(|(_, seq)| **seq > self.seq || **seq == 0)
-        {
-            return Some(format!(
-                "id {id} is recorded at seq {seq}, after the last event"
-            ));
-        }
-        self.reversed
-            .iter()
-            .find(|(of, by)| **of >= **by || **by > self.seq)
-            .map(|(of, by)| format!("seq {of} is recorded as reversed by seq {by}"))
     }
 }
 

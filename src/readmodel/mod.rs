@@ -1,7 +1,7 @@
 //! The read model (SPEC 7): the query side of the ledger, an SQLite
 //! database beside the journal (`<journal>.readmodel`) holding accounts,
 //! units, ids, holds and reversals, and the head of the journal it covers.
-//! A command loads the entries it touches ([`Needs`]) into a partial
+//! A command loads the entries it touches (`Needs`) into a partial
 //! [`State`], decides and evolves as on the whole state, and writes back
 //! what it holds after the journal's `fsync`.
 //!
@@ -9,7 +9,7 @@
 //! holds, at the recorded offset, a line with the recorded hash, seq and
 //! time (the chain makes that line stand for every line before it); each
 //! row carries a digest of its values, and entries are checked for
-//! well-formedness as they are loaded ([`State::entries_malformed`]).
+//! well-formedness as they are loaded ([`State::load_account`] and its kin).
 //! Anything wrong — missing, stale, damaged, another journal's, past a
 //! truncated end, a row changed by hand — and the command falls back to a
 //! full replay, after which the model is rebuilt. A coherent forgery (rows
@@ -194,7 +194,7 @@ impl ReadModel {
     /// The base of a partial state at `head`: its seq, time and units.
     pub fn base(&self, head: Head) -> Result<State, ModelError> {
         let at = (head.seq > 0).then_some(head.at);
-        Ok(State::at_head(head.seq, at, rows::units(self.conn()?)?))
+        State::at_head(head.seq, at, rows::units(self.conn()?)?).map_err(ModelError::Malformed)
     }
 
     /// The state at `head` with every account and open hold (not the ids,
@@ -270,7 +270,7 @@ impl ReadModel {
         for name in names {
             rows::load_account(self.conn()?, state, name)?;
         }
-        check(state)
+        Ok(())
     }
 
     fn load(&self, state: &mut State, needs: &Needs<'_>) -> Result<(), ModelError> {
@@ -304,7 +304,7 @@ impl ReadModel {
                 }
             }
         }
-        check(state)
+        Ok(())
     }
 
     /// Writes back every entry of `state` and its head `head`, in one
@@ -449,13 +449,6 @@ fn whole(state: State) -> Result<State, ModelError> {
     match state.inconsistency() {
         Some(problem) => Err(ModelError::Malformed(problem)),
         None => Ok(state),
-    }
-}
-
-fn check(state: &State) -> Result<(), ModelError> {
-    match state.entries_malformed() {
-        Some(problem) => Err(ModelError::Malformed(problem)),
-        None => Ok(()),
     }
 }
 
