@@ -744,8 +744,7 @@ pub enum Rejection {
     /// `create` of a name already taken.
     #[error("account {0} already exists")]
     DuplicateAccount(String),
-    /// `create` past what a ledger can hold (4,294,967,295 accounts, or
-    /// 4 GiB of names).
+    /// `create` past what a ledger can hold (4,294,967,295 accounts).
     #[error("cannot create {0}: the ledger holds as many accounts as it can")]
     TooManyAccounts(String),
     /// A movement on a closed account.

@@ -1,7 +1,7 @@
 //! The accounts of a state, by name, kept compactly: a ledger of a million
 //! accounts holds them in about 60 MB rather than 300. Accounts (32 bytes
 //! each) and their names are stored in chunks, in the order they were
-//! opened, and a hash table maps names to their place (4 bytes each).
+//! opened, and a hash table maps names to where they are (8 bytes each).
 
 use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
@@ -17,9 +17,17 @@ use super::Account;
 #[derive(Clone, Default)]
 pub struct Accounts {
     chunks: Vec<Chunk>,
-    /// Places (chunk and place in it, as one number), by the hash of the
-    /// name of the account there.
-    index: HashTable<u32>,
+    /// Where each account and its name are, by the hash of the name.
+    index: HashTable<Slot>,
+}
+
+/// Where an account is: its place (chunk and place in it, as one number)
+/// and where its name starts in its chunk's `names`, so that a look-up
+/// reads the name without another index.
+#[derive(Clone, Copy)]
+struct Slot {
+    place: u32,
+    name: u32,
 }
 
 /// Accounts per chunk. Accounts are stored in chunks allocated whole, so
@@ -27,24 +35,39 @@ pub struct Accounts {
 /// moment, both in memory) nor leaves room for as many again.
 const PER_CHUNK: usize = 4096;
 
+/// The longest name stored: its length is one byte before it (an ASCII
+/// character, so that the names stay a `String`). Account names have at
+/// most 64 characters, all ASCII.
+const MAX_NAME: usize = 127;
+
 /// Accounts in the order they were opened, with their names.
 #[derive(Clone, Default)]
 struct Chunk {
-    /// Their names, one after another.
+    /// Their names, one after another, each after a character whose code
+    /// is its length.
     names: String,
-    /// Where each name ends in `names`.
-    ends: Vec<u32>,
     rows: Vec<Account>,
 }
 
 impl Chunk {
-    fn name(&self, i: usize) -> &str {
-        let start = i.checked_sub(1).map_or(0, |i| self.ends[i] as usize);
-        &self.names[start..self.ends[i] as usize]
+    /// The name that starts at `at`.
+    fn name(&self, at: u32) -> &str {
+        let at = at as usize + 1;
+        let len = self
+            .names
+            .as_bytes()
+            .get(at - 1)
+            .map_or(0, |&b| usize::from(b));
+        self.names.get(at..at + len).unwrap_or_default()
     }
 
     fn iter(&self) -> impl Iterator<Item = (&str, &Account)> {
-        (0..self.rows.len()).map(|i| (self.name(i), &self.rows[i]))
+        let mut at = 0;
+        self.rows.iter().map(move |row| {
+            let name = self.name(at);
+            at += 1 + name.len() as u32;
+            (name, row)
+        })
     }
 }
 
@@ -52,17 +75,16 @@ fn hash(name: &str) -> u64 {
     FxBuildHasher.hash_one(name)
 }
 
-/// The name of the account at `place`.
-fn name_in(chunks: &[Chunk], place: u32) -> &str {
-    let place = place as usize;
-    chunks[place / PER_CHUNK].name(place % PER_CHUNK)
+/// The name `slot` points to.
+fn name_in(chunks: &[Chunk], slot: Slot) -> &str {
+    chunks[slot.place as usize / PER_CHUNK].name(slot.name)
 }
 
 impl Accounts {
     fn place(&self, name: &str) -> Option<usize> {
         self.index
-            .find(hash(name), |&place| name_in(&self.chunks, place) == name)
-            .map(|&place| place as usize)
+            .find(hash(name), |&slot| name_in(&self.chunks, slot) == name)
+            .map(|slot| slot.place as usize)
     }
 
     /// The account of that name.
@@ -89,16 +111,10 @@ impl Accounts {
         })
     }
 
-    /// Whether one more account of that name fits: places are 32-bit, and
-    /// so are the ends of names in a chunk; so at most 4,294,967,295
-    /// accounts, and 4 GiB of names in one chunk.
+    /// Whether one more account of that name fits: places are 32-bit, so
+    /// at most 4,294,967,295 accounts, and names of at most 127 bytes.
     pub fn has_room_for(&self, name: &str) -> bool {
-        let names = match self.chunks.last() {
-            Some(last) if last.rows.len() < PER_CHUNK => last.names.len(),
-            _ => 0,
-        };
-        u32::try_from(self.len()).is_ok_and(|n| n < u32::MAX)
-            && u32::try_from(names + name.len()).is_ok()
+        u32::try_from(self.len()).is_ok_and(|n| n < u32::MAX) && name.len() <= MAX_NAME
     }
 
     /// Adds an account, or replaces the one of that name. An account
@@ -108,35 +124,37 @@ impl Accounts {
             self.chunks[place / PER_CHUNK].rows[place % PER_CHUNK] = account;
             return;
         }
+        let (Ok(place), Ok(len)) = (u32::try_from(self.len()), u8::try_from(name.len())) else {
+            return;
+        };
         if !self.has_room_for(name) {
             return;
         }
-        let place = u32::try_from(self.len()).unwrap_or(u32::MAX);
         if self.chunks.last().is_none_or(|c| c.rows.len() == PER_CHUNK) {
             // As much room for names as the chunk before took.
             let names = self.chunks.last().map_or(0, |c| c.names.len());
             self.chunks.push(Chunk {
                 names: String::with_capacity(names),
-                ends: Vec::with_capacity(PER_CHUNK),
                 rows: Vec::with_capacity(PER_CHUNK),
             });
         }
         let Some(chunk) = self.chunks.last_mut() else {
             return;
         };
-        if chunk.names.capacity() - chunk.names.len() < name.len() {
+        if chunk.names.capacity() - chunk.names.len() <= name.len() {
             chunk
                 .names
-                .reserve_exact(chunk.names.len() / 8 + name.len());
+                .reserve_exact(chunk.names.len() / 8 + 1 + name.len());
         }
+        // A chunk's names take at most 4096 * 128 bytes.
+        let at = u32::try_from(chunk.names.len()).unwrap_or(u32::MAX);
+        chunk.names.push(char::from(len));
         chunk.names.push_str(name);
-        chunk
-            .ends
-            .push(u32::try_from(chunk.names.len()).unwrap_or(u32::MAX));
         chunk.rows.push(account);
         let chunks = &self.chunks;
+        let slot = Slot { place, name: at };
         self.index
-            .insert_unique(hash(name), place, |&p| hash(name_in(chunks, p)));
+            .insert_unique(hash(name), slot, |&s| hash(name_in(chunks, s)));
     }
 
     /// Every account, in the order they were opened.
@@ -216,7 +234,7 @@ mod tests {
         /// read back.
         #[test]
         fn accounts_answer_as_a_map_does(
-            ops in prop::collection::vec((0usize..6000, 0usize..70), 0..300),
+            ops in prop::collection::vec((0usize..6000, 0usize..120), 0..300),
         ) {
             let mut accounts = Accounts::default();
             let mut model: HashMap<String, i128> = HashMap::new();

@@ -40,7 +40,7 @@ const SHARD_BITS: u32 = 16;
 struct Prints {
     /// Keyed per process, so that no journal can be made of ids that
     /// collide on purpose.
-    hasher: std::hash::RandomState,
+    hasher: foldhash::quality::RandomState,
     /// Hash bits kept: all but in tests, which force collisions.
     mask: u64,
     /// Empty until the first id comes.
@@ -88,7 +88,7 @@ fn seq_of(entry: &Entry) -> u64 {
 impl Prints {
     fn new(mask: u64) -> Prints {
         Prints {
-            hasher: std::hash::RandomState::new(),
+            hasher: foldhash::quality::RandomState::default(),
             mask,
             shards: Vec::new(),
         }
