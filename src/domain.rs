@@ -235,8 +235,8 @@ impl Eq for UnitIndex {}
 
 impl State {
     /// An empty state that keeps fingerprints of `--id`s rather than the
-    /// ids themselves (8 bytes an id; see `domain::ids`), for a replay that
-    /// only checks: in it, [`State::id_seq`] and so [`decide`]'s
+    /// ids themselves (about 7 bytes an id; see `domain::ids`), for a
+    /// replay that only checks: in it, [`State::id_seq`] and so [`decide`]'s
     /// [`Decision::Repeat`] are suspicions, which the replay confirms from
     /// the journal (and [`State::learn_id`] settles). It cannot be saved.
     pub fn fingerprinting() -> State {
@@ -923,7 +923,9 @@ pub enum Rejection {
 ///
 /// Order of checks (SPEC 3): input rules, then the `--id` repeat check, then
 /// `--expect-seq`, then the ledger's rules.
-/// `at` is when the event would be recorded.
+/// `at` is when the event would be recorded. In a fingerprinting state
+/// ([`State::fingerprinting`]) a [`Decision::Repeat`] is a suspicion for
+/// the caller to settle from the journal.
 pub fn decide<'a>(state: &State, request: &Request<'a>, at: At) -> Result<Decision<'a>, Rejection> {
     request.validate()?;
     if let Some(seq) = request.id.and_then(|id| state.id_seq(id)) {
