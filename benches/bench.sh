@@ -41,14 +41,14 @@ measure() {
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }'; }
 
 # Every batch run starts from no journal; every balance run from no
-# checkpoint, so that it replays the whole journal.
+# read model, so that it replays the whole journal.
 read -r _ bsecs bkb brange <<< "$(measure batch 'rm -f "$journal" "$journal".*' "$bin" batch "$dir/batch.txt")"
 size=$(stat -c %s "$journal")
 mb=$(awk -v b="$size" 'BEGIN { printf "%.1f", b / 1e6 }')
 read -r _ vsecs vkb vrange <<< "$(measure verify : "$bin" verify)"
 # The same on one core: the reader thread and the checker share it.
 read -r _ v1secs v1kb v1range <<< "$(measure verify1 : taskset -c 0 "$bin" verify)"
-read -r _ rsecs rkb rrange <<< "$(measure balance 'rm -f "$journal.checkpoint"' "$bin" balance)"
+read -r _ rsecs rkb rrange <<< "$(measure balance 'rm -f "$journal.readmodel"*' "$bin" balance)"
 read -r _ ssecs _ srange <<< "$(measure sha256sum : sha256sum "$journal")"
 
 printf '%s events, journal %s MB; medians of %s runs (range in brackets)\n' "$events" "$mb" "$runs"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Two builds side by side: batch, full replay (balance with no checkpoint)
+# Two builds side by side: batch, full replay (balance with no read model)
 # and verify of the same journal, runs alternating so that the machine's
 # load falls on both alike; medians (and ranges) of 5.
 # Usage: benches/compare.sh OLD_BINARY NEW_BINARY [EVENTS]   (default 1000000)
@@ -22,7 +22,7 @@ for r in 1 2 3 4 5; do
   for bin in old new; do
     b=${!bin}
     rm -f "$dir/b.jsonl"*; t "$b" -f "$dir/b.jsonl" batch "$dir/batch.txt" >> "$dir/$bin.batch"
-    rm -f "$dir/j.jsonl.checkpoint"; t "$b" -f "$dir/j.jsonl" balance >> "$dir/$bin.replay"
+    rm -f "$dir/j.jsonl.readmodel"*; t "$b" -f "$dir/j.jsonl" balance >> "$dir/$bin.replay"
     t "$b" -f "$dir/j.jsonl" verify >> "$dir/$bin.verify"
   done
 done

@@ -30,7 +30,7 @@ printf 'create c0\ndeposit c0 1000\n' > "$dir/small.txt"
 
 for j in holds deposits small; do
   "$bin" -f "$dir/$j.jsonl" batch "$dir/$j.txt" > /dev/null 2>&1
-  # Warm the read model (the checkpoint).
+  # Warm the read model.
   "$bin" -f "$dir/$j.jsonl" balance c0 > /dev/null
 done
 

@@ -56,4 +56,4 @@ measure "chart cust:1 cust:2 --by day (png)" "$bin" chart cust:1 cust:2 --out "$
 measure "history | head -n 5" sh -c "'$bin' history | head -n 5"
 measure "history cust:1 | head -n 5" sh -c "'$bin' history cust:1 | head -n 5"
 measure "history --limit 5" "$bin" history --limit 5
-measure "balance (full replay, for comparison)" sh -c "rm -f '$LEDGER_JOURNAL.checkpoint'; '$bin' balance"
+measure "balance (full replay, for comparison)" sh -c "rm -f '$LEDGER_JOURNAL.readmodel'*; '$bin' balance"

@@ -81,6 +81,17 @@ impl Account {
         self.more.as_ref().map_or(&[], |m| &m.incoming)
     }
 
+    /// [`Account::expiring`], to change (an account read from a cache
+    /// is given its holds this way).
+    pub fn expiring_mut(&mut self) -> &mut Vec<u64> {
+        &mut self.more().expiring
+    }
+
+    /// [`Account::incoming`], to change.
+    pub fn incoming_mut(&mut self) -> &mut Vec<u64> {
+        &mut self.more().incoming
+    }
+
     fn more(&mut self) -> &mut More {
         self.more.get_or_insert_default()
     }
@@ -101,16 +112,24 @@ impl PartialEq for Account {
 
 impl Eq for Account {}
 
-/// An account as a checkpoint stores it: every field by name.
-#[derive(Serialize, Deserialize)]
-struct AccountForm {
-    owner: Option<Box<str>>,
-    unit: u32,
-    balance: Amount,
-    closed: bool,
-    held: Amount,
-    expiring: Vec<u64>,
-    incoming: Vec<u64>,
+/// An account field by field, as it is saved, and as a cache that reads
+/// one back builds it (then `Account::from`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountForm {
+    /// Who holds it, if said.
+    pub owner: Option<Box<str>>,
+    /// Index of its currency and decimals in [`State::units`].
+    pub unit: u32,
+    /// Its balance in minor units.
+    pub balance: Amount,
+    /// Whether it is closed.
+    pub closed: bool,
+    /// The sum of its open holds.
+    pub held: Amount,
+    /// Its open holds that have an expiry.
+    pub expiring: Vec<u64>,
+    /// Open holds whose capture would credit it.
+    pub incoming: Vec<u64>,
 }
 
 impl From<AccountForm> for Account {
@@ -479,6 +498,116 @@ impl State {
             }
         }
         None
+    }
+}
+
+/// What a cache of the state (the read model) needs to take a state apart
+/// and put part of it back: a command then loads only the entries it
+/// touches, and [`decide`] and [`evolve`] work on that part as on the whole
+/// (a state that lacks an entry a rule looks at would decide wrongly, so the
+/// loader must bring every entry a command or event names; see
+/// `readmodel::Needs`).
+impl State {
+    /// A state that knows only where the journal stands and its units:
+    /// the base a cache's entries are loaded into.
+    pub fn at_head(seq: u64, at: Option<At>, units: Vec<Unit>) -> State {
+        State {
+            seq,
+            at,
+            units,
+            ..State::default()
+        }
+    }
+
+    /// Adds an account read from a cache (nothing if it is there already:
+    /// the state's own copy may have moved on).
+    pub fn load_account(&mut self, name: &str, account: Account) {
+        if !self.accounts.contains(name) {
+            self.accounts.insert(name, account);
+        }
+    }
+
+    /// Adds an open hold read from a cache.
+    pub fn load_hold(&mut self, seq: u64, hold: Hold) {
+        if !self.ended.contains_key(&seq) {
+            self.holds.entry(seq).or_insert(hold);
+        }
+    }
+
+    /// Adds how a hold ended, read from a cache.
+    pub fn load_ended(&mut self, seq: u64, ended: Ended) {
+        if !self.holds.contains_key(&seq) {
+            self.ended.entry(seq).or_insert(ended);
+        }
+    }
+
+    /// Adds an `--id` read from a cache.
+    pub fn load_id(&mut self, id: &str, seq: u64) {
+        self.ids.load(id, seq);
+    }
+
+    /// Adds a reversal read from a cache.
+    pub fn load_reversed(&mut self, of: u64, by: u64) {
+        self.reversed.entry(of).or_insert(by);
+    }
+
+    /// Every `--id` with its seq, in no particular order (of a
+    /// fingerprinting state, only those it learnt by name).
+    pub fn ids(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.ids.named()
+    }
+
+    /// Every reversed movement with the seq of its reversal.
+    pub fn reversals(&self) -> impl Iterator<Item = (u64, u64)> {
+        self.reversed.iter().map(|(of, by)| (*of, *by))
+    }
+
+    /// Every ended hold.
+    pub fn ended_holds(&self) -> impl Iterator<Item = (u64, Ended)> {
+        self.ended.iter().map(|(s, e)| (*s, *e))
+    }
+
+    /// The first way the entries of a partly loaded state break what a
+    /// command could have left: [`State::malformed`]'s checks, no negative
+    /// balance, every account in a known unit, every hold of a positive
+    /// amount and no more than its account holds, no id or reversal after
+    /// the last seq. (The sums over all accounts need the whole state; see
+    /// [`State::inconsistency`].)
+    pub fn entries_malformed(&self) -> Option<String> {
+        if let Some(problem) = self.malformed() {
+            return Some(problem);
+        }
+        for (name, account) in self.accounts.iter() {
+            if account.unit as usize >= self.units.len() {
+                return Some(format!("account {name} has no currency"));
+            }
+            if account.balance < Amount::ZERO || account.held() < Amount::ZERO {
+                return Some(format!("account {name} has a negative balance"));
+            }
+        }
+        if let Some((seq, _)) = self.holds.iter().find(|(seq, h)| {
+            h.amount <= Amount::ZERO
+                || **seq > self.seq
+                || self
+                    .accounts
+                    .get(&h.account)
+                    .is_some_and(|a| a.held() < h.amount)
+        }) {
+            return Some(format!("hold {seq} does not add up"));
+        }
+        if let Some((id, seq)) = self
+            .ids
+            .named()
+            .find(|(_, seq)| *seq > self.seq || *seq == 0)
+        {
+            return Some(format!(
+                "id {id} is recorded at seq {seq}, after the last event"
+            ));
+        }
+        self.reversed
+            .iter()
+            .find(|(of, by)| **of >= **by || **by > self.seq)
+            .map(|(of, by)| format!("seq {of} is recorded as reversed by seq {by}"))
     }
 }
 

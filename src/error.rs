@@ -169,7 +169,9 @@ impl Error {
                 | JournalError::Missing(_),
             )
             | Error::VerifyFailed(_) => code::INVALID,
-            Error::Journal(JournalError::Io { .. } | JournalError::SyncFailed { .. }) => code::IO,
+            Error::Journal(
+                JournalError::Io { .. } | JournalError::SyncFailed { .. } | JournalError::Model(_),
+            ) => code::IO,
             // `ledger history | head` closing the pipe early is not a failure.
             Error::Output(e) if e.kind() == io::ErrorKind::BrokenPipe => code::OK,
             Error::Output(_) | Error::Chart { .. } => code::IO,

@@ -235,9 +235,11 @@ impl Follower {
             Some(f) if f.header == header => f,
             Some(f) => return Err(gone(&self.path, f.header).into()),
             None => {
-                let cached = self
-                    .skip_to
-                    .and_then(|seq| journal.checkpoint().filter(|(_, head)| head.seq <= seq));
+                let cached = self.skip_to.and_then(|seq| {
+                    let (model, covers) = journal.model()?;
+                    let head = covers.filter(|head| head.seq <= seq)?;
+                    Some((model.load_all(head).ok()?, head))
+                });
                 let head = match cached {
                     Some((state, head)) => {
                         self.state = state;

@@ -2,12 +2,11 @@
 //!
 //! The pure core — [`money`], [`event`], [`domain`] (decide/evolve) — knows
 //! nothing of files; [`journal`] reads, checks and appends the file and
-//! [`checkpoint`] caches its state; [`follow`] hands new appends to a
+//! [`readmodel`] caches its state; [`follow`] hands new appends to a
 //! consumer as they come; [`cmd`]
 //! wires one command to both; [`output`] renders; [`error`] maps failures to
 //! exit codes.
 
-pub mod checkpoint;
 pub mod cli;
 pub mod cmd;
 pub mod domain;
@@ -20,6 +19,7 @@ pub mod money;
 pub mod output;
 pub mod pattern;
 pub mod period;
+pub mod readmodel;
 pub mod report;
 pub mod suggest;
 pub mod time;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
-use crate::common::TestEnv;
+use crate::common::{AT, HEADER, TestEnv, chained};
 
 /// Lowercase hex SHA-256 of `bytes`.
 fn sha(bytes: &[u8]) -> String {
@@ -798,4 +798,97 @@ fn json_prints_the_existing_event_of_a_repeated_id_in_line_order() {
         printed,
         [lines[1].as_str(), lines[3].as_str(), lines[2].as_str()]
     );
+}
+
+// ---------------------------------------------------------------------------
+// A batch larger than the few MiB its lines are staged in memory: the rest
+// goes through a nameless file beside the journal (SPEC 4: memory does not
+// grow with the batch).
+
+/// Events enough to stage more than 4 MiB of lines (each about 290 bytes).
+const LARGE: u64 = 20_000;
+
+/// A memo that makes each line long, so that fewer lines fill the buffer.
+const MEMO: &str =
+    "a memo long enough to make each staged line long, so that a test batch outgrows memory soon";
+
+/// The files in the env's directory, but the read model.
+fn entries(env: &TestEnv) -> Vec<String> {
+    // The read model a journal this long gets is not a leftover.
+    let mut names: Vec<String> = fs::read_dir(env.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.contains(".readmodel"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_batch_larger_than_its_buffer_writes_the_bytes_spec_2_spells() {
+    let mut text = String::from("create a\n");
+    let mut events = vec![format!(
+        r#"{{"seq":1,"at":"{AT}","type":"AccountCreated","account":"a","decimals":2,"batch":{LARGE}}}"#
+    )];
+    for seq in 2..=LARGE {
+        text.push_str(&format!("deposit a 1 --id dep-{seq} --memo '{MEMO}'\n"));
+        events.push(format!(
+            r#"{{"seq":{seq},"at":"{AT}","type":"MoneyDeposited","account":"a","amount":"1.00","id":"dep-{seq}","memo":"{MEMO}"}}"#
+        ));
+    }
+    // A repeat of a line staged long before: it appends nothing, and JSON
+    // shows the event it repeats where it stands.
+    text.push_str(&format!("deposit a 1 --id dep-2 --memo '{MEMO}'\n"));
+    let events: Vec<&str> = events.iter().map(String::as_str).collect();
+    let expected = chained(HEADER, &events);
+
+    let env = TestEnv::new();
+    let file = batch_file(&env, "large.txt", &text);
+    let file = file.to_str().unwrap();
+    let dry = env.ok_args(&["batch", file, "--dry-run", "--json"]);
+    assert!(!env.journal.exists(), "a dry run created the journal");
+    assert_eq!(entries(&env), ["large.txt"], "a dry run left a file behind");
+    let real = env.ok_args(&["batch", file, "--json"]);
+    assert_eq!(env.bytes(), expected.as_bytes());
+    assert_eq!(
+        dry, real,
+        "a dry run shows other lines than the real run writes"
+    );
+    let lines = env.lines();
+    let mut shown: Vec<&str> = lines[1..].iter().map(String::as_str).collect();
+    shown.push(&lines[2]);
+    assert_eq!(real.lines().collect::<Vec<_>>(), shown);
+    assert_eq!(entries(&env), ["journal.jsonl", "large.txt"]);
+    env.ok("verify");
+    // From stdin, whose megabytes wait in a file before the journal is locked.
+    let piped = TestEnv::new();
+    assert_eq!(batch_ok(&piped, &["--json"], &text), real);
+    assert_eq!(piped.bytes(), expected.as_bytes());
+    assert_eq!(entries(&piped), ["journal.jsonl"]);
+}
+
+#[test]
+fn a_large_batch_refused_at_its_last_line_leaves_journal_and_directory_as_they_were() {
+    let env = seeded();
+    let mut text: String = (0..LARGE)
+        .map(|i| format!("deposit a 1 --id dep-{i} --memo '{MEMO}'\n"))
+        .collect();
+    // Reversing a line staged long before reads it back from the spool.
+    text.push_str("reverse 6\n");
+    let file = batch_file(&env, "large.txt", &text);
+    text.push_str("withdraw a 1000000\n");
+    let refused = batch_file(&env, "refused.txt", &text);
+    let (before, names) = (env.bytes(), entries(&env));
+    let stderr = env.fails(1, &["batch", refused.to_str().unwrap()]);
+    assert!(stderr.contains(&format!("line {}", LARGE + 2)), "{stderr}");
+    assert_eq!(env.bytes(), before, "a refused batch changed the journal");
+    assert_eq!(entries(&env), names, "a refused batch left a file behind");
+
+    env.ok_args(&["batch", file.to_str().unwrap()]);
+    let events = events(&env);
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "MoneyWithdrawn");
+    assert_eq!(last["reverses"], 6);
+    assert_eq!(events[4]["batch"], LARGE + 1);
+    env.ok("verify");
 }

@@ -2,7 +2,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod batch;
-mod checkpoint;
 mod commands;
 mod common;
 mod concurrency;
@@ -18,6 +17,7 @@ mod import;
 mod journal;
 mod props;
 mod readme;
+mod readmodel;
 mod recovery;
 mod rejections;
 mod report;

@@ -581,10 +581,10 @@ fn polling_without_notifications_delivers_the_same() {
 }
 
 #[test]
-fn keeps_going_across_checkpoint_refreshes() {
-    // A checkpoint is written (beside the journal, by rename) once more than
-    // 4 MiB follow the last one: that many deposits (long memos keep them to
-    // a few thousand), appended as one batch would, then a write.
+fn keeps_going_while_the_read_model_is_caught_up() {
+    // 4 MiB of deposits (long memos keep them to a few thousand), appended
+    // as one batch would, behind the read model's back; then a write, which
+    // catches the model up beside the journal.
     let count = 7_000;
     let memo = "m".repeat(480);
     let mut events = vec![format!(
@@ -609,8 +609,8 @@ fn keeps_going_across_checkpoint_refreshes() {
     append(&env, &text[second_line_end..]);
     env.ok("deposit a 2");
     assert!(
-        env.beside(".checkpoint").exists(),
-        "no checkpoint was written"
+        env.beside(".readmodel").exists(),
+        "no read model was written"
     );
     for expected in 2..=count + 2 {
         let line = follower.line();
@@ -638,11 +638,11 @@ fn follow_refuses_as_of_and_until_and_unknown_accounts() {
 }
 
 #[test]
-fn a_resume_starts_from_a_checkpoint_at_or_before_its_seq() {
+fn a_resume_starts_from_the_read_model_at_or_before_its_seq() {
     let env = TestEnv::with(&["create a", "deposit a 50", "deposit a 1", "deposit a 2"]);
-    crate::checkpoint::checkpoint_at(&env.journal, 3);
+    crate::readmodel::model_at(&env.journal, 3);
     // Edit seq 2 without changing its length: only a reader of that line
-    // can tell, so a follower that starts from the checkpoint never does.
+    // can tell, so a follower that starts from the model never does.
     let text = String::from_utf8(env.bytes()).expect("utf-8").replacen(
         r#""amount":"50.00""#,
         r#""amount":"60.00""#,
@@ -655,8 +655,8 @@ fn a_resume_starts_from_a_checkpoint_at_or_before_its_seq() {
     assert_eq!(seq(&follower.events(1)[0]), 5);
     follower.interrupt();
     assert_eq!(follower.wait().code(), Some(0));
-    // Without the checkpoint the edited line is read, and refused.
-    fs::remove_file(ledger::checkpoint::path_of(&env.journal)).expect("remove");
+    // Without the model the edited line is read, and refused.
+    crate::readmodel::remove_model(&env.journal);
     let out = base(&env)
         .args(["history", "--follow", "--from-seq", "3", "--json"])
         .output()

@@ -1,8 +1,8 @@
 //! Issue #11, hardening (SPEC 1 exit codes v2, SPEC 2 files beside the
 //! journal, SPEC 5 empty head, SPEC 8 idle follower): planted links and
 //! special files at the ledger's own names, failing stdout and stderr,
-//! unbounded batch input, a forged checkpoint, kills during checkpoint
-//! refreshes and an idle follower's CPU time.
+//! unbounded batch input, kills between the journal's sync and the read
+//! model's commit, and an idle follower's CPU time.
 //!
 //! Every command runs through `run_bounded`, so a hang fails the test.
 //! Tests that need root (a second user) fail rather than skip under
@@ -191,45 +191,52 @@ fn links_planted_at_torn_are_never_followed() {
 }
 
 #[test]
-fn links_planted_at_checkpoint_and_temp_names_are_never_followed() {
+fn links_planted_at_the_read_model_names_are_never_followed() {
     let Some((env, victim)) = attack_scene() else {
         return;
     };
-    // A journal long enough that every command refreshes the checkpoint.
-    let lines: String = (0..40_000).map(|_| "deposit a 1\n").collect();
-    let batch = env.dir.path().join("batch.txt");
-    fs::write(&batch, lines).expect("batch");
-    let checkpoint = env.beside(".checkpoint");
     let dir = env.dir.path().display().to_string();
     let name = env
         .journal
         .file_name()
         .and_then(|n| n.to_str())
         .expect("name");
-    // Links at the checkpoint itself and at every old-style temp name of
-    // the next pids, dangling and to the victim.
+    // A journal long enough to get a read model.
+    let lines: String = (0..8_000).map(|_| "deposit a 1\n").collect();
+    let batch = env.dir.path().join("batch.txt");
+    fs::write(&batch, lines).expect("batch");
+    let out = run(&env, &["batch", batch.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    crate::readmodel::remove_model(&env.journal);
+    // Links at the model and at SQLite's companions, to the victim.
     as_attacker(&format!(
-        "cd {dir} && ln -s {victim} {name}.checkpoint && \
-         for p in $(seq $(($$ + 1)) $(($$ + 400))); do ln -s {victim} {name}.checkpoint.tmp.$p; done",
+        "cd {dir} && for s in '' -wal -shm -journal; do ln -s {victim} {name}.readmodel$s; done",
         victim = victim.display()
     ));
-    let out = run(&env, &["batch", batch.to_str().expect("utf-8")]);
-    assert_eq!(out.status.code(), Some(0), "{:?}", out);
-    for args in [&["balance"][..], &["history", "a"], &["deposit", "a", "1"]] {
+    for args in [
+        &["balance"][..],
+        &["history", "a"],
+        &["deposit", "a", "1"],
+        &["balance", "a"],
+    ] {
         let out = run(&env, args);
-        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
         assert_eq!(fs::read(&victim).expect("victim"), b"root's secret\n");
     }
-    // The link itself was replaced by a checkpoint of ours, given to the
-    // journal's owner.
-    let meta = fs::symlink_metadata(&checkpoint).expect("checkpoint");
-    assert!(meta.file_type().is_file());
-    assert_eq!(
-        meta.uid(),
-        fs::metadata(&env.journal).expect("journal").uid()
-    );
-    assert_eq!(meta.mode() & 0o777, 0o600);
-    assert_eq!(env.balance_of("a"), "40011.00");
+    // The links were removed, and a model of ours put in their place,
+    // given to the journal's owner.
+    for suffix in ["", "-wal", "-shm"] {
+        let meta =
+            fs::symlink_metadata(env.beside(&format!(".readmodel{suffix}"))).expect("the model");
+        assert!(meta.file_type().is_file(), "{suffix}");
+        assert_eq!(
+            meta.uid(),
+            fs::metadata(&env.journal).expect("journal").uid(),
+            "{suffix}"
+        );
+        assert_eq!(meta.mode() & 0o777, 0o600, "{suffix}");
+    }
+    assert_eq!(env.balance_of("a"), "8011.00");
 }
 
 // ---- failing stdout and stderr --------------------------------------------
@@ -405,79 +412,37 @@ fn batch_prints_after_unlocking() {
     );
 }
 
-// ---- the checkpoint -----------------------------------------------------------
+// ---- the read model ---------------------------------------------------------
 
+/// Kill -9 at any point of a write, many times, including between the
+/// journal's sync and the read model's commit: the next command catches
+/// the model up from the journal; nothing is lost or counted twice.
 #[test]
-fn a_forged_checkpoint_with_values_no_command_accepts_is_rebuilt() {
+fn kills_between_the_journal_and_the_read_model_lose_and_double_nothing() {
     let env = funded();
-    let lines: String = (0..40_000).map(|_| "deposit a 1\n").collect();
-    let batch = env.dir.path().join("b.txt");
-    fs::write(&batch, lines).expect("batch");
-    env.ok(&format!("batch {}", batch.display()));
-    let checkpoint = env.beside(".checkpoint");
-    for (from, to) in [
-        (r#""decimals":2"#, r#""decimals":19"#),
-        (r#""a":{"#, r#""a b":{"#),
-    ] {
-        let full = env.ok("balance --json");
-        let good = fs::read_to_string(&checkpoint).expect("a checkpoint");
-        // Forged with its own hash recomputed, so only the values are wrong.
-        let (meta, state) = good.split_once('\n').expect("two lines");
-        let state = state.trim_end().replacen(from, to, 1);
-        assert_ne!(
-            state,
-            good.split_once('\n').expect("two lines").1.trim_end()
-        );
-        let hash = crate::common::sha256_hex(state.as_bytes());
-        let meta: serde_json::Value = serde_json::from_str(meta).expect("meta");
-        let mut meta = meta.as_object().expect("object").clone();
-        meta.insert("state".into(), hash.into());
-        let meta = serde_json::to_string(&meta).expect("json");
-        fs::write(&checkpoint, format!("{meta}\n{state}\n")).expect("forge");
-        assert_eq!(env.ok("balance --json"), full, "{to}");
-        env.ok("deposit a 1");
-        env.ok("verify");
-        env.ok("withdraw a 1");
-    }
-}
-
-#[test]
-fn kills_during_checkpoint_refreshes_leave_no_temporary_files() {
-    let env = funded();
-    let lines: String = (0..40_000).map(|_| "deposit a 1\n").collect();
-    let batch = env.dir.path().join("b.txt");
-    fs::write(&batch, lines).expect("batch");
-    env.ok(&format!("batch {}", batch.display()));
-    let temps = || -> Vec<String> {
-        fs::read_dir(env.dir.path())
-            .expect("dir")
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|n| n.contains(".checkpoint.tmp."))
-            .collect()
-    };
-    let checkpoint = env.beside(".checkpoint");
-    let mut killed_with_temp = 0;
+    crate::readmodel::model_at(&env.journal, 2);
     for i in 0..60u64 {
-        let _ = fs::remove_file(&checkpoint);
         let mut child = ledger(&env)
-            .arg("balance")
+            .args(["deposit", "a", "1", "--id", &format!("k{i}")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn");
-        std::thread::sleep(Duration::from_micros(2_000 + (i * 7919) % 40_000));
+        std::thread::sleep(Duration::from_micros(500 + (i * 7919) % 12_000));
         let _ = child.kill();
         let _ = child.wait();
-        killed_with_temp += usize::from(!temps().is_empty());
     }
-    // The next refresh removes what the killed ones left.
-    let _ = fs::remove_file(&checkpoint);
-    env.ok("balance");
-    assert!(
-        temps().is_empty(),
-        "{:?} ({killed_with_temp} kills left one)",
-        temps()
-    );
+    let journal = String::from_utf8(env.bytes()).expect("utf-8");
+    let deposited = journal.matches(r#""id":"k"#).count();
+    // Every kill left the journal whole or with a torn tail the next
+    // writer removes; the model, wherever a kill left it, is caught up.
+    env.ok("deposit a 1 --id last");
+    let expected = format!("{}.00", 10 + deposited + 1);
+    assert_eq!(env.balance_of("a"), expected);
+    assert!(ledger::readmodel::path_of(&env.journal).exists());
+    crate::readmodel::remove_model(&env.journal);
+    assert_eq!(env.balance_of("a"), expected);
+    env.ok("verify");
 }
 
 // ---- following --------------------------------------------------------------

@@ -277,7 +277,7 @@ proptest! {
                 other => prop_assert!(false, "{:?}: {:?}", op, other),
             }
         }
-        let state = replay(&path, None, ReplayFrom::Start, |_, _| Ok(())).unwrap();
+        let state = replay(&path, ReplayFrom::Start, |_, _| Ok(())).unwrap();
         let mut total = 0i128;
         for (name, balance) in &model.balances {
             let account = state.account(name).unwrap();

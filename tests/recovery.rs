@@ -540,10 +540,10 @@ fn a_header_alone_is_an_empty_journal_that_keeps_its_header() {
 #[test]
 fn streamed_history_never_prints_an_edited_line() {
     let env = journal();
-    // A checkpoint past the edit: history's first pass, under the lock,
+    // A read model past the edit: history's first pass, under the lock,
     // starts from it and cannot see the edit; the second pass, which prints,
     // must still never print the edited line.
-    crate::checkpoint::checkpoint_at(&env.journal, 6);
+    crate::readmodel::model_at(&env.journal, 6);
     let mut lines = env.lines();
     // Line 6 withdraws 5.00 from b; the edit is only caught by line 7's prev.
     lines[5] = lines[5].replace(r#""amount":"5.00""#, r#""amount":"4.00""#);
@@ -566,8 +566,8 @@ fn streamed_history_never_prints_an_edited_line() {
         );
         assert!(String::from_utf8_lossy(&out.stderr).contains("line 7"));
     }
-    // Without the checkpoint the first pass sees the damage: nothing is printed.
-    std::fs::remove_file(ledger::checkpoint::path_of(&env.journal)).unwrap();
+    // Without the model the first pass sees the damage: nothing is printed.
+    crate::readmodel::remove_model(&env.journal);
     let out = env.cmd().args(["history", "--json"]).output().unwrap();
     assert_eq!((out.status.code(), out.stdout.len()), (Some(3), 0));
 }

@@ -7,7 +7,6 @@ use std::io::{self, Write};
 
 use crate::cli::{Format, WriteCommand};
 use crate::cmd::{Context, write};
-use crate::domain::State;
 use crate::error::Error;
 use crate::journal::{Outcome, Writer};
 use crate::money::Amount;
@@ -18,13 +17,12 @@ use crate::output;
 pub struct Applier<'c> {
     ctx: &'c Context,
     writer: Writer,
-    before: State,
     dry_run: bool,
     appended: u64,
     repeats: u64,
-    /// For JSON: the seq of each record's existing event, in order (0 for a
-    /// new one), so repeats print the event they repeat (SPEC 6).
-    repeated: Vec<u64>,
+    /// For JSON: the repeats among the appended events, so that they
+    /// print the event they repeat in their place (SPEC 6).
+    repeated: Repeats,
     /// Records a dry run found wanting (each already reported), and the
     /// first of them, whose exit code the run ends with.
     failed: u64,
@@ -35,23 +33,16 @@ impl<'c> Applier<'c> {
     /// Locks the journal and reads its state.
     pub fn open(ctx: &'c Context, dry_run: bool) -> Result<Applier<'c>, Error> {
         let writer = Writer::open(&ctx.path)?;
-        let before = writer.state().clone();
         Ok(Applier {
             ctx,
             writer,
-            before,
             dry_run,
             appended: 0,
             repeats: 0,
-            repeated: Vec::new(),
+            repeated: Repeats::default(),
             failed: 0,
             first_failure: None,
         })
-    }
-
-    /// The journal being written, for hints about the size of the append.
-    pub fn writer(&mut self) -> &mut Writer {
-        &mut self.writer
     }
 
     /// Applies the record at `line` (its command, or why it has none).
@@ -69,18 +60,14 @@ impl<'c> Applier<'c> {
         });
         match result {
             Ok(outcome) => {
-                let seq = match outcome {
-                    Outcome::Appended(_) => {
-                        self.appended += 1;
-                        0
-                    }
+                match outcome {
+                    Outcome::Appended(_) => self.appended += 1,
                     Outcome::Repeat(seq) => {
                         self.repeats += 1;
-                        seq
+                        if self.ctx.format == Format::Json {
+                            self.repeated.push(self.appended, seq);
+                        }
                     }
-                };
-                if self.ctx.format == Format::Json {
-                    self.repeated.push(seq);
                 }
                 Ok(())
             }
@@ -120,7 +107,10 @@ impl<'c> Applier<'c> {
             });
         }
         if self.dry_run {
-            self.writer.seal();
+            // Only JSON shows the lines that would be appended.
+            if self.ctx.format == Format::Json {
+                self.writer.seal()?;
+            }
         } else {
             write::commit(self.ctx, &mut self.writer)?;
         }
@@ -139,18 +129,24 @@ impl<'c> Applier<'c> {
         let mut out = io::BufWriter::new(io::stdout().lock());
         match self.ctx.format {
             Format::Json => {
-                let mut staged = self.writer.staged_lines();
-                for seq in &self.repeated {
-                    let existing;
-                    let line = if *seq == 0 {
-                        staged.next().unwrap_or_default()
-                    } else {
-                        existing = self.writer.line(*seq)?;
-                        &existing
-                    };
+                let mut runs = self.repeated.0.iter().peekable();
+                let mut appended = 0;
+                let mut repeats = |out: &mut io::BufWriter<_>, before| -> Result<(), Error> {
+                    while let Some(run) = runs.next_if(|run| run.after == before) {
+                        for seq in run.first..run.first + run.count {
+                            out.write_all(&self.writer.line(seq)?)?;
+                            out.write_all(b"\n")?;
+                        }
+                    }
+                    Ok(())
+                };
+                self.writer.each_staged(|line| {
+                    repeats(&mut out, appended)?;
+                    appended += 1;
                     out.write_all(line)?;
-                    out.write_all(b"\n")?;
-                }
+                    Ok::<_, Error>(out.write_all(b"\n")?)
+                })?;
+                repeats(&mut out, appended)?;
             }
             Format::Csv => {
                 output::csv_row(&mut out, &["account", "net_change"])?;
@@ -195,20 +191,44 @@ impl<'c> Applier<'c> {
     /// Each account created or moved, with its net change, by name.
     fn changes(&self) -> Vec<(&str, String)> {
         let state = self.writer.state();
-        let mut changes: Vec<(&str, String)> = state
-            .accounts()
-            .filter_map(|(name, after)| {
-                let was = self.before.account(name);
-                let delta = after
-                    .balance
-                    .checked_sub(was.map_or(Amount::ZERO, |a| a.balance))?;
-                let unit = state.unit_of(after);
-                (delta != Amount::ZERO || was.is_none())
-                    .then(|| (name, delta.display(unit.decimals).to_string()))
+        let mut changes: Vec<(&str, String)> = self
+            .writer
+            .net_changes()
+            .filter(|(_, delta, created)| *delta != Amount::ZERO || *created)
+            .filter_map(|(name, delta, _)| {
+                let unit = state.unit_of(state.account(name)?);
+                Some((name, delta.display(unit.decimals).to_string()))
             })
             .collect();
         changes.sort();
         changes
+    }
+}
+
+/// The repeated events of a run, in order, as runs of consecutive seqs
+/// (a batch run again repeats its events in order): memory for the
+/// repeats, none for the new events.
+#[derive(Debug, Default)]
+struct Repeats(Vec<Run>);
+
+#[derive(Debug)]
+struct Run {
+    /// How many events were appended before it.
+    after: u64,
+    first: u64,
+    count: u64,
+}
+
+impl Repeats {
+    fn push(&mut self, after: u64, seq: u64) {
+        match self.0.last_mut() {
+            Some(run) if run.after == after && run.first + run.count == seq => run.count += 1,
+            _ => self.0.push(Run {
+                after,
+                first: seq,
+                count: 1,
+            }),
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use rustc_hash::FxHashMap;
 
 use crate::cli::{AsOf, BalanceArgs};
-use crate::cmd::{Context, ReplayFrom, replay};
+use crate::cmd::{Context, Load, ReplayFrom, replay, state_at};
 use crate::domain::{Hold, State};
 use crate::error::Error;
 use crate::event::Change;
@@ -22,7 +22,7 @@ pub fn run(ctx: &Context, args: &BalanceArgs) -> Result<(), Error> {
     let report = match args.as_of {
         Some(AsOf::Day(day)) => {
             let mut view = DayView::default();
-            state = replay(&ctx.path, None, ReplayFrom::Start, |_, entry| {
+            state = replay(&ctx.path, ReplayFrom::Start, |_, entry| {
                 if entry.event.day(&ctx.zone) <= day {
                     view.add(&entry.event.change, entry.event.seq);
                 }
@@ -42,7 +42,20 @@ pub fn run(ctx: &Context, args: &BalanceArgs) -> Result<(), Error> {
             }
         }
         as_of => {
-            state = replay(&ctx.path, as_of, ReplayFrom::Checkpoint, |_, _| Ok(()))?;
+            // Names alone need only their accounts; a pattern or no name, all.
+            let load = match args.accounts.iter().any(|a| pattern::is_pattern(a)) {
+                false if !args.accounts.is_empty() => Load::Accounts(&args.accounts),
+                _ => Load::All,
+            };
+            let mut read = state_at(&ctx.path, as_of, load)?;
+            // A name that is no account is refused with the names it may be
+            // a typo of, which only every account can tell.
+            if matches!(load, Load::Accounts(_))
+                && args.accounts.iter().any(|a| read.account(a).is_none())
+            {
+                read = state_at(&ctx.path, as_of, Load::All)?;
+            }
+            state = read;
             // Holds are judged at the moment the balances describe.
             let at = match as_of {
                 Some(AsOf::At(at)) => at,

@@ -13,7 +13,7 @@ use std::io::{self, BufRead, BufReader, Write};
 use rustc_hash::FxHashMap;
 
 use crate::cli::{ExportArgs, ExportFormat};
-use crate::cmd::{Context, ReplayFrom, replay};
+use crate::cmd::{Context, Load, ReplayFrom, replay, state_at};
 use crate::domain::State;
 use crate::error::Error;
 use crate::event::{Change, Event};
@@ -45,7 +45,7 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<(), Error> {
 /// journal (a torn tail left out, with the usual warning).
 fn jsonl(ctx: &Context, out: &mut impl Write) -> Result<(), Error> {
     let mut header_written = false;
-    replay(&ctx.path, None, ReplayFrom::Start, |_, entry| {
+    replay(&ctx.path, ReplayFrom::Start, |_, entry| {
         if !header_written {
             out.write_all(&header_line(ctx)?)?;
             header_written = true;
@@ -78,9 +78,9 @@ fn header_line(ctx: &Context) -> Result<Vec<u8>, Error> {
 fn books(ctx: &Context, args: &ExportArgs, out: &mut impl Write) -> Result<(), Error> {
     // The accounts and commodities are declared before their first use
     // (ledger-cli reads in order): they come from the state at the end,
-    // cheaply from the checkpoint; events after that state (appended in the
+    // cheaply from the read model; events after that state (appended in the
     // meantime) are left out, so nothing undeclared is used.
-    let last = replay(&ctx.path, None, ReplayFrom::Checkpoint, |_, _| Ok(()))?;
+    let last = state_at(&ctx.path, None, Load::All)?;
     let beancount = args.to == ExportFormat::Beancount;
     let mut names = Names::of(&last, beancount);
     names.preamble(out, &last, ctx)?;
@@ -91,7 +91,7 @@ fn books(ctx: &Context, args: &ExportArgs, out: &mut impl Write) -> Result<(), E
     let mut first_day: BTreeMap<String, Day> = BTreeMap::new();
     // Events are rendered into one buffer, handed to `out` in large pieces.
     let mut buf = Vec::with_capacity(FLUSH_AT + (1 << 12));
-    replay(&ctx.path, None, ReplayFrom::Start, |state, entry| {
+    replay(&ctx.path, ReplayFrom::Start, |state, entry| {
         let event = &entry.event;
         let selected = event.seq <= last.seq()
             && args.since.is_none_or(|b| b.admits_from(event, &ctx.zone))

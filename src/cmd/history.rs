@@ -206,7 +206,6 @@ fn in_journal_order(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     let sized = std::cell::Cell::new(None);
     let state = replay_sized(
         &ctx.path,
-        None,
         ReplayFrom::Start,
         |end| sized.set(Some(layout(end, who))),
         |state, entry| {
@@ -296,7 +295,7 @@ fn by_day(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     // Every event that moves the account's money counts towards its
     // balance by day; only the selected ones are shown.
     let mut events: Vec<Dated> = Vec::new();
-    let state = replay(&ctx.path, None, ReplayFrom::Start, |_, entry| {
+    let state = replay(&ctx.path, ReplayFrom::Start, |_, entry| {
         let event = &entry.event;
         let delta = account.map_or(Amount::ZERO, |a| event.change.effect_on(a));
         let shown = selected(args, who, &ctx.zone, entry);

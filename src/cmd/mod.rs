@@ -22,7 +22,7 @@ use crate::domain::State;
 use crate::error::Error;
 use crate::event::Event;
 use crate::journal::scan::{Entry, Head, Replay, Torn};
-use crate::journal::{self, ReadJournal};
+use crate::journal::{self, JournalError, ReadJournal};
 use crate::time::Zone;
 
 /// What every command needs besides its own arguments.
@@ -115,41 +115,43 @@ pub fn torn_warning(path: &Path, torn: Torn) -> String {
     )
 }
 
-/// Where a replay may start.
+/// Where a replay starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplayFrom {
     /// The first event: `visit` sees every event.
     Start,
-    /// A valid checkpoint that `as_of` covers, else the first event.
-    Checkpoint,
     /// The first event, in one pass under the journal's lock: for visits
     /// that never wait on the output (a report prints once it is built),
     /// which would otherwise hold writers up.
     StartLocked,
 }
 
-/// Replays the journal at `path` (from its start or its checkpoint),
-/// calling `visit` with the state after each event read, and returns the
-/// state as of `as_of` (the end when `None`; a date bound, which does not
-/// select a prefix of the journal, is the caller's to apply in `visit`). Everything after the starting
-/// point is read either way, so that damage anywhere in it is reported. A
+/// Which entries of the state a command reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Load<'a> {
+    /// Every entry.
+    All,
+    /// These accounts (and the holds on them): a partial state.
+    Accounts(&'a [String]),
+}
+
+/// Replays the journal at `path` from its start, calling `visit` with the
+/// state after each event read, and returns the state at the end. A
 /// missing journal is an empty ledger.
 pub fn replay(
     path: &Path,
-    as_of: Option<AsOf>,
     from: ReplayFrom,
     visit: impl FnMut(&State, &Entry<'_>) -> Result<(), Error>,
 ) -> Result<State, Error> {
-    replay_sized(path, as_of, from, |_| (), visit)
+    replay_sized(path, from, |_| (), visit)
 }
 
 /// [`replay`], which with [`ReplayFrom::Start`] first hands `at_end` the
 /// state at the journal's valid end, before any event is visited: what a
 /// table that streams needs to size its columns (it is not called for a
-/// missing or empty journal, nor from another starting point).
+/// missing or empty journal).
 pub fn replay_sized(
     path: &Path,
-    as_of: Option<AsOf>,
     from: ReplayFrom,
     at_end: impl FnOnce(&State),
     mut visit: impl FnMut(&State, &Entry<'_>) -> Result<(), Error>,
@@ -163,33 +165,107 @@ pub fn replay_sized(
         }
         return Ok(State::default());
     };
-    let cached = (from == ReplayFrom::Checkpoint)
-        .then(|| journal.checkpoint())
-        .flatten()
-        .filter(|(_, head)| {
-            as_of.is_none_or(|b| b.includes_prefix(head.seq, head.at) == Some(true))
-        });
-    let (state, start) = cached.unwrap_or((State::default(), header));
     // `visit` may block on a slow reader of the output (`history | less`),
     // which must not hold writers up: find the valid end under the lock
-    // first (cheaply, from a checkpoint), then let go of the lock and read
-    // only up to there.
-    let end = match from {
+    // first (cheaply, from the read model), then let go of the lock and
+    // read only up to there.
+    let scanner = match from {
         ReplayFrom::Start => {
             let (end, state) = valid_end(&journal, header)?;
             at_end(&state);
-            Some(end)
+            journal.scanner_until(header, end)
         }
-        ReplayFrom::Checkpoint | ReplayFrom::StartLocked => None,
+        ReplayFrom::StartLocked => journal.scanner_from(header),
     };
-    let scanner = match end {
-        Some(end) => journal.scanner_until(start, end),
-        None => journal.scanner_from(start),
+    let mut replay = Replay::new(scanner, State::default());
+    while let Some((state, entry)) = replay.step()? {
+        visit(state, &entry)?;
+    }
+    let (state, _, torn) = replay.finish();
+    if from == ReplayFrom::StartLocked
+        && let Some(torn) = torn
+    {
+        warn_torn(path, torn);
+    }
+    Ok(state)
+}
+
+/// The state at the end of the journal at `path`, or as of `as_of` (a
+/// seq or an instant: a date bound does not select a prefix of the
+/// journal), holding the entries `load` names: from the read model when it
+/// covers a prefix of the journal up to `as_of`, replaying the lines after
+/// it, else by replaying every line (which then rebuilds a missing or
+/// untrusted model). Everything after the starting point is read either
+/// way, so that damage anywhere in it is reported. A missing journal is
+/// an empty ledger.
+pub fn state_at(path: &Path, as_of: Option<AsOf>, load: Load<'_>) -> Result<State, Error> {
+    let Some(journal) = ReadJournal::open(path)? else {
+        return Ok(State::default());
     };
-    let mut replay = Replay::new(scanner, state);
+    let Some(header) = journal.header_head() else {
+        if let Some(torn) = journal.torn_header() {
+            warn_torn(path, torn);
+        }
+        return Ok(State::default());
+    };
+    let mut model = journal.model();
+    let covered = model.as_ref().and_then(|(_, covers)| *covers);
+    let mut failed = false;
+    let usable = covered
+        .filter(|head| as_of.is_none_or(|b| b.includes_prefix(head.seq, head.at) == Some(true)));
+    if let (Some((m, _)), Some(from)) = (&mut model, usable) {
+        let base = match load {
+            Load::All => m.load_all(from),
+            Load::Accounts(names) => m.base(from).and_then(|mut state| {
+                m.load_accounts(&mut state, names.iter().map(String::as_str))?;
+                Ok(state)
+            }),
+        };
+        let partial = matches!(load, Load::Accounts(_));
+        let read = base.map_err(JournalError::from).and_then(|base| {
+            let scanner = journal.scanner_from(from);
+            let replay = match partial {
+                true => Replay::with_model(scanner, base, m),
+                false => Replay::new(scanner, base),
+            };
+            replay_as_of(replay, as_of)
+        });
+        match read {
+            Ok((snapshot, state, head, torn)) => {
+                if let Some(torn) = torn {
+                    warn_torn(path, torn);
+                }
+                if head != from {
+                    let _ = m.save(&state, Some(from), head, header.hash);
+                }
+                return Ok(snapshot.unwrap_or(state));
+            }
+            // A model that is damaged in a way its checks miss may make
+            // good lines look wrong: the full replay is the judge.
+            Err(JournalError::Model(_) | JournalError::Corrupt { .. }) => failed = true,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let replay = Replay::new(journal.scanner_from(header), State::default());
+    let (snapshot, state, head, torn) = replay_as_of(replay, as_of)?;
+    if let Some(torn) = torn {
+        warn_torn(path, torn);
+    }
+    if (covered.is_none() || failed)
+        && let Some((m, _)) = &mut model
+    {
+        let _ = m.save(&state, None, head, header.hash);
+    }
+    Ok(snapshot.unwrap_or(state))
+}
+
+/// Runs `replay` to its end, keeping the state `as_of` describes: the one
+/// before the first event past it (`None` if no event is).
+fn replay_as_of(
+    mut replay: Replay<'_>,
+    as_of: Option<AsOf>,
+) -> Result<(Option<State>, State, Head, Option<Torn>), JournalError> {
     let mut snapshot = None;
-    // The state `--as-of` a seq or instant describes is the one before the
-    // first event past it; everything after is still read and checked.
     let past = |event: &Event<'_>| {
         as_of.is_some_and(|b| b.includes_prefix(event.seq, event.at) == Some(false))
     };
@@ -197,29 +273,34 @@ pub fn replay_sized(
         if step.before.is_some() {
             snapshot = step.before;
         }
-        visit(step.after, &step.entry)?;
     }
     let (state, head, torn) = replay.finish();
-    if from != ReplayFrom::Start {
-        if let Some(torn) = torn {
-            warn_torn(path, torn);
-        }
-        journal.refresh_checkpoint(header, start, head, &state);
-    }
-    Ok(snapshot.unwrap_or(state))
+    Ok((snapshot, state, head, torn))
 }
 
-/// The end of the last complete append, and the state there, found under
-/// the journal's lock, which is then released. Warns about a torn tail.
+/// The end of the last complete append, and the whole state there, found
+/// under the journal's lock, which is then released. Warns about a torn
+/// tail.
 fn valid_end(journal: &ReadJournal, header: Head) -> Result<(u64, State), Error> {
-    let (state, start) = journal.checkpoint().unwrap_or((State::default(), header));
+    let mut model = journal.model();
+    let covered = model.as_ref().and_then(|(_, covers)| *covers);
+    let cached = match (&model, covered) {
+        (Some((m, _)), Some(from)) => m.load_all(from).ok().map(|state| (state, from)),
+        _ => None,
+    };
+    let (state, start) = cached.unwrap_or((State::default(), header));
     let mut replay = Replay::new(journal.scanner_from(start), state);
     replay.run()?;
     let (state, head, torn) = replay.finish();
     if let Some(torn) = torn {
         warn_torn(journal.path(), torn);
     }
-    journal.refresh_checkpoint(header, start, head, &state);
+    if head != start
+        && let Some((m, _)) = &mut model
+    {
+        let from = covered.filter(|from| *from == start);
+        let _ = m.save(&state, from, head, header.hash);
+    }
     let end = head.end;
     journal.unlock()?;
     Ok((end, state))

@@ -63,7 +63,7 @@ pub fn with_report(
 ) -> Result<(), Error> {
     let today = today(ctx)?;
     let mut builder = Builder::new(&ctx.zone, spec)?;
-    let state = replay(&ctx.path, None, ReplayFrom::StartLocked, |_, entry| {
+    let state = replay(&ctx.path, ReplayFrom::StartLocked, |_, entry| {
         Ok(builder.add(&entry.event)?)
     })?;
     let report = builder.finish(&state, accounts, today)?;

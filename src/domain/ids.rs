@@ -1,6 +1,6 @@
 //! The `--id`s a state knows, and the seq each was used at.
 //!
-//! A state that writes (or is saved in a checkpoint) knows every id by
+//! A state that writes (or fills the read model) knows every id by
 //! name. An audit of a whole journal only needs to know whether an id was
 //! used before, and where, to say so; millions of names would cost it
 //! hundreds of megabytes. So its state can keep *fingerprints* instead: a
@@ -199,6 +199,17 @@ impl Ids {
             Some(prints) => prints.insert(prints.print(id), seq),
             None => {
                 self.names.insert(id.into(), seq);
+            }
+        }
+    }
+
+    /// Records that `id` was used at `seq` unless it is known already (by
+    /// name, in an index that knows ids by name).
+    pub fn load(&mut self, id: &str, seq: u64) {
+        match &mut self.prints {
+            Some(prints) => prints.insert(prints.print(id), seq),
+            None => {
+                self.names.entry(id.into()).or_insert(seq);
             }
         }
     }

@@ -5,21 +5,26 @@
 pub mod line;
 pub mod scan;
 pub mod sidecar;
+mod stage;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint;
 use std::borrow::Cow;
 
+use rustc_hash::FxHashMap;
+
 use crate::domain::{self, Command, Decision, Original, Rejection, Request, State};
-use crate::event::Event;
+use crate::event::{Change, Event};
+use crate::money::Amount;
+use crate::readmodel::ReadModel;
 use crate::time::At;
 use line::{LineHash, MAX_LINE};
 use scan::{Head, Replay, Scanner, Start, Torn};
 use sidecar::Owner;
+use stage::{Sink, Stage};
 
 /// What can go wrong with the journal file.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,10 @@ pub enum JournalError {
         /// Why it failed.
         source: io::Error,
     },
+    /// The read model failed while a replay loaded from it. Callers fall
+    /// back to a full replay, so this never reaches the user.
+    #[error(transparent)]
+    Model(#[from] crate::readmodel::ModelError),
     /// The lines were written but not confirmed durable.
     #[error(
         "cannot sync {path}: {source}; the outcome of this write is unknown (re-running it with the same --id is safe)"
@@ -147,11 +156,6 @@ impl ReadJournal {
         }))
     }
 
-    /// Writes a new checkpoint if worth it (when the lines read since the last one are long enough).
-    pub fn refresh_checkpoint(&self, header: Head, from: Head, head: Head, state: &State) {
-        refresh_checkpoint(&self.path, self.owner, header, from, head, state);
-    }
-
     /// A scanner over every event, or `None` for a journal with no header yet.
     pub fn scanner(&self) -> Option<Scanner<'_>> {
         match &self.start {
@@ -227,9 +231,14 @@ impl ReadJournal {
         self.len == 0
     }
 
-    /// The state and head of a valid checkpoint of this journal.
-    pub fn checkpoint(&self) -> Option<(State, Head)> {
-        checkpoint::load(&self.path, &self.file, self.header_head()?, self.len)
+    /// The journal's read model (created if missing), and the head it
+    /// covers if it covers a prefix of the journal as this reader sees it;
+    /// `None` without a header or if the model cannot be used.
+    pub fn model(&self) -> Option<(ReadModel, Option<Head>)> {
+        let header = self.header_head()?;
+        let model = ReadModel::open(&self.path, self.owner)?;
+        let covers = model.covers(&self.file, header, self.len);
+        Some((model, covers))
     }
 
     /// The head after the header, if there is one.
@@ -241,20 +250,77 @@ impl ReadJournal {
     }
 }
 
-/// Writes a new checkpoint if the lines read after the last one (from
-/// `from` to `head`) have grown long enough to be worth it. A failure only
-/// costs speed, so it is not reported.
-fn refresh_checkpoint(
-    path: &Path,
-    owner: Owner,
-    header: Head,
-    from: Head,
-    head: Head,
-    state: &State,
-) {
-    if head.end.saturating_sub(from.end) >= checkpoint::REFRESH_BYTES {
-        let _ = checkpoint::store(path, owner, header, head, state);
+/// The state at a journal's valid end, as a command reads it.
+pub struct Read {
+    /// The state: whole, or (when `from` is set) the part loaded so far.
+    pub state: State,
+    /// The head at the valid end; `None` without a header.
+    pub head: Option<Head>,
+    /// A torn tail after it.
+    pub torn: Option<Torn>,
+    /// The read model's head the state was loaded from, if it was.
+    pub from: Option<Head>,
+}
+
+impl Read {
+    fn empty(torn: Option<Torn>) -> Read {
+        Read {
+            state: State::default(),
+            head: None,
+            torn,
+            from: None,
+        }
     }
+}
+
+/// Reads the state at the end of the journal (`file`, `len` bytes of it,
+/// `header` the head after its header line): from the read model when it
+/// covers a prefix of the journal, replaying the lines after it; else by
+/// replaying every line. A model that fails midway is given up for the
+/// full replay.
+pub fn read_state(
+    file: &File,
+    path: &Path,
+    header: Head,
+    len: u64,
+    model: Option<&ReadModel>,
+) -> Result<Read, JournalError> {
+    if let Some(model) = model
+        && let Some(from) = model.covers(file, header, len)
+    {
+        let tail = model
+            .base(from)
+            .map_err(JournalError::from)
+            .and_then(|base| {
+                let mut replay =
+                    Replay::with_model(Scanner::new(file, path, from, len), base, model);
+                replay.run()?;
+                Ok(replay.finish())
+            });
+        match tail {
+            Ok((state, head, torn)) => {
+                return Ok(Read {
+                    state,
+                    head: Some(head),
+                    torn,
+                    from: Some(from),
+                });
+            }
+            // A model that is damaged in a way its checks miss may make
+            // good lines look wrong: the full replay is the judge.
+            Err(JournalError::Model(_) | JournalError::Corrupt { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut replay = Replay::new(Scanner::new(file, path, header, len), State::default());
+    replay.run()?;
+    let (state, head, torn) = replay.finish();
+    Ok(Read {
+        state,
+        head: Some(head),
+        torn,
+        from: None,
+    })
 }
 
 /// The metadata of the open journal, which must be a regular file: a FIFO,
@@ -292,17 +358,10 @@ pub struct Writer {
     /// (so that a refused command leaves the file byte for byte as it was).
     torn: Option<Torn>,
     at: At,
-    /// Room for the header and the batch count, then the encoded new
-    /// lines (their `prev` filled in by `seal`). Sealing fills the room
-    /// from its end, so a batch of any size is never moved in memory.
-    pending: Vec<u8>,
-    /// Where the bytes to write start in `pending`, once sealed.
-    begin: usize,
+    /// The encoded new lines, their `prev` and batch mark filled in by
+    /// sealing them.
+    stage: Stage,
     encoder: line::Encoder,
-    /// Start of each pending line in `pending`.
-    starts: Vec<usize>,
-    /// Whether `seal` has run.
-    sealed: bool,
     /// `Some` if this writer created the file: then also the first
     /// directory it created, if any.
     created: Option<Option<PathBuf>>,
@@ -310,10 +369,26 @@ pub struct Writer {
     owner: Owner,
     /// Whether `commit` wrote.
     committed: bool,
+    /// Whether what `commit` wrote is synced.
+    synced: bool,
+    /// The read model, written back once the journal is synced.
+    model: Option<ReadModel>,
+    /// The head the read model covered when `state` was loaded from it
+    /// (`state` is then partial: each request loads what it reads); `None`
+    /// when `state` was folded from the journal's start.
+    from: Option<Head>,
+    /// The head after the header line.
+    header: Option<Head>,
+    /// The head after the last staged line, once sealed.
+    sealed_head: Option<Head>,
+    /// The net change of each account the staged events touch, and
+    /// whether they created it.
+    net: FxHashMap<Box<str>, (Amount, bool)>,
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
+        self.save_model();
         self.discard_unused();
     }
 }
@@ -370,18 +445,23 @@ impl Writer {
         // Another writer may have locked first and written: then the file
         // is not this writer's to remove, whoever created it.
         let created = created && len == 0;
-        let (state, head, torn) = match scan::read_start(&file, path, len)? {
-            Start::Empty(torn) => (State::default(), None, torn),
+        let mut model = None;
+        let (read, header) = match scan::read_start(&file, path, len)? {
+            Start::Empty(torn) => (Read::empty(torn), None),
             Start::Header(header) => {
-                let (cached, from) = checkpoint::load(path, &file, header, len)
-                    .unwrap_or((State::default(), header));
-                let mut replay = Replay::new(Scanner::new(&file, path, from, len), cached);
-                replay.run()?;
-                let (state, head, torn) = replay.finish();
-                refresh_checkpoint(path, owner, header, from, head, &state);
-                (state, Some(head), torn)
+                model = ReadModel::open(path, owner);
+                (
+                    read_state(&file, path, header, len, model.as_ref())?,
+                    Some(header),
+                )
             }
         };
+        let Read {
+            state,
+            head,
+            torn,
+            from,
+        } = read;
         // `at` never decreases along the file, even if the clock steps back.
         let now = At::now().map_err(clock_error)?;
         let at = head.map_or(now, |h| h.at.max(now));
@@ -399,14 +479,17 @@ impl Writer {
             state,
             head,
             torn,
-            pending: vec![0; room],
-            begin: room,
+            stage: Stage::new(room),
             encoder: line::Encoder::default(),
-            starts: Vec::new(),
-            sealed: false,
             created: created.then_some(new_dirs),
             committed: false,
+            synced: false,
             owner,
+            model,
+            from,
+            header,
+            sealed_head: None,
+            net: FxHashMap::default(),
         })
     }
 
@@ -420,6 +503,7 @@ impl Writer {
     /// reader holds no other command up. What it appended stays readable:
     /// bytes before the end of the last complete append never change.
     pub fn unlock(&mut self) -> Result<(), JournalError> {
+        self.save_model();
         self.discard_unused();
         self.file
             .unlock()
@@ -556,6 +640,7 @@ impl Writer {
     /// Decides `request` against the current state and, if it is new,
     /// stages its event for [`Writer::commit`].
     pub fn apply(&mut self, request: &Request<'_>) -> Result<Outcome, WriteError> {
+        self.load(|model, state| model.load_request(state, request))?;
         // A reversal's rules need the event it names, which only the file
         // (or this writer's staged lines) holds.
         let line;
@@ -570,6 +655,10 @@ impl Writer {
                     line = self.line(seq)?;
                     let decoded = line::decode(&line, &mut Vec::new())
                         .map_err(|e| self.corrupt_at(seq, &e))?;
+                    let accounts = decoded.event.change.accounts();
+                    self.load(|model, state| {
+                        model.load_accounts(state, accounts.into_iter().flatten())
+                    })?;
                     resolved.command = Command::Reverse {
                         target: *target,
                         original: Some(Original::of(&decoded.event)),
@@ -579,11 +668,26 @@ impl Writer {
             }
             _ => request,
         };
-        match domain::decide(&self.state, request, self.at)? {
+        let decision = match domain::decide(&self.state, request, self.at) {
+            Err(Rejection::UnknownAccount(name, _)) if self.from.is_some() => {
+                return Err(self.unknown_account(name).into());
+            }
+            decision => decision?,
+        };
+        match decision {
             Decision::Repeat { seq } => {
                 let line = self.line(seq)?;
                 let decoded =
                     line::decode(&line, &mut Vec::new()).map_err(|e| self.corrupt_at(seq, &e))?;
+                // The read model's word is checked against the line it names.
+                if decoded.event.id.as_deref() != request.id {
+                    self.fall_back()?;
+                    return self.apply(request);
+                }
+                let accounts = decoded.event.change.accounts();
+                self.load(|model, state| {
+                    model.load_accounts(state, accounts.into_iter().flatten())
+                })?;
                 domain::settle_repeat(&self.state, &decoded.event, request)?;
                 Ok(Outcome::Repeat(seq))
             }
@@ -603,13 +707,105 @@ impl Writer {
                     memo: request.memo.map(Into::into),
                     batch: None,
                 };
-                self.starts.push(self.pending.len());
-                self.encoder
-                    .encode(&event, &LineHash::default(), &mut self.pending);
-                self.pending.push(b'\n');
+                let encoder = &mut self.encoder;
+                self.stage.push(
+                    |out| encoder.encode(&event, &LineHash::default(), out),
+                    &self.path,
+                    self.owner,
+                )?;
+                self.count_net(&event.change);
                 domain::evolve(&mut self.state, &event);
                 Ok(Outcome::Appended(event.seq))
             }
+        }
+    }
+
+    /// Loads what `what` asks from the read model into a partial state;
+    /// if the model fails, gives it up for the whole state.
+    fn load(
+        &mut self,
+        what: impl FnOnce(&ReadModel, &mut State) -> Result<(), crate::readmodel::ModelError>,
+    ) -> Result<(), JournalError> {
+        let (Some(model), Some(_)) = (&self.model, self.from) else {
+            return Ok(());
+        };
+        if what(model, &mut self.state).is_err() {
+            self.fall_back()?;
+        }
+        Ok(())
+    }
+
+    /// Gives up the read model: the whole state is folded from the
+    /// journal's start, then the events staged so far again; the model is
+    /// rebuilt from it once the journal is synced.
+    fn fall_back(&mut self) -> Result<(), JournalError> {
+        let Some(header) = self.header else {
+            return Ok(());
+        };
+        let scanner = Scanner::new(&self.file, &self.path, header, self.len);
+        let mut replay = Replay::new(scanner, State::default());
+        replay.run()?;
+        let (mut state, head, _) = replay.finish();
+        for seq in head.seq + 1..=self.state.seq() {
+            let line = self.line(seq)?;
+            let decoded =
+                line::decode(&line, &mut Vec::new()).map_err(|e| self.corrupt_at(seq, &e))?;
+            domain::evolve(&mut state, &decoded.event);
+        }
+        self.state = state;
+        self.from = None;
+        Ok(())
+    }
+
+    /// The refusal of `name`, no account here, with suggestions from every
+    /// account's name (a partial state knows only a few).
+    fn unknown_account(&self, name: String) -> Rejection {
+        let names = self.model.as_ref().and_then(|m| m.account_names().ok());
+        let similar = names
+            .map(|names| crate::suggest::similar(&name, names.iter().map(String::as_str)))
+            .unwrap_or_default();
+        Rejection::UnknownAccount(name, similar)
+    }
+
+    fn count_net(&mut self, change: &Change<'_>) {
+        if let Change::AccountCreated { account, .. } = change {
+            self.net.entry((&**account).into()).or_default().1 = true;
+        }
+        for (account, delta) in change.effects().into_iter().flatten() {
+            let net = &mut self.net.entry(account.into()).or_default().0;
+            *net = Amount(net.0.saturating_add(delta.0));
+        }
+    }
+
+    /// The net change of each account the staged events touch, and
+    /// whether they created it, in no particular order.
+    pub fn net_changes(&self) -> impl Iterator<Item = (&str, Amount, bool)> {
+        self.net.iter().map(|(n, (d, c))| (&**n, *d, *c))
+    }
+
+    /// Writes the state back to the read model, once: after a commit, the
+    /// state it reached; with nothing staged, the state read (if the model
+    /// was behind). A failure only costs the next command time.
+    fn save_model(&mut self) {
+        let head = if self.committed {
+            self.sealed_head.filter(|_| self.synced)
+        } else if self.stage.len() == 0 && self.from != self.head {
+            self.head
+        } else {
+            None
+        };
+        let header = match (self.header, self.sealed_head) {
+            (Some(h), _) => Some(h.hash),
+            (None, Some(_)) => Some(LineHash::of(line::header(self.at).as_bytes())),
+            (None, None) => None,
+        };
+        // A new journal gets its model once it has a line to cover (a write
+        // refused on a new path leaves nothing behind).
+        if self.header.is_none() && self.committed && self.model.is_none() {
+            self.model = ReadModel::open(&self.path, self.owner);
+        }
+        if let (Some(head), Some(header), Some(mut model)) = (head, header, self.model.take()) {
+            let _ = model.save(&self.state, self.from, head, header);
         }
     }
 
@@ -627,106 +823,70 @@ impl Writer {
         let committed = self.head.map_or(0, |h| h.seq);
         if seq > committed {
             let i = usize::try_from(seq - committed - 1).unwrap_or(usize::MAX);
-            let start = self.starts.get(i).copied().unwrap_or(self.pending.len());
-            let end = self
-                .starts
-                .get(i + 1)
-                .copied()
-                .unwrap_or(self.pending.len());
-            return Ok(self.pending[start..end.saturating_sub(1).max(start)].to_vec());
+            return self.stage.line(i, &self.file, &self.path);
         }
         find_line(&self.file, &self.path, self.len, seq)
     }
 
-    /// The staged lines, once [`Writer::commit`] has fixed their chain.
-    pub fn staged_lines(&self) -> impl Iterator<Item = &[u8]> {
-        // After sealing, a new journal's header precedes the first event.
-        let body = self.starts.first().copied().unwrap_or(self.pending.len());
-        self.pending[body..]
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
+    /// Hands each staged line to `each`, in order, once [`Writer::seal`]
+    /// or [`Writer::commit`] has fixed their chain.
+    pub fn each_staged<E: From<JournalError>>(
+        &self,
+        each: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.stage.each_sealed(&self.file, &self.path, each)
     }
 
     /// How many events are staged.
     pub fn staged(&self) -> usize {
-        self.starts.len()
+        self.stage.len()
     }
 
-    /// Makes room to index about `events` more events, so that a large
-    /// batch does not copy the index each time it outgrows it (room for
-    /// the lines themselves comes with [`Writer::adopt_buffer`]).
-    ///
-    /// Only a hint: if the address space refuses, the index grows as
-    /// needed instead.
-    pub fn reserve(&mut self, events: usize) {
-        let _ = self.starts.try_reserve(events);
-    }
-
-    /// Moves the staged lines into `buffer` if it has more room than their
-    /// own: memory made ready elsewhere (see `cmd::batch`), so that staging
-    /// the rest never waits on the kernel for fresh pages.
-    pub fn adopt_buffer(&mut self, mut buffer: Vec<u8>) {
-        if buffer.capacity() > self.pending.capacity() {
-            buffer.clear();
-            buffer.extend_from_slice(&self.pending);
-            self.pending = buffer;
+    /// What seals the staged lines: they follow the journal's last line,
+    /// or a new journal's header.
+    fn sealer(&self) -> stage::Sealer {
+        let count = self.stage.len();
+        match self.head {
+            Some(head) => stage::Sealer::new(head.hash, count, None),
+            None => {
+                let mut header = line::header(self.at).into_bytes();
+                let prev = LineHash::of(&header);
+                header.push(b'\n');
+                stage::Sealer::new(prev, count, Some(header))
+            }
         }
     }
 
     /// Marks a multi-event append with its count and fills in the `prev`
-    /// chain of the staged lines (prefixed by the header for a new journal).
-    /// Until then staged lines carry a placeholder `prev`, because the count
-    /// in the first line changes every hash after it.
-    pub fn seal(&mut self) {
-        if self.sealed || self.starts.is_empty() {
-            return;
-        }
-        self.sealed = true;
-        let count = self.starts.len();
-        let first = self.starts[0];
-        if count > 1 {
-            // The count goes in the first line: the part of the line before
-            // it moves back into the room.
-            let (mark, offset) = line::batch_mark(count, self.starts[1] - 1 - first);
-            let at = first + offset;
-            let new_first = first - mark.len();
-            self.pending.copy_within(first..at, new_first);
-            self.pending[at - mark.len()..at].copy_from_slice(mark.as_bytes());
-            self.starts[0] = new_first;
-        }
-        let body = self.starts[0];
-        let mut prev = match self.head {
-            Some(head) => head.hash,
-            None => LineHash::of(line::header(self.at).as_bytes()),
-        };
-        chain(&mut self.pending[body..], &mut prev);
-        self.begin = body;
-        if self.head.is_none() {
-            let mut header = line::header(self.at).into_bytes();
-            header.push(b'\n');
-            self.begin = body - header.len();
-            self.pending[self.begin..body].copy_from_slice(&header);
-        }
+    /// chain of the staged lines (after the header for a new journal),
+    /// without writing them to the journal: for a dry run that shows them.
+    /// Until then staged lines carry a placeholder `prev`, because the
+    /// count in the first line changes every hash after it.
+    pub fn seal(&mut self) -> Result<(), JournalError> {
+        let sealer = self.sealer();
+        self.stage.seal(sealer, Sink::Keep, &self.path)
     }
 
     /// Removes a torn tail (keeping its bytes in `<journal>.torn`), then
-    /// writes every staged event in one `write_all`, with one `fsync` (and
-    /// the directory's when this write created the journal). Nothing staged
+    /// appends every staged event, sealed as it goes (in one write unless
+    /// the append outgrew the stage's buffer), with one `fsync` (and the
+    /// directory's when this write created the journal). Nothing staged
     /// writes nothing.
     pub fn commit(&mut self) -> Result<(), JournalError> {
-        if self.starts.is_empty() {
+        if self.stage.len() == 0 {
             return Ok(());
         }
-        self.seal();
         if let Some(torn) = self.torn {
             self.remove_torn(torn)?;
         }
         self.committed = true;
-        if let Err(e) = (&self.file).write_all(&self.pending[self.begin..]) {
+        let sealer = self.sealer();
+        let sink = Sink::Journal(&self.file, self.len);
+        if let Err(e) = self.stage.seal(sealer, sink, &self.path) {
             // Leave no partial line behind; if even that fails, what is left
             // is a torn tail that readers ignore and the next writer removes.
             let _ = self.file.set_len(self.len);
-            return Err(JournalError::io(&self.path, "write", e));
+            return Err(e);
         }
         if let Err(source) = self.file.sync_data() {
             return Err(JournalError::SyncFailed {
@@ -734,6 +894,12 @@ impl Writer {
                 source,
             });
         }
+        self.sealed_head = self.stage.sealed_end().map(|(hash, len)| Head {
+            seq: self.state.seq(),
+            hash,
+            end: self.len + len,
+            at: self.at,
+        });
         if self.head.is_none() {
             sync_parent(&self.path)?;
         }
@@ -747,24 +913,14 @@ impl Writer {
                 }
             }
         }
+        self.synced = true;
+        self.save_model();
         Ok(())
     }
 }
 
 /// Bytes of a torn tail copied or compared at a time.
 const QUARANTINE_CHUNK: usize = 1 << 20;
-
-/// Fills in the `prev` of each line of `lines` (each ending with `\n`),
-/// starting from the hash `prev` of the line before them.
-fn chain(lines: &mut [u8], prev: &mut LineHash) {
-    let mut start = 0;
-    while let Some(i) = memchr::memchr(b'\n', &lines[start..]) {
-        let end = start + i;
-        line::set_prev(&mut lines[start..end], prev);
-        *prev = LineHash::of(&lines[start..end]);
-        start = end + 1;
-    }
-}
 
 /// Errors of a write request: a refusal by the rules, or the file.
 #[derive(Debug, thiserror::Error)]
@@ -908,51 +1064,180 @@ pub fn find_line(file: &File, path: &Path, len: u64, seq: u64) -> Result<Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Command, Request};
+    use crate::domain::{Command, Request, Target};
     use crate::money::Decimal;
+    use proptest::prelude::*;
 
     /// A request with no options.
     pub(in crate::journal) fn request(command: Command<'_>) -> Request<'_> {
         Request::new(command)
     }
 
-    /// Lines staged before and after moving into a larger buffer are one
-    /// append, as if the buffer had been there from the start.
-    #[test]
-    fn staging_goes_on_in_an_adopted_buffer() {
+    /// One request of a generated append (accounts `a` and `b` exist).
+    #[derive(Debug, Clone)]
+    enum Op {
+        Deposit(u32, Option<u8>),
+        Withdraw(u32, Option<u8>),
+        Transfer(u32),
+        Reverse(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let id = proptest::option::of(0..6u8);
+        prop_oneof![
+            (1..500u32, id.clone()).prop_map(|(n, id)| Op::Deposit(n, id)),
+            (1..500u32, id).prop_map(|(n, id)| Op::Withdraw(n, id)),
+            (1..500u32).prop_map(Op::Transfer),
+            (1..40u64).prop_map(Op::Reverse),
+        ]
+    }
+
+    /// What an append of `ops` leaves: the journal's bytes, the staged
+    /// lines as shown, and each new event's line looked up by seq (before
+    /// sealing, and after). `limit` is the stage's buffer; `commit` false
+    /// is a dry run.
+    type Seen = (Vec<u8>, Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>);
+
+    fn append(ops: &[Op], existing: bool, limit: usize, commit: bool) -> Seen {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("journal.jsonl");
-        let mut writer = Writer::open(&path).expect("open");
-        let create = Command::Create {
-            account: "a",
+        let at = |t: &str| At::parse_instant(t).expect("instant");
+        let ids: Vec<String> = (0..6).map(|i| format!("id-{i}")).collect();
+        let amount = |n: u32| Decimal::parse_positive(&format!("{}.{:02}", n / 100, n % 100));
+        let create = |account| Command::Create {
+            account,
             owner: None,
             currency: None,
             decimals: 2,
         };
-        let deposit = || Command::Deposit {
-            account: "a",
-            amount: Decimal::parse_positive("1.5").expect("amount"),
+        let mut writer = Writer::open(&path).expect("open");
+        writer.at = at("2026-11-26T10:00:00Z");
+        if existing {
+            writer.apply(&request(create("a"))).expect("a");
+            writer.apply(&request(create("b"))).expect("b");
+            writer.commit().expect("commit");
+            drop(writer);
+            writer = Writer::open(&path).expect("open");
+            writer.at = at("2026-11-27T10:00:00Z");
+        } else {
+            writer.apply(&request(create("a"))).expect("a");
+            writer.apply(&request(create("b"))).expect("b");
+        }
+        writer.stage.set_limit(limit);
+        let first = writer.head.map_or(1, |h| h.seq + 1);
+        for op in ops {
+            let (command, id) = match op {
+                Op::Deposit(n, id) => (
+                    Command::Deposit {
+                        account: "a",
+                        amount: amount(*n).expect("amount"),
+                    },
+                    *id,
+                ),
+                Op::Withdraw(n, id) => (
+                    Command::Withdraw {
+                        account: "a",
+                        amount: amount(*n).expect("amount"),
+                    },
+                    *id,
+                ),
+                Op::Transfer(n) => (
+                    Command::Transfer {
+                        from: "a",
+                        to: "b",
+                        amount: amount(*n).expect("amount"),
+                    },
+                    None,
+                ),
+                Op::Reverse(seq) => (
+                    Command::Reverse {
+                        target: Target::Seq(*seq),
+                        original: None,
+                    },
+                    None,
+                ),
+            };
+            let mut request = request(command);
+            request.id = id.map(|i| ids[usize::from(i)].as_str());
+            // Refusals are part of the run: they stage nothing.
+            let _ = writer.apply(&request);
+        }
+        let last = writer.state().seq();
+        let lines = |writer: &Writer| -> Vec<Vec<u8>> {
+            (first..=last)
+                .map(|seq| writer.line(seq).expect("line"))
+                .collect()
         };
-        writer.apply(&request(create)).expect("create");
-        writer.apply(&request(deposit())).expect("deposit");
-        let staged = writer.pending.clone();
-        writer.adopt_buffer(Vec::with_capacity(1 << 20));
-        assert_eq!(writer.pending, staged);
-        assert!(writer.pending.capacity() >= 1 << 20);
-        // A smaller one is refused.
-        writer.adopt_buffer(Vec::with_capacity(16));
-        assert!(writer.pending.capacity() >= 1 << 20);
-        writer.apply(&request(deposit())).expect("deposit");
-        writer.commit().expect("commit");
+        let staged = lines(&writer);
+        if commit {
+            writer.commit().expect("commit");
+        } else {
+            writer.seal().expect("seal");
+        }
+        let mut shown = Vec::new();
+        writer
+            .each_staged(|line| {
+                shown.push(line.to_vec());
+                Ok::<_, JournalError>(())
+            })
+            .expect("shown");
+        let sealed = lines(&writer);
         drop(writer);
-        let journal = ReadJournal::open(&path).expect("open").expect("exists");
-        let mut replay = Replay::new(journal.scanner().expect("header"), State::default());
-        replay.run().expect("valid");
-        let state = replay.state();
-        assert_eq!(state.seq(), 3);
-        assert_eq!(
-            state.account("a").map(|a| a.balance),
-            Some(crate::money::Amount(300))
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        assert!(
+            std::fs::read_dir(dir.path()).expect("dir").count() <= 2,
+            "only the journal (and its checkpoint) are left"
         );
+        (bytes, shown, staged, sealed)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Staged in a spool, however small the buffer, an append is
+        /// byte for byte the one staged in memory, and so is every line
+        /// read back before and after sealing.
+        #[test]
+        fn a_spooled_append_is_the_append_staged_in_memory(
+            ops in proptest::collection::vec(op(), 0..40),
+            existing in any::<bool>(),
+            limit in prop_oneof![Just(1usize), 1..3000usize],
+            commit in any::<bool>(),
+        ) {
+            let in_memory = append(&ops, existing, usize::MAX, commit);
+            let spooled = append(&ops, existing, limit, commit);
+            prop_assert_eq!(&in_memory, &spooled);
+            let (bytes, shown, _, sealed) = in_memory;
+            prop_assert_eq!(&shown, &sealed);
+            if commit {
+                let mut tail: Vec<u8> = shown.join(&b'\n');
+                tail.push(b'\n');
+                prop_assert!(bytes.ends_with(&tail));
+            }
+        }
+    }
+
+    #[test]
+    fn a_sealed_multi_event_append_carries_its_count_and_chain() {
+        let ops = [
+            Op::Deposit(100, Some(1)),
+            Op::Deposit(100, Some(1)),
+            Op::Transfer(5),
+        ];
+        let (bytes, shown, staged, sealed) = append(&ops, false, 1, true);
+        assert_eq!(shown.len(), 4);
+        assert!(String::from_utf8_lossy(&shown[0]).contains(r#","batch":4,"prev""#));
+        assert!(!String::from_utf8_lossy(&staged[0]).contains("batch"));
+        assert_eq!(shown, sealed);
+        let lines: Vec<&[u8]> = bytes
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        for pair in lines.windows(2) {
+            assert_eq!(
+                line::prev_hex(pair[1]).as_bytes(),
+                LineHash::of(pair[0]).hex()
+            );
+        }
     }
 }

@@ -14,6 +14,7 @@ use crate::domain::{self, Original, Rejection, State};
 use crate::event::Event;
 use crate::journal::JournalError;
 use crate::journal::line::{self, HEADER_PREFIX, LastAt, LineHash, Spans};
+use crate::readmodel::ReadModel;
 use crate::time::At;
 
 /// How much a block reads at a time: blocks in flight between the threads
@@ -539,22 +540,15 @@ impl<'f> Scanner<'f> {
     }
 
     /// The next event, checked against `state` (the state after every event
-    /// before it); `None` at the end or at a torn tail. For a state that
-    /// knows ids by name; a fingerprinting one needs
-    /// [`Scanner::next_learning`].
-    pub fn next(&mut self, state: &State) -> Result<Option<Entry<'_>>, JournalError> {
-        self.next_in(Checking::Named(state))
-    }
-
-    /// [`Scanner::next`], for a state that may keep fingerprints of ids
-    /// ([`State::fingerprinting`]): one that two ids share is settled by
-    /// reading the earlier line, and the state may learn that line's id
-    /// (nothing else changes in it).
-    pub fn next_learning(&mut self, state: &mut State) -> Result<Option<Entry<'_>>, JournalError> {
-        self.next_in(Checking::Learning(state))
-    }
-
-    fn next_in(&mut self, mut state: Checking<'_>) -> Result<Option<Entry<'_>>, JournalError> {
+    /// before it; for a partial state, `model` first loads what the check
+    /// reads); `None` at the end or at a torn tail. A fingerprinting state
+    /// ([`State::fingerprinting`]) may learn an earlier event's id on the
+    /// way, when two ids share a fingerprint (nothing else changes in it).
+    pub fn next(
+        &mut self,
+        state: &mut State,
+        model: Option<&ReadModel>,
+    ) -> Result<Option<Entry<'_>>, JournalError> {
         if self.done {
             return Ok(None);
         }
@@ -678,7 +672,10 @@ impl<'f> Scanner<'f> {
             }
             self.group_left = count - 1;
         }
-        self.check_rules(&mut state, &event, self.offset_of(start), line_no)?;
+        if let Some(model) = model {
+            model.load_event(state, &event)?;
+        }
+        self.check_rules(state, &event, self.offset_of(start), line_no)?;
         self.head = Head {
             seq: event.seq,
             hash,
@@ -699,7 +696,7 @@ impl<'f> Scanner<'f> {
     /// suspected repeat of its id in a fingerprinting state.
     fn check_rules(
         &self,
-        state: &mut Checking<'_>,
+        state: &mut State,
         event: &Event<'_>,
         before: u64,
         line_no: u64,
@@ -722,14 +719,12 @@ impl<'f> Scanner<'f> {
         };
         let decided = loop {
             let decided = domain::check(
-                state.state(),
+                state,
                 event,
                 original.as_ref().map(|d| Original::of(&d.event)),
             );
             match (decided, &event.id) {
-                (Err(Rejection::DuplicateId { .. }), Some(id))
-                    if state.state().is_fingerprinting() =>
-                {
+                (Err(Rejection::DuplicateId { .. }), Some(id)) if state.is_fingerprinting() => {
                     if let Some(seq) = self.confirm_id(state, id, before, line_no)? {
                         let id = id.to_string();
                         let repeat = Rejection::DuplicateId { id, seq };
@@ -764,13 +759,13 @@ impl<'f> Scanner<'f> {
     /// that only shares its fingerprint (then check again).
     fn confirm_id(
         &self,
-        state: &mut Checking<'_>,
+        state: &mut State,
         id: &str,
         before: u64,
         line_no: u64,
     ) -> Result<Option<u64>, JournalError> {
         let path = self.path;
-        let suspects: Vec<u64> = state.state().id_suspects(id).collect();
+        let suspects: Vec<u64> = state.id_suspects(id).collect();
         for seq in suspects {
             let line = super::find_line(self.file, path, before, seq)?;
             let earlier = line::decode(&line, &mut Vec::new())
@@ -781,12 +776,11 @@ impl<'f> Scanner<'f> {
             if other == id {
                 return Ok(Some(seq));
             }
-            if state.state().share_id_print(other, id) && state.learn_id(other, seq) {
+            if state.share_id_print(other, id) && state.learn_id(other, seq) {
                 return Ok(None);
             }
         }
-        // Only a state not folded from this journal could point elsewhere,
-        // or one that was not given to learn.
+        // Only a state not folded from this journal could point elsewhere.
         Err(corrupt(
             path,
             line_no,
@@ -864,30 +858,6 @@ impl<'f> Scanner<'f> {
     }
 }
 
-/// The state a [`Scanner`] checks against: to read only, or one that may
-/// learn ids from the journal.
-enum Checking<'s> {
-    Named(&'s State),
-    Learning(&'s mut State),
-}
-
-impl Checking<'_> {
-    fn state(&self) -> &State {
-        match self {
-            Checking::Named(state) => state,
-            Checking::Learning(state) => state,
-        }
-    }
-
-    /// See [`State::learn_id`]; `false` for a state given to read only.
-    fn learn_id(&mut self, id: &str, seq: u64) -> bool {
-        match self {
-            Checking::Named(_) => false,
-            Checking::Learning(state) => state.learn_id(id, seq),
-        }
-    }
-}
-
 /// One event of a [`Replay::step_keeping`].
 pub struct Step<'r> {
     /// The state before the event, when asked for.
@@ -905,18 +875,36 @@ pub struct Step<'r> {
 pub struct Replay<'f> {
     scanner: Scanner<'f>,
     state: State,
+    /// Where a partial state loads each event's entries from.
+    model: Option<&'f ReadModel>,
 }
 
 impl<'f> Replay<'f> {
-    /// Replays `scanner`'s events into `state` (the state at its start).
+    /// Replays `scanner`'s events into `state` (the whole state at its start).
     pub fn new(scanner: Scanner<'f>, state: State) -> Replay<'f> {
-        Replay { scanner, state }
+        Replay {
+            scanner,
+            state,
+            model: None,
+        }
+    }
+
+    /// Replays `scanner`'s events into `state`, a partial state at its
+    /// start: before each event, what its check reads is loaded from
+    /// `model`. A failure of the model ends the replay with
+    /// [`JournalError::Model`], for the caller to replay in full instead.
+    pub fn with_model(scanner: Scanner<'f>, state: State, model: &'f ReadModel) -> Replay<'f> {
+        Replay {
+            scanner,
+            state,
+            model: Some(model),
+        }
     }
 
     /// The next event, and the state once it is folded in; `None` at the
     /// end or at a torn tail.
     pub fn step(&mut self) -> Result<Option<(&State, Entry<'_>)>, JournalError> {
-        let Some(entry) = self.scanner.next_learning(&mut self.state)? else {
+        let Some(entry) = self.scanner.next(&mut self.state, self.model)? else {
             return Ok(None);
         };
         domain::evolve(&mut self.state, &entry.event);
@@ -929,7 +917,7 @@ impl<'f> Replay<'f> {
         &mut self,
         keep: impl FnOnce(&Event<'_>) -> bool,
     ) -> Result<Option<Step<'_>>, JournalError> {
-        let Some(entry) = self.scanner.next_learning(&mut self.state)? else {
+        let Some(entry) = self.scanner.next(&mut self.state, self.model)? else {
             return Ok(None);
         };
         let before = keep(&entry.event).then(|| self.state.clone());
@@ -1049,7 +1037,7 @@ mod tests {
         assert!(matches!(scanner.source, Source::Thread { .. }));
         let mut state = State::default();
         let mut offset = memchr::memchr(b'\n', &bytes).expect("header") + 1;
-        while let Some(entry) = scanner.next(&state).expect("valid") {
+        while let Some(entry) = scanner.next(&mut state, None).expect("valid") {
             let end = offset + entry.line.len();
             assert_eq!(entry.line, &bytes[offset..end], "seq {}", entry.event.seq);
             assert_eq!(entry.hash, LineHash::of(entry.line));

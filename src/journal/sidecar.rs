@@ -1,5 +1,7 @@
-//! Files beside the journal (SPEC 2, v2): `<journal>.torn`, the checkpoint
-//! and the checkpoint's temporary files are the ledger's own.
+//! Files beside the journal (SPEC 2, v2): `<journal>.torn`, the read model
+//! (`<journal>.readmodel` and SQLite's `-wal` and `-shm` beside it) and the
+//! nameless spool of a large append (or its named stand-in) are the
+//! ledger's own.
 //!
 //! Whoever can write the journal's directory can put anything at those
 //! names: a symbolic link to a file of root's, a hard link, a FIFO that
@@ -16,6 +18,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::OFlags;
+use rustix::io::Errno;
 
 /// Who owns the journal: its sidecars must belong to them (or to the user
 /// running this command, who made them).
@@ -33,6 +36,14 @@ impl Owner {
         Owner {
             uid: meta.uid(),
             gid: meta.gid(),
+        }
+    }
+
+    /// The user running this command.
+    pub fn me() -> Owner {
+        Owner {
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
         }
     }
 
@@ -68,23 +79,6 @@ pub fn no_follow_no_block() -> i32 {
 /// `O_NONBLOCK`, for a journal path that may turn out to be a FIFO.
 pub fn no_block() -> i32 {
     OFlags::NONBLOCK.bits() as i32
-}
-
-/// Opens the sidecar at `path` for reading; `Ok(None)` if there is none or
-/// it is not [`Owner::owns`]'s kind of file (a cache then gets rebuilt).
-pub fn open_to_read(path: &Path, owner: Owner) -> io::Result<Option<(File, Metadata)>> {
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(no_follow_no_block())
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        // ELOOP: a symbolic link; ENXIO and friends: a special file.
-        Err(_) => return Ok(None),
-    };
-    let meta = file.metadata()?;
-    Ok(owner.owns(&meta).then_some((file, meta)))
 }
 
 /// Opens the sidecar at `path` to append to it, creating it (mode 0600,
@@ -138,7 +132,8 @@ fn temp_prefix(target: &Path) -> Option<String> {
 /// Creates a temporary file to be renamed over `target`, in its directory:
 /// `<target>.tmp.<pid>.<16 hex digits>`, the digits unpredictable (so no one
 /// can plant a link or a FIFO at the name ahead of time), with `O_EXCL`,
-/// `O_NOFOLLOW`, mode 0600, given to the journal's owner.
+/// `O_NOFOLLOW`, mode 0600, given to the journal's owner; open for reading
+/// and writing.
 pub fn create_temp(target: &Path, owner: Owner) -> io::Result<(File, PathBuf)> {
     let prefix = temp_prefix(target).ok_or_else(|| io::Error::other("no file name"))?;
     let pid = std::process::id();
@@ -149,6 +144,7 @@ pub fn create_temp(target: &Path, owner: Owner) -> io::Result<(File, PathBuf)> {
         let name = format!("{prefix}{pid}.{:016x}", unpredictable(attempt));
         let path = target.with_file_name(name);
         match OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .mode(0o600)
@@ -164,6 +160,34 @@ pub fn create_temp(target: &Path, owner: Owner) -> io::Result<(File, PathBuf)> {
         }
     }
     Err(last)
+}
+
+/// A file with no name in the journal's directory, for staging a large
+/// append: it vanishes when closed, however the process ends. Made with
+/// `O_TMPFILE | O_EXCL` (never given a name, and never able to get one);
+/// on a file system without `O_TMPFILE`, a [`create_temp`] file removed at
+/// once (a process killed in between leaves a temporary file that
+/// [`remove_stale_temps`] clears).
+pub fn create_spool(journal: &Path, owner: Owner) -> io::Result<File> {
+    use rustix::fs::Mode;
+    let dir = match journal.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::EXCL | OFlags::CLOEXEC;
+    match rustix::fs::openat(rustix::fs::CWD, dir, flags, Mode::RUSR | Mode::WUSR) {
+        Ok(fd) => return Ok(File::from(fd)),
+        // Kernels and file systems without it say so in one of these ways.
+        Err(e) if [Errno::OPNOTSUPP, Errno::ISDIR, Errno::INVAL, Errno::NOSYS].contains(&e) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut target = journal.as_os_str().to_owned();
+    target.push(".spool");
+    let target = PathBuf::from(target);
+    remove_stale_temps(&target, owner);
+    let (file, path) = create_temp(&target, owner)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
 }
 
 /// 64 bits no one else can predict: std's `RandomState` keys SipHash with
@@ -251,19 +275,12 @@ fn old(meta: &Metadata) -> bool {
 mod tests {
     use super::*;
 
-    fn me() -> Owner {
-        Owner {
-            uid: rustix::process::geteuid().as_raw(),
-            gid: rustix::process::getegid().as_raw(),
-        }
-    }
-
     #[test]
     fn temp_names_are_ours_and_differ() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let target = dir.path().join("j.jsonl.checkpoint");
-        let (_, a) = create_temp(&target, me()).expect("a");
-        let (_, b) = create_temp(&target, me()).expect("b");
+        let target = dir.path().join("j.jsonl.spool");
+        let (_, a) = create_temp(&target, Owner::me()).expect("a");
+        let (_, b) = create_temp(&target, Owner::me()).expect("b");
         assert_ne!(a, b);
         let prefix = temp_prefix(&target).expect("prefix");
         for path in [&a, &b] {
@@ -288,21 +305,21 @@ mod tests {
     #[test]
     fn stale_temps_of_a_gone_process_are_removed_and_nothing_else() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let target = dir.path().join("j.jsonl.checkpoint");
+        let target = dir.path().join("j.jsonl.spool");
         // No process has a pid this large (the kernel's limit is 2^22).
         let stale = dir
             .path()
-            .join("j.jsonl.checkpoint.tmp.2000000000.0123456789abcdef");
-        let other = dir.path().join("j.jsonl.checkpoint.tmp.2000000000.x");
+            .join("j.jsonl.spool.tmp.2000000000.0123456789abcdef");
+        let other = dir.path().join("j.jsonl.spool.tmp.2000000000.x");
         let mine = dir
             .path()
-            .join(format!("j.jsonl.checkpoint.tmp.{}", std::process::id()));
+            .join(format!("j.jsonl.spool.tmp.{}", std::process::id()));
         for path in [&stale, &other, &mine] {
             std::fs::write(path, b"x").expect("write");
         }
-        let link = dir.path().join("j.jsonl.checkpoint.tmp.2000000001");
+        let link = dir.path().join("j.jsonl.spool.tmp.2000000001");
         std::os::unix::fs::symlink(&other, &link).expect("symlink");
-        remove_stale_temps(&target, me());
+        remove_stale_temps(&target, Owner::me());
         assert!(!stale.exists());
         assert!(other.exists() && mine.exists());
         assert!(link.symlink_metadata().is_ok());
@@ -315,11 +332,11 @@ mod tests {
         std::fs::write(&victim, b"v").expect("write");
         let torn = dir.path().join("j.torn");
         std::os::unix::fs::symlink(&victim, &torn).expect("symlink");
-        let err = open_to_append(&torn, me()).expect_err("a link");
+        let err = open_to_append(&torn, Owner::me()).expect_err("a link");
         assert!(err.to_string().contains("symbolic link"), "{err}");
         let dangling = dir.path().join("d.torn");
         std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).expect("symlink");
-        assert!(open_to_append(&dangling, me()).is_err());
+        assert!(open_to_append(&dangling, Owner::me()).is_err());
         assert!(!dir.path().join("nowhere").exists());
         assert_eq!(std::fs::read(&victim).expect("read"), b"v");
         let fifo = dir.path().join("f.torn");
@@ -331,9 +348,8 @@ mod tests {
             0,
         )
         .expect("mkfifo");
-        assert!(open_to_append(&fifo, me()).is_err());
-        assert!(open_to_read(&fifo, me()).expect("no error").is_none());
-        let (_, created) = open_to_append(&dir.path().join("new.torn"), me()).expect("new");
+        assert!(open_to_append(&fifo, Owner::me()).is_err());
+        let (_, created) = open_to_append(&dir.path().join("new.torn"), Owner::me()).expect("new");
         assert!(created);
     }
 }

@@ -247,6 +247,59 @@ fn disk_full_fails_cleanly_and_the_same_ids_succeed_once_space_returns() {
     }
 }
 
+/// A batch too large to stage in memory fills the disk with its spool (a
+/// nameless file beside the journal) or with the append itself: exit 4,
+/// the journal as it was, and the space back once the process is gone.
+#[test]
+fn disk_full_under_a_large_batch_leaves_the_journal_and_frees_the_space() {
+    let env = TestEnv::new();
+    let dir = env.dir.path().join("small");
+    fs::create_dir(&dir).expect("mkdir");
+    let ns = match MountNs::tmpfs(&dir, "6m") {
+        Ok(ns) => ns,
+        Err(e) => {
+            require(
+                "a tmpfs in a private mount namespace (unshare --mount)",
+                Err(e),
+            );
+            return;
+        }
+    };
+    let journal = dir.join("journal.jsonl");
+    let run = |args: &[&str]| ns.ledger(&env, &journal, args);
+    ok("create", &run(&["create", "a"]));
+    let before = fs::read(ns.inside(&journal)).expect("journal");
+    // About 6 MB of lines: more than the 4 MiB staged in memory.
+    let memo = "m".repeat(200);
+    let batch = env.dir.path().join("batch.txt");
+    let text: String = (0..20_000)
+        .map(|k| format!("deposit a 1 --id b{k} --memo {memo}\n"))
+        .collect();
+    fs::write(&batch, text).expect("batch");
+    assert_io_error(
+        "large batch",
+        &run(&["batch", &batch.display().to_string()]),
+        "No space left on device",
+    );
+    assert_eq!(fs::read(ns.inside(&journal)).expect("journal"), before);
+    let left: Vec<_> = fs::read_dir(ns.inside(&dir))
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(left, ["journal.jsonl"], "the batch left a file behind");
+    // The spool's space went with it: 2.4 MB of lines fit in the 6 MB,
+    // which they would not beside a spool of 4 MiB left behind.
+    let text: String = (0..8_000)
+        .map(|k| format!("deposit a 1 --id c{k} --memo {memo}\n"))
+        .collect();
+    fs::write(&batch, text).expect("batch");
+    ok(
+        "smaller batch",
+        &run(&["batch", &batch.display().to_string()]),
+    );
+    assert_eq!(assert_clean_read("verify", &run(&["verify"])), 0);
+}
+
 #[test]
 fn disk_full_while_quarantining_a_torn_tail_keeps_the_tail() {
     let env = TestEnv::new();

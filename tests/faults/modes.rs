@@ -1,7 +1,7 @@
 //! New files are readable by their owner only, and the lock is never
 //! taken on a file that is no longer the journal (promise 7).
 //!
-//! The journal, `.torn` and `.checkpoint` are created with mode 0600 even
+//! The journal, `.torn` and the read model are created with mode 0600 even
 //! under `umask 000`. A writer that waits for the lock while the journal is
 //! renamed over (or removed) locks and appends to the new file, and never
 //! touches the old one.
@@ -10,9 +10,8 @@ use std::fs::{self, File};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ledger::checkpoint;
 use ledger::domain::{Command as Op, Request};
-use ledger::journal::{ReadJournal, Writer};
+use ledger::journal::Writer;
 use ledger::money::Decimal;
 
 use super::{
@@ -46,11 +45,11 @@ fn new_journal_torn_and_checkpoint_files_are_0600_even_under_umask_000() {
     with_open_umask(&env, &["deposit", "a", "1"]);
     assert_eq!(mode(&env.beside(".torn")), 0o600, ".torn");
 
-    // A replay past 4 MiB of lines leaves a checkpoint behind.
+    // A replay past `MODEL_AFTER_BYTES` of lines leaves a read model behind.
     let mut writer = Writer::open(&env.journal).expect("open");
     let memo = "m".repeat(400);
     let amount = Decimal::parse_positive("1").expect("amount");
-    for _ in 0..(checkpoint::REFRESH_BYTES / 400 + 100) {
+    for _ in 0..(ledger::readmodel::MODEL_AFTER_BYTES / 400 + 100) {
         let request = Request {
             memo: Some(&memo),
             ..request(Op::Deposit {
@@ -62,11 +61,19 @@ fn new_journal_torn_and_checkpoint_files_are_0600_even_under_umask_000() {
     }
     writer.commit().expect("commit");
     drop(writer);
-    assert!(!checkpoint::path_of(&env.journal).exists());
+    crate::readmodel::remove_model(&env.journal);
     with_open_umask(&env, &["balance"]);
-    let cp = checkpoint::path_of(&env.journal);
-    assert!(cp.exists(), "no checkpoint was written");
-    assert_eq!(mode(&cp), 0o600, ".checkpoint");
+    let model = ledger::readmodel::path_of(&env.journal);
+    assert!(model.exists(), "no read model was written");
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = model.clone().into_os_string();
+        name.push(suffix);
+        assert_eq!(
+            mode(std::path::Path::new(&name)),
+            0o600,
+            ".readmodel{suffix}"
+        );
+    }
     let leftovers: Vec<_> = fs::read_dir(env.dir.path())
         .expect("ls")
         .filter_map(|e| e.ok())
@@ -76,24 +83,16 @@ fn new_journal_torn_and_checkpoint_files_are_0600_even_under_umask_000() {
 }
 
 #[test]
-fn a_checkpoint_stored_through_the_library_is_0600() {
+fn a_read_model_written_through_the_library_is_0600() {
     let dir = fast_dir();
     let path = dir.path().join("journal.jsonl");
     let mut writer = Writer::open(&path).expect("open");
     writer.apply(&request(create("a"))).expect("create");
     writer.commit().expect("commit");
-    let state = writer.state().clone();
     drop(writer);
-    let journal = ReadJournal::open(&path).expect("open").expect("exists");
-    let header = journal.header_head().expect("header");
-    let mut scanner = journal.scanner_from(header);
-    let mut s = ledger::domain::State::default();
-    while let Some(entry) = scanner.next(&s).expect("valid") {
-        ledger::domain::evolve(&mut s, &entry.event);
-    }
-    assert_eq!(s, state);
-    checkpoint::store(&path, journal.owner(), header, scanner.head(), &state).expect("store");
-    assert_eq!(mode(&checkpoint::path_of(&path)), 0o600);
+    crate::readmodel::remove_model(&path);
+    crate::readmodel::model_at(&path, 1);
+    assert_eq!(mode(&ledger::readmodel::path_of(&path)), 0o600);
     assert_eq!(mode(&path), 0o600);
 }
 

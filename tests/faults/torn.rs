@@ -129,7 +129,7 @@ fn read(path: &Path) -> (State, Option<Torn>) {
         return (State::default(), journal.torn_header());
     };
     let mut state = State::default();
-    while let Some(entry) = scanner.next(&state).expect("valid journal") {
+    while let Some(entry) = scanner.next(&mut state, None).expect("valid journal") {
         domain::evolve(&mut state, &entry.event);
     }
     (state, scanner.torn())

@@ -2,9 +2,9 @@
 //! evolving state, appended all at once or not at all (SPEC 4).
 
 use std::fs;
-use std::io::{self, BufRead, IsTerminal, Read};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::io::{self, BufRead, IsTerminal, Read, Seek, Write};
+use std::path::Path;
+use std::sync::mpsc;
 
 use crate::cli::{BatchArgs, WriteCommand};
 use crate::cmd::Context;
@@ -12,6 +12,7 @@ use crate::cmd::apply::{Applier, at_line};
 use crate::error::Error;
 use crate::journal::JournalError;
 use crate::journal::line;
+use crate::journal::sidecar::{self, Owner};
 
 mod parse;
 
@@ -25,97 +26,82 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
     if from_stdin && io::stdin().is_terminal() {
         super::note("reading commands from standard input; end with Ctrl-D");
     }
-    let input = Input::open(args)?;
-    // An event line is its command's words plus some 170 bytes of keys,
-    // seq, time and hash: room for that saves copying the lines each time
-    // they outgrow their buffer, and getting it ready on another thread
-    // saves this one the kernel's work of mapping it.
-    let staged_len = input.staged_len().min(PREFAULT_MAX);
-    // Started once a line has parsed: an input refused at its first line
-    // costs no memory.
-    let mut buffer: Option<Prefault> = None;
+    let input = open_input(args, &ctx.path)?;
     let mut applier = Applier::open(ctx, args.dry_run)?;
-    applier
-        .writer()
-        .reserve(input.commands.unwrap_or(input.len / SHORTEST_COMMAND));
     let parser = || {
         let mut grammar = Grammar::new();
         move |text: &[u8]| parse_line(&mut grammar, text).transpose()
     };
-    parse_lines(input.reader, "the batch input", parser, |line, command| {
-        let buffer = buffer.get_or_insert_with(|| Prefault::start(staged_len, staged_len));
-        if let Some(ready) = buffer.ready() {
-            applier.writer().adopt_buffer(ready);
-        }
+    parse_lines(input, "the batch input", parser, |line, command| {
         applier.apply(line, command)
     })?;
-    drop(buffer);
     applier.finish()
 }
 
-/// A batch's input, ready to be read line by line.
-struct Input {
-    reader: Box<dyn BufRead + Send>,
-    /// Its length in bytes.
-    len: usize,
-    /// How many of its lines hold a command, when counted.
-    commands: Option<usize>,
+/// A batch's input, ready to be read line by line. A regular file is
+/// read as the lines are applied, with the journal locked: reading it
+/// never waits on anyone. Anything else (stdin, a pipe, a device) could be
+/// a slow producer that would hold other writers up, so it is read to its
+/// end first, its lines bounded as the file's are, before the journal is
+/// locked: into memory, and past a few MiB into a nameless file beside the
+/// `journal` (so that memory does not grow with the batch).
+fn open_input(args: &BatchArgs, journal: &Path) -> Result<Box<dyn BufRead + Send>, Error> {
+    let path = args.input.as_deref().filter(|p| p.as_os_str() != "-");
+    let io_error = |e| match path {
+        Some(path) => Error::Journal(JournalError::io(path, "read batch file", e)),
+        None => Error::Journal(JournalError::io("stdin".as_ref(), "read", e)),
+    };
+    let source: Box<dyn Read + Send> = match path {
+        Some(path) => {
+            let file = fs::File::open(path).map_err(io_error)?;
+            let meta = file.metadata().map_err(io_error)?;
+            if meta.file_type().is_file() {
+                return Ok(Box::new(io::BufReader::with_capacity(READ_BUFFER, file)));
+            }
+            Box::new(file)
+        }
+        None => Box::new(io::stdin()),
+    };
+    let mut reader = io::BufReader::with_capacity(READ_BUFFER, source);
+    let (mut text, mut line, mut spool) = (Vec::new(), 0, None);
+    let spool_error = |e| Error::Journal(JournalError::io(journal, KEEP_INPUT, e));
+    loop {
+        line += 1;
+        match read_line(&mut reader, &mut text) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => return Err(too_long(line)),
+            Err(e) => return Err(io_error(e)),
+        }
+        if text.len() >= READ_BUFFER {
+            let file = match &mut spool {
+                Some(file) => file,
+                None => spool.insert(input_spool(journal).map_err(spool_error)?),
+            };
+            file.write_all(&text).map_err(spool_error)?;
+            text.clear();
+        }
+    }
+    let Some(mut file) = spool else {
+        return Ok(Box::new(io::Cursor::new(text)));
+    };
+    file.write_all(&text)
+        .and_then(|()| file.rewind())
+        .map_err(spool_error)?;
+    Ok(Box::new(io::BufReader::with_capacity(READ_BUFFER, file)))
 }
 
-impl Input {
-    /// A regular file is read as the lines are applied, with the journal
-    /// locked: reading it never waits on anyone. Anything else (stdin, a
-    /// pipe, a device) could be a slow producer that would hold other
-    /// writers up, so it is read into memory first, its lines bounded as
-    /// the file's are, before the journal is locked.
-    fn open(args: &BatchArgs) -> Result<Input, Error> {
-        let path = args.input.as_deref().filter(|p| p.as_os_str() != "-");
-        let io_error = |e| match path {
-            Some(path) => Error::Journal(JournalError::io(path, "read batch file", e)),
-            None => Error::Journal(JournalError::io("stdin".as_ref(), "read", e)),
-        };
-        let source: Box<dyn Read + Send> = match path {
-            Some(path) => {
-                let file = fs::File::open(path).map_err(io_error)?;
-                let meta = file.metadata().map_err(io_error)?;
-                if meta.file_type().is_file() {
-                    let len = usize::try_from(meta.len()).unwrap_or(usize::MAX);
-                    return Ok(Input {
-                        reader: Box::new(io::BufReader::with_capacity(READ_BUFFER, file)),
-                        len,
-                        commands: None,
-                    });
-                }
-                Box::new(file)
-            }
-            None => Box::new(io::stdin()),
-        };
-        let mut reader = io::BufReader::with_capacity(READ_BUFFER, source);
-        let (mut text, mut line) = (Vec::new(), 0);
-        loop {
-            line += 1;
-            match read_line(&mut reader, &mut text) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) if e.kind() == io::ErrorKind::InvalidData => return Err(too_long(line)),
-                Err(e) => return Err(io_error(e)),
-            }
-        }
-        Ok(Input {
-            len: text.len(),
-            commands: Some(commands(&text)),
-            reader: Box::new(io::Cursor::new(text)),
-        })
-    }
+/// What keeping a long batch input in a file is called in errors.
+const KEEP_INPUT: &str = "keep the batch input in a temporary file beside";
 
-    /// About how long its staged event lines will be.
-    fn staged_len(&self) -> usize {
-        match self.commands {
-            Some(commands) => commands
-                .saturating_mul(EVENT_LINE_ROOM)
-                .saturating_add(self.len),
-            None => self.len.saturating_mul(TYPICAL_GROWTH),
+/// A nameless file for the batch input: beside the journal, or in the
+/// temporary directory while the journal's directory does not exist yet.
+fn input_spool(journal: &Path) -> io::Result<fs::File> {
+    match sidecar::create_spool(journal, Owner::me()) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            sidecar::create_spool(&std::env::temp_dir().join("ledger-batch"), Owner::me())
         }
+        spool => spool,
     }
 }
 
@@ -162,92 +148,11 @@ fn too_long(line: usize) -> Error {
     )
 }
 
-/// How many lines hold a command (neither blank nor a comment): at most
-/// the events the batch appends.
-fn commands(input: &[u8]) -> usize {
-    let mut start = 0;
-    let mut count = 0;
-    for end in memchr::memchr_iter(b'\n', input).chain([input.len()]) {
-        let first = input[start..end].iter().find(|b| !b.is_ascii_whitespace());
-        count += usize::from(first.is_some_and(|&b| b != b'#'));
-        start = end + 1;
-    }
-    count
-}
-
-/// Memory for the staged lines, made ready on another thread. The kernel
-/// maps and zeroes each fresh page on first touch; for a large batch that
-/// cost the applying thread about as much as encoding its lines, while the
-/// parsing threads had time to spare.
-pub(crate) struct Prefault {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<Vec<u8>>>,
-}
-
-impl Prefault {
-    /// Starts making a buffer with room for `room` bytes, the first
-    /// `bytes` of them ready (less if asked to stop, nothing if the memory
-    /// or a thread cannot be had: it is only a head start). Room beyond
-    /// `bytes` is only reserved: it costs no memory until used.
-    pub(crate) fn start(room: usize, bytes: usize) -> Prefault {
-        /// Touched at a time, between checks for `stop`.
-        const STEP: usize = 2 << 20;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("batch-memory".into())
-            .spawn(move || {
-                let mut buffer = Vec::new();
-                let bytes = bytes.min(room);
-                if buffer.try_reserve_exact(room).is_ok() {
-                    while buffer.len() < bytes && !stopped.load(Ordering::Relaxed) {
-                        buffer.resize(bytes.min(buffer.len() + STEP), 0);
-                    }
-                }
-                // Emptied, it keeps its capacity and its pages.
-                buffer.clear();
-                buffer
-            })
-            .ok();
-        Prefault { stop, thread }
-    }
-
-    /// The buffer, once (and the one time) it is ready.
-    pub(crate) fn ready(&mut self) -> Option<Vec<u8>> {
-        let thread = self.thread.take_if(|t| t.is_finished())?;
-        thread.join().ok()
-    }
-}
-
-impl Drop for Prefault {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Bytes of an event line beyond its command's own words.
-const EVENT_LINE_ROOM: usize = 192;
-
 /// Lines per unit of work handed to a parsing thread.
 const CHUNK: usize = 4096;
 
 /// Bytes read from the input at a time.
 const READ_BUFFER: usize = 1 << 20;
-
-/// About the shortest command line (`close a`, `deposit a 1`): a file's
-/// length over it bounds how many commands it holds, to size the index of
-/// staged lines (only reserved, never touched, if it turns out too large).
-const SHORTEST_COMMAND: usize = 12;
-
-/// How many times longer than its command lines a batch's event lines
-/// typically are (a 35-byte `deposit` becomes a 220-byte line).
-const TYPICAL_GROWTH: usize = 6;
-
-/// The most memory made ready ahead of staging: a head start, not a bound.
-const PREFAULT_MAX: usize = 1 << 30;
 
 /// Reads the lines of `input` (called `name` in a read error) and hands
 /// each command (or why its line has none), with its line number, to
@@ -368,31 +273,5 @@ fn read_chunks(
                 return;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commands_are_the_lines_neither_blank_nor_comments() {
-        assert_eq!(commands(b""), 0);
-        assert_eq!(commands(b"\n\n  \t\r\n# x\n   # y\n"), 0);
-        assert_eq!(commands(b"create a\r\n\n deposit a 1\n#c\nclose a"), 3);
-    }
-
-    #[test]
-    fn prefaulted_memory_is_empty_with_room() {
-        let mut prefault = Prefault::start(4 << 20, 3 << 20);
-        let buffer = loop {
-            if let Some(buffer) = prefault.ready() {
-                break buffer;
-            }
-            std::thread::yield_now();
-        };
-        assert!(buffer.is_empty());
-        assert!(buffer.capacity() >= 4 << 20);
-        assert!(prefault.ready().is_none());
     }
 }

@@ -5,8 +5,8 @@
 //! parser builds, through the same value parsers
 //! ([`WriteCommand::set_arg`]), so every input is checked alike. Records are
 //! read, parsed and applied in order (JSON Lines parsed on worker threads,
-//! as `batch` parses): memory does not grow with the input (apart from the
-//! events staged for the one write).
+//! as `batch` parses): memory does not grow with the input (the events
+//! staged for the one write go to a file once they outgrow a buffer).
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal, Read};
@@ -16,7 +16,6 @@ use clap::CommandFactory;
 use crate::cli::{BatchLine, ImportArgs, WriteCommand};
 use crate::cmd::Context;
 use crate::cmd::apply::Applier;
-use crate::cmd::batch::Prefault;
 use crate::error::Error;
 use crate::journal::JournalError;
 
@@ -26,50 +25,23 @@ pub mod rules;
 
 /// Runs an import.
 pub fn run(ctx: &Context, args: &ImportArgs) -> Result<(), Error> {
-    let (input, name, len) = open_input(args)?;
+    let (input, name) = open_input(args)?;
     // Rules are read, and checked, before the journal is locked.
     let rules = args.rules.as_deref().map(rules::Rules::load).transpose()?;
     let mut applier = Applier::open(ctx, args.dry_run)?;
-    // With a file for input, room for the staged lines is reserved from
-    // its length, so that they are not copied each time they outgrow their
-    // buffer, and the part they surely fill is made ready on another
-    // thread, so that this one does not wait on the kernel for fresh
-    // pages (see `batch`). An event line is a few times its record: from
-    // twice (a long JSON record) to five times (a short CSV row).
-    let mut prefault = len.map(|len| {
-        applier.writer().reserve(len / SHORTEST_RECORD);
-        let (room, ready) = if rules.is_some() { (8, 4) } else { (4, 2) };
-        Prefault::start(
-            len.saturating_mul(room).min(MAX_ROOM),
-            len.saturating_mul(ready).min(MAX_ROOM),
-        )
-    });
-    let mut apply = |line: usize, command: Result<WriteCommand, Error>| {
-        if let Some(ready) = prefault.as_mut().and_then(Prefault::ready) {
-            applier.writer().adopt_buffer(ready);
-        }
-        applier.apply(line, command)
-    };
+    let mut apply =
+        |line: usize, command: Result<WriteCommand, Error>| applier.apply(line, command);
     match &rules {
         Some(rules) => csv::import(input, &name, rules, &mut apply)?,
         None => jsonl::import(input, &name, &mut apply)?,
     }
-    drop(prefault);
     applier.finish()
 }
 
-/// The most room reserved ahead for staged lines: a hint, not a bound.
-const MAX_ROOM: usize = 1 << 30;
-
-/// About the shortest record (`{"command":"close","account":"a"}`, a
-/// CSV row of a date and an amount): the input's length over it bounds how
-/// many events it makes, to size the index of staged lines (reserved only).
-const SHORTEST_RECORD: usize = 16;
-
 /// What [`open_input`] opens.
-type Input = (Box<dyn BufRead + Send>, String, Option<usize>);
+type Input = (Box<dyn BufRead + Send>, String);
 
-/// The input, the name errors give it, and its length if it is a file.
+/// The input and the name errors give it.
 fn open_input(args: &ImportArgs) -> Result<Input, Error> {
     /// Large reads: a million records go through this.
     const BUFFER: usize = 1 << 18;
@@ -77,16 +49,10 @@ fn open_input(args: &ImportArgs) -> Result<Input, Error> {
         Some(path) if path.as_os_str() != "-" => {
             let file = File::open(path)
                 .map_err(|e| Error::Journal(JournalError::io(path, "read import file", e)))?;
-            let len = file
-                .metadata()
-                .ok()
-                .filter(|m| m.is_file())
-                .and_then(|m| usize::try_from(m.len()).ok());
             let reader: Box<dyn Read + Send> = Box::new(file);
             Ok((
                 Box::new(BufReader::with_capacity(BUFFER, reader)),
                 path.display().to_string(),
-                len,
             ))
         }
         _ => {
@@ -96,7 +62,6 @@ fn open_input(args: &ImportArgs) -> Result<Input, Error> {
             Ok((
                 Box::new(BufReader::with_capacity(BUFFER, io::stdin())),
                 "stdin".into(),
-                None,
             ))
         }
     }

@@ -1,0 +1,528 @@
+//! The lines of one append, staged until every command of it is decided,
+//! then sealed on their way to the journal (SPEC 2, 4).
+//!
+//! Why staged: the first line of a multi-event append carries `"batch":N`,
+//! N being the events actually appended (a repeated `--id` appends
+//! nothing), and each `prev` hashes the exact bytes of the line before it;
+//! so no line's final bytes are known before the last command is decided.
+//! Lines are staged as encoded, with a placeholder `prev` and no mark, and
+//! sealed in one pass that puts the mark in the first line and chains the
+//! hashes as the bytes go out.
+//!
+//! Why partly in a file: a batch's memory must not grow with its length
+//! (SPEC 4). The newest lines stay in a buffer of a few MiB; older ones go
+//! to a spool, an anonymous file in the journal's directory (the room they
+//! need there is about to be needed by the journal anyway, unlike in a
+//! `/tmp` that may be memory), which vanishes when closed, whatever ends
+//! the process. An append that fits the buffer (every single command)
+//! never makes the file.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::mpsc;
+
+use super::JournalError;
+use super::line::{self, LineHash};
+use super::sidecar::{self, Owner};
+
+/// Bytes of staged lines kept in memory before they go to the spool; also
+/// about the size of each read and write that seals them.
+const BUFFER: usize = 4 << 20;
+
+/// The staged lines of one append.
+pub(super) struct Stage {
+    /// `room` bytes for the header and the mark, then the newest lines,
+    /// each ending with `\n`.
+    buffer: Vec<u8>,
+    room: usize,
+    /// Staged bytes past which the buffer goes to the spool.
+    limit: usize,
+    /// The older lines, when there are more than the buffer holds.
+    spool: Option<File>,
+    /// How many bytes of lines the spool holds (it may hold more: a sealed
+    /// copy after them, see [`Sink::Spool`]).
+    spooled: u64,
+    /// Where each line starts in the staged bytes (spool, then buffer).
+    starts: Starts,
+    sealed: Option<Sealed>,
+}
+
+/// Where sealing sends the sealed bytes.
+pub(super) enum Sink<'f> {
+    /// Appended to the journal (opened with `O_APPEND`), whose length
+    /// before the append is given.
+    Journal(&'f File, u64),
+    /// Kept for reading only (a dry run): in place in the buffer, or after
+    /// the staged lines in the spool when there is one.
+    Keep,
+}
+
+/// Where the sealed bytes of the append are, for reading lines back.
+#[derive(Debug, Clone, Copy)]
+struct Sealed {
+    /// Bytes of the header before the first line (0 unless the journal is
+    /// new), and of the mark in the first line.
+    header: u64,
+    mark: u64,
+    /// The hash of the last line.
+    last: LineHash,
+    /// Where they begin: in the buffer (the spool was never used), or at
+    /// an offset of the journal or of the spool.
+    place: Place,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    Buffer(usize),
+    Journal(u64),
+    Spool(u64),
+}
+
+impl Stage {
+    /// No lines yet, with `room` bytes for the header and the mark.
+    pub(super) fn new(room: usize) -> Stage {
+        Stage {
+            buffer: vec![0; room],
+            room,
+            limit: BUFFER,
+            spool: None,
+            spooled: 0,
+            starts: Starts::default(),
+            sealed: None,
+        }
+    }
+
+    /// Sets the bytes staged in memory before the spool takes them.
+    #[cfg(test)]
+    pub(super) fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
+    /// How many lines are staged.
+    pub(super) fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// How many bytes of lines are staged.
+    fn staged_bytes(&self) -> u64 {
+        self.spooled + (self.buffer.len() - self.room) as u64
+    }
+
+    /// Stages the line `encode` appends to the buffer (without its `\n`);
+    /// lines beyond the buffer's limit go to the spool beside the journal
+    /// at `path`, which is made owned as `owner` requires.
+    pub(super) fn push(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>),
+        path: &Path,
+        owner: Owner,
+    ) -> Result<(), JournalError> {
+        self.starts
+            .push(self.staged_bytes())
+            .map_err(|e| spool_error(path, e))?;
+        encode(&mut self.buffer);
+        self.buffer.push(b'\n');
+        if self.buffer.len() - self.room >= self.limit {
+            if self.spool.is_none() {
+                let spool = sidecar::create_spool(path, owner).map_err(|e| spool_error(path, e))?;
+                self.spool = Some(spool);
+            }
+            self.spill().map_err(|e| spool_error(path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Moves the buffered lines to the end of the spool, if there is one.
+    fn spill(&mut self) -> io::Result<()> {
+        if let Some(spool) = &self.spool {
+            let lines = &self.buffer[self.room..];
+            spool.write_all_at(lines, self.spooled)?;
+            self.spooled += lines.len() as u64;
+            self.buffer.truncate(self.room);
+        }
+        Ok(())
+    }
+
+    /// The bytes of line `i` (without `\n`): as staged until the stage is
+    /// sealed, then as sealed. `journal` is where [`Sink::Journal`] sent
+    /// them.
+    pub(super) fn line(
+        &self,
+        i: usize,
+        journal: &File,
+        path: &Path,
+    ) -> Result<Vec<u8>, JournalError> {
+        let total = self.staged_bytes();
+        let (start, end) = self.starts.span(i, total);
+        let Some(sealed) = self.sealed else {
+            if start >= self.spooled {
+                let at = |offset: u64| {
+                    usize::try_from(offset - self.spooled).map_or(usize::MAX, |o| o + self.room)
+                };
+                return Ok(self
+                    .buffer
+                    .get(at(start)..at(end))
+                    .unwrap_or_default()
+                    .to_vec());
+            }
+            return read_at(self.spool.as_ref(), start, end).map_err(|e| spool_error(path, e));
+        };
+        // The mark makes the first line longer and moves every later one.
+        let shift = sealed.header + if i == 0 { 0 } else { sealed.mark };
+        let (start, end) = (start + shift, end + sealed.header + sealed.mark);
+        match sealed.place {
+            Place::Buffer(begin) => {
+                let span = begin + start as usize..begin + end as usize;
+                Ok(self.buffer.get(span).unwrap_or_default().to_vec())
+            }
+            Place::Journal(at) => read_at(Some(journal), at + start, at + end)
+                .map_err(|e| JournalError::io(path, "read", e)),
+            Place::Spool(at) => {
+                read_at(self.spool.as_ref(), at + start, at + end).map_err(|e| spool_error(path, e))
+            }
+        }
+    }
+
+    /// Seals the staged lines with `sealer` and sends the sealed bytes to
+    /// `sink` in order: in one piece if the buffer holds them all, else a
+    /// buffer's worth at a time. `path` is the journal's, for errors.
+    /// Nothing staged sends nothing.
+    pub(super) fn seal(
+        &mut self,
+        mut sealer: Sealer,
+        sink: Sink<'_>,
+        path: &Path,
+    ) -> Result<(), JournalError> {
+        if self.starts.len() == 0 || self.sealed.is_some() {
+            return Ok(());
+        }
+        // With a spool, every line goes through it: one path for them all.
+        self.spill().map_err(|e| spool_error(path, e))?;
+        let place = match (&self.spool, sink) {
+            (None, sink) => {
+                let end = self.buffer.len();
+                let begin = sealer.seal(&mut self.buffer, self.room, end);
+                if let Sink::Journal(mut file, _) = sink {
+                    file.write_all(&self.buffer[begin..])
+                        .map_err(|e| JournalError::io(path, "write", e))?;
+                }
+                Place::Buffer(begin)
+            }
+            (Some(spool), Sink::Journal(mut file, len)) => {
+                let emit = |bytes: &[u8]| {
+                    file.write_all(bytes)
+                        .map_err(|e| JournalError::io(path, "write", e))
+                };
+                seal_spool(spool, self.spooled, self.room, &mut sealer, emit, path)?;
+                Place::Journal(len)
+            }
+            (Some(spool), Sink::Keep) => {
+                let mut at = self.spooled;
+                let emit = |bytes: &[u8]| {
+                    let written = spool.write_all_at(bytes, at);
+                    at += bytes.len() as u64;
+                    written.map_err(|e| spool_error(path, e))
+                };
+                seal_spool(spool, self.spooled, self.room, &mut sealer, emit, path)?;
+                Place::Spool(self.spooled)
+            }
+        };
+        self.sealed = Some(Sealed {
+            header: sealer.header_len,
+            mark: sealer.mark_len,
+            last: sealer.prev,
+            place,
+        });
+        Ok(())
+    }
+
+    /// Once sealed: the hash of the last line, and how many bytes the
+    /// append is (a new journal's header included).
+    pub(super) fn sealed_end(&self) -> Option<(LineHash, u64)> {
+        let sealed = self.sealed?;
+        Some((
+            sealed.last,
+            sealed.header + self.staged_bytes() + sealed.mark,
+        ))
+    }
+
+    /// Hands each sealed line (without `\n`) to `each`, in order; nothing
+    /// before the stage is sealed.
+    pub(super) fn each_sealed<E: From<JournalError>>(
+        &self,
+        journal: &File,
+        path: &Path,
+        mut each: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let Some(sealed) = self.sealed else {
+            return Ok(());
+        };
+        let mut lines = |bytes: &[u8]| {
+            bytes
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .try_for_each(&mut each)
+        };
+        let (file, at, error): (_, _, fn(&Path, io::Error) -> JournalError) = match sealed.place {
+            Place::Buffer(begin) => {
+                let start = begin + sealed.header as usize;
+                return lines(self.buffer.get(start..).unwrap_or_default());
+            }
+            Place::Journal(at) => (journal, at, |path, e| JournalError::io(path, "read", e)),
+            Place::Spool(at) => match &self.spool {
+                Some(spool) => (spool, at, spool_error),
+                None => return Ok(()),
+            },
+        };
+        let start = at + sealed.header;
+        let end = start + self.staged_bytes() + sealed.mark;
+        each_chunk(file, start, end, lines).map_err(|e| match e {
+            Ok(e) => e,
+            Err(e) => E::from(error(path, e)),
+        })
+    }
+}
+
+/// Streams the first `len` bytes of `spool` (whole lines) through
+/// `sealer` to `emit`, in chunks read after `room` bytes of room. `emit`
+/// runs on a thread of its own: copying one chunk into the page cache
+/// then overlaps hashing the next, which the chain keeps on this thread.
+fn seal_spool(
+    spool: &File,
+    len: u64,
+    room: usize,
+    sealer: &mut Sealer,
+    mut emit: impl FnMut(&[u8]) -> Result<(), JournalError> + Send,
+    path: &Path,
+) -> Result<(), JournalError> {
+    std::thread::scope(|scope| {
+        let (sealed_tx, sealed_rx) = mpsc::sync_channel::<(Vec<u8>, Range<usize>)>(1);
+        let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+        let writer = scope.spawn(move || {
+            for (chunk, range) in sealed_rx {
+                emit(&chunk[range])?;
+                // Back for the next read; gone if sealing has ended.
+                let _ = free_tx.send(chunk);
+            }
+            Ok(())
+        });
+        let (mut read, mut carry) = (0, Vec::new());
+        let sealed = loop {
+            if read >= len {
+                break Ok(());
+            }
+            let mut chunk = free_rx.try_recv().unwrap_or_default();
+            let filled = room + carry.len();
+            chunk.resize(chunk.len().max(filled + BUFFER), 0);
+            chunk[room..filled].copy_from_slice(&carry);
+            let n = BUFFER.min(usize::try_from(len - read).unwrap_or(usize::MAX));
+            if let Err(e) = spool.read_exact_at(&mut chunk[filled..filled + n], read) {
+                break Err(spool_error(path, e));
+            }
+            read += n as u64;
+            // A chunk ends with the last whole line in it; the rest starts
+            // the next.
+            let end =
+                memchr::memrchr(b'\n', &chunk[room..filled + n]).map_or(room, |i| room + i + 1);
+            carry.clear();
+            carry.extend_from_slice(&chunk[end..filled + n]);
+            if end == room {
+                continue;
+            }
+            let begin = sealer.seal(&mut chunk, room, end);
+            // Closed: the writer stopped at an error, which it returns.
+            if sealed_tx.send((chunk, begin..end)).is_err() {
+                break Ok(());
+            }
+        };
+        drop(sealed_tx);
+        let written = writer.join().unwrap_or_else(|_| {
+            Err(JournalError::io(
+                path,
+                "write",
+                io::Error::other("the writing thread failed"),
+            ))
+        });
+        sealed.and(written)
+    })
+}
+
+/// Reads bytes `from..to` of `file`, whole lines, a chunk at a time, and
+/// hands `each` the chunk up to the end of its last complete line. An
+/// error is `each`'s (`Ok`) or the read's (`Err`).
+fn each_chunk<E>(
+    file: &File,
+    from: u64,
+    to: u64,
+    mut each: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<(), Result<E, io::Error>> {
+    let mut chunk = vec![0u8; BUFFER];
+    let (mut read, mut filled) = (from, 0);
+    while read < to {
+        // A line longer than a chunk: room for it.
+        if filled == chunk.len() {
+            chunk.resize(chunk.len() * 2, 0);
+        }
+        let n = (chunk.len() - filled).min(usize::try_from(to - read).unwrap_or(usize::MAX));
+        file.read_exact_at(&mut chunk[filled..filled + n], read)
+            .map_err(Err)?;
+        read += n as u64;
+        filled += n;
+        let end = memchr::memrchr(b'\n', &chunk[..filled]).map_or(0, |i| i + 1);
+        each(&chunk[..end]).map_err(Ok)?;
+        chunk.copy_within(end..filled, 0);
+        filled -= end;
+    }
+    Ok(())
+}
+
+/// The bytes from `start` to `end` of `file`.
+fn read_at(file: Option<&File>, start: u64, end: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = vec![0u8; usize::try_from(end.saturating_sub(start)).unwrap_or(0)];
+    match file {
+        Some(file) => file.read_exact_at(&mut bytes, start)?,
+        None => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+    }
+    Ok(bytes)
+}
+
+fn spool_error(path: &Path, e: io::Error) -> JournalError {
+    JournalError::io(path, "stage the append in a temporary file beside", e)
+}
+
+/// Fills in what staging left out, line after line in order: the batch
+/// mark in the first line (and the header before it, for a new journal),
+/// and every `prev`.
+pub(super) struct Sealer {
+    prev: LineHash,
+    /// Until the first line is sealed: how many lines the append has, and
+    /// the header line (with its `\n`) if the journal is new.
+    first: Option<(usize, Option<Vec<u8>>)>,
+    header_len: u64,
+    mark_len: u64,
+}
+
+impl Sealer {
+    /// For an append of `count` lines after the line whose hash is `prev`
+    /// (a new journal's header line, given, is written before them).
+    pub(super) fn new(prev: LineHash, count: usize, header: Option<Vec<u8>>) -> Sealer {
+        Sealer {
+            prev,
+            first: Some((count, header)),
+            header_len: 0,
+            mark_len: 0,
+        }
+    }
+
+    /// Seals the lines of `buf[from..end]` (each ending with `\n`) in
+    /// place, the next ones of the append. The first line's mark and the
+    /// header go into the room before `from`. Returns where the sealed
+    /// bytes begin.
+    fn seal(&mut self, buf: &mut [u8], from: usize, end: usize) -> usize {
+        let Some((count, header)) = self.first.take() else {
+            chain(&mut buf[from..end], &mut self.prev);
+            return from;
+        };
+        let mut begin = from;
+        if count > 1 {
+            // The part of the first line before the mark moves back into
+            // the room.
+            let len = memchr::memchr(b'\n', &buf[from..end]).unwrap_or(end - from);
+            let (mark, offset) = line::batch_mark(count, len);
+            let at = from + offset;
+            begin = from - mark.len();
+            buf.copy_within(from..at, begin);
+            buf[at - mark.len()..at].copy_from_slice(mark.as_bytes());
+            self.mark_len = mark.len() as u64;
+        }
+        chain(&mut buf[begin..end], &mut self.prev);
+        if let Some(header) = header {
+            begin -= header.len();
+            buf[begin..begin + header.len()].copy_from_slice(&header);
+            self.header_len = header.len() as u64;
+        }
+        begin
+    }
+}
+
+/// Fills in the `prev` of each line of `lines` (each ending with `\n`),
+/// starting from the hash `prev` of the line before them.
+fn chain(lines: &mut [u8], prev: &mut LineHash) {
+    let mut start = 0;
+    while let Some(i) = memchr::memchr(b'\n', &lines[start..]) {
+        let end = start + i;
+        line::set_prev(&mut lines[start..end], prev);
+        *prev = LineHash::of(&lines[start..end]);
+        start = end + 1;
+    }
+}
+
+/// Where each staged line starts, in 4 bytes a line: an offset for every
+/// [`Starts::BLOCK`] lines, and each line's distance from its block's.
+#[derive(Debug, Default)]
+struct Starts {
+    blocks: Vec<u64>,
+    within: Vec<u32>,
+}
+
+impl Starts {
+    /// Lines a block spans: they could not span 4 GiB unless a line were
+    /// 4 MiB, 64 times the longest the journal allows.
+    const BLOCK: usize = 1024;
+
+    fn len(&self) -> usize {
+        self.within.len()
+    }
+
+    /// Records the start of the next line.
+    fn push(&mut self, start: u64) -> io::Result<()> {
+        if self.within.len().is_multiple_of(Self::BLOCK) {
+            self.blocks.push(start);
+        }
+        let block = self.blocks.last().copied().unwrap_or(0);
+        let within = u32::try_from(start - block)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "staged lines too long"))?;
+        self.within.push(within);
+        Ok(())
+    }
+
+    fn start(&self, i: usize) -> Option<u64> {
+        Some(self.blocks.get(i / Self::BLOCK)? + u64::from(*self.within.get(i)?))
+    }
+
+    /// Where line `i` starts and ends (before its `\n`), `total` being the
+    /// length of all the lines; an empty span for a line not staged.
+    fn span(&self, i: usize, total: u64) -> (u64, u64) {
+        let Some(start) = self.start(i) else {
+            return (total, total);
+        };
+        let next = self.start(i + 1).unwrap_or(total);
+        (start, next.saturating_sub(1).max(start))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_span_blocks() {
+        let mut starts = Starts::default();
+        let mut at = 0;
+        for i in 0..3000u64 {
+            starts.push(at).expect("fits");
+            at += 100 + i % 7;
+        }
+        let mut expected = 0;
+        for i in 0..3000usize {
+            let (start, end) = starts.span(i, at);
+            assert_eq!(start, expected);
+            assert_eq!(end, start + 100 + (i as u64) % 7 - 1);
+            expected = end + 1;
+        }
+        assert_eq!(starts.span(3000, at), (at, at));
+    }
+}

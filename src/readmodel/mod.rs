@@ -1,0 +1,448 @@
+//! The read model (SPEC 7): the query side of the ledger, an SQLite
+//! database beside the journal (`<journal>.readmodel`) holding accounts,
+//! units, ids, holds and reversals, and the head of the journal it covers.
+//! A command loads the entries it touches ([`Needs`]) into a partial
+//! [`State`], decides and evolves as on the whole state, and writes back
+//! what it holds after the journal's `fsync`.
+//!
+//! It is a cache and nothing more. It is used only when the journal still
+//! holds, at the recorded offset, a line with the recorded hash, seq and
+//! time (the chain makes that line stand for every line before it); each
+//! row carries a digest of its values, and entries are checked for
+//! well-formedness as they are loaded ([`State::entries_malformed`]).
+//! Anything wrong — missing, stale, damaged, another journal's, past a
+//! truncated end, a row changed by hand — and the command falls back to a
+//! full replay, after which the model is rebuilt. A coherent forgery (rows
+//! and digests recomputed by hand) cannot be told from the truth without a
+//! key: `verify`, which never reads the model, is the audit.
+//!
+//! Why SQLite and not redb: see `docs/read-model.md` (another process may
+//! read while one writes; no `fsync` is needed for a cache).
+
+mod rows;
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::domain::{Command, Request, State, Target};
+use crate::event::{Change, Event};
+use crate::journal::line::{self, LineHash};
+use crate::journal::scan::Head;
+use crate::journal::sidecar::Owner;
+use crate::time::At;
+
+const FORMAT: &str = "ledger-readmodel";
+const VERSION: &str = "1";
+
+/// A journal shorter than this gets no model: replaying it costs less
+/// than opening one (about a millisecond), and a small ledger keeps no
+/// files beside its journal. A model that exists is kept up to date
+/// whatever the journal's length.
+pub const MODEL_AFTER_BYTES: u64 = 1 << 20;
+
+/// Fold the write-ahead log once it is this long (see
+/// [`ReadModel::fold_wal`]): about a hundred writes of a few pages each.
+const WAL_FOLD_BYTES: u64 = 512 << 10;
+
+/// Why the read model could not serve: the caller replays the journal
+/// instead, and the model is rebuilt. Never shown to the user.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// SQLite failed (a damaged file, a full disk, a lock held too long).
+    #[error("read model: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A value no command could have left there.
+    #[error("read model: {0}")]
+    Malformed(String),
+}
+
+/// The read model's path for a journal.
+pub fn path_of(journal: &Path) -> PathBuf {
+    let mut path = journal.as_os_str().to_owned();
+    path.push(".readmodel");
+    PathBuf::from(path)
+}
+
+/// The read model of one journal.
+pub struct ReadModel {
+    /// `None` until there is a database: a command that only reads, or
+    /// fails, creates none.
+    conn: Option<Connection>,
+    path: PathBuf,
+    owner: Owner,
+}
+
+impl ReadModel {
+    /// The read model of `journal`, opened if it exists, or `None` if it
+    /// cannot be used: under a file size limit, or when a name beside the
+    /// journal holds what is not the ledger's own regular file (SPEC 2: a
+    /// link, a FIFO, another user's file) and cannot be removed. Then
+    /// commands replay the journal, and leave no model.
+    pub fn open(journal: &Path, owner: Owner) -> Option<ReadModel> {
+        // Under a file size limit, SQLite's files could grow past it after
+        // the journal is synced, and SIGXFSZ would end a command that has
+        // succeeded: a cache is not worth that.
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Fsize);
+        if limit.current.is_some() {
+            return None;
+        }
+        let path = path_of(journal);
+        let names = [
+            path.clone(),
+            suffixed(&path, "-wal"),
+            suffixed(&path, "-shm"),
+        ];
+        let mut exists = false;
+        for name in &names {
+            match std::fs::symlink_metadata(name) {
+                Ok(meta) if owner.owns(&meta) => exists |= *name == path,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                // Something planted at one of the names: the model is
+                // rebuilt without it. Removing a name never follows a link;
+                // one that cannot be removed (another user's, in a sticky
+                // directory) leaves the ledger without a model.
+                _ => {
+                    for name in &names {
+                        match std::fs::remove_file(name) {
+                            Err(e) if e.kind() != io::ErrorKind::NotFound => return None,
+                            _ => {}
+                        }
+                    }
+                    exists = false;
+                    break;
+                }
+            }
+        }
+        // SQLite opens each of its files with `O_NOFOLLOW` too; a file it
+        // will not open is as good as none, and is rebuilt.
+        let conn = exists.then(|| connect(&path).ok()).flatten();
+        Some(ReadModel { conn, path, owner })
+    }
+
+    /// The connection, creating the database if there is none yet.
+    fn create(&mut self) -> Result<&mut Connection, ModelError> {
+        if self.conn.is_none() {
+            // Created here, like every sidecar (no link followed, 0600, the
+            // journal's owner); SQLite takes an empty file for a new
+            // database, and gives its `-wal` and `-shm` files the same mode
+            // and owner.
+            crate::journal::sidecar::open_to_append(&self.path, self.owner)
+                .map_err(|e| ModelError::Malformed(e.to_string()))?;
+            self.conn = Some(connect(&self.path)?);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| ModelError::Malformed("no database".into()))
+    }
+
+    fn conn(&self) -> Result<&Connection, ModelError> {
+        self.conn
+            .as_ref()
+            .ok_or_else(|| ModelError::Malformed("no database".into()))
+    }
+
+    /// The head this model covers, if it is this journal's (`header`: the
+    /// head after its header line) and the journal, read no further than
+    /// `len`, still holds the line it names.
+    pub fn covers(&self, file: &File, header: Head, len: u64) -> Option<Head> {
+        let stored = self
+            .conn
+            .as_ref()?
+            .query_row(
+                "SELECT format, journal, seq, hash, line_end, at FROM head WHERE one = 1",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
+                },
+            )
+            .ok()?;
+        let (format, journal, seq, hash, end, at) = stored;
+        if format != format!("{FORMAT} {VERSION}") || journal != header.hash.to_string() {
+            return None;
+        }
+        let (seq, end) = (u64::try_from(seq).ok()?, u64::try_from(end).ok()?);
+        if end < header.end || end > len {
+            return None;
+        }
+        if end == header.end {
+            return (seq == 0 && hash == header.hash.to_string()).then_some(header);
+        }
+        // Everything the head says about the journal is read back from the
+        // line it names, not taken on its word.
+        let line = line_ending_at(file, end)?;
+        let line_hash = LineHash::of(&line);
+        let event = line::decode(&line, &mut Vec::new()).ok()?.event;
+        let at = At::parse_canonical(&at)?;
+        (line_hash.to_string() == hash && event.seq == seq && event.at == at).then_some(Head {
+            seq,
+            hash: line_hash,
+            end,
+            at,
+        })
+    }
+
+    /// The base of a partial state at `head`: its seq, time and units.
+    pub fn base(&self, head: Head) -> Result<State, ModelError> {
+        let at = (head.seq > 0).then_some(head.at);
+        Ok(State::at_head(head.seq, at, rows::units(self.conn()?)?))
+    }
+
+    /// The whole state at `head`, for the commands that need every entry.
+    pub fn load_all(&self, head: Head) -> Result<State, ModelError> {
+        let mut state = self.base(head)?;
+        rows::load_all(self.conn()?, &mut state)?;
+        check(&state)?;
+        Ok(state)
+    }
+
+    /// Loads into `state` what deciding `event` (a stored event being
+    /// replayed) reads.
+    pub fn load_event(&self, state: &mut State, event: &Event<'_>) -> Result<(), ModelError> {
+        let mut needs = Needs::default();
+        needs
+            .accounts
+            .extend(event.change.accounts().into_iter().flatten());
+        needs.id = event.id.as_deref();
+        needs.reverses = event.reverses;
+        if let Change::HoldCaptured { hold, .. } | Change::HoldReleased { hold, .. } = event.change
+        {
+            needs.target = Some(Target::Seq(hold));
+        }
+        self.load(state, &needs)
+    }
+
+    /// Loads into `state` what deciding `request` reads (for a reversal,
+    /// not yet the accounts of the movement it undoes: the caller reads
+    /// that event, then loads them with [`ReadModel::load_accounts`]).
+    pub fn load_request(&self, state: &mut State, request: &Request<'_>) -> Result<(), ModelError> {
+        let mut needs = Needs {
+            id: request.id,
+            ..Needs::default()
+        };
+        match request.command {
+            Command::Create { account, .. }
+            | Command::Deposit { account, .. }
+            | Command::Withdraw { account, .. }
+            | Command::Close { account } => needs.accounts.push(account),
+            Command::Transfer { from, to, .. } => needs.accounts.extend([from, to]),
+            Command::Hold { account, to, .. } => {
+                needs.accounts.push(account);
+                needs.accounts.extend(to);
+            }
+            Command::Capture { target, .. }
+            | Command::Release { target }
+            | Command::Reverse { target, .. } => needs.target = Some(target),
+        }
+        self.load(state, &needs)
+    }
+
+    /// Loads the named accounts (with the holds on them) into `state`.
+    pub fn load_accounts<'n>(
+        &self,
+        state: &mut State,
+        names: impl IntoIterator<Item = &'n str>,
+    ) -> Result<(), ModelError> {
+        for name in names {
+            rows::load_account(self.conn()?, state, name)?;
+        }
+        check(state)
+    }
+
+    fn load(&self, state: &mut State, needs: &Needs<'_>) -> Result<(), ModelError> {
+        let c = self.conn()?;
+        if let Some(id) = needs.id {
+            rows::load_id(c, state, id)?;
+        }
+        for account in &needs.accounts {
+            rows::load_account(c, state, account)?;
+        }
+        if let Some(seq) = needs.reverses {
+            rows::load_reversed(c, state, seq)?;
+        }
+        let target = match needs.target {
+            Some(Target::Seq(seq)) => Some(seq),
+            Some(Target::Id(id)) => {
+                rows::load_id(c, state, id)?;
+                state.id_seq(id)
+            }
+            None => None,
+        };
+        if let Some(seq) = target {
+            rows::load_hold(c, state, seq)?;
+            rows::load_reversed(c, state, seq)?;
+            // A hold's accounts: capturing or releasing it changes both.
+            if let Some(hold) = state.hold(seq) {
+                let (account, to) = (hold.account.to_string(), hold.to.clone());
+                rows::load_account(c, state, &account)?;
+                if let Some(to) = to {
+                    rows::load_account(c, state, &to)?;
+                }
+            }
+        }
+        check(state)
+    }
+
+    /// Writes back every entry of `state` and its head `head`, in one
+    /// transaction, if the model still covers `from` (another reader may
+    /// have caught it up meanwhile). `from` is `None` for a state folded
+    /// from the journal's start: the model is then rebuilt from it (or,
+    /// if there is none and the journal is short, not made; see
+    /// [`MODEL_AFTER_BYTES`]). `header` is the hash of the journal's header
+    /// line.
+    pub fn save(
+        &mut self,
+        state: &State,
+        from: Option<Head>,
+        head: Head,
+        header: LineHash,
+    ) -> Result<(), ModelError> {
+        let Some(from) = from else {
+            if self.conn.is_none() && head.end < MODEL_AFTER_BYTES {
+                return Ok(());
+            }
+            return self.build(state, head, header);
+        };
+        let tx = self
+            .create()?
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let covered: Option<(String, i64)> = tx
+            .query_row("SELECT hash, seq FROM head WHERE one = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let same = covered.is_some_and(|(hash, seq)| {
+            hash == from.hash.to_string() && u64::try_from(seq) == Ok(from.seq)
+        });
+        if !same {
+            return Ok(());
+        }
+        write(&tx, state, head, header)?;
+        tx.commit()?;
+        self.fold_wal()
+    }
+
+    /// Builds the model afresh from `state`, the whole state at `head`,
+    /// whatever the journal's length.
+    pub fn build(&mut self, state: &State, head: Head, header: LineHash) -> Result<(), ModelError> {
+        let tx = self
+            .create()?
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        rows::clear(&tx)?;
+        write(&tx, state, head, header)?;
+        tx.commit()?;
+        self.fold_wal()
+    }
+
+    /// Folds a long write-ahead log into the database and empties it.
+    /// Each command opens the model anew, and the first connection to open
+    /// it reads the whole log back (SQLite's recovery): a log left to grow
+    /// would make every command pay for every write since the last fold.
+    fn fold_wal(&self) -> Result<(), ModelError> {
+        let wal = std::fs::metadata(suffixed(&self.path, "-wal")).map_or(0, |m| m.len());
+        if wal > WAL_FOLD_BYTES {
+            self.conn()?
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        }
+        Ok(())
+    }
+
+    /// The names of every account, for suggesting one to a user who typed
+    /// a name that is none (only on that error path: it reads them all).
+    pub fn account_names(&self) -> Result<Vec<String>, ModelError> {
+        rows::account_names(self.conn()?)
+    }
+}
+
+/// What deciding a command or replaying an event reads: the entries to
+/// load before [`crate::domain::decide`] runs on a partial state.
+#[derive(Debug, Default)]
+struct Needs<'a> {
+    /// Accounts, each with the open holds on it and naming it as `to`.
+    accounts: Vec<&'a str>,
+    /// The `--id`.
+    id: Option<&'a str>,
+    /// A hold (with its accounts) or a movement, named by seq or id.
+    target: Option<Target<'a>>,
+    /// The movement a stored reversal undoes.
+    reverses: Option<u64>,
+}
+
+/// Writes the entries of `state` and the head they stand at.
+fn write(
+    tx: &rusqlite::Transaction<'_>,
+    state: &State,
+    head: Head,
+    header: LineHash,
+) -> Result<(), ModelError> {
+    rows::save(tx, state)?;
+    tx.execute(
+        "INSERT OR REPLACE INTO head (one, format, journal, seq, hash, line_end, at)
+         VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            format!("{FORMAT} {VERSION}"),
+            header.to_string(),
+            rows::int(head.seq)?,
+            head.hash.to_string(),
+            rows::int(head.end)?,
+            head.at.to_string(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Opens the database at `path` and sets it up for a cache.
+fn connect(path: &Path) -> Result<Connection, ModelError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NOFOLLOW
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let c = Connection::open_with_flags(path, flags)?;
+    c.busy_timeout(std::time::Duration::from_secs(10))?;
+    // A cache needs no durability of its own: the journal is synced first,
+    // and a model that lost its last commits is only behind. WAL lets
+    // readers read while a writer writes; no checkpoint on close spares
+    // each command the fsyncs of one.
+    c.pragma_update(None, "journal_mode", "WAL")?;
+    c.pragma_update(None, "synchronous", "NORMAL")?;
+    c.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )?;
+    c.execute_batch(rows::SCHEMA)?;
+    Ok(c)
+}
+
+fn check(state: &State) -> Result<(), ModelError> {
+    match state.entries_malformed() {
+        Some(problem) => Err(ModelError::Malformed(problem)),
+        None => Ok(()),
+    }
+}
+
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The line (without `\n`) that ends just before byte `end`.
+fn line_ending_at(file: &File, end: u64) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    // The line, its `\n` and the one before it; a longer line is not a
+    // journal line, and simply fails the check.
+    let from = end.saturating_sub(line::MAX_LINE as u64 + 2);
+    let mut buf = vec![0u8; usize::try_from(end - from).ok()?];
+    file.read_exact_at(&mut buf, from).ok()?;
+    let line = buf.strip_suffix(b"\n")?;
+    let start = memchr::memrchr(b'\n', line).map(|i| i + 1)?;
+    Some(line[start..].to_vec())
+}

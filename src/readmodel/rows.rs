@@ -1,0 +1,673 @@
+//! The read model's tables and the mapping between their rows and the
+//! entries of a [`State`]. Money is stored as 16-byte big-endian integers
+//! (never floating point); each row that carries money or a seq carries a
+//! digest of its values, so that a value changed by hand or by damage is
+//! seen when the row is loaded.
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use sha2::{Digest as _, Sha256};
+
+use crate::domain::{Account, AccountForm, Ended, Hold, State, Unit};
+use crate::money::Amount;
+use crate::time::At;
+
+use super::ModelError;
+
+/// The tables, created if missing. `journal` is the hash of the journal's
+/// header line: which journal the model is of.
+pub const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS head (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    format TEXT NOT NULL, journal TEXT NOT NULL,
+    seq INTEGER NOT NULL, hash TEXT NOT NULL, line_end INTEGER NOT NULL, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS units (
+    idx INTEGER PRIMARY KEY, currency TEXT, decimals INTEGER NOT NULL,
+    deposited BLOB NOT NULL, withdrawn BLOB NOT NULL, held BLOB NOT NULL, digest INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (
+    name TEXT PRIMARY KEY, owner TEXT, unit INTEGER NOT NULL, balance BLOB NOT NULL,
+    closed INTEGER NOT NULL, held BLOB NOT NULL, digest INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ids (
+    id TEXT PRIMARY KEY, seq INTEGER NOT NULL, digest INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reversed (
+    seq INTEGER PRIMARY KEY, by_seq INTEGER NOT NULL, digest INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS holds (
+    seq INTEGER PRIMARY KEY, account TEXT NOT NULL, amount BLOB NOT NULL, dest TEXT,
+    expires TEXT, digest INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS holds_expiring ON holds (account) WHERE expires IS NOT NULL;
+CREATE INDEX IF NOT EXISTS holds_incoming ON holds (dest) WHERE dest IS NOT NULL;
+CREATE TABLE IF NOT EXISTS ended (
+    seq INTEGER PRIMARY KEY, by_seq INTEGER NOT NULL, captured INTEGER NOT NULL,
+    amount BLOB NOT NULL, digest INTEGER NOT NULL);
+"#;
+
+/// A digest of a row's values: the first 8 bytes of a SHA-256 over each
+/// value with its length (so that no two rows share an encoding).
+#[derive(Default)]
+struct Digest(Sha256);
+
+impl Digest {
+    fn bytes(mut self, value: &[u8]) -> Digest {
+        self.0.update((value.len() as u64).to_le_bytes());
+        self.0.update(value);
+        self
+    }
+
+    fn text(self, value: Option<&str>) -> Digest {
+        match value {
+            Some(text) => self.bytes(b"s").bytes(text.as_bytes()),
+            None => self.bytes(b"-"),
+        }
+    }
+
+    fn int(self, value: i64) -> Digest {
+        self.bytes(&value.to_le_bytes())
+    }
+
+    fn amount(self, value: Amount) -> Digest {
+        self.bytes(&value.0.to_be_bytes())
+    }
+
+    fn finish(self) -> i64 {
+        let hash = self.0.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash[..8]);
+        i64::from_le_bytes(first)
+    }
+}
+
+/// A seq, offset or index as SQLite's signed integer.
+pub fn int(value: impl TryInto<i64>) -> Result<i64, ModelError> {
+    value
+        .try_into()
+        .map_err(|_| ModelError::Malformed("a number past SQLite's range".into()))
+}
+
+fn uint<T: TryFrom<i64>>(value: i64) -> Result<T, ModelError> {
+    T::try_from(value).map_err(|_| ModelError::Malformed(format!("{value} is out of range")))
+}
+
+fn amount(bytes: &[u8]) -> Result<Amount, ModelError> {
+    let bytes: [u8; 16] = bytes
+        .try_into()
+        .map_err(|_| ModelError::Malformed("an amount is not 16 bytes".into()))?;
+    Ok(Amount(i128::from_be_bytes(bytes)))
+}
+
+fn at(text: Option<String>) -> Result<Option<At>, ModelError> {
+    text.map(|t| {
+        At::parse_canonical(&t).ok_or_else(|| ModelError::Malformed(format!("bad time {t}")))
+    })
+    .transpose()
+}
+
+fn digest_matches(
+    stored: i64,
+    computed: i64,
+    what: impl FnOnce() -> String,
+) -> Result<(), ModelError> {
+    if stored == computed {
+        Ok(())
+    } else {
+        Err(ModelError::Malformed(format!(
+            "{} does not match its digest",
+            what()
+        )))
+    }
+}
+
+fn unit_digest(idx: i64, unit: &Unit) -> i64 {
+    Digest::default()
+        .bytes(b"unit")
+        .int(idx)
+        .text(unit.currency.as_deref())
+        .int(i64::from(unit.decimals))
+        .amount(unit.deposited)
+        .amount(unit.withdrawn)
+        .amount(unit.held)
+        .finish()
+}
+
+fn account_digest(name: &str, a: &Account, unit: i64) -> i64 {
+    Digest::default()
+        .bytes(b"account")
+        .text(Some(name))
+        .text(a.owner())
+        .int(unit)
+        .amount(a.balance)
+        .int(i64::from(a.closed))
+        .amount(a.held())
+        .finish()
+}
+
+fn hold_digest(seq: i64, h: &Hold) -> i64 {
+    Digest::default()
+        .bytes(b"hold")
+        .int(seq)
+        .text(Some(&h.account))
+        .amount(h.amount)
+        .text(h.to.as_deref())
+        .text(h.expires.map(|e| e.to_string()).as_deref())
+        .finish()
+}
+
+fn ended_digest(seq: i64, by: i64, e: &Ended) -> i64 {
+    Digest::default()
+        .bytes(b"ended")
+        .int(seq)
+        .int(by)
+        .int(i64::from(e.captured))
+        .amount(e.amount)
+        .finish()
+}
+
+fn id_digest(id: &str, seq: i64) -> i64 {
+    Digest::default()
+        .bytes(b"id")
+        .text(Some(id))
+        .int(seq)
+        .finish()
+}
+
+fn reversed_digest(seq: i64, by: i64) -> i64 {
+    Digest::default()
+        .bytes(b"reversed")
+        .int(seq)
+        .int(by)
+        .finish()
+}
+
+/// Every unit, in order.
+pub fn units(c: &Connection) -> Result<Vec<Unit>, ModelError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT idx, currency, decimals, deposited, withdrawn, held, digest FROM units ORDER BY idx",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut units = Vec::new();
+    while let Some(r) = rows.next()? {
+        let idx: i64 = r.get(0)?;
+        if uint::<usize>(idx)? != units.len() {
+            return Err(ModelError::Malformed(
+                "the units are not numbered in order".into(),
+            ));
+        }
+        let unit = Unit {
+            currency: r.get::<_, Option<String>>(1)?.map(Into::into),
+            decimals: uint(r.get(2)?)?,
+            deposited: amount(&r.get::<_, Vec<u8>>(3)?)?,
+            withdrawn: amount(&r.get::<_, Vec<u8>>(4)?)?,
+            held: amount(&r.get::<_, Vec<u8>>(5)?)?,
+        };
+        digest_matches(r.get(6)?, unit_digest(idx, &unit), || format!("unit {idx}"))?;
+        units.push(unit);
+    }
+    Ok(units)
+}
+
+/// The account in row `r` (name, owner, unit, balance, closed, held,
+/// digest), its holds not yet attached.
+fn account_row(r: &Row<'_>) -> Result<(String, Account), ModelError> {
+    let name: String = r.get(0)?;
+    let unit: i64 = r.get(2)?;
+    let account = Account::from(AccountForm {
+        owner: r.get::<_, Option<String>>(1)?.map(Into::into),
+        unit: uint(unit)?,
+        balance: amount(&r.get::<_, Vec<u8>>(3)?)?,
+        closed: r.get::<_, i64>(4)? != 0,
+        held: amount(&r.get::<_, Vec<u8>>(5)?)?,
+        expiring: Vec::new(),
+        incoming: Vec::new(),
+    });
+    digest_matches(r.get(6)?, account_digest(&name, &account, unit), || {
+        format!("account {name}")
+    })?;
+    Ok((name, account))
+}
+
+/// The hold in row `r` (seq, account, amount, dest, expires, digest).
+fn hold_row(r: &Row<'_>) -> Result<(u64, Hold), ModelError> {
+    let seq: i64 = r.get(0)?;
+    let hold = Hold {
+        account: r.get::<_, String>(1)?.into(),
+        amount: amount(&r.get::<_, Vec<u8>>(2)?)?,
+        to: r.get::<_, Option<String>>(3)?.map(Into::into),
+        expires: at(r.get(4)?)?,
+    };
+    digest_matches(r.get(5)?, hold_digest(seq, &hold), || format!("hold {seq}"))?;
+    Ok((uint(seq)?, hold))
+}
+
+/// Loads account `name` into `state`, with the open holds its rules look
+/// at (those on it that may lapse, and those naming it as `to`), unless
+/// the state has it already.
+pub fn load_account(c: &Connection, state: &mut State, name: &str) -> Result<(), ModelError> {
+    if state.account(name).is_some() {
+        return Ok(());
+    }
+    let mut stmt = c.prepare_cached(
+        "SELECT name, owner, unit, balance, closed, held, digest FROM accounts WHERE name = ?1",
+    )?;
+    let Some((name, mut account)) = stmt
+        .query_row([name], |r| Ok(account_row(r)))
+        .optional()?
+        .transpose()?
+    else {
+        return check_absence(c, "accounts", "name", name, |r| account_row(r).map(drop));
+    };
+    let mut holds = c.prepare_cached(
+        "SELECT seq, account, amount, dest, expires, digest FROM holds
+         WHERE (account = ?1 AND expires IS NOT NULL) OR dest = ?1 ORDER BY seq",
+    )?;
+    let mut rows = holds.query([&name])?;
+    while let Some(r) = rows.next()? {
+        let (seq, hold) = hold_row(r)?;
+        // A hold this command has already ended is no longer on it.
+        if state.ended(seq).is_some() {
+            continue;
+        }
+        if *hold.account == *name && hold.expires.is_some() {
+            account.expiring_mut().push(seq);
+        }
+        if hold.to.as_deref() == Some(&name) {
+            account.incoming_mut().push(seq);
+        }
+        state.load_hold(seq, hold);
+    }
+    state.load_account(&name, account);
+    Ok(())
+}
+
+/// Loads the seq of `--id` `id`, if it was used.
+pub fn load_id(c: &Connection, state: &mut State, id: &str) -> Result<(), ModelError> {
+    if state.id_seq(id).is_some() {
+        return Ok(());
+    }
+    let mut stmt = c.prepare_cached("SELECT id, seq, digest FROM ids WHERE id = ?1")?;
+    match stmt
+        .query_row([id], |r| Ok(id_row(r)))
+        .optional()?
+        .transpose()?
+    {
+        Some(seq) => {
+            state.load_id(id, seq);
+            Ok(())
+        }
+        None => check_absence(c, "ids", "id", id, |r| id_row(r).map(drop)),
+    }
+}
+
+/// The seq in row `r` (id, seq, digest) of `ids`.
+fn id_row(r: &Row<'_>) -> Result<u64, ModelError> {
+    let (id, seq): (String, i64) = (r.get(0)?, r.get(1)?);
+    digest_matches(r.get(2)?, id_digest(&id, seq), || format!("id {id}"))?;
+    uint(seq)
+}
+
+/// Checks that `key` is missing from `table` because it was never there,
+/// not because damage changed its row's key: the rows on either side of
+/// where it would be must be whole (their digests cover their keys). An
+/// absence is what lets a command append (`create` a name, a new `--id`),
+/// so it is not taken on the word of a damaged file.
+fn check_absence(
+    c: &Connection,
+    table: &str,
+    key_column: &str,
+    key: &str,
+    row: impl Fn(&Row<'_>) -> Result<(), ModelError>,
+) -> Result<(), ModelError> {
+    let columns = match table {
+        "accounts" => "name, owner, unit, balance, closed, held, digest",
+        _ => "id, seq, digest",
+    };
+    for (op, order) in [(">", "ASC"), ("<", "DESC")] {
+        let sql = format!(
+            "SELECT {columns} FROM {table} WHERE {key_column} {op} ?1 ORDER BY {key_column} {order} LIMIT 1"
+        );
+        let mut stmt = c.prepare_cached(&sql)?;
+        let mut rows = stmt.query([key])?;
+        if let Some(r) = rows.next()? {
+            row(r)?;
+        }
+    }
+    Ok(())
+}
+
+/// Loads whether the movement at `seq` was reversed.
+pub fn load_reversed(c: &Connection, state: &mut State, seq: u64) -> Result<(), ModelError> {
+    if state.reversed_by(seq).is_some() {
+        return Ok(());
+    }
+    let mut stmt = c.prepare_cached("SELECT by_seq, digest FROM reversed WHERE seq = ?1")?;
+    let key = int(seq)?;
+    if let Some((by, digest)) = stmt
+        .query_row([key], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+        .optional()?
+    {
+        digest_matches(digest, reversed_digest(key, by), || {
+            format!("reversal of {seq}")
+        })?;
+        state.load_reversed(seq, uint(by)?);
+    }
+    Ok(())
+}
+
+/// Loads the hold placed at `seq`, open or ended, if it is one.
+pub fn load_hold(c: &Connection, state: &mut State, seq: u64) -> Result<(), ModelError> {
+    if state.hold(seq).is_some() || state.ended(seq).is_some() {
+        return Ok(());
+    }
+    let key = int(seq)?;
+    let mut open = c.prepare_cached(
+        "SELECT seq, account, amount, dest, expires, digest FROM holds WHERE seq = ?1",
+    )?;
+    if let Some((seq, hold)) = open
+        .query_row([key], |r| Ok(hold_row(r)))
+        .optional()?
+        .transpose()?
+    {
+        state.load_hold(seq, hold);
+        return Ok(());
+    }
+    let mut ended =
+        c.prepare_cached("SELECT by_seq, captured, amount, digest FROM ended WHERE seq = ?1")?;
+    let row = ended
+        .query_row([key], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })
+        .optional()?;
+    if let Some((by, captured, held, digest)) = row {
+        let end = Ended {
+            by: uint(by)?,
+            captured: captured != 0,
+            amount: amount(&held)?,
+        };
+        digest_matches(digest, ended_digest(key, by, &end), || {
+            format!("ended hold {seq}")
+        })?;
+        state.load_ended(seq, end);
+    }
+    Ok(())
+}
+
+/// Loads every entry.
+pub fn load_all(c: &Connection, state: &mut State) -> Result<(), ModelError> {
+    let mut stmt =
+        c.prepare("SELECT seq, account, amount, dest, expires, digest FROM holds ORDER BY seq")?;
+    let mut rows = stmt.query([])?;
+    let mut holds = Vec::new();
+    while let Some(r) = rows.next()? {
+        holds.push(hold_row(r)?);
+    }
+    let mut stmt =
+        c.prepare("SELECT name, owner, unit, balance, closed, held, digest FROM accounts")?;
+    let mut rows = stmt.query([])?;
+    let mut accounts = rustc_hash::FxHashMap::default();
+    while let Some(r) = rows.next()? {
+        let (name, account) = account_row(r)?;
+        accounts.insert(name, account);
+    }
+    for (seq, hold) in &holds {
+        if hold.expires.is_some()
+            && let Some(a) = accounts.get_mut(&*hold.account)
+        {
+            a.expiring_mut().push(*seq);
+        }
+        if let Some(a) = hold.to.as_deref().and_then(|to| accounts.get_mut(to)) {
+            a.incoming_mut().push(*seq);
+        }
+    }
+    for (name, account) in accounts {
+        state.load_account(&name, account);
+    }
+    for (seq, hold) in holds {
+        state.load_hold(seq, hold);
+    }
+    let mut stmt = c.prepare("SELECT id, seq, digest FROM ids")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        state.load_id(&r.get::<_, String>(0)?, id_row(r)?);
+    }
+    let mut stmt = c.prepare("SELECT seq FROM reversed")?;
+    let seqs: Vec<i64> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for seq in seqs {
+        load_reversed(c, state, uint(seq)?)?;
+    }
+    let mut stmt = c.prepare("SELECT seq FROM ended")?;
+    let seqs: Vec<i64> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for seq in seqs {
+        load_hold(c, state, uint(seq)?)?;
+    }
+    Ok(())
+}
+
+/// The names of every account.
+pub fn account_names(c: &Connection) -> Result<Vec<String>, ModelError> {
+    let mut stmt = c.prepare("SELECT name FROM accounts")?;
+    let names = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(names)
+}
+
+/// Empties every table, for a rebuild.
+pub fn clear(tx: &Transaction<'_>) -> Result<(), ModelError> {
+    tx.execute_batch(
+        "DELETE FROM head; DELETE FROM units; DELETE FROM accounts; DELETE FROM ids;
+         DELETE FROM reversed; DELETE FROM holds; DELETE FROM ended;",
+    )?;
+    Ok(())
+}
+
+/// Writes every entry `state` holds (for a partial state, what the command
+/// loaded and changed; for a whole one, everything).
+pub fn save(tx: &Transaction<'_>, state: &State) -> Result<(), ModelError> {
+    tx.execute("DELETE FROM units", [])?;
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO units (idx, currency, decimals, deposited, withdrawn, held, digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for (i, u) in state.units().iter().enumerate() {
+        let idx = int(i)?;
+        stmt.execute(params![
+            idx,
+            u.currency.as_deref(),
+            u.decimals,
+            u.deposited.0.to_be_bytes(),
+            u.withdrawn.0.to_be_bytes(),
+            u.held.0.to_be_bytes(),
+            unit_digest(idx, u)
+        ])?;
+    }
+    // In key order: a rebuild then fills each B-tree from left to right.
+    let mut accounts: Vec<_> = state.accounts().collect();
+    accounts.sort_unstable_by_key(|(name, _)| *name);
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR REPLACE INTO accounts (name, owner, unit, balance, closed, held, digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for (name, a) in accounts {
+        let unit = int(a.unit)?;
+        stmt.execute(params![
+            name,
+            a.owner(),
+            unit,
+            a.balance.0.to_be_bytes(),
+            a.closed,
+            a.held().0.to_be_bytes(),
+            account_digest(name, a, unit)
+        ])?;
+    }
+    let mut ids: Vec<_> = state.ids().collect();
+    ids.sort_unstable_by_key(|(id, _)| *id);
+    let mut stmt =
+        tx.prepare_cached("INSERT OR IGNORE INTO ids (id, seq, digest) VALUES (?1, ?2, ?3)")?;
+    for (id, seq) in ids {
+        let seq = int(seq)?;
+        stmt.execute(params![id, seq, id_digest(id, seq)])?;
+    }
+    save_holds(tx, state)
+}
+
+fn save_holds(tx: &Transaction<'_>, state: &State) -> Result<(), ModelError> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR REPLACE INTO holds (seq, account, amount, dest, expires, digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for (seq, h) in state.holds() {
+        let seq = int(seq)?;
+        stmt.execute(params![
+            seq,
+            &*h.account,
+            h.amount.0.to_be_bytes(),
+            h.to.as_deref(),
+            h.expires.map(|e| e.to_string()),
+            hold_digest(seq, h)
+        ])?;
+    }
+    let mut gone = tx.prepare_cached("DELETE FROM holds WHERE seq = ?1")?;
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR REPLACE INTO ended (seq, by_seq, captured, amount, digest)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (seq, e) in state.ended_holds() {
+        let (seq, by) = (int(seq)?, int(e.by)?);
+        gone.execute([seq])?;
+        stmt.execute(params![
+            seq,
+            by,
+            e.captured,
+            e.amount.0.to_be_bytes(),
+            ended_digest(seq, by, &e)
+        ])?;
+    }
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR REPLACE INTO reversed (seq, by_seq, digest) VALUES (?1, ?2, ?3)",
+    )?;
+    for (of, by) in state.reversals() {
+        let (of, by) = (int(of)?, int(by)?);
+        stmt.execute(params![of, by, reversed_digest(of, by)])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Change, Event};
+    use crate::journal::line::LineHash;
+    use crate::journal::scan::Head;
+    use crate::journal::sidecar::Owner;
+    use crate::readmodel::ReadModel;
+
+    /// A model of one account `a` in EUR with 2.50, and its head.
+    fn model() -> (tempfile::TempDir, ReadModel, Head) {
+        let dir = tempfile::tempdir().expect("dir");
+        let journal = dir.path().join("j.jsonl");
+        let owner = Owner::of(&std::fs::metadata(dir.path()).expect("meta"));
+        let mut model = ReadModel::open(&journal, owner).expect("model");
+        let at = At::parse_canonical("2026-11-26T00:00:00.000000Z").expect("at");
+        let mut state = State::default();
+        let created = Change::AccountCreated {
+            account: "a".into(),
+            owner: None,
+            currency: Some("EUR".into()),
+            decimals: 2,
+        };
+        crate::domain::evolve(&mut state, &Event::new(1, at, created));
+        let deposit = Change::MoneyDeposited {
+            account: "a".into(),
+            amount: crate::money::Decimal::new(Amount(250), 2),
+        };
+        let event = Event {
+            id: Some("k".into()),
+            ..Event::new(2, at, deposit)
+        };
+        crate::domain::evolve(&mut state, &event);
+        let head = Head {
+            seq: 2,
+            hash: LineHash::of(b"x"),
+            end: 1000,
+            at,
+        };
+        model
+            .build(&state, head, LineHash::of(b"h"))
+            .expect("build");
+        (dir, model, head)
+    }
+
+    /// Rows forged with their digests recomputed, so that only the values
+    /// are wrong, are still refused: values no command could have left.
+    #[test]
+    fn forged_rows_with_values_no_command_accepts_are_refused() {
+        let (_dir, model, head) = model();
+        assert!(model.load_all(head).is_ok());
+        let c = model.conn().expect("conn");
+        let forge = |sql: &str| c.execute_batch(sql).expect("forge");
+        let unit = Unit {
+            currency: Some("EUR".into()),
+            decimals: 19,
+            deposited: Amount(250),
+            withdrawn: Amount::ZERO,
+            held: Amount(250),
+        };
+        forge(&format!(
+            "UPDATE units SET decimals = 19, digest = {}",
+            unit_digest(0, &unit)
+        ));
+        assert!(matches!(
+            model.load_all(head),
+            Err(ModelError::Malformed(_))
+        ));
+        let mut partial = model.base(head).expect("base");
+        assert!(model.load_accounts(&mut partial, ["a"]).is_err());
+    }
+
+    /// An account of 2.50 in unit 0.
+    fn account() -> Account {
+        Account::from(AccountForm {
+            owner: None,
+            unit: 0,
+            balance: Amount(250),
+            closed: false,
+            held: Amount::ZERO,
+            expiring: Vec::new(),
+            incoming: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn an_account_name_no_command_accepts_is_refused() {
+        let (_dir, model, head) = model();
+        let c = model.conn().expect("conn");
+        let forged = account_digest("a b", &account(), 0);
+        c.execute_batch(&format!(
+            "UPDATE accounts SET name = 'a b', digest = {forged}"
+        ))
+        .expect("forge");
+        let mut state = model.base(head).expect("base");
+        let err = crate::readmodel::rows::load_account(c, &mut state, "a b")
+            .and_then(|()| crate::readmodel::check(&state));
+        assert!(matches!(err, Err(ModelError::Malformed(_))), "{err:?}");
+    }
+
+    #[test]
+    fn a_key_changed_by_damage_is_seen_when_its_absence_is_asked() {
+        let (_dir, model, head) = model();
+        let c = model.conn().expect("conn");
+        // `k` became `j`: asking for `k` finds its neighbour's digest wrong.
+        c.execute_batch("UPDATE ids SET id = 'j'").expect("damage");
+        let mut state = model.base(head).expect("base");
+        assert!(load_id(c, &mut state, "k").is_err());
+        c.execute_batch("UPDATE accounts SET name = 'b'")
+            .expect("damage");
+        assert!(load_account(c, &mut state, "a").is_err());
+    }
+}

@@ -1,0 +1,457 @@
+//! The read model beside the journal (SPEC 7): used when valid, ignored
+//! (and the state rebuilt from the journal) when stale, damaged, another
+//! journal's or past a truncated end. Results always equal a full replay.
+
+use std::fs;
+use std::path::Path;
+
+use ledger::cmd::{Load, ReplayFrom, replay, state_at};
+use ledger::domain::{self, State};
+use ledger::journal::{Outcome, ReadJournal, Writer};
+use ledger::readmodel;
+use proptest::prelude::*;
+
+use crate::common::{TestEnv, create, request};
+
+/// Rebuilds the read model as of the state after event `seq`.
+pub fn model_at(path: &Path, seq: u64) {
+    let journal = ReadJournal::open(path).unwrap().unwrap();
+    let header = journal.header_head().unwrap();
+    let mut state = State::default();
+    let mut scanner = journal.scanner_from(header);
+    while state.seq() < seq {
+        let entry = scanner.next(&mut state, None).unwrap().unwrap();
+        domain::evolve(&mut state, &entry.event);
+    }
+    let (mut model, _) = journal.model().unwrap();
+    model.build(&state, scanner.head(), header.hash).unwrap();
+}
+
+/// The seq the read model covers, if it is valid.
+pub fn model_seq(path: &Path) -> Option<u64> {
+    let journal = ReadJournal::open(path).unwrap().unwrap();
+    journal
+        .model()
+        .and_then(|(_, covers)| covers)
+        .map(|h| h.seq)
+}
+
+/// Removes the read model and its SQLite companions.
+pub fn remove_model(path: &Path) {
+    let model = readmodel::path_of(path);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = model.clone().into_os_string();
+        name.push(suffix);
+        let _ = fs::remove_file(name);
+    }
+}
+
+/// Runs `sql` on the read model, as a hand (or damage) would.
+fn tamper(path: &Path, sql: &str) {
+    let db = rusqlite::Connection::open(readmodel::path_of(path)).unwrap();
+    db.execute_batch(sql).unwrap();
+}
+
+fn full_replay(path: &Path) -> State {
+    replay(path, ReplayFrom::Start, |_, _| Ok(())).unwrap()
+}
+
+/// a: 50 - 10 - 20 + 5 = 25.00, b: 10.00
+fn ledger() -> TestEnv {
+    TestEnv::with(&[
+        "create a",
+        "create b",
+        "deposit a 50",
+        "transfer a b 10",
+        "withdraw a 20",
+        "deposit a 5",
+    ])
+}
+
+#[test]
+fn a_valid_model_is_read_instead_of_the_lines_it_covers() {
+    let env = ledger();
+    model_at(&env.journal, 5);
+    assert_eq!(model_seq(&env.journal), Some(5));
+    // Edit line 4 (seq 3) without changing its length: a full replay refuses
+    // the journal, a replay from the model never reads that line.
+    let edited = String::from_utf8(env.bytes()).unwrap().replacen(
+        r#""amount":"50.00""#,
+        r#""amount":"60.00""#,
+        1,
+    );
+    env.write(edited);
+    assert_eq!(env.balance_of("a"), "25.00");
+    env.ok("deposit a 1");
+    env.cmd().arg("verify").assert().code(3);
+    remove_model(&env.journal);
+    env.cmd().arg("balance").assert().code(3);
+    env.cmd().args(["deposit", "a", "1"]).assert().code(3);
+}
+
+#[test]
+fn a_stale_model_is_extended_by_the_lines_after_it_and_caught_up() {
+    let env = ledger();
+    model_at(&env.journal, 3);
+    assert_eq!(model_seq(&env.journal), Some(3));
+    env.ok("withdraw b 4");
+    assert_eq!(model_seq(&env.journal), Some(7));
+    env.ok("create c");
+    assert_eq!(
+        (env.balance_of("a"), env.balance_of("b")),
+        ("25.00".into(), "6.00".into())
+    );
+    assert_eq!(
+        env.ok("deposit c 1"),
+        "seq 9: deposit 1.00 to c; balance c 1.00\n"
+    );
+    assert_eq!(model_seq(&env.journal), Some(9));
+    // A reader catches a model up too.
+    model_at(&env.journal, 2);
+    env.ok("balance a");
+    assert_eq!(model_seq(&env.journal), Some(9));
+    let full = full_replay(&env.journal);
+    assert_eq!(full.account("c").unwrap().balance.0, 100);
+    assert_eq!(state_at(&env.journal, None, Load::All).unwrap(), full);
+}
+
+/// A journal past [`readmodel::MODEL_AFTER_BYTES`]: `a` gets that many
+/// deposits of 1.00 with long memos.
+fn long_journal() -> (TestEnv, u64) {
+    let env = TestEnv::with(&["create a"]);
+    let memo = "m".repeat(500);
+    let lines = readmodel::MODEL_AFTER_BYTES / 500 + 1;
+    let batch: String = (0..lines)
+        .map(|_| format!("deposit a 1 --memo {memo}\n"))
+        .collect();
+    env.cmd()
+        .args(["batch", "-"])
+        .write_stdin(batch)
+        .assert()
+        .success();
+    (env, lines)
+}
+
+#[test]
+fn a_long_journal_gets_a_model_and_a_short_one_none() {
+    let env = ledger();
+    assert_eq!(env.balance_of("a"), "25.00");
+    env.ok("deposit b 1");
+    assert!(!readmodel::path_of(&env.journal).exists());
+    let (env, lines) = long_journal();
+    // The batch that made the journal long left a model; without it, the
+    // next command, reader or writer, builds one.
+    assert_eq!(model_seq(&env.journal), Some(lines + 1));
+    remove_model(&env.journal);
+    assert_eq!(env.balance_of("a"), format!("{lines}.00"));
+    assert_eq!(model_seq(&env.journal), Some(lines + 1));
+    remove_model(&env.journal);
+    env.ok("deposit a 1");
+    assert_eq!(model_seq(&env.journal), Some(lines + 2));
+    assert_eq!(
+        state_at(&env.journal, None, Load::All).unwrap(),
+        full_replay(&env.journal)
+    );
+}
+
+#[test]
+fn rows_changed_by_hand_or_damage_are_not_trusted() {
+    for sql in [
+        // A balance changed without its totals (or its digest).
+        "UPDATE accounts SET balance = x'00000000000000000000000000002513' WHERE name = 'a'",
+        // A value out of range.
+        "UPDATE accounts SET unit = 7 WHERE name = 'a'",
+        "UPDATE units SET decimals = 19",
+        "UPDATE units SET held = x'0102'",
+        // An account lost: `create a` would be appended twice.
+        "DELETE FROM accounts WHERE name = 'b'; UPDATE accounts SET digest = 0",
+        // The head moved to another line.
+        "UPDATE head SET seq = 5",
+        "UPDATE head SET line_end = line_end - 1",
+        "UPDATE head SET journal = 'x'",
+        "UPDATE head SET format = 'ledger-readmodel 0'",
+        "DROP TABLE holds",
+    ] {
+        let env = ledger();
+        model_at(&env.journal, 6);
+        tamper(&env.journal, sql);
+        let journal = env.bytes();
+        assert_eq!(env.balance_of("a"), "25.00", "{sql}");
+        assert_eq!(env.balance_of("b"), "10.00", "{sql}");
+        env.cmd().args(["create", "b"]).assert().code(1);
+        assert_eq!(env.bytes(), journal, "{sql}");
+        env.ok("deposit b 1");
+        assert_eq!(
+            state_at(&env.journal, None, Load::All).unwrap(),
+            full_replay(&env.journal),
+            "{sql}"
+        );
+    }
+}
+
+#[test]
+fn an_id_the_model_maps_to_the_wrong_line_is_checked_against_the_line() {
+    let env = TestEnv::with(&["create a", "deposit a 5 --id k1", "deposit a 7 --id k2"]);
+    model_at(&env.journal, 3);
+    tamper(&env.journal, "UPDATE ids SET seq = 3 WHERE id = 'k1'");
+    let out = env.ok("deposit a 5 --id k1");
+    assert!(out.starts_with("seq 2: "), "{out}");
+    assert_eq!(env.balance_of("a"), "12.00");
+}
+
+#[test]
+fn a_damaged_model_file_is_ignored() {
+    let env = ledger();
+    model_at(&env.journal, 6);
+    let path = readmodel::path_of(&env.journal);
+    // Fold the WAL into the file, so that the file holds every row.
+    tamper(&env.journal, "PRAGMA wal_checkpoint(TRUNCATE)");
+    let good = fs::read(&path).unwrap();
+    let mut flipped = good.clone();
+    for i in (100..flipped.len()).step_by(97) {
+        flipped[i] ^= 0x5a;
+    }
+    for damaged in [
+        flipped,
+        good[..good.len() / 2].to_vec(),
+        b"garbage".to_vec(),
+        Vec::new(),
+    ] {
+        remove_model(&env.journal);
+        fs::write(&path, &damaged).unwrap();
+        assert_eq!(env.balance_of("a"), "25.00");
+        env.ok("deposit b 1");
+    }
+    assert_eq!(env.balance_of("b"), "14.00");
+    assert_eq!(
+        state_at(&env.journal, None, Load::All).unwrap(),
+        full_replay(&env.journal)
+    );
+}
+
+#[test]
+fn another_journals_model_is_ignored() {
+    let other = TestEnv::new();
+    other.ok("create a");
+    other.ok("deposit a 999");
+    model_at(&other.journal, 2);
+    let env = ledger();
+    remove_model(&env.journal);
+    tamper(&other.journal, "PRAGMA wal_checkpoint(TRUNCATE)");
+    fs::copy(
+        readmodel::path_of(&other.journal),
+        readmodel::path_of(&env.journal),
+    )
+    .unwrap();
+    assert_eq!(model_seq(&env.journal), None);
+    assert_eq!(env.balance_of("a"), "25.00");
+}
+
+#[test]
+fn a_model_past_a_truncated_journal_is_ignored() {
+    let env = ledger();
+    model_at(&env.journal, 6);
+    let lines = env.lines();
+    env.write(lines[..5].join("\n") + "\n");
+    assert_eq!(model_seq(&env.journal), None);
+    // Without seq 5 and 6: a = 50 - 10.
+    assert_eq!(env.balance_of("a"), "40.00");
+    // The journal was then rewritten to the same length with other content.
+    let env = ledger();
+    model_at(&env.journal, 6);
+    let text = String::from_utf8(env.bytes()).unwrap();
+    env.write(text.replace(r#""amount":"5.00""#, r#""amount":"6.00""#));
+    assert_eq!(model_seq(&env.journal), None);
+}
+
+#[test]
+fn as_of_before_the_model_replays_from_the_start() {
+    let env = ledger();
+    model_at(&env.journal, 6);
+    let at3: serde_json::Value = serde_json::from_str(&env.ok("balance --as-of 3 --json")).unwrap();
+    assert_eq!(at3["as_of_seq"], 3);
+    assert_eq!(at3["accounts"][0]["balance"], "50.00");
+    let at9: serde_json::Value = serde_json::from_str(&env.ok("balance --as-of 9 --json")).unwrap();
+    assert_eq!(at9["as_of_seq"], 6);
+}
+
+#[test]
+fn a_typo_is_answered_from_every_account_not_only_those_loaded() {
+    let env = TestEnv::with(&["create alice", "create bob"]);
+    let out = env.cmd().args(["deposit", "alcie", "1"]).assert().code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("did you mean alice"), "{stderr}");
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Deposit(usize, u16),
+    Transfer(usize, usize, u16),
+    Close(usize),
+    /// A hold on one account for another, expiring or not.
+    Hold(usize, usize, u16, bool),
+    /// Capture or release the event at this seq (if it is a hold).
+    Capture(u64),
+    Release(u64),
+    /// Reverse the event at this seq (if it is a movement).
+    Reverse(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0..3usize, 1u16..500).prop_map(|(a, c)| Op::Deposit(a, c)),
+        (0..3usize, 0..3usize, 1u16..500).prop_map(|(a, b, c)| Op::Transfer(a, b, c)),
+        (0..3usize).prop_map(Op::Close),
+        (0..3usize, 0..3usize, 1u16..200, any::<bool>())
+            .prop_map(|(a, b, c, e)| Op::Hold(a, b, c, e)),
+        (1u64..40).prop_map(Op::Capture),
+        (1u64..40).prop_map(Op::Release),
+        (1u64..40).prop_map(Op::Reverse),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// The model at any seq plus the lines after it equals a full replay,
+    /// holds and reversals included; and a partial view of the accounts
+    /// holds exactly their entries in the full state.
+    #[test]
+    fn model_plus_tail_equals_full_replay(ops in proptest::collection::vec(op(), 1..40), at in 0.0f64..1.0) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        run_ops(&path, &ops, false);
+        let full = full_replay(&path);
+        let k = ((full.seq() as f64) * at) as u64 + 1;
+        model_at(&path, k.min(full.seq()));
+        prop_assert_eq!(model_seq(&path), Some(k.min(full.seq())));
+        model_at(&path, k.min(full.seq()));
+        let names: Vec<String> = NAMES.iter().map(|n| n.to_string()).collect();
+        let partial = state_at(&path, None, Load::Accounts(&names)).unwrap();
+        for name in NAMES {
+            prop_assert_eq!(partial.account(name), full.account(name));
+        }
+        for (seq, hold) in partial.holds() {
+            prop_assert_eq!(full.hold(seq), Some(hold));
+        }
+        prop_assert_eq!(partial.units(), full.units());
+        prop_assert_eq!(partial.seq(), full.seq());
+        model_at(&path, k.min(full.seq()));
+        prop_assert_eq!(state_at(&path, None, Load::All).unwrap(), full);
+    }
+
+    /// Deciding on the partial state the model loads gives exactly what
+    /// deciding on the whole state gives: the same outcome or refusal for
+    /// every command, the same ledger at the end.
+    #[test]
+    fn writes_through_the_model_decide_as_on_the_whole_state(ops in proptest::collection::vec(op(), 1..40)) {
+        let dir = tempfile::tempdir().unwrap();
+        let (cached, replayed) = (dir.path().join("cached.jsonl"), dir.path().join("replayed.jsonl"));
+        let with_model = run_ops(&cached, &ops, false);
+        let without = run_ops(&replayed, &ops, true);
+        prop_assert_eq!(with_model, without);
+        prop_assert_eq!(facts(&full_replay(&cached)), facts(&full_replay(&replayed)));
+        prop_assert_eq!(state_at(&cached, None, Load::All).unwrap(), full_replay(&cached));
+    }
+}
+
+const NAMES: [&str; 3] = ["a", "b", "c"];
+
+/// Everything a state knows but the time of its last event (two journals
+/// written by the same commands at different instants).
+fn facts(state: &State) -> String {
+    let mut accounts: Vec<_> = state
+        .accounts()
+        .map(|(n, a)| format!("{n} {a:?}"))
+        .collect();
+    let mut ids: Vec<_> = state.ids().collect();
+    let mut holds: Vec<_> = state.holds().map(|(s, h)| format!("{s} {h:?}")).collect();
+    let mut ended: Vec<_> = state.ended_holds().collect();
+    let mut reversals: Vec<_> = state.reversals().collect();
+    accounts.sort();
+    ids.sort();
+    holds.sort();
+    ended.sort_by_key(|(seq, _)| *seq);
+    reversals.sort();
+    format!(
+        "{} {accounts:?} {:?} {ids:?} {holds:?} {ended:?} {reversals:?}",
+        state.seq(),
+        state.units()
+    )
+}
+
+/// Creates the accounts, then applies each op as its own command (with a
+/// model, which each command then keeps up to date, unless
+/// `without_model`: a journal this short gets none of its own); returns
+/// each outcome, or the refusal's text.
+fn run_ops(path: &Path, ops: &[Op], without_model: bool) -> Vec<Result<Outcome, String>> {
+    let mut writer = Writer::open(path).unwrap();
+    for (i, name) in NAMES.iter().enumerate() {
+        let id = format!("create-{i}");
+        let request = ledger::domain::Request {
+            id: Some(&id),
+            ..request(create(name))
+        };
+        assert_eq!(
+            writer.apply(&request).unwrap(),
+            Outcome::Appended(i as u64 + 1)
+        );
+    }
+    writer.commit().unwrap();
+    drop(writer);
+    if !without_model {
+        model_at(path, NAMES.len() as u64);
+    }
+    let mut outcomes = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        let amount = |c: u16| {
+            ledger::money::Decimal::parse_positive(&format!("{}.{:02}", c / 100, c % 100)).unwrap()
+        };
+        use ledger::domain::{Command, Target};
+        // The library takes the real clock here: an expiry far ahead puts
+        // the hold on its account's list of expiring holds all the same.
+        let expires = ledger::time::At::parse_instant("2999-01-01T00:00:00Z").ok();
+        let command = match *op {
+            Op::Deposit(a, c) => Command::Deposit {
+                account: NAMES[a],
+                amount: amount(c),
+            },
+            Op::Transfer(a, b, c) => Command::Transfer {
+                from: NAMES[a],
+                to: NAMES[b],
+                amount: amount(c),
+            },
+            Op::Close(a) => Command::Close { account: NAMES[a] },
+            Op::Hold(a, b, c, e) => Command::Hold {
+                account: NAMES[a],
+                amount: amount(c),
+                to: (a != b).then_some(NAMES[b]),
+                expires: if e { expires } else { None },
+            },
+            Op::Capture(seq) => Command::Capture {
+                target: Target::Seq(seq),
+                amount: None,
+            },
+            Op::Release(seq) => Command::Release {
+                target: Target::Seq(seq),
+            },
+            Op::Reverse(seq) => Command::Reverse {
+                target: Target::Seq(seq),
+                original: None,
+            },
+        };
+        let mut writer = Writer::open(path).unwrap();
+        // Every third op repeats an earlier op's id: a repeat or a reuse.
+        let id = format!("op-{}", if i % 3 == 2 { i / 2 } else { i });
+        let request = ledger::domain::Request {
+            id: Some(&id),
+            ..request(command)
+        };
+        let outcome = writer.apply(&request).map_err(|e| e.to_string());
+        if outcome.is_ok() {
+            writer.commit().unwrap();
+        }
+        outcomes.push(outcome);
+    }
+    outcomes
+}
