@@ -126,10 +126,12 @@ pub enum ReplayFrom {
     StartLocked,
 }
 
-/// Which entries of the state a command reads.
+/// Which entries of the state a command reads (the ids, reversals and
+/// ended holds come only as replaying the lines after the read model needs
+/// them: see [`state_at`]).
 #[derive(Debug, Clone, Copy)]
 pub enum Load<'a> {
-    /// Every entry.
+    /// Every account, with the open holds.
     All,
     /// These accounts (and the holds on them): a partial state.
     Accounts(&'a [String]),
@@ -215,19 +217,14 @@ pub fn state_at(path: &Path, as_of: Option<AsOf>, load: Load<'_>) -> Result<Stat
         .filter(|head| as_of.is_none_or(|b| b.includes_prefix(head.seq, head.at) == Some(true)));
     if let (Some((m, _)), Some(from)) = (&mut model, usable) {
         let base = match load {
-            Load::All => m.load_all(from),
+            Load::All => m.load_every_account(from),
             Load::Accounts(names) => m.base(from).and_then(|mut state| {
                 m.load_accounts(&mut state, names.iter().map(String::as_str))?;
                 Ok(state)
             }),
         };
-        let partial = matches!(load, Load::Accounts(_));
         let read = base.map_err(JournalError::from).and_then(|base| {
-            let scanner = journal.scanner_from(from);
-            let replay = match partial {
-                true => Replay::with_model(scanner, base, m),
-                false => Replay::new(scanner, base),
-            };
+            let replay = Replay::with_model(journal.scanner_from(from), base, m);
             replay_as_of(replay, as_of)
         });
         match read {
@@ -235,7 +232,9 @@ pub fn state_at(path: &Path, as_of: Option<AsOf>, load: Load<'_>) -> Result<Stat
                 if let Some(torn) = torn {
                     warn_torn(path, torn);
                 }
-                if head != from {
+                // Catching the model up is worth a few rows, not every
+                // account's: a writer does it for those.
+                if head != from && matches!(load, Load::Accounts(_)) {
                     let _ = m.save(&state, Some(from), head, header.hash);
                 }
                 return Ok(snapshot.unwrap_or(state));
@@ -285,21 +284,36 @@ fn valid_end(journal: &ReadJournal, header: Head) -> Result<(u64, State), Error>
     let mut model = journal.model();
     let covered = model.as_ref().and_then(|(_, covers)| *covers);
     let cached = match (&model, covered) {
-        (Some((m, _)), Some(from)) => m.load_all(from).ok().map(|state| (state, from)),
+        (Some((m, _)), Some(from)) => m
+            .load_every_account(from)
+            .ok()
+            .map(|state| (m, state, from)),
         _ => None,
     };
-    let (state, start) = cached.unwrap_or((State::default(), header));
-    let mut replay = Replay::new(journal.scanner_from(start), state);
-    replay.run()?;
-    let (state, head, torn) = replay.finish();
+    // Every account, for the widths; from the model, the rest as needed.
+    let read = cached.map(|(m, state, from)| {
+        let mut replay = Replay::with_model(journal.scanner_from(from), state, m);
+        replay.run().map(|()| (replay.finish(), from))
+    });
+    let ((state, head, torn), start) = match read {
+        Some(Ok(read)) => read,
+        Some(Err(JournalError::Model(_) | JournalError::Corrupt { .. })) | None => {
+            let mut replay = Replay::new(journal.scanner_from(header), State::default());
+            replay.run()?;
+            (replay.finish(), header)
+        }
+        Some(Err(e)) => return Err(e.into()),
+    };
     if let Some(torn) = torn {
         warn_torn(journal.path(), torn);
     }
-    if head != start
+    // A model rebuilt from the whole journal is worth writing; catching
+    // one up would write every account back, which a writer does cheaper.
+    if start == header
+        && head != start
         && let Some((m, _)) = &mut model
     {
-        let from = covered.filter(|from| *from == start);
-        let _ = m.save(&state, from, head, header.hash);
+        let _ = m.save(&state, None, head, header.hash);
     }
     let end = head.end;
     journal.unlock()?;

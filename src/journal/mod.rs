@@ -1021,42 +1021,78 @@ fn read_exact_at(
 pub fn find_line(file: &File, path: &Path, len: u64, seq: u64) -> Result<Vec<u8>, JournalError> {
     use std::os::unix::fs::FileExt;
     const WINDOW: u64 = 64 * 1024;
+    // Most lines are a few hundred bytes: a probe reads this much first.
+    const PROBE: u64 = 4096;
     let read = |offset: u64, size: u64| -> Result<Vec<u8>, JournalError> {
         let mut buf = vec![0u8; usize::try_from(size.min(len - offset)).unwrap_or(0)];
         file.read_exact_at(&mut buf, offset)
             .map_err(|e| JournalError::io(path, "read", e))?;
         Ok(buf)
     };
-    let seq_of = line::seq_of;
+    // The line that starts after the first `\n` at or past `at`: where it
+    // starts and its bytes (without `\n`), or `None` past the end.
+    let line_after = |at: u64| -> Result<Option<(u64, Vec<u8>)>, JournalError> {
+        let mut chunk = read(at, PROBE)?;
+        let mut nl = memchr::memchr(b'\n', &chunk);
+        if nl.is_none() {
+            chunk = read(at, MAX_LINE as u64 + 1)?;
+            nl = memchr::memchr(b'\n', &chunk);
+        }
+        let Some(nl) = nl else { return Ok(None) };
+        let start = at + nl as u64 + 1;
+        let mut line = chunk.split_off(nl + 1);
+        if !line.contains(&b'\n') {
+            line = read(start, MAX_LINE as u64 + 1)?;
+        }
+        let end = memchr::memchr(b'\n', &line).unwrap_or(line.len());
+        line.truncate(end);
+        Ok(Some((start, line)))
+    };
     let not_found = || JournalError::Corrupt {
         path: path.to_owned(),
         line: seq + 1,
         reason: format!("event {seq} is missing"),
     };
-    // Invariant: the wanted line starts in [lo, hi), and lo is a line start.
+    // Invariant: the wanted line starts in [lo, hi), and lo is a line
+    // start. Seqs grow with offsets at a rate close to the average line's
+    // length, so a probe aims where `seq` should be between the seqs found
+    // at `lo` and `hi` (then in the middle, every other time, so that
+    // lines of very different lengths cannot slow it down much).
     let (mut lo, mut hi) = (0u64, len);
+    let (mut lo_seq, mut hi_seq) = (0u64, None::<u64>);
+    let mut aim = true;
     while hi - lo > WINDOW {
-        let mid = lo + (hi - lo) / 2;
-        let chunk = read(mid, MAX_LINE as u64 + 1)?;
-        let Some(nl) = memchr::memchr(b'\n', &chunk) else {
+        let mid = match hi_seq {
+            Some(top) if aim && top > seq && seq > lo_seq => {
+                let span = u128::from(hi - lo) * u128::from(seq - lo_seq);
+                let share = u64::try_from(span / u128::from(top - lo_seq)).unwrap_or(0);
+                // Aim a little early: the probe finds the line after.
+                (lo + share)
+                    .saturating_sub(PROBE / 2)
+                    .clamp(lo, hi - WINDOW / 2)
+            }
+            _ => lo + (hi - lo) / 2,
+        };
+        aim = !aim;
+        let Some((start, line)) = line_after(mid)? else {
             break;
         };
-        let start = mid + nl as u64 + 1;
-        let head = read(start, 32)?;
-        match seq_of(&head) {
-            Some(s) if s == seq => {
-                let line = read(start, MAX_LINE as u64 + 1)?;
-                let end = memchr::memchr(b'\n', &line).unwrap_or(line.len());
-                return Ok(line[..end].to_vec());
+        match line::seq_of(&line) {
+            Some(s) if s == seq => return Ok(line),
+            Some(s) if s < seq => (lo, lo_seq) = (start, s),
+            // No line starts between `mid` and `hi`: the wanted one starts
+            // at or before `mid`.
+            s => {
+                hi = if start < hi { start } else { mid + 1 };
+                hi_seq = s.or(hi_seq);
             }
-            Some(s) if s < seq => lo = start,
-            _ => hi = start,
         }
     }
-    let window = read(lo, hi - lo)?;
+    // The wanted line starts before `hi` but may end after it.
+    let window = read(lo, hi - lo + MAX_LINE as u64 + 1)?;
     window
         .split(|&b| b == b'\n')
-        .find(|l| seq_of(l) == Some(seq))
+        .find(|l| line::seq_of(l) == Some(seq))
         .map(<[u8]>::to_vec)
         .ok_or_else(not_found)
 }
@@ -1067,6 +1103,38 @@ mod tests {
     use crate::domain::{Command, Request, Target};
     use crate::money::Decimal;
     use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// Every line of a file of lines of any lengths (a header, then
+        /// seqs 1..=n) is found by seq, and a seq past the end is not.
+        #[test]
+        fn find_line_finds_every_seq(lens in proptest::collection::vec(
+            prop_oneof![8 => 10usize..400, 1 => 400usize..MAX_LINE - 16],
+            1..300,
+        )) {
+            let dir = tempfile::tempdir().expect("dir");
+            let path = dir.path().join("j.jsonl");
+            let mut bytes = b"{\"format\":\"ledger-journal\"}\n".to_vec();
+            let mut lines = Vec::new();
+            for (i, len) in lens.iter().enumerate() {
+                let mut line = format!("{{\"seq\":{},", i + 1).into_bytes();
+                line.resize(line.len().max(*len), b'x');
+                bytes.extend_from_slice(&line);
+                bytes.push(b'\n');
+                lines.push(line);
+            }
+            std::fs::write(&path, &bytes).expect("write");
+            let file = File::open(&path).expect("open");
+            let len = bytes.len() as u64;
+            for (i, line) in lines.iter().enumerate() {
+                let found = find_line(&file, &path, len, i as u64 + 1).expect("found");
+                prop_assert_eq!(&found, line);
+            }
+            prop_assert!(find_line(&file, &path, len, lines.len() as u64 + 1).is_err());
+        }
+    }
 
     /// A request with no options.
     pub(in crate::journal) fn request(command: Command<'_>) -> Request<'_> {

@@ -197,7 +197,18 @@ impl ReadModel {
         Ok(State::at_head(head.seq, at, rows::units(self.conn()?)?))
     }
 
-    /// The whole state at `head`, for the commands that need every entry.
+    /// The state at `head` with every account and open hold (not the ids,
+    /// reversals and ended holds, which come only as needed: replay the
+    /// lines after `head` with [`crate::journal::scan::Replay::with_model`]).
+    pub fn load_every_account(&self, head: Head) -> Result<State, ModelError> {
+        let mut state = self.base(head)?;
+        rows::load_every_account(self.conn()?, &mut state)?;
+        check(&state)?;
+        Ok(state)
+    }
+
+    /// The whole state at `head`, for a reader that goes on folding new
+    /// events into it after the model may have moved on (a follower).
     pub fn load_all(&self, head: Head) -> Result<State, ModelError> {
         let mut state = self.base(head)?;
         rows::load_all(self.conn()?, &mut state)?;

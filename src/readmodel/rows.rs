@@ -395,6 +395,12 @@ pub fn load_hold(c: &Connection, state: &mut State, seq: u64) -> Result<(), Mode
 
 /// Loads every entry.
 pub fn load_all(c: &Connection, state: &mut State) -> Result<(), ModelError> {
+    load_every_account(c, state)?;
+    load_the_rest(c, state)
+}
+
+/// Loads every account, with the open holds.
+pub fn load_every_account(c: &Connection, state: &mut State) -> Result<(), ModelError> {
     let mut stmt =
         c.prepare("SELECT seq, account, amount, dest, expires, digest FROM holds ORDER BY seq")?;
     let mut rows = stmt.query([])?;
@@ -426,6 +432,11 @@ pub fn load_all(c: &Connection, state: &mut State) -> Result<(), ModelError> {
     for (seq, hold) in holds {
         state.load_hold(seq, hold);
     }
+    Ok(())
+}
+
+/// Loads the ids, reversals and ended holds.
+fn load_the_rest(c: &Connection, state: &mut State) -> Result<(), ModelError> {
     let mut stmt = c.prepare("SELECT id, seq, digest FROM ids")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {

@@ -379,7 +379,8 @@ proptest! {
         apply(&mut bytes, &edits);
         fs::write(&model, &bytes).expect("damage");
         let from_model = state_at(&path, None, Load::All).expect("replay");
-        prop_assert_eq!(from_model, full.clone());
+        let accounts_of = crate::readmodel::accounts_of;
+        prop_assert_eq!(accounts_of(&from_model), accounts_of(&full));
         let names = ["a".to_owned(), "b".to_owned()];
         let partial = state_at(&path, None, Load::Accounts(&names)).expect("replay");
         for name in &names {
