@@ -24,7 +24,7 @@ use ids::Ids;
 
 /// An account as the ledger knows it: 32 bytes, since a ledger may hold
 /// millions; the owner and holds that few accounts have are kept apart.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(from = "AccountForm", into = "AccountForm")]
 pub struct Account {
     /// Its balance in minor units; never negative.
@@ -94,6 +94,22 @@ impl Account {
 
     fn more(&mut self) -> &mut More {
         self.more.get_or_insert_default()
+    }
+}
+
+/// Every field by value, whether or not `more` is allocated (as
+/// [`PartialEq`] compares them).
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("owner", &self.owner())
+            .field("unit", &self.unit)
+            .field("balance", &self.balance)
+            .field("closed", &self.closed)
+            .field("held", &self.held())
+            .field("expiring", &self.expiring())
+            .field("incoming", &self.incoming())
+            .finish()
     }
 }
 
