@@ -16,24 +16,174 @@ use crate::input::{self, InputError};
 use crate::money::{Amount, AmountError, Decimal};
 use crate::time::{At, Day};
 
-/// An account as the ledger knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+mod accounts;
+mod ids;
+
+use accounts::Accounts;
+use ids::Ids;
+
+/// An account as the ledger knows it: 32 bytes, since a ledger may hold
+/// millions; the owner and holds that few accounts have are kept apart.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(from = "AccountForm", into = "AccountForm")]
 pub struct Account {
+    /// Its balance in minor units; never negative.
+    pub balance: Amount,
+    /// Index of its currency and decimals in [`State::units`].
+    pub unit: u32,
+    /// Closed accounts accept no movement.
+    pub closed: bool,
+    more: Option<Box<More>>,
+}
+
+/// What an account has when it has an owner or has had holds.
+#[derive(Debug, Clone, Default)]
+struct More {
+    owner: Option<Box<str>>,
+    held: Amount,
+    expiring: Vec<u64>,
+    incoming: Vec<u64>,
+}
+
+impl Account {
+    fn new(owner: Option<&str>, unit: u32) -> Account {
+        Account {
+            balance: Amount::ZERO,
+            unit,
+            closed: false,
+            more: owner.map(|owner| {
+                Box::new(More {
+                    owner: Some(owner.into()),
+                    ..More::default()
+                })
+            }),
+        }
+    }
+
+    /// Who holds it, if said.
+    pub fn owner(&self) -> Option<&str> {
+        self.more.as_ref()?.owner.as_deref()
+    }
+
+    /// The sum of its open holds (neither captured nor released; an
+    /// expired one stays open until released, but no longer counts).
+    pub fn held(&self) -> Amount {
+        self.more.as_ref().map_or(Amount::ZERO, |m| m.held)
+    }
+
+    /// Its open holds that have an expiry, which time alone may free.
+    pub fn expiring(&self) -> &[u64] {
+        self.more.as_ref().map_or(&[], |m| &m.expiring)
+    }
+
+    /// Open holds whose capture would credit it.
+    pub fn incoming(&self) -> &[u64] {
+        self.more.as_ref().map_or(&[], |m| &m.incoming)
+    }
+
+    /// [`Account::expiring`], to change (an account read from a cache
+    /// is given its holds this way).
+    pub fn expiring_mut(&mut self) -> &mut Vec<u64> {
+        &mut self.more().expiring
+    }
+
+    /// [`Account::incoming`], to change.
+    pub fn incoming_mut(&mut self) -> &mut Vec<u64> {
+        &mut self.more().incoming
+    }
+
+    fn more(&mut self) -> &mut More {
+        self.more.get_or_insert_default()
+    }
+}
+
+/// Every field by value, whether or not `more` is allocated (as
+/// [`PartialEq`] compares them).
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("owner", &self.owner())
+            .field("unit", &self.unit)
+            .field("balance", &self.balance)
+            .field("closed", &self.closed)
+            .field("held", &self.held())
+            .field("expiring", &self.expiring())
+            .field("incoming", &self.incoming())
+            .finish()
+    }
+}
+
+/// Equal when every field is, whether or not `more` is allocated.
+impl PartialEq for Account {
+    fn eq(&self, other: &Account) -> bool {
+        self.balance == other.balance
+            && self.unit == other.unit
+            && self.closed == other.closed
+            && self.owner() == other.owner()
+            && self.held() == other.held()
+            && self.expiring() == other.expiring()
+            && self.incoming() == other.incoming()
+    }
+}
+
+impl Eq for Account {}
+
+/// An account field by field, as it is saved, and as a cache that reads
+/// one back builds it (then `Account::from`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountForm {
     /// Who holds it, if said.
     pub owner: Option<Box<str>>,
     /// Index of its currency and decimals in [`State::units`].
-    pub unit: usize,
-    /// Its balance in minor units; never negative.
+    pub unit: u32,
+    /// Its balance in minor units.
     pub balance: Amount,
-    /// Closed accounts accept no movement.
+    /// Whether it is closed.
     pub closed: bool,
-    /// The sum of its open holds (neither captured nor released; an
-    /// expired one stays open until released, but no longer counts).
+    /// The sum of its open holds.
     pub held: Amount,
-    /// Its open holds that have an expiry, which time alone may free.
+    /// Its open holds that have an expiry.
     pub expiring: Vec<u64>,
     /// Open holds whose capture would credit it.
     pub incoming: Vec<u64>,
+}
+
+impl From<AccountForm> for Account {
+    fn from(f: AccountForm) -> Account {
+        let more = (f.owner.is_some()
+            || f.held != Amount::ZERO
+            || !f.expiring.is_empty()
+            || !f.incoming.is_empty())
+        .then(|| {
+            Box::new(More {
+                owner: f.owner,
+                held: f.held,
+                expiring: f.expiring,
+                incoming: f.incoming,
+            })
+        });
+        Account {
+            balance: f.balance,
+            unit: f.unit,
+            closed: f.closed,
+            more,
+        }
+    }
+}
+
+impl From<Account> for AccountForm {
+    fn from(a: Account) -> AccountForm {
+        let more = a.more.map(|m| *m).unwrap_or_default();
+        AccountForm {
+            owner: more.owner,
+            unit: a.unit,
+            balance: a.balance,
+            closed: a.closed,
+            held: more.held,
+            expiring: more.expiring,
+            incoming: more.incoming,
+        }
+    }
 }
 
 /// An open hold (SPEC 11).
@@ -86,11 +236,9 @@ pub struct Unit {
 /// Everything the rules need to know, built by folding events with [`evolve`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
-    // Fx hashing: replay looks accounts up several times per event, and
-    // SipHash's flooding resistance buys nothing for a local file.
-    accounts: FxHashMap<Box<str>, Account>,
+    accounts: Accounts,
     units: Vec<Unit>,
-    ids: FxHashMap<Box<str>, u64>,
+    ids: Ids,
     /// Each movement that was reversed, with the seq of its reversal.
     reversed: FxHashMap<u64, u64>,
     /// Open holds by the seq of their `FundsHeld`.
@@ -121,6 +269,32 @@ impl PartialEq for UnitIndex {
 impl Eq for UnitIndex {}
 
 impl State {
+    /// An empty state that keeps fingerprints of `--id`s rather than the
+    /// ids themselves (about 7 bytes an id; see `domain::ids`), for a
+    /// replay that only checks: in it, [`State::id_seq`] and so [`decide`]'s
+    /// [`Decision::Repeat`] are suspicions, which the replay confirms from
+    /// the journal (and [`State::learn_id`] settles). It cannot be saved.
+    pub fn fingerprinting() -> State {
+        State {
+            ids: Ids::fingerprinting(),
+            ..State::default()
+        }
+    }
+
+    /// A fingerprinting state in which most ids share their fingerprint.
+    #[cfg(test)]
+    pub(crate) fn fingerprinting_colliding() -> State {
+        State {
+            ids: Ids::colliding(),
+            ..State::default()
+        }
+    }
+
+    /// Whether it keeps fingerprints of ids ([`State::fingerprinting`]).
+    pub fn is_fingerprinting(&self) -> bool {
+        self.ids.is_fingerprinting()
+    }
+
     /// The seq of the last event folded in (0 for none).
     pub fn seq(&self) -> u64 {
         self.seq
@@ -145,7 +319,7 @@ impl State {
 
     /// Every account, in no particular order.
     pub fn accounts(&self) -> impl Iterator<Item = (&str, &Account)> {
-        self.accounts.iter().map(|(k, v)| (&**k, v))
+        self.accounts.iter()
     }
 
     /// The currencies in order of first use.
@@ -155,12 +329,34 @@ impl State {
 
     /// The unit (currency and decimals) of an account.
     pub fn unit_of(&self, account: &Account) -> &Unit {
-        &self.units[account.unit]
+        &self.units[account.unit as usize]
     }
 
-    /// The seq of the event written with this `--id`.
+    /// The seq of the event written with this `--id`. In a fingerprinting
+    /// state, the first seq of an event that may have been: one whose id
+    /// has the same fingerprint, until the replay confirms it.
     pub fn id_seq(&self, id: &str) -> Option<u64> {
-        self.ids.get(id).copied()
+        self.ids.get(id, self.seq)
+    }
+
+    /// Every seq at which `id` may have been used (one, unless the state
+    /// is fingerprinting and the journal has more than 16,777,215 events).
+    pub fn id_suspects(&self, id: &str) -> impl Iterator<Item = u64> {
+        self.ids.suspects(id, self.seq)
+    }
+
+    /// Whether `a` and `b` have the same fingerprint in a fingerprinting
+    /// state (and so may be taken for each other until one is learnt).
+    pub fn share_id_print(&self, a: &str, b: &str) -> bool {
+        self.ids.same_print(a, b)
+    }
+
+    /// Learns from the journal that the event at `seq`, which the
+    /// fingerprint of `id` points to, was written with `id`; from then on
+    /// the ids that only share that fingerprint are not suspected. `false`
+    /// if the state had no such fingerprint to settle.
+    pub fn learn_id(&mut self, id: &str, seq: u64) -> bool {
+        self.ids.learn(id, seq)
     }
 
     /// The open hold placed at `seq`.
@@ -181,12 +377,12 @@ impl State {
     /// The money of `account` that active holds reserve at instant `at`.
     pub fn held_at(&self, account: &Account, at: At) -> Amount {
         let lapsed = account
-            .expiring
+            .expiring()
             .iter()
             .filter_map(|s| self.holds.get(s))
             .filter(|h| !h.active_at(at))
             .fold(0i128, |sum, h| sum.saturating_add(h.amount.0));
-        Amount(account.held.0.saturating_sub(lapsed))
+        Amount(account.held().0.saturating_sub(lapsed))
     }
 
     /// The seq of the event that reversed the movement at `seq`, if any.
@@ -217,8 +413,8 @@ impl State {
             return Some(problem);
         }
         let mut sums = vec![Amount::ZERO; self.units.len()];
-        for (name, account) in &self.accounts {
-            let Some(sum) = sums.get_mut(account.unit) else {
+        for (name, account) in self.accounts.iter() {
+            let Some(sum) = sums.get_mut(account.unit as usize) else {
                 return Some(format!("account {name} has no currency"));
             };
             if account.balance < Amount::ZERO {
@@ -229,12 +425,12 @@ impl State {
                 None => {
                     return Some(format!(
                         "the balances of {} overflow",
-                        unit_name(&self.units[account.unit])
+                        unit_name(&self.units[account.unit as usize])
                     ));
                 }
             }
         }
-        if let Some((id, seq)) = self.ids.iter().find(|(_, seq)| **seq > self.seq) {
+        if let Some((id, seq)) = self.ids.named().find(|(_, seq)| *seq > self.seq) {
             return Some(format!(
                 "id {id} is recorded at seq {seq}, after the last event"
             ));
@@ -244,11 +440,11 @@ impl State {
                 return Some(format!("hold {seq} is on an unknown account"));
             };
             if hold.amount <= Amount::ZERO
-                || !account.expiring.contains(seq) && hold.expires.is_some()
+                || !account.expiring().contains(seq) && hold.expires.is_some()
                 || hold.to.as_ref().is_some_and(|to| {
                     self.accounts
                         .get(to)
-                        .is_none_or(|t| !t.incoming.contains(seq))
+                        .is_none_or(|t| !t.incoming().contains(seq))
                 })
             {
                 return Some(format!("hold {seq} is not recorded on its accounts"));
@@ -262,7 +458,7 @@ impl State {
         if let Some((name, _)) = self
             .accounts
             .iter()
-            .find(|(name, a)| held.get(&***name).copied().unwrap_or(0) != a.held.0)
+            .find(|(name, a)| held.get(name).copied().unwrap_or(0) != a.held().0)
         {
             return Some(format!("the held money of {name} does not add up"));
         }
@@ -292,13 +488,13 @@ impl State {
     /// keeps a hand-edited checkpoint (decimals 19, a name with a space)
     /// from reaching a writer, which would then append lines nothing reads.
     fn malformed(&self) -> Option<String> {
-        for (name, account) in &self.accounts {
-            let owner = account.owner.as_deref().map_or(Ok(()), input::owner);
+        for (name, account) in self.accounts.iter() {
+            let owner = account.owner().map_or(Ok(()), input::owner);
             if let Err(e) = input::account(name).and(owner) {
                 return Some(e.to_string());
             }
         }
-        if let Some(id) = self.ids.keys().find(|id| input::key(id).is_err()) {
+        if let Some((id, _)) = self.ids.named().find(|(id, _)| input::key(id).is_err()) {
             return Some(format!("'{id}' is not a valid id"));
         }
         let mut seen = rustc_hash::FxHashSet::default();
@@ -350,15 +546,17 @@ impl State {
     /// Adds an account read from a cache (nothing if it is there already:
     /// the state's own copy may have moved on).
     pub fn load_account(&mut self, name: &str, account: Account) -> Result<(), String> {
-        let owner = account.owner.as_deref().map_or(Ok(()), input::owner);
+        let owner = account.owner().map_or(Ok(()), input::owner);
         input::account(name).and(owner).map_err(|e| e.to_string())?;
-        if account.unit >= self.units.len() {
+        if account.unit as usize >= self.units.len() {
             return Err(format!("account {name} has no currency"));
         }
-        if account.balance < Amount::ZERO || account.held < Amount::ZERO {
+        if account.balance < Amount::ZERO || account.held() < Amount::ZERO {
             return Err(format!("account {name} has a negative balance"));
         }
-        self.accounts.entry(name.into()).or_insert(account);
+        if !self.accounts.contains(name) {
+            self.accounts.insert(name, account);
+        }
         Ok(())
     }
 
@@ -401,7 +599,7 @@ impl State {
                 "id {id} is recorded at seq {seq}, after the last event"
             ));
         }
-        self.ids.entry(id.into()).or_insert(seq);
+        self.ids.load(id, seq);
         Ok(())
     }
 
@@ -414,9 +612,10 @@ impl State {
         Ok(())
     }
 
-    /// Every `--id` with its seq, in no particular order.
+    /// Every `--id` with its seq, in no particular order (of a
+    /// fingerprinting state, only those it learnt by name).
     pub fn ids(&self) -> impl Iterator<Item = (&str, u64)> {
-        self.ids.iter().map(|(k, s)| (&**k, *s))
+        self.ids.named()
     }
 
     /// Every reversed movement with the seq of its reversal.
@@ -692,6 +891,9 @@ pub enum Rejection {
     /// `create` of a name already taken.
     #[error("account {0} already exists")]
     DuplicateAccount(String),
+    /// `create` past what a ledger can hold (4,294,967,295 accounts).
+    #[error("cannot create {0}: the ledger holds as many accounts as it can")]
+    TooManyAccounts(String),
     /// A movement on a closed account.
     #[error("account {0} is closed")]
     Closed(String),
@@ -868,7 +1070,9 @@ pub enum Rejection {
 ///
 /// Order of checks (SPEC 3): input rules, then the `--id` repeat check, then
 /// `--expect-seq`, then the ledger's rules.
-/// `at` is when the event would be recorded.
+/// `at` is when the event would be recorded. In a fingerprinting state
+/// ([`State::fingerprinting`]) a [`Decision::Repeat`] is a suspicion for
+/// the caller to settle from the journal.
 pub fn decide<'a>(state: &State, request: &Request<'a>, at: At) -> Result<Decision<'a>, Rejection> {
     request.validate()?;
     if let Some(seq) = request.id.and_then(|id| state.id_seq(id)) {
@@ -913,8 +1117,11 @@ fn movement<'a>(state: &State, command: &Command<'a>, at: At) -> Result<Change<'
             currency,
             decimals,
         } => {
-            if state.accounts.contains_key(account) {
+            if state.accounts.contains(account) {
                 return Err(Rejection::DuplicateAccount(account.to_owned()));
+            }
+            if !state.accounts.has_room_for(account) {
+                return Err(Rejection::TooManyAccounts(account.to_owned()));
             }
             Change::AccountCreated {
                 account: account.into(),
@@ -1276,7 +1483,7 @@ pub fn evolve(state: &mut State, event: &Event<'_>) {
     state.seq = event.seq;
     state.at = Some(event.at);
     if let Some(id) = &event.id {
-        state.ids.insert(id.as_ref().into(), event.seq);
+        state.ids.insert(id, event.seq);
     }
     if let Some(of) = event.reverses {
         state.reversed.insert(of, event.seq);
@@ -1308,18 +1515,10 @@ pub fn evolve(state: &mut State, event: &Event<'_>) {
                     state.units.len() - 1
                 }
             };
-            state.accounts.insert(
-                account.as_ref().into(),
-                Account {
-                    owner: owner.as_deref().map(Into::into),
-                    unit,
-                    balance: Amount::ZERO,
-                    closed: false,
-                    held: Amount::ZERO,
-                    expiring: Vec::new(),
-                    incoming: Vec::new(),
-                },
-            );
+            // Fewer units than accounts, which decide keeps within a u32.
+            let unit = u32::try_from(unit).unwrap_or(u32::MAX);
+            let opened = Account::new(owner.as_deref(), unit);
+            state.accounts.insert(account, opened);
         }
         Change::MoneyDeposited { account, amount } => {
             let amount = amount.units();
@@ -1343,7 +1542,7 @@ pub fn evolve(state: &mut State, event: &Event<'_>) {
             credit(state, to, amount);
         }
         Change::AccountClosed { account } => {
-            if let Some(acct) = state.accounts.get_mut(&**account) {
+            if let Some(acct) = state.accounts.get_mut(account) {
                 acct.closed = true;
             }
         }
@@ -1354,14 +1553,15 @@ pub fn evolve(state: &mut State, event: &Event<'_>) {
             expires,
         } => {
             let amount = amount.units();
-            if let Some(acct) = state.accounts.get_mut(&**account) {
-                acct.held = add(acct.held, amount);
+            if let Some(acct) = state.accounts.get_mut(account) {
+                let more = acct.more();
+                more.held = add(more.held, amount);
                 if expires.is_some() {
-                    acct.expiring.push(event.seq);
+                    more.expiring.push(event.seq);
                 }
             }
             if let Some(dst) = to.as_deref().and_then(|to| state.accounts.get_mut(to)) {
-                dst.incoming.push(event.seq);
+                dst.more().incoming.push(event.seq);
             }
             state.holds.insert(
                 event.seq,
@@ -1403,12 +1603,13 @@ fn end_hold(state: &mut State, hold: u64, by: u64, captured: bool) {
     let Some(h) = state.holds.remove(&hold) else {
         return;
     };
-    if let Some(acct) = state.accounts.get_mut(&*h.account) {
-        acct.held = add(acct.held, Amount(h.amount.0.saturating_neg()));
-        acct.expiring.retain(|s| *s != hold);
+    if let Some(acct) = state.accounts.get_mut(&h.account) {
+        let more = acct.more();
+        more.held = add(more.held, Amount(h.amount.0.saturating_neg()));
+        more.expiring.retain(|s| *s != hold);
     }
     if let Some(dst) = h.to.as_deref().and_then(|to| state.accounts.get_mut(to)) {
-        dst.incoming.retain(|s| *s != hold);
+        dst.more().incoming.retain(|s| *s != hold);
     }
     state.ended.insert(
         hold,
@@ -1424,7 +1625,7 @@ fn end_hold(state: &mut State, hold: u64, by: u64, captured: bool) {
 fn credit(state: &mut State, account: &str, amount: Amount) -> Option<usize> {
     let acct = state.accounts.get_mut(account)?;
     acct.balance = add(acct.balance, amount);
-    Some(acct.unit)
+    Some(acct.unit as usize)
 }
 
 fn add(a: Amount, b: Amount) -> Amount {
@@ -1523,7 +1724,7 @@ fn place_hold<'a>(
     {
         return Err(Rejection::ExpiresTooEarly { expires, at });
     }
-    acct.held
+    acct.held()
         .checked_add(minor)
         .ok_or_else(|| overflow(&format!("money held in {account}"), minor, unit.decimals))?;
     Ok(Change::FundsHeld {

@@ -218,7 +218,7 @@ impl<'a> BalanceReport<'a> {
 fn row<'a>(state: &'a State, name: &'a str, a: &'a Account, at: At) -> BalanceRow<'a> {
     BalanceRow {
         account: name,
-        owner: a.owner.as_deref(),
+        owner: a.owner(),
         unit: state.unit_of(a),
         balance: a.balance,
         held: state.held_at(a, at),

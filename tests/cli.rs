@@ -22,3 +22,4 @@ mod recovery;
 mod rejections;
 mod report;
 mod verify;
+mod verify_ids;

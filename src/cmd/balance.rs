@@ -175,7 +175,7 @@ impl DayView {
                 let (balance, closed) = self.accounts.get(name).copied().unwrap_or_default();
                 BalanceRow {
                     account: name,
-                    owner: a.owner.as_deref(),
+                    owner: a.owner(),
                     unit: state.unit_of(a),
                     balance,
                     held: held.get(name).copied().unwrap_or(Amount::ZERO),

@@ -208,15 +208,16 @@ impl Names {
                 let unit = state.unit_of(a);
                 amount.display(unit.decimals).write_to(buf);
                 buf.push(b' ');
-                if self.commodities.len() <= a.unit {
-                    self.commodities.resize(a.unit + 1, None);
+                let index = a.unit as usize;
+                if self.commodities.len() <= index {
+                    self.commodities.resize(index + 1, None);
                 }
-                match &self.commodities[a.unit] {
+                match &self.commodities[index] {
                     Some(c) => buf.extend_from_slice(c.as_bytes()),
                     None => {
                         let c = self.commodity(unit.currency.as_deref());
                         buf.extend_from_slice(c.as_bytes());
-                        self.commodities[a.unit] = Some(c.into());
+                        self.commodities[index] = Some(c.into());
                     }
                 }
             }

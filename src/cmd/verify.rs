@@ -53,6 +53,13 @@ struct HeadJson {
 
 /// Replays and checks the whole journal, then reports.
 pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), Error> {
+    // The state of a large journal is millions of small entries spread
+    // over tables, and the allocator asks for huge pages: each 2 MiB page
+    // then counts whole once touched, and a million accounts cost half as
+    // much memory again. Best effort: where the kernel refuses, nothing
+    // changes but memory.
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let journal =
         ReadJournal::open(&ctx.path)?.ok_or_else(|| JournalError::Missing(ctx.path.clone()))?;
     let header = journal.header_head();
@@ -76,7 +83,7 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), Error> {
     });
     let (state, head, torn) = match journal.scanner() {
         Some(scanner) => {
-            let mut replay = Replay::new(scanner, State::default());
+            let mut replay = Replay::new(scanner, State::fingerprinting());
             while let Some((_, entry)) = replay.step()? {
                 if let Some(anchor) = &mut anchor {
                     anchor.see(entry.event.seq, entry.hash);

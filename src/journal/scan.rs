@@ -10,14 +10,16 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::domain::{self, Original, State};
+use crate::domain::{self, Original, Rejection, State};
 use crate::event::Event;
 use crate::journal::JournalError;
 use crate::journal::line::{self, HEADER_PREFIX, LastAt, LineHash, Spans};
 use crate::readmodel::ReadModel;
 use crate::time::At;
 
-const CHUNK: usize = 1 << 20;
+/// How much a block reads at a time: blocks in flight between the threads
+/// take four times this in memory, and a smaller one would only send more.
+const CHUNK: usize = 256 << 10;
 
 use line::MAX_LINE;
 
@@ -286,7 +288,7 @@ impl Source {
         if len.saturating_sub(start) < THREAD_MIN_BYTES {
             return Source::Inline(blocks, None);
         }
-        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
         let (spent, spent_rx) = std::sync::mpsc::channel::<Block>();
         let queued = std::sync::Arc::new(AtomicUsize::new(0));
         let backlog = std::sync::Arc::clone(&queued);
@@ -539,7 +541,9 @@ impl<'f> Scanner<'f> {
 
     /// The next event, checked against `state` (the state after every event
     /// before it; for a partial state, `model` first loads what the check
-    /// reads); `None` at the end or at a torn tail.
+    /// reads); `None` at the end or at a torn tail. A fingerprinting state
+    /// ([`State::fingerprinting`]) may learn an earlier event's id on the
+    /// way, when two ids share a fingerprint (nothing else changes in it).
     pub fn next(
         &mut self,
         state: &mut State,
@@ -668,46 +672,10 @@ impl<'f> Scanner<'f> {
             }
             self.group_left = count - 1;
         }
-        // A reversal is checked against the event it names, read back
-        // from the part of the file already checked.
-        let original_line = match event.reverses {
-            Some(seq) if seq < event.seq && seq >= 1 => Some(super::find_line(
-                self.file,
-                path,
-                self.offset_of(start),
-                seq,
-            )?),
-            _ => None,
-        };
-        let original = match &original_line {
-            Some(line) => Some(
-                line::decode(line, &mut Vec::new())
-                    .map_err(|e| corrupt(path, line_no, e.to_string()))?,
-            ),
-            None => None,
-        };
         if let Some(model) = model {
             model.load_event(state, &event)?;
         }
-        let decided = domain::check(
-            state,
-            &event,
-            original.as_ref().map(|d| Original::of(&d.event)),
-        )
-        .map_err(|e| corrupt(path, line_no, e.to_string()))?;
-        if decided != event.change {
-            let written = event
-                .change
-                .amount()
-                .map(|a| a.to_string())
-                .unwrap_or_default();
-            let canonical = decided.amount().map(|a| a.to_string()).unwrap_or_default();
-            return Err(corrupt(
-                path,
-                line_no,
-                format!("amount \"{written}\" should be written \"{canonical}\""),
-            ));
-        }
+        self.check_rules(state, &event, self.offset_of(start), line_no)?;
         self.head = Head {
             seq: event.seq,
             hash,
@@ -721,6 +689,105 @@ impl<'f> Scanner<'f> {
             hash,
             end: self.head.end,
         }))
+    }
+
+    /// Checks `event`, read from the line `line_no` at offset `before`,
+    /// against the ledger's rules in `state` (re-deciding it), settling a
+    /// suspected repeat of its id in a fingerprinting state.
+    fn check_rules(
+        &self,
+        state: &mut State,
+        event: &Event<'_>,
+        before: u64,
+        line_no: u64,
+    ) -> Result<(), JournalError> {
+        let path = self.path;
+        // A reversal is checked against the event it names, read back
+        // from the part of the file already checked.
+        let original_line = match event.reverses {
+            Some(seq) if seq < event.seq && seq >= 1 => {
+                Some(super::find_line(self.file, path, before, seq)?)
+            }
+            _ => None,
+        };
+        let original = match &original_line {
+            Some(line) => Some(
+                line::decode(line, &mut Vec::new())
+                    .map_err(|e| corrupt(path, line_no, e.to_string()))?,
+            ),
+            None => None,
+        };
+        let decided = loop {
+            let decided = domain::check(
+                state,
+                event,
+                original.as_ref().map(|d| Original::of(&d.event)),
+            );
+            match (decided, &event.id) {
+                (Err(Rejection::DuplicateId { .. }), Some(id)) if state.is_fingerprinting() => {
+                    if let Some(seq) = self.confirm_id(state, id, before, line_no)? {
+                        let id = id.to_string();
+                        let repeat = Rejection::DuplicateId { id, seq };
+                        return Err(corrupt(path, line_no, repeat.to_string()));
+                    }
+                }
+                (decided, _) => {
+                    break decided.map_err(|e| corrupt(path, line_no, e.to_string()))?;
+                }
+            }
+        };
+        if decided != event.change {
+            let written = event
+                .change
+                .amount()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            let canonical = decided.amount().map(|a| a.to_string()).unwrap_or_default();
+            return Err(corrupt(
+                path,
+                line_no,
+                format!("amount \"{written}\" should be written \"{canonical}\""),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Settles a suspected repeat of `id` in a fingerprinting state (see
+    /// [`State::fingerprinting`]) by reading the earlier lines its
+    /// fingerprint points to, in the first `before` bytes: the seq of the
+    /// event that used `id`, or `None` once the state has learnt the id
+    /// that only shares its fingerprint (then check again).
+    fn confirm_id(
+        &self,
+        state: &mut State,
+        id: &str,
+        before: u64,
+        line_no: u64,
+    ) -> Result<Option<u64>, JournalError> {
+        let path = self.path;
+        let suspects: Vec<u64> = state.id_suspects(id).collect();
+        for seq in suspects {
+            let line = super::find_line(self.file, path, before, seq)?;
+            let earlier = line::decode(&line, &mut Vec::new())
+                .map_err(|e| corrupt(path, seq + 1, e.to_string()))?;
+            let Some(other) = earlier.event.id.as_deref() else {
+                continue;
+            };
+            if other == id {
+                return Ok(Some(seq));
+            }
+            if state.share_id_print(other, id) && state.learn_id(other, seq) {
+                return Ok(None);
+            }
+        }
+        // Only a state not folded from this journal could point elsewhere.
+        Err(corrupt(
+            path,
+            line_no,
+            format!(
+                "id {id}: cannot tell it apart from the ids of seqs that share its fingerprint"
+            ),
+        ))
     }
 
     /// Checks the lines after the first line of a multi-event append
@@ -981,6 +1048,78 @@ mod tests {
         assert_eq!(offset, bytes.len());
         assert_eq!(scanner.torn(), None);
         assert_eq!(&state, written);
+    }
+
+    /// A journal of `n` deposits into `a`, each with the id `k{seq}`.
+    fn journal_with_ids(path: &Path, n: u64) {
+        let mut writer = Writer::open(path).expect("open");
+        let create = Command::Create {
+            account: "a",
+            owner: None,
+            currency: None,
+            decimals: 2,
+        };
+        writer.apply(&request(create)).expect("create");
+        let ids: Vec<String> = (2..=n + 1).map(|seq| format!("k{seq}")).collect();
+        for id in &ids {
+            let deposit = Command::Deposit {
+                account: "a",
+                amount: Decimal::parse_positive("1").expect("amount"),
+            };
+            let request = Request {
+                id: Some(id),
+                ..request(deposit)
+            };
+            writer.apply(&request).expect("deposit");
+        }
+        writer.commit().expect("commit");
+    }
+
+    /// Replays the journal at `path` into a state whose ids nearly all
+    /// share their fingerprint.
+    fn replay_colliding(path: &Path) -> Result<State, JournalError> {
+        let journal = ReadJournal::open(path).expect("open").expect("exists");
+        let mut replay = Replay::new(
+            journal.scanner().expect("a header"),
+            State::fingerprinting_colliding(),
+        );
+        replay.run()?;
+        Ok(replay.finish().0)
+    }
+
+    /// Suspicions from shared fingerprints are settled by reading the
+    /// earlier lines: a journal of distinct ids replays as it was written,
+    /// and a repeated one is named with the seq it repeats.
+    #[test]
+    fn shared_fingerprints_are_settled_by_reading_the_earlier_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("journal.jsonl");
+        journal_with_ids(&path, 300);
+        let state = replay_colliding(&path).expect("valid");
+        assert_eq!(state.seq(), 301);
+        assert_eq!(
+            state.account("a").map(|a| a.balance),
+            Some(crate::money::Amount(30_000))
+        );
+        let text = std::fs::read_to_string(&path).expect("read");
+        let last = text.lines().last().expect("a line");
+        let at = line::decode(last.as_bytes(), &mut Vec::new())
+            .expect("decodes")
+            .event
+            .at;
+        let repeat = format!(
+            r#"{{"seq":302,"at":"{at}","type":"MoneyDeposited","account":"a","amount":"1.00","id":"k7","prev":"{}"}}"#,
+            LineHash::of(last.as_bytes())
+        );
+        std::fs::write(&path, format!("{text}{repeat}\n")).expect("write");
+        let err = replay_colliding(&path).expect_err("a repeated id");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: line 303: id k7 was already used at seq 7",
+                path.display()
+            )
+        );
     }
 
     /// Blocks cut the file at line ends whether or not the reader parses

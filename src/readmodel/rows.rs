@@ -7,7 +7,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use sha2::{Digest as _, Sha256};
 
-use crate::domain::{Account, Ended, Hold, State, Unit};
+use crate::domain::{Account, AccountForm, Ended, Hold, State, Unit};
 use crate::money::Amount;
 use crate::time::At;
 
@@ -131,11 +131,11 @@ fn account_digest(name: &str, a: &Account, unit: i64) -> i64 {
     Digest::default()
         .bytes(b"account")
         .text(Some(name))
-        .text(a.owner.as_deref())
+        .text(a.owner())
         .int(unit)
         .amount(a.balance)
         .int(i64::from(a.closed))
-        .amount(a.held)
+        .amount(a.held())
         .finish()
 }
 
@@ -208,7 +208,7 @@ pub fn units(c: &Connection) -> Result<Vec<Unit>, ModelError> {
 fn account_row(r: &Row<'_>) -> Result<(String, Account), ModelError> {
     let name: String = r.get(0)?;
     let unit: i64 = r.get(2)?;
-    let account = Account {
+    let account = Account::from(AccountForm {
         owner: r.get::<_, Option<String>>(1)?.map(Into::into),
         unit: uint(unit)?,
         balance: amount(&r.get::<_, Vec<u8>>(3)?)?,
@@ -216,7 +216,7 @@ fn account_row(r: &Row<'_>) -> Result<(String, Account), ModelError> {
         held: amount(&r.get::<_, Vec<u8>>(5)?)?,
         expiring: Vec::new(),
         incoming: Vec::new(),
-    };
+    });
     digest_matches(r.get(6)?, account_digest(&name, &account, unit), || {
         format!("account {name}")
     })?;
@@ -265,10 +265,10 @@ pub fn load_account(c: &Connection, state: &mut State, name: &str) -> Result<(),
             continue;
         }
         if *hold.account == *name && hold.expires.is_some() {
-            account.expiring.push(seq);
+            account.expiring_mut().push(seq);
         }
         if hold.to.as_deref() == Some(&name) {
-            account.incoming.push(seq);
+            account.incoming_mut().push(seq);
         }
         state.load_hold(seq, hold).map_err(ModelError::Malformed)?;
     }
@@ -424,10 +424,10 @@ pub fn load_every_account(c: &Connection, state: &mut State) -> Result<(), Model
         if hold.expires.is_some()
             && let Some(a) = accounts.get_mut(&*hold.account)
         {
-            a.expiring.push(*seq);
+            a.expiring_mut().push(*seq);
         }
         if let Some(a) = hold.to.as_deref().and_then(|to| accounts.get_mut(to)) {
-            a.incoming.push(*seq);
+            a.incoming_mut().push(*seq);
         }
     }
     for (name, account) in accounts {
@@ -516,11 +516,11 @@ pub fn save(tx: &Transaction<'_>, state: &State) -> Result<(), ModelError> {
         let unit = int(a.unit)?;
         stmt.execute(params![
             name,
-            a.owner.as_deref(),
+            a.owner(),
             unit,
             a.balance.0.to_be_bytes(),
             a.closed,
-            a.held.0.to_be_bytes(),
+            a.held().0.to_be_bytes(),
             account_digest(name, a, unit)
         ])?;
     }
@@ -650,7 +650,7 @@ mod tests {
 
     /// An account of 2.50 in unit 0.
     fn account() -> Account {
-        Account {
+        Account::from(AccountForm {
             owner: None,
             unit: 0,
             balance: Amount(250),
@@ -658,7 +658,7 @@ mod tests {
             held: Amount::ZERO,
             expiring: Vec::new(),
             incoming: Vec::new(),
-        }
+        })
     }
 
     #[test]

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The read model at scale (issue "A read model that scales"): a journal of
+# ACCOUNTS accounts and EVENTS events in all, every money event with its own
+# `--id`, made through `ledger batch`; then measurements of commands on it,
+# next to the same commands on a 10-event journal. Medians of RUNS runs
+# (default 5), with the range, events/s and the highest peak RSS.
+# Usage: benches/readmodel.sh [ACCOUNTS] [EVENTS]  (default 1000000 5000000)
+#   LEDGER_BIN=path  measures that binary instead of building this tree's.
+#   KEEP=path        keeps the large journal there (made if missing, reused
+#                    if present), so that runs of several builds share it.
+# Data goes to a temp dir and is deleted afterwards; nothing generated is
+# committed. Cold runs drop the page cache first (as root; else they are
+# as warm as the run before left them).
+set -euo pipefail
+accounts=${1:-1000000}
+events=${2:-5000000}
+runs=${RUNS:-5}
+cd "$(dirname "$0")/.."
+if [ -z "${LEDGER_BIN:-}" ]; then
+  cargo build --release --quiet
+fi
+bin=${LEDGER_BIN:-$PWD/target/release/ledger}
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+export LEDGER_TEST_CLOCK=2026-11-26T10:00:00Z TZ=UTC
+
+# generate_journal FILE ACCOUNTS EVENTS: ACCOUNTS `create`s, one deposit
+# into each, then transfers between random accounts (about 3 in 4) and
+# deposits, up to EVENTS events in all; every money event has a unique
+# `--id`. Amounts are small against the first deposits, so every transfer
+# succeeds. Written through `ledger batch` in batches of a million lines,
+# so that neither awk's output nor a batch's memory grows with the journal.
+generate_journal() {
+  local file=$1 a=$2 n=$3
+  local input=$dir/batch-input
+  awk -v a="$a" -v n="$n" 'BEGIN {
+    srand(42);
+    for (i = 0; i < a; i++) print "create acct" i " --currency EUR";
+    for (i = 0; i < a && a + i < n; i++) print "deposit acct" i " 1000000 --id dep-" i;
+    for (i = 2 * a; i < n; i++) {
+      x = int(rand() * a);
+      if (rand() < 0.75) {
+        y = int(rand() * (a - 1)); if (y >= x) y++;
+        printf "transfer acct%d acct%d %d.%02d --id tx-%d\n", x, y, 1 + i % 7, i % 100, i;
+      } else {
+        printf "deposit acct%d %d.%02d --id tx-%d\n", x, 1 + i % 50, i % 100, i;
+      }
+    }
+  }' | split -l 1000000 - "$input."
+  for part in "$input".*; do
+    "$bin" -f "$file" batch "$part" > /dev/null 2> "$dir/batch-errors" || {
+      cat "$dir/batch-errors" >&2
+      return 1
+    }
+    rm -f "$part"
+  done
+  # Measurements start from the journal alone.
+  rm -f "$file.checkpoint"
+}
+
+cold() { sync; (echo 3 > /proc/sys/vm/drop_caches) 2> /dev/null || true; }
+warm() { cat "$1" > /dev/null; }
+
+# measure LABEL EVENTS PREPARE COMMAND...: RUNS runs of COMMAND, each after
+# PREPARE (a shell command); prints the median wall time with the range,
+# EVENTS / median as events/s, and the highest peak RSS.
+measure() {
+  local label=$1 n=$2 prepare=$3; shift 3
+  : > "$dir/times"
+  for _ in $(seq "$runs"); do
+    eval "$prepare"
+    local t0=$EPOCHREALTIME
+    /usr/bin/time -f "%M" -o "$dir/kb" "$@" > /dev/null
+    local t1=$EPOCHREALTIME
+    echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') $(cat "$dir/kb")" >> "$dir/times"
+  done
+  sort -n "$dir/times" | awk -v l="$label" -v n="$n" '
+    { s[NR] = $1; if ($2 > m) m = $2 }
+    END {
+      med = s[int((NR + 1) / 2)];
+      printf "%-34s %8.3f s (%.3f-%.3f) %11.0f events/s %5d MiB peak\n", l, med, s[1], s[NR], (med > 0 ? n / med : 0), m / 1024
+    }'
+}
+
+# measure_verify FILE EVENTS LABEL: `verify` cold and warm.
+measure_verify() {
+  local file=$1 n=$2 label=$3
+  measure "verify, cold ($label)" "$n" "cold" "$bin" -f "$file" verify
+  measure "verify, warm ($label)" "$n" "warm '$file'" "$bin" -f "$file" verify
+}
+
+big=${KEEP:-$dir/journal.jsonl}
+small=$dir/small.jsonl
+start=$EPOCHREALTIME
+[ -s "$big" ] || generate_journal "$big" "$accounts" "$events"
+generate_journal "$small" 5 10
+awk -v a="$start" -v b="$EPOCHREALTIME" -v f="$(du -m "$big" | cut -f1)" \
+  'BEGIN { printf "journal: %s MB, ready in %.0f s\n", f, b - a }'
+echo "load: $(uptime)"
+measure_verify "$small" 10 "10 events"
+measure_verify "$big" "$events" "$events events"
+echo "load: $(uptime)"

@@ -1,0 +1,286 @@
+//! The accounts of a state, by name, kept compactly: a ledger of a million
+//! accounts holds them in about 60 MB rather than 300. Accounts (32 bytes
+//! each) and their names are stored in chunks, in the order they were
+//! opened, and a hash table maps names to where they are (8 bytes each).
+
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
+use std::hash::BuildHasher;
+
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::Account;
+
+/// Accounts by name.
+#[derive(Clone, Default)]
+pub struct Accounts {
+    chunks: Vec<Chunk>,
+    /// Where each account and its name are, by the hash of the name.
+    index: HashTable<Slot>,
+}
+
+/// Where an account is: its place (chunk and place in it, as one number)
+/// and where its name starts in its chunk's `names`, so that a look-up
+/// reads the name without another index.
+#[derive(Clone, Copy)]
+struct Slot {
+    place: u32,
+    name: u32,
+}
+
+/// Accounts per chunk. Accounts are stored in chunks allocated whole, so
+/// that a growing ledger never copies them to a larger vector (for a
+/// moment, both in memory) nor leaves room for as many again.
+const PER_CHUNK: usize = 4096;
+
+/// The longest name stored: its length is one byte before it (an ASCII
+/// character, so that the names stay a `String`). Account names have at
+/// most 64 characters, all ASCII.
+const MAX_NAME: usize = 127;
+
+/// Accounts in the order they were opened, with their names.
+#[derive(Clone, Default)]
+struct Chunk {
+    /// Their names, one after another, each after a character whose code
+    /// is its length.
+    names: String,
+    rows: Vec<Account>,
+}
+
+impl Chunk {
+    /// The name that starts at `at`.
+    fn name(&self, at: u32) -> &str {
+        let at = at as usize + 1;
+        let len = self
+            .names
+            .as_bytes()
+            .get(at - 1)
+            .map_or(0, |&b| usize::from(b));
+        self.names.get(at..at + len).unwrap_or_default()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &Account)> {
+        let mut at = 0;
+        self.rows.iter().map(move |row| {
+            let name = self.name(at);
+            at += 1 + name.len() as u32;
+            (name, row)
+        })
+    }
+}
+
+fn hash(name: &str) -> u64 {
+    FxBuildHasher.hash_one(name)
+}
+
+/// The name `slot` points to.
+fn name_in(chunks: &[Chunk], slot: Slot) -> &str {
+    chunks[slot.place as usize / PER_CHUNK].name(slot.name)
+}
+
+impl Accounts {
+    fn place(&self, name: &str) -> Option<usize> {
+        self.index
+            .find(hash(name), |&slot| name_in(&self.chunks, slot) == name)
+            .map(|slot| slot.place as usize)
+    }
+
+    /// The account of that name.
+    pub fn get(&self, name: &str) -> Option<&Account> {
+        let place = self.place(name)?;
+        Some(&self.chunks[place / PER_CHUNK].rows[place % PER_CHUNK])
+    }
+
+    /// The account of that name, to change.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Account> {
+        let place = self.place(name)?;
+        Some(&mut self.chunks[place / PER_CHUNK].rows[place % PER_CHUNK])
+    }
+
+    /// Whether an account of that name exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.place(name).is_some()
+    }
+
+    /// How many accounts there are.
+    fn len(&self) -> usize {
+        self.chunks.last().map_or(0, |last| {
+            (self.chunks.len() - 1) * PER_CHUNK + last.rows.len()
+        })
+    }
+
+    /// Whether one more account of that name fits: places are 32-bit, so
+    /// at most 4,294,967,295 accounts, and names of at most 127 bytes.
+    pub fn has_room_for(&self, name: &str) -> bool {
+        u32::try_from(self.len()).is_ok_and(|n| n < u32::MAX) && name.len() <= MAX_NAME
+    }
+
+    /// Adds an account, or replaces the one of that name. An account
+    /// [`Accounts::has_room_for`] refuses is not added.
+    pub fn insert(&mut self, name: &str, account: Account) {
+        if let Some(place) = self.place(name) {
+            self.chunks[place / PER_CHUNK].rows[place % PER_CHUNK] = account;
+            return;
+        }
+        let (Ok(place), Ok(len)) = (u32::try_from(self.len()), u8::try_from(name.len())) else {
+            return;
+        };
+        if !self.has_room_for(name) {
+            return;
+        }
+        if self.chunks.last().is_none_or(|c| c.rows.len() == PER_CHUNK) {
+            // As much room for names as the chunk before took.
+            let names = self.chunks.last().map_or(0, |c| c.names.len());
+            self.chunks.push(Chunk {
+                names: String::with_capacity(names),
+                rows: Vec::with_capacity(PER_CHUNK),
+            });
+        }
+        let Some(chunk) = self.chunks.last_mut() else {
+            return;
+        };
+        if chunk.names.capacity() - chunk.names.len() <= name.len() {
+            chunk
+                .names
+                .reserve_exact(chunk.names.len() / 8 + 1 + name.len());
+        }
+        // A chunk's names take at most 4096 * 128 bytes.
+        let at = u32::try_from(chunk.names.len()).unwrap_or(u32::MAX);
+        chunk.names.push(char::from(len));
+        chunk.names.push_str(name);
+        chunk.rows.push(account);
+        let chunks = &self.chunks;
+        let slot = Slot { place, name: at };
+        self.index
+            .insert_unique(hash(name), slot, |&s| hash(name_in(chunks, s)));
+    }
+
+    /// Every account, in the order they were opened.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Account)> {
+        self.chunks.iter().flat_map(Chunk::iter)
+    }
+}
+
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// The same accounts, whatever the order they were opened in.
+impl PartialEq for Accounts {
+    fn eq(&self, other: &Accounts) -> bool {
+        self.len() == other.len() && self.iter().all(|(name, a)| other.get(name) == Some(a))
+    }
+}
+
+impl Eq for Accounts {}
+
+/// Saved as a map from names to accounts.
+impl Serialize for Accounts {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.len()))?;
+        for (name, account) in self.iter() {
+            map.serialize_entry(name, account)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Accounts {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Accounts, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = Accounts;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of accounts by name")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Accounts, M::Error> {
+                let mut accounts = Accounts::default();
+                while let Some((name, account)) = map.next_entry::<Box<str>, Account>()? {
+                    if !accounts.has_room_for(&name) {
+                        return Err(serde::de::Error::custom("too many accounts"));
+                    }
+                    accounts.insert(&name, account);
+                }
+                Ok(accounts)
+            }
+        }
+        deserializer.deserialize_map(Entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Amount;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn account(balance: i128) -> Account {
+        Account {
+            balance: Amount(balance),
+            ..Account::new(None, 0)
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Accounts answer as a map does, across chunks, with names of
+        /// every length, an account replaced now and then, and saved and
+        /// read back.
+        #[test]
+        fn accounts_answer_as_a_map_does(
+            ops in prop::collection::vec((0usize..6000, 0usize..120), 0..300),
+        ) {
+            let mut accounts = Accounts::default();
+            let mut model: HashMap<String, i128> = HashMap::new();
+            let mut order: Vec<String> = Vec::new();
+            // Enough accounts first that the ops reach past one chunk.
+            for i in 0..PER_CHUNK + 10 {
+                let name = format!("n{i}");
+                accounts.insert(&name, account(i as i128));
+                model.insert(name.clone(), i as i128);
+                order.push(name);
+            }
+            for (n, len) in ops {
+                let name = format!("{n}{}", "x".repeat(len));
+                let balance = (n * 7 + len) as i128;
+                if !model.contains_key(&name) {
+                    order.push(name.clone());
+                }
+                accounts.insert(&name, account(balance));
+                model.insert(name, balance);
+            }
+            for (name, balance) in &model {
+                prop_assert_eq!(accounts.get(name).map(|a| a.balance), Some(Amount(*balance)));
+                prop_assert!(accounts.contains(name));
+            }
+            prop_assert!(accounts.get("absent").is_none());
+            let names: Vec<&str> = accounts.iter().map(|(n, _)| n).collect();
+            prop_assert_eq!(names, order.iter().map(String::as_str).collect::<Vec<_>>());
+            let json = serde_json::to_string(&accounts).expect("saved");
+            let back: Accounts = serde_json::from_str(&json).expect("read back");
+            prop_assert_eq!(back, accounts);
+        }
+    }
+
+    #[test]
+    fn an_account_changed_by_name_stays_changed() {
+        let mut accounts = Accounts::default();
+        for i in 0..10_000 {
+            accounts.insert(&format!("acct{i}"), account(0));
+        }
+        if let Some(a) = accounts.get_mut("acct9999") {
+            a.balance = Amount(5);
+            a.closed = true;
+        }
+        let a = accounts.get("acct9999").expect("exists");
+        assert_eq!((a.balance, a.closed), (Amount(5), true));
+        assert_eq!(accounts.get("acct0").map(|a| a.balance), Some(Amount::ZERO));
+        assert_eq!(accounts.len(), 10_000);
+    }
+}

@@ -1,0 +1,361 @@
+//! The `--id`s a state knows, and the seq each was used at.
+//!
+//! A state that writes (or fills the read model) knows every id by
+//! name. An audit of a whole journal only needs to know whether an id was
+//! used before, and where, to say so; millions of names would cost it
+//! hundreds of megabytes. So its state can keep *fingerprints* instead: a
+//! hash of each id and the low bits of its seq, about 7 bytes an id. A
+//! fingerprint that matches is only a suspicion: the replay reads the
+//! earlier line it points to, and either confirms the repeat or, for two
+//! ids that merely share a fingerprint, has the state learn that line's id
+//! by name ([`Ids::learn`]), after which both are told apart exactly.
+
+use std::hash::BuildHasher;
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The ids used so far: by name, and (in a fingerprinting index) by
+/// fingerprint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ids {
+    /// Every id, in an exact index; in a fingerprinting one, only the ids
+    /// learnt by name because another id shares their fingerprint.
+    names: FxHashMap<Box<str>, u64>,
+    prints: Option<Prints>,
+}
+
+/// Bits of a seq kept beside its fingerprint: a fingerprint points to the
+/// seqs with these low bits, one of them below 16,777,216.
+const SEQ_BITS: u32 = 24;
+const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;
+/// A fingerprint's bits that choose its shard; the other 24 are stored.
+const SHARD_BITS: u32 = 16;
+
+/// Fingerprints of ids (40 bits of a keyed hash) with the low 24 bits of
+/// their seqs. The first 16 bits of a fingerprint choose one of 65,536
+/// shards, each a sorted vector of 6-byte entries (the other 24 bits, then
+/// the seq's): no empty slots, and one that grows moves a few hundred bytes.
+#[derive(Debug, Clone)]
+struct Prints {
+    /// Keyed per process, so that no journal can be made of ids that
+    /// collide on purpose.
+    hasher: foldhash::quality::RandomState,
+    /// Hash bits kept: all but in tests, which force collisions.
+    mask: u64,
+    /// Empty until the first id comes.
+    shards: Vec<Vec<Entry>>,
+}
+
+impl PartialEq for Prints {
+    /// Equal when they hold the same entries (their keys differ).
+    fn eq(&self, other: &Prints) -> bool {
+        self.shards == other.shards
+    }
+}
+
+impl Eq for Prints {}
+
+/// The stored part of a fingerprint and the low bits of a seq, big-endian,
+/// so that entries sort by fingerprint.
+type Entry = [u8; 6];
+
+/// A fingerprint: 40 bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Print(u64);
+
+impl Print {
+    fn shard(self) -> usize {
+        (self.0 >> (40 - SHARD_BITS)) as usize
+    }
+
+    fn entry(self, seq: u64) -> Entry {
+        let rest = self.0 & ((1 << (40 - SHARD_BITS)) - 1);
+        let [_, _, bytes @ ..] = ((rest << SEQ_BITS) | (seq & SEQ_MASK)).to_be_bytes();
+        bytes
+    }
+}
+
+/// The fingerprint part of an entry.
+fn rest_of(entry: &Entry) -> [u8; 3] {
+    [entry[0], entry[1], entry[2]]
+}
+
+fn seq_of(entry: &Entry) -> u64 {
+    u64::from_be_bytes([0, 0, 0, 0, 0, entry[3], entry[4], entry[5]])
+}
+
+impl Prints {
+    fn new(mask: u64) -> Prints {
+        Prints {
+            hasher: foldhash::quality::RandomState::default(),
+            mask,
+            shards: Vec::new(),
+        }
+    }
+
+    fn print(&self, id: &str) -> Print {
+        Print((self.hasher.hash_one(id) & self.mask) >> 24)
+    }
+
+    /// The low bits of the seq recorded with `p`, if any.
+    fn low_seq(&self, p: Print) -> Option<u64> {
+        let shard = self.shards.get(p.shard())?;
+        let rest = rest_of(&p.entry(0));
+        let i = shard.partition_point(|e| rest_of(e) < rest);
+        shard.get(i).filter(|e| rest_of(e) == rest).map(seq_of)
+    }
+
+    fn insert(&mut self, p: Print, seq: u64) {
+        if self.shards.is_empty() {
+            self.shards = vec![Vec::new(); 1 << SHARD_BITS];
+        }
+        let shard = &mut self.shards[p.shard()];
+        if shard.len() == shard.capacity() {
+            // An eighth more at a time: doubling would leave most of the
+            // memory of a large index empty.
+            shard.reserve_exact((shard.len() / 8).max(4));
+        }
+        let entry = p.entry(seq);
+        let i = shard.partition_point(|e| *e < entry);
+        shard.insert(i, entry);
+    }
+
+    /// Removes the entry of `p` and `seq`; `false` if there is none.
+    fn remove(&mut self, p: Print, seq: u64) -> bool {
+        let Some(shard) = self.shards.get_mut(p.shard()) else {
+            return false;
+        };
+        match shard.binary_search(&p.entry(seq)) {
+            Ok(i) => {
+                shard.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+impl Ids {
+    /// An index that keeps fingerprints of ids rather than their names.
+    pub fn fingerprinting() -> Ids {
+        Ids {
+            names: FxHashMap::default(),
+            prints: Some(Prints::new(u64::MAX)),
+        }
+    }
+
+    /// A fingerprinting index with only 2 bits of hash, in which most ids
+    /// share a fingerprint.
+    #[cfg(test)]
+    pub fn colliding() -> Ids {
+        Ids {
+            names: FxHashMap::default(),
+            prints: Some(Prints::new(0xC000_0000_0000_0000)),
+        }
+    }
+
+    /// Whether it keeps fingerprints.
+    pub fn is_fingerprinting(&self) -> bool {
+        self.prints.is_some()
+    }
+
+    /// The seq `id` was used at, if it was; in a fingerprinting index, the
+    /// first seq, up to `last`, of an event that may have used it.
+    pub fn get(&self, id: &str, last: u64) -> Option<u64> {
+        self.suspects(id, last).next()
+    }
+
+    /// The seqs, up to `last`, at which `id` may have been used: none if it
+    /// was not; the one seq when the index knows it by name; else each seq
+    /// whose low bits its fingerprint records (one seq for a journal of
+    /// fewer than 16,777,216 events), of which at most one used an id of
+    /// that fingerprint.
+    pub fn suspects(&self, id: &str, last: u64) -> impl Iterator<Item = u64> {
+        let (known, low) = match (self.names.get(id), &self.prints) {
+            (Some(&seq), _) => (Some(seq), None),
+            (None, Some(prints)) => (None, prints.low_seq(prints.print(id))),
+            (None, None) => (None, None),
+        };
+        let printed = low.into_iter().flat_map(move |low| {
+            (0..)
+                .map_while(move |k: u64| k.checked_mul(1 << SEQ_BITS)?.checked_add(low))
+                .filter(|&seq| seq > 0)
+                .take_while(move |&seq| seq <= last)
+        });
+        known.into_iter().chain(printed)
+    }
+
+    /// Whether two ids have the same fingerprint here.
+    pub fn same_print(&self, a: &str, b: &str) -> bool {
+        self.prints
+            .as_ref()
+            .is_some_and(|p| p.print(a) == p.print(b))
+    }
+
+    /// Records that `id` was used at `seq`.
+    pub fn insert(&mut self, id: &str, seq: u64) {
+        match &mut self.prints {
+            Some(prints) => prints.insert(prints.print(id), seq),
+            None => {
+                self.names.insert(id.into(), seq);
+            }
+        }
+    }
+
+    /// Records that `id` was used at `seq` unless it is known already (by
+    /// name, in an index that knows ids by name).
+    pub fn load(&mut self, id: &str, seq: u64) {
+        match &mut self.prints {
+            Some(prints) => prints.insert(prints.print(id), seq),
+            None => {
+                self.names.entry(id.into()).or_insert(seq);
+            }
+        }
+    }
+
+    /// Learns that the event at `seq`, which the fingerprint of `id`
+    /// points to, was written with `id`: from then on it is known by name,
+    /// and an id that only shares its fingerprint is no longer suspected.
+    /// `false` if no fingerprint pointed there (nothing to learn).
+    pub fn learn(&mut self, id: &str, seq: u64) -> bool {
+        let Some(prints) = &mut self.prints else {
+            return false;
+        };
+        if !prints.remove(prints.print(id), seq) {
+            return false;
+        }
+        self.names.insert(id.into(), seq);
+        true
+    }
+
+    /// The ids known by name, with their seqs.
+    pub fn named(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.names.iter().map(|(id, seq)| (&**id, *seq))
+    }
+}
+
+/// Saved as the map of names to seqs; a fingerprinting index cannot be
+/// saved, since it has forgotten the names.
+impl Serialize for Ids {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.prints.is_some() {
+            return Err(serde::ser::Error::custom(
+                "a state that keeps fingerprints of ids cannot be saved",
+            ));
+        }
+        self.names.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ids {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Ids, D::Error> {
+        Ok(Ids {
+            names: FxHashMap::deserialize(deserializer)?,
+            prints: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// What a replay makes of `id` as the event after `journal` (the ids
+    /// of seqs 1, 2, …): `Some(seq)` if it repeats the id at `seq`, `None`
+    /// if it is new; settling suspicions the way the scanner does, by
+    /// reading the suspected seqs' ids and learning those that only share
+    /// the fingerprint.
+    fn replay(ids: &mut Ids, journal: &[String], id: &str) -> Option<u64> {
+        let last = journal.len() as u64;
+        'check: while ids.get(id, last).is_some() {
+            let suspects: Vec<u64> = ids.suspects(id, last).collect();
+            for seq in suspects {
+                let other = &journal[seq as usize - 1];
+                if other == id {
+                    return Some(seq);
+                }
+                if ids.same_print(other, id) && ids.learn(other, seq) {
+                    continue 'check;
+                }
+            }
+            panic!("no suspect of {id} holds an id of its fingerprint");
+        }
+        None
+    }
+
+    /// Replays `draws` (ids by number, a repeat rejected as a replay
+    /// would) into `ids`, checking each against a map of every id.
+    fn check_against_a_map(mut ids: Ids, draws: &[u16]) {
+        let mut model: HashMap<String, u64> = HashMap::new();
+        let mut journal: Vec<String> = Vec::new();
+        for draw in draws {
+            let id = format!("id-{draw}");
+            let got = replay(&mut ids, &journal, &id);
+            assert_eq!(got, model.get(&id).copied(), "{id}");
+            if got.is_none() {
+                journal.push(id.clone());
+                let seq = journal.len() as u64;
+                ids.insert(&id, seq);
+                model.insert(id, seq);
+            }
+        }
+        for (id, seq) in &model {
+            assert_eq!(replay(&mut ids, &journal, id), Some(*seq), "{id}");
+        }
+    }
+
+    proptest! {
+        /// Fingerprints told apart by reading the journal answer exactly
+        /// what a map of every id does, also when nearly every id shares
+        /// its fingerprint with others (2 bits of hash).
+        #[test]
+        fn fingerprints_answer_as_a_map_does(draws in prop::collection::vec(0u16..300, 0..400)) {
+            check_against_a_map(Ids::colliding(), &draws);
+            check_against_a_map(Ids::fingerprinting(), &draws);
+            check_against_a_map(Ids::default(), &draws);
+        }
+    }
+
+    #[test]
+    fn many_ids_spread_over_shards_are_each_found_where_they_were_used() {
+        let mut ids = Ids::fingerprinting();
+        for seq in 1..=200_000u64 {
+            ids.insert(&format!("tx-{seq}"), seq);
+        }
+        for seq in (1..=200_000u64).step_by(997) {
+            assert_eq!(ids.get(&format!("tx-{seq}"), 200_000), Some(seq));
+        }
+        let strangers = (0..10_000).filter(|i| ids.get(&format!("rx-{i}"), 200_000).is_some());
+        assert!(strangers.count() <= 1, "40-bit fingerprints rarely collide");
+    }
+
+    /// Past 16,777,215 events, a fingerprint points to every seq with the
+    /// low bits it keeps, up to the last event.
+    #[test]
+    fn suspects_past_24_bits_of_seq_are_every_seq_with_those_low_bits() {
+        let mut ids = Ids::fingerprinting();
+        let seq = (3 << 24) + 5;
+        ids.insert("late", seq);
+        let suspects: Vec<u64> = ids.suspects("late", (4 << 24) + 4).collect();
+        assert_eq!(suspects, [5, (1 << 24) + 5, (2 << 24) + 5, seq]);
+        assert_eq!(ids.suspects("late", 4).count(), 0);
+        let mut low = Ids::fingerprinting();
+        low.insert("zero", 1 << 24);
+        assert_eq!(low.get("zero", 1 << 24), Some(1 << 24), "seq 0 is none");
+    }
+
+    #[test]
+    fn only_an_index_of_names_can_be_saved() {
+        let mut ids = Ids::default();
+        ids.insert("k", 3);
+        let json = serde_json::to_string(&ids).unwrap();
+        assert_eq!(json, r#"{"k":3}"#);
+        assert_eq!(serde_json::from_str::<Ids>(&json).unwrap(), ids);
+        let mut prints = Ids::fingerprinting();
+        prints.insert("k", 3);
+        assert!(serde_json::to_string(&prints).is_err());
+    }
+}

@@ -1,0 +1,100 @@
+//! `verify` proves ids unique (SPEC 3) with fingerprints of them rather
+//! than the ids themselves: a repeated id still fails at the later line,
+//! naming the seq it repeats, and when a journal has several problems the
+//! first failing line is the one reported. Journals are chained by hand.
+
+use crate::common::{AT, TestEnv, one_account_journal};
+
+/// A journal of `create a` and deposits of 1.00 up to seq `last`, the
+/// deposit at seq `s` with the id `ids(s)`, or the event `other(s)` when
+/// it gives one.
+fn journal(last: u64, ids: impl Fn(u64) -> u64, other: impl Fn(u64) -> Option<String>) -> String {
+    one_account_journal(last, |seq| {
+        other(seq).unwrap_or_else(|| {
+            let id = ids(seq);
+            format!(
+                r#"{{"seq":{seq},"at":"{AT}","type":"MoneyDeposited","account":"a","amount":"1.00","id":"k{id}"}}"#
+            )
+        })
+    })
+}
+
+fn verify_fails(text: &str) -> String {
+    let env = TestEnv::new();
+    env.write(text);
+    let stderr = env.fails(3, &["verify"]);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
+
+fn overdraw(seq: u64) -> String {
+    format!(
+        r#"{{"seq":{seq},"at":"{AT}","type":"MoneyWithdrawn","account":"a","amount":"9999.00"}}"#
+    )
+}
+
+#[test]
+fn a_repeated_id_fails_at_the_later_line_naming_the_first_use() {
+    // Short; past 64 KiB (the first use is found by bisection); and past
+    // the size read on a second thread.
+    for (last, first, again) in [(20, 3, 17), (2_000, 2, 1_999), (60_000, 40_000, 59_000)] {
+        let text = journal(last, |s| if s == again { first } else { s }, |_| None);
+        let stderr = verify_fails(&text);
+        let line = again + 1;
+        assert!(
+            stderr.ends_with(&format!(
+                "line {line}: id k{first} was already used at seq {first}\n"
+            )),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn distinct_ids_verify() {
+    let env = TestEnv::new();
+    env.write(journal(60_000, |s| s, |_| None));
+    let out = env.ok("verify --quiet");
+    assert!(out.starts_with("60000 "), "{out}");
+}
+
+#[test]
+fn the_first_failing_line_is_reported_whether_it_repeats_an_id_or_breaks_a_rule() {
+    // The repeat at seq 5 comes first.
+    let repeat_first = journal(
+        10,
+        |s| if s == 5 { 2 } else { s },
+        |s| (s == 8).then(|| overdraw(s)),
+    );
+    let stderr = verify_fails(&repeat_first);
+    assert!(
+        stderr.ends_with("line 6: id k2 was already used at seq 2\n"),
+        "{stderr}"
+    );
+    // The overdraft at seq 4 comes first.
+    let rule_first = journal(
+        10,
+        |s| if s == 7 { 2 } else { s },
+        |s| (s == 4).then(|| overdraw(s)),
+    );
+    let stderr = verify_fails(&rule_first);
+    assert!(
+        stderr.contains("line 5: insufficient funds in a"),
+        "{stderr}"
+    );
+    // Two repeats: the earlier one.
+    let two = journal(
+        10,
+        |s| match s {
+            6 => 3,
+            9 => 2,
+            s => s,
+        },
+        |_| None,
+    );
+    let stderr = verify_fails(&two);
+    assert!(
+        stderr.ends_with("line 7: id k3 was already used at seq 3\n"),
+        "{stderr}"
+    );
+}
