@@ -54,8 +54,6 @@ generate_journal() {
     }
     rm -f "$part"
   done
-  # Measurements start from the journal alone.
-  rm -f "$file.checkpoint"
 }
 
 cold() { sync; (echo 3 > /proc/sys/vm/drop_caches) 2> /dev/null || true; }
@@ -82,6 +80,34 @@ measure() {
     }'
 }
 
+# measure_each LABEL FILE ARGS...: RUNS runs of `ledger -f FILE ARGS`, `@N@`
+# in ARGS replaced by a number new at each run (a new `--id`).
+measure_each() {
+  local label=$1 file=$2; shift 2
+  : > "$dir/times"
+  for r in $(seq "$runs"); do
+    local args=("${@//@N@/$r-$RANDOM}")
+    local t0=$EPOCHREALTIME
+    /usr/bin/time -f "%M" -o "$dir/kb" "$bin" -f "$file" "${args[@]}" > /dev/null
+    local t1=$EPOCHREALTIME
+    echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) * 1000 }') $(cat "$dir/kb")" >> "$dir/times"
+  done
+  sort -n "$dir/times" | awk -v l="$label" '
+    { s[NR] = $1; if ($2 > m) m = $2 }
+    END { printf "%-40s %8.2f ms (%.2f-%.2f) %5d MiB peak\n", l, s[int((NR + 1) / 2)], s[1], s[NR], m / 1024 }'
+}
+
+# measure_commands FILE LABEL: the issue's commands on one journal (its
+# read model in place, as any command leaves it).
+measure_commands() {
+  local file=$1 label=$2
+  measure_each "deposit --id NEW ($label)" "$file" deposit acct1 1 --id "new-@N@"
+  measure_each "transfer ($label)" "$file" transfer acct2 acct3 0.01
+  measure_each "balance ACCOUNT ($label)" "$file" balance acct4
+  measure_each "history ACCOUNT --limit 10 ($label)" "$file" history acct4 --limit 10
+  measure_each "a repeated --id ($label)" "$file" deposit acct0 1000000 --id dep-0
+}
+
 # measure_verify FILE EVENTS LABEL: `verify` cold and warm.
 measure_verify() {
   local file=$1 n=$2 label=$3
@@ -97,6 +123,11 @@ generate_journal "$small" 5 10
 awk -v a="$start" -v b="$EPOCHREALTIME" -v f="$(du -m "$big" | cut -f1)" \
   'BEGIN { printf "journal: %s MB, ready in %.0f s\n", f, b - a }'
 echo "load: $(uptime)"
+measure_commands "$small" "10 events"
+measure_commands "$big" "$events events"
+measure "balance, every account ($events events)" "$events" : "$bin" -f "$big" balance
+measure "rebuilding the read model ($events events)" "$events" \
+  "rm -f '$big'.readmodel*" "$bin" -f "$big" balance acct4
 measure_verify "$small" 10 "10 events"
 measure_verify "$big" "$events" "$events events"
 echo "load: $(uptime)"
