@@ -119,9 +119,12 @@ pub struct Follower {
     /// long cut append, costly to scan each round).
     stalled: Option<Stamp>,
     round_bytes: u64,
-    /// The consumer wants nothing up to this seq: a checkpoint at or
-    /// before it may stand in for the lines it covers.
+    /// The consumer wants nothing up to this seq: the read model, at or
+    /// before it, may stand in for the lines it covers.
     skip_to: Option<u64>,
+    /// Whether `state` came from the read model (and no event after
+    /// `skip_to` has been handed over since).
+    from_model: bool,
 }
 
 impl Follower {
@@ -142,6 +145,7 @@ impl Follower {
             stalled: None,
             round_bytes: ROUND_BYTES,
             skip_to: None,
+            from_model: false,
         }
     }
 
@@ -243,6 +247,7 @@ impl Follower {
                 let head = match cached {
                     Some((state, head)) => {
                         self.state = state;
+                        self.from_model = true;
                         head
                     }
                     None => header,
@@ -278,7 +283,32 @@ impl Follower {
             let mut handed = false;
             let mut group_left = 0u64;
             let mut stop = None;
-            while let Some((state, entry)) = replay.step()? {
+            loop {
+                let step = match replay.step() {
+                    Ok(step) => step,
+                    // A model that is damaged in a way its checks miss may
+                    // make good lines look wrong. While the consumer has
+                    // had nothing it wants, the lines are read again from
+                    // the start, and the full replay is the judge.
+                    Err(JournalError::Model(_) | JournalError::Corrupt { .. })
+                        if self.from_model =>
+                    {
+                        self.from_model = false;
+                        self.state = State::default();
+                        self.followed = Some(Followed {
+                            header,
+                            head: header,
+                        });
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let Some((state, entry)) = step else {
+                    break;
+                };
+                if self.skip_to.is_none_or(|skip| entry.event.seq > skip) {
+                    self.from_model = false;
+                }
                 consumer.event(state, &entry)?;
                 handed = true;
                 group_left = match entry.event.batch {
