@@ -51,14 +51,28 @@ pub fn table(
     right: &[bool],
     rows: &[Vec<String>],
 ) -> io::Result<()> {
-    let rows: Vec<Vec<std::borrow::Cow<'_, str>>> = rows
-        .iter()
-        .map(|row| row.iter().map(|cell| table_cell(cell)).collect())
-        .collect();
+    table_with(out, header, right, || {
+        rows.iter()
+            .map(|row| std::borrow::Cow::Borrowed(row.as_slice()))
+    })
+}
+
+/// [`table`] of rows made on demand, twice (once to size the columns,
+/// once to print them), so that a table of a million rows never holds
+/// them all.
+pub fn table_with<'r, I>(
+    out: &mut impl Write,
+    header: &[&str],
+    right: &[bool],
+    rows: impl Fn() -> I,
+) -> io::Result<()>
+where
+    I: Iterator<Item = std::borrow::Cow<'r, [String]>>,
+{
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+    for row in rows() {
+        for (w, cell) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(table_cell(cell).chars().count());
         }
     }
     let line = |out: &mut dyn Write, cells: &mut dyn Iterator<Item = &str>| -> io::Result<()> {
@@ -79,8 +93,9 @@ pub fn table(
         writeln!(out, "{}", text.trim_end())
     };
     line(out, &mut header.iter().copied())?;
-    for row in &rows {
-        line(out, &mut row.iter().map(|cell| &**cell))?;
+    for row in rows() {
+        let cells: Vec<_> = row.iter().map(|cell| table_cell(cell)).collect();
+        line(out, &mut cells.iter().map(|c| &**c))?;
     }
     Ok(())
 }
@@ -104,8 +119,27 @@ pub fn csv_row<S: AsRef<str>>(out: &mut impl Write, cells: &[S]) -> io::Result<(
 #[derive(Serialize)]
 struct BalanceJson<'a> {
     as_of_seq: u64,
-    accounts: Vec<AccountJson<'a>>,
+    accounts: AccountsJson<'a>,
     totals: Vec<TotalJson<'a>>,
+}
+
+/// The accounts of a balance report, each made into its JSON form as it
+/// is written (a million of them are never all held as JSON values).
+struct AccountsJson<'a>(&'a [BalanceRow<'a>]);
+
+impl Serialize for AccountsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|r| AccountJson {
+            account: r.account,
+            owner: r.owner,
+            currency: r.unit.currency.as_deref(),
+            decimals: r.unit.decimals,
+            balance: r.balance.display(r.unit.decimals).to_string(),
+            held: r.held.display(r.unit.decimals).to_string(),
+            available: r.available().display(r.unit.decimals).to_string(),
+            closed: r.closed,
+        }))
+    }
 }
 
 #[derive(Serialize)]
@@ -237,20 +271,7 @@ pub fn balances(
         Format::Json => {
             let doc = BalanceJson {
                 as_of_seq: report.as_of_seq,
-                accounts: report
-                    .rows
-                    .iter()
-                    .map(|r| AccountJson {
-                        account: r.account,
-                        owner: r.owner,
-                        currency: r.unit.currency.as_deref(),
-                        decimals: r.unit.decimals,
-                        balance: r.balance.display(r.unit.decimals).to_string(),
-                        held: r.held.display(r.unit.decimals).to_string(),
-                        available: r.available().display(r.unit.decimals).to_string(),
-                        closed: r.closed,
-                    })
-                    .collect(),
+                accounts: AccountsJson(&report.rows),
                 totals: totals
                     .iter()
                     .map(|(u, sum, held)| TotalJson {
@@ -319,24 +340,20 @@ pub fn balances(
                 }
                 cells
             };
-            let rows: Vec<Vec<String>> = report
-                .rows
-                .iter()
-                .map(|r| {
-                    let mut cells = vec![
-                        r.account.to_owned(),
-                        r.owner.unwrap_or("").to_owned(),
-                        r.unit.currency.as_deref().unwrap_or("").to_owned(),
-                    ];
-                    cells.extend(money(r.balance, r.held, r.unit.decimals));
-                    cells.push(if r.closed {
-                        "closed".into()
-                    } else {
-                        String::new()
-                    });
-                    cells
-                })
-                .collect();
+            let cells = |r: &BalanceRow<'_>| {
+                let mut cells = vec![
+                    r.account.to_owned(),
+                    r.owner.unwrap_or("").to_owned(),
+                    r.unit.currency.as_deref().unwrap_or("").to_owned(),
+                ];
+                cells.extend(money(r.balance, r.held, r.unit.decimals));
+                cells.push(if r.closed {
+                    "closed".into()
+                } else {
+                    String::new()
+                });
+                std::borrow::Cow::Owned(cells)
+            };
             let mut header = vec!["ACCOUNT", "OWNER", "CURRENCY", "BALANCE"];
             let mut right = vec![false, false, false, true];
             if holds {
@@ -344,7 +361,7 @@ pub fn balances(
                 right.extend([true, true]);
             }
             header.push("");
-            table(out, &header, &right, &rows)?;
+            table_with(out, &header, &right, || report.rows.iter().map(cells))?;
             writeln!(out)?;
             let rows: Vec<Vec<String>> = totals
                 .iter()
