@@ -412,25 +412,27 @@ pub fn load_every_account(c: &Connection, state: &mut State) -> Result<(), Model
     while let Some(r) = rows.next()? {
         holds.push(hold_row(r)?);
     }
+    // The holds each account's rules look at, by account; each account
+    // then goes into the state as it is read (a million of them are not
+    // held twice).
+    let mut on: rustc_hash::FxHashMap<&str, (Vec<u64>, Vec<u64>)> = Default::default();
+    for (seq, hold) in &holds {
+        if hold.expires.is_some() {
+            on.entry(&hold.account).or_default().0.push(*seq);
+        }
+        if let Some(to) = hold.to.as_deref() {
+            on.entry(to).or_default().1.push(*seq);
+        }
+    }
     let mut stmt =
         c.prepare("SELECT name, owner, unit, balance, closed, held, digest FROM accounts")?;
     let mut rows = stmt.query([])?;
-    let mut accounts = rustc_hash::FxHashMap::default();
     while let Some(r) = rows.next()? {
-        let (name, account) = account_row(r)?;
-        accounts.insert(name, account);
-    }
-    for (seq, hold) in &holds {
-        if hold.expires.is_some()
-            && let Some(a) = accounts.get_mut(&*hold.account)
-        {
-            a.expiring_mut().push(*seq);
+        let (name, mut account) = account_row(r)?;
+        if let Some((expiring, incoming)) = on.get(name.as_str()) {
+            account.expiring_mut().extend(expiring);
+            account.incoming_mut().extend(incoming);
         }
-        if let Some(a) = hold.to.as_deref().and_then(|to| accounts.get_mut(to)) {
-            a.incoming_mut().push(*seq);
-        }
-    }
-    for (name, account) in accounts {
         state
             .load_account(&name, account)
             .map_err(ModelError::Malformed)?;
