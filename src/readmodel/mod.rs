@@ -138,6 +138,16 @@ impl ReadModel {
             .ok_or_else(|| ModelError::Malformed("no database".into()))
     }
 
+    /// The connection, created if need be, with the read transaction that
+    /// [`ReadModel::covers`] began ended: ready for a write.
+    fn writable(&mut self) -> Result<&mut Connection, ModelError> {
+        let conn = self.create()?;
+        if !conn.is_autocommit() {
+            conn.execute_batch("ROLLBACK")?;
+        }
+        Ok(conn)
+    }
+
     fn conn(&self) -> Result<&Connection, ModelError> {
         self.conn
             .as_ref()
@@ -148,9 +158,12 @@ impl ReadModel {
     /// head after its header line) and the journal, read no further than
     /// `len`, still holds the line it names.
     pub fn covers(&self, file: &File, header: Head, len: u64) -> Option<Head> {
-        let stored = self
-            .conn
-            .as_ref()?
+        let conn = self.conn.as_ref()?;
+        // One read transaction from here to the write-back: the head and
+        // every row loaded after it are of one snapshot, and a command's
+        // many lookups share one lock instead of taking one each.
+        conn.execute_batch("BEGIN").ok()?;
+        let stored = conn
             .query_row(
                 "SELECT format, journal, seq, hash, line_end, at FROM head WHERE one = 1",
                 [],
@@ -328,7 +341,7 @@ impl ReadModel {
             return self.build(state, head, header);
         };
         let tx = self
-            .create()?
+            .writable()?
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let covered: Option<(String, i64)> = tx
             .query_row("SELECT hash, seq FROM head WHERE one = 1", [], |r| {
@@ -350,7 +363,7 @@ impl ReadModel {
     /// whatever the journal's length.
     pub fn build(&mut self, state: &State, head: Head, header: LineHash) -> Result<(), ModelError> {
         let tx = self
-            .create()?
+            .writable()?
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         rows::clear(&tx)?;
         write(&tx, state, head, header)?;
@@ -430,6 +443,9 @@ fn connect(path: &Path) -> Result<Connection, ModelError> {
     };
     let c = Connection::open_with_flags(path, flags)?;
     c.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Room for every statement a command prepares: one evicted would be
+    // parsed again at each use.
+    c.set_prepared_statement_cache_capacity(64);
     // A cache needs no durability of its own: the journal is synced first,
     // and a model that lost its last commits is only behind. WAL lets
     // readers read while a writer writes; no checkpoint on close spares
