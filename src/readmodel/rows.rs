@@ -33,8 +33,8 @@ CREATE TABLE IF NOT EXISTS reversed (
 CREATE TABLE IF NOT EXISTS holds (
     seq INTEGER PRIMARY KEY, account TEXT NOT NULL, amount BLOB NOT NULL, dest TEXT,
     expires TEXT, digest INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS holds_expiring ON holds (account) WHERE expires IS NOT NULL;
-CREATE INDEX IF NOT EXISTS holds_incoming ON holds (dest) WHERE dest IS NOT NULL;
+CREATE INDEX IF NOT EXISTS holds_by_account ON holds (account);
+CREATE INDEX IF NOT EXISTS holds_by_dest ON holds (dest);
 CREATE TABLE IF NOT EXISTS ended (
     seq INTEGER PRIMARY KEY, by_seq INTEGER NOT NULL, captured INTEGER NOT NULL,
     amount BLOB NOT NULL, digest INTEGER NOT NULL);
@@ -255,7 +255,9 @@ pub fn load_account(c: &Connection, state: &mut State, name: &str) -> Result<(),
     };
     let mut holds = c.prepare_cached(
         "SELECT seq, account, amount, dest, expires, digest FROM holds
-         WHERE (account = ?1 AND expires IS NOT NULL) OR dest = ?1 ORDER BY seq",
+         WHERE account = ?1 AND expires IS NOT NULL
+         UNION SELECT seq, account, amount, dest, expires, digest FROM holds
+         WHERE dest = ?1 ORDER BY seq",
     )?;
     let mut rows = holds.query([&name])?;
     while let Some(r) = rows.next()? {
