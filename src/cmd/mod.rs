@@ -23,6 +23,7 @@ use crate::error::Error;
 use crate::event::Event;
 use crate::journal::scan::{Entry, Head, Replay, Torn};
 use crate::journal::{self, JournalError, ReadJournal};
+use crate::readmodel::ReadModel;
 use crate::time::Zone;
 
 /// What every command needs besides its own arguments.
@@ -212,48 +213,38 @@ pub fn state_at(path: &Path, as_of: Option<AsOf>, load: Load<'_>) -> Result<Stat
     };
     let mut model = journal.model();
     let covered = model.as_ref().and_then(|(_, covers)| *covers);
-    let mut failed = false;
     let usable = covered
         .filter(|head| as_of.is_none_or(|b| b.includes_prefix(head.seq, head.at) == Some(true)));
-    if let (Some((m, _)), Some(from)) = (&mut model, usable) {
-        let base = match load {
-            Load::All => m.load_every_account(from),
-            Load::Accounts(names) => m.base(from).and_then(|mut state| {
-                m.load_accounts(&mut state, names.iter().map(String::as_str))?;
-                Ok(state)
-            }),
-        };
-        let read = base.map_err(JournalError::from).and_then(|base| {
-            let replay = Replay::with_model(journal.scanner_from(from), base, m);
-            replay_as_of(replay, as_of)
-        });
-        match read {
-            Ok((snapshot, state, head, torn)) => {
-                if let Some(torn) = torn {
-                    warn_torn(path, torn);
-                }
-                // Catching the model up is worth a few rows, not every
-                // account's: a writer does it for those.
-                if head != from && matches!(load, Load::Accounts(_)) {
-                    let _ = m.save(&state, Some(from), head, header.hash);
-                }
-                return Ok(snapshot.unwrap_or(state));
-            }
-            // A model that is damaged in a way its checks miss may make
-            // good lines look wrong: the full replay is the judge.
-            Err(JournalError::Model(_) | JournalError::Corrupt { .. }) => failed = true,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let replay = Replay::new(journal.scanner_from(header), State::default());
-    let (snapshot, state, head, torn) = replay_as_of(replay, as_of)?;
+    let start = model.as_ref().zip(usable).map(|((m, _), from)| (m, from));
+    let base = |m: &ReadModel, from| match load {
+        Load::All => m.load_every_account(from),
+        Load::Accounts(names) => m.base(from).and_then(|mut state| {
+            m.load_accounts(&mut state, names.iter().map(String::as_str))?;
+            Ok(state)
+        }),
+    };
+    let scan = |from| journal.scanner_from(from);
+    let run = |replay| replay_as_of(replay, as_of);
+    let ((snapshot, state, head, torn), from) =
+        journal::from_model_or_start(header, start, base, scan, run)?;
     if let Some(torn) = torn {
         warn_torn(path, torn);
     }
-    if (covered.is_none() || failed)
-        && let Some((m, _)) = &mut model
-    {
-        let _ = m.save(&state, None, head, header.hash);
+    if let Some((m, _)) = &mut model {
+        match from {
+            // Catching the model up is worth a few rows, not every
+            // account's: a writer does it for those.
+            Some(from) if head != from && matches!(load, Load::Accounts(_)) => {
+                let _ = m.save(&state, Some(from), head, header.hash);
+            }
+            Some(_) => {}
+            // Rebuilt when missing or failed, not when only `as_of` kept
+            // a sound model out.
+            None if covered.is_none() || usable.is_some() => {
+                let _ = m.save(&state, None, head, header.hash);
+            }
+            None => {}
+        }
     }
     Ok(snapshot.unwrap_or(state))
 }
@@ -282,35 +273,22 @@ fn replay_as_of(
 /// tail.
 fn valid_end(journal: &ReadJournal, header: Head) -> Result<(u64, State), Error> {
     let mut model = journal.model();
-    let covered = model.as_ref().and_then(|(_, covers)| *covers);
-    let cached = match (&model, covered) {
-        (Some((m, _)), Some(from)) => m
-            .load_every_account(from)
-            .ok()
-            .map(|state| (m, state, from)),
-        _ => None,
-    };
+    let start = model.as_ref().and_then(|(m, covers)| Some((m, (*covers)?)));
     // Every account, for the widths; from the model, the rest as needed.
-    let read = cached.map(|(m, state, from)| {
-        let mut replay = Replay::with_model(journal.scanner_from(from), state, m);
-        replay.run().map(|()| (replay.finish(), from))
-    });
-    let ((state, head, torn), start) = match read {
-        Some(Ok(read)) => read,
-        Some(Err(JournalError::Model(_) | JournalError::Corrupt { .. })) | None => {
-            let mut replay = Replay::new(journal.scanner_from(header), State::default());
-            replay.run()?;
-            (replay.finish(), header)
-        }
-        Some(Err(e)) => return Err(e.into()),
+    let scan = |from| journal.scanner_from(from);
+    let run = |mut replay: Replay<'_>| {
+        replay.run()?;
+        Ok(replay.finish())
     };
+    let ((state, head, torn), from) =
+        journal::from_model_or_start(header, start, ReadModel::load_every_account, scan, run)?;
     if let Some(torn) = torn {
         warn_torn(journal.path(), torn);
     }
     // A model rebuilt from the whole journal is worth writing; catching
     // one up would write every account back, which a writer does cheaper.
-    if start == header
-        && head != start
+    if from.is_none()
+        && head != header
         && let Some((m, _)) = &mut model
     {
         let _ = m.save(&state, None, head, header.hash);

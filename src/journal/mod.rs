@@ -276,8 +276,7 @@ impl Read {
 /// Reads the state at the end of the journal (`file`, `len` bytes of it,
 /// `header` the head after its header line): from the read model when it
 /// covers a prefix of the journal, replaying the lines after it; else by
-/// replaying every line. A model that fails midway is given up for the
-/// full replay.
+/// replaying every line.
 pub fn read_state(
     file: &File,
     path: &Path,
@@ -285,42 +284,48 @@ pub fn read_state(
     len: u64,
     model: Option<&ReadModel>,
 ) -> Result<Read, JournalError> {
-    if let Some(model) = model
-        && let Some(from) = model.covers(file, header, len)
-    {
-        let tail = model
-            .base(from)
-            .map_err(JournalError::from)
-            .and_then(|base| {
-                let mut replay =
-                    Replay::with_model(Scanner::new(file, path, from, len), base, model);
-                replay.run()?;
-                Ok(replay.finish())
-            });
-        match tail {
-            Ok((state, head, torn)) => {
-                return Ok(Read {
-                    state,
-                    head: Some(head),
-                    torn,
-                    from: Some(from),
-                });
-            }
-            // A model that is damaged in a way its checks miss may make
-            // good lines look wrong: the full replay is the judge.
-            Err(JournalError::Model(_) | JournalError::Corrupt { .. }) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let mut replay = Replay::new(Scanner::new(file, path, header, len), State::default());
-    replay.run()?;
-    let (state, head, torn) = replay.finish();
+    let covered = model.and_then(|m| Some((m, m.covers(file, header, len)?)));
+    let run = |mut replay: Replay<'_>| {
+        replay.run()?;
+        Ok(replay.finish())
+    };
+    let scan = |from| Scanner::new(file, path, from, len);
+    let ((state, head, torn), from) =
+        from_model_or_start(header, covered, ReadModel::base, scan, run)?;
     Ok(Read {
         state,
         head: Some(head),
         torn,
-        from: None,
+        from,
     })
+}
+
+/// Runs `run` over the lines after the read model's head, on the state
+/// `base` loads at that head, when `model` is given with the head it
+/// covers; else, or if the model fails midway, over every line after
+/// `header` on an empty state. A model damaged in a way its checks miss
+/// may make good lines look wrong (an account it lost), so a line found
+/// corrupt from the model is judged again by the full replay. Returns what
+/// `run` returned, and the model's head if it ran from there. `scan` makes
+/// the scanner from a head.
+pub fn from_model_or_start<'f, T>(
+    header: Head,
+    model: Option<(&'f ReadModel, Head)>,
+    base: impl FnOnce(&ReadModel, Head) -> Result<State, crate::readmodel::ModelError>,
+    scan: impl Fn(Head) -> Scanner<'f>,
+    mut run: impl FnMut(Replay<'f>) -> Result<T, JournalError>,
+) -> Result<(T, Option<Head>), JournalError> {
+    if let Some((model, from)) = model {
+        let tail = base(model, from)
+            .map_err(JournalError::from)
+            .and_then(|state| run(Replay::with_model(scan(from), state, model)));
+        match tail {
+            Ok(done) => return Ok((done, Some(from))),
+            Err(JournalError::Model(_) | JournalError::Corrupt { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((run(Replay::new(scan(header), State::default()))?, None))
 }
 
 /// The metadata of the open journal, which must be a regular file: a FIFO,
