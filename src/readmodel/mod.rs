@@ -484,12 +484,19 @@ fn suffixed(path: &Path, suffix: &str) -> PathBuf {
 /// The line (without `\n`) that ends just before byte `end`.
 fn line_ending_at(file: &File, end: u64) -> Option<Vec<u8>> {
     use std::os::unix::fs::FileExt;
-    // The line, its `\n` and the one before it; a longer line is not a
-    // journal line, and simply fails the check.
-    let from = end.saturating_sub(line::MAX_LINE as u64 + 2);
-    let mut buf = vec![0u8; usize::try_from(end - from).ok()?];
-    file.read_exact_at(&mut buf, from).ok()?;
-    let line = buf.strip_suffix(b"\n")?;
-    let start = memchr::memrchr(b'\n', line).map(|i| i + 1)?;
-    Some(line[start..].to_vec())
+    // The line, its `\n` and the one before it: most lines are a few
+    // hundred bytes, so a small read first (every command with a model
+    // makes it); a line longer than any journal line fails the check.
+    for window in [4096, line::MAX_LINE as u64 + 2] {
+        let from = end.saturating_sub(window);
+        let mut buf = vec![0u8; usize::try_from(end - from).ok()?];
+        file.read_exact_at(&mut buf, from).ok()?;
+        let line = buf.strip_suffix(b"\n")?;
+        match memchr::memrchr(b'\n', line) {
+            Some(i) => return Some(line[i + 1..].to_vec()),
+            None if from == 0 => return None,
+            None => {}
+        }
+    }
+    None
 }
