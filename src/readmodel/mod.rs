@@ -61,9 +61,7 @@ pub enum ModelError {
 
 /// The read model's path for a journal.
 pub fn path_of(journal: &Path) -> PathBuf {
-    let mut path = journal.as_os_str().to_owned();
-    path.push(".readmodel");
-    PathBuf::from(path)
+    suffixed(journal, ".readmodel")
 }
 
 /// The read model of one journal.
