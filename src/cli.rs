@@ -176,6 +176,16 @@ pub enum Command {
   ledger verify --quiet > head.txt
   ledger verify --expect-head \"$(cat head.txt)\"")]
     Verify(VerifyArgs),
+    /// Copy a whole journal to another location (file or PostgreSQL),
+    /// checking every line on the way as `verify` does.
+    ///
+    /// The destination must not exist or hold no event; the copy is all or
+    /// nothing, and `export --to jsonl` of the copy equals the source's
+    /// lines byte for byte. --file and LEDGER_JOURNAL play no part.
+    #[command(after_help = "Examples:
+  ledger copy ~/.local/share/ledger/journal.jsonl postgresql://ledger@db.internal/books
+  ledger copy postgresql://ledger@db.internal/books backup.jsonl")]
+    Copy(CopyArgs),
     /// Print a shell completion script.
     #[command(after_help = "Example:
   ledger completions bash > ~/.local/share/bash-completion/completions/ledger")]
@@ -550,6 +560,17 @@ pub struct BatchLine {
     /// The command.
     #[command(subcommand)]
     pub command: WriteCommand,
+}
+
+/// `copy`.
+#[derive(Debug, Clone, Args)]
+pub struct CopyArgs {
+    /// The journal to copy: a file, or a postgresql:// URL.
+    #[arg(value_name = "SOURCE")]
+    pub source: PathBuf,
+    /// Where to: a file, or a postgresql:// URL.
+    #[arg(value_name = "DESTINATION")]
+    pub destination: PathBuf,
 }
 
 /// `verify`.

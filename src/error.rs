@@ -162,7 +162,7 @@ impl Error {
             Error::Rejected(Rejection::Input(_) | Rejection::Amount { .. }) | Error::Usage(_) => {
                 code::USAGE
             }
-            Error::Rejected(_) => code::REJECTED,
+            Error::Rejected(_) | Error::Journal(JournalError::NotEmpty(_)) => code::REJECTED,
             Error::Journal(
                 JournalError::Corrupt { .. }
                 | JournalError::NotAJournal(_)
@@ -170,7 +170,12 @@ impl Error {
             )
             | Error::VerifyFailed(_) => code::INVALID,
             Error::Journal(
-                JournalError::Io { .. } | JournalError::SyncFailed { .. } | JournalError::Model(_),
+                JournalError::Io { .. }
+                | JournalError::SyncFailed { .. }
+                | JournalError::Model(_)
+                | JournalError::Database { .. }
+                | JournalError::Unreachable { .. }
+                | JournalError::CommitUnknown { .. },
             ) => code::IO,
             // `ledger history | head` closing the pipe early is not a failure.
             Error::Output(e) if e.kind() == io::ErrorKind::BrokenPipe => code::OK,

@@ -35,7 +35,7 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::domain::State;
 use crate::journal::scan::{Entry, Head, Replay, Torn};
-use crate::journal::{JournalError, ReadJournal, Stamp};
+use crate::journal::{JournalError, ReadJournal, Stamp, pg};
 
 /// How long to wait between rounds when file notifications work: a safety
 /// net for a missed notification (and how often a consumer may check that
@@ -114,6 +114,8 @@ pub struct Follower {
     watching: bool,
     /// The offset of the torn tail last reported.
     torn_reported: Option<u64>,
+    /// Whether the journal's database is out of reach (said once).
+    unreachable: bool,
     /// The file as it was when a round last ended at a torn tail: until it
     /// changes, reading it again would find the same tail (which may be a
     /// long cut append, costly to scan each round).
@@ -146,6 +148,7 @@ impl Follower {
             round_bytes: ROUND_BYTES,
             skip_to: None,
             from_model: false,
+            unreachable: false,
         }
     }
 
@@ -210,7 +213,15 @@ impl Follower {
     /// shared lock, released before [`Consumer::end_round`]), then ends the
     /// round. Returns whether it caught up with the journal.
     pub fn round<C: Consumer>(&mut self, consumer: &mut C) -> Result<bool, C::Error> {
-        let caught_up = match ReadJournal::open(&self.path)? {
+        let opened = match ReadJournal::open(&self.path) {
+            Err(e) if self.outage(&e) => {
+                consumer.end_round(&self.state, true)?;
+                return Ok(true);
+            }
+            opened => opened?,
+        };
+        self.unreachable = false;
+        let caught_up = match opened {
             Some(journal) => self.read(&journal, consumer)?,
             None if self.followed.is_some() => {
                 return Err(JournalError::Missing(self.path.clone()).into());
@@ -301,6 +312,12 @@ impl Follower {
                         });
                         return Ok(false);
                     }
+                    // What was handed stays handed: the next round goes on
+                    // from the last of it.
+                    Err(e) if self.outage(&e) => {
+                        self.state = replay.finish().0;
+                        return Ok(true);
+                    }
                     Err(e) => return Err(e.into()),
                 };
                 let Some((state, entry)) = step else {
@@ -352,6 +369,24 @@ impl Follower {
         }
     }
 
+    /// Whether `e` is a database out of reach, which a follower waits out
+    /// (saying so once) rather than stopping: it catches up by reading
+    /// once the database is back.
+    fn outage(&mut self, e: &JournalError) -> bool {
+        let lost = pg::is_database(&self.path)
+            && matches!(
+                e,
+                JournalError::Unreachable { .. }
+                    | JournalError::Database { .. }
+                    | JournalError::Io { .. }
+            );
+        if lost && !self.unreachable {
+            self.unreachable = true;
+            crate::cmd::note(&format!("note: {e}; retrying"));
+        }
+        lost
+    }
+
     fn report_torn<C: Consumer>(&mut self, consumer: &mut C, torn: Torn) {
         if self.torn_reported != Some(torn.offset) {
             self.torn_reported = Some(torn.offset);
@@ -363,6 +398,17 @@ impl Follower {
     /// and it is not watched yet (the directory may not exist yet).
     fn ensure_watch(&mut self) {
         if !self.notify || self.watching {
+            return;
+        }
+        if pg::is_database(&self.path) {
+            // A database says when a write commits; the rounds still catch
+            // up by reading, so a lost notification only delays.
+            let wake = self.wake_tx.clone();
+            self.watching = pg::listen(&self.path, move || {
+                !matches!(wake.try_send(()), Err(mpsc::TrySendError::Disconnected(_)))
+            });
+            // One try: a listener that failed is not started again each wait.
+            self.notify = self.watching;
             return;
         }
         if self.watcher.is_none() {

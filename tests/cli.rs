@@ -15,6 +15,7 @@ mod hardening;
 mod holds;
 mod import;
 mod journal;
+mod postgres;
 mod props;
 mod readme;
 mod readmodel;

@@ -553,6 +553,7 @@ fn waits_for_a_journal_that_does_not_exist_yet() {
     let nested = TestEnv {
         journal: env.dir.path().join("not/yet/journal.jsonl"),
         dir: env.dir,
+        db: None,
     };
     let mut follower = Follower::start(&nested, &["--json"]);
     follower.quiet();

@@ -298,7 +298,11 @@ proptest! {
             prop_assert_eq!(state.reversed_by(*seq).is_some(), m.reversed, "seq {}", seq);
         }
         if path.exists() {
-            let env = crate::common::TestEnv { dir, journal: path };
+            let env = crate::common::TestEnv {
+                dir,
+                journal: path,
+                db: None,
+            };
             let day = 15;
             let shown = env.ok(&format!("balance --as-of 2026-10-{day} --json"));
             let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();

@@ -7,8 +7,7 @@
 //! ([`beancount_account`]); the README documents the mapping.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Write};
 
 use rustc_hash::FxHashMap;
 
@@ -17,7 +16,7 @@ use crate::cmd::{Context, Load, ReplayFrom, replay, state_at};
 use crate::domain::State;
 use crate::error::Error;
 use crate::event::{Change, Event};
-use crate::journal::JournalError;
+use crate::journal::ReadJournal;
 use crate::money::Amount;
 use crate::time::Day;
 
@@ -53,25 +52,23 @@ fn jsonl(ctx: &Context, out: &mut impl Write) -> Result<(), Error> {
         out.write_all(entry.line)?;
         Ok(out.write_all(b"\n")?)
     })?;
-    if !header_written && std::fs::metadata(&ctx.path).is_ok_and(|m| m.len() > 0) {
+    if !header_written {
         // A journal with a header and no event yet: the header alone (a
         // torn header is no line of the journal).
-        let header = header_line(ctx)?;
-        if header.ends_with(b"\n") {
-            out.write_all(&header)?;
-        }
+        out.write_all(&header_line(ctx)?)?;
     }
     Ok(())
 }
 
-/// The journal's first line, with its `\n`, once replay has checked it.
+/// The journal's first line, with its `\n`, once replay has checked it
+/// (nothing for a journal without one).
 fn header_line(ctx: &Context) -> Result<Vec<u8>, Error> {
-    let io = |e| Error::Journal(JournalError::io(&ctx.path, "read", e));
-    let mut line = Vec::new();
-    BufReader::new(File::open(&ctx.path).map_err(io)?)
-        .read_until(b'\n', &mut line)
-        .map_err(io)?;
-    Ok(line)
+    let journal = ReadJournal::open(&ctx.path)?;
+    Ok(journal
+        .map(|j| j.header_line())
+        .transpose()?
+        .flatten()
+        .unwrap_or_default())
 }
 
 /// A ledger-cli/hledger journal or a beancount file.

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod balance;
 pub mod batch;
 pub mod chart;
+pub mod copy;
 pub mod export;
 pub mod history;
 pub mod import;
@@ -77,7 +78,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             cli.command,
             Command::Balance(_) | Command::History(_) | Command::Report(_) | Command::Chart(_)
         )
-        && matches!(ctx.path.try_exists(), Ok(false))
+        && matches!(journal::exists(&ctx.path), Ok(false))
     {
         note(&format!("note: no journal at {} yet", ctx.path.display()));
     }
@@ -91,6 +92,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Import(args) => import::run(&ctx, &args),
         Command::Export(args) => export::run(&ctx, &args),
         Command::Verify(args) => verify::run(&ctx, &args),
+        Command::Copy(args) => copy::run(&ctx, &args),
         Command::Completions { .. } => Ok(()),
     }
 }

@@ -2,7 +2,9 @@
 //! durable appends (SPEC 2). The rules themselves are in [`crate::domain`];
 //! this layer only moves bytes and keeps the chain.
 
+pub mod backing;
 pub mod line;
+pub mod pg;
 pub mod scan;
 pub mod sidecar;
 mod stage;
@@ -21,7 +23,9 @@ use crate::event::{Change, Event};
 use crate::money::Amount;
 use crate::readmodel::ReadModel;
 use crate::time::At;
+use backing::Backing;
 use line::{LineHash, MAX_LINE};
+use pg::Db;
 use scan::{Head, Replay, Scanner, Start, Torn};
 use sidecar::Owner;
 use stage::{Sink, Stage};
@@ -61,6 +65,41 @@ pub enum JournalError {
     /// back to a full replay, so this never reaches the user.
     #[error(transparent)]
     Model(#[from] crate::readmodel::ModelError),
+    /// A copy's destination already holds events.
+    #[error(
+        "{0} already holds events: a journal is copied only into a new or empty one; nothing written"
+    )]
+    NotEmpty(PathBuf),
+    /// The journal's database failed or refused.
+    #[error("cannot {action} {path}: {reason}")]
+    Database {
+        /// The database, shown without a password.
+        path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// Why it failed.
+        reason: String,
+    },
+    /// No database server answered.
+    #[error("cannot reach the PostgreSQL server at {server} for {path}: {reason}")]
+    Unreachable {
+        /// The database, shown without a password.
+        path: PathBuf,
+        /// The host and port tried.
+        server: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The connection to the database was lost while committing.
+    #[error(
+        "cannot commit to {path}: {reason}; the outcome of this write is unknown (re-running it with the same --id is safe)"
+    )]
+    CommitUnknown {
+        /// The database, shown without a password.
+        path: PathBuf,
+        /// Why it failed.
+        reason: String,
+    },
     /// The lines were written but not confirmed durable.
     #[error(
         "cannot sync {path}: {source}; the outcome of this write is unknown (re-running it with the same --id is safe)"
@@ -88,6 +127,9 @@ impl JournalError {
 /// `file`), else `journal.jsonl` in the platform data directory.
 pub fn resolve_path(file: Option<PathBuf>) -> Result<PathBuf, JournalError> {
     if let Some(file) = file {
+        if let Some(url) = file.to_str().filter(|f| pg::is_location(f)) {
+            return Ok(pg::name(url));
+        }
         return Ok(file);
     }
     directories::ProjectDirs::from("", "", "ledger")
@@ -101,14 +143,26 @@ pub fn resolve_path(file: Option<PathBuf>) -> Result<PathBuf, JournalError> {
         })
 }
 
+/// Whether there is a journal at `path`: a file, or a database with the
+/// journal's tables.
+pub fn exists(path: &Path) -> Result<bool, JournalError> {
+    match Db::connect(path) {
+        Some(db) => db?.has_journal(),
+        None => path
+            .try_exists()
+            .map_err(|e| JournalError::io(path, "look for", e)),
+    }
+}
+
 /// A journal opened for reading, under a shared lock (released on drop).
 pub struct ReadJournal {
-    file: File,
+    file: Backing,
     path: PathBuf,
     len: u64,
     start: Start,
     owner: Owner,
-    meta: fs::Metadata,
+    /// The file's, as opened (a database has none).
+    meta: Option<fs::Metadata>,
 }
 
 /// What a reader can cheaply tell about the file as it opened it: equal
@@ -129,6 +183,22 @@ pub struct Stamp {
 impl ReadJournal {
     /// Opens the journal at `path` for reading; `None` if there is none.
     pub fn open(path: &Path) -> Result<Option<ReadJournal>, JournalError> {
+        if let Some(db) = Db::connect(path) {
+            let db = db?;
+            let Some(len) = db.begin_read()? else {
+                return Ok(None);
+            };
+            let file = Backing::Db(Box::new(db));
+            let start = scan::read_start(&file, path, len)?;
+            return Ok(Some(ReadJournal {
+                file,
+                path: path.to_owned(),
+                len,
+                start,
+                owner: Owner::me(),
+                meta: None,
+            }));
+        }
         let file = match OpenOptions::new()
             .read(true)
             .custom_flags(sidecar::no_block())
@@ -145,6 +215,7 @@ impl ReadJournal {
             .metadata()
             .map_err(|e| JournalError::io(path, "read", e))?;
         let len = meta.len();
+        let file = Backing::File(file);
         let start = scan::read_start(&file, path, len)?;
         Ok(Some(ReadJournal {
             file,
@@ -152,7 +223,7 @@ impl ReadJournal {
             len,
             start,
             owner,
-            meta,
+            meta: Some(meta),
         }))
     }
 
@@ -181,8 +252,11 @@ impl ReadJournal {
     /// complete append seen under it never change (writers only append, and
     /// only remove a torn tail after that end), so they may still be read.
     pub fn unlock(&self) -> Result<(), JournalError> {
-        self.file
-            .unlock()
+        // A database reader holds a snapshot, not a lock.
+        let Some(file) = self.file.file() else {
+            return Ok(());
+        };
+        file.unlock()
             .map_err(|e| JournalError::io(&self.path, "unlock", e))
     }
 
@@ -205,8 +279,19 @@ impl ReadJournal {
         const TAIL: u64 = 4096;
         let from = self.len.saturating_sub(TAIL);
         let mut tail = vec![0u8; usize::try_from(self.len - from).unwrap_or(0)];
-        read_exact_at(&self.file, &self.path, &mut tail, from)?;
-        let m = &self.meta;
+        self.file
+            .read_exact_at(&mut tail, from)
+            .map_err(|e| JournalError::io(&self.path, "read", e))?;
+        // A database's lines never change once committed: its length says it all.
+        let Some(m) = &self.meta else {
+            return Ok(Stamp {
+                inode: (0, 0),
+                len: self.len,
+                modified: (0, 0),
+                changed: (0, 0),
+                tail,
+            });
+        };
         Ok(Stamp {
             inode: (m.dev(), m.ino()),
             len: self.len,
@@ -235,10 +320,24 @@ impl ReadJournal {
     /// covers if it covers a prefix of the journal as this reader sees it;
     /// `None` without a header or if the model cannot be used.
     pub fn model(&self) -> Option<(ReadModel, Option<Head>)> {
+        // A database is its own query side: no file beside it.
+        self.file.file()?;
         let header = self.header_head()?;
         let model = ReadModel::open(&self.path, self.owner)?;
         let covers = model.covers(&self.file, header, self.len);
         Some((model, covers))
+    }
+
+    /// The header line with its `\n`, if the journal has one.
+    pub fn header_line(&self) -> Result<Option<Vec<u8>>, JournalError> {
+        let Some(head) = self.header_head() else {
+            return Ok(None);
+        };
+        let mut line = vec![0; usize::try_from(head.end).unwrap_or(0)];
+        self.file
+            .read_exact_at(&mut line, 0)
+            .map_err(|e| JournalError::io(&self.path, "read", e))?;
+        Ok(Some(line))
     }
 
     /// The head after the header, if there is one.
@@ -278,7 +377,7 @@ impl Read {
 /// covers a prefix of the journal, replaying the lines after it; else by
 /// replaying every line.
 pub fn read_state(
-    file: &File,
+    file: &Backing,
     path: &Path,
     header: Head,
     len: u64,
@@ -352,7 +451,7 @@ fn regular(file: &File, path: &Path) -> Result<fs::Metadata, JournalError> {
 /// A journal opened for writing: exclusively locked from the read of its
 /// state until the end of [`Writer::commit`].
 pub struct Writer {
-    file: File,
+    file: Backing,
     path: PathBuf,
     state: State,
     /// `None` when the file has no header yet.
@@ -406,7 +505,8 @@ impl Writer {
     fn discard_unused(&mut self) {
         if let Some(new_dirs) = self.created.take()
             && !self.committed
-            && self.file.metadata().is_ok_and(|m| m.len() == 0)
+            && let Some(file) = self.file.file()
+            && file.metadata().is_ok_and(|m| m.len() == 0)
         {
             let _ = fs::remove_file(&self.path);
             if let Some(top) = new_dirs {
@@ -432,6 +532,9 @@ pub enum Outcome {
 impl Writer {
     /// Opens (creating if needed) and locks the journal and reads its state.
     pub fn open(path: &Path) -> Result<Writer, JournalError> {
+        if let Some(db) = Db::connect(path) {
+            return Writer::open_db(path, db?);
+        }
         // The first missing ancestor, so that a write that ends up appending
         // nothing can remove what it created.
         let mut new_dirs = None;
@@ -451,6 +554,7 @@ impl Writer {
         // is not this writer's to remove, whoever created it.
         let created = created && len == 0;
         let mut model = None;
+        let file = Backing::File(file);
         let (read, header) = match scan::read_start(&file, path, len)? {
             Start::Empty(torn) => (Read::empty(torn), None),
             Start::Header(header) => {
@@ -461,13 +565,42 @@ impl Writer {
                 )
             }
         };
+        let created = created.then_some(new_dirs);
+        Writer::new(file, path, read, (header, model), (created, owner))
+    }
+
+    /// A writer on a journal in a database: its head row locked until the
+    /// transaction ends (committed, or rolled back by `unlock` or drop).
+    fn open_db(path: &Path, db: Db) -> Result<Writer, JournalError> {
+        let locked = db.begin_write()?;
+        let file = Backing::Db(Box::new(db));
+        let (read, header) = match scan::read_start(&file, path, locked.len)? {
+            Start::Empty(torn) => (Read::empty(torn), None),
+            Start::Header(header) => (
+                read_state(&file, path, header, locked.len, None)?,
+                Some(header),
+            ),
+        };
+        // A database with no header yet gets one with this write: the
+        // journal is created, as a new file is.
+        let created = (locked.len == 0).then_some(None);
+        Writer::new(file, path, read, (header, None), (created, Owner::me()))
+    }
+
+    fn new(
+        file: Backing,
+        path: &Path,
+        read: Read,
+        (header, model): (Option<Head>, Option<ReadModel>),
+        (created, owner): (Option<Option<PathBuf>>, Owner),
+    ) -> Result<Writer, JournalError> {
         let Read {
             state,
             head,
             torn,
             from,
         } = read;
-        // `at` never decreases along the file, even if the clock steps back.
+        // `at` never decreases along the journal, even if the clock steps back.
         let now = At::now().map_err(clock_error)?;
         let at = head.map_or(now, |h| h.at.max(now));
         let room = line::MARK_MAX_LEN
@@ -486,7 +619,7 @@ impl Writer {
             torn,
             stage: Stage::new(room),
             encoder: line::Encoder::default(),
-            created: created.then_some(new_dirs),
+            created,
             committed: false,
             synced: false,
             owner,
@@ -510,9 +643,17 @@ impl Writer {
     pub fn unlock(&mut self) -> Result<(), JournalError> {
         self.save_model();
         self.discard_unused();
-        self.file
-            .unlock()
-            .map_err(|e| JournalError::io(&self.path, "unlock", e))
+        match &self.file {
+            Backing::File(file) => file
+                .unlock()
+                .map_err(|e| JournalError::io(&self.path, "unlock", e)),
+            // Committed, or nothing to commit: the transaction holding the
+            // head's lock ends either way.
+            Backing::Db(db) => {
+                db.rollback();
+                Ok(())
+            }
+        }
     }
 
     /// The state of the ledger, including requests decided so far.
@@ -530,7 +671,11 @@ impl Writer {
         &self.path
     }
 
-    fn remove_torn(&mut self, torn: Torn) -> Result<(), JournalError> {
+    fn remove_torn(&self, torn: Torn) -> Result<(), JournalError> {
+        // Only a file can have a torn tail: a database commits whole.
+        let Backing::File(file) = &self.file else {
+            return Ok(());
+        };
         if torn.len > 0 {
             let mut quarantine = self.path.clone().into_os_string();
             quarantine.push(".torn");
@@ -544,24 +689,19 @@ impl Writer {
                 .map_err(|e| JournalError::io(&quarantine, "open", e))?
                 .len();
             let mut last = [0u8];
-            read_exact_at(
-                &self.file,
-                &self.path,
-                &mut last,
-                torn.offset + torn.len - 1,
-            )?;
+            read_exact_at(file, &self.path, &mut last, torn.offset + torn.len - 1)?;
             // A line cut short is kept with a `\n` after it.
             let newline = last[0] != b'\n';
             let kept = torn.len + u64::from(newline);
             // A quarantine whose journal could not then be cut is retried
             // by the next writer: the bytes are already there once.
             let already = before >= kept
-                && self.quarantined_at(&q, &quarantine, before - kept, torn, newline)?;
+                && self.quarantined_at(file, (&q, &quarantine), before - kept, torn, newline)?;
             if already {
                 // Durable even if the attempt that copied them failed to sync.
                 q.sync_data()
                     .map_err(|e| JournalError::io(&quarantine, "write", e))?;
-            } else if let Err(e) = self.quarantine_to(&q, &quarantine, torn, newline) {
+            } else if let Err(e) = self.quarantine_to(file, (&q, &quarantine), torn, newline) {
                 // Leave no partial copy for the retry to add to.
                 let _ = q.set_len(before);
                 return Err(e);
@@ -575,9 +715,8 @@ impl Writer {
                     .map_err(|e| JournalError::io(dir, "sync directory", e))?;
             }
         }
-        self.file
-            .set_len(torn.offset)
-            .and_then(|()| self.file.sync_data())
+        file.set_len(torn.offset)
+            .and_then(|()| file.sync_data())
             .map_err(|e| JournalError::io(&self.path, "truncate", e))?;
         Ok(())
     }
@@ -586,8 +725,8 @@ impl Writer {
     /// quarantine file `q`, and makes them durable.
     fn quarantine_to(
         &self,
-        mut q: &File,
-        path: &Path,
+        journal: &File,
+        (mut q, path): (&File, &Path),
         torn: Torn,
         newline: bool,
     ) -> Result<(), JournalError> {
@@ -598,7 +737,7 @@ impl Writer {
             let n = usize::try_from(end - at)
                 .unwrap_or(chunk.len())
                 .min(chunk.len());
-            read_exact_at(&self.file, &self.path, &mut chunk[..n], at)?;
+            read_exact_at(journal, &self.path, &mut chunk[..n], at)?;
             q.write_all(&chunk[..n])
                 .map_err(|e| JournalError::io(path, "write", e))?;
             at += n as u64;
@@ -615,8 +754,8 @@ impl Writer {
     /// (and the `\n` added after them).
     fn quarantined_at(
         &self,
-        q: &File,
-        path: &Path,
+        journal: &File,
+        (q, path): (&File, &Path),
         start: u64,
         torn: Torn,
         newline: bool,
@@ -628,7 +767,7 @@ impl Writer {
             let n = usize::try_from(torn.len - done)
                 .unwrap_or(ours.len())
                 .min(ours.len());
-            read_exact_at(&self.file, &self.path, &mut ours[..n], torn.offset + done)?;
+            read_exact_at(journal, &self.path, &mut ours[..n], torn.offset + done)?;
             read_exact_at(q, path, &mut kept[..n], start + done)?;
             if ours[..n] != kept[..n] {
                 return Ok(false);
@@ -712,10 +851,11 @@ impl Writer {
                     memo: request.memo.map(Into::into),
                     batch: None,
                 };
+                let spool = self.spool_path();
                 let encoder = &mut self.encoder;
                 self.stage.push(
                     |out| encoder.encode(&event, &LineHash::default(), out),
-                    &self.path,
+                    &spool,
                     self.owner,
                 )?;
                 self.count_net(&event.change);
@@ -836,7 +976,7 @@ impl Writer {
         let committed = self.head.map_or(0, |h| h.seq);
         if seq > committed {
             let i = usize::try_from(seq - committed - 1).unwrap_or(usize::MAX);
-            return self.stage.line(i, &self.file, &self.path);
+            return self.stage.line(i, self.file.file(), &self.path);
         }
         find_line(&self.file, &self.path, self.len, seq)
     }
@@ -847,7 +987,7 @@ impl Writer {
         &self,
         each: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
-        self.stage.each_sealed(&self.file, &self.path, each)
+        self.stage.each_sealed(self.file.file(), &self.path, each)
     }
 
     /// How many events are staged.
@@ -893,15 +1033,23 @@ impl Writer {
             self.remove_torn(torn)?;
         }
         self.committed = true;
+        if matches!(self.file, Backing::Db(_)) {
+            return self.commit_db();
+        }
         let sealer = self.sealer();
-        let sink = Sink::Journal(&self.file, self.len);
-        if let Err(e) = self.stage.seal(sealer, sink, &self.path) {
+        let Backing::File(file) = &self.file else {
+            return Ok(());
+        };
+        if let Err(e) = self
+            .stage
+            .seal(sealer, Sink::Journal(file, self.len), &self.path)
+        {
             // Leave no partial line behind; if even that fails, what is left
             // is a torn tail that readers ignore and the next writer removes.
-            let _ = self.file.set_len(self.len);
+            let _ = file.set_len(self.len);
             return Err(e);
         }
-        if let Err(source) = self.file.sync_data() {
+        if let Err(source) = file.sync_data() {
             return Err(JournalError::SyncFailed {
                 path: self.path.clone(),
                 source,
@@ -930,6 +1078,109 @@ impl Writer {
         self.save_model();
         Ok(())
     }
+
+    /// Writes a whole journal verified elsewhere (`ledger copy`): `header`,
+    /// then the lines `lines` hands on, into this journal, which must hold
+    /// no event (a header alone is replaced). All or nothing: a failure,
+    /// `lines`' included, leaves the journal as it was.
+    pub fn copy_in<E: From<JournalError>>(
+        &mut self,
+        header: &[u8],
+        lines: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<(), JournalError>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.state.seq() > 0 || self.stage.len() > 0 {
+            return Err(JournalError::NotEmpty(self.path.clone()).into());
+        }
+        if let Some(torn) = self.torn {
+            self.remove_torn(torn)?;
+        }
+        let file = match &self.file {
+            Backing::Db(db) => {
+                db.clear()?;
+                db.append(0, 0, |emit| {
+                    emit(header.strip_suffix(b"\n").unwrap_or(header))?;
+                    lines(emit)
+                })?;
+                self.committed = true;
+                return Ok(());
+            }
+            Backing::File(file) => file,
+        };
+        let mut before = vec![0; usize::try_from(self.len).unwrap_or(0)];
+        read_exact_at(file, &self.path, &mut before, 0)?;
+        let written = copy_to_file(file, &self.path, header, lines);
+        if written.is_err() {
+            // As it was: empty, or the header it had.
+            let _ = file.set_len(0).and_then(|()| (&*file).write_all(&before));
+            return written;
+        }
+        self.committed = true;
+        if self.head.is_none() {
+            sync_parent(&self.path)?;
+        }
+        Ok(())
+    }
+
+    /// Commits the staged lines to the database, in the transaction that
+    /// holds the head's lock: a new journal's header first.
+    fn commit_db(&mut self) -> Result<(), JournalError> {
+        let spool = self.spool_path();
+        self.stage.seal(self.sealer(), Sink::Keep, &spool)?;
+        let Backing::Db(db) = &self.file else {
+            return Ok(());
+        };
+        let header = self.head.is_none().then(|| line::header(self.at));
+        let first = self.head.map_or(0, |h| h.seq + 1);
+        db.append(first, self.len, |emit| {
+            if let Some(header) = &header {
+                emit(header.as_bytes())?;
+            }
+            self.stage.each_sealed(None, &self.path, emit)
+        })?;
+        self.sealed_head = self.stage.sealed_end().map(|(hash, len)| Head {
+            seq: self.state.seq(),
+            hash,
+            end: self.len + len,
+            at: self.at,
+        });
+        self.synced = true;
+        Ok(())
+    }
+
+    /// Where a long append's spool goes: beside the journal file, or in
+    /// the temporary directory for a database.
+    fn spool_path(&self) -> PathBuf {
+        match self.file {
+            Backing::File(_) => self.path.clone(),
+            Backing::Db(_) => std::env::temp_dir().join("ledger"),
+        }
+    }
+}
+
+/// Replaces what `file` holds (opened to append) by `header` and the
+/// lines `lines` hands on, each given a `\n`, and syncs it.
+fn copy_to_file<E: From<JournalError>>(
+    file: &File,
+    path: &Path,
+    header: &[u8],
+    lines: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<(), JournalError>) -> Result<(), E>,
+) -> Result<(), E> {
+    let write = |e| JournalError::io(path, "write", e);
+    file.set_len(0).map_err(write)?;
+    let mut out = io::BufWriter::with_capacity(1 << 20, file);
+    out.write_all(header).map_err(write)?;
+    lines(&mut |line: &[u8]| {
+        out.write_all(line)
+            .and_then(|()| out.write_all(b"\n"))
+            .map_err(write)
+    })?;
+    out.flush().map_err(write)?;
+    file.sync_data()
+        .map_err(|source| JournalError::SyncFailed {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(())
 }
 
 /// Bytes of a torn tail copied or compared at a time.
@@ -1031,8 +1282,7 @@ fn read_exact_at(
 
 /// Finds the line of event `seq` in the first `len` bytes of a journal that
 /// has already been validated, by bisecting on byte offsets.
-pub fn find_line(file: &File, path: &Path, len: u64, seq: u64) -> Result<Vec<u8>, JournalError> {
-    use std::os::unix::fs::FileExt;
+pub fn find_line(file: &Backing, path: &Path, len: u64, seq: u64) -> Result<Vec<u8>, JournalError> {
     const WINDOW: u64 = 64 * 1024;
     // Most lines are a few hundred bytes: a probe reads this much first.
     const PROBE: u64 = 4096;
@@ -1139,7 +1389,7 @@ mod tests {
                 lines.push(line);
             }
             std::fs::write(&path, &bytes).expect("write");
-            let file = File::open(&path).expect("open");
+            let file = Backing::File(File::open(&path).expect("open"));
             let len = bytes.len() as u64;
             for (i, line) in lines.iter().enumerate() {
                 let found = find_line(&file, &path, len, i as u64 + 1).expect("found");

@@ -8,6 +8,8 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+
+use super::backing::Backing;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::domain::{self, Original, Rejection, State};
@@ -71,11 +73,11 @@ pub struct Entry<'s> {
 /// Reads the journal from a [`Head`] onwards. Call [`Scanner::next`] with the
 /// state so far, then fold the entry with [`domain::evolve`].
 pub struct Scanner<'f> {
-    file: &'f File,
+    file: &'f Backing,
     path: &'f Path,
     /// How far this scan reads: the file's length when it was opened.
     len: u64,
-    source: Source,
+    source: Source<'f>,
     block: Block,
     /// Next unread byte of `block.data`.
     pos: usize,
@@ -148,15 +150,43 @@ impl BlockData {
 /// Cuts the file into [`Block`]s and hashes their lines. Hashing is
 /// independent per line, so on large journals this runs on its own thread
 /// while the scanner decodes and checks.
-struct Blocks {
-    file: File,
+struct Blocks<R> {
+    file: R,
     pos: u64,
     len: u64,
     carry: Vec<u8>,
     last_at: LastAt,
 }
 
-impl Blocks {
+/// What a reader of blocks reads from: a descriptor of its own (on a
+/// thread of its own), or the journal's backing.
+trait ReadAt {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize>;
+}
+
+impl ReadAt for File {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        FileExt::read_at(self, buf, offset)
+    }
+}
+
+impl ReadAt for &Backing {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        Backing::read_at(self, buf, offset)
+    }
+}
+
+impl<R: ReadAt> Blocks<R> {
+    fn new(file: R, pos: u64, len: u64) -> Blocks<R> {
+        Blocks {
+            file,
+            pos,
+            len,
+            carry: Vec::new(),
+            last_at: LastAt::default(),
+        }
+    }
+
     /// The next block, built in `reuse`'s buffers when given: a block's
     /// memory is handed back once scanned, so a long replay neither maps
     /// fresh pages nor zeroes its buffer for every megabyte it reads.
@@ -261,8 +291,8 @@ impl Blocks {
 
 /// Where blocks come from: this thread, or a reader thread; and where
 /// scanned blocks go back to, for their memory to be used again.
-enum Source {
-    Inline(Blocks, Option<Block>),
+enum Source<'f> {
+    Inline(Blocks<&'f Backing>, Option<Block>),
     Thread {
         blocks: std::sync::mpsc::Receiver<std::io::Result<Block>>,
         spent: std::sync::mpsc::Sender<Block>,
@@ -272,22 +302,18 @@ enum Source {
     Failed(Option<std::io::Error>),
 }
 
-impl Source {
-    fn new(file: &File, start: u64, len: u64) -> Source {
-        let file = match file.try_clone() {
-            Ok(f) => f,
+impl<'f> Source<'f> {
+    fn new(backing: &'f Backing, start: u64, len: u64) -> Source<'f> {
+        // A file is read on a thread, through a descriptor of its own, when
+        // there is much of it; a database's connection stays on this one.
+        let file = match backing {
+            Backing::File(file) if len.saturating_sub(start) >= THREAD_MIN_BYTES => file,
+            _ => return Source::Inline(Blocks::new(backing, start, len), None),
+        };
+        let mut blocks = match file.try_clone() {
+            Ok(file) => Blocks::new(file, start, len),
             Err(e) => return Source::Failed(Some(e)),
         };
-        let mut blocks = Blocks {
-            file,
-            pos: start,
-            len,
-            carry: Vec::new(),
-            last_at: LastAt::default(),
-        };
-        if len.saturating_sub(start) < THREAD_MIN_BYTES {
-            return Source::Inline(blocks, None);
-        }
         let (tx, rx) = std::sync::mpsc::sync_channel(2);
         let (spent, spent_rx) = std::sync::mpsc::channel::<Block>();
         let queued = std::sync::Arc::new(AtomicUsize::new(0));
@@ -360,7 +386,7 @@ pub enum Start {
 }
 
 /// Reads the header of a journal of `len` bytes.
-pub fn read_start(file: &File, path: &Path, len: u64) -> Result<Start, JournalError> {
+pub fn read_start(file: &Backing, path: &Path, len: u64) -> Result<Start, JournalError> {
     let mut first = Vec::with_capacity(160);
     let mut offset = 0u64;
     let mut chunk = [0u8; 512];
@@ -417,7 +443,7 @@ fn not_a_journal(path: &Path) -> JournalError {
 }
 
 fn read_at(
-    file: &File,
+    file: &Backing,
     path: &Path,
     buf: &mut [u8],
     offset: u64,
@@ -439,7 +465,7 @@ fn read_at(
 
 /// The seq of the last complete line of the first `len` bytes of `file`,
 /// if that line reads as an event.
-fn last_seq(file: &File, path: &Path, len: u64) -> Option<u64> {
+fn last_seq(file: &Backing, path: &Path, len: u64) -> Option<u64> {
     // Room for a whole last line and a torn line after it.
     let start = len.saturating_sub(2 * (MAX_LINE as u64 + 1));
     let mut tail = vec![0u8; usize::try_from(len - start).ok()?];
@@ -458,7 +484,7 @@ fn last_seq(file: &File, path: &Path, len: u64) -> Option<u64> {
 
 impl<'f> Scanner<'f> {
     /// A scanner that reads the lines after `head`, up to `len` bytes of the file.
-    pub fn new(file: &'f File, path: &'f Path, head: Head, len: u64) -> Scanner<'f> {
+    pub fn new(file: &'f Backing, path: &'f Path, head: Head, len: u64) -> Scanner<'f> {
         Scanner {
             file,
             path,

@@ -152,7 +152,7 @@ impl Stage {
     pub(super) fn line(
         &self,
         i: usize,
-        journal: &File,
+        journal: Option<&File>,
         path: &Path,
     ) -> Result<Vec<u8>, JournalError> {
         let total = self.staged_bytes();
@@ -178,7 +178,7 @@ impl Stage {
                 let span = begin + start as usize..begin + end as usize;
                 Ok(self.buffer.get(span).unwrap_or_default().to_vec())
             }
-            Place::Journal(at) => read_at(Some(journal), at + start, at + end)
+            Place::Journal(at) => read_at(journal, at + start, at + end)
                 .map_err(|e| JournalError::io(path, "read", e)),
             Place::Spool(at) => {
                 read_at(self.spool.as_ref(), at + start, at + end).map_err(|e| spool_error(path, e))
@@ -253,7 +253,7 @@ impl Stage {
     /// before the stage is sealed.
     pub(super) fn each_sealed<E: From<JournalError>>(
         &self,
-        journal: &File,
+        journal: Option<&File>,
         path: &Path,
         mut each: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
@@ -271,7 +271,10 @@ impl Stage {
                 let start = begin + sealed.header as usize;
                 return lines(self.buffer.get(start..).unwrap_or_default());
             }
-            Place::Journal(at) => (journal, at, |path, e| JournalError::io(path, "read", e)),
+            Place::Journal(at) => match journal {
+                Some(journal) => (journal, at, |path, e| JournalError::io(path, "read", e)),
+                None => return Ok(()),
+            },
             Place::Spool(at) => match &self.spool {
                 Some(spool) => (spool, at, spool_error),
                 None => return Ok(()),

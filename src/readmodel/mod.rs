@@ -21,7 +21,6 @@
 
 mod rows;
 
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -29,6 +28,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::domain::{Command, Request, State, Target};
 use crate::event::{Change, Event};
+use crate::journal::backing::Backing;
 use crate::journal::line::{self, LineHash};
 use crate::journal::scan::Head;
 use crate::journal::sidecar::Owner;
@@ -155,7 +155,7 @@ impl ReadModel {
     /// The head this model covers, if it is this journal's (`header`: the
     /// head after its header line) and the journal, read no further than
     /// `len`, still holds the line it names.
-    pub fn covers(&self, file: &File, header: Head, len: u64) -> Option<Head> {
+    pub fn covers(&self, file: &Backing, header: Head, len: u64) -> Option<Head> {
         let conn = self.conn.as_ref()?;
         // One read transaction from here to the write-back: the head and
         // every row loaded after it are of one snapshot, and a command's
@@ -480,8 +480,7 @@ fn suffixed(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// The line (without `\n`) that ends just before byte `end`.
-fn line_ending_at(file: &File, end: u64) -> Option<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
+fn line_ending_at(file: &Backing, end: u64) -> Option<Vec<u8>> {
     // The line, its `\n` and the one before it: most lines are a few
     // hundred bytes, so a small read first (every command with a model
     // makes it); a line longer than any journal line fails the check.

@@ -12,17 +12,34 @@ use tempfile::TempDir;
 /// The pinned clock every test run uses unless it says otherwise.
 pub const CLOCK: &str = "2026-11-26T10:00:00Z";
 
-/// A temporary home with a journal path inside it.
+/// A temporary home with a journal path inside it, or a database of its
+/// own on the test server.
 pub struct TestEnv {
     pub dir: TempDir,
     pub journal: PathBuf,
+    pub db: Option<TestDb>,
 }
 
 impl TestEnv {
     pub fn new() -> TestEnv {
         let dir = tempfile::tempdir().expect("temp dir");
         let journal = dir.path().join("journal.jsonl");
-        TestEnv { dir, journal }
+        TestEnv {
+            dir,
+            journal,
+            db: None,
+        }
+    }
+
+    /// An env whose journal is a new database on the test server; `None`
+    /// when there is no server (see [`TestDb::new`]).
+    pub fn postgres() -> Option<TestEnv> {
+        let db = TestDb::new()?;
+        Some(TestEnv {
+            dir: tempfile::tempdir().expect("temp dir"),
+            journal: PathBuf::from(&db.url),
+            db: Some(db),
+        })
     }
 
     /// A new env whose journal is what `commands` (each split on spaces,
@@ -52,6 +69,19 @@ impl TestEnv {
             .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
             .env("LEDGER_TEST_CLOCK", CLOCK)
             // Days and shown times in a known zone, whatever the machine's.
+            .env("TZ", "UTC")
+            .current_dir(self.dir.path());
+        cmd
+    }
+
+    /// The binary as [`TestEnv::bare`] sets it up, as a process to spawn
+    /// (to read its output as it comes, or to kill it).
+    pub fn process(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ledger"));
+        cmd.env_clear()
+            .env("HOME", self.dir.path())
+            .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
+            .env("LEDGER_TEST_CLOCK", CLOCK)
             .env("TZ", "UTC")
             .current_dir(self.dir.path());
         cmd
@@ -116,9 +146,23 @@ impl TestEnv {
         path.to_string_lossy().into_owned()
     }
 
-    /// The journal's bytes (empty if there is none).
+    /// The journal's bytes (empty if there is none): a database's as
+    /// `export --to jsonl` gives them, which is checked to be what it holds.
+    #[track_caller]
     pub fn bytes(&self) -> Vec<u8> {
-        fs::read(&self.journal).unwrap_or_default()
+        match &self.db {
+            None => fs::read(&self.journal).unwrap_or_default(),
+            Some(db) => {
+                let out = self.run("export --to jsonl");
+                assert!(
+                    out.status.success(),
+                    "export: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                assert_eq!(out.stdout, db.stored(), "export differs from the rows");
+                out.stdout
+            }
+        }
     }
 
     /// The journal's lines.
@@ -283,4 +327,83 @@ pub fn one_account_journal(last: u64, event: impl Fn(u64) -> String) -> String {
     events.extend((2..=last).map(event));
     let events: Vec<&str> = events.iter().map(String::as_str).collect();
     chained(HEADER, &events)
+}
+
+/// A database of its own on the PostgreSQL server named by `LEDGER_TEST_PG`
+/// (`scripts/pg-cluster.sh start` sets it), dropped when done.
+pub struct TestDb {
+    /// The database's URL, password included.
+    pub url: String,
+    name: String,
+    server: String,
+}
+
+impl TestDb {
+    /// A new empty database; `None` without `LEDGER_TEST_PG`, which fails
+    /// under `CI=true` (CI must test both backends).
+    #[track_caller]
+    pub fn new() -> Option<TestDb> {
+        let Some(server) = std::env::var("LEDGER_TEST_PG")
+            .ok()
+            .filter(|s| !s.is_empty())
+        else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "LEDGER_TEST_PG is not set: start a server with `eval \"$(bash scripts/pg-cluster.sh start)\"`"
+            );
+            eprintln!("skipped: LEDGER_TEST_PG is not set");
+            return None;
+        };
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("ledger_test_{}_{n}", std::process::id());
+        let mut admin =
+            postgres::Client::connect(&server, postgres::NoTls).expect("connect to LEDGER_TEST_PG");
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+            .and_then(|()| admin.batch_execute(&format!("CREATE DATABASE {name}")))
+            .expect("create a test database");
+        let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+        Some(TestDb {
+            url: format!("{base}/{name}"),
+            name,
+            server,
+        })
+    }
+
+    /// The bytes the lines table holds, in seq order, each with its `\n`.
+    pub fn stored(&self) -> Vec<u8> {
+        let mut client = postgres::Client::connect(&self.url, postgres::NoTls).expect("connect");
+        let rows = match client.query("SELECT line FROM ledger_lines ORDER BY seq", &[]) {
+            Ok(rows) => rows,
+            Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => {
+                return Vec::new();
+            }
+            Err(e) => panic!("read the lines: {e}"),
+        };
+        let mut bytes = Vec::new();
+        for row in rows {
+            bytes.extend_from_slice(row.get::<_, &[u8]>(0));
+            bytes.push(b'\n');
+        }
+        bytes
+    }
+
+    /// Runs SQL on the database (to damage it, or look inside).
+    #[track_caller]
+    pub fn sql(&self, sql: &str) {
+        let mut client = postgres::Client::connect(&self.url, postgres::NoTls).expect("connect");
+        client.batch_execute(sql).expect("sql");
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = postgres::Client::connect(&self.server, postgres::NoTls) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
 }

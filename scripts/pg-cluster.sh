@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL cluster for ledger's PostgreSQL tests and benches.
+#
+#   eval "$(bash scripts/pg-cluster.sh start)"   # exports LEDGER_TEST_PG
+#   bash scripts/pg-cluster.sh stop DIR
+#
+# Installs PostgreSQL from the Debian packages if it is missing, runs
+# initdb into a fresh temporary directory and starts the server on a
+# private socket directory and a free loopback port. Clients sign in with
+# a password (scram-sha-256), as on a real server. As root (CI), the
+# server runs as the `postgres` user, which refuses to run as root.
+set -euo pipefail
+
+bin_dir() {
+    local d
+    for d in /usr/lib/postgresql/*/bin; do
+        [ -x "$d/initdb" ] && { echo "$d"; return; }
+    done
+    return 1
+}
+
+install() {
+    bin_dir >/dev/null 2>&1 && return
+    echo "installing PostgreSQL from the Debian packages" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y postgresql >&2 || { apt-get update >&2 && apt-get install -y postgresql >&2; }
+}
+
+as_owner() {
+    if [ "$(id -u)" = 0 ]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+start() {
+    install
+    local bin dir port
+    bin=$(bin_dir)
+    dir=$(mktemp -d /tmp/ledger-pg.XXXXXX)
+    chmod 755 "$dir"
+    [ "$(id -u)" = 0 ] && chown postgres "$dir"
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    echo "secret" >"$dir/pw"
+    [ "$(id -u)" = 0 ] && chown postgres "$dir/pw"
+    as_owner "$bin/initdb" -D "$dir/data" -U ledger --pwfile="$dir/pw" \
+        --auth-local=trust --auth-host=scram-sha-256 >"$dir/initdb.log" 2>&1
+    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+        -o "-k $dir -p $port -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on" \
+        start >/dev/null
+    echo "export LEDGER_TEST_PG='postgresql://ledger:secret@127.0.0.1:$port/postgres'"
+    echo "export LEDGER_TEST_PG_DIR='$dir'"
+}
+
+stop() {
+    local dir=${1:-${LEDGER_TEST_PG_DIR:-}}
+    [ -n "$dir" ] || { echo "usage: $0 stop DIR" >&2; exit 2; }
+    as_owner "$(bin_dir)/pg_ctl" -D "$dir/data" -m fast stop >/dev/null || true
+    rm -rf "$dir"
+}
+
+case "${1:-}" in
+start) start ;;
+stop) stop "${2:-}" ;;
+*) echo "usage: $0 start | stop DIR" >&2; exit 2 ;;
+esac

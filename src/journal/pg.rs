@@ -1,0 +1,543 @@
+//! The journal in a PostgreSQL database (SPEC 15).
+//!
+//! The database holds the journal's exact bytes, one row per line (the
+//! header is seq 0), each with the offset just past its `\n` as it would be
+//! in a file. Readers see those bytes as a file through [`Db::read_at`], so
+//! the scanner, `verify` and `export --to jsonl` are the file's, with the
+//! same hash chain and the same messages. A one-row head table, locked
+//! `FOR UPDATE`, serialises writers as the file lock does; a write's lines
+//! and the head's new length commit in one transaction, so there are no
+//! torn tails.
+//!
+//! The location names the database by URL; its password (from the URL,
+//! `PGPASSWORD` or the password file) is kept here and never shown: the
+//! journal's "path" everywhere else is the URL without it.
+
+use std::cell::RefCell;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use postgres::config::Host;
+use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, Config, NoTls};
+
+use super::JournalError;
+
+/// Whether a location names a PostgreSQL database rather than a file.
+pub fn is_location(location: &str) -> bool {
+    location.starts_with("postgresql://") || location.starts_with("postgres://")
+}
+
+/// The URLs this process was given, by the name they are shown under.
+static NAMED: OnceLock<Mutex<Vec<(PathBuf, String)>>> = OnceLock::new();
+
+/// The name under which the database at `url` is shown (the URL without
+/// its password), remembering the URL itself for connecting.
+pub fn name(url: &str) -> PathBuf {
+    let shown = PathBuf::from(without_password(url));
+    if let Ok(mut named) = NAMED.get_or_init(Mutex::default).lock() {
+        named.retain(|(s, _)| *s != shown);
+        named.push((shown.clone(), url.to_owned()));
+    }
+    shown
+}
+
+/// The URL of the database shown as `path`, if it names one.
+fn url_of(path: &Path) -> Option<String> {
+    let text = path.to_str().filter(|t| is_location(t))?;
+    let named = NAMED.get_or_init(Mutex::default).lock().ok()?;
+    let url = named
+        .iter()
+        .find(|(s, _)| s == path)
+        .map(|(_, u)| u.clone());
+    Some(url.unwrap_or_else(|| text.to_owned()))
+}
+
+/// Whether `path` is the shown name of a database.
+pub fn is_database(path: &Path) -> bool {
+    path.to_str().is_some_and(is_location)
+}
+
+/// `url` without the password of its user part, if it has one.
+fn without_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_owned();
+    };
+    let user = authority[..at].split(':').next().unwrap_or_default();
+    format!(
+        "{}{user}{}",
+        &url[..scheme_end],
+        &rest[at..] // from the '@' on
+    )
+}
+
+/// Calls `wake` on a thread of its own each time a write commits to the
+/// database shown as `path`, and after each (re)connection, until `wake`
+/// returns false. Returns whether it is listening.
+pub fn listen(path: &Path, wake: impl Fn() -> bool + Send + 'static) -> bool {
+    let Some(url) = url_of(path) else {
+        return false;
+    };
+    let path = path.to_owned();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("ledger-listen".into())
+        .spawn(move || {
+            loop {
+                let listening = connect(&path, &url).and_then(|mut client| {
+                    client
+                        .batch_execute("LISTEN ledger")
+                        .map_err(|e| database_error(&path, "listen to", &e))?;
+                    Ok(client)
+                });
+                let Ok(mut client) = listening else {
+                    // Meanwhile the follower polls; try again in a while.
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                };
+                let _ = ready_tx.send(());
+                // What committed while (re)connecting is read by this round.
+                if !wake() {
+                    return;
+                }
+                let mut notifications = client.notifications();
+                let mut each = notifications.blocking_iter();
+                while let Ok(Some(_)) = each.next() {
+                    if !wake() {
+                        return;
+                    }
+                }
+            }
+        });
+    spawned.is_ok() && ready_rx.recv_timeout(CONNECT_TIMEOUT).is_ok()
+}
+
+/// Rows fetched by one query while reading lines in order, at most; a
+/// read that jumps about fetches few.
+const MOST_ROWS: i64 = 16384;
+const FEWEST_ROWS: i64 = 16;
+
+/// A connection to a journal's database, with a window of its bytes.
+pub struct Db {
+    client: RefCell<Client>,
+    path: PathBuf,
+    window: RefCell<Window>,
+}
+
+/// Bytes of the journal from `start`, as last fetched.
+#[derive(Default)]
+struct Window {
+    start: u64,
+    bytes: Vec<u8>,
+    /// Rows the next sequential fetch asks for.
+    rows: i64,
+}
+
+/// What a writer finds under the head's lock.
+pub struct Locked {
+    /// The journal's length in bytes (0: not even a header yet).
+    pub len: u64,
+}
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS ledger_head (
+        id smallint PRIMARY KEY CHECK (id = 1),
+        seq bigint NOT NULL,
+        len bigint NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS ledger_lines (
+        seq bigint PRIMARY KEY,
+        end_off bigint NOT NULL UNIQUE,
+        line bytea NOT NULL
+    );
+    INSERT INTO ledger_head (id, seq, len) VALUES (1, 0, 0) ON CONFLICT DO NOTHING;
+";
+
+/// Any key: it only keeps two first writers from creating the tables at
+/// once.
+const CREATING: i64 = 0x6c65_6467_6572;
+
+impl Db {
+    /// Connects to the database shown as `path`; `None` if `path` names a
+    /// file.
+    pub fn connect(path: &Path) -> Option<Result<Db, JournalError>> {
+        let url = url_of(path)?;
+        Some(connect(path, &url).map(|client| Db {
+            client: RefCell::new(client),
+            path: path.to_owned(),
+            window: RefCell::default(),
+        }))
+    }
+
+    fn error(&self, action: &'static str, e: &postgres::Error) -> JournalError {
+        database_error(&self.path, action, e)
+    }
+
+    /// Whether the database holds a journal's tables.
+    pub fn has_journal(&self) -> Result<bool, JournalError> {
+        let row = self
+            .client
+            .borrow_mut()
+            .query_one("SELECT to_regclass('ledger_head') IS NOT NULL", &[])
+            .map_err(|e| self.error("read", &e))?;
+        row.try_get(0).map_err(|e| self.error("read", &e))
+    }
+
+    /// Starts a snapshot of the journal for reading: its length, or `None`
+    /// if it has no tables yet.
+    pub fn begin_read(&self) -> Result<Option<u64>, JournalError> {
+        let mut client = self.client.borrow_mut();
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .map_err(|e| self.error("read", &e))?;
+        match client.query_opt("SELECT len FROM ledger_head WHERE id = 1", &[]) {
+            Ok(row) => Ok(Some(self.len_of(row)?)),
+            Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(None),
+            Err(e) => Err(self.error("read", &e)),
+        }
+    }
+
+    /// Starts a write: locks the head row (creating the tables first if
+    /// there are none, in the same transaction, so a refused first write
+    /// leaves nothing behind).
+    pub fn begin_write(&self) -> Result<Locked, JournalError> {
+        let mut client = self.client.borrow_mut();
+        let lock = "SELECT len FROM ledger_head WHERE id = 1 FOR UPDATE";
+        client
+            .batch_execute("BEGIN")
+            .map_err(|e| self.error("write", &e))?;
+        let row = match client.query_opt(lock, &[]) {
+            Ok(row) => row,
+            Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => {
+                client
+                    .batch_execute("ROLLBACK; BEGIN")
+                    .map_err(|e| self.error("write", &e))?;
+                client
+                    .execute("SELECT pg_advisory_xact_lock($1)", &[&CREATING])
+                    .and_then(|_| client.batch_execute(SCHEMA))
+                    .and_then(|()| client.query_opt(lock, &[]))
+                    .map_err(|e| self.error("create the tables of", &e))?
+            }
+            Err(e) => return Err(self.error("lock", &e)),
+        };
+        Ok(Locked {
+            len: self.len_of(row)?,
+        })
+    }
+
+    fn len_of(&self, row: Option<postgres::Row>) -> Result<u64, JournalError> {
+        let len: i64 = match row {
+            Some(row) => row.try_get(0).map_err(|e| self.error("read", &e))?,
+            None => 0,
+        };
+        u64::try_from(len).map_err(|_| self.corrupt_head(len))
+    }
+
+    fn corrupt_head(&self, len: i64) -> JournalError {
+        JournalError::Corrupt {
+            path: self.path.clone(),
+            line: 1,
+            reason: format!("the head row says the journal is {len} bytes long"),
+        }
+    }
+
+    /// Appends `lines` (each without `\n`, the first at seq `first_seq`,
+    /// the journal `len` bytes long before them), moves the head, wakes
+    /// followers and commits. A connection lost while committing leaves
+    /// the outcome unknown.
+    pub fn append<E: From<JournalError>>(
+        &self,
+        first_seq: u64,
+        len: u64,
+        lines: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<(), JournalError>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut client = self.client.borrow_mut();
+        let sink = client
+            .copy_in("COPY ledger_lines (seq, end_off, line) FROM STDIN BINARY")
+            .map_err(|e| self.error("write", &e))?;
+        let types = [
+            postgres::types::Type::INT8,
+            postgres::types::Type::INT8,
+            postgres::types::Type::BYTEA,
+        ];
+        let mut writer = postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
+        let (mut seq, mut end) = (first_seq, len);
+        let path = &self.path;
+        lines(&mut |line: &[u8]| {
+            end += line.len() as u64 + 1;
+            let (s, e) = (as_int(seq), as_int(end));
+            writer
+                .write(&[&s, &e, &line])
+                .map_err(|e| database_error(path, "write", &e))?;
+            seq += 1;
+            Ok(())
+        })?;
+        writer.finish().map_err(|e| self.error("write", &e))?;
+        let last = as_int(seq - 1);
+        client
+            .execute(
+                "UPDATE ledger_head SET seq = $1, len = $2 WHERE id = 1",
+                &[&last, &as_int(end)],
+            )
+            .and_then(|_| client.execute("SELECT pg_notify('ledger', $1)", &[&last.to_string()]))
+            .map_err(|e| self.error("write", &e))?;
+        client.batch_execute("COMMIT").map_err(|e| {
+            E::from(if client.is_closed() || e.as_db_error().is_none() {
+                JournalError::CommitUnknown {
+                    path: self.path.clone(),
+                    reason: reason(&e),
+                }
+            } else {
+                self.error("commit", &e)
+            })
+        })
+    }
+
+    /// Removes every line (in the write's transaction): for a copy into a
+    /// journal that holds a header alone.
+    pub fn clear(&self) -> Result<(), JournalError> {
+        self.client
+            .borrow_mut()
+            .batch_execute("DELETE FROM ledger_lines")
+            .map_err(|e| self.error("write", &e))
+    }
+
+    /// Ends the transaction without changing anything.
+    pub fn rollback(&self) {
+        // A failure leaves nothing to undo: the server rolls back when the
+        // connection ends.
+        let _ = self.client.borrow_mut().batch_execute("ROLLBACK");
+    }
+
+    /// Reads the journal's bytes from `offset` into `buf`, as a file's
+    /// `read_at`: 0 at the end.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let mut window = self.window.borrow_mut();
+        let end = window.start + window.bytes.len() as u64;
+        if offset < window.start || offset >= end {
+            // Reading on from where the window ends fetches more at a time.
+            window.rows = if offset == end && !window.bytes.is_empty() {
+                (window.rows * 2).min(MOST_ROWS)
+            } else {
+                FEWEST_ROWS
+            };
+            self.fetch(&mut window, offset)?;
+        }
+        let Some(from) = offset
+            .checked_sub(window.start)
+            .and_then(|o| usize::try_from(o).ok())
+            .filter(|&o| o < window.bytes.len())
+        else {
+            return Ok(0);
+        };
+        let n = buf.len().min(window.bytes.len() - from);
+        buf[..n].copy_from_slice(&window.bytes[from..from + n]);
+        Ok(n)
+    }
+
+    /// Fills the window with the line holding byte `offset` and those after it.
+    fn fetch(&self, window: &mut Window, offset: u64) -> io::Result<()> {
+        let rows = self
+            .client
+            .borrow_mut()
+            .query(
+                "SELECT end_off, line FROM ledger_lines WHERE end_off > $1 ORDER BY end_off LIMIT $2",
+                &[&as_int(offset), &window.rows],
+            )
+            .map_err(io::Error::other)?;
+        window.bytes.clear();
+        for (i, row) in rows.iter().enumerate() {
+            let end: i64 = row.try_get(0).map_err(io::Error::other)?;
+            let line: &[u8] = row.try_get(1).map_err(io::Error::other)?;
+            let end = u64::try_from(end).map_err(|_| damaged("a negative offset"))?;
+            if i == 0 {
+                window.start = end
+                    .checked_sub(line.len() as u64 + 1)
+                    .ok_or_else(|| damaged("a line longer than its offset"))?;
+            }
+            window.bytes.extend_from_slice(line);
+            window.bytes.push(b'\n');
+            if window.start + window.bytes.len() as u64 != end {
+                // Rows that do not fit end to end: show the bytes up to the
+                // gap; the chain check finds what is missing.
+                window.bytes.truncate(window.bytes.len() - line.len() - 1);
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn damaged(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("the lines table holds {what}"),
+    )
+}
+
+/// Offsets and seqs are stored as `bigint`; no journal reaches 2^63.
+fn as_int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn database_error(path: &Path, action: &'static str, e: &postgres::Error) -> JournalError {
+    JournalError::Database {
+        path: path.to_owned(),
+        action,
+        reason: reason(e),
+    }
+}
+
+/// A driver error in one line: the server's message when it sent one.
+fn reason(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                text = format!("{text}: {s}");
+                source = s.source();
+            }
+            text
+        }
+    }
+}
+
+/// How long to wait for a server before giving up, unless the URL says.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn connect(path: &Path, url: &str) -> Result<Client, JournalError> {
+    let mut config = Config::from_str(url).map_err(|e| JournalError::Database {
+        path: path.to_owned(),
+        action: "use",
+        reason: format!("not a PostgreSQL URL: {}", reason(&e)),
+    })?;
+    if config.get_user().is_none()
+        && let Some(user) = std::env::var("PGUSER")
+            .ok()
+            .or_else(|| std::env::var("USER").ok())
+    {
+        config.user(&user);
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_password().is_none()
+        && let Some(password) = password_for(&config)
+    {
+        config.password(password);
+    }
+    config.application_name("ledger");
+    config
+        .connect(NoTls)
+        .map_err(|e| JournalError::Unreachable {
+            path: path.to_owned(),
+            server: server_of(&config),
+            reason: reason(&e),
+        })
+}
+
+/// The first host and port the config names, as `host:port`.
+fn server_of(config: &Config) -> String {
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    match config.get_hosts().first() {
+        Some(Host::Tcp(host)) => format!("{host}:{port}"),
+        Some(Host::Unix(dir)) => format!("{}:{port}", dir.display()),
+        None => format!("localhost:{port}"),
+    }
+}
+
+/// The password from `PGPASSWORD`, else from the password file
+/// (`PGPASSFILE`, else `~/.pgpass`), as libpq finds it.
+fn password_for(config: &Config) -> Option<String> {
+    if let Ok(password) = std::env::var("PGPASSWORD") {
+        return Some(password);
+    }
+    let file = std::env::var_os("PGPASSFILE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".pgpass")))?;
+    let text = std::fs::read_to_string(file).ok()?;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(host)) => host.clone(),
+        _ => "localhost".to_owned(),
+    };
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
+    let user = config.get_user().unwrap_or_default();
+    let db = config.get_dbname().unwrap_or(user);
+    let wanted = [host.as_str(), port.as_str(), db, user];
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| pgpass_match(l, &wanted))
+}
+
+/// The password of a password-file line whose first four fields match
+/// `wanted` (`*` matches anything; `\:` and `\\` are escapes).
+fn pgpass_match(line: &str, wanted: &[&str; 4]) -> Option<String> {
+    let mut fields = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => fields.last_mut()?.push(chars.next().unwrap_or('\\')),
+            ':' if fields.len() < 5 => fields.push(String::new()),
+            c => fields.last_mut()?.push(c),
+        }
+    }
+    if fields.len() != 5 {
+        return None;
+    }
+    let matches = fields.iter().zip(wanted).all(|(f, w)| f == "*" || f == w);
+    matches.then(|| fields.pop()).flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shown_url_has_no_password() {
+        let cases = [
+            (
+                "postgresql://u:s3cr%40t@h:5/db?x=1",
+                "postgresql://u@h:5/db?x=1",
+            ),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            ("postgresql://h/db", "postgresql://h/db"),
+            ("postgresql://u:p@h", "postgresql://u@h"),
+            ("postgresql:///db?host=/tmp", "postgresql:///db?host=/tmp"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(without_password(url), shown);
+        }
+    }
+
+    #[test]
+    fn a_password_file_line_matches_as_libpq_reads_it() {
+        let wanted = ["h", "5432", "db", "u"];
+        assert_eq!(
+            pgpass_match("h:5432:db:u:pw", &wanted).as_deref(),
+            Some("pw")
+        );
+        assert_eq!(
+            pgpass_match("*:*:*:u:a\\:b", &wanted).as_deref(),
+            Some("a:b")
+        );
+        assert_eq!(pgpass_match("h:5432:db:other:pw", &wanted), None);
+        assert_eq!(pgpass_match("h:5432:db:u", &wanted), None);
+    }
+}

@@ -1,0 +1,520 @@
+//! The same ledger on PostgreSQL (SPEC 15): one script of commands run on a
+//! file and on a database must print the same, exit the same and leave the
+//! same lines; then what only a shared database has: many hosts, races,
+//! copies, cut connections and following.
+//!
+//! The server comes from `LEDGER_TEST_PG` (`scripts/pg-cluster.sh start`);
+//! without it these tests skip, except under `CI=true`, where they fail.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{TestEnv, fixture};
+
+/// Every kind of command, with refusals among them: each line is run on
+/// both backends (split on spaces; `|` separates a batch's lines given on
+/// stdin to a `batch` line).
+const SCRIPT: &[&str] = &[
+    "balance",
+    "history",
+    "create acct1 --owner alice",
+    "create acct2 --owner bob",
+    "create eur1 --currency EUR",
+    "create shop",
+    "deposit acct1 50 --id d-1 --memo first",
+    "deposit acct1 50 --id d-1 --memo first",
+    "withdraw acct1 70",
+    "withdraw acct1 20 --tag kind=cash",
+    "transfer acct1 acct2 10.25 --memo lunch --id pay-17",
+    "transfer acct1 eur1 1",
+    "deposit nobody 1",
+    "deposit acct1 1.001",
+    "deposit acct1 1 --expect-seq 6",
+    "deposit acct1 1 --expect-seq 99",
+    "hold acct1 5 --to shop --id order-1",
+    "capture --of-id order-1 3 --id ship-1",
+    "release --of-id order-1",
+    "hold acct2 1",
+    "reverse 7",
+    "reverse 7",
+    "close eur1",
+    "close acct2",
+    "batch|create b1|deposit b1 7 --id b-1|transfer b1 acct1 2",
+    "batch|deposit b1 1|withdraw b1 100",
+    "batch --dry-run|deposit b1 1|withdraw b1 100",
+    "balance",
+    "balance --json",
+    "balance --format csv",
+    "balance acct1 acct9",
+    "balance --as-of 5 --json",
+    "history --json",
+    "history acct1",
+    "history acct1 --format csv",
+    "history --limit 3",
+    "report --by month --json",
+    "report acct1 --by day",
+    "export --to ledger",
+    "export --to beancount",
+    "verify",
+    "verify --json",
+];
+
+/// What a command did, with the journal's location shown as `JOURNAL`.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    line: String,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn run_line(env: &TestEnv, line: &str) -> Seen {
+    let mut parts = line.split('|');
+    let args: Vec<&str> = parts
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let input: String = parts.map(|l| format!("{l}\n")).collect();
+    let mut cmd = env.cmd();
+    cmd.args(&args).write_stdin(input);
+    let out: Output = cmd.output().expect("run ledger");
+    let shown = env.journal.display().to_string();
+    let shown = shown.replace(":secret@", "@");
+    let clean = |bytes: &[u8]| String::from_utf8_lossy(bytes).replace(&shown, "JOURNAL");
+    Seen {
+        line: line.to_owned(),
+        code: out.status.code(),
+        stdout: clean(&out.stdout),
+        stderr: clean(&out.stderr),
+    }
+}
+
+#[test]
+fn every_command_prints_and_writes_the_same_on_a_file_and_a_database() {
+    let Some(db) = TestEnv::postgres() else {
+        return;
+    };
+    let file = TestEnv::new();
+    let mut codes = Vec::new();
+    for line in SCRIPT {
+        let on_file = run_line(&file, line);
+        let on_db = run_line(&db, line);
+        assert_eq!(on_file, on_db, "{line}");
+        assert!(!on_db.stderr.contains("secret"), "{line}: {}", on_db.stderr);
+        codes.push(on_db.code);
+    }
+    assert_eq!(file.bytes(), db.bytes());
+    // Refusals of every kind were among them.
+    for code in [0, 1, 2] {
+        assert!(codes.contains(&Some(code)), "{codes:?}");
+    }
+}
+
+#[test]
+fn refusals_leave_the_database_as_it_was() {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    // A refused first write creates nothing, not even the tables.
+    env.fails(1, &["deposit", "nobody", "1"]);
+    assert!(env.db.as_ref().is_some_and(|db| db.stored().is_empty()));
+    env.ok("create a");
+    env.ok("deposit a 5 --id x");
+    env.refusals(&[
+        (&["withdraw", "a", "6"], 1, "insufficient funds"),
+        (&["deposit", "a", "1", "--expect-seq", "1"], 1, "expected"),
+        (&["deposit", "a", "-1"], 2, ""),
+        (&["transfer", "a", "zz", "1"], 1, "zz"),
+    ]);
+    let out = env.ok("deposit a 5 --id x");
+    assert!(out.contains("already recorded"), "{out}");
+}
+
+/// Many processes on separate connections, each posting transfers with an
+/// `--id` and retrying every one that did not exit 0: every id lands once,
+/// money is conserved and no balance goes negative.
+#[test]
+fn many_hosts_post_each_id_exactly_once() {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    const HOSTS: usize = 8;
+    const EACH: usize = 12;
+    env.ok("create pool");
+    for h in 0..HOSTS {
+        env.ok(&format!("create h{h}"));
+    }
+    env.ok("deposit pool 1000");
+    let env = Arc::new(env);
+    let threads: Vec<_> = (0..HOSTS)
+        .map(|h| {
+            let env = Arc::clone(&env);
+            std::thread::spawn(move || {
+                for i in 0..EACH {
+                    let args = format!("transfer pool h{h} 1.5 --id t-{h}-{i}");
+                    // A retry after any failure is safe with the same --id.
+                    let mut tries = 0;
+                    while !env.run(&args).status.success() {
+                        tries += 1;
+                        assert!(tries < 20, "{args} kept failing");
+                    }
+                    // And a deliberate repeat writes nothing.
+                    assert!(env.ok(&args).contains("already recorded"));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("host");
+    }
+    let balances = env.balances();
+    let accounts = balances["accounts"].as_array().expect("accounts");
+    let of = |name: &str| -> String {
+        let row = accounts.iter().find(|a| a["account"] == name).expect("row");
+        row["balance"].as_str().expect("balance").to_owned()
+    };
+    assert_eq!(
+        of("pool"),
+        format!("{:.2}", 1000.0 - 1.5 * (HOSTS * EACH) as f64)
+    );
+    for h in 0..HOSTS {
+        assert_eq!(of(&format!("h{h}")), format!("{:.2}", 1.5 * EACH as f64));
+    }
+    let verify: Value = serde_json::from_str(&env.ok("verify --json")).expect("json");
+    assert_eq!(verify["events"], 2 + HOSTS as u64 + (HOSTS * EACH) as u64);
+}
+
+/// Processes racing with `--expect-seq`: exactly one wins each seq.
+#[test]
+fn expect_seq_races_have_one_winner_per_seq() {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    env.ok("create a");
+    let env = Arc::new(env);
+    for seq in 1..=4u64 {
+        let racers: Vec<_> = (0..6)
+            .map(|r| {
+                let env = Arc::clone(&env);
+                std::thread::spawn(move || {
+                    let args = format!("deposit a 1 --memo r{r} --expect-seq {seq}");
+                    env.run(&args).status.code()
+                })
+            })
+            .collect();
+        let codes: Vec<_> = racers
+            .into_iter()
+            .map(|r| r.join().expect("racer"))
+            .collect();
+        assert_eq!(
+            codes.iter().filter(|c| **c == Some(0)).count(),
+            1,
+            "{codes:?}"
+        );
+        assert!(codes.iter().all(|c| matches!(c, Some(0 | 1))), "{codes:?}");
+    }
+    assert_eq!(env.balance_of("a"), "4.00");
+}
+
+#[test]
+fn copy_round_trips_file_to_database_to_file_byte_for_byte() {
+    let Some(db) = TestEnv::postgres() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let back = dir.path().join("back/journal.jsonl");
+    let source = fixture("valid.jsonl");
+    let copy = |from: &Path, to: &Path| {
+        db.bare()
+            .arg("copy")
+            .arg(from)
+            .arg(to)
+            .output()
+            .expect("copy")
+    };
+    let out = copy(&source, &db.journal);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(db.bytes(), std::fs::read(&source).expect("fixture"));
+    let out = copy(&db.journal, &back);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&back).expect("copy"),
+        std::fs::read(&source).expect("fixture")
+    );
+    // Into a journal that holds events: refused, nothing written.
+    let before = db.bytes();
+    let out = copy(&source, &db.journal);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(db.bytes(), before);
+    // A corrupt source is not copied at all.
+    let fresh = TestEnv::postgres().expect("server");
+    let out = copy(&fixture("bad-chain.jsonl"), &fresh.journal);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(fresh.db.as_ref().is_some_and(|d| d.stored().is_empty()));
+}
+
+#[test]
+fn an_unreachable_server_is_exit_4_naming_host_and_port_never_the_password() {
+    let env = TestEnv::new();
+    // A port nothing listens on.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let url = format!("postgresql://ledger:hunter2@127.0.0.1:{port}/books");
+    for args in [&["balance"][..], &["deposit", "a", "1"]] {
+        let out = env
+            .bare()
+            .arg("--file")
+            .arg(&url)
+            .args(args)
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{stderr}");
+        assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_wrong_password_is_refused_without_being_shown() {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    let wrong = env
+        .journal
+        .display()
+        .to_string()
+        .replace(":secret@", ":hunter2@");
+    let out = env
+        .bare()
+        .args(["--file", &wrong, "balance"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("password authentication failed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    // The password may come from PGPASSWORD instead of the URL.
+    let bare = env.journal.display().to_string().replace(":secret@", "@");
+    let out = env
+        .bare()
+        .env("PGPASSWORD", "secret")
+        .args(["--file", &bare, "create", "a"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Or from a password file.
+    let pgpass = env.file(".pgpass", "127.0.0.1:*:*:ledger:secret\n");
+    let out = env
+        .bare()
+        .env("PGPASSFILE", &pgpass)
+        .env("LEDGER_JOURNAL", &bare)
+        .args(["deposit", "a", "1"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.balance_of("a"), "1.00");
+}
+
+/// A TCP relay in front of the server that can cut every connection.
+struct Relay {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    conns: Arc<std::sync::Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn to(server_port: u16) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let conns = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (c, all) = (Arc::clone(&cut), Arc::clone(&conns));
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if c.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", server_port)) else {
+                    continue;
+                };
+                let mut list = all.lock().expect("lock");
+                list.push(client.try_clone().expect("clone"));
+                list.push(server.try_clone().expect("clone"));
+                pipe(
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                );
+                pipe(server, client);
+            }
+        });
+        Relay { port, cut, conns }
+    }
+
+    /// Cuts every connection; new ones are refused until `resume`.
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for conn in self.conns.lock().expect("lock").drain(..) {
+            let _ = conn.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn resume(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16384];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
+/// The env's URL through a relay.
+fn through(env: &TestEnv, relay: &Relay) -> String {
+    let url = env.journal.display().to_string();
+    let (head, rest) = url.split_once("@127.0.0.1:").expect("loopback url");
+    let path = rest.split_once('/').map_or("", |(_, p)| p);
+    format!("{head}@127.0.0.1:{}/{path}", relay.port)
+}
+
+fn server_port(env: &TestEnv) -> u16 {
+    let url = env.journal.display().to_string();
+    let rest = url.split_once("@127.0.0.1:").expect("loopback url").1;
+    rest.split('/')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port")
+}
+
+/// A batch whose connection is cut while it runs: exit 4, and none of its
+/// events in the journal (a transaction commits whole or not at all).
+#[test]
+fn a_connection_cut_mid_batch_writes_nothing_of_it() {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    env.ok("create a");
+    let relay = Relay::to(server_port(&env));
+    let url = through(&env, &relay);
+    let lines: String = (0..200_000)
+        .map(|i| format!("deposit a 1 --id c{i}\n"))
+        .collect();
+    let mut child = env
+        .process()
+        .args(["--file", &url, "batch"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    std::thread::spawn(move || {
+        let _ = stdin.write_all(lines.as_bytes());
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    relay.cut();
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let before: Vec<u8> = env.bytes();
+    let lines = before
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    if out.status.success() {
+        // The batch beat the cut: then all of it is there.
+        assert_eq!(lines, 2 + 200_000);
+    } else {
+        assert_eq!(out.status.code(), Some(4), "{stderr}");
+        assert_eq!(lines, 2, "{stderr}");
+    }
+    env.ok("verify");
+}
+
+/// A follower whose connections are cut and come back: every event once,
+/// in order, none missed.
+#[test]
+fn a_follower_survives_lost_connections_without_gap_or_repeat() {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    env.ok("create a");
+    let relay = Relay::to(server_port(&env));
+    let url = through(&env, &relay);
+    let mut child = env
+        .process()
+        .args(["--file", &url, "history", "--follow", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<u64>();
+    std::thread::spawn(move || {
+        let reader = std::io::BufReader::new(stdout);
+        for line in std::io::BufRead::lines(reader).map_while(Result::ok) {
+            let line: String = line;
+            let v: Value = serde_json::from_str(&line).expect("json");
+            let _ = tx.send(v["seq"].as_u64().expect("seq"));
+        }
+    });
+    let mut seen = vec![rx.recv_timeout(Duration::from_secs(10)).expect("seq 1")];
+    for round in 0..3 {
+        env.ok(&format!("deposit a {}", round + 1));
+        relay.cut();
+        env.ok("deposit a 1");
+        std::thread::sleep(Duration::from_millis(300));
+        relay.resume();
+        env.ok("deposit a 1");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while seen.len() < 1 + 3 * (round + 1) && Instant::now() < deadline {
+            if let Ok(seq) = rx.recv_timeout(Duration::from_millis(200)) {
+                seen.push(seq);
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(seen, (1..=10).collect::<Vec<_>>());
+}
