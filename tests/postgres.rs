@@ -518,3 +518,24 @@ fn a_follower_survives_lost_connections_without_gap_or_repeat() {
     let _ = child.wait();
     assert_eq!(seen, (1..=10).collect::<Vec<_>>());
 }
+
+/// A line changed inside the database breaks the chain as it would in a
+/// file: `verify` and every replay say where.
+#[test]
+fn a_line_changed_in_the_database_is_caught_as_in_a_file() {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    env.ok("create a");
+    env.ok("deposit a 5");
+    env.ok("deposit a 7");
+    let db = env.db.as_ref().expect("db");
+    db.sql(
+        "UPDATE ledger_lines SET line = convert_to(replace(convert_from(line, 'UTF8'), '\"5.00\"', '\"9.00\"'), 'UTF8') WHERE seq = 2",
+    );
+    let out = env.run("verify");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("line 4"), "{stderr}");
+    assert_eq!(env.run("balance").status.code(), Some(3));
+}
