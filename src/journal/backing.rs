@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::rc::Rc;
 
 use super::pg::Db;
 
@@ -11,8 +12,8 @@ use super::pg::Db;
 pub enum Backing {
     /// A journal file.
     File(File),
-    /// A journal in a database (boxed: a connection is large).
-    Db(Box<Db>),
+    /// A journal in a database, shared with its read model.
+    Db(Rc<Db>),
 }
 
 impl Backing {

@@ -13,6 +13,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use std::borrow::Cow;
 
@@ -188,7 +189,7 @@ impl ReadJournal {
             let Some(len) = db.begin_read()? else {
                 return Ok(None);
             };
-            let file = Backing::Db(Box::new(db));
+            let file = Backing::Db(Rc::new(db));
             let start = scan::read_start(&file, path, len)?;
             return Ok(Some(ReadJournal {
                 file,
@@ -320,10 +321,11 @@ impl ReadJournal {
     /// covers if it covers a prefix of the journal as this reader sees it;
     /// `None` without a header or if the model cannot be used.
     pub fn model(&self) -> Option<(ReadModel, Option<Head>)> {
-        // A database is its own query side: no file beside it.
-        self.file.file()?;
         let header = self.header_head()?;
-        let model = ReadModel::open(&self.path, self.owner)?;
+        let model = match &self.file {
+            Backing::File(_) => ReadModel::open(&self.path, self.owner)?,
+            Backing::Db(db) => ReadModel::in_database(Rc::clone(db)),
+        };
         let covers = model.covers(&self.file, header, self.len);
         Some((model, covers))
     }
@@ -573,18 +575,26 @@ impl Writer {
     /// transaction ends (committed, or rolled back by `unlock` or drop).
     fn open_db(path: &Path, db: Db) -> Result<Writer, JournalError> {
         let locked = db.begin_write()?;
-        let file = Backing::Db(Box::new(db));
+        let db = Rc::new(db);
+        let model = ReadModel::in_database(Rc::clone(&db));
+        let file = Backing::Db(db);
         let (read, header) = match scan::read_start(&file, path, locked.len)? {
             Start::Empty(torn) => (Read::empty(torn), None),
             Start::Header(header) => (
-                read_state(&file, path, header, locked.len, None)?,
+                read_state(&file, path, header, locked.len, Some(&model))?,
                 Some(header),
             ),
         };
         // A database with no header yet gets one with this write: the
         // journal is created, as a new file is.
         let created = (locked.len == 0).then_some(None);
-        Writer::new(file, path, read, (header, None), (created, Owner::me()))
+        Writer::new(
+            file,
+            path,
+            read,
+            (header, Some(model)),
+            (created, Owner::me()),
+        )
     }
 
     fn new(
@@ -1097,10 +1107,13 @@ impl Writer {
         let file = match &self.file {
             Backing::Db(db) => {
                 db.clear()?;
-                db.append(0, 0, |emit| {
+                let (seq, end) = db.append(0, 0, |emit| {
                     emit(header.strip_suffix(b"\n").unwrap_or(header))?;
                     lines(emit)
                 })?;
+                // The rows are left behind the head: the next write
+                // rebuilds them from the lines.
+                db.commit(seq, end, false)?;
                 self.committed = true;
                 return Ok(());
             }
@@ -1131,12 +1144,17 @@ impl Writer {
         };
         let header = self.head.is_none().then(|| line::header(self.at));
         let first = self.head.map_or(0, |h| h.seq + 1);
-        db.append(first, self.len, |emit| {
+        let (seq, end) = db.append(first, self.len, |emit| {
             if let Some(header) = &header {
                 emit(header.as_bytes())?;
             }
             self.stage.each_sealed(None, &self.path, emit)
         })?;
+        let rows = match &self.model {
+            Some(model) => db.save_rows(|| model.save_in_database(&self.state, self.from))?,
+            None => false,
+        };
+        db.commit(seq, end, rows)?;
         self.sealed_head = self.stage.sealed_end().map(|(hash, len)| Head {
             seq: self.state.seq(),
             hash,

@@ -132,6 +132,9 @@ pub struct Db {
     client: RefCell<Client>,
     path: PathBuf,
     window: RefCell<Window>,
+    /// Statements prepared on this connection, by their text: a command
+    /// runs a few over and over (a batch, one lookup per line).
+    prepared: RefCell<Vec<(&'static str, postgres::Statement)>>,
 }
 
 /// Bytes of the journal from `start`, as last fetched.
@@ -153,14 +156,15 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS ledger_head (
         id smallint PRIMARY KEY CHECK (id = 1),
         seq bigint NOT NULL,
-        len bigint NOT NULL
+        len bigint NOT NULL,
+        rows_seq bigint NOT NULL
     );
     CREATE TABLE IF NOT EXISTS ledger_lines (
         seq bigint PRIMARY KEY,
         end_off bigint NOT NULL UNIQUE,
         line bytea NOT NULL
     );
-    INSERT INTO ledger_head (id, seq, len) VALUES (1, 0, 0) ON CONFLICT DO NOTHING;
+    INSERT INTO ledger_head (id, seq, len, rows_seq) VALUES (1, 0, 0, 0) ON CONFLICT DO NOTHING;
 ";
 
 /// Any key: it only keeps two first writers from creating the tables at
@@ -176,11 +180,41 @@ impl Db {
             client: RefCell::new(client),
             path: path.to_owned(),
             window: RefCell::default(),
+            prepared: RefCell::default(),
         }))
     }
 
     fn error(&self, action: &'static str, e: &postgres::Error) -> JournalError {
         database_error(&self.path, action, e)
+    }
+
+    /// Runs `sql` (prepared once per connection) with `params`.
+    pub fn query(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.borrow_mut().query(&statement, params)
+    }
+
+    /// Runs `sql` (prepared once per connection) for its effect.
+    pub fn execute(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<u64, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.borrow_mut().execute(&statement, params)
+    }
+
+    fn statement(&self, sql: &'static str) -> Result<postgres::Statement, postgres::Error> {
+        if let Some((_, s)) = self.prepared.borrow().iter().find(|(t, _)| *t == sql) {
+            return Ok(s.clone());
+        }
+        let statement = self.client.borrow_mut().prepare(sql)?;
+        self.prepared.borrow_mut().push((sql, statement.clone()));
+        Ok(statement)
     }
 
     /// Whether the database holds a journal's tables.
@@ -225,6 +259,7 @@ impl Db {
                 client
                     .execute("SELECT pg_advisory_xact_lock($1)", &[&CREATING])
                     .and_then(|_| client.batch_execute(SCHEMA))
+                    .and_then(|()| client.batch_execute(crate::readmodel::DATABASE_SCHEMA))
                     .and_then(|()| client.query_opt(lock, &[]))
                     .map_err(|e| self.error("create the tables of", &e))?
             }
@@ -252,15 +287,15 @@ impl Db {
     }
 
     /// Appends `lines` (each without `\n`, the first at seq `first_seq`,
-    /// the journal `len` bytes long before them), moves the head, wakes
-    /// followers and commits. A connection lost while committing leaves
-    /// the outcome unknown.
+    /// the journal `len` bytes long before them) in the write's
+    /// transaction. Returns the last seq and the new length; nothing is
+    /// seen by others before [`Db::commit`].
     pub fn append<E: From<JournalError>>(
         &self,
         first_seq: u64,
         len: u64,
         lines: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<(), JournalError>) -> Result<(), E>,
-    ) -> Result<(), E> {
+    ) -> Result<(u64, u64), E> {
         let mut client = self.client.borrow_mut();
         let sink = client
             .copy_in("COPY ledger_lines (seq, end_off, line) FROM STDIN BINARY")
@@ -283,24 +318,73 @@ impl Db {
             Ok(())
         })?;
         writer.finish().map_err(|e| self.error("write", &e))?;
-        let last = as_int(seq - 1);
+        Ok((seq.saturating_sub(1), end))
+    }
+
+    /// Writes the read model's rows with `save` (see
+    /// [`crate::readmodel::ReadModel::save_in_database`]) in the write's
+    /// transaction; if that fails, the rows are left as they were, marked
+    /// stale, and the write goes on: the next command rebuilds them.
+    pub fn save_rows<E>(&self, save: impl FnOnce() -> Result<(), E>) -> Result<bool, JournalError> {
+        let run = |sql| {
+            self.client
+                .borrow_mut()
+                .batch_execute(sql)
+                .map_err(|e| self.error("write", &e))
+        };
+        run("SAVEPOINT ledger_rows")?;
+        if save().is_ok() {
+            run("RELEASE SAVEPOINT ledger_rows")?;
+            return Ok(true);
+        }
+        run("ROLLBACK TO SAVEPOINT ledger_rows")?;
+        Ok(false)
+    }
+
+    /// Moves the head to event `seq` ending at `len` (with the rows at it
+    /// too if `rows`), wakes followers and commits. A connection lost
+    /// while committing leaves the outcome unknown.
+    pub fn commit(&self, seq: u64, len: u64, rows: bool) -> Result<(), JournalError> {
+        let mut client = self.client.borrow_mut();
+        let seq = as_int(seq);
         client
             .execute(
-                "UPDATE ledger_head SET seq = $1, len = $2 WHERE id = 1",
-                &[&last, &as_int(end)],
+                "UPDATE ledger_head SET seq = $1, len = $2,
+                 rows_seq = CASE WHEN $3 THEN $1 ELSE rows_seq END WHERE id = 1",
+                &[&seq, &as_int(len), &rows],
             )
-            .and_then(|_| client.execute("SELECT pg_notify('ledger', $1)", &[&last.to_string()]))
+            .and_then(|_| client.execute("SELECT pg_notify('ledger', $1)", &[&seq.to_string()]))
             .map_err(|e| self.error("write", &e))?;
         client.batch_execute("COMMIT").map_err(|e| {
-            E::from(if client.is_closed() || e.as_db_error().is_none() {
+            if client.is_closed() || e.as_db_error().is_none() {
                 JournalError::CommitUnknown {
                     path: self.path.clone(),
                     reason: reason(&e),
                 }
             } else {
                 self.error("commit", &e)
-            })
+            }
         })
+    }
+
+    /// The seq and length the read model's rows stand at, if they are at
+    /// the journal's head (else they are stale: a copy wrote lines alone,
+    /// or writing them failed).
+    pub fn rows_cover(&self) -> Result<Option<(u64, u64)>, JournalError> {
+        let row = self
+            .client
+            .borrow_mut()
+            .query_opt(
+                "SELECT seq, len, rows_seq FROM ledger_head WHERE id = 1",
+                &[],
+            )
+            .map_err(|e| self.error("read", &e))?;
+        let Some(row) = row else { return Ok(None) };
+        let get = |i| row.try_get::<_, i64>(i).map_err(|e| self.error("read", &e));
+        let (seq, len, rows) = (get(0)?, get(1)?, get(2)?);
+        Ok((rows == seq)
+            .then(|| Some((u64::try_from(seq).ok()?, u64::try_from(len).ok()?)))
+            .flatten())
     }
 
     /// Removes every line (in the write's transaction): for a copy into a

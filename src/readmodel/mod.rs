@@ -19,10 +19,12 @@
 //! Why SQLite and not redb: see `docs/read-model.md` (another process may
 //! read while one writes; no `fsync` is needed for a cache).
 
+mod pgrows;
 mod rows;
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
@@ -30,6 +32,7 @@ use crate::domain::{Command, Request, State, Target};
 use crate::event::{Change, Event};
 use crate::journal::backing::Backing;
 use crate::journal::line::{self, LineHash};
+use crate::journal::pg::Db;
 use crate::journal::scan::Head;
 use crate::journal::sidecar::Owner;
 use crate::time::At;
@@ -57,7 +60,13 @@ pub enum ModelError {
     /// A value no command could have left there.
     #[error("read model: {0}")]
     Malformed(String),
+    /// The journal's database failed.
+    #[error("read model: {0}")]
+    Db(String),
 }
+
+/// The tables of the model kept in a journal's database.
+pub const DATABASE_SCHEMA: &str = pgrows::SCHEMA;
 
 /// The read model's path for a journal.
 pub fn path_of(journal: &Path) -> PathBuf {
@@ -71,6 +80,74 @@ pub struct ReadModel {
     conn: Option<Connection>,
     path: PathBuf,
     owner: Owner,
+    /// The journal's own database, when the journal is in one: its rows
+    /// are the model, and there is no SQLite file.
+    db: Option<Rc<Db>>,
+}
+
+/// Where the rows are read from.
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    Sqlite(&'a Connection),
+    Pg(&'a Db),
+}
+
+impl Rows<'_> {
+    fn units(self) -> Result<Vec<crate::domain::Unit>, ModelError> {
+        match self {
+            Rows::Sqlite(c) => rows::units(c),
+            Rows::Pg(db) => pgrows::units(db),
+        }
+    }
+
+    fn load_account(self, state: &mut State, name: &str) -> Result<(), ModelError> {
+        match self {
+            Rows::Sqlite(c) => rows::load_account(c, state, name),
+            Rows::Pg(db) => pgrows::load_account(db, state, name),
+        }
+    }
+
+    fn load_id(self, state: &mut State, id: &str) -> Result<(), ModelError> {
+        match self {
+            Rows::Sqlite(c) => rows::load_id(c, state, id),
+            Rows::Pg(db) => pgrows::load_id(db, state, id),
+        }
+    }
+
+    fn load_reversed(self, state: &mut State, seq: u64) -> Result<(), ModelError> {
+        match self {
+            Rows::Sqlite(c) => rows::load_reversed(c, state, seq),
+            Rows::Pg(db) => pgrows::load_reversed(db, state, seq),
+        }
+    }
+
+    fn load_hold(self, state: &mut State, seq: u64) -> Result<(), ModelError> {
+        match self {
+            Rows::Sqlite(c) => rows::load_hold(c, state, seq),
+            Rows::Pg(db) => pgrows::load_hold(db, state, seq),
+        }
+    }
+
+    fn load_every_account(self, state: &mut State) -> Result<(), ModelError> {
+        match self {
+            Rows::Sqlite(c) => rows::load_every_account(c, state),
+            Rows::Pg(db) => pgrows::load_every_account(db, state),
+        }
+    }
+
+    fn load_all(self, state: &mut State) -> Result<(), ModelError> {
+        match self {
+            Rows::Sqlite(c) => rows::load_all(c, state),
+            Rows::Pg(db) => pgrows::load_all(db, state),
+        }
+    }
+
+    fn account_names(self) -> Result<Vec<String>, ModelError> {
+        match self {
+            Rows::Sqlite(c) => rows::account_names(c),
+            Rows::Pg(db) => pgrows::account_names(db),
+        }
+    }
 }
 
 impl ReadModel {
@@ -117,7 +194,31 @@ impl ReadModel {
         // SQLite opens each of its files with `O_NOFOLLOW` too; a file it
         // will not open is as good as none, and is rebuilt.
         let conn = exists.then(|| connect(&path).ok()).flatten();
-        Some(ReadModel { conn, path, owner })
+        Some(ReadModel {
+            conn,
+            path,
+            owner,
+            db: None,
+        })
+    }
+
+    /// The model kept in the journal's own database `db`, in the
+    /// transaction the journal is read or written in.
+    pub fn in_database(db: Rc<Db>) -> ReadModel {
+        ReadModel {
+            conn: None,
+            path: PathBuf::new(),
+            owner: Owner::me(),
+            db: Some(db),
+        }
+    }
+
+    /// Where the rows are.
+    fn rows(&self) -> Result<Rows<'_>, ModelError> {
+        match &self.db {
+            Some(db) => Ok(Rows::Pg(db)),
+            None => self.conn().map(Rows::Sqlite),
+        }
     }
 
     /// The connection, creating the database if there is none yet.
@@ -156,6 +257,10 @@ impl ReadModel {
     /// head after its header line) and the journal, read no further than
     /// `len`, still holds the line it names.
     pub fn covers(&self, file: &Backing, header: Head, len: u64) -> Option<Head> {
+        if let Some(db) = &self.db {
+            let (seq, end) = db.rows_cover().ok()??;
+            return head_at(file, header, len, (seq, end), None);
+        }
         let conn = self.conn.as_ref()?;
         // One read transaction from here to the write-back: the head and
         // every row loaded after it are of one snapshot, and a command's
@@ -182,30 +287,14 @@ impl ReadModel {
             return None;
         }
         let (seq, end) = (u64::try_from(seq).ok()?, u64::try_from(end).ok()?);
-        if end < header.end || end > len {
-            return None;
-        }
-        if end == header.end {
-            return (seq == 0 && hash == header.hash.to_string()).then_some(header);
-        }
-        // Everything the head says about the journal is read back from the
-        // line it names, not taken on its word.
-        let line = line_ending_at(file, end)?;
-        let line_hash = LineHash::of(&line);
-        let event = line::decode(&line, &mut Vec::new()).ok()?.event;
         let at = At::parse_canonical(&at)?;
-        (line_hash.to_string() == hash && event.seq == seq && event.at == at).then_some(Head {
-            seq,
-            hash: line_hash,
-            end,
-            at,
-        })
+        head_at(file, header, len, (seq, end), Some((&hash, at)))
     }
 
     /// The base of a partial state at `head`: its seq, time and units.
     pub fn base(&self, head: Head) -> Result<State, ModelError> {
         let at = (head.seq > 0).then_some(head.at);
-        State::at_head(head.seq, at, rows::units(self.conn()?)?).map_err(ModelError::Malformed)
+        State::at_head(head.seq, at, self.rows()?.units()?).map_err(ModelError::Malformed)
     }
 
     /// The state at `head` with every account and open hold (not the ids,
@@ -215,7 +304,7 @@ impl ReadModel {
     /// whole state, like [`ReadModel::load_all`].
     pub fn load_every_account(&self, head: Head) -> Result<State, ModelError> {
         let mut state = self.base(head)?;
-        rows::load_every_account(self.conn()?, &mut state)?;
+        self.rows()?.load_every_account(&mut state)?;
         whole(state)
     }
 
@@ -227,7 +316,7 @@ impl ReadModel {
     /// but the sums then no longer add up.
     pub fn load_all(&self, head: Head) -> Result<State, ModelError> {
         let mut state = self.base(head)?;
-        rows::load_all(self.conn()?, &mut state)?;
+        self.rows()?.load_all(&mut state)?;
         whole(state)
     }
 
@@ -278,40 +367,41 @@ impl ReadModel {
         state: &mut State,
         names: impl IntoIterator<Item = &'n str>,
     ) -> Result<(), ModelError> {
+        let rows = self.rows()?;
         for name in names {
-            rows::load_account(self.conn()?, state, name)?;
+            rows.load_account(state, name)?;
         }
         Ok(())
     }
 
     fn load(&self, state: &mut State, needs: &Needs<'_>) -> Result<(), ModelError> {
-        let c = self.conn()?;
+        let c = self.rows()?;
         if let Some(id) = needs.id {
-            rows::load_id(c, state, id)?;
+            c.load_id(state, id)?;
         }
         for account in &needs.accounts {
-            rows::load_account(c, state, account)?;
+            c.load_account(state, account)?;
         }
         if let Some(seq) = needs.reverses {
-            rows::load_reversed(c, state, seq)?;
+            c.load_reversed(state, seq)?;
         }
         let target = match needs.target {
             Some(Target::Seq(seq)) => Some(seq),
             Some(Target::Id(id)) => {
-                rows::load_id(c, state, id)?;
+                c.load_id(state, id)?;
                 state.id_seq(id)
             }
             None => None,
         };
         if let Some(seq) = target {
-            rows::load_hold(c, state, seq)?;
-            rows::load_reversed(c, state, seq)?;
+            c.load_hold(state, seq)?;
+            c.load_reversed(state, seq)?;
             // A hold's accounts: capturing or releasing it changes both.
             if let Some(hold) = state.hold(seq) {
                 let (account, to) = (hold.account.to_string(), hold.to.clone());
-                rows::load_account(c, state, &account)?;
+                c.load_account(state, &account)?;
                 if let Some(to) = to {
-                    rows::load_account(c, state, &to)?;
+                    c.load_account(state, &to)?;
                 }
             }
         }
@@ -332,6 +422,10 @@ impl ReadModel {
         head: Head,
         header: LineHash,
     ) -> Result<(), ModelError> {
+        // A database's rows were written with its lines.
+        if self.db.is_some() {
+            return Ok(());
+        }
         let Some(from) = from else {
             if self.conn.is_none() && head.end < MODEL_AFTER_BYTES {
                 return Ok(());
@@ -385,8 +479,55 @@ impl ReadModel {
     /// The names of every account, for suggesting one to a user who typed
     /// a name that is none (only on that error path: it reads them all).
     pub fn account_names(&self) -> Result<Vec<String>, ModelError> {
-        rows::account_names(self.conn()?)
+        self.rows()?.account_names()
     }
+
+    /// Writes `state`'s entries into the journal's database, in the
+    /// transaction appending the events that led to it: as a partial
+    /// state's changes when it was loaded from these rows (`from`), else
+    /// as the whole state, replacing every row. Nothing for a model
+    /// beside a file (see [`ReadModel::save`]).
+    pub fn save_in_database(&self, state: &State, from: Option<Head>) -> Result<(), ModelError> {
+        let Some(db) = &self.db else {
+            return Ok(());
+        };
+        if from.is_none() {
+            pgrows::clear(db)?;
+        }
+        pgrows::save(db, state)
+    }
+}
+
+/// The head at byte `end` of the journal (`header`: the head after its
+/// header line; `len`: as far as it is read), where event `seq` must end,
+/// as the line there says: `None` unless it is so, nor unless the hash
+/// and time a model recorded for it (`stored`) are that line's. Everything
+/// a model says about the journal is read back from the line it names,
+/// not taken on its word.
+fn head_at(
+    file: &Backing,
+    header: Head,
+    len: u64,
+    (seq, end): (u64, u64),
+    stored: Option<(&str, At)>,
+) -> Option<Head> {
+    if end < header.end || end > len {
+        return None;
+    }
+    if end == header.end {
+        let same = stored.is_none_or(|(hash, _)| hash == header.hash.to_string());
+        return (seq == 0 && same).then_some(header);
+    }
+    let line = line_ending_at(file, end)?;
+    let hash = LineHash::of(&line);
+    let event = line::decode(&line, &mut Vec::new()).ok()?.event;
+    let recorded = stored.is_none_or(|(h, at)| h == hash.to_string() && at == event.at);
+    (recorded && event.seq == seq).then_some(Head {
+        seq,
+        hash,
+        end,
+        at: event.at,
+    })
 }
 
 /// What deciding a command or replaying an event reads: the entries to

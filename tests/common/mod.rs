@@ -389,6 +389,14 @@ impl TestDb {
         bytes
     }
 
+    /// The first column of the first row `sql` returns, as text.
+    #[track_caller]
+    pub fn one(&self, sql: &str) -> String {
+        let mut client = postgres::Client::connect(&self.url, postgres::NoTls).expect("connect");
+        let row = client.query_one(sql, &[]).expect("sql");
+        row.get(0)
+    }
+
     /// Runs SQL on the database (to damage it, or look inside).
     #[track_caller]
     pub fn sql(&self, sql: &str) {

@@ -1,0 +1,457 @@
+//! The read model's rows in the journal's own PostgreSQL database: the
+//! same entries as the SQLite tables ([`super::rows`]), written in the
+//! transaction that appends the lines they come from, so they stand
+//! exactly at the journal's head. Money is `numeric(39,0)` of minor
+//! units, passed as text both ways: exact, never through floating point.
+//! No row carries a digest: nothing but a committed write changes them,
+//! and `verify` never reads them.
+
+use postgres::Row;
+
+use crate::domain::{Account, AccountForm, Ended, Hold, State, Unit};
+use crate::journal::pg::Db;
+use crate::money::Amount;
+use crate::time::At;
+
+use super::ModelError;
+
+/// The tables, created with the journal's (see [`crate::journal::pg`]).
+pub const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS ledger_units (
+    idx int PRIMARY KEY, currency text, decimals smallint NOT NULL,
+    deposited numeric(39,0) NOT NULL, withdrawn numeric(39,0) NOT NULL, held numeric(39,0) NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger_accounts (
+    name text COLLATE "C" PRIMARY KEY, owner text, unit int NOT NULL,
+    balance numeric(39,0) NOT NULL, closed boolean NOT NULL, held numeric(39,0) NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger_ids (id text COLLATE "C" PRIMARY KEY, seq bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger_reversed (seq bigint PRIMARY KEY, by_seq bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger_holds (
+    seq bigint PRIMARY KEY, account text COLLATE "C" NOT NULL, amount numeric(39,0) NOT NULL,
+    dest text COLLATE "C", expires text);
+CREATE INDEX IF NOT EXISTS ledger_holds_expiring ON ledger_holds (account) WHERE expires IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ledger_holds_by_dest ON ledger_holds (dest);
+CREATE TABLE IF NOT EXISTS ledger_ended (
+    seq bigint PRIMARY KEY, by_seq bigint NOT NULL, captured boolean NOT NULL,
+    amount numeric(39,0) NOT NULL);
+"#;
+
+/// Rows written by one statement at most (arrays of this many values).
+const CHUNK: usize = 10_000;
+
+fn db_error(e: postgres::Error) -> ModelError {
+    ModelError::Db(e.to_string())
+}
+
+fn int(value: impl TryInto<i64>) -> Result<i64, ModelError> {
+    value
+        .try_into()
+        .map_err(|_| ModelError::Malformed("a number past bigint's range".into()))
+}
+
+fn uint<T: TryFrom<i64>>(value: i64) -> Result<T, ModelError> {
+    T::try_from(value).map_err(|_| ModelError::Malformed(format!("{value} is out of range")))
+}
+
+fn get<'r, T: postgres::types::FromSql<'r>>(r: &'r Row, i: usize) -> Result<T, ModelError> {
+    r.try_get(i).map_err(db_error)
+}
+
+fn amount(r: &Row, i: usize) -> Result<Amount, ModelError> {
+    let text: &str = get(r, i)?;
+    text.parse()
+        .map(Amount)
+        .map_err(|_| ModelError::Malformed(format!("an amount of {text}")))
+}
+
+fn at(text: Option<&str>) -> Result<Option<At>, ModelError> {
+    text.map(|t| {
+        At::parse_canonical(t).ok_or_else(|| ModelError::Malformed(format!("bad time {t}")))
+    })
+    .transpose()
+}
+
+/// Every unit, in order.
+pub fn units(db: &Db) -> Result<Vec<Unit>, ModelError> {
+    let rows = db
+        .query(
+            "SELECT idx, currency, decimals, deposited::text, withdrawn::text, held::text
+             FROM ledger_units ORDER BY idx",
+            &[],
+        )
+        .map_err(db_error)?;
+    let mut units = Vec::with_capacity(rows.len());
+    for r in &rows {
+        if uint::<usize>(i64::from(get::<i32>(r, 0)?))? != units.len() {
+            return Err(ModelError::Malformed(
+                "the units are not numbered in order".into(),
+            ));
+        }
+        units.push(Unit {
+            currency: get::<Option<&str>>(r, 1)?.map(Into::into),
+            decimals: uint(i64::from(get::<i16>(r, 2)?))?,
+            deposited: amount(r, 3)?,
+            withdrawn: amount(r, 4)?,
+            held: amount(r, 5)?,
+        });
+    }
+    Ok(units)
+}
+
+/// The account in row `r` (name, owner, unit, balance, closed, held),
+/// without its holds.
+fn account_row(r: &Row) -> Result<(String, Account), ModelError> {
+    let account = Account::from(AccountForm {
+        owner: get::<Option<&str>>(r, 1)?.map(Into::into),
+        unit: uint(i64::from(get::<i32>(r, 2)?))?,
+        balance: amount(r, 3)?,
+        closed: get(r, 4)?,
+        held: amount(r, 5)?,
+        expiring: Vec::new(),
+        incoming: Vec::new(),
+    });
+    Ok((get::<String>(r, 0)?, account))
+}
+
+/// The hold in row `r` (seq, account, amount, dest, expires).
+fn hold_row(r: &Row) -> Result<(u64, Hold), ModelError> {
+    let hold = Hold {
+        account: get::<&str>(r, 1)?.into(),
+        amount: amount(r, 2)?,
+        to: get::<Option<&str>>(r, 3)?.map(Into::into),
+        expires: at(get(r, 4)?)?,
+    };
+    Ok((uint(get::<i64>(r, 0)?)?, hold))
+}
+
+/// Loads account `name` into `state` with the open holds its rules look
+/// at, unless the state has it already.
+pub fn load_account(db: &Db, state: &mut State, name: &str) -> Result<(), ModelError> {
+    if state.account(name).is_some() {
+        return Ok(());
+    }
+    let rows = db
+        .query(
+            "SELECT name, owner, unit, balance::text, closed, held::text
+             FROM ledger_accounts WHERE name = $1",
+            &[&name],
+        )
+        .map_err(db_error)?;
+    let Some(row) = rows.first() else {
+        return Ok(());
+    };
+    let (name, mut account) = account_row(row)?;
+    let holds = db
+        .query(
+            "SELECT seq, account, amount::text, dest, expires FROM ledger_holds
+             WHERE account = $1 AND expires IS NOT NULL
+             UNION SELECT seq, account, amount::text, dest, expires FROM ledger_holds
+             WHERE dest = $1 ORDER BY seq",
+            &[&name],
+        )
+        .map_err(db_error)?;
+    for r in &holds {
+        let (seq, hold) = hold_row(r)?;
+        if state.ended(seq).is_some() {
+            continue;
+        }
+        if *hold.account == *name && hold.expires.is_some() {
+            account.expiring_mut().push(seq);
+        }
+        if hold.to.as_deref() == Some(&name) {
+            account.incoming_mut().push(seq);
+        }
+        state.load_hold(seq, hold).map_err(ModelError::Malformed)?;
+    }
+    state
+        .load_account(&name, account)
+        .map_err(ModelError::Malformed)
+}
+
+/// Loads the seq of `--id` `id`, if it was used.
+pub fn load_id(db: &Db, state: &mut State, id: &str) -> Result<(), ModelError> {
+    if state.id_seq(id).is_some() {
+        return Ok(());
+    }
+    let rows = db
+        .query("SELECT seq FROM ledger_ids WHERE id = $1", &[&id])
+        .map_err(db_error)?;
+    if let Some(r) = rows.first() {
+        state
+            .load_id(id, uint(get::<i64>(r, 0)?)?)
+            .map_err(ModelError::Malformed)?;
+    }
+    Ok(())
+}
+
+/// Loads whether the movement at `seq` was reversed.
+pub fn load_reversed(db: &Db, state: &mut State, seq: u64) -> Result<(), ModelError> {
+    if state.reversed_by(seq).is_some() {
+        return Ok(());
+    }
+    let rows = db
+        .query(
+            "SELECT by_seq FROM ledger_reversed WHERE seq = $1",
+            &[&int(seq)?],
+        )
+        .map_err(db_error)?;
+    if let Some(r) = rows.first() {
+        state
+            .load_reversed(seq, uint(get::<i64>(r, 0)?)?)
+            .map_err(ModelError::Malformed)?;
+    }
+    Ok(())
+}
+
+/// Loads the hold placed at `seq`, open or ended, if it is one.
+pub fn load_hold(db: &Db, state: &mut State, seq: u64) -> Result<(), ModelError> {
+    if state.hold(seq).is_some() || state.ended(seq).is_some() {
+        return Ok(());
+    }
+    let key = int(seq)?;
+    let open = db
+        .query(
+            "SELECT seq, account, amount::text, dest, expires FROM ledger_holds WHERE seq = $1",
+            &[&key],
+        )
+        .map_err(db_error)?;
+    if let Some(r) = open.first() {
+        let (seq, hold) = hold_row(r)?;
+        return state.load_hold(seq, hold).map_err(ModelError::Malformed);
+    }
+    let ended = db
+        .query(
+            "SELECT by_seq, captured, amount::text FROM ledger_ended WHERE seq = $1",
+            &[&key],
+        )
+        .map_err(db_error)?;
+    if let Some(r) = ended.first() {
+        let end = Ended {
+            by: uint(get::<i64>(r, 0)?)?,
+            captured: get(r, 1)?,
+            amount: amount(r, 2)?,
+        };
+        state.load_ended(seq, end).map_err(ModelError::Malformed)?;
+    }
+    Ok(())
+}
+
+/// Loads every account, with the open holds.
+pub fn load_every_account(db: &Db, state: &mut State) -> Result<(), ModelError> {
+    let rows = db
+        .query(
+            "SELECT seq, account, amount::text, dest, expires FROM ledger_holds ORDER BY seq",
+            &[],
+        )
+        .map_err(db_error)?;
+    let holds = rows.iter().map(hold_row).collect::<Result<Vec<_>, _>>()?;
+    let mut on: rustc_hash::FxHashMap<&str, (Vec<u64>, Vec<u64>)> = Default::default();
+    for (seq, hold) in &holds {
+        if hold.expires.is_some() {
+            on.entry(&hold.account).or_default().0.push(*seq);
+        }
+        if let Some(to) = hold.to.as_deref() {
+            on.entry(to).or_default().1.push(*seq);
+        }
+    }
+    let rows = db
+        .query(
+            "SELECT name, owner, unit, balance::text, closed, held::text FROM ledger_accounts",
+            &[],
+        )
+        .map_err(db_error)?;
+    for r in &rows {
+        let (name, mut account) = account_row(r)?;
+        if let Some((expiring, incoming)) = on.get(name.as_str()) {
+            account.expiring_mut().extend(expiring);
+            account.incoming_mut().extend(incoming);
+        }
+        state
+            .load_account(&name, account)
+            .map_err(ModelError::Malformed)?;
+    }
+    for (seq, hold) in holds {
+        state.load_hold(seq, hold).map_err(ModelError::Malformed)?;
+    }
+    Ok(())
+}
+
+/// Loads every entry.
+pub fn load_all(db: &Db, state: &mut State) -> Result<(), ModelError> {
+    load_every_account(db, state)?;
+    let ids = db
+        .query("SELECT id, seq FROM ledger_ids", &[])
+        .map_err(db_error)?;
+    for r in &ids {
+        state
+            .load_id(get(r, 0)?, uint(get::<i64>(r, 1)?)?)
+            .map_err(ModelError::Malformed)?;
+    }
+    let reversed = db
+        .query("SELECT seq, by_seq FROM ledger_reversed", &[])
+        .map_err(db_error)?;
+    for r in &reversed {
+        let (seq, by) = (uint(get::<i64>(r, 0)?)?, uint(get::<i64>(r, 1)?)?);
+        state
+            .load_reversed(seq, by)
+            .map_err(ModelError::Malformed)?;
+    }
+    let ended = db
+        .query(
+            "SELECT seq, by_seq, captured, amount::text FROM ledger_ended",
+            &[],
+        )
+        .map_err(db_error)?;
+    for r in &ended {
+        let end = Ended {
+            by: uint(get::<i64>(r, 1)?)?,
+            captured: get(r, 2)?,
+            amount: amount(r, 3)?,
+        };
+        state
+            .load_ended(uint(get::<i64>(r, 0)?)?, end)
+            .map_err(ModelError::Malformed)?;
+    }
+    Ok(())
+}
+
+/// The names of every account.
+pub fn account_names(db: &Db) -> Result<Vec<String>, ModelError> {
+    let rows = db
+        .query("SELECT name FROM ledger_accounts", &[])
+        .map_err(db_error)?;
+    rows.iter().map(|r| get(r, 0)).collect()
+}
+
+/// Empties every table, for a rebuild.
+pub fn clear(db: &Db) -> Result<(), ModelError> {
+    for sql in [
+        "DELETE FROM ledger_units",
+        "DELETE FROM ledger_accounts",
+        "DELETE FROM ledger_ids",
+        "DELETE FROM ledger_reversed",
+        "DELETE FROM ledger_holds",
+        "DELETE FROM ledger_ended",
+    ] {
+        db.execute(sql, &[]).map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// Writes every entry `state` holds (for a partial state, what the
+/// command loaded and changed; for a whole one, everything), many rows
+/// to a statement.
+pub fn save(db: &Db, state: &State) -> Result<(), ModelError> {
+    save_units(db, state)?;
+    let accounts: Vec<_> = state.accounts().collect();
+    for chunk in accounts.chunks(CHUNK) {
+        let mut columns = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
+        for (name, a) in chunk {
+            columns.0.push(*name);
+            columns.1.push(a.owner());
+            columns
+                .2
+                .push(i32::try_from(a.unit).map_err(|_| too_many("units"))?);
+            columns.3.push(a.balance.0.to_string());
+            columns.4.push(a.closed);
+            columns.5.push(a.held().0.to_string());
+        }
+        db.execute(
+            "INSERT INTO ledger_accounts (name, owner, unit, balance, closed, held)
+             SELECT n, o, u, b::numeric, c, h::numeric
+             FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::bool[], $6::text[])
+                 AS t(n, o, u, b, c, h)
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, unit = excluded.unit,
+                 balance = excluded.balance, closed = excluded.closed, held = excluded.held",
+            &[
+                &columns.0, &columns.1, &columns.2, &columns.3, &columns.4, &columns.5,
+            ],
+        )
+        .map_err(db_error)?;
+    }
+    let ids: Vec<_> = state.ids().collect();
+    for chunk in ids.chunks(CHUNK) {
+        let names: Vec<&str> = chunk.iter().map(|(id, _)| *id).collect();
+        let seqs = chunk
+            .iter()
+            .map(|(_, s)| int(*s))
+            .collect::<Result<Vec<_>, _>>()?;
+        db.execute(
+            "INSERT INTO ledger_ids (id, seq) SELECT * FROM unnest($1::text[], $2::bigint[])
+             ON CONFLICT (id) DO NOTHING",
+            &[&names, &seqs],
+        )
+        .map_err(db_error)?;
+    }
+    save_holds(db, state)
+}
+
+fn too_many(what: &str) -> ModelError {
+    ModelError::Malformed(format!("too many {what}"))
+}
+
+fn save_units(db: &Db, state: &State) -> Result<(), ModelError> {
+    db.execute("DELETE FROM ledger_units", &[])
+        .map_err(db_error)?;
+    for (i, u) in state.units().iter().enumerate() {
+        let idx = i32::try_from(i).map_err(|_| too_many("units"))?;
+        db.execute(
+            "INSERT INTO ledger_units (idx, currency, decimals, deposited, withdrawn, held)
+             VALUES ($1, $2, $3, $4::text::numeric, $5::text::numeric, $6::text::numeric)",
+            &[
+                &idx,
+                &u.currency.as_deref(),
+                &i16::from(u.decimals),
+                &u.deposited.0.to_string(),
+                &u.withdrawn.0.to_string(),
+                &u.held.0.to_string(),
+            ],
+        )
+        .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+fn save_holds(db: &Db, state: &State) -> Result<(), ModelError> {
+    for (seq, h) in state.holds() {
+        db.execute(
+            "INSERT INTO ledger_holds (seq, account, amount, dest, expires)
+             VALUES ($1, $2, $3::text::numeric, $4, $5)
+             ON CONFLICT (seq) DO UPDATE SET account = excluded.account,
+                 amount = excluded.amount, dest = excluded.dest, expires = excluded.expires",
+            &[
+                &int(seq)?,
+                &&*h.account,
+                &h.amount.0.to_string(),
+                &h.to.as_deref(),
+                &h.expires.map(|e| e.to_string()),
+            ],
+        )
+        .map_err(db_error)?;
+    }
+    for (seq, e) in state.ended_holds() {
+        let seq = int(seq)?;
+        db.execute("DELETE FROM ledger_holds WHERE seq = $1", &[&seq])
+            .map_err(db_error)?;
+        db.execute(
+            "INSERT INTO ledger_ended (seq, by_seq, captured, amount)
+             VALUES ($1, $2, $3, $4::text::numeric) ON CONFLICT (seq) DO NOTHING",
+            &[&seq, &int(e.by)?, &e.captured, &e.amount.0.to_string()],
+        )
+        .map_err(db_error)?;
+    }
+    for (of, by) in state.reversals() {
+        db.execute(
+            "INSERT INTO ledger_reversed (seq, by_seq) VALUES ($1, $2) ON CONFLICT (seq) DO NOTHING",
+            &[&int(of)?, &int(by)?],
+        )
+        .map_err(db_error)?;
+    }
+    Ok(())
+}
