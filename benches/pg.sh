@@ -59,7 +59,7 @@ median() {
 }
 
 # The journals: a small one, and EVENTS events over 1000 accounts with ids.
-printf 'create c0\ndeposit c0 1000\n' >"$dir/small.txt"
+printf 'create c0\ncreate c1\ndeposit c0 1000\n' >"$dir/small.txt"
 awk -v n="$events" 'BEGIN {
     for (i = 0; i < 1000; i++) print "create c" i;
     for (i = 0; i < n - 1000; i++) print "deposit c" (i % 1000) " 1.50 --id e" i;

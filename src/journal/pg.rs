@@ -135,6 +135,17 @@ pub struct Db {
     /// Statements prepared on this connection, by their text: a command
     /// runs a few over and over (a batch, one lookup per line).
     prepared: RefCell<Vec<(&'static str, postgres::Statement)>>,
+    /// The head row as this transaction began.
+    head: std::cell::Cell<Option<Stored>>,
+}
+
+/// The head row's values.
+#[derive(Clone, Copy)]
+struct Stored {
+    seq: i64,
+    len: i64,
+    /// The seq the read model's rows stand at.
+    rows: i64,
 }
 
 /// Bytes of the journal from `start`, as last fetched.
@@ -181,6 +192,7 @@ impl Db {
             path: path.to_owned(),
             window: RefCell::default(),
             prepared: RefCell::default(),
+            head: std::cell::Cell::new(None),
         }))
     }
 
@@ -230,13 +242,12 @@ impl Db {
     /// Starts a snapshot of the journal for reading: its length, or `None`
     /// if it has no tables yet.
     pub fn begin_read(&self) -> Result<Option<u64>, JournalError> {
-        let mut client = self.client.borrow_mut();
-        client
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .map_err(|e| self.error("read", &e))?;
-        match client.query_opt("SELECT len FROM ledger_head WHERE id = 1", &[]) {
-            Ok(row) => Ok(Some(self.len_of(row)?)),
-            Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(None),
+        match self.begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "") {
+            Ok(()) => self.len().map(Some),
+            Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => {
+                self.rollback();
+                Ok(None)
+            }
             Err(e) => Err(self.error("read", &e)),
         }
     }
@@ -245,36 +256,50 @@ impl Db {
     /// there are none, in the same transaction, so a refused first write
     /// leaves nothing behind).
     pub fn begin_write(&self) -> Result<Locked, JournalError> {
-        let mut client = self.client.borrow_mut();
-        let lock = "SELECT len FROM ledger_head WHERE id = 1 FOR UPDATE";
-        client
-            .batch_execute("BEGIN")
-            .map_err(|e| self.error("write", &e))?;
-        let row = match client.query_opt(lock, &[]) {
-            Ok(row) => row,
+        match self.begin("BEGIN", " FOR UPDATE") {
+            Ok(()) => {}
             Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => {
+                self.rollback();
+                let mut client = self.client.borrow_mut();
                 client
-                    .batch_execute("ROLLBACK; BEGIN")
-                    .map_err(|e| self.error("write", &e))?;
-                client
-                    .execute("SELECT pg_advisory_xact_lock($1)", &[&CREATING])
+                    .batch_execute("BEGIN")
+                    .and_then(|()| client.execute("SELECT pg_advisory_xact_lock($1)", &[&CREATING]))
                     .and_then(|_| client.batch_execute(SCHEMA))
                     .and_then(|()| client.batch_execute(crate::readmodel::DATABASE_SCHEMA))
-                    .and_then(|()| client.query_opt(lock, &[]))
-                    .map_err(|e| self.error("create the tables of", &e))?
+                    .map_err(|e| self.error("create the tables of", &e))?;
+                drop(client);
+                self.begin("", " FOR UPDATE")
+                    .map_err(|e| self.error("lock", &e))?;
             }
             Err(e) => return Err(self.error("lock", &e)),
-        };
-        Ok(Locked {
-            len: self.len_of(row)?,
-        })
+        }
+        Ok(Locked { len: self.len()? })
     }
 
-    fn len_of(&self, row: Option<postgres::Row>) -> Result<u64, JournalError> {
-        let len: i64 = match row {
-            Some(row) => row.try_get(0).map_err(|e| self.error("read", &e))?,
-            None => 0,
-        };
+    /// Runs `begin` and reads the head row (`lock` after its query) in one
+    /// round trip, keeping what it says for [`Db::len`] and
+    /// [`Db::rows_cover`].
+    fn begin(&self, begin: &str, lock: &str) -> Result<(), postgres::Error> {
+        let sql = format!("{begin}; SELECT seq, len, rows_seq FROM ledger_head WHERE id = 1{lock}");
+        let messages = self.client.borrow_mut().simple_query(&sql)?;
+        let head = messages.iter().find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(row) => {
+                let int = |i| row.get(i).and_then(|t: &str| t.parse::<i64>().ok());
+                Some([int(0), int(1), int(2)])
+            }
+            _ => None,
+        });
+        self.head.set(head.map(|[seq, len, rows]| Stored {
+            seq: seq.unwrap_or(-1),
+            len: len.unwrap_or(-1),
+            rows: rows.unwrap_or(-1),
+        }));
+        Ok(())
+    }
+
+    /// The journal's length as the head row says (0 without one).
+    fn len(&self) -> Result<u64, JournalError> {
+        let len = self.head.get().map_or(0, |h| h.len);
         u64::try_from(len).map_err(|_| self.corrupt_head(len))
     }
 
@@ -345,17 +370,19 @@ impl Db {
     /// too if `rows`), wakes followers and commits. A connection lost
     /// while committing leaves the outcome unknown.
     pub fn commit(&self, seq: u64, len: u64, rows: bool) -> Result<(), JournalError> {
+        let (seq, len) = (as_int(seq), as_int(len));
+        let rows = if rows {
+            seq.to_string()
+        } else {
+            "rows_seq".into()
+        };
+        // One round trip, the values being numbers of ours.
+        let sql = format!(
+            "UPDATE ledger_head SET rows_seq = {rows}, seq = {seq}, len = {len} WHERE id = 1;
+             NOTIFY ledger, '{seq}'; COMMIT"
+        );
         let mut client = self.client.borrow_mut();
-        let seq = as_int(seq);
-        client
-            .execute(
-                "UPDATE ledger_head SET seq = $1, len = $2,
-                 rows_seq = CASE WHEN $3 THEN $1 ELSE rows_seq END WHERE id = 1",
-                &[&seq, &as_int(len), &rows],
-            )
-            .and_then(|_| client.execute("SELECT pg_notify('ledger', $1)", &[&seq.to_string()]))
-            .map_err(|e| self.error("write", &e))?;
-        client.batch_execute("COMMIT").map_err(|e| {
+        client.batch_execute(&sql).map_err(|e| {
             if client.is_closed() || e.as_db_error().is_none() {
                 JournalError::CommitUnknown {
                     path: self.path.clone(),
@@ -369,22 +396,12 @@ impl Db {
 
     /// The seq and length the read model's rows stand at, if they are at
     /// the journal's head (else they are stale: a copy wrote lines alone,
-    /// or writing them failed).
-    pub fn rows_cover(&self) -> Result<Option<(u64, u64)>, JournalError> {
-        let row = self
-            .client
-            .borrow_mut()
-            .query_opt(
-                "SELECT seq, len, rows_seq FROM ledger_head WHERE id = 1",
-                &[],
-            )
-            .map_err(|e| self.error("read", &e))?;
-        let Some(row) = row else { return Ok(None) };
-        let get = |i| row.try_get::<_, i64>(i).map_err(|e| self.error("read", &e));
-        let (seq, len, rows) = (get(0)?, get(1)?, get(2)?);
-        Ok((rows == seq)
-            .then(|| Some((u64::try_from(seq).ok()?, u64::try_from(len).ok()?)))
-            .flatten())
+    /// or writing them failed), as the head row said when this
+    /// transaction began.
+    pub fn rows_cover(&self) -> Option<(u64, u64)> {
+        let head = self.head.get()?;
+        (head.rows == head.seq)
+            .then_some((u64::try_from(head.seq).ok()?, u64::try_from(head.len).ok()?))
     }
 
     /// Removes every line (in the write's transaction): for a copy into a
@@ -432,8 +449,6 @@ impl Db {
     /// Fills the window with the line holding byte `offset` and those after it.
     fn fetch(&self, window: &mut Window, offset: u64) -> io::Result<()> {
         let rows = self
-            .client
-            .borrow_mut()
             .query(
                 "SELECT end_off, line FROM ledger_lines WHERE end_off > $1 ORDER BY end_off LIMIT $2",
                 &[&as_int(offset), &window.rows],

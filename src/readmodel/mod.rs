@@ -258,7 +258,7 @@ impl ReadModel {
     /// `len`, still holds the line it names.
     pub fn covers(&self, file: &Backing, header: Head, len: u64) -> Option<Head> {
         if let Some(db) = &self.db {
-            let (seq, end) = db.rows_cover().ok()??;
+            let (seq, end) = db.rows_cover()?;
             return head_at(file, header, len, (seq, end), None);
         }
         let conn = self.conn.as_ref()?;

@@ -397,24 +397,38 @@ fn too_many(what: &str) -> ModelError {
 }
 
 fn save_units(db: &Db, state: &State) -> Result<(), ModelError> {
-    db.execute("DELETE FROM ledger_units", &[])
-        .map_err(db_error)?;
-    for (i, u) in state.units().iter().enumerate() {
-        let idx = i32::try_from(i).map_err(|_| too_many("units"))?;
-        db.execute(
-            "INSERT INTO ledger_units (idx, currency, decimals, deposited, withdrawn, held)
-             VALUES ($1, $2, $3, $4::text::numeric, $5::text::numeric, $6::text::numeric)",
-            &[
-                &idx,
-                &u.currency.as_deref(),
-                &i16::from(u.decimals),
-                &u.deposited.0.to_string(),
-                &u.withdrawn.0.to_string(),
-                &u.held.0.to_string(),
-            ],
-        )
-        .map_err(db_error)?;
+    let units = state.units();
+    let mut columns = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    for (i, u) in units.iter().enumerate() {
+        columns
+            .0
+            .push(i32::try_from(i).map_err(|_| too_many("units"))?);
+        columns.1.push(u.currency.as_deref());
+        columns.2.push(i16::from(u.decimals));
+        columns.3.push(u.deposited.0.to_string());
+        columns.4.push(u.withdrawn.0.to_string());
+        columns.5.push(u.held.0.to_string());
     }
+    db.execute(
+        "INSERT INTO ledger_units (idx, currency, decimals, deposited, withdrawn, held)
+         SELECT i, c, d, dep::numeric, w::numeric, h::numeric
+         FROM unnest($1::int[], $2::text[], $3::smallint[], $4::text[], $5::text[], $6::text[])
+             AS t(i, c, d, dep, w, h)
+         ON CONFLICT (idx) DO UPDATE SET currency = excluded.currency,
+             decimals = excluded.decimals, deposited = excluded.deposited,
+             withdrawn = excluded.withdrawn, held = excluded.held",
+        &[
+            &columns.0, &columns.1, &columns.2, &columns.3, &columns.4, &columns.5,
+        ],
+    )
+    .map_err(db_error)?;
     Ok(())
 }
 
