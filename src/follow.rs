@@ -116,6 +116,8 @@ pub struct Follower {
     torn_reported: Option<u64>,
     /// Whether the journal's database is out of reach (said once).
     unreachable: bool,
+    /// The journal's database connection between rounds.
+    connection: Option<pg::Db>,
     /// The file as it was when a round last ended at a torn tail: until it
     /// changes, reading it again would find the same tail (which may be a
     /// long cut append, costly to scan each round).
@@ -149,6 +151,7 @@ impl Follower {
             skip_to: None,
             from_model: false,
             unreachable: false,
+            connection: None,
         }
     }
 
@@ -213,7 +216,7 @@ impl Follower {
     /// shared lock, released before [`Consumer::end_round`]), then ends the
     /// round. Returns whether it caught up with the journal.
     pub fn round<C: Consumer>(&mut self, consumer: &mut C) -> Result<bool, C::Error> {
-        let opened = match ReadJournal::open(&self.path) {
+        let opened = match ReadJournal::open_on(&self.path, self.connection.take()) {
             Err(e) if self.outage(&e) => {
                 consumer.end_round(&self.state, true)?;
                 return Ok(true);
@@ -222,7 +225,11 @@ impl Follower {
         };
         self.unreachable = false;
         let caught_up = match opened {
-            Some(journal) => self.read(&journal, consumer)?,
+            Some(journal) => {
+                let caught_up = self.read(&journal, consumer)?;
+                self.connection = journal.into_connection();
+                caught_up
+            }
             None if self.followed.is_some() => {
                 return Err(JournalError::Missing(self.path.clone()).into());
             }

@@ -78,9 +78,14 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             cli.command,
             Command::Balance(_) | Command::History(_) | Command::Report(_) | Command::Chart(_)
         )
-        && matches!(journal::exists(&ctx.path), Ok(false))
     {
-        note(&format!("note: no journal at {} yet", ctx.path.display()));
+        // A database is only asked when it is opened: a connection of its
+        // own for the question would cost as much as the command.
+        if journal::pg::is_database(&ctx.path) {
+            NOTE_IF_MISSING.store(true, std::sync::atomic::Ordering::Relaxed);
+        } else if matches!(ctx.path.try_exists(), Ok(false)) {
+            note(&format!("note: no journal at {} yet", ctx.path.display()));
+        }
     }
     match cli.command {
         Command::Write(cmd) => write::run(&ctx, &cmd),
@@ -95,6 +100,20 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Copy(args) => copy::run(&ctx, &args),
         Command::Completions { .. } => Ok(()),
     }
+}
+
+/// Whether opening a missing journal (in a database) says so: a read
+/// command given a location, which may be mistyped (see [`run`]).
+static NOTE_IF_MISSING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Opens the journal at `path` for reading, noting a missing one when a
+/// read command was given its location.
+fn open_read(path: &Path) -> Result<Option<ReadJournal>, Error> {
+    let journal = ReadJournal::open(path)?;
+    if journal.is_none() && NOTE_IF_MISSING.load(std::sync::atomic::Ordering::Relaxed) {
+        note(&format!("note: no journal at {} yet", path.display()));
+    }
+    Ok(journal)
 }
 
 /// Says `message` on stderr, on one line; a note that cannot be written is
@@ -161,7 +180,7 @@ pub fn replay_sized(
     at_end: impl FnOnce(&State),
     mut visit: impl FnMut(&State, &Entry<'_>) -> Result<(), Error>,
 ) -> Result<State, Error> {
-    let Some(journal) = ReadJournal::open(path)? else {
+    let Some(journal) = open_read(path)? else {
         return Ok(State::default());
     };
     let Some(header) = journal.header_head() else {
@@ -204,7 +223,7 @@ pub fn replay_sized(
 /// way, so that damage anywhere in it is reported. A missing journal is
 /// an empty ledger.
 pub fn state_at(path: &Path, as_of: Option<AsOf>, load: Load<'_>) -> Result<State, Error> {
-    let Some(journal) = ReadJournal::open(path)? else {
+    let Some(journal) = open_read(path)? else {
         return Ok(State::default());
     };
     let Some(header) = journal.header_head() else {

@@ -144,17 +144,6 @@ pub fn resolve_path(file: Option<PathBuf>) -> Result<PathBuf, JournalError> {
         })
 }
 
-/// Whether there is a journal at `path`: a file, or a database with the
-/// journal's tables.
-pub fn exists(path: &Path) -> Result<bool, JournalError> {
-    match Db::connect(path) {
-        Some(db) => db?.has_journal(),
-        None => path
-            .try_exists()
-            .map_err(|e| JournalError::io(path, "look for", e)),
-    }
-}
-
 /// A journal opened for reading, under a shared lock (released on drop).
 pub struct ReadJournal {
     file: Backing,
@@ -184,7 +173,22 @@ pub struct Stamp {
 impl ReadJournal {
     /// Opens the journal at `path` for reading; `None` if there is none.
     pub fn open(path: &Path) -> Result<Option<ReadJournal>, JournalError> {
-        if let Some(db) = Db::connect(path) {
+        ReadJournal::open_on(path, None)
+    }
+
+    /// [`ReadJournal::open`], on `connection` when the journal is in a
+    /// database and a reader before gave it back
+    /// ([`ReadJournal::into_connection`]) still open: a follower's rounds
+    /// then connect once.
+    pub fn open_on(
+        path: &Path,
+        connection: Option<Db>,
+    ) -> Result<Option<ReadJournal>, JournalError> {
+        let reused = connection.filter(|db| !db.is_closed()).map(|db| {
+            db.rollback();
+            Ok(db)
+        });
+        if let Some(db) = reused.or_else(|| Db::connect(path)) {
             let db = db?;
             let Some(len) = db.begin_read()? else {
                 return Ok(None);
@@ -226,6 +230,15 @@ impl ReadJournal {
             owner,
             meta: Some(meta),
         }))
+    }
+
+    /// The database connection, for the next reader to open on; `None`
+    /// for a file.
+    pub fn into_connection(self) -> Option<Db> {
+        match self.file {
+            Backing::Db(db) => Rc::try_unwrap(db).ok(),
+            Backing::File(_) => None,
+        }
     }
 
     /// A scanner over every event, or `None` for a journal with no header yet.

@@ -229,16 +229,6 @@ impl Db {
         Ok(statement)
     }
 
-    /// Whether the database holds a journal's tables.
-    pub fn has_journal(&self) -> Result<bool, JournalError> {
-        let row = self
-            .client
-            .borrow_mut()
-            .query_one("SELECT to_regclass('ledger_head') IS NOT NULL", &[])
-            .map_err(|e| self.error("read", &e))?;
-        row.try_get(0).map_err(|e| self.error("read", &e))
-    }
-
     /// Starts a snapshot of the journal for reading: its length, or `None`
     /// if it has no tables yet.
     pub fn begin_read(&self) -> Result<Option<u64>, JournalError> {
@@ -282,6 +272,8 @@ impl Db {
     fn begin(&self, begin: &str, lock: &str) -> Result<(), postgres::Error> {
         let sql = format!("{begin}; SELECT seq, len, rows_seq FROM ledger_head WHERE id = 1{lock}");
         let messages = self.client.borrow_mut().simple_query(&sql)?;
+        // A new snapshot: nothing read under an earlier one is kept.
+        *self.window.borrow_mut() = Window::default();
         let head = messages.iter().find_map(|m| match m {
             postgres::SimpleQueryMessage::Row(row) => {
                 let int = |i| row.get(i).and_then(|t: &str| t.parse::<i64>().ok());
@@ -411,6 +403,11 @@ impl Db {
             .borrow_mut()
             .batch_execute("DELETE FROM ledger_lines")
             .map_err(|e| self.error("write", &e))
+    }
+
+    /// Whether the connection has been lost.
+    pub fn is_closed(&self) -> bool {
+        self.client.borrow().is_closed()
     }
 
     /// Ends the transaction without changing anything.
