@@ -559,3 +559,55 @@ fn a_line_changed_in_the_database_is_caught_as_in_a_file() {
     // tables, which are not evidence: verify is the audit).
     assert_eq!(env.run("history").status.code(), Some(3));
 }
+
+/// `kill -9` of a batch mid-way: its transaction never commits, so none of
+/// its events is in the journal, and the next writer goes on.
+#[test]
+fn a_batch_killed_mid_way_leaves_none_of_its_events() {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    env.ok("create a");
+    let lines: String = (0..300_000)
+        .map(|i| format!("deposit a 1 --id k{i}\n"))
+        .collect();
+    for wait in [300, 900] {
+        let before = env.bytes();
+        let mut child = env
+            .process()
+            .args(["--file", &env.journal.display().to_string(), "batch"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let input = lines.clone();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(input.as_bytes());
+        });
+        std::thread::sleep(Duration::from_millis(wait));
+        let _ = child.kill();
+        let status = child.wait().expect("wait");
+        let after = env.bytes();
+        if status.success() {
+            // It finished before the kill: then all of it is there.
+            let count = after
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count();
+            assert_eq!(
+                count,
+                before
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .count()
+                    + 300_000
+            );
+            return;
+        }
+        assert_eq!(after, before);
+        env.ok("deposit a 1");
+    }
+    env.ok("verify");
+}

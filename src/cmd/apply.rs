@@ -27,7 +27,14 @@ pub struct Applier<'c> {
     /// first of them, whose exit code the run ends with.
     failed: u64,
     first_failure: Option<Error>,
+    /// Records given and not yet applied: they are applied a run at a
+    /// time, after one prefetch of what they read (see
+    /// [`Writer::prefetch`]).
+    pending: Vec<(usize, Result<WriteCommand, Error>)>,
 }
+
+/// Records applied after one prefetch.
+const RUN: usize = 1024;
 
 impl<'c> Applier<'c> {
     /// Locks the journal and reads its state.
@@ -42,22 +49,60 @@ impl<'c> Applier<'c> {
             repeated: Repeats::default(),
             failed: 0,
             first_failure: None,
+            pending: Vec::new(),
         })
     }
 
     /// Applies the record at `line` (its command, or why it has none).
     /// A refused record stops the run, except in a dry run, which reports
     /// it, leaves it out and goes on, so that one run lists every record
-    /// to fix. Failures of the journal itself always stop.
+    /// to fix. Failures of the journal itself always stop. Records are
+    /// applied in runs, in order, so a failure may show a few records
+    /// after it was given (and always before [`Applier::finish`] ends).
     pub fn apply(
         &mut self,
         line: usize,
         command: Result<WriteCommand, Error>,
     ) -> Result<(), Error> {
-        let result = command.and_then(|command| {
-            let request = write::request(&command, &self.ctx.zone)?;
-            Ok(self.writer.apply(&request)?)
-        });
+        self.pending.push((line, command));
+        if self.pending.len() >= RUN {
+            self.apply_pending()?;
+        }
+        Ok(())
+    }
+
+    /// Applies the pending records in order, after prefetching what they read.
+    fn apply_pending(&mut self) -> Result<(), Error> {
+        let (lines, results): (Vec<usize>, Vec<_>) =
+            std::mem::take(&mut self.pending).into_iter().unzip();
+        let (commands, mut errors): (Vec<_>, Vec<_>) = results
+            .into_iter()
+            .map(|r| match r {
+                Ok(command) => (Some(command), None),
+                Err(e) => (None, Some(e)),
+            })
+            .unzip();
+        let zone = &self.ctx.zone;
+        let mut requests: Vec<_> = commands
+            .iter()
+            .map(|c| c.as_ref().map(|c| write::request(c, zone)))
+            .collect();
+        self.writer
+            .prefetch(requests.iter().filter_map(|r| r.as_ref()?.as_ref().ok()))?;
+        for (i, line) in lines.into_iter().enumerate() {
+            let result = match (errors[i].take(), requests[i].take()) {
+                (Some(e), _) | (None, Some(Err(e))) => Err(e),
+                (None, Some(Ok(request))) => self.writer.apply(&request).map_err(Error::from),
+                (None, None) => continue,
+            };
+            self.record(line, result)?;
+        }
+        Ok(())
+    }
+
+    /// Counts what the record at `line` came to, or reports why it was
+    /// refused (see [`Applier::apply`]).
+    fn record(&mut self, line: usize, result: Result<Outcome, Error>) -> Result<(), Error> {
         match result {
             Ok(outcome) => {
                 match outcome {
@@ -97,6 +142,7 @@ impl<'c> Applier<'c> {
     /// was appended. Once committed, a failure to print is no failure of
     /// the command: its seqs are named on stderr (SPEC 1).
     pub fn finish(mut self) -> Result<(), Error> {
+        self.apply_pending()?;
         if let Some(first) = self.first_failure.take() {
             return Err(match self.failed {
                 1 => first,

@@ -137,6 +137,8 @@ pub struct Db {
     prepared: RefCell<Vec<(&'static str, postgres::Statement)>>,
     /// The head row as this transaction began.
     head: std::cell::Cell<Option<Stored>>,
+    /// Lines read ahead by seq (see [`Db::remember_line`]).
+    lines: RefCell<rustc_hash::FxHashMap<u64, Vec<u8>>>,
 }
 
 /// The head row's values.
@@ -193,6 +195,7 @@ impl Db {
             window: RefCell::default(),
             prepared: RefCell::default(),
             head: std::cell::Cell::new(None),
+            lines: RefCell::default(),
         }))
     }
 
@@ -208,6 +211,23 @@ impl Db {
     ) -> Result<Vec<postgres::Row>, postgres::Error> {
         let statement = self.statement(sql)?;
         self.client.borrow_mut().query(&statement, params)
+    }
+
+    /// Copies rows of `types` into a table with `COPY … FROM STDIN BINARY`
+    /// (`sql`), as `write` hands them to the writer it is given.
+    pub fn copy_in(
+        &self,
+        sql: &str,
+        types: &[postgres::types::Type],
+        write: impl FnOnce(
+            &mut postgres::binary_copy::BinaryCopyInWriter<'_>,
+        ) -> Result<(), postgres::Error>,
+    ) -> Result<u64, postgres::Error> {
+        let mut client = self.client.borrow_mut();
+        let mut writer =
+            postgres::binary_copy::BinaryCopyInWriter::new(client.copy_in(sql)?, types);
+        write(&mut writer)?;
+        writer.finish()
     }
 
     /// Runs `sql` (prepared once per connection) for its effect.
@@ -403,6 +423,32 @@ impl Db {
             .borrow_mut()
             .batch_execute("DELETE FROM ledger_lines")
             .map_err(|e| self.error("write", &e))
+    }
+
+    /// The line of event `seq` (without `\n`), if there is one.
+    pub fn line(&self, seq: u64) -> Result<Option<Vec<u8>>, JournalError> {
+        if let Some(line) = self.lines.borrow_mut().remove(&seq) {
+            return Ok(Some(line));
+        }
+        let rows = self
+            .query(
+                "SELECT line FROM ledger_lines WHERE seq = $1",
+                &[&as_int(seq)],
+            )
+            .map_err(|e| self.error("read", &e))?;
+        rows.first()
+            .map(|r| r.try_get::<_, Vec<u8>>(0))
+            .transpose()
+            .map_err(|e| self.error("read", &e))
+    }
+
+    /// Keeps the line of event `seq`, read ahead with the rows that name
+    /// it (a batch's repeated `--id`s), for [`Db::line`] to hand out once.
+    /// Forgets those kept before.
+    pub fn remember_lines(&self, lines: impl IntoIterator<Item = (u64, Vec<u8>)>) {
+        let mut kept = self.lines.borrow_mut();
+        kept.clear();
+        kept.extend(lines);
     }
 
     /// Whether the connection has been lost.

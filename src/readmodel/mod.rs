@@ -83,69 +83,71 @@ pub struct ReadModel {
     /// The journal's own database, when the journal is in one: its rows
     /// are the model, and there is no SQLite file.
     db: Option<Rc<Db>>,
+    /// What a prefetch found missing from the database's rows.
+    absent: pgrows::Absent,
 }
 
 /// Where the rows are read from.
 #[derive(Clone, Copy)]
 enum Rows<'a> {
     Sqlite(&'a Connection),
-    Pg(&'a Db),
+    Pg(&'a Db, &'a pgrows::Absent),
 }
 
 impl Rows<'_> {
     fn units(self) -> Result<Vec<crate::domain::Unit>, ModelError> {
         match self {
             Rows::Sqlite(c) => rows::units(c),
-            Rows::Pg(db) => pgrows::units(db),
+            Rows::Pg(db, _) => pgrows::units(db),
         }
     }
 
     fn load_account(self, state: &mut State, name: &str) -> Result<(), ModelError> {
         match self {
             Rows::Sqlite(c) => rows::load_account(c, state, name),
-            Rows::Pg(db) => pgrows::load_account(db, state, name),
+            Rows::Pg(db, absent) => pgrows::load_account(db, absent, state, name),
         }
     }
 
     fn load_id(self, state: &mut State, id: &str) -> Result<(), ModelError> {
         match self {
             Rows::Sqlite(c) => rows::load_id(c, state, id),
-            Rows::Pg(db) => pgrows::load_id(db, state, id),
+            Rows::Pg(db, absent) => pgrows::load_id(db, absent, state, id),
         }
     }
 
     fn load_reversed(self, state: &mut State, seq: u64) -> Result<(), ModelError> {
         match self {
             Rows::Sqlite(c) => rows::load_reversed(c, state, seq),
-            Rows::Pg(db) => pgrows::load_reversed(db, state, seq),
+            Rows::Pg(db, _) => pgrows::load_reversed(db, state, seq),
         }
     }
 
     fn load_hold(self, state: &mut State, seq: u64) -> Result<(), ModelError> {
         match self {
             Rows::Sqlite(c) => rows::load_hold(c, state, seq),
-            Rows::Pg(db) => pgrows::load_hold(db, state, seq),
+            Rows::Pg(db, _) => pgrows::load_hold(db, state, seq),
         }
     }
 
     fn load_every_account(self, state: &mut State) -> Result<(), ModelError> {
         match self {
             Rows::Sqlite(c) => rows::load_every_account(c, state),
-            Rows::Pg(db) => pgrows::load_every_account(db, state),
+            Rows::Pg(db, _) => pgrows::load_every_account(db, state),
         }
     }
 
     fn load_all(self, state: &mut State) -> Result<(), ModelError> {
         match self {
             Rows::Sqlite(c) => rows::load_all(c, state),
-            Rows::Pg(db) => pgrows::load_all(db, state),
+            Rows::Pg(db, _) => pgrows::load_all(db, state),
         }
     }
 
     fn account_names(self) -> Result<Vec<String>, ModelError> {
         match self {
             Rows::Sqlite(c) => rows::account_names(c),
-            Rows::Pg(db) => pgrows::account_names(db),
+            Rows::Pg(db, _) => pgrows::account_names(db),
         }
     }
 }
@@ -199,6 +201,7 @@ impl ReadModel {
             path,
             owner,
             db: None,
+            absent: pgrows::Absent::default(),
         })
     }
 
@@ -210,13 +213,14 @@ impl ReadModel {
             path: PathBuf::new(),
             owner: Owner::me(),
             db: Some(db),
+            absent: pgrows::Absent::default(),
         }
     }
 
     /// Where the rows are.
     fn rows(&self) -> Result<Rows<'_>, ModelError> {
         match &self.db {
-            Some(db) => Ok(Rows::Pg(db)),
+            Some(db) => Ok(Rows::Pg(db, &self.absent)),
             None => self.conn().map(Rows::Sqlite),
         }
     }
@@ -340,25 +344,34 @@ impl ReadModel {
     /// not yet the accounts of the movement it undoes: the caller reads
     /// that event, then loads them with [`ReadModel::load_accounts`]).
     pub fn load_request(&self, state: &mut State, request: &Request<'_>) -> Result<(), ModelError> {
-        let mut needs = Needs {
-            id: request.id,
-            ..Needs::default()
+        self.load(state, &Needs::of(request))
+    }
+
+    /// Loads into `state`, in a few statements, the `--id`s and accounts
+    /// that deciding `requests` will read, and remembers which are not
+    /// there, so that a batch does not ask the database once per command.
+    /// (The SQLite file beside a journal is read in-process: nothing to
+    /// gain there.)
+    pub fn prefetch<'r>(
+        &self,
+        state: &mut State,
+        requests: impl IntoIterator<Item = &'r Request<'r>>,
+    ) -> Result<(), ModelError> {
+        let Rows::Pg(db, absent) = self.rows()? else {
+            return Ok(());
         };
-        match request.command {
-            Command::Create { account, .. }
-            | Command::Deposit { account, .. }
-            | Command::Withdraw { account, .. }
-            | Command::Close { account } => needs.accounts.push(account),
-            Command::Transfer { from, to, .. } => needs.accounts.extend([from, to]),
-            Command::Hold { account, to, .. } => {
-                needs.accounts.push(account);
-                needs.accounts.extend(to);
+        let (mut ids, mut accounts) = (Vec::new(), Vec::new());
+        for request in requests {
+            let needs = Needs::of(request);
+            ids.extend(needs.id);
+            if let Some(Target::Id(id)) = needs.target {
+                ids.push(id);
             }
-            Command::Capture { target, .. }
-            | Command::Release { target }
-            | Command::Reverse { target, .. } => needs.target = Some(target),
+            accounts.extend(needs.accounts);
         }
-        self.load(state, &needs)
+        ids.retain(|id| state.id_seq(id).is_none());
+        accounts.retain(|name| state.account(name).is_none());
+        pgrows::prefetch(db, absent, state, &ids, &accounts)
     }
 
     /// Loads the named accounts (with the holds on them) into `state`.
@@ -494,7 +507,7 @@ impl ReadModel {
         if from.is_none() {
             pgrows::clear(db)?;
         }
-        pgrows::save(db, state)
+        pgrows::save(db, state, from.map(|h| h.seq))
     }
 }
 
@@ -542,6 +555,33 @@ struct Needs<'a> {
     target: Option<Target<'a>>,
     /// The movement a stored reversal undoes.
     reverses: Option<u64>,
+}
+
+impl<'a> Needs<'a> {
+    /// What deciding `request` reads (for a reversal, not yet the accounts
+    /// of the movement it undoes: the caller reads that event, then loads
+    /// them with [`ReadModel::load_accounts`]).
+    fn of(request: &Request<'a>) -> Needs<'a> {
+        let mut needs = Needs {
+            id: request.id,
+            ..Needs::default()
+        };
+        match request.command {
+            Command::Create { account, .. }
+            | Command::Deposit { account, .. }
+            | Command::Withdraw { account, .. }
+            | Command::Close { account } => needs.accounts.push(account),
+            Command::Transfer { from, to, .. } => needs.accounts.extend([from, to]),
+            Command::Hold { account, to, .. } => {
+                needs.accounts.push(account);
+                needs.accounts.extend(to);
+            }
+            Command::Capture { target, .. }
+            | Command::Release { target }
+            | Command::Reverse { target, .. } => needs.target = Some(target),
+        }
+        needs
+    }
 }
 
 /// Writes the entries of `state` and the head they stand at.

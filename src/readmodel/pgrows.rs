@@ -6,7 +6,10 @@
 //! No row carries a digest: nothing but a committed write changes them,
 //! and `verify` never reads them.
 
+use std::cell::RefCell;
+
 use postgres::Row;
+use rustc_hash::FxHashSet;
 
 use crate::domain::{Account, AccountForm, Ended, Hold, State, Unit};
 use crate::journal::pg::Db;
@@ -123,10 +126,117 @@ fn hold_row(r: &Row) -> Result<(u64, Hold), ModelError> {
     Ok((uint(get::<i64>(r, 0)?)?, hold))
 }
 
+/// The `--id`s and account names a prefetch asked for and did not find:
+/// asking again, one by one, would only find them missing again.
+#[derive(Default)]
+pub struct Absent {
+    ids: RefCell<FxHashSet<Box<str>>>,
+    accounts: RefCell<FxHashSet<Box<str>>>,
+}
+
+/// Loads the `--id`s `ids` and the accounts `names` (with the open holds
+/// their rules look at) into `state`, a few statements for them all, and
+/// keeps in `absent` those that are not there (forgetting the last
+/// prefetch's: only the commands it was for look them up).
+pub fn prefetch(
+    db: &Db,
+    absent: &Absent,
+    state: &mut State,
+    ids: &[&str],
+    names: &[&str],
+) -> Result<(), ModelError> {
+    let mut missing_ids: FxHashSet<Box<str>> = ids.iter().map(|&i| i.into()).collect();
+    let mut lines = Vec::new();
+    for chunk in ids.chunks(CHUNK) {
+        // With the line each names: a repeat is checked against its line.
+        let rows = db
+            .query(
+                "SELECT i.id, i.seq, l.line FROM ledger_ids i JOIN ledger_lines l ON l.seq = i.seq
+                 WHERE i.id = ANY($1)",
+                &[&chunk],
+            )
+            .map_err(db_error)?;
+        for r in &rows {
+            let id: &str = get(r, 0)?;
+            let seq = uint(get::<i64>(r, 1)?)?;
+            missing_ids.remove(id);
+            state.load_id(id, seq).map_err(ModelError::Malformed)?;
+            lines.push((seq, get::<Vec<u8>>(r, 2)?));
+        }
+    }
+    db.remember_lines(lines);
+    *absent.ids.borrow_mut() = missing_ids;
+    let mut missing: FxHashSet<Box<str>> = names.iter().map(|&n| n.into()).collect();
+    for chunk in names.chunks(CHUNK) {
+        let rows = db
+            .query(
+                "SELECT name, owner, unit, balance::text, closed, held::text
+                 FROM ledger_accounts WHERE name = ANY($1)",
+                &[&chunk],
+            )
+            .map_err(db_error)?;
+        let accounts = rows
+            .iter()
+            .map(account_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let found: Vec<&str> = accounts.iter().map(|(n, _)| n.as_str()).collect();
+        let holds = db
+            .query(
+                "SELECT seq, account, amount::text, dest, expires FROM ledger_holds
+                 WHERE (account = ANY($1) AND expires IS NOT NULL) OR dest = ANY($1) ORDER BY seq",
+                &[&found],
+            )
+            .map_err(db_error)?;
+        let holds = holds.iter().map(hold_row).collect::<Result<Vec<_>, _>>()?;
+        for (name, account) in accounts {
+            missing.remove(name.as_str());
+            add_account(state, name, account, &holds)?;
+        }
+    }
+    *absent.accounts.borrow_mut() = missing;
+    Ok(())
+}
+
+/// Puts `account` into `state` with those of `holds` its rules look at
+/// (the ones on it that may lapse, and those naming it as `to`).
+fn add_account(
+    state: &mut State,
+    name: String,
+    mut account: Account,
+    holds: &[(u64, Hold)],
+) -> Result<(), ModelError> {
+    for (seq, hold) in holds {
+        let on = *hold.account == *name && hold.expires.is_some();
+        let to = hold.to.as_deref() == Some(&name);
+        if !(on || to) || state.ended(*seq).is_some() {
+            continue;
+        }
+        if on {
+            account.expiring_mut().push(*seq);
+        }
+        if to {
+            account.incoming_mut().push(*seq);
+        }
+        if state.hold(*seq).is_none() {
+            state
+                .load_hold(*seq, hold.clone())
+                .map_err(ModelError::Malformed)?;
+        }
+    }
+    state
+        .load_account(&name, account)
+        .map_err(ModelError::Malformed)
+}
+
 /// Loads account `name` into `state` with the open holds its rules look
 /// at, unless the state has it already.
-pub fn load_account(db: &Db, state: &mut State, name: &str) -> Result<(), ModelError> {
-    if state.account(name).is_some() {
+pub fn load_account(
+    db: &Db,
+    absent: &Absent,
+    state: &mut State,
+    name: &str,
+) -> Result<(), ModelError> {
+    if state.account(name).is_some() || absent.accounts.borrow().contains(name) {
         return Ok(());
     }
     let rows = db
@@ -139,7 +249,7 @@ pub fn load_account(db: &Db, state: &mut State, name: &str) -> Result<(), ModelE
     let Some(row) = rows.first() else {
         return Ok(());
     };
-    let (name, mut account) = account_row(row)?;
+    let (name, account) = account_row(row)?;
     let holds = db
         .query(
             "SELECT seq, account, amount::text, dest, expires FROM ledger_holds
@@ -149,27 +259,13 @@ pub fn load_account(db: &Db, state: &mut State, name: &str) -> Result<(), ModelE
             &[&name],
         )
         .map_err(db_error)?;
-    for r in &holds {
-        let (seq, hold) = hold_row(r)?;
-        if state.ended(seq).is_some() {
-            continue;
-        }
-        if *hold.account == *name && hold.expires.is_some() {
-            account.expiring_mut().push(seq);
-        }
-        if hold.to.as_deref() == Some(&name) {
-            account.incoming_mut().push(seq);
-        }
-        state.load_hold(seq, hold).map_err(ModelError::Malformed)?;
-    }
-    state
-        .load_account(&name, account)
-        .map_err(ModelError::Malformed)
+    let holds = holds.iter().map(hold_row).collect::<Result<Vec<_>, _>>()?;
+    add_account(state, name, account, &holds)
 }
 
 /// Loads the seq of `--id` `id`, if it was used.
-pub fn load_id(db: &Db, state: &mut State, id: &str) -> Result<(), ModelError> {
-    if state.id_seq(id).is_some() {
+pub fn load_id(db: &Db, absent: &Absent, state: &mut State, id: &str) -> Result<(), ModelError> {
+    if state.id_seq(id).is_some() || absent.ids.borrow().contains(id) {
         return Ok(());
     }
     let rows = db
@@ -339,8 +435,9 @@ pub fn clear(db: &Db) -> Result<(), ModelError> {
 
 /// Writes every entry `state` holds (for a partial state, what the
 /// command loaded and changed; for a whole one, everything), many rows
-/// to a statement.
-pub fn save(db: &Db, state: &State) -> Result<(), ModelError> {
+/// to a statement; of the ids, those of events after seq `since` (all of
+/// them without it).
+pub fn save(db: &Db, state: &State, since: Option<u64>) -> Result<(), ModelError> {
     save_units(db, state)?;
     let accounts: Vec<_> = state.accounts().collect();
     for chunk in accounts.chunks(CHUNK) {
@@ -375,20 +472,23 @@ pub fn save(db: &Db, state: &State) -> Result<(), ModelError> {
         )
         .map_err(db_error)?;
     }
-    let ids: Vec<_> = state.ids().collect();
-    for chunk in ids.chunks(CHUNK) {
-        let names: Vec<&str> = chunk.iter().map(|(id, _)| *id).collect();
-        let seqs = chunk
-            .iter()
-            .map(|(_, s)| int(*s))
-            .collect::<Result<Vec<_>, _>>()?;
-        db.execute(
-            "INSERT INTO ledger_ids (id, seq) SELECT * FROM unnest($1::text[], $2::bigint[])
-             ON CONFLICT (id) DO NOTHING",
-            &[&names, &seqs],
-        )
-        .map_err(db_error)?;
-    }
+    // Only the ids of events after `since` are new; copied, not upserted:
+    // one already there means the rows do not match the journal, and the
+    // failed save leaves them to be rebuilt.
+    let types = [postgres::types::Type::TEXT, postgres::types::Type::INT8];
+    db.copy_in(
+        "COPY ledger_ids (id, seq) FROM STDIN BINARY",
+        &types,
+        |out| {
+            for (id, seq) in state.ids() {
+                if since.is_none_or(|since| seq > since) {
+                    out.write(&[&id, &i64::try_from(seq).unwrap_or(i64::MAX)])?;
+                }
+            }
+            Ok(())
+        },
+    )
+    .map_err(db_error)?;
     save_holds(db, state)
 }
 
