@@ -174,6 +174,7 @@ impl Error {
                 | JournalError::SyncFailed { .. }
                 | JournalError::Model(_)
                 | JournalError::Database { .. }
+                | JournalError::Conflict { .. }
                 | JournalError::Unreachable { .. }
                 | JournalError::CommitUnknown { .. },
             ) => code::IO,

@@ -611,3 +611,37 @@ fn a_batch_killed_mid_way_leaves_none_of_its_events() {
     }
     env.ok("verify");
 }
+
+/// On a database whose transactions are SERIALIZABLE (as CockroachDB runs
+/// them), racing writers are refused for each other; each command tries
+/// again by itself, and every one succeeds once.
+#[test]
+fn writers_refused_for_a_conflict_try_again_by_themselves() {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    env.ok("create a");
+    let db = env.db.as_ref().expect("db");
+    let name = db.one("SELECT current_database()::text");
+    db.sql(&format!(
+        "ALTER DATABASE {name} SET default_transaction_isolation = 'serializable'"
+    ));
+    let env = Arc::new(env);
+    let writers: Vec<_> = (0..6)
+        .map(|w| {
+            let env = Arc::clone(&env);
+            std::thread::spawn(move || {
+                for i in 0..8 {
+                    let out = env.run(&format!("deposit a 1 --memo w{w}-{i}"));
+                    let stderr = String::from_utf8_lossy(&out.stderr);
+                    assert!(out.status.success(), "{stderr}");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("writer");
+    }
+    assert_eq!(env.balance_of("a"), "48.00");
+    env.ok("verify");
+}

@@ -157,12 +157,32 @@ pub fn commit(ctx: &Context, writer: &mut Writer) -> Result<(), Error> {
     Ok(())
 }
 
+/// How often a write refused for a conflicting one is tried again.
+const CONFLICT_RETRIES: u32 = 8;
+
 /// Runs one write command.
 pub fn run(ctx: &Context, cmd: &WriteCommand) -> Result<(), Error> {
     let request = request(cmd, &ctx.zone)?;
-    let mut writer = Writer::open(&ctx.path)?;
-    let outcome = writer.apply(&request)?;
-    commit(ctx, &mut writer)?;
+    let mut conflicts = 0;
+    let (mut writer, outcome) = loop {
+        let attempt = Writer::open(&ctx.path)
+            .map_err(Error::from)
+            .and_then(|mut writer| {
+                let outcome = writer.apply(&request)?;
+                commit(ctx, &mut writer)?;
+                Ok((writer, outcome))
+            });
+        match attempt {
+            // A database that runs its transactions SERIALIZABLE (as
+            // CockroachDB does) may refuse one for another that touched the
+            // head first; nothing was written, so it is decided again.
+            Err(Error::Journal(JournalError::Conflict { .. })) if conflicts < CONFLICT_RETRIES => {
+                conflicts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5 << conflicts));
+            }
+            done => break done?,
+        }
+    };
     writer.unlock()?;
     let seq = match outcome {
         Outcome::Appended(seq) | Outcome::Repeat(seq) => seq,

@@ -81,6 +81,18 @@ pub enum JournalError {
         /// Why it failed.
         reason: String,
     },
+    /// The database refused a write for another's that conflicted with
+    /// it (a serialization failure or a deadlock): nothing was written,
+    /// and the write may be tried again.
+    #[error("cannot {action} {path}: {reason} (a conflicting write; nothing was written)")]
+    Conflict {
+        /// The database, shown without a password.
+        path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// The server's words.
+        reason: String,
+    },
     /// No database server answered.
     #[error("cannot reach the PostgreSQL server at {server} for {path}: {reason}")]
     Unreachable {

@@ -533,6 +533,17 @@ fn as_int(n: u64) -> i64 {
 }
 
 fn database_error(path: &Path, action: &'static str, e: &postgres::Error) -> JournalError {
+    let conflict = [
+        SqlState::T_R_SERIALIZATION_FAILURE,
+        SqlState::T_R_DEADLOCK_DETECTED,
+    ];
+    if e.code().is_some_and(|code| conflict.contains(code)) {
+        return JournalError::Conflict {
+            path: path.to_owned(),
+            action,
+            reason: reason(e),
+        };
+    }
     JournalError::Database {
         path: path.to_owned(),
         action,
