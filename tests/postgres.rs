@@ -645,3 +645,44 @@ fn writers_refused_for_a_conflict_try_again_by_themselves() {
     assert_eq!(env.balance_of("a"), "48.00");
     env.ok("verify");
 }
+
+/// The connection lost while the server commits: the command cannot know
+/// the outcome and says so (exit 4); here the commit went through, and
+/// running it again with the same `--id` is a repeat, as promised.
+#[test]
+fn a_connection_lost_during_commit_is_an_unknown_outcome_safe_to_repeat() {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    env.ok("create a");
+    // A trigger that runs at COMMIT and takes its time: the connection is
+    // cut while the server is inside the commit.
+    env.db.as_ref().expect("db").sql(
+        "CREATE FUNCTION slow() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$
+             LANGUAGE plpgsql;
+         CREATE CONSTRAINT TRIGGER slow_commit AFTER UPDATE ON ledger_head
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow();",
+    );
+    let relay = Relay::to(server_port(&env));
+    let url = through(&env, &relay);
+    let child = env
+        .process()
+        .args(["--file", &url, "deposit", "a", "5", "--id", "pay-1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(1000));
+    relay.cut();
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("outcome of this write is unknown") && stderr.contains("same --id is safe"),
+        "{stderr}"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let again = env.ok("deposit a 5 --id pay-1");
+    assert!(again.contains("already recorded"), "{again}");
+    assert_eq!(env.balance_of("a"), "5.00");
+}
