@@ -19,7 +19,7 @@ use rustc_hash::FxHashMap;
 use crate::domain::{self, Command, Decision, Original, Rejection, Request, State};
 use crate::event::{Change, Event};
 use crate::money::Amount;
-use crate::readmodel::ReadModel;
+use crate::readmodel::{AppendedIds, ReadModel};
 use crate::time::At;
 use line::{LineHash, MAX_LINE};
 use scan::{Head, Replay, Scanner, Start, Torn};
@@ -462,11 +462,12 @@ impl Writer {
             }
         };
         let Read {
-            state,
+            mut state,
             head,
             torn,
             from,
         } = read;
+        state.fingerprint_new_ids();
         // `at` never decreases along the file, even if the clock steps back.
         let now = At::now().map_err(clock_error)?;
         let at = head.map_or(now, |h| h.at.max(now));
@@ -645,6 +646,7 @@ impl Writer {
     /// Decides `request` against the current state and, if it is new,
     /// stages its event for [`Writer::commit`].
     pub fn apply(&mut self, request: &Request<'_>) -> Result<Outcome, WriteError> {
+        self.settle_ids(request)?;
         self.load(|model, state| model.load_request(state, request))?;
         // A reversal's rules need the event it names, which only the file
         // (or this writer's staged lines) holds.
@@ -725,6 +727,31 @@ impl Writer {
         }
     }
 
+    /// Makes the state's word on the ids `request` names exact: it knows
+    /// the ids this writer appended by fingerprint only, and a matching
+    /// one is settled by reading the staged line it points to.
+    fn settle_ids(&mut self, request: &Request<'_>) -> Result<(), JournalError> {
+        let mut state = std::mem::take(&mut self.state);
+        let settled = request.ids().try_for_each(|id| {
+            let last = state.seq();
+            let unsettled = || JournalError::Corrupt {
+                path: self.path.clone(),
+                line: last + 1,
+                reason: format!("id {id}: no line its fingerprint points to has it"),
+            };
+            state.settle_id(id, |seq| self.id_at(seq), unsettled)
+        });
+        self.state = state;
+        settled
+    }
+
+    /// The id of the event at `seq`, if it has one.
+    fn id_at(&self, seq: u64) -> Result<Option<String>, JournalError> {
+        let line = self.line(seq)?;
+        let decoded = line::decode(&line, &mut Vec::new()).map_err(|e| self.corrupt_at(seq, &e))?;
+        Ok(decoded.event.id.map(|id| id.into_owned()))
+    }
+
     /// Loads what `what` asks from the read model into a partial state;
     /// if the model fails, gives it up for the whole state.
     fn load(
@@ -751,6 +778,7 @@ impl Writer {
         let mut replay = Replay::new(scanner, State::default());
         replay.run()?;
         let (mut state, head, _) = replay.finish();
+        state.fingerprint_new_ids();
         for seq in head.seq + 1..=self.state.seq() {
             let line = self.line(seq)?;
             let decoded =
@@ -818,8 +846,29 @@ impl Writer {
             self.model = ReadModel::open(&self.path, self.owner);
         }
         if let (Some(head), Some(header), Some(mut model)) = (head, header, self.model.take()) {
-            let _ = model.save(&self.state, self.from, head, header);
+            // Without the appended ids the model would be wrong, not behind.
+            if let Ok(appended) = self.appended_ids() {
+                let _ = model.save_appended(&self.state, &appended, self.from, head, header);
+            }
         }
+    }
+
+    /// The ids of the staged events, read back from their lines: the
+    /// state knows them only by fingerprint.
+    fn appended_ids(&self) -> Result<AppendedIds, JournalError> {
+        let mut ids = AppendedIds::default();
+        let (mut scratch, mut seq) = (Vec::new(), self.head.map_or(0, |h| h.seq));
+        self.stage
+            .each_sealed::<JournalError>(&self.file, &self.path, |line| {
+                seq += 1;
+                let decoded =
+                    line::decode(line, &mut scratch).map_err(|e| self.corrupt_at(seq, &e))?;
+                if let Some(id) = decoded.event.id.as_deref() {
+                    ids.push(id, seq);
+                }
+                Ok(())
+            })?;
+        Ok(ids)
     }
 
     fn corrupt_at(&self, seq: u64, e: &line::LineError) -> JournalError {

@@ -332,11 +332,26 @@ impl ReadModel {
         head: Head,
         header: LineHash,
     ) -> Result<(), ModelError> {
+        self.save_appended(state, &AppendedIds::default(), from, head, header)
+    }
+
+    /// [`ReadModel::save`] for a writer, whose state knows the ids its
+    /// append added only by fingerprint (see
+    /// [`State::fingerprint_new_ids`]): `appended` holds them, read back
+    /// from its lines.
+    pub fn save_appended(
+        &mut self,
+        state: &State,
+        appended: &AppendedIds,
+        from: Option<Head>,
+        head: Head,
+        header: LineHash,
+    ) -> Result<(), ModelError> {
         let Some(from) = from else {
             if self.conn.is_none() && head.end < MODEL_AFTER_BYTES {
                 return Ok(());
             }
-            return self.build(state, head, header);
+            return self.rebuild(state, appended, head, header);
         };
         let tx = self
             .writable()?
@@ -352,7 +367,7 @@ impl ReadModel {
         if !same {
             return Ok(());
         }
-        write(&tx, state, head, header)?;
+        write(&tx, state, appended, head, header)?;
         tx.commit()?;
         self.fold_wal()
     }
@@ -360,11 +375,23 @@ impl ReadModel {
     /// Builds the model afresh from `state`, the whole state at `head`,
     /// whatever the journal's length.
     pub fn build(&mut self, state: &State, head: Head, header: LineHash) -> Result<(), ModelError> {
+        self.rebuild(state, &AppendedIds::default(), head, header)
+    }
+
+    /// [`ReadModel::build`], with the ids of an append that `state` knows
+    /// only by fingerprint.
+    fn rebuild(
+        &mut self,
+        state: &State,
+        appended: &AppendedIds,
+        head: Head,
+        header: LineHash,
+    ) -> Result<(), ModelError> {
         let tx = self
             .writable()?
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         rows::clear(&tx)?;
-        write(&tx, state, head, header)?;
+        write(&tx, state, appended, head, header)?;
         tx.commit()?;
         self.fold_wal()
     }
@@ -389,6 +416,41 @@ impl ReadModel {
     }
 }
 
+/// The ids an append added, with their seqs, for [`ReadModel::save_appended`]:
+/// their text in one buffer, and about 20 bytes an id beside it (a
+/// `String` each in a vector of pairs took 64).
+#[derive(Debug, Default)]
+pub struct AppendedIds {
+    text: String,
+    /// Where each id ends in `text` (it starts where the one before ends).
+    ends: Vec<u64>,
+    seqs: Vec<u64>,
+}
+
+impl AppendedIds {
+    /// Adds the id of the event at `seq`.
+    pub fn push(&mut self, id: &str, seq: u64) {
+        self.text.push_str(id);
+        self.ends.push(self.text.len() as u64);
+        self.seqs.push(seq);
+    }
+
+    /// The `i`th id added, and its seq.
+    fn get(&self, i: usize) -> (&str, u64) {
+        let start = i.checked_sub(1).map_or(0, |j| self.ends[j]);
+        let range = usize::try_from(start).unwrap_or(usize::MAX)
+            ..usize::try_from(self.ends[i]).unwrap_or(usize::MAX);
+        (self.text.get(range).unwrap_or_default(), self.seqs[i])
+    }
+
+    /// Every id with its seq, in the order of the ids.
+    fn sorted(&self) -> impl Iterator<Item = (&str, u64)> {
+        let mut order: Vec<usize> = (0..self.ends.len()).collect();
+        order.sort_unstable_by_key(|&i| self.get(i).0);
+        order.into_iter().map(|i| self.get(i))
+    }
+}
+
 /// What deciding a command or replaying an event reads: the entries to
 /// load before [`crate::domain::decide`] runs on a partial state.
 #[derive(Debug, Default)]
@@ -407,10 +469,11 @@ struct Needs<'a> {
 fn write(
     tx: &rusqlite::Transaction<'_>,
     state: &State,
+    appended: &AppendedIds,
     head: Head,
     header: LineHash,
 ) -> Result<(), ModelError> {
-    rows::save(tx, state)?;
+    rows::save(tx, state, appended)?;
     tx.execute(
         "INSERT OR REPLACE INTO head (one, format, journal, seq, hash, line_end, at)
          VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
