@@ -23,7 +23,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The ids used so far: by name, and (in a fingerprinting index) by
 /// fingerprint.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Ids {
     /// Every id, in an exact index; in a fingerprinting one, only the ids
     /// learnt by name because another id shares their fingerprint.
@@ -53,14 +53,27 @@ struct Prints {
     shards: Vec<Vec<Entry>>,
 }
 
-impl PartialEq for Prints {
-    /// Equal when they hold the same entries (their keys differ).
-    fn eq(&self, other: &Prints) -> bool {
-        self.shards == other.shards
+impl Prints {
+    /// Every entry, shard by shard.
+    fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.shards.iter().flatten()
     }
 }
 
-impl Eq for Prints {}
+impl PartialEq for Ids {
+    /// Equal when they hold the same ids the same way (fingerprints
+    /// compared by their entries, their keys differing): an index that
+    /// would fingerprint the ids to come but holds none yet, as a
+    /// writer's, equals one that would not.
+    fn eq(&self, other: &Ids) -> bool {
+        fn entries(ids: &Ids) -> impl Iterator<Item = &Entry> {
+            ids.prints.iter().flat_map(Prints::entries)
+        }
+        self.names == other.names && entries(self).eq(entries(other))
+    }
+}
+
+impl Eq for Ids {}
 
 /// The stored part of a fingerprint and the low bits of a seq, big-endian,
 /// so that entries sort by fingerprint.
