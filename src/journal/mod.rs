@@ -856,16 +856,14 @@ impl Writer {
     /// The ids of the staged events, read back from their lines: the
     /// state knows them only by fingerprint.
     fn appended_ids(&self) -> Result<AppendedIds, JournalError> {
-        let mut ids = AppendedIds::default();
-        let (mut scratch, mut seq) = (Vec::new(), self.head.map_or(0, |h| h.seq));
+        let mut seq = self.head.map_or(0, |h| h.seq);
+        let (mut ids, mut scratch) = (AppendedIds::after(seq, self.stage.len()), Vec::new());
         self.stage
             .each_sealed::<JournalError>(&self.file, &self.path, |line| {
                 seq += 1;
                 let decoded =
                     line::decode(line, &mut scratch).map_err(|e| self.corrupt_at(seq, &e))?;
-                if let Some(id) = decoded.event.id.as_deref() {
-                    ids.push(id, seq);
-                }
+                ids.push(decoded.event.id.as_deref());
                 Ok(())
             })?;
         Ok(ids)

@@ -416,38 +416,109 @@ impl ReadModel {
     }
 }
 
-/// The ids an append added, with their seqs, for [`ReadModel::save_appended`]:
-/// their text in one buffer, and about 20 bytes an id beside it (a
-/// `String` each in a vector of pairs took 64).
+/// The ids an append added, for [`ReadModel::save_appended`], in about
+/// 24 bytes an id beside its text (a `String` each in a vector of pairs
+/// took 64), so that a million of them fit beside the rest of a writer.
 #[derive(Debug, Default)]
 pub struct AppendedIds {
-    text: String,
-    /// Where each id ends in `text` (it starts where the one before ends).
+    /// The seq before the append's first event.
+    after: u64,
+    /// The ids' text, one after another, in blocks that are never
+    /// reallocated: one `String` of tens of MB would copy itself, briefly
+    /// holding twice as much, each time it grew.
+    blocks: Vec<String>,
+    /// Where each block starts in the text of all blocks.
+    block_starts: Vec<u64>,
+    /// For each event of the append in turn, where its id ends in that
+    /// text; it starts where the one before ends (an event without an id
+    /// has an empty one).
     ends: Vec<u64>,
-    seqs: Vec<u64>,
 }
 
+/// Bytes of id text in one block.
+const ID_BLOCK: usize = 1 << 20;
+
 impl AppendedIds {
-    /// Adds the id of the event at `seq`.
-    pub fn push(&mut self, id: &str, seq: u64) {
-        self.text.push_str(id);
-        self.ends.push(self.text.len() as u64);
-        self.seqs.push(seq);
+    /// For an append of up to `events` events after seq `after`.
+    pub fn after(after: u64, events: usize) -> AppendedIds {
+        AppendedIds {
+            after,
+            ends: Vec::with_capacity(events),
+            ..AppendedIds::default()
+        }
     }
 
-    /// The `i`th id added, and its seq.
+    /// Adds the next event's id (`None` if it has none).
+    pub fn push(&mut self, id: Option<&str>) {
+        let id = id.unwrap_or_default();
+        let end = self.ends.last().copied().unwrap_or(0);
+        match self.blocks.last_mut() {
+            Some(block) if block.len() + id.len() <= block.capacity() => block.push_str(id),
+            _ if id.is_empty() => {}
+            _ => {
+                let mut block = String::with_capacity(ID_BLOCK.max(id.len()));
+                block.push_str(id);
+                self.blocks.push(block);
+                self.block_starts.push(end);
+            }
+        }
+        self.ends.push(end + id.len() as u64);
+    }
+
+    /// The id of the `i`th event (empty for none), and its seq.
     fn get(&self, i: usize) -> (&str, u64) {
+        let end = self.ends[i];
         let start = i.checked_sub(1).map_or(0, |j| self.ends[j]);
-        let range = usize::try_from(start).unwrap_or(usize::MAX)
-            ..usize::try_from(self.ends[i]).unwrap_or(usize::MAX);
-        (self.text.get(range).unwrap_or_default(), self.seqs[i])
+        let b = self
+            .block_starts
+            .partition_point(|&s| s <= start)
+            .saturating_sub(1);
+        let base = self.block_starts.get(b).copied().unwrap_or(0);
+        let text = self.blocks.get(b).map_or("", String::as_str);
+        let at = |offset: u64| usize::try_from(offset - base).unwrap_or(usize::MAX);
+        let seq = self.after + 1 + i as u64;
+        (text.get(at(start)..at(end)).unwrap_or_default(), seq)
     }
 
-    /// Every id with its seq, in the order of the ids.
+    /// Every id with its seq, in the order of the ids. They are sorted as
+    /// 8-byte numbers, each the first bytes past the prefix all ids share
+    /// (`csv:` for an import's row ids) above its index: a sort of plain
+    /// numbers reads no id text, which lies all over the blocks. Only ids
+    /// whose numbers tie are then compared whole.
     fn sorted(&self) -> impl Iterator<Item = (&str, u64)> {
-        let mut order: Vec<usize> = (0..self.ends.len()).collect();
-        order.sort_unstable_by_key(|&i| self.get(i).0);
-        order.into_iter().map(|i| self.get(i))
+        let ids = (0..self.ends.len()).filter(|&i| !self.get(i).0.is_empty());
+        let first = ids
+            .clone()
+            .next()
+            .map_or(&b""[..], |i| self.get(i).0.as_bytes());
+        let shared = ids.clone().fold(first.len(), |n, i| {
+            let id = self.get(i).0.as_bytes();
+            first[..n]
+                .iter()
+                .zip(id)
+                .take_while(|(a, b)| a == b)
+                .count()
+        });
+        // Bits for an index; the rest of each number is its id's bytes.
+        let bits = u64::BITS - (self.ends.len() as u64).leading_zeros();
+        let number = |i: usize| {
+            let tail = self.get(i).0.as_bytes().get(shared..).unwrap_or_default();
+            let mut bytes = [0u8; 8];
+            let n = tail.len().min(8);
+            bytes[..n].copy_from_slice(&tail[..n]);
+            let high = u64::from_be_bytes(bytes).checked_shr(bits).unwrap_or(0);
+            high.checked_shl(bits).unwrap_or(0) | i as u64
+        };
+        let mask = u64::MAX.checked_shr(u64::BITS - bits).unwrap_or(0);
+        let index = move |n: &u64| usize::try_from(n & mask).unwrap_or(0);
+        let mut order: Vec<u64> = Vec::with_capacity(self.ends.len());
+        order.extend(ids.map(number));
+        order.sort_unstable();
+        let same = |a: &u64, b: &u64| a.checked_shr(bits) == b.checked_shr(bits);
+        for tied in order.chunk_by_mut(same).filter(|run| run.len() > 1) {
+            tied.sort_unstable_by(|a, b| self.get(index(a)).0.cmp(self.get(index(b)).0));
+        }
+        order.into_iter().map(move |n| self.get(index(&n)))
     }
 }
 
@@ -560,4 +631,68 @@ fn line_ending_at(file: &File, end: u64) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What `sorted` must give: the ids, with their seqs, sorted whole.
+    fn plainly(after: u64, ids: &[Option<String>]) -> Vec<(String, u64)> {
+        let mut want: Vec<(String, u64)> = (after + 1..)
+            .zip(ids)
+            .filter_map(|(seq, id)| Some((id.clone()?, seq)))
+            .collect();
+        want.sort();
+        want
+    }
+
+    fn appended(after: u64, ids: &[Option<String>]) -> AppendedIds {
+        let mut appended = AppendedIds::after(after, ids.len());
+        for id in ids {
+            appended.push(id.as_deref());
+        }
+        appended
+    }
+
+    proptest! {
+        /// Sorted by numbers first, ties whole: the order of the ids,
+        /// also when they share long prefixes or are prefixes of others.
+        #[test]
+        fn appended_ids_sort_as_their_text_does(
+            after in 0u64..1000,
+            ids in prop::collection::vec(prop::option::of("(csv:)?(ab|a|b){0,6}[a-c]{0,10}"), 0..200),
+        ) {
+            let ids: Vec<Option<String>> =
+                ids.into_iter().map(|id| id.filter(|id| !id.is_empty())).collect();
+            let got: Vec<(String, u64)> = appended(after, &ids)
+                .sorted()
+                .map(|(id, seq)| (id.to_owned(), seq))
+                .collect();
+            prop_assert_eq!(got, plainly(after, &ids));
+        }
+    }
+
+    /// Ids spread over several blocks of text are each read back whole.
+    #[test]
+    fn appended_ids_across_blocks_are_read_back_whole() {
+        let ids: Vec<Option<String>> = (0..100_000u32)
+            .map(|i| {
+                (i % 7 != 0).then(|| {
+                    format!(
+                        "csv:{:032x}",
+                        u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                    )
+                })
+            })
+            .collect();
+        let appended = appended(5, &ids);
+        assert!(appended.blocks.len() > 2);
+        let got: Vec<(String, u64)> = appended
+            .sorted()
+            .map(|(id, seq)| (id.to_owned(), seq))
+            .collect();
+        assert_eq!(got, plainly(5, &ids));
+    }
 }
