@@ -360,6 +360,12 @@ impl State {
         self.ids.fingerprint_new();
     }
 
+    /// Whether it knows some ids only by fingerprint (so that saving it
+    /// needs their names from elsewhere).
+    pub fn has_fingerprinted_ids(&self) -> bool {
+        self.ids.has_prints()
+    }
+
     /// Makes [`State::id_seq`] exact for `id`, reading the id of each
     /// event its fingerprint points to with `id_at` (see `Ids::settle`);
     /// `unsettled` is the error if none of them has an id of that

@@ -238,6 +238,15 @@ impl Ids {
         }
     }
 
+    /// Whether it holds any fingerprint (ids it knows only that way).
+    pub fn has_prints(&self) -> bool {
+        self.prints
+            .iter()
+            .flat_map(Prints::entries)
+            .next()
+            .is_some()
+    }
+
     /// Makes this index's answer for `id` exact. While its fingerprint
     /// points at seqs (up to `last`) and it is not known by name, reads
     /// the id of each such event with `id_at` and learns the first with

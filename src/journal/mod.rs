@@ -854,8 +854,12 @@ impl Writer {
     }
 
     /// The ids of the staged events, read back from their lines: the
-    /// state knows them only by fingerprint.
+    /// state knows them only by fingerprint (none to read when it holds
+    /// no fingerprint: no event had an id, or each was learnt by name).
     fn appended_ids(&self) -> Result<AppendedIds, JournalError> {
+        if !self.state.has_fingerprinted_ids() {
+            return Ok(AppendedIds::default());
+        }
         let mut seq = self.head.map_or(0, |h| h.seq);
         let (mut ids, mut scratch) = (AppendedIds::after(seq, self.stage.len()), Vec::new());
         self.stage
