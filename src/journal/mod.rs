@@ -865,9 +865,8 @@ impl Writer {
         self.stage
             .each_sealed::<JournalError>(&self.file, &self.path, |line| {
                 seq += 1;
-                let decoded =
-                    line::decode(line, &mut scratch).map_err(|e| self.corrupt_at(seq, &e))?;
-                ids.push(decoded.event.id.as_deref());
+                let id = line::id_of(line, &mut scratch).map_err(|e| self.corrupt_at(seq, &e))?;
+                ids.push(id.as_deref());
                 Ok(())
             })?;
         Ok(ids)

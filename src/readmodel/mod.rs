@@ -433,6 +433,8 @@ pub struct AppendedIds {
     /// text; it starts where the one before ends (an event without an id
     /// has an empty one).
     ends: Vec<u64>,
+    /// The first id, and how many bytes every id shares with it.
+    first: Option<(usize, usize)>,
 }
 
 /// Bytes of id text in one block.
@@ -463,6 +465,20 @@ impl AppendedIds {
             }
         }
         self.ends.push(end + id.len() as u64);
+        if id.is_empty() {
+            return;
+        }
+        let i = self.ends.len() - 1;
+        let shared = match self.first {
+            None => id.len(),
+            Some((first, shared)) => {
+                let first = self.get(first).0.as_bytes();
+                let same = first.iter().zip(id.as_bytes()).take_while(|(a, b)| a == b);
+                same.count().min(shared)
+            }
+        };
+        let first = self.first.map_or(i, |(first, _)| first);
+        self.first = Some((first, shared));
     }
 
     /// The id of the `i`th event (empty for none), and its seq.
@@ -481,42 +497,29 @@ impl AppendedIds {
     }
 
     /// Every id with its seq, in the order of the ids. They are sorted as
-    /// 8-byte numbers, each the first bytes past the prefix all ids share
-    /// (`csv:` for an import's row ids) above its index: a sort of plain
-    /// numbers reads no id text, which lies all over the blocks. Only ids
-    /// whose numbers tie are then compared whole.
+    /// 16-byte numbers: the first 8 bytes past the prefix all ids share
+    /// (`csv:` for an import's row ids), then the index. A sort of plain
+    /// numbers reads no id text, which lies all over the blocks; only ids
+    /// that tie on those 8 bytes are then compared whole.
     fn sorted(&self) -> impl Iterator<Item = (&str, u64)> {
-        let ids = (0..self.ends.len()).filter(|&i| !self.get(i).0.is_empty());
-        let first = ids
-            .clone()
-            .next()
-            .map_or(&b""[..], |i| self.get(i).0.as_bytes());
-        let shared = ids.clone().fold(first.len(), |n, i| {
+        let shared = self.first.map_or(0, |(_, shared)| shared);
+        let mut order: Vec<u128> = Vec::with_capacity(self.ends.len());
+        for i in 0..self.ends.len() {
             let id = self.get(i).0.as_bytes();
-            first[..n]
-                .iter()
-                .zip(id)
-                .take_while(|(a, b)| a == b)
-                .count()
-        });
-        // Bits for an index; the rest of each number is its id's bytes.
-        let bits = u64::BITS - (self.ends.len() as u64).leading_zeros();
-        let number = |i: usize| {
-            let tail = self.get(i).0.as_bytes().get(shared..).unwrap_or_default();
-            let mut bytes = [0u8; 8];
-            let n = tail.len().min(8);
-            bytes[..n].copy_from_slice(&tail[..n]);
-            let high = u64::from_be_bytes(bytes).checked_shr(bits).unwrap_or(0);
-            high.checked_shl(bits).unwrap_or(0) | i as u64
-        };
-        let mask = u64::MAX.checked_shr(u64::BITS - bits).unwrap_or(0);
-        let index = move |n: &u64| usize::try_from(n & mask).unwrap_or(0);
-        let mut order: Vec<u64> = Vec::with_capacity(self.ends.len());
-        order.extend(ids.map(number));
+            if !id.is_empty() {
+                let tail = id.get(shared..).unwrap_or_default();
+                let mut bytes = [0u8; 8];
+                let n = tail.len().min(8);
+                bytes[..n].copy_from_slice(&tail[..n]);
+                order.push((u128::from(u64::from_be_bytes(bytes)) << 64) | i as u128);
+            }
+        }
+        let index = |n: &u128| usize::try_from(*n as u64).unwrap_or(0);
         order.sort_unstable();
-        let same = |a: &u64, b: &u64| a.checked_shr(bits) == b.checked_shr(bits);
-        for tied in order.chunk_by_mut(same).filter(|run| run.len() > 1) {
-            tied.sort_unstable_by(|a, b| self.get(index(a)).0.cmp(self.get(index(b)).0));
+        for tied in order.chunk_by_mut(|a, b| a >> 64 == b >> 64) {
+            if tied.len() > 1 {
+                tied.sort_unstable_by(|a, b| self.get(index(a)).0.cmp(self.get(index(b)).0));
+            }
         }
         order.into_iter().map(move |n| self.get(index(&n)))
     }
