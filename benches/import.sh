@@ -1,25 +1,32 @@
 #!/usr/bin/env bash
 # Measures `ledger import` of a bank CSV with rules and of JSON Lines
 # commands, and `ledger export` in each format, with wall time, rate and
-# peak RSS (/usr/bin/time -v). Usage: benches/import.sh [ROWS] (default
-# 1000000). Data is generated in a temp dir at run time and deleted.
+# peak RSS (/usr/bin/time -v), and the CPU time (user + system), which a
+# machine busy with other work disturbs less than the wall time. Usage:
+# benches/import.sh [ROWS] (default 1000000); LEDGER_BIN=path measures that
+# binary instead of building this tree's. Data is generated in a temp dir
+# at run time and deleted; the load average is printed before and after.
 set -euo pipefail
 rows=${1:-1000000}
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-bin=$PWD/target/release/ledger
+if [ -z "${LEDGER_BIN:-}" ]; then
+  cargo build --release --quiet
+fi
+bin=${LEDGER_BIN:-$PWD/target/release/ledger}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 export TZ=UTC
 
-# measure LABEL COUNT COMMAND...: one run; prints seconds, COUNT/s, peak RSS.
+# measure LABEL COUNT COMMAND...: one run; prints seconds, COUNT/s, peak
+# RSS, CPU seconds.
 measure() {
   local label=$1 count=$2; shift 2
   /usr/bin/time -v -o "$dir/time" "$@" > "$dir/out" 2> "$dir/err" || { cat "$dir/err"; exit 1; }
   awk -v l="$label" -v n="$count" '
     /Elapsed \(wall clock\)/ { split($NF, t, ":"); s = (length(t) == 3) ? t[1]*3600 + t[2]*60 + t[3] : t[1]*60 + t[2] }
     /Maximum resident set size/ { rss = $NF }
-    END { printf "%-28s %8.2f s %12.0f /s %8.1f MiB\n", l, s, n / s, rss / 1024 }' "$dir/time"
+    /User time \(seconds\)|System time \(seconds\)/ { cpu += $NF }
+    END { printf "%-28s %8.2f s %12.0f /s %8.1f MiB %8.2f s\n", l, s, n / s, rss / 1024, cpu }' "$dir/time"
 }
 
 # A bank export: rows of money in and out (in stays ahead), a header, one
@@ -52,8 +59,8 @@ awk -v n="$rows" 'BEGIN {
   }
 }' > "$dir/commands.jsonl"
 
-echo "rows/lines/events: $rows; $(nproc) cores"
-printf '%-28s %10s %14s %12s\n' what time rate "peak RSS"
+echo "rows/lines/events: $rows; $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-28s %10s %14s %12s %10s\n' what time rate "peak RSS" CPU
 export LEDGER_JOURNAL=$dir/csv.jsonl
 "$bin" create bank --currency USD > /dev/null
 "$bin" create fees --currency USD > /dev/null
@@ -63,3 +70,4 @@ measure "import JSON Lines" "$rows" "$bin" import "$dir/commands.jsonl"
 for to in jsonl ledger beancount; do
   measure "export --to $to" "$rows" "$bin" export --to "$to"
 done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -351,6 +351,34 @@ impl State {
         self.ids.same_print(a, b)
     }
 
+    /// From now on keeps the ids of the events folded in as fingerprints
+    /// (about 7 bytes an id; see `domain::ids`), the ids known so far by
+    /// name: for a writer, whose append may add millions. Its caller
+    /// settles each id a request names ([`State::settle_id`]) before
+    /// deciding it.
+    pub fn fingerprint_new_ids(&mut self) {
+        self.ids.fingerprint_new();
+    }
+
+    /// Whether it knows some ids only by fingerprint (so that saving it
+    /// needs their names from elsewhere).
+    pub fn has_fingerprinted_ids(&self) -> bool {
+        self.ids.has_prints()
+    }
+
+    /// Makes [`State::id_seq`] exact for `id`, reading the id of each
+    /// event its fingerprint points to with `id_at` (see `Ids::settle`);
+    /// `unsettled` is the error if none of them has an id of that
+    /// fingerprint.
+    pub fn settle_id<E>(
+        &mut self,
+        id: &str,
+        id_at: impl FnMut(u64) -> Result<Option<String>, E>,
+        unsettled: impl FnOnce() -> E,
+    ) -> Result<(), E> {
+        self.ids.settle(id, self.seq, id_at, unsettled)
+    }
+
     /// Learns from the journal that the event at `seq`, which the
     /// fingerprint of `id` points to, was written with `id`; from then on
     /// the ids that only share that fingerprint are not suspected. `false`
@@ -760,6 +788,21 @@ impl<'a> Request<'a> {
             date: None,
             tags: Vec::new(),
         }
+    }
+
+    /// The ids it names: its `--id`, and an event it refers to by id.
+    pub fn ids(&self) -> impl Iterator<Item = &'a str> {
+        let target = match self.command {
+            Command::Capture { target, .. }
+            | Command::Release { target }
+            | Command::Reverse { target, .. } => Some(target),
+            _ => None,
+        };
+        let by_id = match target {
+            Some(Target::Id(id)) => Some(id),
+            _ => None,
+        };
+        self.id.into_iter().chain(by_id)
     }
 
     /// The request that would have produced `event` (with no

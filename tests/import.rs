@@ -336,3 +336,90 @@ fn json_lines_commands_import_all_or_nothing() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(r#""seq":3"#));
 }
+
+/// The id a journal line carries.
+fn id_of(line: &str) -> String {
+    let event: serde_json::Value = serde_json::from_str(line).unwrap();
+    event["id"].as_str().unwrap().to_owned()
+}
+
+/// An import's writer knows the ids it adds by fingerprint only, and its
+/// read model gets them from the lines it wrote: past 1 MiB of journal
+/// (so that the model is built), a second run repeats every row, and an
+/// id of the import given to another command is refused, as before.
+#[test]
+fn the_ids_of_a_large_import_are_known_exactly_after_it() {
+    let env = TestEnv::with(&["create checking --currency USD"]);
+    let mut text = String::from("Date,Description,Amount\n");
+    for i in 0..6000 {
+        let day = 1 + i % 28;
+        text += &format!(
+            "2026-10-{day:02},PAYMENT {i},{}.{:02}\n",
+            1 + i % 90,
+            i % 100
+        );
+    }
+    // Two identical rows: both kept (their ids count the occurrence).
+    text += "2026-10-01,COFFEE,-3.10\n2026-10-01,COFFEE,-3.10\n";
+    let data = write(&env, "big.csv", &text);
+    let rules = write(
+        &env,
+        "big.toml",
+        "account = \"checking\"\namount = \"{Amount}\"\ndate = \"{Date}\"\nmemo = \"{Description}\"\n",
+    );
+    let out = env.ok_args(&["import", &data, "--rules", &rules]);
+    assert!(
+        out.starts_with("appended 6002 event(s) (seq 2-6003)"),
+        "{out}"
+    );
+    assert!(env.beside(".readmodel").exists(), "the model was built");
+    let lines = env.lines();
+    let (first, last) = (id_of(&lines[2]), id_of(lines.last().unwrap()));
+    assert_ne!(id_of(&lines[lines.len() - 2]), last);
+    let before = env.bytes();
+    let again = env.ok_args(&["import", &data, "--rules", &rules]);
+    assert!(
+        again.starts_with("appended 0 event(s); 6002 repeat(s)"),
+        "{again}"
+    );
+    assert_eq!(env.bytes(), before);
+    for id in [&first, &last] {
+        env.refusals(&[(
+            &["deposit", "checking", "1", "--id", id],
+            1,
+            "was already used at seq",
+        )]);
+    }
+}
+
+/// Inside one import, an id used by an earlier record (which the writer
+/// knows by fingerprint) is a repeat when the command is the same, a
+/// refusal when it is not, and names the event for `reverse --of-id`.
+#[test]
+fn an_id_used_earlier_in_the_same_import_is_told_exactly() {
+    let env = TestEnv::with(&["create a"]);
+    let deposit = |amount: &str, id: &str| {
+        format!(r#"{{"command":"deposit","account":"a","amount":"{amount}","id":"{id}"}}"#)
+    };
+    let lines = [deposit("1", "k1"), deposit("2", "k2"), deposit("1", "k1")].join("\n");
+    let out = env.ok_args(&["import", &write(&env, "repeat.jsonl", &lines)]);
+    assert!(
+        out.starts_with("appended 2 event(s) (seq 2-3); 1 repeat(s)"),
+        "{out}"
+    );
+    let lines = [deposit("5", "n1"), deposit("6", "n1")].join("\n");
+    let bad = write(&env, "reused.jsonl", &lines);
+    env.refusals(&[(
+        &["import", &bad],
+        1,
+        "line 2: id n1 was already used at seq 4 for a different command",
+    )]);
+    let lines = [
+        deposit("7", "r1"),
+        r#"{"command":"reverse","of_id":"r1"}"#.to_owned(),
+    ]
+    .join("\n");
+    let out = env.ok_args(&["import", &write(&env, "reverse.jsonl", &lines)]);
+    assert!(out.starts_with("appended 2 event(s) (seq 4-5)"), "{out}");
+    assert_eq!(env.balance_of("a"), "3.00");
+}

@@ -453,6 +453,68 @@ pub fn decode<'a>(line: &'a [u8], scratch: &mut Vec<u8>) -> Result<Decoded<'a>, 
     }
 }
 
+/// The `id` of an event line (`None` for none), building no event. The
+/// fields after `id` are few (`memo`, `batch`, `prev`), so a line in the
+/// form [`encode`] writes is read from its end; any other line, or an id
+/// with an escape, goes through [`decode`].
+pub fn id_of<'a>(line: &'a [u8], scratch: &mut Vec<u8>) -> Result<Option<Cow<'a, str>>, LineError> {
+    if let Some(id) = id_from_end(line) {
+        return Ok(id.map(Cow::Borrowed));
+    }
+    Ok(decode(line, scratch)?.event.id)
+}
+
+/// [`id_of`] for a canonical line, read backwards: `None` if the line is
+/// not as expected.
+fn id_from_end(line: &[u8]) -> Option<Option<&str>> {
+    let rest = line.strip_suffix(b"\"}")?;
+    let rest = rest.get(..rest.len().checked_sub(64)?)?;
+    let mut rest = rest.strip_suffix(br#","prev":""#)?;
+    // `,"batch":N`
+    let digits = rest.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    if digits > 0 {
+        rest = rest[..rest.len() - digits].strip_suffix(br#","batch":"#)?;
+    }
+    // `,"memo":"…"`, then `,"id":"…"`; a value of another key ends the search.
+    for key in [&br#","memo":"#[..], br#","id":"#] {
+        let Some((before, value)) = last_string(rest) else {
+            return Some(None);
+        };
+        match before.strip_suffix(key) {
+            Some(_) if key == br#","id":"# => {
+                // An escape in the id: decoding reads it.
+                if value.contains(&b'\\') {
+                    return None;
+                }
+                return std::str::from_utf8(value).ok().map(Some);
+            }
+            Some(before) => rest = before,
+            None => {}
+        }
+    }
+    Some(None)
+}
+
+/// The JSON string `rest` ends with: what comes before it and its text
+/// (still escaped). Its opening quote is the last `"` before the closing
+/// one with an even number of backslashes before it.
+fn last_string(rest: &[u8]) -> Option<(&[u8], &[u8])> {
+    let inner = rest.strip_suffix(b"\"")?;
+    let mut end = inner.len();
+    loop {
+        let open = memchr::memrchr(b'"', &inner[..end])?;
+        let slashes = inner[..open]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        if slashes % 2 == 0 {
+            return Some((&inner[..open], &inner[open + 1..]));
+        }
+        end = open;
+    }
+}
+
 /// Reads a line in exactly the form [`encode`] writes, or gives up.
 fn decode_canonical(line: &[u8]) -> Option<Decoded<'_>> {
     Spans::parse(line)?.decoded(std::str::from_utf8(line).ok()?)
@@ -1152,6 +1214,11 @@ mod tests {
             }
             if mutate.is_none() {
                 proptest::prop_assert_eq!(decode(&line, &mut Vec::new()).map(|d| d.event).ok(), Some(event));
+            }
+            // The id alone, read from the end, as decoding finds it.
+            if let Ok(decoded) = decode(&line, &mut Vec::new()) {
+                let id = id_of(&line, &mut Vec::new());
+                proptest::prop_assert_eq!(id.ok().flatten(), decoded.event.id);
             }
         }
     }

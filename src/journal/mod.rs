@@ -22,7 +22,7 @@ use rustc_hash::FxHashMap;
 use crate::domain::{self, Command, Decision, Original, Rejection, Request, State};
 use crate::event::{Change, Event};
 use crate::money::Amount;
-use crate::readmodel::ReadModel;
+use crate::readmodel::{AppendedIds, ModelError, ReadModel};
 use crate::time::At;
 use backing::Backing;
 use line::{LineHash, MAX_LINE};
@@ -630,11 +630,12 @@ impl Writer {
         (created, owner): (Option<Option<PathBuf>>, Owner),
     ) -> Result<Writer, JournalError> {
         let Read {
-            state,
+            mut state,
             head,
             torn,
             from,
         } = read;
+        state.fingerprint_new_ids();
         // `at` never decreases along the journal, even if the clock steps back.
         let now = At::now().map_err(clock_error)?;
         let at = head.map_or(now, |h| h.at.max(now));
@@ -829,6 +830,7 @@ impl Writer {
     /// Decides `request` against the current state and, if it is new,
     /// stages its event for [`Writer::commit`].
     pub fn apply(&mut self, request: &Request<'_>) -> Result<Outcome, WriteError> {
+        self.settle_ids(request)?;
         self.load(|model, state| model.load_request(state, request))?;
         // A reversal's rules need the event it names, which only the file
         // (or this writer's staged lines) holds.
@@ -910,6 +912,31 @@ impl Writer {
         }
     }
 
+    /// Makes the state's word on the ids `request` names exact: it knows
+    /// the ids this writer appended by fingerprint only, and a matching
+    /// one is settled by reading the staged line it points to.
+    fn settle_ids(&mut self, request: &Request<'_>) -> Result<(), JournalError> {
+        let mut state = std::mem::take(&mut self.state);
+        let settled = request.ids().try_for_each(|id| {
+            let last = state.seq();
+            let unsettled = || JournalError::Corrupt {
+                path: self.path.clone(),
+                line: last + 1,
+                reason: format!("id {id}: no line its fingerprint points to has it"),
+            };
+            state.settle_id(id, |seq| self.id_at(seq), unsettled)
+        });
+        self.state = state;
+        settled
+    }
+
+    /// The id of the event at `seq`, if it has one.
+    fn id_at(&self, seq: u64) -> Result<Option<String>, JournalError> {
+        let line = self.line(seq)?;
+        let decoded = line::decode(&line, &mut Vec::new()).map_err(|e| self.corrupt_at(seq, &e))?;
+        Ok(decoded.event.id.map(|id| id.into_owned()))
+    }
+
     /// Loads what `what` asks from the read model into a partial state;
     /// if the model fails, gives it up for the whole state.
     fn load(
@@ -936,6 +963,7 @@ impl Writer {
         let mut replay = Replay::new(scanner, State::default());
         replay.run()?;
         let (mut state, head, _) = replay.finish();
+        state.fingerprint_new_ids();
         for seq in head.seq + 1..=self.state.seq() {
             let line = self.line(seq)?;
             let decoded =
@@ -1003,8 +1031,43 @@ impl Writer {
             self.model = ReadModel::open(&self.path, self.owner);
         }
         if let (Some(head), Some(header), Some(mut model)) = (head, header, self.model.take()) {
-            let _ = model.save(&self.state, self.from, head, header);
+            // Without the appended ids the model would be wrong, not behind.
+            if let Ok(appended) = self.appended_ids() {
+                let _ = model.save_appended(&self.state, &appended, self.from, head, header);
+            }
         }
+    }
+
+    /// The ids of the staged events, read back from their lines: the
+    /// state knows them only by fingerprint (none to read when it holds
+    /// no fingerprint: no event had an id, or each was learnt by name).
+    fn appended_ids(&self) -> Result<AppendedIds, JournalError> {
+        if !self.state.has_fingerprinted_ids() {
+            return Ok(AppendedIds::default());
+        }
+        let after = self.head.map_or(0, |h| h.seq);
+        let mut ids = AppendedIds::after(after, self.stage.len());
+        self.each_appended_id(|id, _| {
+            ids.push(id);
+            Ok::<_, JournalError>(())
+        })?;
+        Ok(ids)
+    }
+
+    /// Hands each staged event's id (if it has one) and seq to `each`, in
+    /// order, read back from its sealed line.
+    fn each_appended_id<E: From<JournalError>>(
+        &self,
+        mut each: impl FnMut(Option<&str>, u64) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut seq = self.head.map_or(0, |h| h.seq);
+        let mut scratch = Vec::new();
+        self.stage
+            .each_sealed::<E>(self.file.file(), &self.path, |line| {
+                seq += 1;
+                let id = line::id_of(line, &mut scratch).map_err(|e| self.corrupt_at(seq, &e))?;
+                each(id.as_deref(), seq)
+            })
     }
 
     fn corrupt_at(&self, seq: u64, e: &line::LineError) -> JournalError {
@@ -1185,8 +1248,19 @@ impl Writer {
             }
             self.stage.each_sealed(None, &self.path, emit)
         })?;
+        // The ids this append adds are read back from its lines: the state
+        // knows them only by fingerprint.
+        let appended = |each: &mut dyn FnMut(&str, u64) -> Result<(), ModelError>| {
+            self.each_appended_id(|id, seq| match id {
+                Some(id) => each(id, seq),
+                None => Ok(()),
+            })
+        };
+        let head = self.head.map_or(0, |h| h.seq);
         let rows = match &self.model {
-            Some(model) => db.save_rows(|| model.save_in_database(&self.state, self.from))?,
+            Some(model) => {
+                db.save_rows(|| model.save_in_database(&self.state, self.from, head, &appended))?
+            }
             None => false,
         };
         db.commit(seq, end, rows)?;

@@ -215,19 +215,17 @@ impl Db {
 
     /// Copies rows of `types` into a table with `COPY … FROM STDIN BINARY`
     /// (`sql`), as `write` hands them to the writer it is given.
-    pub fn copy_in(
+    pub fn copy_in<E: From<postgres::Error>>(
         &self,
         sql: &str,
         types: &[postgres::types::Type],
-        write: impl FnOnce(
-            &mut postgres::binary_copy::BinaryCopyInWriter<'_>,
-        ) -> Result<(), postgres::Error>,
-    ) -> Result<u64, postgres::Error> {
+        write: impl FnOnce(&mut postgres::binary_copy::BinaryCopyInWriter<'_>) -> Result<(), E>,
+    ) -> Result<u64, E> {
         let mut client = self.client.borrow_mut();
         let mut writer =
             postgres::binary_copy::BinaryCopyInWriter::new(client.copy_in(sql)?, types);
         write(&mut writer)?;
-        writer.finish()
+        Ok(writer.finish()?)
     }
 
     /// Runs `sql` (prepared once per connection) for its effect.

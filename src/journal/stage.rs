@@ -260,11 +260,15 @@ impl Stage {
         let Some(sealed) = self.sealed else {
             return Ok(());
         };
+        // Cut with memchr: a byte-by-byte split was most of the cost of
+        // reading a million staged lines back.
         let mut lines = |bytes: &[u8]| {
-            bytes
-                .split(|&b| b == b'\n')
-                .filter(|l| !l.is_empty())
-                .try_for_each(&mut each)
+            let mut start = 0;
+            memchr::memchr_iter(b'\n', bytes)
+                .chain(std::iter::once(bytes.len()))
+                .map(|end| (std::mem::replace(&mut start, end + 1), end))
+                .filter(|(start, end)| start < end)
+                .try_for_each(|(start, end)| each(&bytes[start..end]))
         };
         let (file, at, error): (_, _, fn(&Path, io::Error) -> JournalError) = match sealed.place {
             Place::Buffer(begin) => {

@@ -65,8 +65,26 @@ pub enum ModelError {
     Db(String),
 }
 
+/// Hands each id an append adds, with its seq, to the function it is
+/// given (see [`ReadModel::save_in_database`]).
+pub type Appended<'a> =
+    dyn Fn(&mut dyn FnMut(&str, u64) -> Result<(), ModelError>) -> Result<(), ModelError> + 'a;
+
 /// The tables of the model kept in a journal's database.
 pub const DATABASE_SCHEMA: &str = pgrows::SCHEMA;
+
+impl From<postgres::Error> for ModelError {
+    fn from(e: postgres::Error) -> ModelError {
+        ModelError::Db(e.to_string())
+    }
+}
+
+/// The journal failing while the model's rows are written from it.
+impl From<crate::journal::JournalError> for ModelError {
+    fn from(e: crate::journal::JournalError) -> ModelError {
+        ModelError::Db(e.to_string())
+    }
+}
 
 /// The read model's path for a journal.
 pub fn path_of(journal: &Path) -> PathBuf {
@@ -435,6 +453,21 @@ impl ReadModel {
         head: Head,
         header: LineHash,
     ) -> Result<(), ModelError> {
+        self.save_appended(state, &AppendedIds::default(), from, head, header)
+    }
+
+    /// [`ReadModel::save`] for a writer, whose state knows the ids its
+    /// append added only by fingerprint (see
+    /// [`State::fingerprint_new_ids`]): `appended` holds them, read back
+    /// from its lines.
+    pub fn save_appended(
+        &mut self,
+        state: &State,
+        appended: &AppendedIds,
+        from: Option<Head>,
+        head: Head,
+        header: LineHash,
+    ) -> Result<(), ModelError> {
         // A database's rows were written with its lines.
         if self.db.is_some() {
             return Ok(());
@@ -443,7 +476,7 @@ impl ReadModel {
             if self.conn.is_none() && head.end < MODEL_AFTER_BYTES {
                 return Ok(());
             }
-            return self.build(state, head, header);
+            return self.rebuild(state, appended, head, header);
         };
         let tx = self
             .writable()?
@@ -459,7 +492,7 @@ impl ReadModel {
         if !same {
             return Ok(());
         }
-        write(&tx, state, head, header)?;
+        write(&tx, state, appended, head, header)?;
         tx.commit()?;
         self.fold_wal()
     }
@@ -467,11 +500,23 @@ impl ReadModel {
     /// Builds the model afresh from `state`, the whole state at `head`,
     /// whatever the journal's length.
     pub fn build(&mut self, state: &State, head: Head, header: LineHash) -> Result<(), ModelError> {
+        self.rebuild(state, &AppendedIds::default(), head, header)
+    }
+
+    /// [`ReadModel::build`], with the ids of an append that `state` knows
+    /// only by fingerprint.
+    fn rebuild(
+        &mut self,
+        state: &State,
+        appended: &AppendedIds,
+        head: Head,
+        header: LineHash,
+    ) -> Result<(), ModelError> {
         let tx = self
             .writable()?
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         rows::clear(&tx)?;
-        write(&tx, state, head, header)?;
+        write(&tx, state, appended, head, header)?;
         tx.commit()?;
         self.fold_wal()
     }
@@ -500,14 +545,25 @@ impl ReadModel {
     /// state's changes when it was loaded from these rows (`from`), else
     /// as the whole state, replacing every row. Nothing for a model
     /// beside a file (see [`ReadModel::save`]).
-    pub fn save_in_database(&self, state: &State, from: Option<Head>) -> Result<(), ModelError> {
+    ///
+    /// The ids of the events after `head` (the seq the writer read the
+    /// journal at) come from `appended`, read back from their lines; a
+    /// rebuild takes those before from `state`.
+    pub fn save_in_database(
+        &self,
+        state: &State,
+        from: Option<Head>,
+        head: u64,
+        appended: &Appended<'_>,
+    ) -> Result<(), ModelError> {
         let Some(db) = &self.db else {
             return Ok(());
         };
-        if from.is_none() {
+        let rebuild = from.is_none().then_some(head);
+        if rebuild.is_some() {
             pgrows::clear(db)?;
         }
-        pgrows::save(db, state, from.map(|h| h.seq))
+        pgrows::save(db, state, rebuild, appended)
     }
 }
 
@@ -541,6 +597,115 @@ fn head_at(
         end,
         at: event.at,
     })
+}
+
+/// The ids an append added, for [`ReadModel::save_appended`], in about
+/// 24 bytes an id beside its text (a `String` each in a vector of pairs
+/// took 64), so that a million of them fit beside the rest of a writer.
+#[derive(Debug, Default)]
+pub struct AppendedIds {
+    /// The seq before the append's first event.
+    after: u64,
+    /// The ids' text, one after another, in blocks that are never
+    /// reallocated: one `String` of tens of MB would copy itself, briefly
+    /// holding twice as much, each time it grew.
+    blocks: Vec<String>,
+    /// Where each block starts in the text of all blocks.
+    block_starts: Vec<u64>,
+    /// For each event of the append in turn, where its id ends in that
+    /// text; it starts where the one before ends (an event without an id
+    /// has an empty one).
+    ends: Vec<u64>,
+    /// The first id, and how many bytes every id shares with it.
+    first: Option<(usize, usize)>,
+}
+
+/// Bytes of id text in one block.
+const ID_BLOCK: usize = 1 << 20;
+
+impl AppendedIds {
+    /// For an append of up to `events` events after seq `after`.
+    pub fn after(after: u64, events: usize) -> AppendedIds {
+        AppendedIds {
+            after,
+            ends: Vec::with_capacity(events),
+            ..AppendedIds::default()
+        }
+    }
+
+    /// Adds the next event's id (`None` if it has none).
+    pub fn push(&mut self, id: Option<&str>) {
+        let id = id.unwrap_or_default();
+        let end = self.ends.last().copied().unwrap_or(0);
+        match self.blocks.last_mut() {
+            Some(block) if block.len() + id.len() <= block.capacity() => block.push_str(id),
+            _ if id.is_empty() => {}
+            _ => {
+                let mut block = String::with_capacity(ID_BLOCK.max(id.len()));
+                block.push_str(id);
+                self.blocks.push(block);
+                self.block_starts.push(end);
+            }
+        }
+        self.ends.push(end + id.len() as u64);
+        if id.is_empty() {
+            return;
+        }
+        let i = self.ends.len() - 1;
+        let shared = match self.first {
+            None => id.len(),
+            Some((first, shared)) => {
+                let first = self.get(first).0.as_bytes();
+                let same = first.iter().zip(id.as_bytes()).take_while(|(a, b)| a == b);
+                same.count().min(shared)
+            }
+        };
+        let first = self.first.map_or(i, |(first, _)| first);
+        self.first = Some((first, shared));
+    }
+
+    /// The id of the `i`th event (empty for none), and its seq.
+    fn get(&self, i: usize) -> (&str, u64) {
+        let end = self.ends[i];
+        let start = i.checked_sub(1).map_or(0, |j| self.ends[j]);
+        let b = self
+            .block_starts
+            .partition_point(|&s| s <= start)
+            .saturating_sub(1);
+        let base = self.block_starts.get(b).copied().unwrap_or(0);
+        let text = self.blocks.get(b).map_or("", String::as_str);
+        let at = |offset: u64| usize::try_from(offset - base).unwrap_or(usize::MAX);
+        let seq = self.after + 1 + i as u64;
+        (text.get(at(start)..at(end)).unwrap_or_default(), seq)
+    }
+
+    /// Every id with its seq, in the order of the ids. They are sorted as
+    /// 16-byte numbers: the first 8 bytes past the prefix all ids share
+    /// (`csv:` for an import's row ids), then the index. A sort of plain
+    /// numbers reads no id text, which lies all over the blocks; only ids
+    /// that tie on those 8 bytes are then compared whole.
+    fn sorted(&self) -> impl Iterator<Item = (&str, u64)> {
+        let shared = self.first.map_or(0, |(_, shared)| shared);
+        let mut order: Vec<u128> = Vec::with_capacity(self.ends.len());
+        for i in 0..self.ends.len() {
+            let id = self.get(i).0.as_bytes();
+            if !id.is_empty() {
+                let tail = id.get(shared..).unwrap_or_default();
+                let mut bytes = [0u8; 8];
+                let n = tail.len().min(8);
+                bytes[..n].copy_from_slice(&tail[..n]);
+                order.push((u128::from(u64::from_be_bytes(bytes)) << 64) | i as u128);
+            }
+        }
+        let index = |n: &u128| usize::try_from(*n as u64).unwrap_or(0);
+        order.sort_unstable();
+        for tied in order.chunk_by_mut(|a, b| a >> 64 == b >> 64) {
+            if tied.len() > 1 {
+                tied.sort_unstable_by(|a, b| self.get(index(a)).0.cmp(self.get(index(b)).0));
+            }
+        }
+        order.into_iter().map(move |n| self.get(index(&n)))
+    }
 }
 
 /// What deciding a command or replaying an event reads: the entries to
@@ -588,10 +753,11 @@ impl<'a> Needs<'a> {
 fn write(
     tx: &rusqlite::Transaction<'_>,
     state: &State,
+    appended: &AppendedIds,
     head: Head,
     header: LineHash,
 ) -> Result<(), ModelError> {
-    rows::save(tx, state)?;
+    rows::save(tx, state, appended)?;
     tx.execute(
         "INSERT OR REPLACE INTO head (one, format, journal, seq, hash, line_end, at)
          VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
@@ -677,4 +843,68 @@ fn line_ending_at(file: &Backing, end: u64) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What `sorted` must give: the ids, with their seqs, sorted whole.
+    fn plainly(after: u64, ids: &[Option<String>]) -> Vec<(String, u64)> {
+        let mut want: Vec<(String, u64)> = (after + 1..)
+            .zip(ids)
+            .filter_map(|(seq, id)| Some((id.clone()?, seq)))
+            .collect();
+        want.sort();
+        want
+    }
+
+    fn appended(after: u64, ids: &[Option<String>]) -> AppendedIds {
+        let mut appended = AppendedIds::after(after, ids.len());
+        for id in ids {
+            appended.push(id.as_deref());
+        }
+        appended
+    }
+
+    proptest! {
+        /// Sorted by numbers first, ties whole: the order of the ids,
+        /// also when they share long prefixes or are prefixes of others.
+        #[test]
+        fn appended_ids_sort_as_their_text_does(
+            after in 0u64..1000,
+            ids in prop::collection::vec(prop::option::of("(csv:)?(ab|a|b){0,6}[a-c]{0,10}"), 0..200),
+        ) {
+            let ids: Vec<Option<String>> =
+                ids.into_iter().map(|id| id.filter(|id| !id.is_empty())).collect();
+            let got: Vec<(String, u64)> = appended(after, &ids)
+                .sorted()
+                .map(|(id, seq)| (id.to_owned(), seq))
+                .collect();
+            prop_assert_eq!(got, plainly(after, &ids));
+        }
+    }
+
+    /// Ids spread over several blocks of text are each read back whole.
+    #[test]
+    fn appended_ids_across_blocks_are_read_back_whole() {
+        let ids: Vec<Option<String>> = (0..100_000u32)
+            .map(|i| {
+                (i % 7 != 0).then(|| {
+                    format!(
+                        "csv:{:032x}",
+                        u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                    )
+                })
+            })
+            .collect();
+        let appended = appended(5, &ids);
+        assert!(appended.blocks.len() > 2);
+        let got: Vec<(String, u64)> = appended
+            .sorted()
+            .map(|(id, seq)| (id.to_owned(), seq))
+            .collect();
+        assert_eq!(got, plainly(5, &ids));
+    }
 }

@@ -435,9 +435,15 @@ pub fn clear(db: &Db) -> Result<(), ModelError> {
 
 /// Writes every entry `state` holds (for a partial state, what the
 /// command loaded and changed; for a whole one, everything), many rows
-/// to a statement; of the ids, those of events after seq `since` (all of
-/// them without it).
-pub fn save(db: &Db, state: &State, since: Option<u64>) -> Result<(), ModelError> {
+/// to a statement. The ids are those `appended` gives (the append's, which
+/// `state` knows only by fingerprint), and, for a rebuild of every row
+/// (`rebuild`: the seq the append follows), those of `state` up to there.
+pub fn save(
+    db: &Db,
+    state: &State,
+    rebuild: Option<u64>,
+    appended: &super::Appended<'_>,
+) -> Result<(), ModelError> {
     save_units(db, state)?;
     let accounts: Vec<_> = state.accounts().collect();
     for chunk in accounts.chunks(CHUNK) {
@@ -472,23 +478,24 @@ pub fn save(db: &Db, state: &State, since: Option<u64>) -> Result<(), ModelError
         )
         .map_err(db_error)?;
     }
-    // Only the ids of events after `since` are new; copied, not upserted:
-    // one already there means the rows do not match the journal, and the
-    // failed save leaves them to be rebuilt.
+    // Copied, not upserted: an id already there means the rows do not
+    // match the journal, and the failed save leaves them to be rebuilt.
     let types = [postgres::types::Type::TEXT, postgres::types::Type::INT8];
     db.copy_in(
         "COPY ledger_ids (id, seq) FROM STDIN BINARY",
         &types,
         |out| {
-            for (id, seq) in state.ids() {
-                if since.is_none_or(|since| seq > since) {
-                    out.write(&[&id, &i64::try_from(seq).unwrap_or(i64::MAX)])?;
+            let mut put = |id: &str, seq: u64| -> Result<(), ModelError> {
+                Ok(out.write(&[&id, &int(seq)?])?)
+            };
+            if let Some(until) = rebuild {
+                for (id, seq) in state.ids().filter(|(_, seq)| *seq <= until) {
+                    put(id, seq)?;
                 }
             }
-            Ok(())
+            appended(&mut put)
         },
-    )
-    .map_err(db_error)?;
+    )?;
     save_holds(db, state)
 }
 

@@ -11,7 +11,7 @@ use crate::domain::{Account, AccountForm, Ended, Hold, State, Unit};
 use crate::money::Amount;
 use crate::time::At;
 
-use super::ModelError;
+use super::{AppendedIds, ModelError};
 
 /// The tables, created if missing. `journal` is the hash of the journal's
 /// header line: which journal the model is of.
@@ -491,7 +491,7 @@ pub fn clear(tx: &Transaction<'_>) -> Result<(), ModelError> {
 
 /// Writes every entry `state` holds (for a partial state, what the command
 /// loaded and changed; for a whole one, everything).
-pub fn save(tx: &Transaction<'_>, state: &State) -> Result<(), ModelError> {
+pub fn save(tx: &Transaction<'_>, state: &State, appended: &AppendedIds) -> Result<(), ModelError> {
     tx.execute("DELETE FROM units", [])?;
     let mut stmt = tx.prepare_cached(
         "INSERT INTO units (idx, currency, decimals, deposited, withdrawn, held, digest)
@@ -528,15 +528,31 @@ pub fn save(tx: &Transaction<'_>, state: &State) -> Result<(), ModelError> {
             account_digest(name, a, unit)
         ])?;
     }
-    let mut ids: Vec<_> = state.ids().collect();
-    ids.sort_unstable_by_key(|(id, _)| *id);
+    save_ids(tx, state, appended)?;
+    save_holds(tx, state)
+}
+
+/// The ids `state` knows by name and those `appended` holds, merged in
+/// key order.
+fn save_ids(tx: &Transaction<'_>, state: &State, appended: &AppendedIds) -> Result<(), ModelError> {
+    let mut named: Vec<_> = state.ids().collect();
+    named.sort_unstable_by_key(|(id, _)| *id);
+    let mut named = named.into_iter().peekable();
+    let mut appended = appended.sorted().peekable();
     let mut stmt =
         tx.prepare_cached("INSERT OR IGNORE INTO ids (id, seq, digest) VALUES (?1, ?2, ?3)")?;
-    for (id, seq) in ids {
+    loop {
+        let next = match (named.peek(), appended.peek()) {
+            (Some(a), Some(b)) if a.0 <= b.0 => named.next(),
+            (_, Some(_)) => appended.next(),
+            _ => named.next(),
+        };
+        let Some((id, seq)) = next else {
+            return Ok(());
+        };
         let seq = int(seq)?;
         stmt.execute(params![id, seq, id_digest(id, seq)])?;
     }
-    save_holds(tx, state)
 }
 
 fn save_holds(tx: &Transaction<'_>, state: &State) -> Result<(), ModelError> {

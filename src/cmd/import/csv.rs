@@ -53,7 +53,7 @@ pub(super) fn import(
     let rows = Rows::new()?;
     // How often each distinct row (by a 128-bit prefix of its hash) has
     // occurred: the one thing kept per row (SPEC 13), counted in order.
-    let mut seen: FxHashMap<u128, u32> = FxHashMap::default();
+    let mut seen = Occurrences::default();
     pipeline(
         reader,
         rules.skip,
@@ -222,16 +222,61 @@ struct Row {
 
 impl Row {
     /// The command with its id, counting this row's occurrence in `seen`.
-    fn finish(self, seen: &mut FxHashMap<u128, u32>) -> Result<WriteCommand, Error> {
+    fn finish(self, seen: &mut Occurrences) -> Result<WriteCommand, Error> {
         let mut command = self.command;
         if let Some((hasher, key)) = self.pending_id {
-            let n = seen.entry(key).or_insert(0);
-            *n += 1;
-            if *n > 1 {
-                set(&mut command, "id", &row_id(hasher, *n), "the row's id")?;
+            let n = seen.count(key);
+            if n > 1 {
+                set(&mut command, "id", &row_id(hasher, n), "the row's id")?;
             }
         }
         Ok(command)
+    }
+}
+
+/// How often each distinct row's key has occurred, in about 15 bytes a
+/// row: a hash map of `u128` keys and counts would take 64 (entries padded
+/// to 32 bytes, half the buckets empty), which for a million rows was most
+/// of an import's memory. Keys seen once are kept in sorted shards (chosen
+/// by their first 16 bits, so each holds the other 112, and a shard that
+/// grows moves a few hundred bytes); the counts of the few keys seen again
+/// in a map beside them.
+#[derive(Debug, Default)]
+struct Occurrences {
+    /// Empty until the first key comes.
+    shards: Vec<Vec<[u8; 14]>>,
+    /// The count of each key seen more than once.
+    again: FxHashMap<u128, u32>,
+}
+
+/// Bits of a key that choose its shard.
+const SHARD_BITS: u32 = 16;
+
+impl Occurrences {
+    /// Counts one more occurrence of `key` and returns how many there have
+    /// been (1 for the first).
+    fn count(&mut self, key: u128) -> u32 {
+        if self.shards.is_empty() {
+            self.shards = vec![Vec::new(); 1 << SHARD_BITS];
+        }
+        let [_, _, rest @ ..] = key.to_be_bytes();
+        let shard = &mut self.shards[(key >> (128 - SHARD_BITS)) as usize];
+        match shard.binary_search(&rest) {
+            Ok(_) => {
+                let n = self.again.entry(key).or_insert(1);
+                *n = n.saturating_add(1);
+                *n
+            }
+            Err(i) => {
+                if shard.len() == shard.capacity() {
+                    // An eighth more at a time: doubling would leave much
+                    // of the memory of many rows empty.
+                    shard.reserve_exact((shard.len() / 8).max(4));
+                }
+                shard.insert(i, rest);
+                1
+            }
+        }
     }
 }
 
@@ -602,6 +647,24 @@ mod tests {
         assert_eq!(day("2026-10-03", "%Y-%m-%d").unwrap(), "2026-10-03");
         assert!(day("31/02/2026", "%d/%m/%Y").is_err());
         assert!(day("2026-10-03", "%d/%m/%Y").is_err());
+    }
+
+    proptest::proptest! {
+        /// The compact counts answer as a map of every key does, also for
+        /// keys that share their shard, their stored bits, or both.
+        #[test]
+        fn occurrences_count_as_a_map_does(
+            keys in proptest::collection::vec((0u128..3, 0u128..3, 0u128..5), 0..300),
+        ) {
+            let mut seen = Occurrences::default();
+            let mut model: std::collections::HashMap<u128, u32> = Default::default();
+            for (shard, high, low) in keys {
+                let key = (shard << 112) | (high << 64) | low;
+                let n = model.entry(key).or_insert(0);
+                *n += 1;
+                proptest::prop_assert_eq!(seen.count(key), *n);
+            }
+        }
     }
 
     #[test]
