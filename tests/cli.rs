@@ -12,6 +12,7 @@ mod first_hour;
 mod fixtures;
 mod follow;
 mod hardening;
+mod history_index;
 mod holds;
 mod import;
 mod journal;

@@ -199,6 +199,12 @@ impl ReadJournal {
         &self.path
     }
 
+    /// The open file, for reading lines at known offsets (the read
+    /// model's head and history index).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     /// The file as this reader opened it, for telling later whether it has
     /// changed without reading it (a follower facing a long torn tail).
     pub fn stamp(&self) -> Result<Stamp, JournalError> {
@@ -818,7 +824,7 @@ impl Writer {
             self.model = ReadModel::open(&self.path, self.owner);
         }
         if let (Some(head), Some(header), Some(mut model)) = (head, header, self.model.take()) {
-            let _ = model.save(&self.state, self.from, head, header);
+            let _ = model.save(&self.state, self.from, head, header, &self.file);
         }
     }
 

@@ -19,7 +19,10 @@
 //! Why SQLite and not redb: see `docs/read-model.md` (another process may
 //! read while one writes; no `fsync` is needed for a cache).
 
+mod index;
 mod rows;
+
+pub use index::Indexed;
 
 use std::fs::File;
 use std::io;
@@ -35,7 +38,8 @@ use crate::journal::sidecar::Owner;
 use crate::time::At;
 
 const FORMAT: &str = "ledger-readmodel";
-const VERSION: &str = "2";
+// 3: the history index (`history`, `tips`).
+const VERSION: &str = "3";
 
 /// A journal shorter than this gets no model: replaying it costs less
 /// than opening one (about a millisecond), and a small ledger keeps no
@@ -318,11 +322,20 @@ impl ReadModel {
         Ok(())
     }
 
+    /// The last `n` events of account `account` at the model's head,
+    /// newest first, as the history index has them (fewer if the chain
+    /// ends first); `None` if the index does not know the account. Each
+    /// row is checked against its digest, not yet against its line.
+    pub fn last_events(&self, account: &str, n: usize) -> Result<Option<Vec<Indexed>>, ModelError> {
+        index::last_events(self.conn()?, account, n)
+    }
+
     /// Writes back every entry of `state` and its head `head`, in one
     /// transaction, if the model still covers `from` (another reader may
-    /// have caught it up meanwhile). `from` is `None` for a state folded
-    /// from the journal's start: the model is then rebuilt from it (or,
-    /// if there is none and the journal is short, not made; see
+    /// have caught it up meanwhile), with the history index of the lines
+    /// between them, read from `journal`. `from` is `None` for a state
+    /// folded from the journal's start: the model is then rebuilt from it
+    /// (or, if there is none and the journal is short, not made; see
     /// [`MODEL_AFTER_BYTES`]). `header` is the hash of the journal's header
     /// line.
     pub fn save(
@@ -331,12 +344,13 @@ impl ReadModel {
         from: Option<Head>,
         head: Head,
         header: LineHash,
+        journal: &File,
     ) -> Result<(), ModelError> {
         let Some(from) = from else {
             if self.conn.is_none() && head.end < MODEL_AFTER_BYTES {
                 return Ok(());
             }
-            return self.build(state, head, header);
+            return self.build(state, head, header, journal);
         };
         let tx = self
             .writable()?
@@ -353,18 +367,35 @@ impl ReadModel {
             return Ok(());
         }
         write(&tx, state, head, header)?;
+        index::add(
+            &tx,
+            journal,
+            from.end,
+            from.seq + 1,
+            head,
+            index::Tips::stored(),
+        )?;
         tx.commit()?;
         self.fold_wal()
     }
 
     /// Builds the model afresh from `state`, the whole state at `head`,
-    /// whatever the journal's length.
-    pub fn build(&mut self, state: &State, head: Head, header: LineHash) -> Result<(), ModelError> {
+    /// whatever the journal's length, and the history index from
+    /// `journal`'s lines up to `head`.
+    pub fn build(
+        &mut self,
+        state: &State,
+        head: Head,
+        header: LineHash,
+        journal: &File,
+    ) -> Result<(), ModelError> {
+        let start = header_end(journal)?;
         let tx = self
             .writable()?
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         rows::clear(&tx)?;
         write(&tx, state, head, header)?;
+        index::add(&tx, journal, start, 1, head, index::Tips::fresh())?;
         tx.commit()?;
         self.fold_wal()
     }
@@ -462,6 +493,7 @@ fn connect(path: &Path) -> Result<Connection, ModelError> {
         true,
     )?;
     c.execute_batch(rows::SCHEMA)?;
+    c.execute_batch(index::SCHEMA)?;
     Ok(c)
 }
 
@@ -479,8 +511,30 @@ fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The line (without `\n`) that ends just before byte `end`.
-fn line_ending_at(file: &File, end: u64) -> Option<Vec<u8>> {
+/// The offset just past the journal's header line.
+fn header_end(journal: &File) -> Result<u64, ModelError> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; line::MAX_LINE + 1];
+    let mut filled = 0;
+    loop {
+        let n = journal
+            .read_at(&mut buf[filled..], filled as u64)
+            .map_err(|e| ModelError::Malformed(format!("cannot read the journal: {e}")))?;
+        if let Some(i) = memchr::memchr(b'\n', &buf[filled..filled + n]) {
+            return Ok((filled + i + 1) as u64);
+        }
+        filled += n;
+        if n == 0 || filled == buf.len() {
+            return Err(ModelError::Malformed(
+                "the journal has no header line".into(),
+            ));
+        }
+    }
+}
+
+/// The line (without `\n`) that ends just before byte `end` of `file`, if
+/// there is one no longer than a journal line.
+pub fn line_ending_at(file: &File, end: u64) -> Option<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     // The line, its `\n` and the one before it: most lines are a few
     // hundred bytes, so a small read first (every command with a model
@@ -494,6 +548,26 @@ fn line_ending_at(file: &File, end: u64) -> Option<Vec<u8>> {
             Some(i) => return Some(line[i + 1..].to_vec()),
             None if from == 0 => return None,
             None => {}
+        }
+    }
+    None
+}
+
+/// The line (without `\n`) that starts at byte `start` of `file`, read no
+/// further than byte `len`, if there is one no longer than a journal line.
+pub fn line_starting_at(file: &File, start: u64, len: u64) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    // As in `line_ending_at`: a small read first.
+    for window in [4096, line::MAX_LINE as u64 + 1] {
+        let to = start.saturating_add(window).min(len);
+        let mut buf = vec![0u8; usize::try_from(to.checked_sub(start)?).ok()?];
+        file.read_exact_at(&mut buf, start).ok()?;
+        if let Some(i) = memchr::memchr(b'\n', &buf) {
+            buf.truncate(i);
+            return Some(buf);
+        }
+        if to == len {
+            return None;
         }
     }
     None

@@ -43,23 +43,23 @@ CREATE TABLE IF NOT EXISTS ended (
 /// A digest of a row's values: the first 8 bytes of a SHA-256 over each
 /// value with its length (so that no two rows share an encoding).
 #[derive(Default)]
-struct Digest(Sha256);
+pub(super) struct Digest(Sha256);
 
 impl Digest {
-    fn bytes(mut self, value: &[u8]) -> Digest {
+    pub(super) fn bytes(mut self, value: &[u8]) -> Digest {
         self.0.update((value.len() as u64).to_le_bytes());
         self.0.update(value);
         self
     }
 
-    fn text(self, value: Option<&str>) -> Digest {
+    pub(super) fn text(self, value: Option<&str>) -> Digest {
         match value {
             Some(text) => self.bytes(b"s").bytes(text.as_bytes()),
             None => self.bytes(b"-"),
         }
     }
 
-    fn int(self, value: i64) -> Digest {
+    pub(super) fn int(self, value: i64) -> Digest {
         self.bytes(&value.to_le_bytes())
     }
 
@@ -67,7 +67,7 @@ impl Digest {
         self.bytes(&value.0.to_be_bytes())
     }
 
-    fn finish(self) -> i64 {
+    pub(super) fn finish(self) -> i64 {
         let hash = self.0.finalize();
         let mut first = [0u8; 8];
         first.copy_from_slice(&hash[..8]);
@@ -82,7 +82,7 @@ pub fn int(value: impl TryInto<i64>) -> Result<i64, ModelError> {
         .map_err(|_| ModelError::Malformed("a number past SQLite's range".into()))
 }
 
-fn uint<T: TryFrom<i64>>(value: i64) -> Result<T, ModelError> {
+pub(super) fn uint<T: TryFrom<i64>>(value: i64) -> Result<T, ModelError> {
     T::try_from(value).map_err(|_| ModelError::Malformed(format!("{value} is out of range")))
 }
 
@@ -100,7 +100,7 @@ fn at(text: Option<String>) -> Result<Option<At>, ModelError> {
     .transpose()
 }
 
-fn digest_matches(
+pub(super) fn digest_matches(
     stored: i64,
     computed: i64,
     what: impl FnOnce() -> String,
@@ -484,7 +484,8 @@ pub fn account_names(c: &Connection) -> Result<Vec<String>, ModelError> {
 pub fn clear(tx: &Transaction<'_>) -> Result<(), ModelError> {
     tx.execute_batch(
         "DELETE FROM head; DELETE FROM units; DELETE FROM accounts; DELETE FROM ids;
-         DELETE FROM reversed; DELETE FROM holds; DELETE FROM ended;",
+         DELETE FROM reversed; DELETE FROM holds; DELETE FROM ended;
+         DELETE FROM history; DELETE FROM tips;",
     )?;
     Ok(())
 }
@@ -620,9 +621,14 @@ mod tests {
             end: 1000,
             at,
         };
-        model
-            .build(&state, head, LineHash::of(b"h"))
-            .expect("build");
+        // The rows alone: these tests have no journal to index.
+        let tx = model
+            .writable()
+            .expect("db")
+            .transaction()
+            .expect("transaction");
+        crate::readmodel::write(&tx, &state, head, LineHash::of(b"h")).expect("write");
+        tx.commit().expect("commit");
         (dir, model, head)
     }
 
