@@ -235,6 +235,25 @@ impl ReadModel {
         whole(state)
     }
 
+    /// Up to `n` accounts whose names come after `after` (every name comes
+    /// after `""`), in name order, as the model has them at its head: each
+    /// checked against its digest, not yet for well-formedness, and
+    /// without the holds on it (see [`ReadModel::open_holds`]). For
+    /// reading every account a page at a time.
+    pub fn accounts_after(
+        &self,
+        after: &str,
+        n: usize,
+    ) -> Result<Vec<(String, crate::domain::Account)>, ModelError> {
+        rows::accounts_after(self.conn()?, after, n)
+    }
+
+    /// Every open hold at the model's head, by seq, each checked against
+    /// its digest.
+    pub fn open_holds(&self) -> Result<Vec<(u64, crate::domain::Hold)>, ModelError> {
+        rows::open_holds(self.conn()?)
+    }
+
     /// Loads into `state` what deciding `event` (a stored event being
     /// replayed) reads.
     pub fn load_event(&self, state: &mut State, event: &Event<'_>) -> Result<(), ModelError> {

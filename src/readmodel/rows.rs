@@ -405,15 +405,41 @@ pub fn load_all(c: &Connection, state: &mut State) -> Result<(), ModelError> {
     load_the_rest(c, state)
 }
 
-/// Loads every account, with the open holds.
-pub fn load_every_account(c: &Connection, state: &mut State) -> Result<(), ModelError> {
-    let mut stmt =
-        c.prepare("SELECT seq, account, amount, dest, expires, digest FROM holds ORDER BY seq")?;
+/// Every open hold, by seq.
+pub fn open_holds(c: &Connection) -> Result<Vec<(u64, Hold)>, ModelError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT seq, account, amount, dest, expires, digest FROM holds ORDER BY seq",
+    )?;
     let mut rows = stmt.query([])?;
     let mut holds = Vec::new();
     while let Some(r) = rows.next()? {
         holds.push(hold_row(r)?);
     }
+    Ok(holds)
+}
+
+/// Up to `n` accounts whose names come after `after`, in name order, each
+/// checked against its digest (its holds not attached).
+pub fn accounts_after(
+    c: &Connection,
+    after: &str,
+    n: usize,
+) -> Result<Vec<(String, Account)>, ModelError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT name, owner, unit, balance, closed, held, digest FROM accounts
+         WHERE name > ?1 ORDER BY name LIMIT ?2",
+    )?;
+    let mut rows = stmt.query(params![after, int(n)?])?;
+    let mut page = Vec::with_capacity(n);
+    while let Some(r) = rows.next()? {
+        page.push(account_row(r)?);
+    }
+    Ok(page)
+}
+
+/// Loads every account, with the open holds.
+pub fn load_every_account(c: &Connection, state: &mut State) -> Result<(), ModelError> {
+    let holds = open_holds(c)?;
     // The holds each account's rules look at, by account; each account
     // then goes into the state as it is read (a million of them are not
     // held twice).
