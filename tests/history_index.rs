@@ -136,17 +136,17 @@ fn a_stale_model_is_completed_by_the_lines_after_it() {
 fn a_damaged_index_is_not_trusted() {
     let expected = replayed(&ledger(), &["a", "b"]);
     for sql in [
-        "DELETE FROM history WHERE seq = 9",
-        "DELETE FROM history WHERE seq = 15",
-        "DELETE FROM history WHERE seq = 1",
+        "DELETE FROM history WHERE key = 18",
+        "DELETE FROM history WHERE key = 30",
+        "DELETE FROM history WHERE key = 2",
         "DELETE FROM tips WHERE account = 'a'",
         "DELETE FROM tips",
         "DELETE FROM history",
-        "UPDATE history SET prev = 4 WHERE seq = 9 AND account = 'a'",
-        "UPDATE history SET line_end = line_end - 1 WHERE seq = 9",
-        "UPDATE tips SET seq = 9 WHERE account = 'a'",
-        "UPDATE tips SET seq = 99",
-        "UPDATE history SET account = 'b' WHERE seq = 15",
+        "UPDATE history SET prev = 8 WHERE key = 19",
+        "UPDATE history SET line_end = line_end - 1 WHERE key BETWEEN 18 AND 19",
+        "UPDATE tips SET key = 19 WHERE account = 'a'",
+        "UPDATE tips SET key = 99",
+        "UPDATE history SET key = 31 WHERE key = 30",
         "UPDATE history SET prev = 0",
         "DROP TABLE history",
         "DROP TABLE tips",
@@ -169,7 +169,7 @@ fn an_index_row_pointing_at_another_line_is_checked_against_the_line() {
     model_at(&env.journal, 15);
     // a's tip moved to seq 13 (c's withdrawal), digest left: refused by the
     // digest; the row for 13 under a's name does not exist either way.
-    tamper(&env.journal, "UPDATE tips SET seq = 13 WHERE account = 'a'");
+    tamper(&env.journal, "UPDATE tips SET key = 26 WHERE account = 'a'");
     assert_eq!(history(&env, "a", "2", "json"), expected);
 }
 

@@ -3,10 +3,13 @@
 //! reads N lines of the journal instead of all of them.
 //!
 //! `history` holds one row per event and account it involves, keyed by
-//! (seq, account) so that new rows are only ever appended to the B-tree
-//! (a rebuild inserts millions of them in key order); each row names the
-//! byte offset where its line ends and the seq of the account's event
-//! before it (0 for its first). `tips` holds each account's last event.
+//! `seq * 2 + slot` (`slot`: the account's place among the event's
+//! accounts, see [`Change::accounts`]), an integer that only grows, so new
+//! rows are only ever appended to the B-tree (a rebuild inserts millions
+//! of them, many to a statement); each row names the byte offset where
+//! its line ends and the key of the account's event before it (0 for its
+//! first). `tips` holds the key of each account's last event. The name is
+//! not stored in a row: the line holds it, at the row's slot.
 //! Rows are written from the journal's own lines, in the transaction that
 //! moves the model's head over them, so the index covers exactly what the
 //! head covers. A reader checks every row against its digest and the line
@@ -20,17 +23,17 @@ use rustc_hash::FxHashMap;
 
 use super::ModelError;
 use super::rows::{Digest, digest_matches, int, uint};
+use crate::event::Change;
 use crate::journal::line::{self, MAX_LINE};
 use crate::journal::scan::Head;
 
 /// The index's tables, created if missing.
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS history (
-    seq INTEGER NOT NULL, account TEXT NOT NULL, prev INTEGER NOT NULL,
-    line_end INTEGER NOT NULL, digest INTEGER NOT NULL,
-    PRIMARY KEY (seq, account)) WITHOUT ROWID;
+    key INTEGER PRIMARY KEY, prev INTEGER NOT NULL, line_end INTEGER NOT NULL,
+    digest INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS tips (
-    account TEXT PRIMARY KEY, seq INTEGER NOT NULL, digest INTEGER NOT NULL) WITHOUT ROWID;
+    account TEXT PRIMARY KEY, key INTEGER NOT NULL, digest INTEGER NOT NULL) WITHOUT ROWID;
 "#;
 
 /// One of an account's events, as the index has it.
@@ -38,28 +41,54 @@ CREATE TABLE IF NOT EXISTS tips (
 pub struct Indexed {
     /// The event's seq.
     pub seq: u64,
+    /// The account's place among the event's accounts (0 or 1).
+    pub slot: usize,
     /// The byte offset just past its line's `\n`.
     pub end: u64,
     /// The seq of the account's event before it; 0 if it is the first.
     pub prev: u64,
 }
 
-fn row_digest(seq: i64, account: &str, prev: i64, end: i64) -> i64 {
+/// The key of the row of the account at `slot` of event `seq`.
+fn key(seq: u64, slot: usize) -> Result<i64, ModelError> {
+    int(seq
+        .checked_mul(2)
+        .and_then(|k| k.checked_add(slot as u64))
+        .unwrap_or(u64::MAX))
+}
+
+fn row_digest(key: i64, prev: i64, end: i64) -> i64 {
     Digest::default()
         .bytes(b"history")
-        .int(seq)
-        .text(Some(account))
+        .int(key)
         .int(prev)
         .int(end)
         .finish()
 }
 
-fn tip_digest(account: &str, seq: i64) -> i64 {
+fn tip_digest(account: &str, key: i64) -> i64 {
     Digest::default()
         .bytes(b"tip")
         .text(Some(account))
-        .int(seq)
+        .int(key)
         .finish()
+}
+
+/// The key of `account`'s last event, as `tips` has it.
+fn tip(c: &Connection, account: &str) -> Result<Option<i64>, ModelError> {
+    let mut stmt = c.prepare_cached("SELECT key, digest FROM tips WHERE account = ?1")?;
+    let Some((key, digest)) = stmt
+        .query_row([account], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    digest_matches(digest, tip_digest(account, key), || {
+        format!("the last event of {account}")
+    })?;
+    Ok(Some(key))
 }
 
 /// The last `n` events of `account` at the model's head, newest first
@@ -70,27 +99,14 @@ pub fn last_events(
     account: &str,
     n: usize,
 ) -> Result<Option<Vec<Indexed>>, ModelError> {
-    let mut tip = c.prepare_cached("SELECT seq, digest FROM tips WHERE account = ?1")?;
-    let Some((seq, digest)) = tip
-        .query_row([account], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-        })
-        .optional()?
-    else {
+    let Some(mut key) = tip(c, account)? else {
         return Ok(None);
     };
-    digest_matches(digest, tip_digest(account, seq), || {
-        format!("the last event of {account}")
-    })?;
-    let mut row = c.prepare_cached(
-        "SELECT prev, line_end, digest FROM history WHERE seq = ?1 AND account = ?2",
-    )?;
+    let mut row = c.prepare_cached("SELECT prev, line_end, digest FROM history WHERE key = ?1")?;
     let mut events = Vec::new();
-    let mut seq = uint::<u64>(seq)?;
-    while seq > 0 && events.len() < n {
-        let key = int(seq)?;
+    while key > 0 && events.len() < n {
         let (prev, end, digest) = row
-            .query_row(params![key, account], |r| {
+            .query_row([key], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, i64>(1)?,
@@ -98,23 +114,24 @@ pub fn last_events(
                 ))
             })
             .optional()?
-            .ok_or_else(|| ModelError::Malformed(format!("event {seq} of {account} is missing")))?;
-        digest_matches(digest, row_digest(key, account, prev, end), || {
-            format!("event {seq} of {account}")
+            .ok_or_else(|| ModelError::Malformed(format!("index row {key} is missing")))?;
+        digest_matches(digest, row_digest(key, prev, end), || {
+            format!("index row {key}")
         })?;
-        let prev = uint::<u64>(prev)?;
         // Each link goes back, so a damaged chain cannot loop.
-        if prev >= seq {
+        if !(0..key).contains(&prev) {
             return Err(ModelError::Malformed(format!(
-                "event {seq} of {account} links forwards"
+                "index row {key} links forwards"
             )));
         }
+        let (this, before) = (uint::<u64>(key)?, uint::<u64>(prev)?);
         events.push(Indexed {
-            seq,
+            seq: this / 2,
+            slot: usize::from(this % 2 == 1),
             end: uint(end)?,
-            prev,
+            prev: before / 2,
         });
-        seq = prev;
+        key = prev;
     }
     Ok(Some(events))
 }
@@ -123,7 +140,7 @@ pub fn last_events(
 /// account is first met (a catch-up), or known to be absent (a rebuild,
 /// which starts from empty tables).
 pub struct Tips {
-    last: FxHashMap<String, u64>,
+    last: FxHashMap<String, i64>,
     fresh: bool,
 }
 
@@ -144,47 +161,65 @@ impl Tips {
         }
     }
 
-    /// The account's last event so far, and now `seq` is.
-    fn advance(&mut self, c: &Connection, account: &str, seq: u64) -> Result<u64, ModelError> {
+    /// The key of the account's last event so far (0 for none), and now
+    /// `key` is.
+    fn advance(&mut self, c: &Connection, account: &str, key: i64) -> Result<i64, ModelError> {
         if let Some(last) = self.last.get_mut(account) {
-            return Ok(std::mem::replace(last, seq));
+            return Ok(std::mem::replace(last, key));
         }
-        let prev = if self.fresh {
-            0
-        } else {
-            // An account with events but no tip (damage) gets a chain that
-            // ends here; readers then find it does not end at a creation.
-            let mut tip = c.prepare_cached("SELECT seq, digest FROM tips WHERE account = ?1")?;
-            match tip
-                .query_row([account], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-                })
-                .optional()?
-            {
-                Some((seq, digest)) => {
-                    digest_matches(digest, tip_digest(account, seq), || {
-                        format!("the last event of {account}")
-                    })?;
-                    uint(seq)?
-                }
-                None => 0,
-            }
+        // An account with events but no tip (damage) gets a chain that
+        // ends here; readers then find it does not end at a creation.
+        let prev = match self.fresh {
+            true => 0,
+            false => tip(c, account)?.unwrap_or(0),
         };
-        self.last.insert(account.to_owned(), seq);
+        self.last.insert(account.to_owned(), key);
         Ok(prev)
     }
 
-    /// Writes every tip that moved, in key order.
+    /// Writes every tip that moved, in name order.
     fn save(self, tx: &Transaction<'_>) -> Result<(), ModelError> {
         let mut tips: Vec<_> = self.last.into_iter().collect();
         tips.sort_unstable();
         let mut stmt = tx.prepare_cached(
-            "INSERT OR REPLACE INTO tips (account, seq, digest) VALUES (?1, ?2, ?3)",
+            "INSERT OR REPLACE INTO tips (account, key, digest) VALUES (?1, ?2, ?3)",
         )?;
-        for (account, seq) in tips {
-            let seq = int(seq)?;
-            stmt.execute(params![account, seq, tip_digest(&account, seq)])?;
+        for (account, key) in tips {
+            stmt.execute(params![account, key, tip_digest(&account, key)])?;
         }
+        Ok(())
+    }
+}
+
+/// Rows inserted by one statement: a rebuild writes millions, and one
+/// statement per row costs more than the row.
+const ROWS_AT_ONCE: usize = 128;
+
+/// Index rows on their way to the table, `ROWS_AT_ONCE` to a statement.
+struct Rows<'t> {
+    tx: &'t Transaction<'t>,
+    rows: Vec<[i64; 4]>,
+}
+
+impl Rows<'_> {
+    fn push(&mut self, key: i64, prev: i64, end: i64) -> Result<(), ModelError> {
+        self.rows.push([key, prev, end, row_digest(key, prev, end)]);
+        if self.rows.len() == ROWS_AT_ONCE {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), ModelError> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let values = vec!["(?, ?, ?, ?)"; self.rows.len()].join(", ");
+        let sql =
+            format!("INSERT OR REPLACE INTO history (key, prev, line_end, digest) VALUES {values}");
+        let mut stmt = self.tx.prepare_cached(&sql)?;
+        stmt.execute(rusqlite::params_from_iter(self.rows.iter().flatten()))?;
+        self.rows.clear();
         Ok(())
     }
 }
@@ -201,10 +236,10 @@ pub fn add(
     head: Head,
     mut tips: Tips,
 ) -> Result<(), ModelError> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT OR REPLACE INTO history (seq, account, prev, line_end, digest)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
+    let mut rows = Rows {
+        tx,
+        rows: Vec::with_capacity(ROWS_AT_ONCE),
+    };
     let mut next = first;
     let mut scratch = Vec::new();
     each_line(file, start, head.end, |bytes, end| {
@@ -217,21 +252,14 @@ pub fn add(
             )));
         }
         next += 1;
-        let [a, b] = decoded.event.change.accounts();
-        let second = b.filter(|b| Some(*b) != a);
-        for account in [a, second].into_iter().flatten() {
-            let prev = tips.advance(tx, account, seq)?;
-            let (key, prev, end) = (int(seq)?, int(prev)?, int(end)?);
-            stmt.execute(params![
-                key,
-                account,
-                prev,
-                end,
-                row_digest(key, account, prev, end)
-            ])?;
+        for (slot, account) in slots(&decoded.event.change) {
+            let key = key(seq, slot)?;
+            let prev = tips.advance(tx, account, key)?;
+            rows.push(key, prev, int(end)?)?;
         }
         Ok(())
     })?;
+    rows.flush()?;
     if next != head.seq + 1 {
         return Err(ModelError::Malformed(format!(
             "indexing ended at seq {} before the head's {}",
@@ -240,6 +268,16 @@ pub fn add(
         )));
     }
     tips.save(tx)
+}
+
+/// The accounts an event involves, each once, with its slot.
+pub fn slots<'c>(change: &'c Change<'_>) -> impl Iterator<Item = (usize, &'c str)> {
+    let [a, b] = change.accounts();
+    let b = b.filter(|b| Some(*b) != a);
+    [a, b]
+        .into_iter()
+        .enumerate()
+        .filter_map(|(slot, account)| Some((slot, account?)))
 }
 
 /// Calls `each` with every line (without `\n`) in bytes `start..end` of

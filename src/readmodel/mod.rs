@@ -22,7 +22,7 @@
 mod index;
 mod rows;
 
-pub use index::Indexed;
+pub use index::{Indexed, slots};
 
 use std::fs::File;
 use std::io;
@@ -237,15 +237,19 @@ impl ReadModel {
 
     /// Up to `n` accounts whose names come after `after` (every name comes
     /// after `""`), in name order, as the model has them at its head: each
-    /// checked against its digest, not yet for well-formedness, and
-    /// without the holds on it (see [`ReadModel::open_holds`]). For
-    /// reading every account a page at a time.
+    /// checked against its digest if `check` (not needed again for a row
+    /// read before in this command: one read transaction lasts from
+    /// [`ReadModel::covers`] to the write-back), not yet for
+    /// well-formedness, and without the holds on it (see
+    /// [`ReadModel::open_holds`]). For reading every account a page at a
+    /// time.
     pub fn accounts_after(
         &self,
         after: &str,
         n: usize,
+        check: bool,
     ) -> Result<Vec<(String, crate::domain::Account)>, ModelError> {
-        rows::accounts_after(self.conn()?, after, n)
+        rows::accounts_after(self.conn()?, after, n, check)
     }
 
     /// Every open hold at the model's head, by seq, each checked against

@@ -127,7 +127,7 @@ impl<'m> Listing<'m> {
         let units = self.end.units();
         let mut sums = vec![Amount::ZERO; units.len()];
         let mut totals = Totals::default();
-        for source in self.sources() {
+        for source in self.sources(true) {
             let (unit, balance) = match &source {
                 Source::Model(name, a) => {
                     self.end.check_cached(name, a).ok()?;
@@ -156,7 +156,7 @@ impl<'m> Listing<'m> {
 
     /// Every account's row, in name order.
     fn rows(&self) -> impl Iterator<Item = BalanceRow<'m>> + '_ {
-        self.sources().filter_map(|source| self.row(source))
+        self.sources(false).filter_map(|source| self.row(source))
     }
 
     /// The row of one account, its holds judged at `at` (as
@@ -191,7 +191,9 @@ impl<'m> Listing<'m> {
 
     /// Every account, in name order: the model's, and where the state at
     /// the end has one by that name (or one the model lacks), that one.
-    fn sources(&self) -> impl Iterator<Item = Source<'m>> + '_ {
+    /// The model's rows checked against their digests if `check` (the
+    /// first pass).
+    fn sources(&self, check: bool) -> impl Iterator<Item = Source<'m>> + '_ {
         let mut ended: Vec<(&'m str, &'m Account)> = self.end.accounts().collect();
         ended.sort_unstable_by_key(|(name, _)| *name);
         let mut ended = ended.into_iter().peekable();
@@ -200,6 +202,7 @@ impl<'m> Listing<'m> {
             after: String::new(),
             page: Vec::new().into_iter(),
             done: false,
+            check,
             failed: &self.failed,
         }
         .peekable();
@@ -227,6 +230,8 @@ struct Pages<'a> {
     after: String,
     page: std::vec::IntoIter<(String, Account)>,
     done: bool,
+    /// Whether rows are checked against their digests.
+    check: bool,
     failed: &'a RefCell<Option<ModelError>>,
 }
 
@@ -240,7 +245,7 @@ impl Iterator for Pages<'_> {
         if self.done {
             return None;
         }
-        match self.model.accounts_after(&self.after, PAGE) {
+        match self.model.accounts_after(&self.after, PAGE, self.check) {
             Ok(page) => {
                 self.done = page.len() < PAGE;
                 if let Some((name, _)) = page.last() {

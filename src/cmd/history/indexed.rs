@@ -169,8 +169,9 @@ fn before(
 
 /// The line the index row `row` of account `name` names, if the journal
 /// agrees: it ends where the row says, before the model's `head`, is the
-/// event the row says, involves the account (as its creation, if it is
-/// the first of its chain), and is the line the next one chains to.
+/// event the row says, has the account at the row's slot (and creates it,
+/// if it is the first of its chain), and is the line the next one chains
+/// to.
 fn checked_line(journal: &ReadJournal, head: Head, name: &str, row: &Indexed) -> Option<Shown> {
     if row.seq > head.seq || row.end > head.end {
         return None;
@@ -190,7 +191,8 @@ fn checked_line(journal: &ReadJournal, head: Head, name: &str, row: &Indexed) ->
         Change::AccountCreated { account, .. } => account == name,
         _ => false,
     };
-    let agrees = event.seq == row.seq && event.change.involves(name) && (row.prev != 0 || first);
+    let at_slot = readmodel::slots(&event.change).any(|(slot, a)| slot == row.slot && a == name);
+    let agrees = event.seq == row.seq && at_slot && (row.prev != 0 || first);
     let change = event.change.effect_on(name);
     (chained && agrees).then_some(Shown { line, change })
 }
