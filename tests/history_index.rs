@@ -153,6 +153,9 @@ fn a_damaged_index_is_not_trusted() {
     ] {
         let env = ledger();
         model_at(&env.journal, 15);
+        // A rebuilt model's index is built by the first history.
+        history(&env, "c", "1", "json");
+        assert_eq!(indexed_seq(&env), Some(15));
         tamper(&env.journal, sql);
         let journal = env.bytes();
         assert_eq!(every_history(&env, &["a", "b"]), expected, "{sql}");
@@ -167,10 +170,52 @@ fn an_index_row_pointing_at_another_line_is_checked_against_the_line() {
     let env = ledger();
     let expected = history(&env, "a", "2", "json");
     model_at(&env.journal, 15);
+    history(&env, "c", "1", "json");
     // a's tip moved to seq 13 (c's withdrawal), digest left: refused by the
     // digest; the row for 13 under a's name does not exist either way.
     tamper(&env.journal, "UPDATE tips SET key = 26 WHERE account = 'a'");
     assert_eq!(history(&env, "a", "2", "json"), expected);
+}
+
+/// The seq up to which the model's history index covers the journal.
+fn indexed_seq(env: &TestEnv) -> Option<u64> {
+    let db = rusqlite::Connection::open(ledger::readmodel::path_of(&env.journal)).unwrap();
+    db.query_row("SELECT seq FROM indexed", [], |r| r.get::<_, i64>(0))
+        .ok()
+        .map(|seq| seq as u64)
+}
+
+/// A rebuilt model has no index yet: the first history builds it; a short
+/// write then extends it as it saves the model, a long one leaves it to
+/// the next history.
+#[test]
+fn the_index_is_built_by_the_first_history_and_kept_up_by_short_writes() {
+    let env = ledger();
+    model_at(&env.journal, 10);
+    assert_eq!(indexed_seq(&env), None);
+    let expected = history(&env, "a", "3", "csv");
+    assert_eq!(indexed_seq(&env), Some(10));
+    // The lines after the model's head are replayed, not indexed.
+    assert_eq!(model_seq(&env.journal), Some(10));
+    env.ok("deposit a 2");
+    assert_eq!(indexed_seq(&env), Some(16));
+    let memo = "m".repeat(400);
+    let long: String = (0..3000)
+        .map(|_| format!("deposit b 1 --memo {memo}\n"))
+        .collect();
+    env.cmd()
+        .args(["batch", "-"])
+        .write_stdin(long)
+        .assert()
+        .success();
+    assert_eq!(model_seq(&env.journal), Some(3016));
+    assert_eq!(indexed_seq(&env), Some(16));
+    let after = history(&env, "b", "2", "json");
+    assert_eq!(indexed_seq(&env), Some(3016));
+    assert_ne!(history(&env, "a", "3", "csv"), expected);
+    assert_eq!(after.2, 0);
+    remove_model(&env.journal);
+    assert_eq!(history(&env, "b", "2", "json"), after);
 }
 
 #[test]

@@ -24,9 +24,7 @@ pub fn model_at(path: &Path, seq: u64) {
         domain::evolve(&mut state, &entry.event);
     }
     let (mut model, _) = journal.model().unwrap();
-    model
-        .build(&state, scanner.head(), header.hash, journal.file())
-        .unwrap();
+    model.build(&state, scanner.head(), header.hash).unwrap();
 }
 
 /// The seq the read model covers, if it is valid.

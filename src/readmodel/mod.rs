@@ -47,6 +47,10 @@ const VERSION: &str = "3";
 /// whatever the journal's length.
 pub const MODEL_AFTER_BYTES: u64 = 1 << 20;
 
+/// SQLite's page cache for a write, in KiB as `cache_size` takes it
+/// (negative).
+const WRITE_CACHE_KIB: i64 = -(64 << 10);
+
 /// Fold the write-ahead log once it is this long (see
 /// [`ReadModel::fold_wal`]): about a hundred writes of a few pages each.
 const WAL_FOLD_BYTES: u64 = 512 << 10;
@@ -147,6 +151,12 @@ impl ReadModel {
         if !conn.is_autocommit() {
             conn.execute_batch("ROLLBACK")?;
         }
+        // Room for the pages a large write keeps changing (the right edge
+        // of the history index's B-tree, its parents): with SQLite's 2 MiB
+        // a write of millions of rows spilled and rewrote each of them to
+        // the log again and again (a batch of 1,000,000 events: 150,000
+        // page writes for a 50 MB model). Pages are taken only as used.
+        conn.pragma_update(None, "cache_size", WRITE_CACHE_KIB)?;
         Ok(conn)
     }
 
@@ -356,7 +366,8 @@ impl ReadModel {
     /// Writes back every entry of `state` and its head `head`, in one
     /// transaction, if the model still covers `from` (another reader may
     /// have caught it up meanwhile), with the history index of the lines
-    /// between them, read from `journal`. `from` is `None` for a state
+    /// between them, read from `journal`, when that is cheap (see
+    /// [`index::extend`]). `from` is `None` for a state
     /// folded from the journal's start: the model is then rebuilt from it
     /// (or, if there is none and the journal is short, not made; see
     /// [`MODEL_AFTER_BYTES`]). `header` is the hash of the journal's header
@@ -373,7 +384,7 @@ impl ReadModel {
             if self.conn.is_none() && head.end < MODEL_AFTER_BYTES {
                 return Ok(());
             }
-            return self.build(state, head, header, journal);
+            return self.build(state, head, header);
         };
         let tx = self
             .writable()?
@@ -390,35 +401,58 @@ impl ReadModel {
             return Ok(());
         }
         write(&tx, state, head, header)?;
-        index::add(
-            &tx,
-            journal,
-            from.end,
-            from.seq + 1,
-            head,
-            index::Tips::stored(),
-        )?;
+        index::extend(&tx, journal, from, head)?;
         tx.commit()?;
         self.fold_wal()
     }
 
     /// Builds the model afresh from `state`, the whole state at `head`,
-    /// whatever the journal's length, and the history index from
-    /// `journal`'s lines up to `head`.
-    pub fn build(
-        &mut self,
-        state: &State,
-        head: Head,
-        header: LineHash,
-        journal: &File,
-    ) -> Result<(), ModelError> {
-        let start = header_end(journal)?;
+    /// whatever the journal's length. Its history index starts empty, for
+    /// the first `history` that needs it to build (see
+    /// [`ReadModel::catch_up_index`]): a rebuild, or a batch that makes a
+    /// journal long, need not pay for it.
+    pub fn build(&mut self, state: &State, head: Head, header: LineHash) -> Result<(), ModelError> {
         let tx = self
             .writable()?
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         rows::clear(&tx)?;
         write(&tx, state, head, header)?;
-        index::add(&tx, journal, start, 1, head, index::Tips::fresh())?;
+        tx.commit()?;
+        self.fold_wal()
+    }
+
+    /// Whether the history index covers exactly what the model does, at
+    /// `head` (the head [`ReadModel::covers`] found).
+    pub fn index_covers(&self, head: Head) -> bool {
+        self.conn()
+            .and_then(index::indexed)
+            .is_ok_and(|at| at == Some((head.seq, head.end)))
+    }
+
+    /// Brings the history index up to `head`, the model's head, from
+    /// `journal`'s lines after the last one it covers (after `header`, the
+    /// head after the journal's header line, if it covers none), in one
+    /// transaction. Ends the read transaction [`ReadModel::covers`] began:
+    /// call `covers` again before reading. Does nothing if another process
+    /// moved the model meanwhile.
+    pub fn catch_up_index(
+        &mut self,
+        journal: &File,
+        header: Head,
+        head: Head,
+    ) -> Result<(), ModelError> {
+        let tx = self
+            .writable()?
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let at: Option<(String, i64)> = tx
+            .query_row("SELECT hash, seq FROM head WHERE one = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        if at != Some((head.hash.to_string(), rows::int(head.seq)?)) {
+            return Ok(());
+        }
+        index::catch_up(&tx, journal, header, head)?;
         tx.commit()?;
         self.fold_wal()
     }
@@ -532,27 +566,6 @@ fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)
-}
-
-/// The offset just past the journal's header line.
-fn header_end(journal: &File) -> Result<u64, ModelError> {
-    use std::os::unix::fs::FileExt;
-    let mut buf = vec![0u8; line::MAX_LINE + 1];
-    let mut filled = 0;
-    loop {
-        let n = journal
-            .read_at(&mut buf[filled..], filled as u64)
-            .map_err(|e| ModelError::Malformed(format!("cannot read the journal: {e}")))?;
-        if let Some(i) = memchr::memchr(b'\n', &buf[filled..filled + n]) {
-            return Ok((filled + i + 1) as u64);
-        }
-        filled += n;
-        if n == 0 || filled == buf.len() {
-            return Err(ModelError::Malformed(
-                "the journal has no header line".into(),
-            ));
-        }
-    }
 }
 
 /// The line (without `\n`) that ends just before byte `end` of `file`, if

@@ -520,7 +520,7 @@ pub fn clear(tx: &Transaction<'_>) -> Result<(), ModelError> {
     tx.execute_batch(
         "DELETE FROM head; DELETE FROM units; DELETE FROM accounts; DELETE FROM ids;
          DELETE FROM reversed; DELETE FROM holds; DELETE FROM ended;
-         DELETE FROM history; DELETE FROM tips;",
+         DELETE FROM history; DELETE FROM tips; DELETE FROM indexed;",
     )?;
     Ok(())
 }
@@ -656,14 +656,9 @@ mod tests {
             end: 1000,
             at,
         };
-        // The rows alone: these tests have no journal to index.
-        let tx = model
-            .writable()
-            .expect("db")
-            .transaction()
-            .expect("transaction");
-        crate::readmodel::write(&tx, &state, head, LineHash::of(b"h")).expect("write");
-        tx.commit().expect("commit");
+        model
+            .build(&state, head, LineHash::of(b"h"))
+            .expect("build");
         (dir, model, head)
     }
 

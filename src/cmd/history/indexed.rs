@@ -1,5 +1,7 @@
-//! `history ACCOUNT --limit N` from the read model's history index: the
-//! account's last N events are the ones after the model's head (replayed,
+//! `history ACCOUNT --limit N` from the read model's history index (first
+//! brought up to the model's head if a rebuild or a long append left it
+//! behind): the account's last N events are the ones after the model's
+//! head (replayed,
 //! as every command replays them) and, before it, the ones the index
 //! chains back to, each read from the journal at its offset. The journal
 //! is the evidence: every line read must be the event the index says
@@ -40,9 +42,15 @@ pub(super) fn print(ctx: &Context, name: &str, n: usize) -> Result<bool, Error> 
     let Some(journal) = ReadJournal::open(&ctx.path)? else {
         return Ok(false);
     };
-    let Some((model, Some(head))) = journal.model() else {
+    let Some((mut model, Some(mut head))) = journal.model() else {
         return Ok(false);
     };
+    if !model.index_covers(head) {
+        let Some(now) = caught_up(&journal, &mut model, head) else {
+            return Ok(false);
+        };
+        head = now;
+    }
     let Some(Tail {
         state,
         shown: tail,
@@ -75,6 +83,17 @@ pub(super) fn print(ctx: &Context, name: &str, n: usize) -> Result<bool, Error> 
     }
     sink.finish(ctx)?;
     Ok(true)
+}
+
+/// The model's head once its history index is brought up to it (a
+/// rebuild, or a long append, leaves the index behind); `None` if that
+/// fails, or another process moved the model on meanwhile.
+fn caught_up(journal: &ReadJournal, model: &mut ReadModel, head: Head) -> Option<Head> {
+    let header = journal.header_head()?;
+    model.catch_up_index(journal.file(), header, head).ok()?;
+    // A new read transaction, at the head the index now covers.
+    let now = model.covers(journal.file(), header, journal.len())?;
+    model.index_covers(now).then_some(now)
 }
 
 /// What the lines after the model's head add.
