@@ -366,8 +366,8 @@ impl ReadModel {
     /// Writes back every entry of `state` and its head `head`, in one
     /// transaction, if the model still covers `from` (another reader may
     /// have caught it up meanwhile), with the history index of the lines
-    /// between them, read from `journal`, when that is cheap (see
-    /// [`index::extend`]). `from` is `None` for a state
+    /// between them, read from `journal`, when they are few (else the
+    /// first `history` that needs them indexes them). `from` is `None` for a state
     /// folded from the journal's start: the model is then rebuilt from it
     /// (or, if there is none and the journal is short, not made; see
     /// [`MODEL_AFTER_BYTES`]). `header` is the hash of the journal's header
