@@ -574,6 +574,17 @@ impl State {
     /// Adds an account read from a cache (nothing if it is there already:
     /// the state's own copy may have moved on).
     pub fn load_account(&mut self, name: &str, account: Account) -> Result<(), String> {
+        self.check_cached(name, &account)?;
+        if !self.accounts.contains(name) {
+            self.accounts.insert(name, account);
+        }
+        Ok(())
+    }
+
+    /// Refuses account `name` read from a cache if no command could have
+    /// left it so: a name or owner the input rules refuse, a unit this
+    /// state does not have, a negative balance or held amount.
+    pub fn check_cached(&self, name: &str, account: &Account) -> Result<(), String> {
         let owner = account.owner().map_or(Ok(()), input::owner);
         input::account(name).and(owner).map_err(|e| e.to_string())?;
         if account.unit as usize >= self.units.len() {
@@ -581,9 +592,6 @@ impl State {
         }
         if account.balance < Amount::ZERO || account.held() < Amount::ZERO {
             return Err(format!("account {name} has a negative balance"));
-        }
-        if !self.accounts.contains(name) {
-            self.accounts.insert(name, account);
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! Rendering results as a table for people, or JSON / CSV for programs.
 //! Results go to stdout; diagnostics never come through here.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 pub mod history;
@@ -117,21 +118,27 @@ pub fn csv_row<S: AsRef<str>>(out: &mut impl Write, cells: &[S]) -> io::Result<(
 }
 
 #[derive(Serialize)]
-struct BalanceJson<'a> {
+#[serde(bound = "AccountsJson<F>: Serialize")]
+struct BalanceJson<'a, F> {
     as_of_seq: u64,
-    accounts: AccountsJson<'a>,
+    accounts: AccountsJson<F>,
     totals: Vec<TotalJson<'a>>,
 }
 
 /// The accounts of a balance report, each made into its JSON form as it
-/// is written (a million of them are never all held as JSON values).
-struct AccountsJson<'a>(&'a [BalanceRow<'a>]);
+/// is written (a million of them are never all held, as rows or as JSON
+/// values): `F` makes the rows.
+struct AccountsJson<F>(F);
 
-impl Serialize for AccountsJson<'_> {
+impl<'r, F, I> Serialize for AccountsJson<F>
+where
+    F: Fn() -> I,
+    I: Iterator<Item = BalanceRow<'r>>,
+{
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(|r| AccountJson {
-            account: r.account,
-            owner: r.owner,
+        serializer.collect_seq((self.0)().map(|r| AccountJson {
+            account: r.account.clone(),
+            owner: r.owner.clone(),
             currency: r.unit.currency.as_deref(),
             decimals: r.unit.decimals,
             balance: r.balance.display(r.unit.decimals).to_string(),
@@ -144,8 +151,8 @@ impl Serialize for AccountsJson<'_> {
 
 #[derive(Serialize)]
 struct AccountJson<'a> {
-    account: &'a str,
-    owner: Option<&'a str>,
+    account: Cow<'a, str>,
+    owner: Option<Cow<'a, str>>,
     currency: Option<&'a str>,
     decimals: u8,
     balance: String,
@@ -166,10 +173,11 @@ struct TotalJson<'a> {
 /// One account's line in a balance report.
 #[derive(Debug, Clone)]
 pub struct BalanceRow<'a> {
-    /// The account.
-    pub account: &'a str,
+    /// The account (read from a state, or owned when streamed from the
+    /// read model).
+    pub account: Cow<'a, str>,
     /// Who holds it.
-    pub owner: Option<&'a str>,
+    pub owner: Option<Cow<'a, str>>,
     /// Its currency and decimals.
     pub unit: &'a Unit,
     /// Its balance (by day, it may be negative).
@@ -224,35 +232,37 @@ impl<'a> BalanceReport<'a> {
 
     /// A report of these rows, sorted by account, each account once.
     pub fn sorted(as_of_seq: u64, mut rows: Vec<BalanceRow<'a>>) -> BalanceReport<'a> {
-        rows.sort_by_key(|r| r.account);
-        rows.dedup_by_key(|r| r.account);
+        rows.sort_by(|a, b| a.account.cmp(&b.account));
+        rows.dedup_by(|a, b| a.account == b.account);
         BalanceReport { as_of_seq, rows }
     }
+}
 
-    /// Sums of balance and held per currency and decimals, in order of
-    /// first appearance.
-    fn totals(&self) -> Vec<(&'a Unit, Amount, Amount)> {
-        let mut totals: Vec<(&'a Unit, Amount, Amount)> = Vec::new();
+/// Sums of balance and held per currency and decimals, in order of first
+/// appearance: a balance report's totals, added up row by row.
+#[derive(Debug, Default)]
+pub struct Totals<'a>(Vec<(&'a Unit, Amount, Amount)>);
+
+impl<'a> Totals<'a> {
+    /// Adds one row.
+    pub fn add(&mut self, r: &BalanceRow<'a>) {
         // Within one unit the sums are bounded by the unit's totals, which
         // the rules keep within i128.
         let add = |a: Amount, b: Amount| Amount(a.0.saturating_add(b.0));
-        for r in &self.rows {
-            match totals.iter_mut().find(|(u, _, _)| std::ptr::eq(*u, r.unit)) {
-                Some((_, sum, held)) => {
-                    *sum = add(*sum, r.balance);
-                    *held = add(*held, r.held);
-                }
-                None => totals.push((r.unit, r.balance, r.held)),
+        match self.0.iter_mut().find(|(u, _, _)| std::ptr::eq(*u, r.unit)) {
+            Some((_, sum, held)) => {
+                *sum = add(*sum, r.balance);
+                *held = add(*held, r.held);
             }
+            None => self.0.push((r.unit, r.balance, r.held)),
         }
-        totals
     }
 }
 
 fn row<'a>(state: &'a State, name: &'a str, a: &'a Account, at: At) -> BalanceRow<'a> {
     BalanceRow {
-        account: name,
-        owner: a.owner(),
+        account: Cow::Borrowed(name),
+        owner: a.owner().map(Cow::Borrowed),
         unit: state.unit_of(a),
         balance: a.balance,
         held: state.held_at(a, at),
@@ -266,12 +276,33 @@ pub fn balances(
     format: Format,
     report: &BalanceReport<'_>,
 ) -> io::Result<()> {
-    let totals = report.totals();
+    let mut totals = Totals::default();
+    for r in &report.rows {
+        totals.add(r);
+    }
+    let rows = || report.rows.iter().cloned();
+    balances_with(out, format, report.as_of_seq, &totals, rows)
+}
+
+/// Prints the balances of the rows `rows` makes (in account order; made
+/// again for each pass a table needs, so that they need not all be held),
+/// with their `totals`, as of seq `as_of_seq`.
+pub fn balances_with<'r, I>(
+    out: &mut impl Write,
+    format: Format,
+    as_of_seq: u64,
+    totals: &Totals<'_>,
+    rows: impl Fn() -> I,
+) -> io::Result<()>
+where
+    I: Iterator<Item = BalanceRow<'r>>,
+{
+    let totals = &totals.0;
     match format {
         Format::Json => {
             let doc = BalanceJson {
-                as_of_seq: report.as_of_seq,
-                accounts: AccountsJson(&report.rows),
+                as_of_seq,
+                accounts: AccountsJson(rows),
                 totals: totals
                     .iter()
                     .map(|(u, sum, held)| TotalJson {
@@ -303,18 +334,18 @@ pub fn balances(
                     "available",
                 ],
             )?;
-            for r in &report.rows {
+            for r in rows() {
                 csv_row(
                     out,
                     &[
-                        r.account.to_owned(),
-                        r.owner.unwrap_or("").to_owned(),
+                        r.account.to_string(),
+                        r.owner.as_deref().unwrap_or("").to_owned(),
                         r.unit.currency.as_deref().unwrap_or("").to_owned(),
                         r.unit.decimals.to_string(),
                         r.balance.display(r.unit.decimals).to_string(),
                         r.closed.to_string(),
                         // Which seq the balances reflect, as in JSON.
-                        report.as_of_seq.to_string(),
+                        as_of_seq.to_string(),
                         r.held.display(r.unit.decimals).to_string(),
                         r.available().display(r.unit.decimals).to_string(),
                     ],
@@ -323,11 +354,14 @@ pub fn balances(
             Ok(())
         }
         Format::Table => {
-            if report.rows.is_empty() {
-                return writeln!(out, "no accounts (as of seq {})", report.as_of_seq);
+            // No rows, no totals.
+            if totals.is_empty() {
+                return writeln!(out, "no accounts (as of seq {as_of_seq})");
             }
-            // Held and available only when a hold makes them differ.
-            let holds = report.rows.iter().any(|r| r.held != Amount::ZERO);
+            // Held and available only when a hold makes them differ (what
+            // holds reserve is never negative: a total is zero only when
+            // every row's is).
+            let holds = totals.iter().any(|(_, _, held)| *held != Amount::ZERO);
             let money = |balance: Amount, held: Amount, decimals: u8| {
                 let mut cells = vec![balance.display(decimals).to_string()];
                 if holds {
@@ -340,10 +374,10 @@ pub fn balances(
                 }
                 cells
             };
-            let cells = |r: &BalanceRow<'_>| {
+            let cells = |r: BalanceRow<'_>| {
                 let mut cells = vec![
-                    r.account.to_owned(),
-                    r.owner.unwrap_or("").to_owned(),
+                    r.account.into_owned(),
+                    r.owner.as_deref().unwrap_or("").to_owned(),
                     r.unit.currency.as_deref().unwrap_or("").to_owned(),
                 ];
                 cells.extend(money(r.balance, r.held, r.unit.decimals));
@@ -361,7 +395,7 @@ pub fn balances(
                 right.extend([true, true]);
             }
             header.push("");
-            table_with(out, &header, &right, || report.rows.iter().map(cells))?;
+            table_with(out, &header, &right, || rows().map(cells))?;
             writeln!(out)?;
             let rows: Vec<Vec<String>> = totals
                 .iter()
@@ -377,7 +411,7 @@ pub fn balances(
                 header.extend(["HELD", "AVAILABLE"]);
             }
             table(out, &header, &[false, true, true, true], &rows)?;
-            writeln!(out, "as of seq {}", report.as_of_seq)
+            writeln!(out, "as of seq {as_of_seq}")
         }
     }
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests of the real binary: one test binary, a module per concern.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod balance_all;
 mod batch;
 mod commands;
 mod common;
@@ -12,6 +13,7 @@ mod first_hour;
 mod fixtures;
 mod follow;
 mod hardening;
+mod history_index;
 mod holds;
 mod import;
 mod journal;

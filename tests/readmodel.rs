@@ -47,12 +47,12 @@ pub fn remove_model(path: &Path) {
 }
 
 /// Runs `sql` on the read model, as a hand (or damage) would.
-fn tamper(path: &Path, sql: &str) {
+pub fn tamper(path: &Path, sql: &str) {
     let db = rusqlite::Connection::open(readmodel::path_of(path)).unwrap();
     db.execute_batch(sql).unwrap();
 }
 
-fn full_replay(path: &Path) -> State {
+pub fn full_replay(path: &Path) -> State {
     replay(path, ReplayFrom::Start, |_, _| Ok(())).unwrap()
 }
 
@@ -377,7 +377,7 @@ fn a_journal_path_that_reads_as_a_uri_keeps_its_model_beside_it() {
 }
 
 #[derive(Debug, Clone)]
-enum Op {
+pub enum Op {
     Deposit(usize, u16),
     Transfer(usize, usize, u16),
     Close(usize),
@@ -390,7 +390,7 @@ enum Op {
     Reverse(u64),
 }
 
-fn op() -> impl Strategy<Value = Op> {
+pub fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (0..3usize, 1u16..500).prop_map(|(a, c)| Op::Deposit(a, c)),
         (0..3usize, 0..3usize, 1u16..500).prop_map(|(a, b, c)| Op::Transfer(a, b, c)),
@@ -448,7 +448,7 @@ proptest! {
     }
 }
 
-const NAMES: [&str; 3] = ["a", "b", "c"];
+pub const NAMES: [&str; 3] = ["a", "b", "c"];
 
 /// What a read of every account knows: the accounts, units, open holds and
 /// seq (the ids, reversals and ended holds a read loads only as needed).
@@ -490,7 +490,7 @@ fn facts(state: &State) -> String {
 /// model, which each command then keeps up to date, unless
 /// `without_model`: a journal this short gets none of its own); returns
 /// each outcome, or the refusal's text.
-fn run_ops(path: &Path, ops: &[Op], without_model: bool) -> Vec<Result<Outcome, String>> {
+pub fn run_ops(path: &Path, ops: &[Op], without_model: bool) -> Vec<Result<Outcome, String>> {
     let mut writer = Writer::open(path).unwrap();
     for (i, name) in NAMES.iter().enumerate() {
         let id = format!("create-{i}");

@@ -1,5 +1,7 @@
 //! `ledger balance`.
 
+mod streamed;
+
 use std::io::{self, Write};
 
 use rustc_hash::FxHashMap;
@@ -40,6 +42,12 @@ pub fn run(ctx: &Context, args: &BalanceArgs) -> Result<(), Error> {
                     ctx.zone.start_of(day.next()).pred(),
                 ),
             }
+        }
+        // Every account now: streamed from the read model when it can.
+        None if args.accounts.is_empty()
+            && streamed::print(ctx, || Ok(At::now().map_err(clock)?))? =>
+        {
+            return Ok(());
         }
         as_of => {
             // Names alone need only their accounts; a pattern or no name, all.
@@ -174,8 +182,8 @@ impl DayView {
             .map(|(name, a)| {
                 let (balance, closed) = self.accounts.get(name).copied().unwrap_or_default();
                 BalanceRow {
-                    account: name,
-                    owner: a.owner(),
+                    account: name.into(),
+                    owner: a.owner().map(Into::into),
                     unit: state.unit_of(a),
                     balance,
                     held: held.get(name).copied().unwrap_or(Amount::ZERO),

@@ -1,6 +1,8 @@
 //! `ledger history`, and `history --follow` (a consumer of
 //! [`crate::follow`]).
 
+mod indexed;
+
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::path::Path;
@@ -184,6 +186,18 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     }
     if args.by_day() {
         return by_day(ctx, args);
+    }
+    // One account's last events: from the read model's index when it can
+    // answer exactly (the other filters need every event looked at).
+    let plain = args.as_of.is_none()
+        && args.since.is_none()
+        && args.until.is_none()
+        && args.tags.is_empty()
+        && args.from_seq.is_none();
+    if let (Who::One(name), Some(n), true) = (Who::of(args), args.limit, plain)
+        && indexed::print(ctx, name, n)?
+    {
+        return Ok(());
     }
     in_journal_order(ctx, args)
 }

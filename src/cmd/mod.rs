@@ -256,13 +256,13 @@ pub fn state_at(path: &Path, as_of: Option<AsOf>, load: Load<'_>) -> Result<Stat
             // Catching the model up is worth a few rows, not every
             // account's: a writer does it for those.
             Some(from) if head != from && matches!(load, Load::Accounts(_)) => {
-                let _ = m.save(&state, Some(from), head, header.hash);
+                let _ = m.save(&state, Some(from), head, header.hash, journal.file());
             }
             Some(_) => {}
             // Rebuilt when missing or failed, not when only `as_of` kept
             // a sound model out.
             None if covered.is_none() || usable.is_some() => {
-                let _ = m.save(&state, None, head, header.hash);
+                let _ = m.save(&state, None, head, header.hash, journal.file());
             }
             None => {}
         }
@@ -312,7 +312,7 @@ fn valid_end(journal: &ReadJournal, header: Head) -> Result<(u64, State), Error>
         && head != header
         && let Some((m, _)) = &mut model
     {
-        let _ = m.save(&state, None, head, header.hash);
+        let _ = m.save(&state, None, head, header.hash, journal.file());
     }
     let end = head.end;
     journal.unlock()?;

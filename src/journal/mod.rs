@@ -299,6 +299,12 @@ impl ReadJournal {
         &self.path
     }
 
+    /// What holds the journal's bytes, for reading lines at known
+    /// offsets (the read model's head and history index).
+    pub fn file(&self) -> &Backing {
+        &self.file
+    }
+
     /// The file as this reader opened it, for telling later whether it has
     /// changed without reading it (a follower facing a long torn tail).
     pub fn stamp(&self) -> Result<Stamp, JournalError> {
@@ -1033,7 +1039,12 @@ impl Writer {
         if let (Some(head), Some(header), Some(mut model)) = (head, header, self.model.take()) {
             // Without the appended ids the model would be wrong, not behind.
             if let Ok(appended) = self.appended_ids() {
-                let _ = model.save_appended(&self.state, &appended, self.from, head, header);
+                let _ = model.save_appended(
+                    &self.state,
+                    &appended,
+                    (self.from, head, header),
+                    &self.file,
+                );
             }
         }
     }

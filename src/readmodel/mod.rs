@@ -19,8 +19,11 @@
 //! Why SQLite and not redb: see `docs/read-model.md` (another process may
 //! read while one writes; no `fsync` is needed for a cache).
 
+mod index;
 mod pgrows;
 mod rows;
+
+pub use index::{Indexed, slots};
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -38,13 +41,18 @@ use crate::journal::sidecar::Owner;
 use crate::time::At;
 
 const FORMAT: &str = "ledger-readmodel";
-const VERSION: &str = "2";
+// 3: the history index (`history`, `tips`).
+const VERSION: &str = "3";
 
 /// A journal shorter than this gets no model: replaying it costs less
 /// than opening one (about a millisecond), and a small ledger keeps no
 /// files beside its journal. A model that exists is kept up to date
 /// whatever the journal's length.
 pub const MODEL_AFTER_BYTES: u64 = 1 << 20;
+
+/// SQLite's page cache for a write, in KiB as `cache_size` takes it
+/// (negative).
+const WRITE_CACHE_KIB: i64 = -(64 << 10);
 
 /// Fold the write-ahead log once it is this long (see
 /// [`ReadModel::fold_wal`]): about a hundred writes of a few pages each.
@@ -245,6 +253,13 @@ impl ReadModel {
 
     /// The connection, creating the database if there is none yet.
     fn create(&mut self) -> Result<&mut Connection, ModelError> {
+        // A model in the journal's database has no SQLite file to make:
+        // what is built only there (the history index) is not built.
+        if self.db.is_some() {
+            return Err(ModelError::Malformed(
+                "no SQLite file beside a database".into(),
+            ));
+        }
         if self.conn.is_none() {
             // Created here, like every sidecar (no link followed, 0600, the
             // journal's owner); SQLite takes an empty file for a new
@@ -266,6 +281,12 @@ impl ReadModel {
         if !conn.is_autocommit() {
             conn.execute_batch("ROLLBACK")?;
         }
+        // Room for the pages a large write keeps changing (the right edge
+        // of the history index's B-tree, its parents): with SQLite's 2 MiB
+        // a write of millions of rows spilled and rewrote each of them to
+        // the log again and again (a batch of 1,000,000 events: 150,000
+        // page writes for a 50 MB model). Pages are taken only as used.
+        conn.pragma_update(None, "cache_size", WRITE_CACHE_KIB)?;
         Ok(conn)
     }
 
@@ -340,6 +361,29 @@ impl ReadModel {
         let mut state = self.base(head)?;
         self.rows()?.load_all(&mut state)?;
         whole(state)
+    }
+
+    /// Up to `n` accounts whose names come after `after` (every name comes
+    /// after `""`), in name order, as the model has them at its head: each
+    /// checked against its digest if `check` (not needed again for a row
+    /// read before in this command: one read transaction lasts from
+    /// [`ReadModel::covers`] to the write-back), not yet for
+    /// well-formedness, and without the holds on it (see
+    /// [`ReadModel::open_holds`]). For reading every account a page at a
+    /// time.
+    pub fn accounts_after(
+        &self,
+        after: &str,
+        n: usize,
+        check: bool,
+    ) -> Result<Vec<(String, crate::domain::Account)>, ModelError> {
+        rows::accounts_after(self.conn()?, after, n, check)
+    }
+
+    /// Every open hold at the model's head, by seq, each checked against
+    /// its digest.
+    pub fn open_holds(&self) -> Result<Vec<(u64, crate::domain::Hold)>, ModelError> {
+        rows::open_holds(self.conn()?)
     }
 
     /// Loads into `state` what deciding `event` (a stored event being
@@ -439,11 +483,21 @@ impl ReadModel {
         Ok(())
     }
 
+    /// The last `n` events of account `account` at the model's head,
+    /// newest first, as the history index has them (fewer if the chain
+    /// ends first); `None` if the index does not know the account. Each
+    /// row is checked against its digest, not yet against its line.
+    pub fn last_events(&self, account: &str, n: usize) -> Result<Option<Vec<Indexed>>, ModelError> {
+        index::last_events(self.conn()?, account, n)
+    }
+
     /// Writes back every entry of `state` and its head `head`, in one
     /// transaction, if the model still covers `from` (another reader may
-    /// have caught it up meanwhile). `from` is `None` for a state folded
-    /// from the journal's start: the model is then rebuilt from it (or,
-    /// if there is none and the journal is short, not made; see
+    /// have caught it up meanwhile), with the history index of the lines
+    /// between them, read from `journal`, when they are few (else the
+    /// first `history` that needs them indexes them). `from` is `None` for a state
+    /// folded from the journal's start: the model is then rebuilt from it
+    /// (or, if there is none and the journal is short, not made; see
     /// [`MODEL_AFTER_BYTES`]). `header` is the hash of the journal's header
     /// line.
     pub fn save(
@@ -452,8 +506,10 @@ impl ReadModel {
         from: Option<Head>,
         head: Head,
         header: LineHash,
+        journal: &Backing,
     ) -> Result<(), ModelError> {
-        self.save_appended(state, &AppendedIds::default(), from, head, header)
+        let appended = AppendedIds::default();
+        self.save_appended(state, &appended, (from, head, header), journal)
     }
 
     /// [`ReadModel::save`] for a writer, whose state knows the ids its
@@ -464,9 +520,8 @@ impl ReadModel {
         &mut self,
         state: &State,
         appended: &AppendedIds,
-        from: Option<Head>,
-        head: Head,
-        header: LineHash,
+        (from, head, header): (Option<Head>, Head, LineHash),
+        journal: &Backing,
     ) -> Result<(), ModelError> {
         // A database's rows were written with its lines.
         if self.db.is_some() {
@@ -493,12 +548,16 @@ impl ReadModel {
             return Ok(());
         }
         write(&tx, state, appended, head, header)?;
+        index::extend(&tx, journal, from, head)?;
         tx.commit()?;
         self.fold_wal()
     }
 
     /// Builds the model afresh from `state`, the whole state at `head`,
-    /// whatever the journal's length.
+    /// whatever the journal's length. Its history index starts empty, for
+    /// the first `history` that needs it to build (see
+    /// [`ReadModel::catch_up_index`]): a rebuild, or a batch that makes a
+    /// journal long, need not pay for it.
     pub fn build(&mut self, state: &State, head: Head, header: LineHash) -> Result<(), ModelError> {
         self.rebuild(state, &AppendedIds::default(), head, header)
     }
@@ -517,6 +576,42 @@ impl ReadModel {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         rows::clear(&tx)?;
         write(&tx, state, appended, head, header)?;
+        tx.commit()?;
+        self.fold_wal()
+    }
+
+    /// Whether the history index covers exactly what the model does, at
+    /// `head` (the head [`ReadModel::covers`] found).
+    pub fn index_covers(&self, head: Head) -> bool {
+        self.conn()
+            .and_then(index::indexed)
+            .is_ok_and(|at| at == Some((head.seq, head.end)))
+    }
+
+    /// Brings the history index up to `head`, the model's head, from
+    /// `journal`'s lines after the last one it covers (after `header`, the
+    /// head after the journal's header line, if it covers none), in one
+    /// transaction. Ends the read transaction [`ReadModel::covers`] began:
+    /// call `covers` again before reading. Does nothing if another process
+    /// moved the model meanwhile.
+    pub fn catch_up_index(
+        &mut self,
+        journal: &Backing,
+        header: Head,
+        head: Head,
+    ) -> Result<(), ModelError> {
+        let tx = self
+            .writable()?
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let at: Option<(String, i64)> = tx
+            .query_row("SELECT hash, seq FROM head WHERE one = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        if at != Some((head.hash.to_string(), rows::int(head.seq)?)) {
+            return Ok(());
+        }
+        index::catch_up(&tx, journal, header, head)?;
         tx.commit()?;
         self.fold_wal()
     }
@@ -809,6 +904,7 @@ fn connect(path: &Path) -> Result<Connection, ModelError> {
         true,
     )?;
     c.execute_batch(rows::SCHEMA)?;
+    c.execute_batch(index::SCHEMA)?;
     Ok(c)
 }
 
@@ -826,8 +922,9 @@ fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The line (without `\n`) that ends just before byte `end`.
-fn line_ending_at(file: &Backing, end: u64) -> Option<Vec<u8>> {
+/// The line (without `\n`) that ends just before byte `end` of `file`, if
+/// there is one no longer than a journal line.
+pub fn line_ending_at(file: &Backing, end: u64) -> Option<Vec<u8>> {
     // The line, its `\n` and the one before it: most lines are a few
     // hundred bytes, so a small read first (every command with a model
     // makes it); a line longer than any journal line fails the check.
@@ -840,6 +937,25 @@ fn line_ending_at(file: &Backing, end: u64) -> Option<Vec<u8>> {
             Some(i) => return Some(line[i + 1..].to_vec()),
             None if from == 0 => return None,
             None => {}
+        }
+    }
+    None
+}
+
+/// The line (without `\n`) that starts at byte `start` of `file`, read no
+/// further than byte `len`, if there is one no longer than a journal line.
+pub fn line_starting_at(file: &Backing, start: u64, len: u64) -> Option<Vec<u8>> {
+    // As in `line_ending_at`: a small read first.
+    for window in [4096, line::MAX_LINE as u64 + 1] {
+        let to = start.saturating_add(window).min(len);
+        let mut buf = vec![0u8; usize::try_from(to.checked_sub(start)?).ok()?];
+        file.read_exact_at(&mut buf, start).ok()?;
+        if let Some(i) = memchr::memchr(b'\n', &buf) {
+            buf.truncate(i);
+            return Some(buf);
+        }
+        if to == len {
+            return None;
         }
     }
     None

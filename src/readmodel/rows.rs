@@ -43,23 +43,23 @@ CREATE TABLE IF NOT EXISTS ended (
 /// A digest of a row's values: the first 8 bytes of a SHA-256 over each
 /// value with its length (so that no two rows share an encoding).
 #[derive(Default)]
-struct Digest(Sha256);
+pub(super) struct Digest(Sha256);
 
 impl Digest {
-    fn bytes(mut self, value: &[u8]) -> Digest {
+    pub(super) fn bytes(mut self, value: &[u8]) -> Digest {
         self.0.update((value.len() as u64).to_le_bytes());
         self.0.update(value);
         self
     }
 
-    fn text(self, value: Option<&str>) -> Digest {
+    pub(super) fn text(self, value: Option<&str>) -> Digest {
         match value {
             Some(text) => self.bytes(b"s").bytes(text.as_bytes()),
             None => self.bytes(b"-"),
         }
     }
 
-    fn int(self, value: i64) -> Digest {
+    pub(super) fn int(self, value: i64) -> Digest {
         self.bytes(&value.to_le_bytes())
     }
 
@@ -67,7 +67,7 @@ impl Digest {
         self.bytes(&value.0.to_be_bytes())
     }
 
-    fn finish(self) -> i64 {
+    pub(super) fn finish(self) -> i64 {
         let hash = self.0.finalize();
         let mut first = [0u8; 8];
         first.copy_from_slice(&hash[..8]);
@@ -82,7 +82,7 @@ pub fn int(value: impl TryInto<i64>) -> Result<i64, ModelError> {
         .map_err(|_| ModelError::Malformed("a number past SQLite's range".into()))
 }
 
-fn uint<T: TryFrom<i64>>(value: i64) -> Result<T, ModelError> {
+pub(super) fn uint<T: TryFrom<i64>>(value: i64) -> Result<T, ModelError> {
     T::try_from(value).map_err(|_| ModelError::Malformed(format!("{value} is out of range")))
 }
 
@@ -100,7 +100,7 @@ fn at(text: Option<String>) -> Result<Option<At>, ModelError> {
     .transpose()
 }
 
-fn digest_matches(
+pub(super) fn digest_matches(
     stored: i64,
     computed: i64,
     what: impl FnOnce() -> String,
@@ -206,6 +206,12 @@ pub fn units(c: &Connection) -> Result<Vec<Unit>, ModelError> {
 /// The account in row `r` (name, owner, unit, balance, closed, held,
 /// digest), its holds not yet attached.
 fn account_row(r: &Row<'_>) -> Result<(String, Account), ModelError> {
+    account_row_checked(r, true)
+}
+
+/// [`account_row`], its digest checked only if `check` (a row read again
+/// in the read transaction that checked it cannot have changed).
+fn account_row_checked(r: &Row<'_>, check: bool) -> Result<(String, Account), ModelError> {
     let name: String = r.get(0)?;
     let unit: i64 = r.get(2)?;
     let account = Account::from(AccountForm {
@@ -217,9 +223,11 @@ fn account_row(r: &Row<'_>) -> Result<(String, Account), ModelError> {
         expiring: Vec::new(),
         incoming: Vec::new(),
     });
-    digest_matches(r.get(6)?, account_digest(&name, &account, unit), || {
-        format!("account {name}")
-    })?;
+    if check {
+        digest_matches(r.get(6)?, account_digest(&name, &account, unit), || {
+            format!("account {name}")
+        })?;
+    }
     Ok((name, account))
 }
 
@@ -405,15 +413,42 @@ pub fn load_all(c: &Connection, state: &mut State) -> Result<(), ModelError> {
     load_the_rest(c, state)
 }
 
-/// Loads every account, with the open holds.
-pub fn load_every_account(c: &Connection, state: &mut State) -> Result<(), ModelError> {
-    let mut stmt =
-        c.prepare("SELECT seq, account, amount, dest, expires, digest FROM holds ORDER BY seq")?;
+/// Every open hold, by seq.
+pub fn open_holds(c: &Connection) -> Result<Vec<(u64, Hold)>, ModelError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT seq, account, amount, dest, expires, digest FROM holds ORDER BY seq",
+    )?;
     let mut rows = stmt.query([])?;
     let mut holds = Vec::new();
     while let Some(r) = rows.next()? {
         holds.push(hold_row(r)?);
     }
+    Ok(holds)
+}
+
+/// Up to `n` accounts whose names come after `after`, in name order, each
+/// checked against its digest if `check` (its holds not attached).
+pub fn accounts_after(
+    c: &Connection,
+    after: &str,
+    n: usize,
+    check: bool,
+) -> Result<Vec<(String, Account)>, ModelError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT name, owner, unit, balance, closed, held, digest FROM accounts
+         WHERE name > ?1 ORDER BY name LIMIT ?2",
+    )?;
+    let mut rows = stmt.query(params![after, int(n)?])?;
+    let mut page = Vec::with_capacity(n);
+    while let Some(r) = rows.next()? {
+        page.push(account_row_checked(r, check)?);
+    }
+    Ok(page)
+}
+
+/// Loads every account, with the open holds.
+pub fn load_every_account(c: &Connection, state: &mut State) -> Result<(), ModelError> {
+    let holds = open_holds(c)?;
     // The holds each account's rules look at, by account; each account
     // then goes into the state as it is read (a million of them are not
     // held twice).
@@ -484,7 +519,8 @@ pub fn account_names(c: &Connection) -> Result<Vec<String>, ModelError> {
 pub fn clear(tx: &Transaction<'_>) -> Result<(), ModelError> {
     tx.execute_batch(
         "DELETE FROM head; DELETE FROM units; DELETE FROM accounts; DELETE FROM ids;
-         DELETE FROM reversed; DELETE FROM holds; DELETE FROM ended;",
+         DELETE FROM reversed; DELETE FROM holds; DELETE FROM ended;
+         DELETE FROM history; DELETE FROM tips; DELETE FROM indexed;",
     )?;
     Ok(())
 }

@@ -1,0 +1,270 @@
+//! `history ACCOUNT --limit N` from the read model's history index: the
+//! same bytes as the full replay in every format, whatever state the model
+//! is in (missing, stale with a tail, damaged, at any seq), and the
+//! journal the evidence: a row that disagrees with it is not used.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+
+use crate::common::TestEnv;
+use crate::readmodel::{NAMES, model_at, model_seq, op, remove_model, run_ops, tamper};
+
+const FORMATS: [&str; 3] = ["table", "json", "csv"];
+const LIMITS: [&str; 6] = ["0", "1", "2", "3", "7", "1000"];
+
+/// a, b, c with deposits, transfers both ways, a hold captured, a hold
+/// released, a reversal and a close: every kind of event an account's
+/// history shows.
+fn ledger() -> TestEnv {
+    TestEnv::with(&[
+        "create a --currency EUR",
+        "create b --currency EUR",
+        "create c --currency EUR",
+        "deposit a 50",
+        "transfer a b 10",
+        "hold a 5 --to c",
+        "capture 6",
+        "deposit b 7.25",
+        "transfer b a 3",
+        "hold b 2",
+        "release 10",
+        "reverse 8",
+        "withdraw c 5",
+        "close c",
+        "deposit a 1",
+    ])
+}
+
+/// `history ACCOUNT --limit N` in `format`: stdout, stderr and exit code.
+fn history(env: &TestEnv, account: &str, limit: &str, format: &str) -> (Vec<u8>, Vec<u8>, i32) {
+    let out = env
+        .cmd()
+        .args(["--format", format, "history", account, "--limit", limit])
+        .output()
+        .unwrap();
+    (out.stdout, out.stderr, out.status.code().unwrap_or(-1))
+}
+
+/// Every account's history at every limit and in every format, as this
+/// journal's model (if any) answers it.
+fn every_history(env: &TestEnv, names: &[&str]) -> Vec<(Vec<u8>, Vec<u8>, i32)> {
+    let mut all = Vec::new();
+    for name in names {
+        for limit in LIMITS {
+            for format in FORMATS {
+                all.push(history(env, name, limit, format));
+            }
+        }
+    }
+    all
+}
+
+/// The same, with no model: the full replay (the journals here are too
+/// short to get a model of their own).
+fn replayed(env: &TestEnv, names: &[&str]) -> Vec<(Vec<u8>, Vec<u8>, i32)> {
+    remove_model(&env.journal);
+    let all = every_history(env, names);
+    assert_eq!(model_seq(&env.journal), None);
+    all
+}
+
+#[test]
+fn the_index_answers_exactly_as_the_full_replay_at_every_model_position() {
+    let env = ledger();
+    let names = ["a", "b", "c", "nobody"];
+    let expected = replayed(&env, &names);
+    for seq in [1, 3, 6, 9, 14, 15] {
+        model_at(&env.journal, seq);
+        assert_eq!(every_history(&env, &names), expected, "model at {seq}");
+    }
+    let table = String::from_utf8(history(&env, "a", "3", "table").0).unwrap();
+    assert_eq!(
+        table,
+        "SEQ  AT                    CHANGE  BALANCE  EVENT\n  \
+           7  2026-11-26 10:00:00    -5.00    35.00  capture 5.00 of hold 6: a to c\n  \
+           9  2026-11-26 10:00:00     3.00    38.00  transfer 3.00 from b to a\n \
+          15  2026-11-26 10:00:00     1.00    39.00  deposit 1.00 to a\n"
+    );
+}
+
+/// The index is what answers: a line it does not need, edited in the
+/// part the model covers, is not read (a full replay refuses the journal).
+#[test]
+fn the_index_reads_only_the_lines_it_shows() {
+    let env = ledger();
+    model_at(&env.journal, 15);
+    let expected = history(&env, "a", "2", "json");
+    let text = String::from_utf8(env.bytes()).unwrap();
+    // seq 8 (b's deposit of 7.25): same length, so offsets stay.
+    env.write(text.replacen(r#""amount":"7.25""#, r#""amount":"7.26""#, 1));
+    assert_eq!(history(&env, "a", "2", "json"), expected);
+    // b's history includes it: its line no longer chains, the full replay
+    // judges the journal, which is corrupt.
+    let journal = env.bytes();
+    let (_, stderr, code) = history(&env, "b", "10", "json");
+    assert_eq!(code, 3, "{}", String::from_utf8_lossy(&stderr));
+    assert_eq!(env.bytes(), journal);
+}
+
+#[test]
+fn a_stale_model_is_completed_by_the_lines_after_it() {
+    let env = ledger();
+    let names = ["a", "b", "c"];
+    model_at(&env.journal, 4);
+    env.ok("create d --currency EUR");
+    env.ok("transfer a d 2");
+    env.ok("deposit d 1");
+    let with_tail = {
+        model_at(&env.journal, 5);
+        every_history(&env, &["a", "b", "c", "d"])
+    };
+    assert_eq!(model_seq(&env.journal), Some(5));
+    assert_eq!(with_tail, replayed(&env, &["a", "b", "c", "d"]));
+    // Kept up to date by writers, the index answers the same.
+    model_at(&env.journal, 2);
+    env.ok("deposit a 2");
+    env.ok("deposit b 2");
+    assert_eq!(model_seq(&env.journal), Some(20));
+    let kept = every_history(&env, &names);
+    assert_eq!(kept, replayed(&env, &names));
+}
+
+/// Rows changed, lost or pointing elsewhere: the output is still the full
+/// replay's, and the journal is untouched.
+#[test]
+fn a_damaged_index_is_not_trusted() {
+    let expected = replayed(&ledger(), &["a", "b"]);
+    for sql in [
+        "DELETE FROM history WHERE key = 18",
+        "DELETE FROM history WHERE key = 30",
+        "DELETE FROM history WHERE key = 2",
+        "DELETE FROM tips WHERE account = 'a'",
+        "DELETE FROM tips",
+        "DELETE FROM history",
+        "UPDATE history SET prev = 8 WHERE key = 19",
+        "UPDATE history SET line_end = line_end - 1 WHERE key BETWEEN 18 AND 19",
+        "UPDATE tips SET key = 19 WHERE account = 'a'",
+        "UPDATE tips SET key = 99",
+        "UPDATE history SET key = 31 WHERE key = 30",
+        "UPDATE history SET prev = 0",
+        "DROP TABLE history",
+        "DROP TABLE tips",
+    ] {
+        let env = ledger();
+        model_at(&env.journal, 15);
+        // A rebuilt model's index is built by the first history.
+        history(&env, "c", "1", "json");
+        assert_eq!(indexed_seq(&env), Some(15));
+        tamper(&env.journal, sql);
+        let journal = env.bytes();
+        assert_eq!(every_history(&env, &["a", "b"]), expected, "{sql}");
+        assert_eq!(env.bytes(), journal, "{sql}");
+    }
+}
+
+/// A row forged with its digest recomputed that still names a line the
+/// journal does not agree with is refused too: the line is the evidence.
+#[test]
+fn an_index_row_pointing_at_another_line_is_checked_against_the_line() {
+    let env = ledger();
+    let expected = history(&env, "a", "2", "json");
+    model_at(&env.journal, 15);
+    history(&env, "c", "1", "json");
+    // a's tip moved to seq 13 (c's withdrawal), digest left: refused by the
+    // digest; the row for 13 under a's name does not exist either way.
+    tamper(&env.journal, "UPDATE tips SET key = 26 WHERE account = 'a'");
+    assert_eq!(history(&env, "a", "2", "json"), expected);
+}
+
+/// The seq up to which the model's history index covers the journal.
+fn indexed_seq(env: &TestEnv) -> Option<u64> {
+    let db = rusqlite::Connection::open(ledger::readmodel::path_of(&env.journal)).unwrap();
+    db.query_row("SELECT seq FROM indexed", [], |r| r.get::<_, i64>(0))
+        .ok()
+        .map(|seq| seq as u64)
+}
+
+/// A rebuilt model has no index yet: the first history builds it; a short
+/// write then extends it as it saves the model, a long one leaves it to
+/// the next history.
+#[test]
+fn the_index_is_built_by_the_first_history_and_kept_up_by_short_writes() {
+    let env = ledger();
+    model_at(&env.journal, 10);
+    assert_eq!(indexed_seq(&env), None);
+    let expected = history(&env, "a", "3", "csv");
+    assert_eq!(indexed_seq(&env), Some(10));
+    // The lines after the model's head are replayed, not indexed.
+    assert_eq!(model_seq(&env.journal), Some(10));
+    env.ok("deposit a 2");
+    assert_eq!(indexed_seq(&env), Some(16));
+    let memo = "m".repeat(400);
+    let long: String = (0..3000)
+        .map(|_| format!("deposit b 1 --memo {memo}\n"))
+        .collect();
+    env.cmd()
+        .args(["batch", "-"])
+        .write_stdin(long)
+        .assert()
+        .success();
+    assert_eq!(model_seq(&env.journal), Some(3016));
+    assert_eq!(indexed_seq(&env), Some(16));
+    let after = history(&env, "b", "2", "json");
+    assert_eq!(indexed_seq(&env), Some(3016));
+    assert_ne!(history(&env, "a", "3", "csv"), expected);
+    assert_eq!(after.2, 0);
+    remove_model(&env.journal);
+    assert_eq!(history(&env, "b", "2", "json"), after);
+}
+
+#[test]
+fn a_model_deleted_or_unusable_changes_only_speed() {
+    let env = ledger();
+    let names = ["a", "b", "c", "zz"];
+    model_at(&env.journal, 15);
+    let with_model = every_history(&env, &names);
+    remove_model(&env.journal);
+    assert_eq!(every_history(&env, &names), with_model);
+    std::fs::write(ledger::readmodel::path_of(&env.journal), b"garbage").unwrap();
+    assert_eq!(every_history(&env, &names), with_model);
+}
+
+fn same_histories(path: &Path) -> Result<(), TestCaseError> {
+    let env = TestEnv {
+        dir: tempfile::tempdir().unwrap(),
+        journal: path.to_owned(),
+        db: None,
+    };
+    let with_model: Vec<_> = NAMES
+        .iter()
+        .flat_map(|n| ["1", "4"].map(|l| history(&env, n, l, "json")))
+        .chain(NAMES.iter().map(|n| history(&env, n, "3", "table")))
+        .collect();
+    remove_model(path);
+    let without: Vec<_> = NAMES
+        .iter()
+        .flat_map(|n| ["1", "4"].map(|l| history(&env, n, l, "json")))
+        .chain(NAMES.iter().map(|n| history(&env, n, "3", "table")))
+        .collect();
+    prop_assert_eq!(with_model, without);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// On random journals, with the model kept up to date by the writers
+    /// and then rebuilt at a random seq, the index's answers equal the full
+    /// replay's.
+    #[test]
+    fn indexed_history_equals_the_full_replay(ops in proptest::collection::vec(op(), 1..30), at in 0.0f64..1.0) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        run_ops(&path, &ops, false);
+        same_histories(&path)?;
+        let last = crate::readmodel::full_replay(&path).seq();
+        model_at(&path, ((last as f64) * at) as u64 + 1);
+        same_histories(&path)?;
+    }
+}
