@@ -605,6 +605,7 @@ impl Writer {
     /// A writer on a journal in a database: its head row locked until the
     /// transaction ends (committed, or rolled back by `unlock` or drop).
     fn open_db(path: &Path, db: Db) -> Result<Writer, JournalError> {
+        db.prepare_ahead(crate::readmodel::DATABASE_WRITE_STATEMENTS);
         let locked = db.begin_write()?;
         let db = Rc::new(db);
         let model = ReadModel::in_database(Rc::clone(&db));

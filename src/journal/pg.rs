@@ -122,6 +122,10 @@ pub fn listen(path: &Path, wake: impl Fn() -> bool + Send + 'static) -> bool {
     spawned.is_ok() && ready_rx.recv_timeout(CONNECT_TIMEOUT).is_ok()
 }
 
+/// The lines holding byte `$1` and those after it, `$2` of them at most.
+const FETCH_LINES: &str =
+    "SELECT end_off, line FROM ledger_lines WHERE end_off > $1 ORDER BY end_off LIMIT $2";
+
 /// Rows fetched by one query while reading lines in order, at most; a
 /// read that jumps about fetches few.
 const MOST_ROWS: i64 = 16384;
@@ -236,6 +240,19 @@ impl Db {
     ) -> Result<u64, postgres::Error> {
         let statement = self.statement(sql)?;
         self.client.borrow_mut().execute(&statement, params)
+    }
+
+    /// Prepares `statements` (and the read of lines) before a write locks
+    /// the head: a new connection's server process plans each statement
+    /// the first time, with its catalog caches cold, and that need not
+    /// happen while other writers wait for the lock. Best effort: on a
+    /// database without the tables yet, they are prepared when first run.
+    pub fn prepare_ahead(&self, statements: &[&'static str]) {
+        for sql in statements.iter().chain([&FETCH_LINES]) {
+            if self.statement(sql).is_err() {
+                return;
+            }
+        }
     }
 
     fn statement(&self, sql: &'static str) -> Result<postgres::Statement, postgres::Error> {
@@ -490,10 +507,7 @@ impl Db {
     /// Fills the window with the line holding byte `offset` and those after it.
     fn fetch(&self, window: &mut Window, offset: u64) -> io::Result<()> {
         let rows = self
-            .query(
-                "SELECT end_off, line FROM ledger_lines WHERE end_off > $1 ORDER BY end_off LIMIT $2",
-                &[&as_int(offset), &window.rows],
-            )
+            .query(FETCH_LINES, &[&as_int(offset), &window.rows])
             .map_err(io::Error::other)?;
         window.bytes.clear();
         for (i, row) in rows.iter().enumerate() {

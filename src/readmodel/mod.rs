@@ -78,6 +78,9 @@ pub enum ModelError {
 pub type Appended<'a> =
     dyn Fn(&mut dyn FnMut(&str, u64) -> Result<(), ModelError>) -> Result<(), ModelError> + 'a;
 
+/// The statements a write runs on a model kept in a journal's database.
+pub const DATABASE_WRITE_STATEMENTS: &[&str] = pgrows::WRITE_STATEMENTS;
+
 /// The tables of the model kept in a journal's database.
 pub const DATABASE_SCHEMA: &str = pgrows::SCHEMA;
 

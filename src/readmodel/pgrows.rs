@@ -38,6 +38,41 @@ CREATE TABLE IF NOT EXISTS ledger_ended (
     amount numeric(39,0) NOT NULL);
 "#;
 
+const UNITS: &str = "SELECT idx, currency, decimals, deposited::text, withdrawn::text, held::text
+             FROM ledger_units ORDER BY idx";
+
+const ACCOUNT: &str = "SELECT name, owner, unit, balance::text, closed, held::text
+             FROM ledger_accounts WHERE name = $1";
+
+const ACCOUNT_HOLDS: &str = "SELECT seq, account, amount::text, dest, expires FROM ledger_holds
+             WHERE account = $1 AND expires IS NOT NULL
+             UNION SELECT seq, account, amount::text, dest, expires FROM ledger_holds
+             WHERE dest = $1 ORDER BY seq";
+
+const ID: &str = "SELECT seq FROM ledger_ids WHERE id = $1";
+
+const SAVE_UNITS: &str =
+    "INSERT INTO ledger_units (idx, currency, decimals, deposited, withdrawn, held)
+         SELECT i, c, d, dep::numeric, w::numeric, h::numeric
+         FROM unnest($1::int[], $2::text[], $3::smallint[], $4::text[], $5::text[], $6::text[])
+             AS t(i, c, d, dep, w, h)
+         ON CONFLICT (idx) DO UPDATE SET currency = excluded.currency,
+             decimals = excluded.decimals, deposited = excluded.deposited,
+             withdrawn = excluded.withdrawn, held = excluded.held";
+
+const SAVE_ACCOUNTS: &str = "INSERT INTO ledger_accounts (name, owner, unit, balance, closed, held)
+             SELECT n, o, u, b::numeric, c, h::numeric
+             FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::bool[], $6::text[])
+                 AS t(n, o, u, b, c, h)
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, unit = excluded.unit,
+                 balance = excluded.balance, closed = excluded.closed, held = excluded.held";
+
+/// The statements every write runs: prepared before the head is locked
+/// (see [`Db::prepare_ahead`]), so that the lock is not held while a new
+/// connection's server process plans them.
+pub const WRITE_STATEMENTS: &[&str] =
+    &[UNITS, ACCOUNT, ACCOUNT_HOLDS, ID, SAVE_UNITS, SAVE_ACCOUNTS];
+
 /// Rows written by one statement at most (arrays of this many values).
 const CHUNK: usize = 10_000;
 
@@ -75,13 +110,7 @@ fn at(text: Option<&str>) -> Result<Option<At>, ModelError> {
 
 /// Every unit, in order.
 pub fn units(db: &Db) -> Result<Vec<Unit>, ModelError> {
-    let rows = db
-        .query(
-            "SELECT idx, currency, decimals, deposited::text, withdrawn::text, held::text
-             FROM ledger_units ORDER BY idx",
-            &[],
-        )
-        .map_err(db_error)?;
+    let rows = db.query(UNITS, &[]).map_err(db_error)?;
     let mut units = Vec::with_capacity(rows.len());
     for r in &rows {
         if uint::<usize>(i64::from(get::<i32>(r, 0)?))? != units.len() {
@@ -239,26 +268,12 @@ pub fn load_account(
     if state.account(name).is_some() || absent.accounts.borrow().contains(name) {
         return Ok(());
     }
-    let rows = db
-        .query(
-            "SELECT name, owner, unit, balance::text, closed, held::text
-             FROM ledger_accounts WHERE name = $1",
-            &[&name],
-        )
-        .map_err(db_error)?;
+    let rows = db.query(ACCOUNT, &[&name]).map_err(db_error)?;
     let Some(row) = rows.first() else {
         return Ok(());
     };
     let (name, account) = account_row(row)?;
-    let holds = db
-        .query(
-            "SELECT seq, account, amount::text, dest, expires FROM ledger_holds
-             WHERE account = $1 AND expires IS NOT NULL
-             UNION SELECT seq, account, amount::text, dest, expires FROM ledger_holds
-             WHERE dest = $1 ORDER BY seq",
-            &[&name],
-        )
-        .map_err(db_error)?;
+    let holds = db.query(ACCOUNT_HOLDS, &[&name]).map_err(db_error)?;
     let holds = holds.iter().map(hold_row).collect::<Result<Vec<_>, _>>()?;
     add_account(state, name, account, &holds)
 }
@@ -268,9 +283,7 @@ pub fn load_id(db: &Db, absent: &Absent, state: &mut State, id: &str) -> Result<
     if state.id_seq(id).is_some() || absent.ids.borrow().contains(id) {
         return Ok(());
     }
-    let rows = db
-        .query("SELECT seq FROM ledger_ids WHERE id = $1", &[&id])
-        .map_err(db_error)?;
+    let rows = db.query(ID, &[&id]).map_err(db_error)?;
     if let Some(r) = rows.first() {
         state
             .load_id(id, uint(get::<i64>(r, 0)?)?)
@@ -466,12 +479,7 @@ pub fn save(
             columns.5.push(a.held().0.to_string());
         }
         db.execute(
-            "INSERT INTO ledger_accounts (name, owner, unit, balance, closed, held)
-             SELECT n, o, u, b::numeric, c, h::numeric
-             FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::bool[], $6::text[])
-                 AS t(n, o, u, b, c, h)
-             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, unit = excluded.unit,
-                 balance = excluded.balance, closed = excluded.closed, held = excluded.held",
+            SAVE_ACCOUNTS,
             &[
                 &columns.0, &columns.1, &columns.2, &columns.3, &columns.4, &columns.5,
             ],
@@ -524,13 +532,7 @@ fn save_units(db: &Db, state: &State) -> Result<(), ModelError> {
         columns.5.push(u.held.0.to_string());
     }
     db.execute(
-        "INSERT INTO ledger_units (idx, currency, decimals, deposited, withdrawn, held)
-         SELECT i, c, d, dep::numeric, w::numeric, h::numeric
-         FROM unnest($1::int[], $2::text[], $3::smallint[], $4::text[], $5::text[], $6::text[])
-             AS t(i, c, d, dep, w, h)
-         ON CONFLICT (idx) DO UPDATE SET currency = excluded.currency,
-             decimals = excluded.decimals, deposited = excluded.deposited,
-             withdrawn = excluded.withdrawn, held = excluded.held",
+        SAVE_UNITS,
         &[
             &columns.0, &columns.1, &columns.2, &columns.3, &columns.4, &columns.5,
         ],
