@@ -46,11 +46,38 @@ start() {
     [ "$(id -u)" = 0 ] && chown postgres "$dir/pw"
     as_owner "$bin/initdb" -D "$dir/data" -U ledger --pwfile="$dir/pw" \
         --auth-local=trust --auth-host=scram-sha-256 >"$dir/initdb.log" 2>&1
+    certificates "$dir"
+    # ledger_tls may sign in over TLS only: a test that it can proves TLS.
+    { printf 'hostssl all ledger_tls 127.0.0.1/32 scram-sha-256\n'
+      printf 'host all ledger_tls 127.0.0.1/32 reject\n'
+      cat "$dir/data/pg_hba.conf"; } >"$dir/hba" && cat "$dir/hba" >"$dir/data/pg_hba.conf"
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-k $dir -p $port -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on" \
+        -o "-k $dir -p $port -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on -c ssl=on -c ssl_cert_file=$dir/tls/server.pem -c ssl_key_file=$dir/tls/server.key" \
         start >/dev/null
+    as_owner psql -q -h "$dir" -p "$port" -U ledger -d postgres \
+        -c "CREATE ROLE ledger_tls LOGIN CREATEDB PASSWORD 'secret'" >/dev/null
     echo "export LEDGER_TEST_PG='postgresql://ledger:secret@127.0.0.1:$port/postgres'"
+    echo "export LEDGER_TEST_PG_CA='$dir/tls/ca.pem'"
     echo "export LEDGER_TEST_PG_DIR='$dir'"
+}
+
+# certificates DIR: a CA of its own, and a server certificate it signed
+# for the name localhost only (so that verify-full to 127.0.0.1 fails
+# where verify-ca passes).
+certificates() {
+    local tls="$1/tls"
+    command -v openssl >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get install -y openssl >&2; }
+    mkdir -p "$tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=ledger test CA" \
+        -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+        -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost\n' >"$tls/ext"
+    openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+        -CAcreateserial -days 2 -extfile "$tls/ext" -out "$tls/server.pem" 2>/dev/null
+    chmod 600 "$tls/server.key"
+    [ "$(id -u)" = 0 ] && chown -R postgres "$tls"
+    chmod 755 "$tls"; chmod 644 "$tls/ca.pem"
 }
 
 stop() {

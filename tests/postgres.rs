@@ -689,3 +689,62 @@ fn a_connection_lost_during_commit_is_an_unknown_outcome_safe_to_repeat() {
     assert!(again.contains("already recorded"), "{again}");
     assert_eq!(env.balance_of("a"), "5.00");
 }
+
+/// TLS as the URL's `sslmode` asks, with libpq's meanings. The test
+/// server lets `ledger_tls` sign in over TLS only, and its certificate
+/// names `localhost`, not `127.0.0.1` (`scripts/pg-cluster.sh`).
+#[test]
+fn tls_is_used_and_the_certificate_checked_as_sslmode_asks() {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    let Some(ca) = std::env::var("LEDGER_TEST_PG_CA").ok() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "LEDGER_TEST_PG_CA is not set: start the server with scripts/pg-cluster.sh"
+        );
+        return;
+    };
+    env.db
+        .as_ref()
+        .expect("db")
+        .sql("GRANT ALL ON SCHEMA public TO ledger_tls");
+    let url = env
+        .journal
+        .display()
+        .to_string()
+        .replace("ledger:secret@", "ledger_tls:secret@");
+    let run = |url: &str, args: &[&str]| {
+        let out = env
+            .bare()
+            .arg("--file")
+            .arg(url)
+            .args(args)
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&format!("{url}?sslmode=require"), &["create", "a"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    // Without TLS the server turns this user away: the write above used it.
+    let (code, stderr) = run(&format!("{url}?sslmode=disable"), &["balance"]);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("no encryption"), "{stderr}");
+    let verify = |mode: &str, url: &str| format!("{url}?sslmode={mode}&sslrootcert={ca}");
+    let (code, stderr) = run(&verify("verify-ca", &url), &["deposit", "a", "1"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stderr) = run(&verify("verify-full", &url), &["balance"]);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("not valid for name"), "{stderr}");
+    let by_name = url.replace("@127.0.0.1:", "@localhost:");
+    let (code, stderr) = run(&verify("verify-full", &by_name), &["deposit", "a", "1"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let missing = format!("{url}?sslmode=verify-ca&sslrootcert=/nonexistent/ca.pem");
+    let (code, stderr) = run(&missing, &["balance"]);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("root certificates"), "{stderr}");
+    assert_eq!(env.balance_of("a"), "2.00");
+}

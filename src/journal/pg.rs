@@ -27,6 +27,8 @@ use postgres::{Client, Config, NoTls};
 
 use super::JournalError;
 
+mod tls;
+
 /// Whether a location names a PostgreSQL database rather than a file.
 pub fn is_location(location: &str) -> bool {
     location.starts_with("postgresql://") || location.starts_with("postgres://")
@@ -583,11 +585,14 @@ fn reason(e: &postgres::Error) -> String {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn connect(path: &Path, url: &str) -> Result<Client, JournalError> {
-    let mut config = Config::from_str(url).map_err(|e| JournalError::Database {
+    let unusable = |reason: String| JournalError::Database {
         path: path.to_owned(),
         action: "use",
-        reason: format!("not a PostgreSQL URL: {}", reason(&e)),
-    })?;
+        reason,
+    };
+    let (url, tls) = tls::Wanted::split(url).map_err(unusable)?;
+    let mut config = Config::from_str(&url)
+        .map_err(|e| unusable(format!("not a PostgreSQL URL: {}", reason(&e))))?;
     if config.get_user().is_none()
         && let Some(user) = std::env::var("PGUSER")
             .ok()
@@ -604,13 +609,17 @@ fn connect(path: &Path, url: &str) -> Result<Client, JournalError> {
         config.password(password);
     }
     config.application_name("ledger");
-    config
-        .connect(NoTls)
-        .map_err(|e| JournalError::Unreachable {
-            path: path.to_owned(),
-            server: server_of(&config),
-            reason: reason(&e),
-        })
+    let connected = if tls.wants_tls() {
+        let client = tls.client_config().map_err(unusable)?;
+        config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(client))
+    } else {
+        config.connect(NoTls)
+    };
+    connected.map_err(|e| JournalError::Unreachable {
+        path: path.to_owned(),
+        server: server_of(&config),
+        reason: reason(&e),
+    })
 }
 
 /// The first host and port the config names, as `host:port`.
