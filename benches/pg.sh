@@ -36,12 +36,13 @@ if [ -z "${LEDGER_TEST_PG:-}" ]; then
 fi
 base=${LEDGER_TEST_PG%/*}
 
-# newdb NAME: a fresh database; prints its URL.
+# newdb NAME VAR: a fresh database, its URL put in VAR (not printed: the
+# list of databases to drop must outlive a command substitution's subshell).
 newdb() {
     local name="ledger_bench_$1_$$"
-    psql -q "$LEDGER_TEST_PG" -c "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name" >/dev/null
+    psql -q "$LEDGER_TEST_PG" -c "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name" >/dev/null 2>&1
     dbs+=("$name")
-    echo "$base/$name"
+    printf -v "$2" '%s' "$base/$name"
 }
 
 # median LOCATION ARGS...: median wall ms and highest peak RSS (KiB).
@@ -64,8 +65,8 @@ awk -v n="$events" 'BEGIN {
     for (i = 0; i < 1000; i++) print "create c" i;
     for (i = 0; i < n - 1000; i++) print "deposit c" (i % 1000) " 1.50 --id e" i;
 }' >"$dir/big.txt"
-small_db=$(newdb small)
-big_db=$(newdb big)
+newdb small small_db
+newdb big big_db
 "$bin" -f "$dir/small.jsonl" batch "$dir/small.txt" >/dev/null
 "$bin" -f "$dir/big.jsonl" batch "$dir/big.txt" >/dev/null
 "$bin" copy "$dir/small.jsonl" "$small_db" >/dev/null
@@ -93,7 +94,7 @@ awk -v n="$batch" 'BEGIN {
     for (i = 0; i < n - 1000; i++) print "deposit c" (i % 1000) " 1";
 }' >"$dir/batch.txt"
 for kind in file db; do
-    if [ $kind = file ]; then at="$dir/batch.jsonl"; else at=$(newdb batch); fi
+    if [ $kind = file ]; then at="$dir/batch.jsonl"; else newdb batch at; fi
     t0=$EPOCHREALTIME
     /usr/bin/time -f "%M" -o "$dir/kb" "$bin" -f "$at" batch "$dir/batch.txt" >/dev/null
     t1=$EPOCHREALTIME
@@ -103,7 +104,7 @@ done
 
 echo "== 3. $writers concurrent writers for $seconds s each"
 for kind in file db; do
-    if [ $kind = file ]; then at="$dir/concurrent.jsonl"; else at=$(newdb concurrent); fi
+    if [ $kind = file ]; then at="$dir/concurrent.jsonl"; else newdb concurrent at; fi
     "$bin" -f "$at" create shared >/dev/null
     for w in $(seq "$writers"); do
         (
@@ -126,7 +127,7 @@ done
 # time, an upper bound on commit-to-print) to the follower's line.
 echo "== 4. follow latency (write's start to the follower's line), 200 writes"
 for kind in file db; do
-    if [ $kind = file ]; then at="$dir/follow.jsonl"; else at=$(newdb follow); fi
+    if [ $kind = file ]; then at="$dir/follow.jsonl"; else newdb follow at; fi
     "$bin" -f "$at" create f >/dev/null
     mkfifo "$dir/fifo.$kind"
     "$bin" -f "$at" history --follow --from-seq 1 --json >"$dir/fifo.$kind" &
