@@ -748,3 +748,31 @@ fn tls_is_used_and_the_certificate_checked_as_sslmode_asks() {
     assert!(stderr.contains("root certificates"), "{stderr}");
     assert_eq!(env.balance_of("a"), "2.00");
 }
+
+#[test]
+fn a_password_given_as_a_url_query_parameter_is_never_shown() {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    // libpq also takes the password as `?password=`.
+    let url = env.journal.display().to_string();
+    let (user, rest) = url.split_once(":secret@").expect("a password in the URL");
+    let in_query = format!("{user}@{rest}?password=secret");
+    let out = env
+        .bare()
+        .args(["--file", &in_query, "create", "a"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("secret"), "{stderr}");
+    let wrong = format!("{user}@{rest}?password=hunter2");
+    let out = env
+        .bare()
+        .args(["--file", &wrong, "balance"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
