@@ -64,13 +64,35 @@ pub fn is_database(path: &Path) -> bool {
     path.to_str().is_some_and(is_location)
 }
 
-/// `url` without the password of its user part, if it has one.
+/// `url` without the password of its user part, if it has one, and
+/// without a `password` query parameter.
 fn without_password(url: &str) -> String {
+    let (url, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut shown = without_user_password(url);
+    if let Some(query) = query {
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| {
+                let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+                tls::percent_decoded(key) != "password"
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&kept.join("&"));
+    }
+    shown
+}
+
+/// `url` (without its query) without the password of its user part.
+fn without_user_password(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_owned();
     };
     let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority_end = rest.find('/').unwrap_or(rest.len());
     let authority = &rest[..authority_end];
     let Some(at) = authority.rfind('@') else {
         return url.to_owned();
@@ -694,6 +716,14 @@ mod tests {
             ("postgresql://h/db", "postgresql://h/db"),
             ("postgresql://u:p@h", "postgresql://u@h"),
             ("postgresql:///db?host=/tmp", "postgresql:///db?host=/tmp"),
+            (
+                "postgresql://u@h/db?password=s3cret&x=1",
+                "postgresql://u@h/db?x=1",
+            ),
+            (
+                "postgresql://u@h/db?%70assword=s3cret",
+                "postgresql://u@h/db?",
+            ),
         ];
         for (url, shown) in cases {
             assert_eq!(without_password(url), shown);

@@ -146,7 +146,7 @@ impl Wanted {
 }
 
 /// `%XX` escapes decoded (a path in a URL has its `/` as `%2F`).
-fn percent_decoded(text: &str) -> String {
+pub(super) fn percent_decoded(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
