@@ -800,17 +800,21 @@ fn a_balance_changed_by_hand_in_the_query_tables_is_not_trusted() {
 }
 
 #[test]
-fn an_id_deleted_by_hand_from_the_query_tables_is_not_posted_twice() {
-    // The same gap for ids: with its row gone, a retry of `--id x` is
-    // appended again, and every command then exits 3 on the journal.
+fn an_account_deleted_by_hand_from_the_query_tables_is_not_opened_twice() {
+    // The rows' word that an account is missing is what lets `create`
+    // append: it is checked against the lines, which say which accounts
+    // were opened, and the journal is replayed instead.
     let Some(env) = TestEnv::postgres() else {
         return;
     };
     env.ok("create a");
     env.ok("deposit a 10 --id x");
     let db = env.db.as_ref().expect("a database");
-    db.sql("DELETE FROM ledger_ids WHERE id = 'x'");
-    env.ok("deposit a 10 --id x");
+    db.sql("DELETE FROM ledger_accounts WHERE name = 'a'");
+    let stderr = env.fails(1, &["create", "a"]);
+    assert!(stderr.contains("already exists"), "{stderr}");
+    let again = env.ok("deposit a 10 --id x");
+    assert!(again.contains("already recorded"), "{again}");
     assert_eq!(env.balance_of("a"), "10.00");
     env.ok("verify");
 }

@@ -22,7 +22,7 @@ use rustc_hash::FxHashMap;
 use crate::domain::{self, Command, Decision, Original, Rejection, Request, State};
 use crate::event::{Change, Event};
 use crate::money::Amount;
-use crate::readmodel::{AppendedIds, ModelError, ReadModel};
+use crate::readmodel::{AppendedIds, ReadModel};
 use crate::time::At;
 use backing::Backing;
 use line::{LineHash, MAX_LINE};
@@ -1260,19 +1260,8 @@ impl Writer {
             }
             self.stage.each_sealed(None, &self.path, emit)
         })?;
-        // The ids this append adds are read back from its lines: the state
-        // knows them only by fingerprint.
-        let appended = |each: &mut dyn FnMut(&str, u64) -> Result<(), ModelError>| {
-            self.each_appended_id(|id, seq| match id {
-                Some(id) => each(id, seq),
-                None => Ok(()),
-            })
-        };
-        let head = self.head.map_or(0, |h| h.seq);
         let rows = match &self.model {
-            Some(model) => {
-                db.save_rows(|| model.save_in_database(&self.state, self.from, head, &appended))?
-            }
+            Some(model) => db.save_rows(|| model.save_in_database(&self.state, self.from))?,
             None => false,
         };
         db.commit(seq, end, rows)?;

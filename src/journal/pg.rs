@@ -193,7 +193,7 @@ pub struct Locked {
     pub len: u64,
 }
 
-const SCHEMA: &str = "
+const SCHEMA: &str = r#"
     CREATE TABLE IF NOT EXISTS ledger_head (
         id smallint PRIMARY KEY CHECK (id = 1),
         seq bigint NOT NULL,
@@ -203,10 +203,12 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS ledger_lines (
         seq bigint PRIMARY KEY,
         end_off bigint NOT NULL UNIQUE,
-        line bytea NOT NULL
+        line bytea NOT NULL,
+        id text COLLATE "C" UNIQUE,
+        creates text COLLATE "C" UNIQUE
     );
     INSERT INTO ledger_head (id, seq, len, rows_seq) VALUES (1, 0, 0, 0) ON CONFLICT DO NOTHING;
-";
+"#;
 
 /// Any key: it only keeps two first writers from creating the tables at
 /// once.
@@ -374,21 +376,39 @@ impl Db {
     ) -> Result<(u64, u64), E> {
         let mut client = self.client.borrow_mut();
         let sink = client
-            .copy_in("COPY ledger_lines (seq, end_off, line) FROM STDIN BINARY")
+            .copy_in("COPY ledger_lines (seq, end_off, line, id, creates) FROM STDIN BINARY")
             .map_err(|e| self.error("write", &e))?;
         let types = [
             postgres::types::Type::INT8,
             postgres::types::Type::INT8,
             postgres::types::Type::BYTEA,
+            postgres::types::Type::TEXT,
+            postgres::types::Type::TEXT,
         ];
+        let mut scratch = Vec::new();
         let mut writer = postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
         let (mut seq, mut end) = (first_seq, len);
         let path = &self.path;
         lines(&mut |line: &[u8]| {
             end += line.len() as u64 + 1;
             let (s, e) = (as_int(seq), as_int(end));
+            // The line's `--id` and the account it opens, in unique
+            // columns: the journal itself says which are taken (the
+            // header has neither).
+            let corrupt = |e: super::line::LineError| JournalError::Corrupt {
+                path: path.clone(),
+                line: seq + 1,
+                reason: e.to_string(),
+            };
+            let (id, creates) = match seq {
+                0 => (None, None),
+                _ => (
+                    super::line::id_of(line, &mut scratch).map_err(corrupt)?,
+                    opened_by(line, &mut scratch).map_err(corrupt)?,
+                ),
+            };
             writer
-                .write(&[&s, &e, &line])
+                .write(&[&s, &e, &line, &id.as_deref(), &creates.as_deref()])
                 .map_err(|e| database_error(path, "write", &e))?;
             seq += 1;
             Ok(())
@@ -554,6 +574,18 @@ impl Db {
         }
         Ok(())
     }
+}
+
+/// The account the event on `line` opens, if it opens one.
+fn opened_by(line: &[u8], scratch: &mut Vec<u8>) -> Result<Option<String>, super::line::LineError> {
+    if memchr::memmem::find(line, br#""type":"AccountCreated""#).is_none() {
+        return Ok(None);
+    }
+    let decoded = super::line::decode(line, scratch)?;
+    Ok(match decoded.event.change {
+        crate::event::Change::AccountCreated { account, .. } => Some(account.into_owned()),
+        _ => None,
+    })
 }
 
 fn damaged(what: &str) -> io::Error {

@@ -73,11 +73,6 @@ pub enum ModelError {
     Db(String),
 }
 
-/// Hands each id an append adds, with its seq, to the function it is
-/// given (see [`ReadModel::save_in_database`]).
-pub type Appended<'a> =
-    dyn Fn(&mut dyn FnMut(&str, u64) -> Result<(), ModelError>) -> Result<(), ModelError> + 'a;
-
 /// The statements a write runs on a model kept in a journal's database.
 pub const DATABASE_WRITE_STATEMENTS: &[&str] = pgrows::WRITE_STATEMENTS;
 
@@ -643,25 +638,15 @@ impl ReadModel {
     /// state's changes when it was loaded from these rows (`from`), else
     /// as the whole state, replacing every row. Nothing for a model
     /// beside a file (see [`ReadModel::save`]).
-    ///
-    /// The ids of the events after `head` (the seq the writer read the
-    /// journal at) come from `appended`, read back from their lines; a
-    /// rebuild takes those before from `state`.
-    pub fn save_in_database(
-        &self,
-        state: &State,
-        from: Option<Head>,
-        head: u64,
-        appended: &Appended<'_>,
-    ) -> Result<(), ModelError> {
+    /// The ids need no row: they are a column of the lines.
+    pub fn save_in_database(&self, state: &State, from: Option<Head>) -> Result<(), ModelError> {
         let Some(db) = &self.db else {
             return Ok(());
         };
-        let rebuild = from.is_none().then_some(head);
-        if rebuild.is_some() {
+        if from.is_none() {
             pgrows::clear(db)?;
         }
-        pgrows::save(db, state, rebuild, appended)
+        pgrows::save(db, state)
     }
 }
 

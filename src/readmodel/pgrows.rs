@@ -25,8 +25,8 @@ CREATE TABLE IF NOT EXISTS ledger_units (
     deposited numeric(39,0) NOT NULL, withdrawn numeric(39,0) NOT NULL, held numeric(39,0) NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_accounts (
     name text COLLATE "C" PRIMARY KEY, owner text, unit int NOT NULL,
-    balance numeric(39,0) NOT NULL, closed boolean NOT NULL, held numeric(39,0) NOT NULL);
-CREATE TABLE IF NOT EXISTS ledger_ids (id text COLLATE "C" PRIMARY KEY, seq bigint NOT NULL);
+    balance numeric(39,0) NOT NULL, closed boolean NOT NULL, held numeric(39,0) NOT NULL,
+    digest bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_reversed (seq bigint PRIMARY KEY, by_seq bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_holds (
     seq bigint PRIMARY KEY, account text COLLATE "C" NOT NULL, amount numeric(39,0) NOT NULL,
@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS ledger_ended (
 const UNITS: &str = "SELECT idx, currency, decimals, deposited::text, withdrawn::text, held::text
              FROM ledger_units ORDER BY idx";
 
-const ACCOUNT: &str = "SELECT name, owner, unit, balance::text, closed, held::text
+const ACCOUNT: &str = "SELECT name, owner, unit, balance::text, closed, held::text, digest
              FROM ledger_accounts WHERE name = $1";
 
 const ACCOUNT_HOLDS: &str = "SELECT seq, account, amount::text, dest, expires FROM ledger_holds
@@ -49,7 +49,9 @@ const ACCOUNT_HOLDS: &str = "SELECT seq, account, amount::text, dest, expires FR
              UNION SELECT seq, account, amount::text, dest, expires FROM ledger_holds
              WHERE dest = $1 ORDER BY seq";
 
-const ID: &str = "SELECT seq FROM ledger_ids WHERE id = $1";
+const ID: &str = "SELECT seq FROM ledger_lines WHERE id = $1";
+
+const OPENED: &str = "SELECT creates FROM ledger_lines WHERE creates = ANY($1) LIMIT 1";
 
 const SAVE_UNITS: &str =
     "INSERT INTO ledger_units (idx, currency, decimals, deposited, withdrawn, held)
@@ -60,12 +62,13 @@ const SAVE_UNITS: &str =
              decimals = excluded.decimals, deposited = excluded.deposited,
              withdrawn = excluded.withdrawn, held = excluded.held";
 
-const SAVE_ACCOUNTS: &str = "INSERT INTO ledger_accounts (name, owner, unit, balance, closed, held)
-             SELECT n, o, u, b::numeric, c, h::numeric
-             FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::bool[], $6::text[])
-                 AS t(n, o, u, b, c, h)
+const SAVE_ACCOUNTS: &str = "INSERT INTO ledger_accounts (name, owner, unit, balance, closed, held, digest)
+             SELECT n, o, u, b::numeric, c, h::numeric, d
+             FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::bool[], $6::text[], $7::bigint[])
+                 AS t(n, o, u, b, c, h, d)
              ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, unit = excluded.unit,
-                 balance = excluded.balance, closed = excluded.closed, held = excluded.held";
+                 balance = excluded.balance, closed = excluded.closed, held = excluded.held,
+                 digest = excluded.digest";
 
 /// The statements every write runs: prepared before the head is locked
 /// (see [`Db::prepare_ahead`]), so that the lock is not held while a new
@@ -132,16 +135,22 @@ pub fn units(db: &Db) -> Result<Vec<Unit>, ModelError> {
 /// The account in row `r` (name, owner, unit, balance, closed, held),
 /// without its holds.
 fn account_row(r: &Row) -> Result<(String, Account), ModelError> {
+    let unit = i64::from(get::<i32>(r, 2)?);
     let account = Account::from(AccountForm {
         owner: get::<Option<&str>>(r, 1)?.map(Into::into),
-        unit: uint(i64::from(get::<i32>(r, 2)?))?,
+        unit: uint(unit)?,
         balance: amount(r, 3)?,
         closed: get(r, 4)?,
         held: amount(r, 5)?,
         expiring: Vec::new(),
         incoming: Vec::new(),
     });
-    Ok((get::<String>(r, 0)?, account))
+    let name: String = get(r, 0)?;
+    // As in the SQLite model: a row changed by hand or by damage is not
+    // believed, and the journal is replayed instead.
+    let digest = super::rows::account_digest(&name, &account, unit);
+    super::rows::digest_matches(get(r, 6)?, digest, || format!("account {name}"))?;
+    Ok((name, account))
 }
 
 /// The hold in row `r` (seq, account, amount, dest, expires).
@@ -180,8 +189,7 @@ pub fn prefetch(
         // With the line each names: a repeat is checked against its line.
         let rows = db
             .query(
-                "SELECT i.id, i.seq, l.line FROM ledger_ids i JOIN ledger_lines l ON l.seq = i.seq
-                 WHERE i.id = ANY($1)",
+                "SELECT id, seq, line FROM ledger_lines WHERE id = ANY($1)",
                 &[&chunk],
             )
             .map_err(db_error)?;
@@ -199,7 +207,7 @@ pub fn prefetch(
     for chunk in names.chunks(CHUNK) {
         let rows = db
             .query(
-                "SELECT name, owner, unit, balance::text, closed, held::text
+                "SELECT name, owner, unit, balance::text, closed, held::text, digest
                  FROM ledger_accounts WHERE name = ANY($1)",
                 &[&chunk],
             )
@@ -222,8 +230,28 @@ pub fn prefetch(
             add_account(state, name, account, &holds)?;
         }
     }
+    let missing_names: Vec<&str> = missing.iter().map(|n| &**n).collect();
+    no_account(db, &missing_names)?;
     *absent.accounts.borrow_mut() = missing;
     Ok(())
+}
+
+/// Checks that the accounts `names`, which the rows lack, were never
+/// opened: a line that opens one means rows lost (deleted by hand, or
+/// damage), and the journal must be replayed instead. An absence is what
+/// lets `create` append, so it is not taken on the rows' word.
+fn no_account(db: &Db, names: &[&str]) -> Result<(), ModelError> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let opened = db.query(OPENED, &[&names]).map_err(db_error)?;
+    match opened.first() {
+        None => Ok(()),
+        Some(r) => Err(ModelError::Malformed(format!(
+            "account {} is opened in the journal but missing from the rows",
+            get::<&str>(r, 0)?
+        ))),
+    }
 }
 
 /// Puts `account` into `state` with those of `holds` its rules look at
@@ -270,7 +298,7 @@ pub fn load_account(
     }
     let rows = db.query(ACCOUNT, &[&name]).map_err(db_error)?;
     let Some(row) = rows.first() else {
-        return Ok(());
+        return no_account(db, &[name]);
     };
     let (name, account) = account_row(row)?;
     let holds = db.query(ACCOUNT_HOLDS, &[&name]).map_err(db_error)?;
@@ -364,7 +392,7 @@ pub fn load_every_account(db: &Db, state: &mut State) -> Result<(), ModelError> 
     }
     let rows = db
         .query(
-            "SELECT name, owner, unit, balance::text, closed, held::text FROM ledger_accounts",
+            "SELECT name, owner, unit, balance::text, closed, held::text, digest FROM ledger_accounts",
             &[],
         )
         .map_err(db_error)?;
@@ -388,7 +416,7 @@ pub fn load_every_account(db: &Db, state: &mut State) -> Result<(), ModelError> 
 pub fn load_all(db: &Db, state: &mut State) -> Result<(), ModelError> {
     load_every_account(db, state)?;
     let ids = db
-        .query("SELECT id, seq FROM ledger_ids", &[])
+        .query("SELECT id, seq FROM ledger_lines WHERE id IS NOT NULL", &[])
         .map_err(db_error)?;
     for r in &ids {
         state
@@ -436,7 +464,6 @@ pub fn clear(db: &Db) -> Result<(), ModelError> {
     for sql in [
         "DELETE FROM ledger_units",
         "DELETE FROM ledger_accounts",
-        "DELETE FROM ledger_ids",
         "DELETE FROM ledger_reversed",
         "DELETE FROM ledger_holds",
         "DELETE FROM ledger_ended",
@@ -448,15 +475,8 @@ pub fn clear(db: &Db) -> Result<(), ModelError> {
 
 /// Writes every entry `state` holds (for a partial state, what the
 /// command loaded and changed; for a whole one, everything), many rows
-/// to a statement. The ids are those `appended` gives (the append's, which
-/// `state` knows only by fingerprint), and, for a rebuild of every row
-/// (`rebuild`: the seq the append follows), those of `state` up to there.
-pub fn save(
-    db: &Db,
-    state: &State,
-    rebuild: Option<u64>,
-    appended: &super::Appended<'_>,
-) -> Result<(), ModelError> {
+/// to a statement. (The ids are the lines' own column: nothing to write.)
+pub fn save(db: &Db, state: &State) -> Result<(), ModelError> {
     save_units(db, state)?;
     let accounts: Vec<_> = state.accounts().collect();
     for chunk in accounts.chunks(CHUNK) {
@@ -468,6 +488,7 @@ pub fn save(
             Vec::new(),
             Vec::new(),
         );
+        let mut digests = Vec::new();
         for (name, a) in chunk {
             columns.0.push(*name);
             columns.1.push(a.owner());
@@ -477,33 +498,16 @@ pub fn save(
             columns.3.push(a.balance.0.to_string());
             columns.4.push(a.closed);
             columns.5.push(a.held().0.to_string());
+            digests.push(super::rows::account_digest(name, a, i64::from(a.unit)));
         }
         db.execute(
             SAVE_ACCOUNTS,
             &[
-                &columns.0, &columns.1, &columns.2, &columns.3, &columns.4, &columns.5,
+                &columns.0, &columns.1, &columns.2, &columns.3, &columns.4, &columns.5, &digests,
             ],
         )
         .map_err(db_error)?;
     }
-    // Copied, not upserted: an id already there means the rows do not
-    // match the journal, and the failed save leaves them to be rebuilt.
-    let types = [postgres::types::Type::TEXT, postgres::types::Type::INT8];
-    db.copy_in(
-        "COPY ledger_ids (id, seq) FROM STDIN BINARY",
-        &types,
-        |out| {
-            let mut put = |id: &str, seq: u64| -> Result<(), ModelError> {
-                Ok(out.write(&[&id, &int(seq)?])?)
-            };
-            if let Some(until) = rebuild {
-                for (id, seq) in state.ids().filter(|(_, seq)| *seq <= until) {
-                    put(id, seq)?;
-                }
-            }
-            appended(&mut put)
-        },
-    )?;
     save_holds(db, state)
 }
 

@@ -127,7 +127,7 @@ fn unit_digest(idx: i64, unit: &Unit) -> i64 {
         .finish()
 }
 
-fn account_digest(name: &str, a: &Account, unit: i64) -> i64 {
+pub(super) fn account_digest(name: &str, a: &Account, unit: i64) -> i64 {
     Digest::default()
         .bytes(b"account")
         .text(Some(name))
