@@ -204,9 +204,13 @@ const SCHEMA: &str = r#"
         seq bigint PRIMARY KEY,
         end_off bigint NOT NULL UNIQUE,
         line bytea NOT NULL,
-        id text COLLATE "C" UNIQUE,
-        creates text COLLATE "C" UNIQUE
+        id text COLLATE "C",
+        creates text COLLATE "C"
     );
+    -- Unique where set: most lines have neither, and are not indexed.
+    CREATE UNIQUE INDEX IF NOT EXISTS ledger_lines_id ON ledger_lines (id) WHERE id IS NOT NULL;
+    CREATE UNIQUE INDEX IF NOT EXISTS ledger_lines_creates ON ledger_lines (creates)
+        WHERE creates IS NOT NULL;
     INSERT INTO ledger_head (id, seq, len, rows_seq) VALUES (1, 0, 0, 0) ON CONFLICT DO NOTHING;
 "#;
 
