@@ -779,10 +779,9 @@ fn a_password_given_as_a_url_query_parameter_is_never_shown() {
 
 #[test]
 fn a_balance_changed_by_hand_in_the_query_tables_is_not_trusted() {
-    // On a file, a read-model row changed by hand fails its digest and the
-    // command replays the journal (SPEC 7); the database's rows carry none,
-    // so an edited balance is printed and lets money be spent that is not
-    // there: the forbidden withdrawal lands and the journal is corrupt.
+    // As on a file (SPEC 7), an account row changed by hand fails its
+    // digest: the command replays the journal instead, so the edited
+    // balance is neither printed nor spent.
     let Some(env) = TestEnv::postgres() else {
         return;
     };

@@ -690,10 +690,12 @@ impl Writer {
             Backing::File(file) => file
                 .unlock()
                 .map_err(|e| JournalError::io(&self.path, "unlock", e)),
-            // Committed, or nothing to commit: the transaction holding the
-            // head's lock ends either way.
+            // A commit ended the transaction holding the head's lock;
+            // with nothing committed, it ends here.
             Backing::Db(db) => {
-                db.rollback();
+                if !self.committed {
+                    db.rollback();
+                }
                 Ok(())
             }
         }

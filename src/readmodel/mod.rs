@@ -791,6 +791,42 @@ impl AppendedIds {
     }
 }
 
+/// Hands each account to the function it is given, as it is read.
+type EachAccount<'a> = dyn FnMut(String, crate::domain::Account) -> Result<(), ModelError> + 'a;
+
+/// Loads every account and the open `holds` into `state`: each account,
+/// as `accounts` reads it, with the holds its rules look at (those on it
+/// that may lapse, and those naming it as `to`), so that a million
+/// accounts are not held twice. Either home of the rows reads them.
+fn load_accounts_with_holds(
+    state: &mut State,
+    holds: Vec<(u64, crate::domain::Hold)>,
+    accounts: impl FnOnce(&mut EachAccount<'_>) -> Result<(), ModelError>,
+) -> Result<(), ModelError> {
+    let mut on: rustc_hash::FxHashMap<&str, (Vec<u64>, Vec<u64>)> = Default::default();
+    for (seq, hold) in &holds {
+        if hold.expires.is_some() {
+            on.entry(&hold.account).or_default().0.push(*seq);
+        }
+        if let Some(to) = hold.to.as_deref() {
+            on.entry(to).or_default().1.push(*seq);
+        }
+    }
+    accounts(&mut |name, mut account| {
+        if let Some((expiring, incoming)) = on.get(name.as_str()) {
+            account.expiring_mut().extend(expiring);
+            account.incoming_mut().extend(incoming);
+        }
+        state
+            .load_account(&name, account)
+            .map_err(ModelError::Malformed)
+    })?;
+    for (seq, hold) in holds {
+        state.load_hold(seq, hold).map_err(ModelError::Malformed)?;
+    }
+    Ok(())
+}
+
 /// What deciding a command or replaying an event reads: the entries to
 /// load before [`crate::domain::decide`] runs on a partial state.
 #[derive(Debug, Default)]

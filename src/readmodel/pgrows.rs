@@ -79,10 +79,6 @@ pub const WRITE_STATEMENTS: &[&str] =
 /// Rows written by one statement at most (arrays of this many values).
 const CHUNK: usize = 10_000;
 
-fn db_error(e: postgres::Error) -> ModelError {
-    ModelError::Db(e.to_string())
-}
-
 fn int(value: impl TryInto<i64>) -> Result<i64, ModelError> {
     value
         .try_into()
@@ -94,7 +90,7 @@ fn uint<T: TryFrom<i64>>(value: i64) -> Result<T, ModelError> {
 }
 
 fn get<'r, T: postgres::types::FromSql<'r>>(r: &'r Row, i: usize) -> Result<T, ModelError> {
-    r.try_get(i).map_err(db_error)
+    Ok(r.try_get(i)?)
 }
 
 fn amount(r: &Row, i: usize) -> Result<Amount, ModelError> {
@@ -113,7 +109,7 @@ fn at(text: Option<&str>) -> Result<Option<At>, ModelError> {
 
 /// Every unit, in order.
 pub fn units(db: &Db) -> Result<Vec<Unit>, ModelError> {
-    let rows = db.query(UNITS, &[]).map_err(db_error)?;
+    let rows = db.query(UNITS, &[])?;
     let mut units = Vec::with_capacity(rows.len());
     for r in &rows {
         if uint::<usize>(i64::from(get::<i32>(r, 0)?))? != units.len() {
@@ -187,12 +183,10 @@ pub fn prefetch(
     let mut lines = Vec::new();
     for chunk in ids.chunks(CHUNK) {
         // With the line each names: a repeat is checked against its line.
-        let rows = db
-            .query(
-                "SELECT id, seq, line FROM ledger_lines WHERE id = ANY($1)",
-                &[&chunk],
-            )
-            .map_err(db_error)?;
+        let rows = db.query(
+            "SELECT id, seq, line FROM ledger_lines WHERE id = ANY($1)",
+            &[&chunk],
+        )?;
         for r in &rows {
             let id: &str = get(r, 0)?;
             let seq = uint(get::<i64>(r, 1)?)?;
@@ -205,25 +199,21 @@ pub fn prefetch(
     *absent.ids.borrow_mut() = missing_ids;
     let mut missing: FxHashSet<Box<str>> = names.iter().map(|&n| n.into()).collect();
     for chunk in names.chunks(CHUNK) {
-        let rows = db
-            .query(
-                "SELECT name, owner, unit, balance::text, closed, held::text, digest
+        let rows = db.query(
+            "SELECT name, owner, unit, balance::text, closed, held::text, digest
                  FROM ledger_accounts WHERE name = ANY($1)",
-                &[&chunk],
-            )
-            .map_err(db_error)?;
+            &[&chunk],
+        )?;
         let accounts = rows
             .iter()
             .map(account_row)
             .collect::<Result<Vec<_>, _>>()?;
         let found: Vec<&str> = accounts.iter().map(|(n, _)| n.as_str()).collect();
-        let holds = db
-            .query(
-                "SELECT seq, account, amount::text, dest, expires FROM ledger_holds
+        let holds = db.query(
+            "SELECT seq, account, amount::text, dest, expires FROM ledger_holds
                  WHERE (account = ANY($1) AND expires IS NOT NULL) OR dest = ANY($1) ORDER BY seq",
-                &[&found],
-            )
-            .map_err(db_error)?;
+            &[&found],
+        )?;
         let holds = holds.iter().map(hold_row).collect::<Result<Vec<_>, _>>()?;
         for (name, account) in accounts {
             missing.remove(name.as_str());
@@ -244,7 +234,7 @@ fn no_account(db: &Db, names: &[&str]) -> Result<(), ModelError> {
     if names.is_empty() {
         return Ok(());
     }
-    let opened = db.query(OPENED, &[&names]).map_err(db_error)?;
+    let opened = db.query(OPENED, &[&names])?;
     match opened.first() {
         None => Ok(()),
         Some(r) => Err(ModelError::Malformed(format!(
@@ -296,12 +286,12 @@ pub fn load_account(
     if state.account(name).is_some() || absent.accounts.borrow().contains(name) {
         return Ok(());
     }
-    let rows = db.query(ACCOUNT, &[&name]).map_err(db_error)?;
+    let rows = db.query(ACCOUNT, &[&name])?;
     let Some(row) = rows.first() else {
         return no_account(db, &[name]);
     };
     let (name, account) = account_row(row)?;
-    let holds = db.query(ACCOUNT_HOLDS, &[&name]).map_err(db_error)?;
+    let holds = db.query(ACCOUNT_HOLDS, &[&name])?;
     let holds = holds.iter().map(hold_row).collect::<Result<Vec<_>, _>>()?;
     add_account(state, name, account, &holds)
 }
@@ -311,7 +301,7 @@ pub fn load_id(db: &Db, absent: &Absent, state: &mut State, id: &str) -> Result<
     if state.id_seq(id).is_some() || absent.ids.borrow().contains(id) {
         return Ok(());
     }
-    let rows = db.query(ID, &[&id]).map_err(db_error)?;
+    let rows = db.query(ID, &[&id])?;
     if let Some(r) = rows.first() {
         state
             .load_id(id, uint(get::<i64>(r, 0)?)?)
@@ -325,12 +315,10 @@ pub fn load_reversed(db: &Db, state: &mut State, seq: u64) -> Result<(), ModelEr
     if state.reversed_by(seq).is_some() {
         return Ok(());
     }
-    let rows = db
-        .query(
-            "SELECT by_seq FROM ledger_reversed WHERE seq = $1",
-            &[&int(seq)?],
-        )
-        .map_err(db_error)?;
+    let rows = db.query(
+        "SELECT by_seq FROM ledger_reversed WHERE seq = $1",
+        &[&int(seq)?],
+    )?;
     if let Some(r) = rows.first() {
         state
             .load_reversed(seq, uint(get::<i64>(r, 0)?)?)
@@ -345,22 +333,18 @@ pub fn load_hold(db: &Db, state: &mut State, seq: u64) -> Result<(), ModelError>
         return Ok(());
     }
     let key = int(seq)?;
-    let open = db
-        .query(
-            "SELECT seq, account, amount::text, dest, expires FROM ledger_holds WHERE seq = $1",
-            &[&key],
-        )
-        .map_err(db_error)?;
+    let open = db.query(
+        "SELECT seq, account, amount::text, dest, expires FROM ledger_holds WHERE seq = $1",
+        &[&key],
+    )?;
     if let Some(r) = open.first() {
         let (seq, hold) = hold_row(r)?;
         return state.load_hold(seq, hold).map_err(ModelError::Malformed);
     }
-    let ended = db
-        .query(
-            "SELECT by_seq, captured, amount::text FROM ledger_ended WHERE seq = $1",
-            &[&key],
-        )
-        .map_err(db_error)?;
+    let ended = db.query(
+        "SELECT by_seq, captured, amount::text FROM ledger_ended WHERE seq = $1",
+        &[&key],
+    )?;
     if let Some(r) = ended.first() {
         let end = Ended {
             by: uint(get::<i64>(r, 0)?)?,
@@ -374,70 +358,44 @@ pub fn load_hold(db: &Db, state: &mut State, seq: u64) -> Result<(), ModelError>
 
 /// Loads every account, with the open holds.
 pub fn load_every_account(db: &Db, state: &mut State) -> Result<(), ModelError> {
-    let rows = db
-        .query(
-            "SELECT seq, account, amount::text, dest, expires FROM ledger_holds ORDER BY seq",
-            &[],
-        )
-        .map_err(db_error)?;
+    let rows = db.query(
+        "SELECT seq, account, amount::text, dest, expires FROM ledger_holds ORDER BY seq",
+        &[],
+    )?;
     let holds = rows.iter().map(hold_row).collect::<Result<Vec<_>, _>>()?;
-    let mut on: rustc_hash::FxHashMap<&str, (Vec<u64>, Vec<u64>)> = Default::default();
-    for (seq, hold) in &holds {
-        if hold.expires.is_some() {
-            on.entry(&hold.account).or_default().0.push(*seq);
-        }
-        if let Some(to) = hold.to.as_deref() {
-            on.entry(to).or_default().1.push(*seq);
-        }
-    }
-    let rows = db
-        .query(
+    super::load_accounts_with_holds(state, holds, |each| {
+        let rows = db.query(
             "SELECT name, owner, unit, balance::text, closed, held::text, digest FROM ledger_accounts",
             &[],
-        )
-        .map_err(db_error)?;
-    for r in &rows {
-        let (name, mut account) = account_row(r)?;
-        if let Some((expiring, incoming)) = on.get(name.as_str()) {
-            account.expiring_mut().extend(expiring);
-            account.incoming_mut().extend(incoming);
+        )?;
+        for r in &rows {
+            let (name, account) = account_row(r)?;
+            each(name, account)?;
         }
-        state
-            .load_account(&name, account)
-            .map_err(ModelError::Malformed)?;
-    }
-    for (seq, hold) in holds {
-        state.load_hold(seq, hold).map_err(ModelError::Malformed)?;
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Loads every entry.
 pub fn load_all(db: &Db, state: &mut State) -> Result<(), ModelError> {
     load_every_account(db, state)?;
-    let ids = db
-        .query("SELECT id, seq FROM ledger_lines WHERE id IS NOT NULL", &[])
-        .map_err(db_error)?;
+    let ids = db.query("SELECT id, seq FROM ledger_lines WHERE id IS NOT NULL", &[])?;
     for r in &ids {
         state
             .load_id(get(r, 0)?, uint(get::<i64>(r, 1)?)?)
             .map_err(ModelError::Malformed)?;
     }
-    let reversed = db
-        .query("SELECT seq, by_seq FROM ledger_reversed", &[])
-        .map_err(db_error)?;
+    let reversed = db.query("SELECT seq, by_seq FROM ledger_reversed", &[])?;
     for r in &reversed {
         let (seq, by) = (uint(get::<i64>(r, 0)?)?, uint(get::<i64>(r, 1)?)?);
         state
             .load_reversed(seq, by)
             .map_err(ModelError::Malformed)?;
     }
-    let ended = db
-        .query(
-            "SELECT seq, by_seq, captured, amount::text FROM ledger_ended",
-            &[],
-        )
-        .map_err(db_error)?;
+    let ended = db.query(
+        "SELECT seq, by_seq, captured, amount::text FROM ledger_ended",
+        &[],
+    )?;
     for r in &ended {
         let end = Ended {
             by: uint(get::<i64>(r, 1)?)?,
@@ -453,9 +411,7 @@ pub fn load_all(db: &Db, state: &mut State) -> Result<(), ModelError> {
 
 /// The names of every account.
 pub fn account_names(db: &Db) -> Result<Vec<String>, ModelError> {
-    let rows = db
-        .query("SELECT name FROM ledger_accounts", &[])
-        .map_err(db_error)?;
+    let rows = db.query("SELECT name FROM ledger_accounts", &[])?;
     rows.iter().map(|r| get(r, 0)).collect()
 }
 
@@ -468,7 +424,7 @@ pub fn clear(db: &Db) -> Result<(), ModelError> {
         "DELETE FROM ledger_holds",
         "DELETE FROM ledger_ended",
     ] {
-        db.execute(sql, &[]).map_err(db_error)?;
+        db.execute(sql, &[])?;
     }
     Ok(())
 }
@@ -505,8 +461,7 @@ pub fn save(db: &Db, state: &State) -> Result<(), ModelError> {
             &[
                 &columns.0, &columns.1, &columns.2, &columns.3, &columns.4, &columns.5, &digests,
             ],
-        )
-        .map_err(db_error)?;
+        )?;
     }
     save_holds(db, state)
 }
@@ -540,8 +495,7 @@ fn save_units(db: &Db, state: &State) -> Result<(), ModelError> {
         &[
             &columns.0, &columns.1, &columns.2, &columns.3, &columns.4, &columns.5,
         ],
-    )
-    .map_err(db_error)?;
+    )?;
     Ok(())
 }
 
@@ -559,26 +513,23 @@ fn save_holds(db: &Db, state: &State) -> Result<(), ModelError> {
                 &h.to.as_deref(),
                 &h.expires.map(|e| e.to_string()),
             ],
-        )
-        .map_err(db_error)?;
+        )?;
     }
     for (seq, e) in state.ended_holds() {
         let seq = int(seq)?;
-        db.execute("DELETE FROM ledger_holds WHERE seq = $1", &[&seq])
-            .map_err(db_error)?;
+        db.execute("DELETE FROM ledger_holds WHERE seq = $1", &[&seq])?;
         db.execute(
             "INSERT INTO ledger_ended (seq, by_seq, captured, amount)
              VALUES ($1, $2, $3, $4::text::numeric) ON CONFLICT (seq) DO NOTHING",
             &[&seq, &int(e.by)?, &e.captured, &e.amount.0.to_string()],
-        )
-        .map_err(db_error)?;
+        )?;
     }
     for (of, by) in state.reversals() {
         db.execute(
             "INSERT INTO ledger_reversed (seq, by_seq) VALUES ($1, $2) ON CONFLICT (seq) DO NOTHING",
             &[&int(of)?, &int(by)?],
         )
-        .map_err(db_error)?;
+        ?;
     }
     Ok(())
 }

@@ -449,35 +449,16 @@ pub fn accounts_after(
 /// Loads every account, with the open holds.
 pub fn load_every_account(c: &Connection, state: &mut State) -> Result<(), ModelError> {
     let holds = open_holds(c)?;
-    // The holds each account's rules look at, by account; each account
-    // then goes into the state as it is read (a million of them are not
-    // held twice).
-    let mut on: rustc_hash::FxHashMap<&str, (Vec<u64>, Vec<u64>)> = Default::default();
-    for (seq, hold) in &holds {
-        if hold.expires.is_some() {
-            on.entry(&hold.account).or_default().0.push(*seq);
+    super::load_accounts_with_holds(state, holds, |each| {
+        let mut stmt =
+            c.prepare("SELECT name, owner, unit, balance, closed, held, digest FROM accounts")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let (name, account) = account_row(r)?;
+            each(name, account)?;
         }
-        if let Some(to) = hold.to.as_deref() {
-            on.entry(to).or_default().1.push(*seq);
-        }
-    }
-    let mut stmt =
-        c.prepare("SELECT name, owner, unit, balance, closed, held, digest FROM accounts")?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let (name, mut account) = account_row(r)?;
-        if let Some((expiring, incoming)) = on.get(name.as_str()) {
-            account.expiring_mut().extend(expiring);
-            account.incoming_mut().extend(incoming);
-        }
-        state
-            .load_account(&name, account)
-            .map_err(ModelError::Malformed)?;
-    }
-    for (seq, hold) in holds {
-        state.load_hold(seq, hold).map_err(ModelError::Malformed)?;
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Loads the ids, reversals and ended holds.

@@ -63,25 +63,19 @@ impl TestEnv {
     /// The binary with a clean environment and `HOME` in the temp dir, but
     /// no journal option: for tests of how the path is chosen.
     pub fn bare(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ledger"));
-        cmd.env_clear()
-            .env("HOME", self.dir.path())
-            .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
-            .env("LEDGER_TEST_CLOCK", CLOCK)
-            // Days and shown times in a known zone, whatever the machine's.
-            .env("TZ", "UTC")
-            .current_dir(self.dir.path());
-        cmd
+        Command::from_std(self.process())
     }
 
-    /// The binary as [`TestEnv::bare`] sets it up, as a process to spawn
-    /// (to read its output as it comes, or to kill it).
+    /// The binary with a clean environment and `HOME` in the temp dir,
+    /// as a process to spawn (to read its output as it comes, or to kill
+    /// it); [`TestEnv::bare`] runs it to completion.
     pub fn process(&self) -> std::process::Command {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ledger"));
         cmd.env_clear()
             .env("HOME", self.dir.path())
             .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
             .env("LEDGER_TEST_CLOCK", CLOCK)
+            // Days and shown times in a known zone, whatever the machine's.
             .env("TZ", "UTC")
             .current_dir(self.dir.path());
         cmd
