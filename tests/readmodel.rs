@@ -267,6 +267,41 @@ fn a_model_past_a_truncated_journal_is_ignored() {
     assert_eq!(model_seq(&env.journal), None);
 }
 
+/// Reads take the events the model covers as decided (they were, before
+/// the model was written), and give what a model-less read gives; a
+/// journal rewritten afterwards with a consistent chain no longer matches
+/// the model's head, so every read decides every event again and refuses
+/// the forged one.
+#[test]
+fn events_the_model_covers_are_decided_again_once_the_journal_is_rewritten() {
+    let (env, lines) = long_journal();
+    assert_eq!(model_seq(&env.journal), Some(lines + 1));
+    let reads = [
+        "report --json",
+        "history --json",
+        "export --to jsonl",
+        "balance --json",
+    ];
+    let with_model: Vec<String> = reads.iter().map(|args| env.ok(args)).collect();
+    remove_model(&env.journal);
+    let without: Vec<String> = reads.iter().map(|args| env.ok(args)).collect();
+    assert_eq!(with_model, without);
+    env.ok("deposit a 1");
+    assert_eq!(model_seq(&env.journal), Some(lines + 2));
+    // The first deposit becomes a withdrawal from an empty account, and
+    // every later line is chained again, as a forger would.
+    let mut text = env.lines();
+    text[2] = text[2].replacen("MoneyDeposited", "MoneyWithdrawn", 1);
+    crate::common::rechain(&mut text, 3);
+    env.write(text.iter().map(|l| format!("{l}\n")).collect::<String>());
+    assert_eq!(model_seq(&env.journal), None);
+    for args in reads {
+        let args: Vec<&str> = args.split(' ').collect();
+        let stderr = env.fails(3, &args);
+        assert!(stderr.contains("line 3: "), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn as_of_before_the_model_replays_from_the_start() {
     let env = ledger();

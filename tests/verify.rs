@@ -8,17 +8,8 @@
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
-use sha2::{Digest, Sha256};
 
-use crate::common::TestEnv;
-
-/// Lowercase hex SHA-256 of `bytes`.
-fn sha(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+use crate::common::{TestEnv, rechain, sha256_hex};
 
 /// The commands that build the reference journal, one per event (seq 1..=13).
 /// File line N holds seq N-1: line 6 is `deposit bob 50.5`, line 9 is
@@ -72,22 +63,6 @@ fn join(lines: &[String]) -> String {
     lines.iter().map(|l| format!("{l}\n")).collect()
 }
 
-/// Recomputes the `prev` of every line from index `from` on (index 0 is the
-/// header), as a forger who rewrites history would.
-fn rechain(lines: &mut [String], from: usize) {
-    for i in from.max(1)..lines.len() {
-        let prev = sha(lines[i - 1].as_bytes());
-        let line = &mut lines[i];
-        // Every event line ends with `"prev":"<64 hex>"}`.
-        assert!(line.ends_with("\"}"), "not an event line: {line}");
-        let cut = line.len() - 66;
-        assert_eq!(&line[cut - 8..cut], "\"prev\":\"", "line: {line}");
-        line.truncate(cut);
-        line.push_str(&prev);
-        line.push_str("\"}");
-    }
-}
-
 /// Replaces `from` by `to` in line `index` (0 = header), which must contain it.
 fn edit(lines: &mut [String], index: usize, from: &str, to: &str) {
     assert!(
@@ -106,7 +81,7 @@ fn last_line(journal: &[u8]) -> &[u8] {
 
 /// The hash of the reference journal's last line: its head.
 fn base_head() -> String {
-    sha(base_lines().last().unwrap().as_bytes())
+    sha256_hex(base_lines().last().unwrap().as_bytes())
 }
 
 /// Runs `args` on `env` and returns (exit code, stdout, stderr).
@@ -134,7 +109,7 @@ fn reference_journal_is_chained_as_the_spec_says() {
         assert_eq!(event["seq"], i as u64);
         assert_eq!(
             event["prev"],
-            sha(lines[i - 1].as_bytes()),
+            sha256_hex(lines[i - 1].as_bytes()),
             "line {}",
             i + 1
         );
@@ -183,7 +158,7 @@ fn quiet_prints_only_seq_and_the_hash_of_the_last_line() {
     let last = last_line(base());
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
-        format!("13 {}\n", sha(last))
+        format!("13 {}\n", sha256_hex(last))
     );
 }
 
@@ -229,7 +204,7 @@ fn expect_head_accepts_the_head_any_earlier_line_and_the_header() {
     let env = env_with_base();
     let lines = base_lines();
     for line in [&lines[13], &lines[5], &lines[1], &lines[0]] {
-        let hash = sha(line.as_bytes());
+        let hash = sha256_hex(line.as_bytes());
         let out = env.ok(&format!("verify --quiet --expect-head {hash}"));
         assert_eq!(out, format!("13 {}\n", base_head()));
     }
@@ -238,7 +213,7 @@ fn expect_head_accepts_the_head_any_earlier_line_and_the_header() {
 #[test]
 fn expect_head_of_another_hash_fails() {
     let env = env_with_base();
-    let other = sha(b"not a line of this journal");
+    let other = sha256_hex(b"not a line of this journal");
     let stderr = env.fails(3, &["verify", "--expect-head", &other]);
     assert!(stderr.contains(&other), "{stderr}");
 }
@@ -289,7 +264,7 @@ fn torn_last_line_verifies_with_one_warning() {
         // The head is the last complete line.
         assert_eq!(
             String::from_utf8(out.stdout).unwrap(),
-            format!("12 {}\n", sha(lines[12].as_bytes()))
+            format!("12 {}\n", sha256_hex(lines[12].as_bytes()))
         );
         // The torn line's hash is not part of the journal (the warning
         // comes first on stderr, then the error).
@@ -390,7 +365,7 @@ fn tamper_line_appended_by_hand_with_the_right_prev_verifies() {
     let env = TestEnv::new();
     env.write(join(&lines));
     let out = env.ok(&format!("verify --quiet --expect-head {}", base_head()));
-    assert_eq!(out, format!("14 {}\n", sha(lines[14].as_bytes())));
+    assert_eq!(out, format!("14 {}\n", sha256_hex(lines[14].as_bytes())));
 }
 
 #[test]
@@ -433,7 +408,7 @@ fn rewrite_keeping_every_rule_passes_verify_but_not_the_old_head() {
     let env = TestEnv::new();
     env.write(join(&lines));
     // A self-consistent forgery: plain verify cannot tell.
-    let new_head = sha(lines[13].as_bytes());
+    let new_head = sha256_hex(lines[13].as_bytes());
     assert_ne!(new_head, base_head());
     assert_eq!(env.ok("verify --quiet"), format!("13 {new_head}\n"));
     // An auditor who recorded the old head can.
@@ -442,12 +417,16 @@ fn rewrite_keeping_every_rule_passes_verify_but_not_the_old_head() {
     // So can one who recorded the hash of the rewritten line 6.
     env.fails(
         3,
-        &["verify", "--expect-head", &sha(base_lines()[5].as_bytes())],
+        &[
+            "verify",
+            "--expect-head",
+            &sha256_hex(base_lines()[5].as_bytes()),
+        ],
     );
     // A hash recorded before the rewritten line still anchors.
     env.ok(&format!(
         "verify --expect-head {}",
-        sha(lines[4].as_bytes())
+        sha256_hex(lines[4].as_bytes())
     ));
 }
 
@@ -503,7 +482,7 @@ proptest! {
         let at = header_end + pos.index(journal.len() - header_end);
         let mut bytes = journal.clone();
         bytes[at] = if byte == bytes[at] { byte ^ 0x01 } else { byte };
-        let head = sha(last_line(journal));
+        let head = sha256_hex(last_line(journal));
 
         let env = TestEnv::new();
         env.write(&bytes);

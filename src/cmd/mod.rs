@@ -192,19 +192,24 @@ pub fn replay_sized(
     // `visit` may block on a slow reader of the output (`history | less`),
     // which must not hold writers up: find the valid end under the lock
     // first (cheaply, from the read model), then let go of the lock and
-    // read only up to there.
+    // read only up to there. Every event up to there has then been decided
+    // (by that pass, or by the writers behind the model), and is not again;
+    // locked, the events the read model covers are not.
     let scanner = match from {
         ReplayFrom::Start => {
             let (end, state) = valid_end(&journal, header)?;
             at_end(&state);
-            journal.scanner_until(header, end)
+            journal
+                .scanner_until(header, end.end)
+                .decided_until(Some(end))
         }
-        ReplayFrom::StartLocked => journal.scanner_from(header),
+        ReplayFrom::StartLocked => {
+            let decided = journal.model().and_then(|(_, covers)| covers);
+            journal.scanner_from(header).decided_until(decided)
+        }
     };
     let mut replay = Replay::new(scanner, State::default());
-    while let Some((state, entry)) = replay.step()? {
-        visit(state, &entry)?;
-    }
+    replay.each(&mut visit)?;
     let (state, _, torn) = replay.finish();
     if from == ReplayFrom::StartLocked
         && let Some(torn) = torn
@@ -289,10 +294,10 @@ fn replay_as_of(
     Ok((snapshot, state, head, torn))
 }
 
-/// The end of the last complete append, and the whole state there, found
-/// under the journal's lock, which is then released. Warns about a torn
-/// tail.
-fn valid_end(journal: &ReadJournal, header: Head) -> Result<(u64, State), Error> {
+/// The head at the end of the last complete append, and the whole state
+/// there, found under the journal's lock, which is then released. Warns
+/// about a torn tail.
+fn valid_end(journal: &ReadJournal, header: Head) -> Result<(Head, State), Error> {
     let mut model = journal.model();
     let start = model.as_ref().and_then(|(m, covers)| Some((m, (*covers)?)));
     // Every account, for the widths; from the model, the rest as needed.
@@ -314,7 +319,6 @@ fn valid_end(journal: &ReadJournal, header: Head) -> Result<(u64, State), Error>
     {
         let _ = m.save(&state, None, head, header.hash, journal.file());
     }
-    let end = head.end;
     journal.unlock()?;
-    Ok((end, state))
+    Ok((head, state))
 }

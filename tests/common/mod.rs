@@ -272,6 +272,22 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// Recomputes the `prev` of every line from index `from` on (index 0 is the
+/// header), as a forger who rewrites history would.
+pub fn rechain(lines: &mut [String], from: usize) {
+    for i in from.max(1)..lines.len() {
+        let prev = sha256_hex(lines[i - 1].as_bytes());
+        let line = &mut lines[i];
+        // Every event line ends with `"prev":"<64 hex>"}`.
+        assert!(line.ends_with("\"}"), "not an event line: {line}");
+        let cut = line.len() - 66;
+        assert_eq!(&line[cut - 8..cut], "\"prev\":\"", "line: {line}");
+        line.truncate(cut);
+        line.push_str(&prev);
+        line.push_str("\"}");
+    }
+}
+
 /// Journal text built by hand from SPEC 2 alone: `header`, then each event
 /// (a JSON object without `prev`) completed with `"prev"`, the SHA-256 of
 /// the line before it. Every line ends with `\n`.
