@@ -124,7 +124,8 @@ impl Change<'_> {
     }
 
     /// Each account whose balance this change moves, with the signed
-    /// amount in minor units (a transfer: the debit first).
+    /// amount in minor units, in the places [`Change::accounts`] gives
+    /// them (a transfer: the debit first).
     pub fn effects(&self) -> [Option<(&str, Amount)>; 2] {
         let neg = |a: Decimal| Amount(a.units().0.saturating_neg());
         match self {
@@ -312,5 +313,69 @@ impl<'a> Event<'a> {
             .binary_search_by(|(k, _)| k.as_ref().cmp(key))
             .ok()
             .map(|i| &*self.tags[i].1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a report adds up relies on it: each effect is on the account
+    /// in the same place of `accounts()`.
+    #[test]
+    fn effects_are_in_the_places_of_the_accounts_touched() {
+        let amount = Decimal::parse_positive("1.50").expect("amount");
+        let name = |s: &'static str| Cow::Borrowed(s);
+        let changes = [
+            Change::AccountCreated {
+                account: name("a"),
+                owner: None,
+                currency: None,
+                decimals: 2,
+            },
+            Change::MoneyDeposited {
+                account: name("a"),
+                amount,
+            },
+            Change::MoneyWithdrawn {
+                account: name("a"),
+                amount,
+            },
+            Change::TransferCompleted {
+                from: name("a"),
+                to: name("b"),
+                amount,
+            },
+            Change::AccountClosed { account: name("a") },
+            Change::FundsHeld {
+                account: name("a"),
+                amount,
+                to: Some(name("b")),
+                expires: None,
+            },
+            Change::HoldCaptured {
+                hold: 1,
+                account: name("a"),
+                to: Some(name("b")),
+                amount,
+            },
+            Change::HoldCaptured {
+                hold: 1,
+                account: name("a"),
+                to: None,
+                amount,
+            },
+            Change::HoldReleased {
+                hold: 1,
+                account: name("a"),
+            },
+        ];
+        for change in &changes {
+            for (effect, account) in change.effects().into_iter().zip(change.accounts()) {
+                if let Some((on, _)) = effect {
+                    assert_eq!(Some(on), account, "{change:?}");
+                }
+            }
+        }
     }
 }

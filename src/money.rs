@@ -114,15 +114,16 @@ impl Decimal {
     /// Parses `digits[.digits]`; the scale is the number of digits after the point.
     pub fn parse(text: &str) -> Result<Decimal, AmountError> {
         let malformed = || AmountError::Malformed(text.to_owned());
-        let (int, frac) = match text.split_once('.') {
-            Some((i, f)) => (i, Some(f)),
-            None => (text, None),
+        let bytes = text.as_bytes();
+        let (int, frac) = match bytes.iter().position(|&b| b == b'.') {
+            Some(dot) => (&bytes[..dot], Some(&bytes[dot + 1..])),
+            None => (bytes, None),
         };
-        let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let all_digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
         if !all_digits(int) || frac.is_some_and(|f| !all_digits(f)) {
             return Err(malformed());
         }
-        let frac = frac.unwrap_or("");
+        let frac = frac.unwrap_or_default();
         // No account has more decimals than this, so neither may an amount;
         // it also keeps every formatted amount short.
         let scale = u8::try_from(frac.len())
@@ -132,13 +133,18 @@ impl Decimal {
                 text: text.to_owned(),
                 decimals: MAX_DECIMALS,
             })?;
-        let mut units: i128 = 0;
-        for b in int.bytes().chain(frac.bytes()) {
-            units = units
-                .checked_mul(10)
-                .and_then(|u| u.checked_add(i128::from(b - b'0')))
-                .ok_or_else(|| AmountError::TooLarge(text.to_owned()))?;
-        }
+        let mut digits = int.iter().chain(frac);
+        // Nearly every amount has at most 18 digits, which a u64 holds
+        // without a check per digit (replays parse millions of them).
+        let units = if int.len() + frac.len() <= 18 {
+            i128::from(digits.fold(0u64, |n, &b| n * 10 + u64::from(b - b'0')))
+        } else {
+            digits
+                .try_fold(0i128, |n, &b| {
+                    n.checked_mul(10)?.checked_add(i128::from(b - b'0'))
+                })
+                .ok_or_else(|| AmountError::TooLarge(text.to_owned()))?
+        };
         Ok(Decimal { units, scale })
     }
 
@@ -424,6 +430,17 @@ mod tests {
         fn parse_of_format_is_identity(units in 1..=i128::MAX, decimals in 0..=MAX_DECIMALS) {
             let text = Amount(units).display(decimals).to_string();
             prop_assert_eq!(minor(&text, decimals), Ok(Amount(units)));
+        }
+
+        #[test]
+        fn digits_read_as_the_integer_they_spell(int in "[0-9]{1,24}", frac in "[0-9]{0,18}") {
+            let text = if frac.is_empty() { int.clone() } else { format!("{int}.{frac}") };
+            let spelled = format!("{int}{frac}").parse::<i128>().ok();
+            match Decimal::parse(&text) {
+                Ok(d) => prop_assert_eq!(Some(d.units().0), spelled),
+                Err(AmountError::TooLarge(_)) => prop_assert_eq!(spelled, None),
+                Err(e) => prop_assert!(false, "{text}: {e}"),
+            }
         }
 
         #[test]

@@ -246,12 +246,9 @@ impl<'a> Builder<'a> {
                 flow.events = flow.events.saturating_add(1);
             }
         }
-        for (name, delta) in event.change.effects().into_iter().flatten() {
-            let Some(i) = touched
-                .iter()
-                .position(|t| *t == Some(name))
-                .and_then(|p| ids[p])
-            else {
+        // Effects come in the order of the accounts touched.
+        for (effect, id) in event.change.effects().into_iter().zip(ids) {
+            let (Some((name, delta)), Some(i)) = (effect, id) else {
                 continue;
             };
             let tally = &mut self.tallies[i];
