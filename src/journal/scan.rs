@@ -971,11 +971,17 @@ impl<'f> Replay<'f> {
         &mut self,
         mut visit: impl FnMut(&State, &Entry<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
-        while let Some(entry) = self.scanner.next(&mut self.state, self.model)? {
+        loop {
+            // Matched by reference: `?` would move the entry out again.
+            let next = self.scanner.next(&mut self.state, self.model);
+            let entry = match next {
+                Ok(Some(ref entry)) => entry,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
             domain::evolve(&mut self.state, &entry.event);
-            visit(&self.state, &entry)?;
+            visit(&self.state, entry)?;
         }
-        Ok(())
     }
 
     /// [`Replay::step`], keeping a copy of the state *before* the event
