@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Measures `report`, `chart` and `history | head -n 5` on a large journal
 # made through `ledger batch`: events/s and peak RSS (/usr/bin/time -v).
-# Usage: benches/report.sh [EVENTS]   (default 5000000). Data goes to a
-# temp dir and is deleted afterwards; nothing generated is committed.
+# Usage: [RUNS=N] benches/report.sh [EVENTS]   (default 5000000; each
+# command measured N times, default 1, on the same journal). Data goes to
+# a temp dir and is deleted afterwards; nothing generated is committed.
 set -euo pipefail
 events=${1:-5000000}
 accounts=100
@@ -35,6 +36,11 @@ size=$(du -m "$LEDGER_JOURNAL" | cut -f1)
 # measure LABEL COMMAND...: wall time and peak RSS of one cold run (the
 # page cache dropped when we may, else as warm as the previous step left it).
 measure() {
+  local run
+  for run in $(seq "${RUNS:-1}"); do measure_once "$@"; done
+}
+
+measure_once() {
   local label=$1; shift
   sync; (echo 3 > /proc/sys/vm/drop_caches) 2> /dev/null || true
   /usr/bin/time -v -o "$dir/time" "$@" > /dev/null

@@ -313,7 +313,13 @@ impl<'f> Source<'f> {
             _ => return Source::Inline(Blocks::new(backing, start, len), None),
         };
         let mut blocks = match file.try_clone() {
-            Ok(file) => Blocks::new(file, start, len),
+            Ok(file) => {
+                // Read in order to the end: a larger read-ahead window keeps
+                // a cold read from waiting on the disk (only advice, so a
+                // refusal changes nothing).
+                let _ = rustix::fs::fadvise(&file, start, None, rustix::fs::Advice::Sequential);
+                Blocks::new(file, start, len)
+            }
             Err(e) => return Source::Failed(Some(e)),
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(2);
