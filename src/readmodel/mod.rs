@@ -58,12 +58,13 @@ pub const MODEL_AFTER_BYTES: u64 = 1 << 20;
 /// 150,000 page writes for a 50 MB model). Pages are taken only as used.
 const INDEX_CACHE_KIB: i64 = -(64 << 10);
 
-/// SQLite's page cache for writing rows back (see [`INDEX_CACHE_KIB`]).
+/// SQLite's page cache for writing rows back (its default; see
+/// [`INDEX_CACHE_KIB`]).
 /// Rows go in key order, so a full page is done with and may leave the
 /// cache: a larger cache only kept the whole model in memory until the
 /// commit (a million ids of an import: 62 MB of pages, most of the
 /// import's peak memory).
-const ROWS_CACHE_KIB: i64 = -(8 << 10);
+const ROWS_CACHE_KIB: i64 = -(2 << 10);
 
 /// Fold the write-ahead log once it is this long (see
 /// [`ReadModel::fold_wal`]): about a hundred writes of a few pages each.
