@@ -50,9 +50,21 @@ const VERSION: &str = "3";
 /// whatever the journal's length.
 pub const MODEL_AFTER_BYTES: u64 = 1 << 20;
 
-/// SQLite's page cache for a write, in KiB as `cache_size` takes it
-/// (negative).
-const WRITE_CACHE_KIB: i64 = -(64 << 10);
+/// SQLite's page cache for building the history index, in KiB as
+/// `cache_size` takes it (negative): room for the pages such a write keeps
+/// changing (the right edge of the index's B-tree, its parents). With
+/// SQLite's 2 MiB a write of millions of index rows spilled and rewrote
+/// each of them to the log again and again (a batch of 1,000,000 events:
+/// 150,000 page writes for a 50 MB model). Pages are taken only as used.
+const INDEX_CACHE_KIB: i64 = -(64 << 10);
+
+/// SQLite's page cache for writing rows back (its default; see
+/// [`INDEX_CACHE_KIB`]).
+/// Rows go in key order, so a full page is done with and may leave the
+/// cache: a larger cache only kept the whole model in memory until the
+/// commit (a million ids of an import: 62 MB of pages, most of the
+/// import's peak memory).
+const ROWS_CACHE_KIB: i64 = -(2 << 10);
 
 /// Fold the write-ahead log once it is this long (see
 /// [`ReadModel::fold_wal`]): about a hundred writes of a few pages each.
@@ -273,18 +285,14 @@ impl ReadModel {
     }
 
     /// The connection, created if need be, with the read transaction that
-    /// [`ReadModel::covers`] began ended: ready for a write.
-    fn writable(&mut self) -> Result<&mut Connection, ModelError> {
+    /// [`ReadModel::covers`] began ended: ready for a write, with a page
+    /// cache of `cache_kib` (as `cache_size` takes it).
+    fn writable(&mut self, cache_kib: i64) -> Result<&mut Connection, ModelError> {
         let conn = self.create()?;
         if !conn.is_autocommit() {
             conn.execute_batch("ROLLBACK")?;
         }
-        // Room for the pages a large write keeps changing (the right edge
-        // of the history index's B-tree, its parents): with SQLite's 2 MiB
-        // a write of millions of rows spilled and rewrote each of them to
-        // the log again and again (a batch of 1,000,000 events: 150,000
-        // page writes for a 50 MB model). Pages are taken only as used.
-        conn.pragma_update(None, "cache_size", WRITE_CACHE_KIB)?;
+        conn.pragma_update(None, "cache_size", cache_kib)?;
         Ok(conn)
     }
 
@@ -532,7 +540,7 @@ impl ReadModel {
             return self.rebuild(state, appended, head, header);
         };
         let tx = self
-            .writable()?
+            .writable(ROWS_CACHE_KIB)?
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let covered: Option<(String, i64)> = tx
             .query_row("SELECT hash, seq FROM head WHERE one = 1", [], |r| {
@@ -570,7 +578,7 @@ impl ReadModel {
         header: LineHash,
     ) -> Result<(), ModelError> {
         let tx = self
-            .writable()?
+            .writable(ROWS_CACHE_KIB)?
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         rows::clear(&tx)?;
         write(&tx, state, appended, head, header)?;
@@ -599,7 +607,7 @@ impl ReadModel {
         head: Head,
     ) -> Result<(), ModelError> {
         let tx = self
-            .writable()?
+            .writable(INDEX_CACHE_KIB)?
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let at: Option<(String, i64)> = tx
             .query_row("SELECT hash, seq FROM head WHERE one = 1", [], |r| {
