@@ -345,12 +345,6 @@ impl State {
         self.ids.suspects(id, self.seq)
     }
 
-    /// Readies the id index for looking up `ids` soon (see `Ids::touch`):
-    /// the answers are the same, only found sooner.
-    pub fn touch_ids<'i>(&self, ids: impl IntoIterator<Item = &'i str>) {
-        self.ids.touch(ids);
-    }
-
     /// Whether `a` and `b` have the same fingerprint in a fingerprinting
     /// state (and so may be taken for each other until one is learnt).
     pub fn share_id_print(&self, a: &str, b: &str) -> bool {

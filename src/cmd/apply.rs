@@ -36,11 +36,6 @@ pub struct Applier<'c> {
 /// Records applied after one prefetch.
 const RUN: usize = 1024;
 
-/// Records whose ids are looked up ahead at a time (see
-/// [`Writer::touch`]): enough for the reads to overlap, few enough to stay
-/// in the cache while they are applied.
-const TOUCH: usize = 128;
-
 impl<'c> Applier<'c> {
     /// Locks the journal and reads its state.
     pub fn open(ctx: &'c Context, dry_run: bool) -> Result<Applier<'c>, Error> {
@@ -102,11 +97,6 @@ impl<'c> Applier<'c> {
         self.writer
             .prefetch(requests.iter().filter_map(|r| r.as_ref()?.as_ref().ok()))?;
         for (i, line) in lines.into_iter().enumerate() {
-            if i % TOUCH == 0 {
-                let next = requests[i..].iter().take(TOUCH);
-                self.writer
-                    .touch(next.filter_map(|r| r.as_ref()?.as_ref().ok()));
-            }
             let result = match (errors[i].take(), requests[i].take()) {
                 (Some(e), _) | (None, Some(Err(e))) => Err(e),
                 (None, Some(Ok(request))) => self.writer.apply(&request).map_err(Error::from),

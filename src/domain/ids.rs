@@ -140,14 +140,6 @@ impl Prints {
         shard.insert(i, entry);
     }
 
-    /// Reads the entry in the middle of the shard of `p` (and so the
-    /// shard's place), as looking `p` up will (see [`Ids::touch`]).
-    fn touch(&self, p: Print) {
-        if let Some(shard) = self.shards.get(p.shard()) {
-            std::hint::black_box(shard.get(shard.len() / 2).copied());
-        }
-    }
-
     /// Removes the entry of `p` and `seq`; `false` if there is none.
     fn remove(&mut self, p: Print, seq: u64) -> bool {
         let Some(shard) = self.shards.get_mut(p.shard()) else {
@@ -211,19 +203,6 @@ impl Ids {
                 .take_while(move |&seq| seq <= last)
         });
         known.into_iter().chain(printed)
-    }
-
-    /// Reads the part of the fingerprints that looking up each of `ids`
-    /// reads, with no read waiting for the one before, so that the
-    /// look-ups which follow find it in the cache: a look-up is a few
-    /// random reads in megabytes of shards, each waiting on the last,
-    /// which was a sixth of a large import's applying time.
-    pub fn touch<'i>(&self, ids: impl IntoIterator<Item = &'i str>) {
-        if let Some(prints) = &self.prints {
-            for id in ids {
-                prints.touch(prints.print(id));
-            }
-        }
     }
 
     /// Whether two ids have the same fingerprint here.

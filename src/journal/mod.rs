@@ -836,13 +836,6 @@ impl Writer {
         self.load(|model, state| model.prefetch(state, requests))
     }
 
-    /// Readies the state's id index for the ids of `requests`, about to be
-    /// applied (see `State::touch_ids`): the same answers, sooner.
-    pub fn touch<'r>(&self, requests: impl IntoIterator<Item = &'r Request<'r>>) {
-        self.state
-            .touch_ids(requests.into_iter().flat_map(|request| request.ids()));
-    }
-
     /// Decides `request` against the current state and, if it is new,
     /// stages its event for [`Writer::commit`].
     pub fn apply(&mut self, request: &Request<'_>) -> Result<Outcome, WriteError> {
