@@ -101,20 +101,36 @@ pub struct Decimal {
     scale: u8,
 }
 
+/// An amount's text for a message about it.
+fn text_of(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 impl Decimal {
     /// Parses the strict amount syntax of the specification, rejecting zero.
     pub fn parse_positive(text: &str) -> Result<Decimal, AmountError> {
-        let d = Decimal::parse(text)?;
+        Decimal::parse_positive_bytes(text.as_bytes())
+    }
+
+    /// [`Decimal::parse_positive`] of bytes, such as a journal line's,
+    /// without first checking that they are UTF-8 (an amount is ASCII).
+    pub fn parse_positive_bytes(bytes: &[u8]) -> Result<Decimal, AmountError> {
+        let d = Decimal::parse_bytes(bytes)?;
         if d.units == 0 {
-            return Err(AmountError::NotPositive(text.to_owned()));
+            return Err(AmountError::NotPositive(text_of(bytes)));
         }
         Ok(d)
     }
 
     /// Parses `digits[.digits]`; the scale is the number of digits after the point.
     pub fn parse(text: &str) -> Result<Decimal, AmountError> {
-        let malformed = || AmountError::Malformed(text.to_owned());
-        let bytes = text.as_bytes();
+        Decimal::parse_bytes(text.as_bytes())
+    }
+
+    /// [`Decimal::parse`] of bytes.
+    fn parse_bytes(bytes: &[u8]) -> Result<Decimal, AmountError> {
+        let text = || text_of(bytes);
+        let malformed = || AmountError::Malformed(text());
         let (int, frac) = match bytes.iter().position(|&b| b == b'.') {
             Some(dot) => (&bytes[..dot], Some(&bytes[dot + 1..])),
             None => (bytes, None),
@@ -130,7 +146,7 @@ impl Decimal {
             .ok()
             .filter(|&n| n <= MAX_DECIMALS)
             .ok_or_else(|| AmountError::TooManyDecimals {
-                text: text.to_owned(),
+                text: text(),
                 decimals: MAX_DECIMALS,
             })?;
         let mut digits = int.iter().chain(frac);
@@ -143,7 +159,7 @@ impl Decimal {
                 .try_fold(0i128, |n, &b| {
                     n.checked_mul(10)?.checked_add(i128::from(b - b'0'))
                 })
-                .ok_or_else(|| AmountError::TooLarge(text.to_owned()))?
+                .ok_or_else(|| AmountError::TooLarge(text()))?
         };
         Ok(Decimal { units, scale })
     }
