@@ -1165,6 +1165,24 @@ mod tests {
         Ok(replay.finish().0)
     }
 
+    /// Appends the line `make(at, prev)` to the journal at `path`, with the
+    /// `at` of its last line and chained to it, as a hand would that knows
+    /// the format; returns that last line, the `at` and the new line.
+    fn append_chained(
+        path: &Path,
+        make: impl FnOnce(At, LineHash) -> String,
+    ) -> (String, At, String) {
+        let text = std::fs::read_to_string(path).expect("read");
+        let last = text.lines().last().expect("a line").to_owned();
+        let at = line::decode(last.as_bytes(), &mut Vec::new())
+            .expect("decodes")
+            .event
+            .at;
+        let added = make(at, LineHash::of(last.as_bytes()));
+        std::fs::write(path, format!("{text}{added}\n")).expect("write");
+        (last, at, added)
+    }
+
     /// Suspicions from shared fingerprints are settled by reading the
     /// earlier lines: a journal of distinct ids replays as it was written,
     /// and a repeated one is named with the seq it repeats.
@@ -1179,17 +1197,11 @@ mod tests {
             state.account("a").map(|a| a.balance),
             Some(crate::money::Amount(30_000))
         );
-        let text = std::fs::read_to_string(&path).expect("read");
-        let last = text.lines().last().expect("a line");
-        let at = line::decode(last.as_bytes(), &mut Vec::new())
-            .expect("decodes")
-            .event
-            .at;
-        let repeat = format!(
-            r#"{{"seq":302,"at":"{at}","type":"MoneyDeposited","account":"a","amount":"1.00","id":"k7","prev":"{}"}}"#,
-            LineHash::of(last.as_bytes())
-        );
-        std::fs::write(&path, format!("{text}{repeat}\n")).expect("write");
+        append_chained(&path, |at, prev| {
+            format!(
+                r#"{{"seq":302,"at":"{at}","type":"MoneyDeposited","account":"a","amount":"1.00","id":"k7","prev":"{prev}"}}"#
+            )
+        });
         let err = replay_colliding(&path).expect_err("a repeated id");
         assert_eq!(
             err.to_string(),
@@ -1208,17 +1220,11 @@ mod tests {
         let path = dir.path().join("journal.jsonl");
         journal_with_ids(&path, 2);
         // A withdrawal of more than `a` holds, chained as a forger would.
-        let text = std::fs::read_to_string(&path).expect("read");
-        let last = text.lines().last().expect("a line");
-        let at = line::decode(last.as_bytes(), &mut Vec::new())
-            .expect("decodes")
-            .event
-            .at;
-        let forged = format!(
-            r#"{{"seq":4,"at":"{at}","type":"MoneyWithdrawn","account":"a","amount":"9.00","prev":"{}"}}"#,
-            LineHash::of(last.as_bytes())
-        );
-        std::fs::write(&path, format!("{text}{forged}\n")).expect("write");
+        let (last, at, forged) = append_chained(&path, |at, prev| {
+            format!(
+                r#"{{"seq":4,"at":"{at}","type":"MoneyWithdrawn","account":"a","amount":"9.00","prev":"{prev}"}}"#
+            )
+        });
         let journal = ReadJournal::open(&path).expect("open").expect("exists");
         let header = journal.header_head().expect("a header");
         let scan = |decided: Option<Head>| {
