@@ -799,6 +799,44 @@ fn a_balance_changed_by_hand_in_the_query_tables_is_not_trusted() {
 }
 
 #[test]
+fn hold_reversal_and_unit_rows_changed_by_hand_are_not_trusted() {
+    // Every row of the query tables carries a digest, as in the SQLite
+    // model: each edit below fails it, the command replays the journal,
+    // and answers from the lines, not from the edited row.
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    for command in [
+        "create a --currency EUR",
+        "create b --currency EUR",
+        "deposit a 10",
+        "deposit a 10",
+        "hold a 4 --to b",
+        "hold a 1",
+        "release 6",
+        "reverse 3",
+    ] {
+        env.ok(command);
+    }
+    let balance = env.ok("balance --json");
+    let db = env.db.as_ref().expect("a database");
+    db.sql("UPDATE ledger_holds SET amount = 900 WHERE seq = 5");
+    let stderr = env.fails(1, &["capture", "5", "9"]);
+    assert!(stderr.contains("4.00"), "{stderr}");
+    db.sql("UPDATE ledger_ended SET by_seq = 99 WHERE seq = 6");
+    let stderr = env.fails(1, &["release", "6"]);
+    assert!(stderr.contains("seq 7"), "{stderr}");
+    db.sql("UPDATE ledger_reversed SET by_seq = 99 WHERE seq = 3");
+    let stderr = env.fails(1, &["reverse", "3"]);
+    assert!(stderr.contains("seq 8"), "{stderr}");
+    db.sql("UPDATE ledger_units SET deposited = 1");
+    assert_eq!(env.ok("balance --json"), balance);
+    env.ok("capture 5 4");
+    assert_eq!(env.balance_of("b"), "4.00");
+    env.ok("verify");
+}
+
+#[test]
 fn an_account_deleted_by_hand_from_the_query_tables_is_not_opened_twice() {
     // The rows' word that an account is missing is what lets `create`
     // append: it is checked against the lines, which say which accounts

@@ -3,8 +3,9 @@
 //! transaction that appends the lines they come from, so they stand
 //! exactly at the journal's head. Money is `numeric(39,0)` of minor
 //! units, passed as text both ways: exact, never through floating point.
-//! No row carries a digest: nothing but a committed write changes them,
-//! and `verify` never reads them.
+//! Every row carries the digest the SQLite model's row would: a row
+//! changed by hand or by damage is not believed, and the journal is
+//! replayed instead. `verify` never reads them.
 
 use std::cell::RefCell;
 
@@ -22,45 +23,57 @@ use super::ModelError;
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS ledger_units (
     idx int PRIMARY KEY, currency text, decimals smallint NOT NULL,
-    deposited numeric(39,0) NOT NULL, withdrawn numeric(39,0) NOT NULL, held numeric(39,0) NOT NULL);
+    deposited numeric(39,0) NOT NULL, withdrawn numeric(39,0) NOT NULL, held numeric(39,0) NOT NULL,
+    digest bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_accounts (
     name text COLLATE "C" PRIMARY KEY, owner text, unit int NOT NULL,
     balance numeric(39,0) NOT NULL, closed boolean NOT NULL, held numeric(39,0) NOT NULL,
     digest bigint NOT NULL);
-CREATE TABLE IF NOT EXISTS ledger_reversed (seq bigint PRIMARY KEY, by_seq bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger_reversed (
+    seq bigint PRIMARY KEY, by_seq bigint NOT NULL, digest bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_holds (
     seq bigint PRIMARY KEY, account text COLLATE "C" NOT NULL, amount numeric(39,0) NOT NULL,
-    dest text COLLATE "C", expires text);
+    dest text COLLATE "C", expires text, digest bigint NOT NULL);
 CREATE INDEX IF NOT EXISTS ledger_holds_expiring ON ledger_holds (account) WHERE expires IS NOT NULL;
 CREATE INDEX IF NOT EXISTS ledger_holds_by_dest ON ledger_holds (dest);
 CREATE TABLE IF NOT EXISTS ledger_ended (
     seq bigint PRIMARY KEY, by_seq bigint NOT NULL, captured boolean NOT NULL,
-    amount numeric(39,0) NOT NULL);
+    amount numeric(39,0) NOT NULL, digest bigint NOT NULL);
 "#;
 
-const UNITS: &str = "SELECT idx, currency, decimals, deposited::text, withdrawn::text, held::text
-             FROM ledger_units ORDER BY idx";
+const UNITS: &str = "SELECT idx, currency, decimals, deposited::text, withdrawn::text, held::text,
+             digest FROM ledger_units ORDER BY idx";
 
 const ACCOUNT: &str = "SELECT name, owner, unit, balance::text, closed, held::text, digest
              FROM ledger_accounts WHERE name = $1";
 
-const ACCOUNT_HOLDS: &str = "SELECT seq, account, amount::text, dest, expires FROM ledger_holds
-             WHERE account = $1 AND expires IS NOT NULL
-             UNION SELECT seq, account, amount::text, dest, expires FROM ledger_holds
-             WHERE dest = $1 ORDER BY seq";
+/// A hold row's columns, as [`hold_row`] reads them.
+macro_rules! hold_columns {
+    () => {
+        "seq, account, amount::text, dest, expires, digest"
+    };
+}
+
+const ACCOUNT_HOLDS: &str = concat!(
+    "SELECT ",
+    hold_columns!(),
+    " FROM ledger_holds WHERE account = $1 AND expires IS NOT NULL UNION SELECT ",
+    hold_columns!(),
+    " FROM ledger_holds WHERE dest = $1 ORDER BY seq"
+);
 
 const ID: &str = "SELECT seq FROM ledger_lines WHERE id = $1";
 
 const OPENED: &str = "SELECT creates FROM ledger_lines WHERE creates = ANY($1) LIMIT 1";
 
 const SAVE_UNITS: &str =
-    "INSERT INTO ledger_units (idx, currency, decimals, deposited, withdrawn, held)
-         SELECT i, c, d, dep::numeric, w::numeric, h::numeric
-         FROM unnest($1::int[], $2::text[], $3::smallint[], $4::text[], $5::text[], $6::text[])
-             AS t(i, c, d, dep, w, h)
+    "INSERT INTO ledger_units (idx, currency, decimals, deposited, withdrawn, held, digest)
+         SELECT i, c, d, dep::numeric, w::numeric, h::numeric, g
+         FROM unnest($1::int[], $2::text[], $3::smallint[], $4::text[], $5::text[], $6::text[],
+             $7::bigint[]) AS t(i, c, d, dep, w, h, g)
          ON CONFLICT (idx) DO UPDATE SET currency = excluded.currency,
              decimals = excluded.decimals, deposited = excluded.deposited,
-             withdrawn = excluded.withdrawn, held = excluded.held";
+             withdrawn = excluded.withdrawn, held = excluded.held, digest = excluded.digest";
 
 const SAVE_ACCOUNTS: &str = "INSERT INTO ledger_accounts (name, owner, unit, balance, closed, held, digest)
              SELECT n, o, u, b::numeric, c, h::numeric, d
@@ -112,18 +125,22 @@ pub fn units(db: &Db) -> Result<Vec<Unit>, ModelError> {
     let rows = db.query(UNITS, &[])?;
     let mut units = Vec::with_capacity(rows.len());
     for r in &rows {
-        if uint::<usize>(i64::from(get::<i32>(r, 0)?))? != units.len() {
+        let idx = i64::from(get::<i32>(r, 0)?);
+        if uint::<usize>(idx)? != units.len() {
             return Err(ModelError::Malformed(
                 "the units are not numbered in order".into(),
             ));
         }
-        units.push(Unit {
+        let unit = Unit {
             currency: get::<Option<&str>>(r, 1)?.map(Into::into),
             decimals: uint(i64::from(get::<i16>(r, 2)?))?,
             deposited: amount(r, 3)?,
             withdrawn: amount(r, 4)?,
             held: amount(r, 5)?,
-        });
+        };
+        let digest = super::rows::unit_digest(idx, &unit);
+        super::rows::digest_matches(get(r, 6)?, digest, || format!("unit {idx}"))?;
+        units.push(unit);
     }
     Ok(units)
 }
@@ -149,7 +166,7 @@ fn account_row(r: &Row) -> Result<(String, Account), ModelError> {
     Ok((name, account))
 }
 
-/// The hold in row `r` (seq, account, amount, dest, expires).
+/// The hold in row `r` (the columns of `hold_columns!`).
 fn hold_row(r: &Row) -> Result<(u64, Hold), ModelError> {
     let hold = Hold {
         account: get::<&str>(r, 1)?.into(),
@@ -157,7 +174,31 @@ fn hold_row(r: &Row) -> Result<(u64, Hold), ModelError> {
         to: get::<Option<&str>>(r, 3)?.map(Into::into),
         expires: at(get(r, 4)?)?,
     };
-    Ok((uint(get::<i64>(r, 0)?)?, hold))
+    let seq = get::<i64>(r, 0)?;
+    let digest = super::rows::hold_digest(seq, &hold);
+    super::rows::digest_matches(get(r, 5)?, digest, || format!("hold {seq}"))?;
+    Ok((uint(seq)?, hold))
+}
+
+/// The ended hold in row `r` (seq, by_seq, captured, amount, digest).
+fn ended_row(r: &Row) -> Result<(u64, Ended), ModelError> {
+    let (seq, by) = (get::<i64>(r, 0)?, get::<i64>(r, 1)?);
+    let end = Ended {
+        by: uint(by)?,
+        captured: get(r, 2)?,
+        amount: amount(r, 3)?,
+    };
+    let digest = super::rows::ended_digest(seq, by, &end);
+    super::rows::digest_matches(get(r, 4)?, digest, || format!("ended hold {seq}"))?;
+    Ok((uint(seq)?, end))
+}
+
+/// The reversal in row `r` (seq, by_seq, digest).
+fn reversed_row(r: &Row) -> Result<(u64, u64), ModelError> {
+    let (seq, by) = (get::<i64>(r, 0)?, get::<i64>(r, 1)?);
+    let digest = super::rows::reversed_digest(seq, by);
+    super::rows::digest_matches(get(r, 2)?, digest, || format!("reversal of {seq}"))?;
+    Ok((uint(seq)?, uint(by)?))
 }
 
 /// The `--id`s and account names a prefetch asked for and did not find:
@@ -210,8 +251,12 @@ pub fn prefetch(
             .collect::<Result<Vec<_>, _>>()?;
         let found: Vec<&str> = accounts.iter().map(|(n, _)| n.as_str()).collect();
         let holds = db.query(
-            "SELECT seq, account, amount::text, dest, expires FROM ledger_holds
-                 WHERE (account = ANY($1) AND expires IS NOT NULL) OR dest = ANY($1) ORDER BY seq",
+            concat!(
+                "SELECT ",
+                hold_columns!(),
+                " FROM ledger_holds WHERE (account = ANY($1) AND expires IS NOT NULL)
+                     OR dest = ANY($1) ORDER BY seq"
+            ),
             &[&found],
         )?;
         let holds = holds.iter().map(hold_row).collect::<Result<Vec<_>, _>>()?;
@@ -316,12 +361,13 @@ pub fn load_reversed(db: &Db, state: &mut State, seq: u64) -> Result<(), ModelEr
         return Ok(());
     }
     let rows = db.query(
-        "SELECT by_seq FROM ledger_reversed WHERE seq = $1",
+        "SELECT seq, by_seq, digest FROM ledger_reversed WHERE seq = $1",
         &[&int(seq)?],
     )?;
     if let Some(r) = rows.first() {
+        let (seq, by) = reversed_row(r)?;
         state
-            .load_reversed(seq, uint(get::<i64>(r, 0)?)?)
+            .load_reversed(seq, by)
             .map_err(ModelError::Malformed)?;
     }
     Ok(())
@@ -334,7 +380,11 @@ pub fn load_hold(db: &Db, state: &mut State, seq: u64) -> Result<(), ModelError>
     }
     let key = int(seq)?;
     let open = db.query(
-        "SELECT seq, account, amount::text, dest, expires FROM ledger_holds WHERE seq = $1",
+        concat!(
+            "SELECT ",
+            hold_columns!(),
+            " FROM ledger_holds WHERE seq = $1"
+        ),
         &[&key],
     )?;
     if let Some(r) = open.first() {
@@ -342,15 +392,11 @@ pub fn load_hold(db: &Db, state: &mut State, seq: u64) -> Result<(), ModelError>
         return state.load_hold(seq, hold).map_err(ModelError::Malformed);
     }
     let ended = db.query(
-        "SELECT by_seq, captured, amount::text FROM ledger_ended WHERE seq = $1",
+        "SELECT seq, by_seq, captured, amount::text, digest FROM ledger_ended WHERE seq = $1",
         &[&key],
     )?;
     if let Some(r) = ended.first() {
-        let end = Ended {
-            by: uint(get::<i64>(r, 0)?)?,
-            captured: get(r, 1)?,
-            amount: amount(r, 2)?,
-        };
+        let (seq, end) = ended_row(r)?;
         state.load_ended(seq, end).map_err(ModelError::Malformed)?;
     }
     Ok(())
@@ -359,7 +405,11 @@ pub fn load_hold(db: &Db, state: &mut State, seq: u64) -> Result<(), ModelError>
 /// Loads every account, with the open holds.
 pub fn load_every_account(db: &Db, state: &mut State) -> Result<(), ModelError> {
     let rows = db.query(
-        "SELECT seq, account, amount::text, dest, expires FROM ledger_holds ORDER BY seq",
+        concat!(
+            "SELECT ",
+            hold_columns!(),
+            " FROM ledger_holds ORDER BY seq"
+        ),
         &[],
     )?;
     let holds = rows.iter().map(hold_row).collect::<Result<Vec<_>, _>>()?;
@@ -385,26 +435,20 @@ pub fn load_all(db: &Db, state: &mut State) -> Result<(), ModelError> {
             .load_id(get(r, 0)?, uint(get::<i64>(r, 1)?)?)
             .map_err(ModelError::Malformed)?;
     }
-    let reversed = db.query("SELECT seq, by_seq FROM ledger_reversed", &[])?;
+    let reversed = db.query("SELECT seq, by_seq, digest FROM ledger_reversed", &[])?;
     for r in &reversed {
-        let (seq, by) = (uint(get::<i64>(r, 0)?)?, uint(get::<i64>(r, 1)?)?);
+        let (seq, by) = reversed_row(r)?;
         state
             .load_reversed(seq, by)
             .map_err(ModelError::Malformed)?;
     }
     let ended = db.query(
-        "SELECT seq, by_seq, captured, amount::text FROM ledger_ended",
+        "SELECT seq, by_seq, captured, amount::text, digest FROM ledger_ended",
         &[],
     )?;
     for r in &ended {
-        let end = Ended {
-            by: uint(get::<i64>(r, 1)?)?,
-            captured: get(r, 2)?,
-            amount: amount(r, 3)?,
-        };
-        state
-            .load_ended(uint(get::<i64>(r, 0)?)?, end)
-            .map_err(ModelError::Malformed)?;
+        let (seq, end) = ended_row(r)?;
+        state.load_ended(seq, end).map_err(ModelError::Malformed)?;
     }
     Ok(())
 }
@@ -480,10 +524,11 @@ fn save_units(db: &Db, state: &State) -> Result<(), ModelError> {
         Vec::new(),
         Vec::new(),
     );
+    let mut digests = Vec::with_capacity(units.len());
     for (i, u) in units.iter().enumerate() {
-        columns
-            .0
-            .push(i32::try_from(i).map_err(|_| too_many("units"))?);
+        let idx = i32::try_from(i).map_err(|_| too_many("units"))?;
+        digests.push(super::rows::unit_digest(i64::from(idx), u));
+        columns.0.push(idx);
         columns.1.push(u.currency.as_deref());
         columns.2.push(i16::from(u.decimals));
         columns.3.push(u.deposited.0.to_string());
@@ -493,7 +538,7 @@ fn save_units(db: &Db, state: &State) -> Result<(), ModelError> {
     db.execute(
         SAVE_UNITS,
         &[
-            &columns.0, &columns.1, &columns.2, &columns.3, &columns.4, &columns.5,
+            &columns.0, &columns.1, &columns.2, &columns.3, &columns.4, &columns.5, &digests,
         ],
     )?;
     Ok(())
@@ -501,35 +546,45 @@ fn save_units(db: &Db, state: &State) -> Result<(), ModelError> {
 
 fn save_holds(db: &Db, state: &State) -> Result<(), ModelError> {
     for (seq, h) in state.holds() {
+        let seq = int(seq)?;
         db.execute(
-            "INSERT INTO ledger_holds (seq, account, amount, dest, expires)
-             VALUES ($1, $2, $3::text::numeric, $4, $5)
+            "INSERT INTO ledger_holds (seq, account, amount, dest, expires, digest)
+             VALUES ($1, $2, $3::text::numeric, $4, $5, $6)
              ON CONFLICT (seq) DO UPDATE SET account = excluded.account,
-                 amount = excluded.amount, dest = excluded.dest, expires = excluded.expires",
+                 amount = excluded.amount, dest = excluded.dest, expires = excluded.expires,
+                 digest = excluded.digest",
             &[
-                &int(seq)?,
+                &seq,
                 &&*h.account,
                 &h.amount.0.to_string(),
                 &h.to.as_deref(),
                 &h.expires.map(|e| e.to_string()),
+                &super::rows::hold_digest(seq, h),
             ],
         )?;
     }
     for (seq, e) in state.ended_holds() {
-        let seq = int(seq)?;
+        let (seq, by) = (int(seq)?, int(e.by)?);
         db.execute("DELETE FROM ledger_holds WHERE seq = $1", &[&seq])?;
         db.execute(
-            "INSERT INTO ledger_ended (seq, by_seq, captured, amount)
-             VALUES ($1, $2, $3, $4::text::numeric) ON CONFLICT (seq) DO NOTHING",
-            &[&seq, &int(e.by)?, &e.captured, &e.amount.0.to_string()],
+            "INSERT INTO ledger_ended (seq, by_seq, captured, amount, digest)
+             VALUES ($1, $2, $3, $4::text::numeric, $5) ON CONFLICT (seq) DO NOTHING",
+            &[
+                &seq,
+                &by,
+                &e.captured,
+                &e.amount.0.to_string(),
+                &super::rows::ended_digest(seq, by, &e),
+            ],
         )?;
     }
     for (of, by) in state.reversals() {
+        let (of, by) = (int(of)?, int(by)?);
         db.execute(
-            "INSERT INTO ledger_reversed (seq, by_seq) VALUES ($1, $2) ON CONFLICT (seq) DO NOTHING",
-            &[&int(of)?, &int(by)?],
-        )
-        ?;
+            "INSERT INTO ledger_reversed (seq, by_seq, digest) VALUES ($1, $2, $3)
+             ON CONFLICT (seq) DO NOTHING",
+            &[&of, &by, &super::rows::reversed_digest(of, by)],
+        )?;
     }
     Ok(())
 }

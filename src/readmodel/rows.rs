@@ -115,7 +115,7 @@ pub(super) fn digest_matches(
     }
 }
 
-fn unit_digest(idx: i64, unit: &Unit) -> i64 {
+pub(super) fn unit_digest(idx: i64, unit: &Unit) -> i64 {
     Digest::default()
         .bytes(b"unit")
         .int(idx)
@@ -139,7 +139,7 @@ pub(super) fn account_digest(name: &str, a: &Account, unit: i64) -> i64 {
         .finish()
 }
 
-fn hold_digest(seq: i64, h: &Hold) -> i64 {
+pub(super) fn hold_digest(seq: i64, h: &Hold) -> i64 {
     Digest::default()
         .bytes(b"hold")
         .int(seq)
@@ -150,7 +150,7 @@ fn hold_digest(seq: i64, h: &Hold) -> i64 {
         .finish()
 }
 
-fn ended_digest(seq: i64, by: i64, e: &Ended) -> i64 {
+pub(super) fn ended_digest(seq: i64, by: i64, e: &Ended) -> i64 {
     Digest::default()
         .bytes(b"ended")
         .int(seq)
@@ -168,7 +168,7 @@ fn id_digest(id: &str, seq: i64) -> i64 {
         .finish()
 }
 
-fn reversed_digest(seq: i64, by: i64) -> i64 {
+pub(super) fn reversed_digest(seq: i64, by: i64) -> i64 {
     Digest::default()
         .bytes(b"reversed")
         .int(seq)
