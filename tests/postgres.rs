@@ -837,6 +837,26 @@ fn hold_reversal_and_unit_rows_changed_by_hand_are_not_trusted() {
 }
 
 #[test]
+fn a_reversal_deleted_by_hand_from_the_query_tables_is_not_made_twice() {
+    // The rows' word that a movement was not reversed lets `reverse`
+    // append: the lines say which movements are reversed (a unique
+    // column), so the rows are not believed and the journal is replayed.
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    env.ok("create a");
+    env.ok("deposit a 10");
+    env.ok("deposit a 10");
+    env.ok("reverse 2");
+    let db = env.db.as_ref().expect("a database");
+    db.sql("DELETE FROM ledger_reversed");
+    let stderr = env.fails(1, &["reverse", "2"]);
+    assert!(stderr.contains("seq 4"), "{stderr}");
+    assert_eq!(env.balance_of("a"), "10.00");
+    env.ok("verify");
+}
+
+#[test]
 fn an_account_deleted_by_hand_from_the_query_tables_is_not_opened_twice() {
     // The rows' word that an account is missing is what lets `create`
     // append: it is checked against the lines, which say which accounts

@@ -205,12 +205,15 @@ const SCHEMA: &str = r#"
         end_off bigint NOT NULL UNIQUE,
         line bytea NOT NULL,
         id text COLLATE "C",
-        creates text COLLATE "C"
+        creates text COLLATE "C",
+        reverses bigint
     );
     -- Unique where set: most lines have neither, and are not indexed.
     CREATE UNIQUE INDEX IF NOT EXISTS ledger_lines_id ON ledger_lines (id) WHERE id IS NOT NULL;
     CREATE UNIQUE INDEX IF NOT EXISTS ledger_lines_creates ON ledger_lines (creates)
         WHERE creates IS NOT NULL;
+    CREATE UNIQUE INDEX IF NOT EXISTS ledger_lines_reverses ON ledger_lines (reverses)
+        WHERE reverses IS NOT NULL;
     INSERT INTO ledger_head (id, seq, len, rows_seq) VALUES (1, 0, 0, 0) ON CONFLICT DO NOTHING;
 "#;
 
@@ -380,7 +383,9 @@ impl Db {
     ) -> Result<(u64, u64), E> {
         let mut client = self.client.borrow_mut();
         let sink = client
-            .copy_in("COPY ledger_lines (seq, end_off, line, id, creates) FROM STDIN BINARY")
+            .copy_in(
+                "COPY ledger_lines (seq, end_off, line, id, creates, reverses) FROM STDIN BINARY",
+            )
             .map_err(|e| self.error("write", &e))?;
         let types = [
             postgres::types::Type::INT8,
@@ -388,6 +393,7 @@ impl Db {
             postgres::types::Type::BYTEA,
             postgres::types::Type::TEXT,
             postgres::types::Type::TEXT,
+            postgres::types::Type::INT8,
         ];
         let mut scratch = Vec::new();
         let mut writer = postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
@@ -396,23 +402,31 @@ impl Db {
         lines(&mut |line: &[u8]| {
             end += line.len() as u64 + 1;
             let (s, e) = (as_int(seq), as_int(end));
-            // The line's `--id` and the account it opens, in unique
-            // columns: the journal itself says which are taken (the
-            // header has neither).
+            // The line's `--id`, the account it opens and the movement
+            // it reverses, in unique columns: the journal itself says
+            // which are taken (the header has none).
             let corrupt = |e: super::line::LineError| JournalError::Corrupt {
                 path: path.clone(),
                 line: seq + 1,
                 reason: e.to_string(),
             };
-            let (id, creates) = match seq {
-                0 => (None, None),
+            let (id, (creates, reverses)) = match seq {
+                0 => (None, (None, None)),
                 _ => (
                     super::line::id_of(line, &mut scratch).map_err(corrupt)?,
-                    opened_by(line, &mut scratch).map_err(corrupt)?,
+                    taken_by(line, &mut scratch).map_err(corrupt)?,
                 ),
             };
+            let reverses = reverses.map(as_int);
             writer
-                .write(&[&s, &e, &line, &id.as_deref(), &creates.as_deref()])
+                .write(&[
+                    &s,
+                    &e,
+                    &line,
+                    &id.as_deref(),
+                    &creates.as_deref(),
+                    &reverses,
+                ])
                 .map_err(|e| database_error(path, "write", &e))?;
             seq += 1;
             Ok(())
@@ -580,16 +594,22 @@ impl Db {
     }
 }
 
-/// The account the event on `line` opens, if it opens one.
-fn opened_by(line: &[u8], scratch: &mut Vec<u8>) -> Result<Option<String>, super::line::LineError> {
-    if memchr::memmem::find(line, br#""type":"AccountCreated""#).is_none() {
-        return Ok(None);
+/// The account the event on `line` opens, and the movement it reverses,
+/// if it does either (most lines do neither, and are not decoded).
+fn taken_by(
+    line: &[u8],
+    scratch: &mut Vec<u8>,
+) -> Result<(Option<String>, Option<u64>), super::line::LineError> {
+    let opens = memchr::memmem::find(line, br#""type":"AccountCreated""#).is_some();
+    if !opens && memchr::memmem::find(line, br#","reverses":"#).is_none() {
+        return Ok((None, None));
     }
-    let decoded = super::line::decode(line, scratch)?;
-    Ok(match decoded.event.change {
+    let event = super::line::decode(line, scratch)?.event;
+    let creates = match event.change {
         crate::event::Change::AccountCreated { account, .. } => Some(account.into_owned()),
         _ => None,
-    })
+    };
+    Ok((creates, event.reverses))
 }
 
 fn damaged(what: &str) -> io::Error {

@@ -366,11 +366,21 @@ pub fn load_reversed(db: &Db, state: &mut State, seq: u64) -> Result<(), ModelEr
     )?;
     if let Some(r) = rows.first() {
         let (seq, by) = reversed_row(r)?;
-        state
-            .load_reversed(seq, by)
-            .map_err(ModelError::Malformed)?;
+        return state.load_reversed(seq, by).map_err(ModelError::Malformed);
     }
-    Ok(())
+    // The rows' word that it was not reversed lets `reverse` append: the
+    // lines, whose `reverses` column is unique, have the last word.
+    let lines = db.query(
+        "SELECT seq FROM ledger_lines WHERE reverses = $1",
+        &[&int(seq)?],
+    )?;
+    match lines.first() {
+        None => Ok(()),
+        Some(r) => Err(ModelError::Malformed(format!(
+            "seq {seq} is reversed at seq {} in the journal but not in the rows",
+            get::<i64>(r, 0)?
+        ))),
+    }
 }
 
 /// Loads the hold placed at `seq`, open or ended, if it is one.
