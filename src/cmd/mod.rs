@@ -197,14 +197,17 @@ pub fn replay_sized(
     // locked, the events the read model covers are not.
     let scanner = match from {
         ReplayFrom::Start => {
-            let (end, state) = valid_end(&journal, header)?;
+            let (end, decided, state) = valid_end(&journal, header)?;
             at_end(&state);
             journal
                 .scanner_until(header, end.end)
-                .decided_until(Some(end))
+                .decided_until(decided)
         }
         ReplayFrom::StartLocked => {
-            let decided = journal.model().and_then(|(_, covers)| covers);
+            let decided = journal
+                .model()
+                .filter(|(m, _)| m.binds_its_lines())
+                .and_then(|(_, covers)| covers);
             journal.scanner_from(header).decided_until(decided)
         }
     };
@@ -294,10 +297,12 @@ fn replay_as_of(
     Ok((snapshot, state, head, torn))
 }
 
-/// The head at the end of the last complete append, and the whole state
-/// there, found under the journal's lock, which is then released. Warns
-/// about a torn tail.
-fn valid_end(journal: &ReadJournal, header: Head) -> Result<(Head, State), Error> {
+/// The head at the end of the last complete append, the head up to which
+/// every event has been decided (by this pass, or by the writers behind a
+/// model that binds its lines: see [`ReadModel::binds_its_lines`]), and the
+/// whole state there, found under the journal's lock, which is then
+/// released. Warns about a torn tail.
+fn valid_end(journal: &ReadJournal, header: Head) -> Result<(Head, Option<Head>, State), Error> {
     let mut model = journal.model();
     let start = model.as_ref().and_then(|(m, covers)| Some((m, (*covers)?)));
     // Every account, for the widths; from the model, the rest as needed.
@@ -319,6 +324,13 @@ fn valid_end(journal: &ReadJournal, header: Head) -> Result<(Head, State), Error
     {
         let _ = m.save(&state, None, head, header.hash, journal.file());
     }
+    // Started from a model that does not bind the lines before its head,
+    // this pass decided only the lines after it: a line before it may have
+    // been rewritten since, with its chain recomputed.
+    let decided = match (from, &model) {
+        (Some(_), Some((m, _))) if !m.binds_its_lines() => None,
+        _ => Some(head),
+    };
     journal.unlock()?;
-    Ok((head, state))
+    Ok((head, decided, state))
 }
