@@ -596,3 +596,64 @@ pub fn run_ops(path: &Path, ops: &[Op], without_model: bool) -> Vec<Result<Outco
     }
     outcomes
 }
+
+/// `history` finds the valid end under the lock, lets go of it and reads
+/// again up to there, taking every event up to that end as decided: only
+/// because the scan then reaches that end's line and finds it unchanged.
+/// A journal rewritten in place meanwhile, shorter, with a forged last
+/// line (an overdraft) that chains, never reaches it: the read must not
+/// end as if it had, printing the forged event.
+#[test]
+fn a_journal_rewritten_shorter_while_history_reads_it_is_not_taken_as_decided() {
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+    let env = TestEnv::with(&["create a"]);
+    let memo = "m".repeat(500);
+    let batch: String = (0..6000)
+        .map(|_| format!("deposit a 1 --memo {memo}\n"))
+        .collect();
+    env.cmd()
+        .args(["batch", "-"])
+        .write_stdin(batch)
+        .assert()
+        .success();
+    let lines = env.lines();
+    // A line far past what the reader has read ahead (a few 256 KiB
+    // blocks) when `history` blocks on its full output pipe.
+    let k = 5000;
+    let forged = lines[k]
+        .replacen("MoneyDeposited", "MoneyWithdrawn", 1)
+        .replacen("\"amount\":\"1.00\"", "\"amount\":\"99999.00\"", 1);
+    assert_ne!(forged, lines[k]);
+    let offset: usize = lines[..k].iter().map(|l| l.len() + 1).sum();
+    let mut child = env
+        .process()
+        .arg("--file")
+        .arg(&env.journal)
+        .arg("history")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn history");
+    let mut stdout = child.stdout.take().expect("stdout");
+    // Its first bytes come once the valid end is found and the lock let
+    // go; then the pipe fills and the read waits on it.
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).expect("history prints");
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(&env.journal)
+        .expect("open journal");
+    file.set_len(offset as u64).expect("cut");
+    file.write_all_at(format!("{forged}\n").as_bytes(), offset as u64)
+        .expect("forge");
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).expect("read history");
+    let out = child.wait_with_output().expect("history ends");
+    let shown = String::from_utf8_lossy(&rest);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!shown.contains("99999.00"), "printed the forged event: {stderr}");
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains(&format!("line {}: ", k + 1)), "{stderr}");
+}
