@@ -663,3 +663,38 @@ fn a_journal_rewritten_shorter_while_history_reads_it_is_not_taken_as_decided() 
         "{stderr}"
     );
 }
+
+/// Writers decide against the model's rows, so a model at the journal's
+/// head says only that its events were decided against those rows: a row
+/// lost to damage (no digest shows a whole row gone) lets a writer append
+/// what the journal's own state refuses, here a second reversal of one
+/// event, and the model then covers that line, with its hash. The reads
+/// that go through every line decide every event against the state they
+/// fold from the journal, as `verify` does, and refuse it.
+#[test]
+fn an_event_a_writer_accepted_through_a_lost_row_is_refused_by_every_full_read() {
+    let env = TestEnv::with(&["create a", "deposit a 5", "deposit a 7", "reverse 2"]);
+    model_at(&env.journal, 4);
+    tamper(&env.journal, "DELETE FROM reversed");
+    // The write path believes the damaged model (as before this change).
+    env.ok("reverse 2");
+    assert_eq!(model_seq(&env.journal), Some(5));
+    let chart = env.dir.path().join("a.svg");
+    let chart = chart.to_string_lossy();
+    for args in [
+        &["history"][..],
+        &["history", "--json"],
+        &["report"],
+        &["chart", "a", "--out", &chart],
+        &["export", "--to", "jsonl"],
+        &["export", "--to", "beancount"],
+        &["balance", "--as-of", "2026-11-26"],
+    ] {
+        let stderr = env.fails(3, args);
+        assert!(
+            stderr.contains("line 6: cannot reverse seq 2: it was already reversed at seq 4"),
+            "{args:?}: {stderr}"
+        );
+    }
+    env.fails(3, &["verify"]);
+}
