@@ -192,9 +192,12 @@ pub fn replay_sized(
     // `visit` may block on a slow reader of the output (`history | less`),
     // which must not hold writers up: find the valid end under the lock
     // first (cheaply, from the read model), then let go of the lock and
-    // read only up to there. Every event up to there has then been decided
-    // (by that pass, or by the writers behind the model), and is not again;
-    // locked, the events the read model covers are not.
+    // read only up to there. When that pass folded the whole journal, every
+    // event up to there has been decided against the journal's own state,
+    // and is not again. Not so for the events the read model covers: the
+    // writers behind it decided them against its rows, which damage (a
+    // row lost, which no digest shows) can make accept what the journal's
+    // state refuses, and these reads, like `verify`, judge by the journal.
     let scanner = match from {
         ReplayFrom::Start => {
             let (end, decided, state) = valid_end(&journal, header)?;
@@ -203,13 +206,7 @@ pub fn replay_sized(
                 .scanner_until(header, end.end)
                 .decided_until(decided)
         }
-        ReplayFrom::StartLocked => {
-            let decided = journal
-                .model()
-                .filter(|(m, _)| m.binds_its_lines())
-                .and_then(|(_, covers)| covers);
-            journal.scanner_from(header).decided_until(decided)
-        }
+        ReplayFrom::StartLocked => journal.scanner_from(header),
     };
     let mut replay = Replay::new(scanner, State::default());
     replay.each(&mut visit)?;
@@ -297,9 +294,9 @@ fn replay_as_of(
     Ok((snapshot, state, head, torn))
 }
 
-/// The head at the end of the last complete append, the head up to which
-/// every event has been decided (by this pass, or by the writers behind a
-/// model that binds its lines: see [`ReadModel::binds_its_lines`]), and the
+/// The head at the end of the last complete append, that head again if
+/// this pass decided every event up to it against the state it folded
+/// from the journal (not when it started from the read model), and the
 /// whole state there, found under the journal's lock, which is then
 /// released. Warns about a torn tail.
 fn valid_end(journal: &ReadJournal, header: Head) -> Result<(Head, Option<Head>, State), Error> {
@@ -324,13 +321,9 @@ fn valid_end(journal: &ReadJournal, header: Head) -> Result<(Head, Option<Head>,
     {
         let _ = m.save(&state, None, head, header.hash, journal.file());
     }
-    // Started from a model that does not bind the lines before its head,
-    // this pass decided only the lines after it: a line before it may have
-    // been rewritten since, with its chain recomputed.
-    let decided = match (from, &model) {
-        (Some(_), Some((m, _))) if !m.binds_its_lines() => None,
-        _ => Some(head),
-    };
+    // Started from the model, this pass decided only the lines after its
+    // head, and those against its rows.
+    let decided = from.is_none().then_some(head);
     journal.unlock()?;
     Ok((head, decided, state))
 }

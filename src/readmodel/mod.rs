@@ -302,16 +302,6 @@ impl ReadModel {
             .ok_or_else(|| ModelError::Malformed("no database".into()))
     }
 
-    /// Whether [`ReadModel::covers`] holds the journal to the hash this
-    /// model recorded for its head's line, so that, through the chain, the
-    /// lines up to that head are the lines the writers behind the model
-    /// decided. The SQLite model records it; a database's query tables
-    /// record a seq alone, which lines rewritten after them with a
-    /// recomputed chain still match.
-    pub fn binds_its_lines(&self) -> bool {
-        self.db.is_none()
-    }
-
     /// The head this model covers, if it is this journal's (`header`: the
     /// head after its header line) and the journal, read no further than
     /// `len`, still holds the line it names.
