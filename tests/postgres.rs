@@ -875,3 +875,50 @@ fn an_account_deleted_by_hand_from_the_query_tables_is_not_opened_twice() {
     assert_eq!(env.balance_of("a"), "10.00");
     env.ok("verify");
 }
+
+/// The query tables record no hash of the line they were saved at, so they
+/// cannot tell that the lines were rewritten after them: a read that goes
+/// through every line must decide every event again, as it would with no
+/// rows, and refuse a forged one the chain was recomputed around.
+#[test]
+fn lines_rewritten_with_a_recomputed_chain_are_decided_again_by_every_full_read() {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    env.ok("create a");
+    env.ok("deposit a 5");
+    env.ok("deposit a 7");
+    let db = env.db.as_ref().expect("a database");
+    // The first deposit becomes a withdrawal from an empty account (the
+    // same length, so no offset moves), and every later line is chained
+    // again, as a forger would; the rows still cover the last seq.
+    let mut lines: Vec<String> = String::from_utf8(db.stored())
+        .expect("utf-8 lines")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines[2] = lines[2].replacen("MoneyDeposited", "MoneyWithdrawn", 1);
+    crate::common::rechain(&mut lines, 3);
+    for (seq, line) in lines.iter().enumerate().skip(2) {
+        let hex: String = line.bytes().map(|b| format!("{b:02x}")).collect();
+        db.sql(&format!(
+            "UPDATE ledger_lines SET line = '\\x{hex}'::bytea WHERE seq = {seq}"
+        ));
+    }
+    let before = db.stored();
+    let chart = env.dir.path().join("a.svg");
+    let chart = format!("chart a --out {}", chart.display());
+    for args in [
+        "report --json",
+        &chart,
+        "history --json",
+        "export --to jsonl",
+        "export --to ledger",
+    ] {
+        let out = env.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args}: {stderr}");
+        assert!(stderr.contains("line 3: "), "{args}: {stderr}");
+        assert_eq!(db.stored(), before, "{args} changed the lines");
+    }
+}

@@ -596,3 +596,108 @@ pub fn run_ops(path: &Path, ops: &[Op], without_model: bool) -> Vec<Result<Outco
     }
     outcomes
 }
+
+/// `history` finds the valid end under the lock, lets go of it and reads
+/// again up to there, taking every event up to that end as decided: only
+/// because the scan then reaches that end's line and finds it unchanged.
+/// A journal rewritten in place meanwhile, shorter, with a forged last
+/// line (an overdraft) that chains, never reaches it: the read must not
+/// end as if it had, printing the forged event.
+#[test]
+fn a_journal_rewritten_shorter_while_history_reads_it_is_not_taken_as_decided() {
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+    let env = TestEnv::with(&["create a"]);
+    let memo = "m".repeat(500);
+    let batch: String = (0..6000)
+        .map(|_| format!("deposit a 1 --memo {memo}\n"))
+        .collect();
+    env.cmd()
+        .args(["batch", "-"])
+        .write_stdin(batch)
+        .assert()
+        .success();
+    let lines = env.lines();
+    // A line far past what the reader has read ahead (a few 256 KiB
+    // blocks) when `history` blocks on its full output pipe.
+    let k = 5000;
+    let forged = lines[k]
+        .replacen("MoneyDeposited", "MoneyWithdrawn", 1)
+        .replacen("\"amount\":\"1.00\"", "\"amount\":\"99999.00\"", 1);
+    assert_ne!(forged, lines[k]);
+    let offset: usize = lines[..k].iter().map(|l| l.len() + 1).sum();
+    // Without a model, the pass under the lock decides every event, and
+    // the read after it takes them as decided.
+    remove_model(&env.journal);
+    let mut child = env
+        .process()
+        .arg("--file")
+        .arg(&env.journal)
+        .arg("history")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn history");
+    let mut stdout = child.stdout.take().expect("stdout");
+    // Its first bytes come once the valid end is found and the lock let
+    // go; then the pipe fills and the read waits on it.
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).expect("history prints");
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(&env.journal)
+        .expect("open journal");
+    file.set_len(offset as u64).expect("cut");
+    file.write_all_at(format!("{forged}\n").as_bytes(), offset as u64)
+        .expect("forge");
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).expect("read history");
+    let out = child.wait_with_output().expect("history ends");
+    let shown = String::from_utf8_lossy(&rest);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !shown.contains("99999.00"),
+        "printed the forged event: {stderr}"
+    );
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!("line {}: the journal ends before", k + 2)),
+        "{stderr}"
+    );
+}
+
+/// Writers decide against the model's rows, so a model at the journal's
+/// head says only that its events were decided against those rows: a row
+/// lost to damage (no digest shows a whole row gone) lets a writer append
+/// what the journal's own state refuses, here a second reversal of one
+/// event, and the model then covers that line, with its hash. The reads
+/// that go through every line decide every event against the state they
+/// fold from the journal, as `verify` does, and refuse it.
+#[test]
+fn an_event_a_writer_accepted_through_a_lost_row_is_refused_by_every_full_read() {
+    let env = TestEnv::with(&["create a", "deposit a 5", "deposit a 7", "reverse 2"]);
+    model_at(&env.journal, 4);
+    tamper(&env.journal, "DELETE FROM reversed");
+    // The write path believes the damaged model (as before this change).
+    env.ok("reverse 2");
+    assert_eq!(model_seq(&env.journal), Some(5));
+    let chart = env.dir.path().join("a.svg");
+    let chart = chart.to_string_lossy();
+    for args in [
+        &["history"][..],
+        &["history", "--json"],
+        &["report"],
+        &["chart", "a", "--out", &chart],
+        &["export", "--to", "jsonl"],
+        &["export", "--to", "beancount"],
+        &["balance", "--as-of", "2026-11-26"],
+    ] {
+        let stderr = env.fails(3, args);
+        assert!(
+            stderr.contains("line 6: cannot reverse seq 2: it was already reversed at seq 4"),
+            "{args:?}: {stderr}"
+        );
+    }
+    env.fails(3, &["verify"]);
+}

@@ -192,21 +192,21 @@ pub fn replay_sized(
     // `visit` may block on a slow reader of the output (`history | less`),
     // which must not hold writers up: find the valid end under the lock
     // first (cheaply, from the read model), then let go of the lock and
-    // read only up to there. Every event up to there has then been decided
-    // (by that pass, or by the writers behind the model), and is not again;
-    // locked, the events the read model covers are not.
+    // read only up to there. When that pass folded the whole journal, every
+    // event up to there has been decided against the journal's own state,
+    // and is not again. Not so for the events the read model covers: the
+    // writers behind it decided them against its rows, which damage (a
+    // row lost, which no digest shows) can make accept what the journal's
+    // state refuses, and these reads, like `verify`, judge by the journal.
     let scanner = match from {
         ReplayFrom::Start => {
-            let (end, state) = valid_end(&journal, header)?;
+            let (end, decided, state) = valid_end(&journal, header)?;
             at_end(&state);
             journal
                 .scanner_until(header, end.end)
-                .decided_until(Some(end))
+                .decided_until(decided)
         }
-        ReplayFrom::StartLocked => {
-            let decided = journal.model().and_then(|(_, covers)| covers);
-            journal.scanner_from(header).decided_until(decided)
-        }
+        ReplayFrom::StartLocked => journal.scanner_from(header),
     };
     let mut replay = Replay::new(scanner, State::default());
     replay.each(&mut visit)?;
@@ -294,10 +294,12 @@ fn replay_as_of(
     Ok((snapshot, state, head, torn))
 }
 
-/// The head at the end of the last complete append, and the whole state
-/// there, found under the journal's lock, which is then released. Warns
-/// about a torn tail.
-fn valid_end(journal: &ReadJournal, header: Head) -> Result<(Head, State), Error> {
+/// The head at the end of the last complete append, that head again if
+/// this pass decided every event up to it against the state it folded
+/// from the journal (not when it started from the read model), and the
+/// whole state there, found under the journal's lock, which is then
+/// released. Warns about a torn tail.
+fn valid_end(journal: &ReadJournal, header: Head) -> Result<(Head, Option<Head>, State), Error> {
     let mut model = journal.model();
     let start = model.as_ref().and_then(|(m, covers)| Some((m, (*covers)?)));
     // Every account, for the widths; from the model, the rest as needed.
@@ -319,6 +321,9 @@ fn valid_end(journal: &ReadJournal, header: Head) -> Result<(Head, State), Error
     {
         let _ = m.save(&state, None, head, header.hash, journal.file());
     }
+    // Started from the model, this pass decided only the lines after its
+    // head, and those against its rows.
+    let decided = from.is_none().then_some(head);
     journal.unlock()?;
-    Ok((head, state))
+    Ok((head, decided, state))
 }

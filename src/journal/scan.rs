@@ -604,6 +604,7 @@ impl<'f> Scanner<'f> {
         let line_no = self.head.seq + 2;
         let Some((start, end, hash)) = self.next_line()? else {
             self.done = true;
+            self.reached_decided(line_no)?;
             return Ok(None);
         };
         let Some(hash) = hash else {
@@ -615,6 +616,7 @@ impl<'f> Scanner<'f> {
                 ));
             }
             self.done = true;
+            self.reached_decided(line_no)?;
             self.torn = Some(Torn {
                 offset: self.offset_of(start),
                 len: (end - start) as u64,
@@ -711,6 +713,7 @@ impl<'f> Scanner<'f> {
                 last_is_past || self.check_group(offset, rest, line_no, &event, hash, count)?;
             if !whole {
                 self.done = true;
+                self.reached_decided(line_no)?;
                 self.torn = Some(Torn {
                     offset,
                     len: self.len - offset,
@@ -747,6 +750,25 @@ impl<'f> Scanner<'f> {
             hash,
             end: self.head.end,
         }))
+    }
+
+    /// At the scan's end (`line_no`: the line it ends at), that it got to
+    /// the head given to [`Scanner::decided_until`]: only that head's line,
+    /// found unchanged, binds the lines before it to those decided. A scan
+    /// that ends short of it read lines no one decided (the journal was cut
+    /// or rewritten since), and took them as decided.
+    fn reached_decided(&self, line_no: u64) -> Result<(), JournalError> {
+        match self.decided {
+            Some(decided) if decided.seq > self.head.seq => Err(corrupt(
+                self.path,
+                line_no,
+                format!(
+                    "the journal ends before seq {}, which was read before (it was cut or rewritten while it was read)",
+                    decided.seq
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Checks `event`, read from the line `line_no` at offset `before`,
