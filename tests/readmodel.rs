@@ -674,6 +674,45 @@ fn a_journal_rewritten_shorter_while_history_reads_it_is_not_taken_as_decided() 
 /// event, and the model then covers that line, with its hash. The reads
 /// that go through every line decide every event against the state they
 /// fold from the journal, as `verify` does, and refuse it.
+/// The seq up to which the read model records that a replay of the whole
+/// journal decided every event.
+fn checked_seq(path: &Path) -> Option<i64> {
+    let db = rusqlite::Connection::open(readmodel::path_of(path)).unwrap();
+    db.query_row("SELECT seq FROM checked", [], |r| r.get(0))
+        .ok()
+}
+
+/// A model built from a whole state records its head as decided; events
+/// writers append after it are decided by the next full read, which then
+/// records its end, so the read after it decides none of them again. A
+/// record of a line that is no longer the journal's is not used.
+#[test]
+fn a_full_read_records_how_far_the_journal_is_decided() {
+    let (env, lines) = long_journal();
+    let built = i64::try_from(lines + 1).unwrap();
+    assert_eq!(checked_seq(&env.journal), Some(built));
+    env.ok("deposit a 1");
+    env.ok("deposit a 1");
+    assert_eq!(checked_seq(&env.journal), Some(built));
+    let report = env.ok("report --json");
+    assert_eq!(checked_seq(&env.journal), Some(built + 2));
+    assert_eq!(env.ok("report --json"), report);
+    env.ok("deposit a 1");
+    env.ok("history --limit 1");
+    assert_eq!(checked_seq(&env.journal), Some(built + 3));
+    // A damaged record is not used (a good journal still reads as good),
+    // and the read that decided every event instead puts it right.
+    let expected = env.ok("report --json");
+    for damage in [
+        "UPDATE checked SET hash = 'x'",
+        "UPDATE checked SET seq = 99999999",
+    ] {
+        tamper(&env.journal, damage);
+        assert_eq!(env.ok("report --json"), expected);
+        assert_eq!(checked_seq(&env.journal), Some(built + 3));
+    }
+}
+
 #[test]
 fn an_event_a_writer_accepted_through_a_lost_row_is_refused_by_every_full_read() {
     let env = TestEnv::with(&["create a", "deposit a 5", "deposit a 7", "reverse 2"]);

@@ -192,31 +192,52 @@ pub fn replay_sized(
     // `visit` may block on a slow reader of the output (`history | less`),
     // which must not hold writers up: find the valid end under the lock
     // first (cheaply, from the read model), then let go of the lock and
-    // read only up to there. When that pass folded the whole journal, every
-    // event up to there has been decided against the journal's own state,
-    // and is not again. Not so for the events the read model covers: the
-    // writers behind it decided them against its rows, which damage (a
-    // row lost, which no digest shows) can make accept what the journal's
-    // state refuses, and these reads, like `verify`, judge by the journal.
-    let scanner = match from {
+    // read only up to there.
+    //
+    // Events a replay of the whole journal has decided before (that pass,
+    // when it folded every line, or an earlier one the model records) are
+    // not decided again: the chain binds them to a head the scan checks.
+    // Not so for the events behind the model's head alone: the writers
+    // decided them against its rows, which damage (a row lost, which no
+    // digest shows) can make accept what the journal's state refuses, and
+    // these reads, like `verify`, judge by the journal.
+    let (scanner, decided) = match from {
         ReplayFrom::Start => {
             let (end, decided, state) = valid_end(&journal, header)?;
             at_end(&state);
-            journal
-                .scanner_until(header, end.end)
-                .decided_until(decided)
+            let scanner = journal.scanner_until(header, end.end);
+            (scanner.decided_until(decided), decided)
         }
-        ReplayFrom::StartLocked => journal.scanner_from(header),
+        ReplayFrom::StartLocked => {
+            let decided = checked(&journal, header);
+            (journal.scanner_from(header).decided_until(decided), decided)
+        }
     };
     let mut replay = Replay::new(scanner, State::default());
     replay.each(&mut visit)?;
-    let (state, _, torn) = replay.finish();
+    let (state, end, torn) = replay.finish();
     if from == ReplayFrom::StartLocked
         && let Some(torn) = torn
     {
         warn_torn(path, torn);
     }
+    // This replay decided every event after `decided` on the state it
+    // folded from the header: the next one need not.
+    if decided.is_none_or(|d| d.seq < end.seq)
+        && let Some((mut model, Some(_))) = journal.model()
+    {
+        let _ = model.check_until(end);
+    }
     Ok(state)
+}
+
+/// The head up to which the read model records that a replay of the whole
+/// journal decided every event (see [`ReadModel::checked`]), if the model
+/// is this journal's and sound.
+fn checked(journal: &ReadJournal, header: Head) -> Option<Head> {
+    let (model, covers) = journal.model()?;
+    covers?;
+    model.checked(journal.file(), header, journal.len())
 }
 
 /// The state at the end of the journal at `path`, or as of `as_of` (a
@@ -294,11 +315,12 @@ fn replay_as_of(
     Ok((snapshot, state, head, torn))
 }
 
-/// The head at the end of the last complete append, that head again if
-/// this pass decided every event up to it against the state it folded
-/// from the journal (not when it started from the read model), and the
-/// whole state there, found under the journal's lock, which is then
-/// released. Warns about a torn tail.
+/// The head at the end of the last complete append; the head up to which
+/// a replay of the whole journal has decided every event (this pass, when
+/// it folded every line, else the read model's record of an earlier one,
+/// not its head: the lines after it were decided here against its rows);
+/// and the whole state there, found under the journal's lock, which is
+/// then released. Warns about a torn tail.
 fn valid_end(journal: &ReadJournal, header: Head) -> Result<(Head, Option<Head>, State), Error> {
     let mut model = journal.model();
     let start = model.as_ref().and_then(|(m, covers)| Some((m, (*covers)?)));
@@ -321,9 +343,12 @@ fn valid_end(journal: &ReadJournal, header: Head) -> Result<(Head, Option<Head>,
     {
         let _ = m.save(&state, None, head, header.hash, journal.file());
     }
-    // Started from the model, this pass decided only the lines after its
-    // head, and those against its rows.
-    let decided = from.is_none().then_some(head);
+    let decided = match from {
+        None => Some(head),
+        Some(_) => model
+            .as_ref()
+            .and_then(|(m, _)| m.checked(journal.file(), header, journal.len())),
+    };
     journal.unlock()?;
     Ok((head, decided, state))
 }

@@ -340,6 +340,55 @@ impl ReadModel {
         head_at(file, header, len, (seq, end), Some((&hash, at)))
     }
 
+    /// The last head up to which a replay of the whole journal, from its
+    /// header on the state it folded itself, has decided every event, if
+    /// the journal still holds that head's line (the chain binds every
+    /// line before it). Not the model's head: writers decide against the
+    /// rows, which a lost row can mislead, so a read decides again what a
+    /// writer appended. For a model whose head is trusted ([`covers`]);
+    /// never on a database, whose rows record no hash of their lines.
+    ///
+    /// [`covers`]: ReadModel::covers
+    pub fn checked(&self, file: &Backing, header: Head, len: u64) -> Option<Head> {
+        if self.db.is_some() {
+            return None;
+        }
+        let stored = self
+            .conn
+            .as_ref()?
+            .query_row(
+                "SELECT seq, hash, line_end, at FROM checked WHERE one = 1",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                },
+            )
+            .ok()?;
+        let (seq, hash, end, at) = stored;
+        let (seq, end) = (u64::try_from(seq).ok()?, u64::try_from(end).ok()?);
+        let at = At::parse_canonical(&at)?;
+        head_at(file, header, len, (seq, end), Some((&hash, at)))
+    }
+
+    /// Records that a replay of the whole journal decided every event up
+    /// to `head` (see [`ReadModel::checked`]), in place of the record
+    /// there: a reader that decided past it, or found it unsound. (Another
+    /// reader that got further meanwhile loses only speed.)
+    pub fn check_until(&mut self, head: Head) -> Result<(), ModelError> {
+        if self.db.is_some() {
+            return Ok(());
+        }
+        let tx = self.writable(ROWS_CACHE_KIB)?.transaction()?;
+        set_checked(&tx, head)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// The base of a partial state at `head`: its seq, time and units.
     pub fn base(&self, head: Head) -> Result<State, ModelError> {
         let at = (head.seq > 0).then_some(head.at);
@@ -582,6 +631,8 @@ impl ReadModel {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         rows::clear(&tx)?;
         write(&tx, state, appended, head, header)?;
+        // A whole state: every event up to `head` was decided against it.
+        set_checked(&tx, head)?;
         tx.commit()?;
         self.fold_wal()
     }
@@ -891,6 +942,21 @@ fn write(
         params![
             format!("{FORMAT} {VERSION}"),
             header.to_string(),
+            rows::int(head.seq)?,
+            head.hash.to_string(),
+            rows::int(head.end)?,
+            head.at.to_string(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Records `head` as checked (see [`ReadModel::checked`]).
+fn set_checked(tx: &rusqlite::Transaction<'_>, head: Head) -> Result<(), ModelError> {
+    tx.execute(
+        "INSERT OR REPLACE INTO checked (one, seq, hash, line_end, at)
+         VALUES (1, ?1, ?2, ?3, ?4)",
+        params![
             rows::int(head.seq)?,
             head.hash.to_string(),
             rows::int(head.end)?,

@@ -20,6 +20,9 @@ CREATE TABLE IF NOT EXISTS head (
     one INTEGER PRIMARY KEY CHECK (one = 1),
     format TEXT NOT NULL, journal TEXT NOT NULL,
     seq INTEGER NOT NULL, hash TEXT NOT NULL, line_end INTEGER NOT NULL, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS checked (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    seq INTEGER NOT NULL, hash TEXT NOT NULL, line_end INTEGER NOT NULL, at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS units (
     idx INTEGER PRIMARY KEY, currency TEXT, decimals INTEGER NOT NULL,
     deposited BLOB NOT NULL, withdrawn BLOB NOT NULL, held BLOB NOT NULL, digest INTEGER NOT NULL);
@@ -499,7 +502,7 @@ pub fn account_names(c: &Connection) -> Result<Vec<String>, ModelError> {
 /// Empties every table, for a rebuild.
 pub fn clear(tx: &Transaction<'_>) -> Result<(), ModelError> {
     tx.execute_batch(
-        "DELETE FROM head; DELETE FROM units; DELETE FROM accounts; DELETE FROM ids;
+        "DELETE FROM head; DELETE FROM checked; DELETE FROM units; DELETE FROM accounts; DELETE FROM ids;
          DELETE FROM reversed; DELETE FROM holds; DELETE FROM ended;
          DELETE FROM history; DELETE FROM tips; DELETE FROM indexed;",
     )?;
