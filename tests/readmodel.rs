@@ -740,3 +740,40 @@ fn an_event_a_writer_accepted_through_a_lost_row_is_refused_by_every_full_read()
     }
     env.fails(3, &["verify"]);
 }
+
+/// A batch decides its first commands against the model's rows; when a
+/// later one finds a row it cannot use, the writer gives the model up for
+/// the whole state. The events it staged before were decided against the
+/// rows only (a lost row may have misled them), so the model it rebuilds
+/// must not record them as decided: every full read still refuses one
+/// that breaks a rule.
+#[test]
+fn a_batch_that_gives_up_the_model_midway_does_not_record_its_events_as_decided() {
+    let env = TestEnv::with(&[
+        "create a",
+        "deposit a 5",
+        "deposit a 7",
+        "reverse 2",
+        "create b",
+    ]);
+    model_at(&env.journal, 5);
+    tamper(
+        &env.journal,
+        "DELETE FROM reversed; UPDATE accounts SET digest = digest + 1 WHERE name = 'b'",
+    );
+    env.cmd()
+        .args(["batch", "-"])
+        .write_stdin("reverse 2\ndeposit b 1\n")
+        .assert()
+        .success();
+    assert_eq!(model_seq(&env.journal), Some(7));
+    assert_eq!(checked_seq(&env.journal), Some(5));
+    for args in [&["report"][..], &["history"], &["export", "--to", "jsonl"]] {
+        let stderr = env.fails(3, args);
+        assert!(
+            stderr.contains("line 7: cannot reverse seq 2: it was already reversed at seq 4"),
+            "{args:?}: {stderr}"
+        );
+    }
+    env.fails(3, &["verify"]);
+}

@@ -514,6 +514,12 @@ pub struct Writer {
     /// (`state` is then partial: each request loads what it reads); `None`
     /// when `state` was folded from the journal's start.
     from: Option<Head>,
+    /// Set when the writer gave up the read model ([`Writer::fall_back`])
+    /// with events staged: the head up to which its whole state was
+    /// decided. The events staged before were decided against the model's
+    /// rows, which a lost row can mislead, so the rebuilt model must not
+    /// record them as decided (see [`ReadModel::checked`]).
+    decided_whole: Option<Head>,
     /// The head after the header line.
     header: Option<Head>,
     /// The head after the last staged line, once sealed.
@@ -668,6 +674,7 @@ impl Writer {
             owner,
             model,
             from,
+            decided_whole: None,
             header,
             sealed_head: None,
             net: FxHashMap::default(),
@@ -980,6 +987,10 @@ impl Writer {
             domain::evolve(&mut state, &decoded.event);
         }
         self.state = state;
+        // The events staged so far were decided against the model's rows.
+        if self.from.is_some() && head.seq < self.state.seq() {
+            self.decided_whole = Some(head);
+        }
         self.from = None;
         Ok(())
     }
@@ -1046,6 +1057,7 @@ impl Writer {
                     &self.state,
                     &appended,
                     (self.from, head, header),
+                    self.decided_whole.unwrap_or(head),
                     &self.file,
                 );
             }

@@ -564,18 +564,22 @@ impl ReadModel {
         journal: &Backing,
     ) -> Result<(), ModelError> {
         let appended = AppendedIds::default();
-        self.save_appended(state, &appended, (from, head, header), journal)
+        self.save_appended(state, &appended, (from, head, header), head, journal)
     }
 
     /// [`ReadModel::save`] for a writer, whose state knows the ids its
     /// append added only by fingerprint (see
     /// [`State::fingerprint_new_ids`]): `appended` holds them, read back
-    /// from its lines.
+    /// from its lines. For a whole state (`from` is `None`), `decided` is
+    /// the head up to which its events were decided against the whole
+    /// state (see [`ReadModel::checked`]): `head`, unless the writer gave
+    /// up the model after deciding some of its events against the rows.
     pub fn save_appended(
         &mut self,
         state: &State,
         appended: &AppendedIds,
         (from, head, header): (Option<Head>, Head, LineHash),
+        decided: Head,
         journal: &Backing,
     ) -> Result<(), ModelError> {
         // A database's rows were written with its lines.
@@ -586,7 +590,7 @@ impl ReadModel {
             if self.conn.is_none() && head.end < MODEL_AFTER_BYTES {
                 return Ok(());
             }
-            return self.rebuild(state, appended, head, header);
+            return self.rebuild(state, appended, (head, decided), header);
         };
         let tx = self
             .writable(ROWS_CACHE_KIB)?
@@ -614,16 +618,17 @@ impl ReadModel {
     /// [`ReadModel::catch_up_index`]): a rebuild, or a batch that makes a
     /// journal long, need not pay for it.
     pub fn build(&mut self, state: &State, head: Head, header: LineHash) -> Result<(), ModelError> {
-        self.rebuild(state, &AppendedIds::default(), head, header)
+        self.rebuild(state, &AppendedIds::default(), (head, head), header)
     }
 
     /// [`ReadModel::build`], with the ids of an append that `state` knows
-    /// only by fingerprint.
+    /// only by fingerprint; `decided` is the head up to which its events
+    /// were decided against the whole state.
     fn rebuild(
         &mut self,
         state: &State,
         appended: &AppendedIds,
-        head: Head,
+        (head, decided): (Head, Head),
         header: LineHash,
     ) -> Result<(), ModelError> {
         let tx = self
@@ -631,8 +636,8 @@ impl ReadModel {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         rows::clear(&tx)?;
         write(&tx, state, appended, head, header)?;
-        // A whole state: every event up to `head` was decided against it.
-        set_checked(&tx, head)?;
+        // A whole state: every event up to `decided` was decided against it.
+        set_checked(&tx, decided)?;
         tx.commit()?;
         self.fold_wal()
     }
