@@ -777,3 +777,40 @@ fn a_batch_that_gives_up_the_model_midway_does_not_record_its_events_as_decided(
     }
     env.fails(3, &["verify"]);
 }
+
+/// A `checked` row damaged to name a complete line of a torn append (the
+/// interrupted write's lines before its last) names a line that is no
+/// part of the valid journal: a read must not take the journal as cut.
+#[test]
+fn a_checked_row_naming_a_line_of_a_torn_append_only_costs_speed() {
+    let env = TestEnv::with(&["create a", "deposit a 5"]);
+    model_at(&env.journal, 2);
+    let expected = env.ok("report --json");
+    env.cmd()
+        .args(["batch", "-"])
+        .write_stdin("deposit a 1\ndeposit a 2\ndeposit a 3\n")
+        .assert()
+        .success();
+    model_at(&env.journal, 2);
+    let text = env.text();
+    let lines: Vec<&str> = text.lines().collect();
+    // Cut the append's last line in half: lines 4 and 5 (seq 3 and 4)
+    // stay complete, in a torn append.
+    let last = lines[lines.len() - 1];
+    let kept = text.len() - last.len() - 1 + last.len() / 2;
+    env.write(&text.as_bytes()[..kept]);
+    let line = lines[lines.len() - 2];
+    let end = text.len() - last.len() - 1;
+    let event: serde_json::Value = serde_json::from_str(line).unwrap();
+    tamper(
+        &env.journal,
+        &format!(
+            "INSERT OR REPLACE INTO checked (one, seq, hash, line_end, at) VALUES (1, 4, '{}', {end}, '{}')",
+            crate::common::sha256_hex(line.as_bytes()),
+            event["at"].as_str().unwrap()
+        ),
+    );
+    assert_eq!(checked_seq(&env.journal), Some(4));
+    assert_eq!(env.ok("report --json"), expected);
+    env.ok("history");
+}

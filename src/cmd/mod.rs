@@ -345,9 +345,12 @@ fn valid_end(journal: &ReadJournal, header: Head) -> Result<(Head, Option<Head>,
     }
     let decided = match from {
         None => Some(head),
+        // A record past the valid end names no line of the valid journal
+        // (a damaged one: a line of a torn append), and is not used.
         Some(_) => model
             .as_ref()
-            .and_then(|(m, _)| m.checked(journal.file(), header, journal.len())),
+            .and_then(|(m, _)| m.checked(journal.file(), header, journal.len()))
+            .filter(|checked| checked.seq <= head.seq),
     };
     journal.unlock()?;
     Ok((head, decided, state))

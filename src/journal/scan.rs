@@ -709,11 +709,18 @@ impl<'f> Scanner<'f> {
                         .get_or_init(|| last_seq(self.file, self.path, self.len))
                         .is_some_and(|last| last >= end)
                 });
-            let whole =
-                last_is_past || self.check_group(offset, rest, line_no, &event, hash, count)?;
+            let (whole, holds_decided) = match last_is_past {
+                true => (true, false),
+                false => self.check_group(offset, rest, line_no, &event, hash, count)?,
+            };
             if !whole {
                 self.done = true;
-                self.reached_decided(line_no)?;
+                // A decided head among the complete lines of a torn append
+                // (named by a damaged record: a reader records only the
+                // end of a whole append) binds the lines before it too.
+                if !holds_decided {
+                    self.reached_decided(line_no)?;
+                }
                 self.torn = Some(Torn {
                     offset,
                     len: self.len - offset,
@@ -876,7 +883,9 @@ impl<'f> Scanner<'f> {
     /// (its seq, its `prev`, no count of its own). `Ok(true)` if all of
     /// them are there; `Ok(false)` if the scan's end comes first: a torn
     /// append, whose complete lines must still chain, since a cut write
-    /// only loses its end.
+    /// only loses its end. Also whether one of its lines is the head given
+    /// to [`Scanner::decided_until`] (a line there that is not is an
+    /// error, as in [`Scanner::next`]).
     fn check_group(
         &self,
         offset: u64,
@@ -885,9 +894,19 @@ impl<'f> Scanner<'f> {
         first: &Event<'_>,
         hash: LineHash,
         count: u64,
-    ) -> Result<bool, JournalError> {
+    ) -> Result<(bool, bool), JournalError> {
         let path = self.path;
         let (mut prev, mut seq, mut line_no) = (hash, first.seq, first_line_no);
+        let holds = |seq: u64, hash: LineHash, line_no: u64| match self.decided {
+            Some(decided) if decided.seq == seq && decided.hash != hash => Err(corrupt(
+                path,
+                line_no,
+                "the line changed while the journal was read (it is not the line checked before)",
+            )),
+            Some(decided) => Ok(decided.seq == seq),
+            None => Ok(false),
+        };
+        let mut holds_decided = holds(seq, hash, line_no)?;
         let mut left = count.saturating_sub(1);
         let mut scratch = Vec::new();
         // Read in chunks, keeping at most one partial line: an append may
@@ -898,7 +917,7 @@ impl<'f> Scanner<'f> {
         while left > 0 {
             let n = read_at(self.file, path, &mut chunk, at, self.len)?;
             if n == 0 {
-                return Ok(false);
+                return Ok((false, holds_decided));
             }
             at += n as u64;
             pending.extend_from_slice(&chunk[..n]);
@@ -922,6 +941,7 @@ impl<'f> Scanner<'f> {
                     ));
                 }
                 prev = LineHash::of(line);
+                holds_decided |= holds(seq, prev, line_no)?;
                 start += i + 1;
                 left -= 1;
             }
@@ -934,7 +954,7 @@ impl<'f> Scanner<'f> {
                 ));
             }
         }
-        Ok(true)
+        Ok((true, holds_decided))
     }
 }
 
