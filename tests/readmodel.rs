@@ -121,10 +121,15 @@ fn a_stale_model_is_extended_by_the_lines_after_it_and_caught_up() {
 /// A journal past [`readmodel::MODEL_AFTER_BYTES`]: `a` gets that many
 /// deposits of 1.00 with long memos.
 fn long_journal() -> (TestEnv, u64) {
+    let lines = readmodel::MODEL_AFTER_BYTES / 500 + 1;
+    (deposits_with_memos(lines), lines)
+}
+
+/// `a`, then `n` deposits into it of 1.00 with 500-byte memos, by one batch.
+fn deposits_with_memos(n: u64) -> TestEnv {
     let env = TestEnv::with(&["create a"]);
     let memo = "m".repeat(500);
-    let lines = readmodel::MODEL_AFTER_BYTES / 500 + 1;
-    let batch: String = (0..lines)
+    let batch: String = (0..n)
         .map(|_| format!("deposit a 1 --memo {memo}\n"))
         .collect();
     env.cmd()
@@ -132,7 +137,7 @@ fn long_journal() -> (TestEnv, u64) {
         .write_stdin(batch)
         .assert()
         .success();
-    (env, lines)
+    env
 }
 
 #[test]
@@ -607,16 +612,7 @@ pub fn run_ops(path: &Path, ops: &[Op], without_model: bool) -> Vec<Result<Outco
 fn a_journal_rewritten_shorter_while_history_reads_it_is_not_taken_as_decided() {
     use std::io::Read;
     use std::os::unix::fs::FileExt;
-    let env = TestEnv::with(&["create a"]);
-    let memo = "m".repeat(500);
-    let batch: String = (0..6000)
-        .map(|_| format!("deposit a 1 --memo {memo}\n"))
-        .collect();
-    env.cmd()
-        .args(["batch", "-"])
-        .write_stdin(batch)
-        .assert()
-        .success();
+    let env = deposits_with_memos(6000);
     let lines = env.lines();
     // A line far past what the reader has read ahead (a few 256 KiB
     // blocks) when `history` blocks on its full output pipe.
@@ -667,13 +663,6 @@ fn a_journal_rewritten_shorter_while_history_reads_it_is_not_taken_as_decided() 
     );
 }
 
-/// Writers decide against the model's rows, so a model at the journal's
-/// head says only that its events were decided against those rows: a row
-/// lost to damage (no digest shows a whole row gone) lets a writer append
-/// what the journal's own state refuses, here a second reversal of one
-/// event, and the model then covers that line, with its hash. The reads
-/// that go through every line decide every event against the state they
-/// fold from the journal, as `verify` does, and refuse it.
 /// The seq up to which the read model records that a replay of the whole
 /// journal decided every event.
 fn checked_seq(path: &Path) -> Option<i64> {
@@ -713,6 +702,13 @@ fn a_full_read_records_how_far_the_journal_is_decided() {
     }
 }
 
+/// Writers decide against the model's rows, so a model at the journal's
+/// head says only that its events were decided against those rows: a row
+/// lost to damage (no digest shows a whole row gone) lets a writer append
+/// what the journal's own state refuses, here a second reversal of one
+/// event, and the model then covers that line, with its hash. The reads
+/// that go through every line decide every event against the state they
+/// fold from the journal, as `verify` does, and refuse it.
 #[test]
 fn an_event_a_writer_accepted_through_a_lost_row_is_refused_by_every_full_read() {
     let env = TestEnv::with(&["create a", "deposit a 5", "deposit a 7", "reverse 2"]);
@@ -732,13 +728,21 @@ fn an_event_a_writer_accepted_through_a_lost_row_is_refused_by_every_full_read()
         &["export", "--to", "beancount"],
         &["balance", "--as-of", "2026-11-26"],
     ] {
-        let stderr = env.fails(3, args);
-        assert!(
-            stderr.contains("line 6: cannot reverse seq 2: it was already reversed at seq 4"),
-            "{args:?}: {stderr}"
-        );
+        refused_at(&env, args, "line 6");
     }
     env.fails(3, &["verify"]);
+}
+
+/// Asserts that `args` refuse the journal, naming the second reversal of
+/// seq 2 (the one at seq 4 came first) at `line`.
+#[track_caller]
+fn refused_at(env: &TestEnv, args: &[&str], line: &str) {
+    let stderr = env.fails(3, args);
+    let why = "cannot reverse seq 2: it was already reversed at seq 4";
+    assert!(
+        stderr.contains(&format!("{line}: {why}")),
+        "{args:?}: {stderr}"
+    );
 }
 
 /// A batch decides its first commands against the model's rows; when a
@@ -769,11 +773,7 @@ fn a_batch_that_gives_up_the_model_midway_does_not_record_its_events_as_decided(
     assert_eq!(model_seq(&env.journal), Some(7));
     assert_eq!(checked_seq(&env.journal), Some(5));
     for args in [&["report"][..], &["history"], &["export", "--to", "jsonl"]] {
-        let stderr = env.fails(3, args);
-        assert!(
-            stderr.contains("line 7: cannot reverse seq 2: it was already reversed at seq 4"),
-            "{args:?}: {stderr}"
-        );
+        refused_at(&env, args, "line 7");
     }
     env.fails(3, &["verify"]);
 }

@@ -315,7 +315,7 @@ impl ReadModel {
         // every row loaded after it are of one snapshot, and a command's
         // many lookups share one lock instead of taking one each.
         conn.execute_batch("BEGIN").ok()?;
-        let stored = conn
+        let (format, journal, recorded) = conn
             .query_row(
                 "SELECT format, journal, seq, hash, line_end, at FROM head WHERE one = 1",
                 [],
@@ -323,21 +323,15 @@ impl ReadModel {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, i64>(4)?,
-                        r.get::<_, String>(5)?,
+                        Recorded::of(r, 2)?,
                     ))
                 },
             )
             .ok()?;
-        let (format, journal, seq, hash, end, at) = stored;
         if format != format!("{FORMAT} {VERSION}") || journal != header.hash.to_string() {
             return None;
         }
-        let (seq, end) = (u64::try_from(seq).ok()?, u64::try_from(end).ok()?);
-        let at = At::parse_canonical(&at)?;
-        head_at(file, header, len, (seq, end), Some((&hash, at)))
+        recorded.head(file, header, len)
     }
 
     /// The last head up to which a replay of the whole journal, from its
@@ -353,26 +347,15 @@ impl ReadModel {
         if self.db.is_some() {
             return None;
         }
-        let stored = self
-            .conn
+        self.conn
             .as_ref()?
             .query_row(
                 "SELECT seq, hash, line_end, at FROM checked WHERE one = 1",
                 [],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, String>(3)?,
-                    ))
-                },
+                |r| Recorded::of(r, 0),
             )
-            .ok()?;
-        let (seq, hash, end, at) = stored;
-        let (seq, end) = (u64::try_from(seq).ok()?, u64::try_from(end).ok()?);
-        let at = At::parse_canonical(&at)?;
-        head_at(file, header, len, (seq, end), Some((&hash, at)))
+            .ok()?
+            .head(file, header, len)
     }
 
     /// Records that a replay of the whole journal decided every event up
@@ -720,6 +703,33 @@ impl ReadModel {
 /// and time a model recorded for it (`stored`) are that line's. Everything
 /// a model says about the journal is read back from the line it names,
 /// not taken on its word.
+/// A head as the model records it: seq, hash, offset past its line, at.
+struct Recorded {
+    seq: i64,
+    hash: String,
+    end: i64,
+    at: String,
+}
+
+impl Recorded {
+    /// The four columns of row `r` from `first` on.
+    fn of(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Recorded> {
+        Ok(Recorded {
+            seq: r.get(first)?,
+            hash: r.get(first + 1)?,
+            end: r.get(first + 2)?,
+            at: r.get(first + 3)?,
+        })
+    }
+
+    /// The head, if the journal still holds the line it names.
+    fn head(&self, file: &Backing, header: Head, len: u64) -> Option<Head> {
+        let (seq, end) = (u64::try_from(self.seq).ok()?, u64::try_from(self.end).ok()?);
+        let at = At::parse_canonical(&self.at)?;
+        head_at(file, header, len, (seq, end), Some((&self.hash, at)))
+    }
+}
+
 fn head_at(
     file: &Backing,
     header: Head,
@@ -941,16 +951,17 @@ fn write(
     header: LineHash,
 ) -> Result<(), ModelError> {
     rows::save(tx, state, appended)?;
+    let (seq, hash, end, at) = columns_of(head)?;
     tx.execute(
         "INSERT OR REPLACE INTO head (one, format, journal, seq, hash, line_end, at)
          VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
         params![
             format!("{FORMAT} {VERSION}"),
             header.to_string(),
-            rows::int(head.seq)?,
-            head.hash.to_string(),
-            rows::int(head.end)?,
-            head.at.to_string(),
+            seq,
+            hash,
+            end,
+            at
         ],
     )?;
     Ok(())
@@ -958,17 +969,23 @@ fn write(
 
 /// Records `head` as checked (see [`ReadModel::checked`]).
 fn set_checked(tx: &rusqlite::Transaction<'_>, head: Head) -> Result<(), ModelError> {
+    let (seq, hash, end, at) = columns_of(head)?;
     tx.execute(
         "INSERT OR REPLACE INTO checked (one, seq, hash, line_end, at)
          VALUES (1, ?1, ?2, ?3, ?4)",
-        params![
-            rows::int(head.seq)?,
-            head.hash.to_string(),
-            rows::int(head.end)?,
-            head.at.to_string(),
-        ],
+        params![seq, hash, end, at],
     )?;
     Ok(())
+}
+
+/// A head as the model's tables hold it (see [`Recorded`]).
+fn columns_of(head: Head) -> Result<(i64, String, i64, String), ModelError> {
+    Ok((
+        rows::int(head.seq)?,
+        head.hash.to_string(),
+        rows::int(head.end)?,
+        head.at.to_string(),
+    ))
 }
 
 /// Opens the database at `path` and sets it up for a cache.
