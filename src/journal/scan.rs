@@ -733,16 +733,9 @@ impl<'f> Scanner<'f> {
         if let Some(model) = model {
             model.load_event(state, &event)?;
         }
-        match self.decided.filter(|decided| event.seq <= decided.seq) {
-            Some(decided) if event.seq == decided.seq && hash != decided.hash => {
-                return Err(corrupt(
-                    path,
-                    line_no,
-                    "the line changed while the journal was read (it is not the line checked before)",
-                ));
-            }
-            Some(_) => {}
-            None => self.check_rules(state, &event, self.offset_of(start), line_no)?,
+        let decided_before = self.decided.is_some_and(|decided| event.seq < decided.seq);
+        if !decided_before && !self.is_decided_head(event.seq, hash, line_no)? {
+            self.check_rules(state, &event, self.offset_of(start), line_no)?;
         }
         self.head = Head {
             seq: event.seq,
@@ -757,6 +750,26 @@ impl<'f> Scanner<'f> {
             hash,
             end: self.head.end,
         }))
+    }
+
+    /// Whether the line `line_no` (of `seq`, hashing to `hash`) is the head
+    /// given to [`Scanner::decided_until`]; a line of that seq that hashes
+    /// otherwise is not the line decided, and an error.
+    fn is_decided_head(
+        &self,
+        seq: u64,
+        hash: LineHash,
+        line_no: u64,
+    ) -> Result<bool, JournalError> {
+        match self.decided {
+            Some(decided) if decided.seq == seq && decided.hash != hash => Err(corrupt(
+                self.path,
+                line_no,
+                "the line changed while the journal was read (it is not the line checked before)",
+            )),
+            Some(decided) => Ok(decided.seq == seq),
+            None => Ok(false),
+        }
     }
 
     /// At the scan's end (`line_no`: the line it ends at), that it got to
@@ -897,16 +910,7 @@ impl<'f> Scanner<'f> {
     ) -> Result<(bool, bool), JournalError> {
         let path = self.path;
         let (mut prev, mut seq, mut line_no) = (hash, first.seq, first_line_no);
-        let holds = |seq: u64, hash: LineHash, line_no: u64| match self.decided {
-            Some(decided) if decided.seq == seq && decided.hash != hash => Err(corrupt(
-                path,
-                line_no,
-                "the line changed while the journal was read (it is not the line checked before)",
-            )),
-            Some(decided) => Ok(decided.seq == seq),
-            None => Ok(false),
-        };
-        let mut holds_decided = holds(seq, hash, line_no)?;
+        let mut holds_decided = self.is_decided_head(seq, hash, line_no)?;
         let mut left = count.saturating_sub(1);
         let mut scratch = Vec::new();
         // Read in chunks, keeping at most one partial line: an append may
@@ -941,7 +945,7 @@ impl<'f> Scanner<'f> {
                     ));
                 }
                 prev = LineHash::of(line);
-                holds_decided |= holds(seq, prev, line_no)?;
+                holds_decided |= self.is_decided_head(seq, prev, line_no)?;
                 start += i + 1;
                 left -= 1;
             }
