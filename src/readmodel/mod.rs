@@ -578,15 +578,7 @@ impl ReadModel {
         let tx = self
             .writable(ROWS_CACHE_KIB)?
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let covered: Option<(String, i64)> = tx
-            .query_row("SELECT hash, seq FROM head WHERE one = 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        let same = covered.is_some_and(|(hash, seq)| {
-            hash == from.hash.to_string() && u64::try_from(seq) == Ok(from.seq)
-        });
-        if !same {
+        if !stands_at(&tx, from)? {
             return Ok(());
         }
         write(&tx, state, appended, head, header)?;
@@ -648,12 +640,7 @@ impl ReadModel {
         let tx = self
             .writable(INDEX_CACHE_KIB)?
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let at: Option<(String, i64)> = tx
-            .query_row("SELECT hash, seq FROM head WHERE one = 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        if at != Some((head.hash.to_string(), rows::int(head.seq)?)) {
+        if !stands_at(&tx, head)? {
             return Ok(());
         }
         index::catch_up(&tx, journal, header, head)?;
@@ -965,6 +952,17 @@ fn write(
         ],
     )?;
     Ok(())
+}
+
+/// Whether the model's head row, read in the write transaction `tx`, is
+/// still `head`: another process may have moved it since it was read.
+fn stands_at(tx: &rusqlite::Transaction<'_>, head: Head) -> Result<bool, ModelError> {
+    let at: Option<(String, i64)> = tx
+        .query_row("SELECT hash, seq FROM head WHERE one = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    Ok(at == Some((head.hash.to_string(), rows::int(head.seq)?)))
 }
 
 /// Records `head` as checked (see [`ReadModel::checked`]).
