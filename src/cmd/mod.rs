@@ -201,16 +201,24 @@ pub fn replay_sized(
     // decided them against its rows, which damage (a row lost, which no
     // digest shows) can make accept what the journal's state refuses, and
     // these reads, like `verify`, judge by the journal.
-    let (scanner, decided) = match from {
+    let (scanner, decided, mut model) = match from {
         ReplayFrom::Start => {
             let (end, decided, state) = valid_end(&journal, header)?;
             at_end(&state);
             let scanner = journal.scanner_until(header, end.end);
-            (scanner.decided_until(decided), decided)
+            // The model is opened again at the end: held open, its read
+            // snapshot would keep its log from being folded for as long
+            // as the output is read.
+            (scanner.decided_until(decided), decided, None)
         }
         ReplayFrom::StartLocked => {
-            let decided = checked(&journal, header);
-            (journal.scanner_from(header).decided_until(decided), decided)
+            // Locked, the model stays open to the end: it cannot move.
+            let model = sound_model(&journal);
+            let decided = model
+                .as_ref()
+                .and_then(|m| m.checked(journal.file(), header, journal.len()));
+            let scanner = journal.scanner_from(header).decided_until(decided);
+            (scanner, decided, model)
         }
     };
     let mut replay = Replay::new(scanner, State::default());
@@ -223,21 +231,23 @@ pub fn replay_sized(
     }
     // This replay decided every event after `decided` on the state it
     // folded from the header: the next one need not.
-    if decided.is_none_or(|d| d.seq < end.seq)
-        && let Some((mut model, Some(_))) = journal.model()
-    {
-        let _ = model.check_until(end);
+    if decided.is_none_or(|d| d.seq < end.seq) {
+        if from == ReplayFrom::Start {
+            model = sound_model(&journal);
+        }
+        if let Some(model) = &mut model {
+            let _ = model.check_until(end);
+        }
     }
     Ok(state)
 }
 
-/// The head up to which the read model records that a replay of the whole
-/// journal decided every event (see [`ReadModel::checked`]), if the model
-/// is this journal's and sound.
-fn checked(journal: &ReadJournal, header: Head) -> Option<Head> {
-    let (model, covers) = journal.model()?;
-    covers?;
-    model.checked(journal.file(), header, journal.len())
+/// The journal's read model, if it is the journal's and covers a prefix
+/// of it.
+fn sound_model(journal: &ReadJournal) -> Option<ReadModel> {
+    journal
+        .model()
+        .and_then(|(model, covers)| covers.map(|_| model))
 }
 
 /// The state at the end of the journal at `path`, or as of `as_of` (a
