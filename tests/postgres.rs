@@ -918,3 +918,65 @@ fn lines_rewritten_with_a_recomputed_chain_are_decided_again_by_every_full_read(
         assert_eq!(db.stored(), before, "{args} changed the lines");
     }
 }
+
+/// A journal long enough to be read on a second connection, in the
+/// reading transaction's snapshot (over 8 MiB): full reads see exactly the
+/// file's lines, and a line missing from the middle of the table is
+/// caught as damage, not taken for the journal's end.
+#[test]
+fn a_long_journal_reads_as_the_file_and_a_missing_line_is_caught() {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    let file = TestEnv::new();
+    let memo = "m".repeat(300);
+    let mut commands = String::from("create a\ncreate b\n");
+    for i in 0..25_000 {
+        commands.push_str(&format!("deposit a 1.25 --id d{i} --memo {memo}\n"));
+    }
+    let out = file
+        .cmd()
+        .arg("batch")
+        .write_stdin(commands)
+        .output()
+        .expect("batch");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        file.bytes().len() > 8 << 20,
+        "long enough for a second connection"
+    );
+    let out = env
+        .bare()
+        .arg("copy")
+        .arg(&file.journal)
+        .arg(&env.journal)
+        .output()
+        .expect("copy");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for read in [
+        "verify --json",
+        "export --to jsonl",
+        "history a --json --limit 2",
+    ] {
+        assert_eq!(env.ok(read), file.ok(read), "{read}");
+    }
+    let db = env.db.as_ref().expect("db");
+    db.sql("DELETE FROM ledger_lines WHERE seq = 12000");
+    for read in ["verify", "export --to jsonl", "history --json"] {
+        let out = env.run(read);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{read}: {stderr}");
+        assert!(
+            stderr.contains("line 12001") && stderr.contains("missing"),
+            "{read}: {stderr}"
+        );
+    }
+}

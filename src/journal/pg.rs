@@ -27,7 +27,10 @@ use postgres::{Client, Config, NoTls};
 
 use super::JournalError;
 
+mod stream;
 mod tls;
+
+pub use stream::LineStream;
 
 /// Whether a location names a PostgreSQL database rather than a file.
 pub fn is_location(location: &str) -> bool {
@@ -167,6 +170,9 @@ pub struct Db {
     head: std::cell::Cell<Option<Stored>>,
     /// Lines read ahead by seq (see [`Db::remember_line`]).
     lines: RefCell<rustc_hash::FxHashMap<u64, Vec<u8>>>,
+    /// Whether the open transaction is a read-only snapshot, which
+    /// another connection may join (see [`Db::line_stream`]).
+    reading: std::cell::Cell<bool>,
 }
 
 /// The head row's values.
@@ -233,6 +239,7 @@ impl Db {
             prepared: RefCell::default(),
             head: std::cell::Cell::new(None),
             lines: RefCell::default(),
+            reading: std::cell::Cell::new(false),
         }))
     }
 
@@ -301,7 +308,10 @@ impl Db {
     /// if it has no tables yet.
     pub fn begin_read(&self) -> Result<Option<u64>, JournalError> {
         match self.begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "") {
-            Ok(()) => self.len().map(Some),
+            Ok(()) => {
+                self.reading.set(true);
+                self.len().map(Some)
+            }
             Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => {
                 self.rollback();
                 Ok(None)
@@ -338,6 +348,7 @@ impl Db {
     /// round trip, keeping what it says for [`Db::len`] and
     /// [`Db::rows_cover`].
     fn begin(&self, begin: &str, lock: &str) -> Result<(), postgres::Error> {
+        self.reading.set(false);
         let sql = format!("{begin}; SELECT seq, len, rows_seq FROM ledger_head WHERE id = 1{lock}");
         let messages = self.client.borrow_mut().simple_query(&sql)?;
         // A new snapshot: nothing read under an earlier one is kept.
@@ -537,7 +548,30 @@ impl Db {
     pub fn rollback(&self) {
         // A failure leaves nothing to undo: the server rolls back when the
         // connection ends.
+        self.reading.set(false);
         let _ = self.client.borrow_mut().batch_execute("ROLLBACK");
+    }
+
+    /// A stream of this read's lines from the one after `start` to `len`
+    /// on a connection of its own, seeing what this transaction sees.
+    /// `None` outside a read, or where the server will not share its
+    /// snapshot or take another connection: the caller then reads through
+    /// [`Db::read_at`], only slower.
+    pub fn line_stream(&self, start: u64, len: u64) -> Option<LineStream> {
+        if !self.reading.get() {
+            return None;
+        }
+        let url = url_of(&self.path)?;
+        let rows = self
+            .client
+            .borrow_mut()
+            .simple_query("SELECT pg_export_snapshot()")
+            .ok()?;
+        let snapshot = rows.iter().find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })?;
+        LineStream::open(self.path.clone(), &url, &snapshot, start, len).ok()
     }
 
     /// Reads the journal's bytes from `offset` into `buf`, as a file's

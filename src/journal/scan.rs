@@ -306,47 +306,50 @@ enum Source<'f> {
 
 impl<'f> Source<'f> {
     fn new(backing: &'f Backing, start: u64, len: u64) -> Source<'f> {
-        // A file is read on a thread, through a descriptor of its own, when
-        // there is much of it; a database's connection stays on this one.
-        let file = match backing {
-            Backing::File(file) if len.saturating_sub(start) >= THREAD_MIN_BYTES => file,
-            _ => return Source::Inline(Blocks::new(backing, start, len), None),
-        };
-        let mut blocks = match file.try_clone() {
-            Ok(file) => {
-                // Read in order to the end: a larger read-ahead window keeps
-                // a cold read from waiting on the disk (only advice, so a
-                // refusal changes nothing).
-                let _ = rustix::fs::fadvise(&file, start, None, rustix::fs::Advice::Sequential);
-                Blocks::new(file, start, len)
-            }
-            Err(e) => return Source::Failed(Some(e)),
-        };
+        // Much to read is read on a thread: a file through a descriptor of
+        // its own, a database on a connection of its own in this read's
+        // snapshot.
+        if len.saturating_sub(start) < THREAD_MIN_BYTES {
+            return Source::Inline(Blocks::new(backing, start, len), None);
+        }
+        match backing {
+            Backing::File(file) => match file.try_clone() {
+                Ok(file) => {
+                    // Read in order to the end: a larger read-ahead window
+                    // keeps a cold read from waiting on the disk (only
+                    // advice, so a refusal changes nothing).
+                    let _ = rustix::fs::fadvise(&file, start, None, rustix::fs::Advice::Sequential);
+                    Source::spawn(move |feed| feed.pump(Blocks::new(file, start, len)))
+                }
+                Err(e) => Source::Failed(Some(e)),
+            },
+            Backing::Db(db) => match db.line_stream(start, len) {
+                Some(stream) => Source::spawn(move |feed| {
+                    let read = stream.run(|bytes| {
+                        feed.pump(Blocks::new(InOrder::new(bytes, start), start, len));
+                    });
+                    if let Err(e) = read {
+                        feed.fail(std::io::Error::other(e));
+                    }
+                }),
+                None => Source::Inline(Blocks::new(backing, start, len), None),
+            },
+        }
+    }
+
+    /// Runs `read` on a reader thread that sends blocks to this one.
+    fn spawn(read: impl FnOnce(Feed) + Send + 'static) -> Source<'f> {
         let (tx, rx) = std::sync::mpsc::sync_channel(2);
         let (spent, spent_rx) = std::sync::mpsc::channel::<Block>();
         let queued = std::sync::Arc::new(AtomicUsize::new(0));
-        let backlog = std::sync::Arc::clone(&queued);
+        let feed = Feed {
+            tx,
+            spent: spent_rx,
+            backlog: std::sync::Arc::clone(&queued),
+        };
         let spawned = std::thread::Builder::new()
             .name("journal-reader".into())
-            .spawn(move || {
-                loop {
-                    // Parsing lines can be done on either side; the reader
-                    // takes it on only while the scanner has blocks waiting,
-                    // so neither thread idles while the other works.
-                    let parse = backlog.load(Ordering::Relaxed) >= 2;
-                    let Some(block) = blocks
-                        .next_block(spent_rx.try_recv().ok(), parse)
-                        .transpose()
-                    else {
-                        break;
-                    };
-                    backlog.fetch_add(1, Ordering::Relaxed);
-                    // A closed channel means the scanner stopped early.
-                    if tx.send(block).is_err() {
-                        break;
-                    }
-                }
-            });
+            .spawn(move || read(feed));
         match spawned {
             Ok(_) => Source::Thread {
                 blocks: rx,
@@ -382,6 +385,70 @@ impl<'f> Source<'f> {
             Source::Thread { spent, .. } => drop(spent.send(block)),
             Source::Failed(_) => {}
         }
+    }
+}
+
+/// A reader thread's ends of the channels to the scanner.
+struct Feed {
+    tx: std::sync::mpsc::SyncSender<std::io::Result<Block>>,
+    spent: std::sync::mpsc::Receiver<Block>,
+    /// Blocks sent and not yet taken.
+    backlog: std::sync::Arc<AtomicUsize>,
+}
+
+impl Feed {
+    /// Sends every block of `blocks`, then stops.
+    fn pump<R: ReadAt>(&self, mut blocks: Blocks<R>) {
+        loop {
+            // Parsing lines can be done on either side; the reader takes it
+            // on only while the scanner has blocks waiting, so neither
+            // thread idles while the other works.
+            let parse = self.backlog.load(Ordering::Relaxed) >= 2;
+            let Some(block) = blocks
+                .next_block(self.spent.try_recv().ok(), parse)
+                .transpose()
+            else {
+                break;
+            };
+            self.backlog.fetch_add(1, Ordering::Relaxed);
+            // A closed channel means the scanner stopped early.
+            if self.tx.send(block).is_err() {
+                break;
+            }
+        }
+    }
+
+    /// Tells the scanner reading failed.
+    fn fail(&self, e: std::io::Error) {
+        self.backlog.fetch_add(1, Ordering::Relaxed);
+        let _ = self.tx.send(Err(e));
+    }
+}
+
+/// Bytes read in order, shown as bytes at offsets: each read must start
+/// where the last one ended.
+struct InOrder<'r> {
+    bytes: std::cell::RefCell<&'r mut dyn std::io::Read>,
+    pos: std::cell::Cell<u64>,
+}
+
+impl<'r> InOrder<'r> {
+    fn new(bytes: &'r mut dyn std::io::Read, pos: u64) -> InOrder<'r> {
+        InOrder {
+            bytes: std::cell::RefCell::new(bytes),
+            pos: std::cell::Cell::new(pos),
+        }
+    }
+}
+
+impl ReadAt for InOrder<'_> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        if offset != self.pos.get() {
+            return Err(std::io::Error::other("a stream read out of order"));
+        }
+        let n = self.bytes.borrow_mut().read(buf)?;
+        self.pos.set(offset + n as u64);
+        Ok(n)
     }
 }
 
@@ -578,8 +645,27 @@ impl<'f> Scanner<'f> {
                     self.pos = 0;
                     self.line = 0;
                 }
-                None => return Ok(None),
+                None => return self.ended_at_len().map(|()| None),
             }
+        }
+    }
+
+    /// A file may shrink while it is read, and a scan stops where it
+    /// ends. A database's lines cannot, inside the read's snapshot: lines
+    /// that end before the head row's length are a line missing or out of
+    /// place, not the journal's end.
+    fn ended_at_len(&self) -> Result<(), JournalError> {
+        let read = self.block.offset + self.block.data.bytes().len() as u64;
+        match self.file {
+            Backing::Db(_) if read < self.len => Err(corrupt(
+                self.path,
+                self.head.seq + 2,
+                format!(
+                    "the lines table has no line at byte {read}, though the head row says the journal is {} bytes long (a line is missing or its offset is wrong)",
+                    self.len
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 
