@@ -48,22 +48,27 @@ start() {
         --auth-local=trust --auth-host=scram-sha-256 >"$dir/initdb.log" 2>&1
     certificates "$dir"
     # ledger_tls may sign in over TLS only: a test that it can proves TLS.
+    # ledger_cert signs in by a client certificate the CA signed, alone.
     { printf 'hostssl all ledger_tls 127.0.0.1/32 scram-sha-256\n'
       printf 'host all ledger_tls 127.0.0.1/32 reject\n'
+      printf 'hostssl all ledger_cert 127.0.0.1/32 cert\n'
+      printf 'host all ledger_cert 127.0.0.1/32 reject\n'
       cat "$dir/data/pg_hba.conf"; } >"$dir/hba" && cat "$dir/hba" >"$dir/data/pg_hba.conf"
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-k $dir -p $port -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on -c ssl=on -c ssl_cert_file=$dir/tls/server.pem -c ssl_key_file=$dir/tls/server.key" \
+        -o "-k $dir -p $port -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on -c ssl=on -c ssl_cert_file=$dir/tls/server.pem -c ssl_key_file=$dir/tls/server.key -c ssl_ca_file=$dir/tls/ca.pem" \
         start >/dev/null
     as_owner psql -q -h "$dir" -p "$port" -U ledger -d postgres \
-        -c "CREATE ROLE ledger_tls LOGIN CREATEDB PASSWORD 'secret'" >/dev/null
+        -c "CREATE ROLE ledger_tls LOGIN CREATEDB PASSWORD 'secret'" \
+        -c "CREATE ROLE ledger_cert LOGIN CREATEDB" >/dev/null
     echo "export LEDGER_TEST_PG='postgresql://ledger:secret@127.0.0.1:$port/postgres'"
     echo "export LEDGER_TEST_PG_CA='$dir/tls/ca.pem'"
     echo "export LEDGER_TEST_PG_DIR='$dir'"
 }
 
-# certificates DIR: a CA of its own, and a server certificate it signed
-# for the name localhost only (so that verify-full to 127.0.0.1 fails
-# where verify-ca passes).
+# certificates DIR: a CA of its own, a server certificate it signed for
+# the name localhost only (so that verify-full to 127.0.0.1 fails where
+# verify-ca passes), and a client certificate for the user ledger_cert,
+# its key readable by whoever started the cluster alone.
 certificates() {
     local tls="$1/tls"
     command -v openssl >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get install -y openssl >&2; }
@@ -75,9 +80,14 @@ certificates() {
     printf 'subjectAltName=DNS:localhost\n' >"$tls/ext"
     openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
         -CAcreateserial -days 2 -extfile "$tls/ext" -out "$tls/server.pem" 2>/dev/null
-    chmod 600 "$tls/server.key"
-    [ "$(id -u)" = 0 ] && chown -R postgres "$tls"
-    chmod 755 "$tls"; chmod 644 "$tls/ca.pem"
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=ledger_cert" \
+        -keyout "$tls/client.key" -out "$tls/client.csr" 2>/dev/null
+    printf 'extendedKeyUsage=clientAuth\n' >"$tls/client.ext"
+    openssl x509 -req -in "$tls/client.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+        -CAcreateserial -days 2 -extfile "$tls/client.ext" -out "$tls/client.pem" 2>/dev/null
+    chmod 600 "$tls/server.key" "$tls/client.key"
+    [ "$(id -u)" = 0 ] && chown -R postgres "$tls" && chown root "$tls/client.key" "$tls/client.pem"
+    chmod 755 "$tls"; chmod 644 "$tls/ca.pem" "$tls/client.pem"
 }
 
 stop() {

@@ -749,6 +749,89 @@ fn tls_is_used_and_the_certificate_checked_as_sslmode_asks() {
     assert_eq!(env.balance_of("a"), "2.00");
 }
 
+/// A server that signs users in by client certificate: `sslcert` and
+/// `sslkey` in the URL, else libpq's default files under
+/// `~/.postgresql`; without one the server turns the user away, and a key
+/// others may read is refused before it is sent.
+#[test]
+fn a_client_certificate_signs_in_as_sslcert_and_sslkey_say() {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    let Some(dir) = std::env::var("LEDGER_TEST_PG_DIR").ok() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "LEDGER_TEST_PG_DIR is not set: start the server with scripts/pg-cluster.sh"
+        );
+        return;
+    };
+    let tls = Path::new(&dir).join("tls");
+    env.db
+        .as_ref()
+        .expect("db")
+        .sql("GRANT ALL ON SCHEMA public TO ledger_cert");
+    let url = env
+        .journal
+        .display()
+        .to_string()
+        .replace("ledger:secret@", "ledger_cert@");
+    let ca = tls.join("ca.pem");
+    let base = format!("{url}?sslmode=verify-ca&sslrootcert={}", ca.display());
+    let run = |url: &str, args: &[&str]| {
+        let out = env
+            .bare()
+            .arg("--file")
+            .arg(url)
+            .args(args)
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let with = |cert: &Path, key: &Path| {
+        format!("{base}&sslcert={}&sslkey={}", cert.display(), key.display())
+    };
+    let (cert, key) = (tls.join("client.pem"), tls.join("client.key"));
+    let (code, stderr) = run(&with(&cert, &key), &["create", "a"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stderr) = run(&base, &["balance"]);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("certificate"), "{stderr}");
+    // A key anyone may read: refused, naming it.
+    let loose = env.dir.path().join("loose.key");
+    std::fs::copy(&key, &loose).expect("copy the key");
+    std::fs::set_permissions(&loose, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    let (code, stderr) = run(&with(&cert, &loose), &["balance"]);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(
+        stderr.contains("loose.key may be read by others"),
+        "{stderr}"
+    );
+    let missing = env.dir.path().join("none.pem");
+    let (code, stderr) = run(&with(&missing, &key), &["balance"]);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(
+        stderr.contains("cannot read the client certificate"),
+        "{stderr}"
+    );
+    // libpq's default files, in the home the test gives the binary.
+    let home = env.dir.path().join(".postgresql");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    std::fs::copy(&cert, home.join("postgresql.crt")).expect("copy the certificate");
+    std::fs::copy(&key, home.join("postgresql.key")).expect("copy the key");
+    std::fs::set_permissions(
+        home.join("postgresql.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod");
+    let (code, stderr) = run(&base, &["deposit", "a", "3"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(env.balance_of("a"), "3.00");
+}
+
 #[test]
 fn a_password_given_as_a_url_query_parameter_is_never_shown() {
     let Some(env) = TestEnv::postgres() else {

@@ -12,6 +12,12 @@
 //!
 //! The roots are the PEM file `sslrootcert` names, `~/.postgresql/root.crt`
 //! when it names none, or the Mozilla roots for `sslrootcert=system`.
+//!
+//! A client certificate (for a server that signs users in by certificate)
+//! is the PEM file `sslcert` names, with its key in `sslkey`; without
+//! them, `~/.postgresql/postgresql.crt` and `.key` if they exist, as libpq
+//! does. Like libpq, a key that others may read is refused.
+//!
 //! rustls does the TLS (with ring: no system library needed).
 
 use std::path::PathBuf;
@@ -21,7 +27,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 
 /// What a URL asks of TLS.
@@ -29,6 +35,8 @@ use rustls::{DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 pub struct Wanted {
     mode: Mode,
     roots: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,16 +49,18 @@ enum Mode {
 }
 
 impl Wanted {
-    /// Takes `sslmode` and `sslrootcert` out of `url`'s query, and gives
-    /// back the URL the driver understands with what they ask.
+    /// Takes `sslmode`, `sslrootcert`, `sslcert` and `sslkey` out of
+    /// `url`'s query, and gives back the URL the driver understands with
+    /// what they ask.
     pub fn split(url: &str) -> Result<(String, Wanted), String> {
         let (base, query) = url.split_once('?').unwrap_or((url, ""));
         let mut mode = Mode::Prefer;
         let mut roots = None;
+        let (mut cert, mut key) = (None, None);
         let mut kept = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match key {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match name {
                 "sslmode" => {
                     mode = match value {
                         "disable" => Mode::Disable,
@@ -66,6 +76,8 @@ impl Wanted {
                     }
                 }
                 "sslrootcert" => roots = Some(percent_decoded(value)),
+                "sslcert" => cert = Some(percent_decoded(value)),
+                "sslkey" => key = Some(percent_decoded(value)),
                 _ => kept.push(pair),
             }
         }
@@ -82,7 +94,13 @@ impl Wanted {
             "prefer" => "sslmode=prefer",
             _ => "sslmode=require",
         });
-        Ok((format!("{base}?{}", kept.join("&")), Wanted { mode, roots }))
+        let wanted = Wanted {
+            mode,
+            roots,
+            cert,
+            key,
+        };
+        Ok((format!("{base}?{}", kept.join("&")), wanted))
     }
 
     /// Whether to offer TLS at all.
@@ -112,10 +130,56 @@ impl Wanted {
                 }
             }
         };
-        Ok(builder
+        let builder = builder
             .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth())
+            .with_custom_certificate_verifier(verifier);
+        match self.client_identity()? {
+            Some((chain, key)) => builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("the client certificate and key do not go together: {e}")),
+            None => Ok(builder.with_no_client_auth()),
+        }
+    }
+
+    /// The client certificate's chain and key, if there is one: named by
+    /// the URL (then it must be readable), else libpq's default files if
+    /// the certificate exists.
+    fn client_identity(
+        &self,
+    ) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, String> {
+        let home = || std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".postgresql"));
+        let cert = match &self.cert {
+            Some(file) => PathBuf::from(file),
+            None => match home().map(|dir| dir.join("postgresql.crt")) {
+                Some(file) if file.exists() => file,
+                _ => return Ok(None),
+            },
+        };
+        let key = match &self.key {
+            Some(file) => PathBuf::from(file),
+            None => home()
+                .map(|dir| dir.join("postgresql.key"))
+                .ok_or("no home directory for ~/.postgresql/postgresql.key")?,
+        };
+        let unreadable = |what: &str, file: &PathBuf, e: &dyn std::fmt::Display| {
+            format!("cannot read the client {what} {}: {e}", file.display())
+        };
+        let chain = CertificateDer::pem_file_iter(&cert)
+            .map_err(|e| unreadable("certificate", &cert, &e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| unreadable("certificate", &cert, &e))?;
+        if chain.is_empty() {
+            return Err(format!("{} holds no certificate", cert.display()));
+        }
+        let meta = std::fs::metadata(&key).map_err(|e| unreadable("key", &key, &e))?;
+        if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
+            return Err(format!(
+                "the client key {} may be read by others: allow its owner alone (chmod 600)",
+                key.display()
+            ));
+        }
+        let secret = PrivateKeyDer::from_pem_file(&key).map_err(|e| unreadable("key", &key, &e))?;
+        Ok(Some((chain, secret)))
     }
 
     fn roots(&self) -> Result<RootCertStore, String> {
@@ -282,5 +346,13 @@ mod tests {
                 .wants_tls()
         );
         assert!(Wanted::split("postgresql://h/db?sslmode=sometimes").is_err());
+        let (url, wanted) =
+            Wanted::split("postgresql://h/db?sslcert=%2Fc.pem&sslkey=%2Fc.key&sslmode=verify-ca")
+                .expect("ok");
+        assert_eq!(url, "postgresql://h/db?sslmode=require");
+        assert_eq!(
+            (wanted.cert.as_deref(), wanted.key.as_deref()),
+            (Some("/c.pem"), Some("/c.key"))
+        );
     }
 }
