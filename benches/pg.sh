@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The PostgreSQL backend against the file (issue #16), on a local server:
 #   1. `deposit` and `balance ACCOUNT`: medians of RUNS runs on a small
-#      journal and on one of EVENTS events (default 100000), file vs database;
+#      journal and on one of EVENTS events (default 100000), file vs database
+#      over TCP (TLS and a password, as a remote client signs in) and, when
+#      the cluster's directory is known, over its Unix socket (how a client
+#      on the server's own machine connects);
 #   2. `batch` of BATCH commands (default 1000000) into a new journal;
 #   3. WRITERS concurrent writer processes (default 16), each posting
 #      deposits for SECONDS seconds: commands per second together;
@@ -71,16 +74,29 @@ newdb big big_db
 "$bin" -f "$dir/big.jsonl" batch "$dir/big.txt" >/dev/null
 "$bin" copy "$dir/small.jsonl" "$small_db" >/dev/null
 "$bin" copy "$dir/big.jsonl" "$big_db" >/dev/null
+# The same databases through the server's socket directory (trust
+# authentication there, no TLS), when the cluster's directory is known.
+socket() {
+    local name=${1##*/} port=${LEDGER_TEST_PG%/*}
+    port=${port##*:}
+    echo "postgresql://ledger@/$name?host=$LEDGER_TEST_PG_DIR&port=$port"
+}
+sockets=()
+if [ -n "${LEDGER_TEST_PG_DIR:-}" ]; then
+    sockets=("$(socket "$small_db")" "$(socket "$big_db")")
+fi
 for at in "$dir/small.jsonl" "$dir/big.jsonl" "$small_db" "$big_db"; do
     # Warm up: the file's read model, the database's query tables.
     "$bin" -f "$at" deposit c0 1 >/dev/null
 done
 
 echo "== 1. single commands: median ms of $runs runs (peak RSS MiB)"
-printf '%-14s %18s %18s %18s %18s\n' command "file, small" "db, small" "file, $events" "db, $events"
+printf '%-14s %18s %18s %18s %18s' command "file, small" "db, small" "file, $events" "db, $events"
+[ ${#sockets[@]} -gt 0 ] && printf ' %18s %18s' "socket, small" "socket, $events"
+echo
 for cmd in "deposit c0 1" "balance c0" "transfer c0 c1 0.01"; do
     row=$(printf '%-14s' "${cmd%% *}")
-    for at in "$dir/small.jsonl" "$small_db" "$dir/big.jsonl" "$big_db"; do
+    for at in "$dir/small.jsonl" "$small_db" "$dir/big.jsonl" "$big_db" "${sockets[@]}"; do
         # shellcheck disable=SC2086
         read -r ms kb <<<"$(median "$at" $cmd)"
         row="$row $(printf '%12s ms (%2s)' "$ms" $((kb / 1024)))"
@@ -147,12 +163,10 @@ for kind in file db; do
     sort -n "$dir/lat" | awk -v k=$kind '{ s[NR] = $1 } END { printf "%-5s p50 %.1f ms, p99 %.1f ms\n", k, s[int(NR / 2)], s[int(NR * 0.99)] }'
 done
 
-echo "== 5. verify of $events events"
-for at in "$dir/big.jsonl" "$big_db"; do
-    t0=$EPOCHREALTIME
-    /usr/bin/time -f "%M" -o "$dir/kb" "$bin" -f "$at" verify -q >/dev/null
-    t1=$EPOCHREALTIME
-    awk -v a="$t0" -v b="$t1" -v n="$events" -v kb="$(cat "$dir/kb")" -v at="${at##*/}" \
-        'BEGIN { printf "%-24s %.2f s, %d events/s, %d MiB\n", at, b - a, n / (b - a), kb / 1024 }'
+echo "== 5. verify of $events events: median of $runs runs"
+for at in "$dir/big.jsonl" "$big_db" "${sockets[@]:1}"; do
+    read -r ms kb <<<"$(median "$at" verify -q)"
+    awk -v ms="$ms" -v n="$events" -v kb="$kb" -v at="${at##*/}" \
+        'BEGIN { printf "%-24s %.3f s, %d events/s, %d MiB\n", at, ms / 1000, n / (ms / 1000), kb / 1024 }'
 done
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -415,13 +415,19 @@ impl ReadModel {
         n: usize,
         check: bool,
     ) -> Result<Vec<(String, crate::domain::Account)>, ModelError> {
-        rows::accounts_after(self.conn()?, after, n, check)
+        match self.rows()? {
+            Rows::Sqlite(c) => rows::accounts_after(c, after, n, check),
+            Rows::Pg(db, _) => pgrows::accounts_after(db, after, n),
+        }
     }
 
     /// Every open hold at the model's head, by seq, each checked against
     /// its digest.
     pub fn open_holds(&self) -> Result<Vec<(u64, crate::domain::Hold)>, ModelError> {
-        rows::open_holds(self.conn()?)
+        match self.rows()? {
+            Rows::Sqlite(c) => rows::open_holds(c),
+            Rows::Pg(db, _) => pgrows::open_holds(db),
+        }
     }
 
     /// Loads into `state` what deciding `event` (a stored event being

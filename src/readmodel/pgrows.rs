@@ -412,8 +412,8 @@ pub fn load_hold(db: &Db, state: &mut State, seq: u64) -> Result<(), ModelError>
     Ok(())
 }
 
-/// Loads every account, with the open holds.
-pub fn load_every_account(db: &Db, state: &mut State) -> Result<(), ModelError> {
+/// Every open hold, by seq, each checked against its digest.
+pub fn open_holds(db: &Db) -> Result<Vec<(u64, Hold)>, ModelError> {
     let rows = db.query(
         concat!(
             "SELECT ",
@@ -422,7 +422,29 @@ pub fn load_every_account(db: &Db, state: &mut State) -> Result<(), ModelError> 
         ),
         &[],
     )?;
-    let holds = rows.iter().map(hold_row).collect::<Result<Vec<_>, _>>()?;
+    rows.iter().map(hold_row).collect()
+}
+
+/// Up to `n` accounts whose names come after `after`, in name order (the
+/// names' bytes: the column's collation is "C"), each checked against
+/// its digest, its holds not attached.
+pub fn accounts_after(
+    db: &Db,
+    after: &str,
+    n: usize,
+) -> Result<Vec<(String, Account)>, ModelError> {
+    let limit = i64::try_from(n).map_err(|_| ModelError::Malformed("a page too large".into()))?;
+    let rows = db.query(
+        "SELECT name, owner, unit, balance::text, closed, held::text, digest FROM ledger_accounts
+         WHERE name > $1 ORDER BY name LIMIT $2",
+        &[&after, &limit],
+    )?;
+    rows.iter().map(account_row).collect()
+}
+
+/// Loads every account, with the open holds.
+pub fn load_every_account(db: &Db, state: &mut State) -> Result<(), ModelError> {
+    let holds = open_holds(db)?;
     super::load_accounts_with_holds(state, holds, |each| {
         let rows = db.query(
             "SELECT name, owner, unit, balance::text, closed, held::text, digest FROM ledger_accounts",
