@@ -417,6 +417,14 @@ fn string(out: &mut Vec<u8>, key: &str, value: &str) {
     json_string(out, value);
 }
 
+/// The bytes a line holds for the string `value` (an account's name, in
+/// any field that names one): every line that names it holds these.
+pub fn quoted(value: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len() + 2);
+    json_string(&mut out, value);
+    out
+}
+
 fn json_string(out: &mut Vec<u8>, value: &str) {
     if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
         out.push(b'"');

@@ -193,6 +193,16 @@ struct Window {
     rows: i64,
 }
 
+/// A line a search found.
+pub struct Found {
+    /// Its event's seq.
+    pub seq: u64,
+    /// The line, without `\n`.
+    pub line: Vec<u8>,
+    /// The line after it, `None` for the last line.
+    pub next: Option<Vec<u8>>,
+}
+
 /// What a writer finds under the head's lock.
 pub struct Locked {
     /// The journal's length in bytes (0: not even a header yet).
@@ -528,6 +538,39 @@ impl Db {
             .map(|r| r.try_get::<_, Vec<u8>>(0))
             .transpose()
             .map_err(|e| self.error("read", &e))
+    }
+
+    /// Up to `n` lines before event `below` that hold the bytes `needle`,
+    /// the latest first: a search the server makes, reading the lines
+    /// backwards, so that the client reads only those.
+    pub fn lines_holding(
+        &self,
+        needle: &[u8],
+        below: u64,
+        n: usize,
+    ) -> Result<Vec<Found>, JournalError> {
+        let fail = |e: postgres::Error| self.error("read", &e);
+        let rows = self
+            .query(
+                "SELECT l.seq, l.line, n.line FROM ledger_lines l
+                 LEFT JOIN ledger_lines n ON n.seq = l.seq + 1
+                 WHERE l.seq < $1 AND l.seq > 0 AND position($2::bytea in l.line) > 0
+                 ORDER BY l.seq DESC LIMIT $3",
+                &[&as_int(below), &needle, &as_int(n as u64)],
+            )
+            .map_err(fail)?;
+        rows.iter()
+            .map(|r| {
+                let seq: i64 = r.try_get(0).map_err(fail)?;
+                let seq = u64::try_from(seq)
+                    .map_err(|_| JournalError::io(&self.path, "read", damaged("a negative seq")))?;
+                Ok(Found {
+                    seq,
+                    line: r.try_get(1).map_err(fail)?,
+                    next: r.try_get(2).map_err(fail)?,
+                })
+            })
+            .collect()
     }
 
     /// Keeps the line of event `seq`, read ahead with the rows that name

@@ -11,15 +11,22 @@
 //! The balances are walked back from the account's balance at the end,
 //! through the changes of the events shown: the same numbers a replay
 //! reaches forwards.
+//!
+//! A journal in a database has no index: its server searches the lines
+//! before the head for the bytes of the account's name, latest first, and
+//! each line found is checked the same way (see [`searched`]).
 
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 use super::{Row, Sink, Who, layout};
 use crate::cmd::{Context, warn_torn};
 use crate::domain::State;
 use crate::error::Error;
 use crate::event::Change;
+use crate::journal::backing::Backing;
 use crate::journal::line::{self, LineHash};
+use crate::journal::pg::{Db, Found};
 use crate::journal::scan::{Head, Replay, Torn};
 use crate::journal::{JournalError, ReadJournal};
 use crate::money::Amount;
@@ -45,7 +52,12 @@ pub(super) fn print(ctx: &Context, name: &str, n: usize) -> Result<bool, Error> 
     let Some((mut model, Some(mut head))) = journal.model() else {
         return Ok(false);
     };
-    if !model.index_covers(head) {
+    // A database has no index: its server searches the lines instead.
+    let db = match journal.file() {
+        Backing::Db(db) => Some(Rc::clone(db)),
+        Backing::File(_) => None,
+    };
+    if db.is_none() && !model.index_covers(head) {
         let Some(now) = caught_up(&journal, &mut model, head) else {
             return Ok(false);
         };
@@ -62,12 +74,14 @@ pub(super) fn print(ctx: &Context, name: &str, n: usize) -> Result<bool, Error> 
     };
     // Lines before the valid end never change: the rest is read unlocked.
     journal.unlock()?;
-    let mut shown = match tail.len() < n {
-        true => match before(&journal, &model, head, name, n - tail.len(), in_model) {
-            Some(lines) => lines,
-            None => return Ok(false),
-        },
-        false => Vec::new(),
+    let want = n - tail.len();
+    let before = match (&db, want) {
+        (_, 0) => Some(Vec::new()),
+        (Some(db), _) => searched(db, head, name, want, in_model)?,
+        (None, _) => before(&journal, &model, head, name, want, in_model),
+    };
+    let Some(mut shown) = before else {
+        return Ok(false);
     };
     shown.extend(tail);
     let Some(amounts) = walk_back(&state, name, &shown) else {
@@ -184,6 +198,85 @@ fn before(
         shown.push(checked_line(journal, head, name, row)?);
     }
     Some(shown)
+}
+
+/// Lines a database's server returns per search, at most.
+const SEARCHED: usize = 4096;
+
+/// The account's last `want` events up to the model's `head`, oldest
+/// first, from the lines of a database that hold its name, as the server
+/// finds them (every line that names the account holds its name's bytes;
+/// a memo may too, and such a line is passed over). Each line must be
+/// the event its row says and be the one the next line chains to; a run
+/// shorter than asked must end at the account's creation. `None` if
+/// anything disagrees.
+fn searched(
+    db: &Db,
+    head: Head,
+    name: &str,
+    want: usize,
+    in_model: bool,
+) -> Result<Option<Vec<Shown>>, Error> {
+    if !in_model {
+        // Created after the head: no event before it.
+        return Ok(Some(Vec::new()));
+    }
+    let needle = line::quoted(name);
+    let mut shown = Vec::with_capacity(want);
+    let mut below = head.seq + 1;
+    // Most lines found are the account's: ask for a few more than wanted.
+    let mut ask = (want + 8).min(SEARCHED);
+    loop {
+        let rows = db.lines_holding(&needle, below, ask)?;
+        let exhausted = rows.len() < ask;
+        for row in rows {
+            below = row.seq;
+            let Some((found, created)) = found_line(head, name, row) else {
+                return Ok(None);
+            };
+            let Some(found) = found else {
+                continue;
+            };
+            shown.push(found);
+            if created || shown.len() == want {
+                shown.reverse();
+                return Ok(Some(shown));
+            }
+        }
+        if exhausted {
+            // The lines ran out before the account's creation.
+            return Ok(None);
+        }
+        ask = (ask * 2).min(SEARCHED);
+    }
+}
+
+/// A line of a database's search for account `name`: `Some((None, _))`
+/// if it only holds the name's bytes (in a memo), else the event shown and
+/// whether it creates the account; `None` if the line is not the event its
+/// row says or not the one the next line (or the model's `head`) chains to.
+fn found_line(head: Head, name: &str, found: Found) -> Option<(Option<Shown>, bool)> {
+    let Found { seq, line, next } = found;
+    let hash = LineHash::of(&line);
+    let chained = match next {
+        None => seq == head.seq && hash == head.hash,
+        Some(_) if seq == head.seq => hash == head.hash,
+        Some(next) => {
+            let next = line::decode(&next, &mut Vec::new()).ok()?;
+            next.prev == hash && next.event.seq == seq + 1
+        }
+    };
+    let event = line::decode(&line, &mut Vec::new()).ok()?.event;
+    if !chained || event.seq != seq {
+        return None;
+    }
+    if !event.change.involves(name) {
+        return Some((None, false));
+    }
+    let created =
+        matches!(&event.change, Change::AccountCreated { account, .. } if account == name);
+    let change = event.change.effect_on(name);
+    Some((Some(Shown { line, change }), created))
 }
 
 /// The line the index row `row` of account `name` names, if the journal
