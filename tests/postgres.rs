@@ -630,12 +630,24 @@ fn writers_refused_for_a_conflict_try_again_by_themselves() {
         "ALTER DATABASE {name} SET default_transaction_isolation = 'serializable'"
     ));
     let env = Arc::new(env);
+    // Single commands, and batches (whose input is read once, so that
+    // they cannot simply be tried again), side by side.
     let writers: Vec<_> = (0..6)
         .map(|w| {
             let env = Arc::clone(&env);
             std::thread::spawn(move || {
                 for i in 0..8 {
-                    let out = env.run(&format!("deposit a 1 --memo w{w}-{i}"));
+                    let out = match w % 2 {
+                        0 => env.run(&format!("deposit a 1 --memo w{w}-{i}")),
+                        _ => env
+                            .cmd()
+                            .arg("batch")
+                            .write_stdin(format!(
+                                "deposit a 0.50 --memo w{w}-{i}\ndeposit a 0.50\n"
+                            ))
+                            .output()
+                            .expect("batch"),
+                    };
                     let stderr = String::from_utf8_lossy(&out.stderr);
                     assert!(out.status.success(), "{stderr}");
                 }

@@ -233,6 +233,14 @@ const SCHEMA: &str = r#"
     INSERT INTO ledger_head (id, seq, len, rows_seq) VALUES (1, 0, 0, 0) ON CONFLICT DO NOTHING;
 "#;
 
+/// How a write begins. Once it holds the head row's lock, no other write
+/// can commit, and each statement of `READ COMMITTED` sees every write
+/// committed before it: what the file lock gives. A database whose
+/// default is `SERIALIZABLE` would refuse a write whose snapshot predates
+/// the lock (40001) for nothing: a batch could not simply be tried again,
+/// its input read once.
+const WRITE: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+
 /// Any key: it only keeps two first writers from creating the tables at
 /// once.
 const CREATING: i64 = 0x6c65_6467_6572;
@@ -334,13 +342,13 @@ impl Db {
     /// there are none, in the same transaction, so a refused first write
     /// leaves nothing behind).
     pub fn begin_write(&self) -> Result<Locked, JournalError> {
-        match self.begin("BEGIN", " FOR UPDATE") {
+        match self.begin(WRITE, " FOR UPDATE") {
             Ok(()) => {}
             Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => {
                 self.rollback();
                 let mut client = self.client.borrow_mut();
                 client
-                    .batch_execute("BEGIN")
+                    .batch_execute(WRITE)
                     .and_then(|()| client.execute("SELECT pg_advisory_xact_lock($1)", &[&CREATING]))
                     .and_then(|_| client.batch_execute(SCHEMA))
                     .and_then(|()| client.batch_execute(crate::readmodel::DATABASE_SCHEMA))
