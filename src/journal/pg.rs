@@ -170,9 +170,13 @@ pub struct Db {
     head: std::cell::Cell<Option<Stored>>,
     /// Lines read ahead by seq (see [`Db::remember_line`]).
     lines: RefCell<rustc_hash::FxHashMap<u64, Vec<u8>>>,
-    /// Whether the open transaction is a read-only snapshot, which
-    /// another connection may join (see [`Db::line_stream`]).
-    reading: std::cell::Cell<bool>,
+    /// The open read's snapshot, exported for another connection to join
+    /// (see [`Db::line_stream`]): only for a journal long enough to be
+    /// streamed.
+    snapshot: RefCell<Option<String>>,
+    /// Whether the server has refused to export a snapshot (then no read
+    /// on this connection asks again).
+    no_export: std::cell::Cell<bool>,
 }
 
 /// The head row's values.
@@ -257,7 +261,8 @@ impl Db {
             prepared: RefCell::default(),
             head: std::cell::Cell::new(None),
             lines: RefCell::default(),
-            reading: std::cell::Cell::new(false),
+            snapshot: RefCell::default(),
+            no_export: std::cell::Cell::new(false),
         }))
     }
 
@@ -327,8 +332,32 @@ impl Db {
     pub fn begin_read(&self) -> Result<Option<u64>, JournalError> {
         match self.begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "") {
             Ok(()) => {
-                self.reading.set(true);
-                self.len().map(Some)
+                let len = self.len()?;
+                if len >= super::scan::THREAD_MIN_BYTES && !self.no_export.get() {
+                    // Exported now, before anything is read: a refusal
+                    // (no privilege, a server without the function) ends
+                    // the transaction, which can then be begun again.
+                    let exported = self
+                        .client
+                        .borrow_mut()
+                        .simple_query("SELECT pg_export_snapshot()");
+                    match exported {
+                        Ok(rows) => {
+                            *self.snapshot.borrow_mut() = rows.iter().find_map(|m| match m {
+                                postgres::SimpleQueryMessage::Row(row) => {
+                                    row.get(0).map(str::to_owned)
+                                }
+                                _ => None,
+                            });
+                        }
+                        Err(_) => {
+                            self.no_export.set(true);
+                            self.rollback();
+                            return self.begin_read();
+                        }
+                    }
+                }
+                Ok(Some(len))
             }
             Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => {
                 self.rollback();
@@ -366,7 +395,7 @@ impl Db {
     /// round trip, keeping what it says for [`Db::len`] and
     /// [`Db::rows_cover`].
     fn begin(&self, begin: &str, lock: &str) -> Result<(), postgres::Error> {
-        self.reading.set(false);
+        *self.snapshot.borrow_mut() = None;
         let sql = format!("{begin}; SELECT seq, len, rows_seq FROM ledger_head WHERE id = 1{lock}");
         let messages = self.client.borrow_mut().simple_query(&sql)?;
         // A new snapshot: nothing read under an earlier one is kept.
@@ -599,7 +628,7 @@ impl Db {
     pub fn rollback(&self) {
         // A failure leaves nothing to undo: the server rolls back when the
         // connection ends.
-        self.reading.set(false);
+        *self.snapshot.borrow_mut() = None;
         let _ = self.client.borrow_mut().batch_execute("ROLLBACK");
     }
 
@@ -609,20 +638,16 @@ impl Db {
     /// snapshot or take another connection: the caller then reads through
     /// [`Db::read_at`], only slower.
     pub fn line_stream(&self, start: u64, len: u64) -> Option<LineStream> {
-        if !self.reading.get() {
-            return None;
-        }
+        // Exported by `begin_read`: a failing export here would abort the
+        // read's transaction, leaving no way back to `read_at`.
+        let snapshot = self.snapshot.borrow().clone()?;
         let url = url_of(&self.path)?;
-        let rows = self
-            .client
-            .borrow_mut()
-            .simple_query("SELECT pg_export_snapshot()")
-            .ok()?;
-        let snapshot = rows.iter().find_map(|m| match m {
-            postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-            _ => None,
-        })?;
         LineStream::open(self.path.clone(), &url, &snapshot, start, len).ok()
+    }
+
+    /// The journal's length as the open transaction's head row says.
+    pub fn head_len(&self) -> Option<u64> {
+        self.head.get().and_then(|h| u64::try_from(h.len).ok())
     }
 
     /// Reads the journal's bytes from `offset` into `buf`, as a file's

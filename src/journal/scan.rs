@@ -100,7 +100,7 @@ pub struct Scanner<'f> {
 }
 
 /// Journals with more than this left to read are hashed on a second thread.
-const THREAD_MIN_BYTES: u64 = 8 << 20;
+pub(super) const THREAD_MIN_BYTES: u64 = 8 << 20;
 
 /// A run of whole lines read from the file, with the hash of each and,
 /// for lines in canonical form, their parse.
@@ -669,6 +669,24 @@ impl<'f> Scanner<'f> {
         }
     }
 
+    /// A database's writes commit whole: lines that stop inside a line
+    /// or a multi-event append before the head row's length are lines
+    /// missing, not a torn write (unless this scan stops short of the
+    /// head on purpose, as a follower's round does).
+    fn not_torn_in_db(&self, line: u64) -> Result<(), JournalError> {
+        match self.file {
+            Backing::Db(db) if db.head_len().is_some_and(|head| self.len >= head) => Err(corrupt(
+                self.path,
+                line,
+                format!(
+                    "the lines table ends inside the write that starts here, though the head row says the journal is {} bytes long (a line is missing or its offset is wrong)",
+                    self.len
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn offset_of(&self, index: usize) -> u64 {
         self.block.offset + index as u64
     }
@@ -701,6 +719,7 @@ impl<'f> Scanner<'f> {
                     "the line is longer than any ledger line (64 KiB)",
                 ));
             }
+            self.not_torn_in_db(line_no)?;
             self.done = true;
             self.reached_decided(line_no)?;
             self.torn = Some(Torn {
@@ -800,6 +819,7 @@ impl<'f> Scanner<'f> {
                 false => self.check_group(offset, rest, line_no, &event, hash, count)?,
             };
             if !whole {
+                self.not_torn_in_db(line_no)?;
                 self.done = true;
                 // A decided head among the complete lines of a torn append
                 // (named by a damaged record: a reader records only the

@@ -172,7 +172,14 @@ impl Wanted {
             return Err(format!("{} holds no certificate", cert.display()));
         }
         let meta = std::fs::metadata(&key).map_err(|e| unreadable("key", &key, &e))?;
-        if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
+        // As libpq: the owner's alone, or also its group's to read when
+        // root owns it (a key the system manages for a group of users).
+        let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
+        let loose = match std::os::unix::fs::MetadataExt::uid(&meta) {
+            0 => 0o037,
+            _ => 0o077,
+        };
+        if mode & loose != 0 {
             return Err(format!(
                 "the client key {} may be read by others: allow its owner alone (chmod 600)",
                 key.display()
