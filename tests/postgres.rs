@@ -1023,39 +1023,7 @@ fn a_long_journal_reads_as_the_file_and_a_missing_line_is_caught() {
     let Some(env) = TestEnv::postgres() else {
         return;
     };
-    let file = TestEnv::new();
-    let memo = "m".repeat(300);
-    let mut commands = String::from("create a\ncreate b\n");
-    for i in 0..25_000 {
-        commands.push_str(&format!("deposit a 1.25 --id d{i} --memo {memo}\n"));
-    }
-    let out = file
-        .cmd()
-        .arg("batch")
-        .write_stdin(commands)
-        .output()
-        .expect("batch");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        file.bytes().len() > 8 << 20,
-        "long enough for a second connection"
-    );
-    let out = env
-        .bare()
-        .arg("copy")
-        .arg(&file.journal)
-        .arg(&env.journal)
-        .output()
-        .expect("copy");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let file = long_journal_in(&env);
     for read in [
         "verify --json",
         "export --to jsonl",
@@ -1205,36 +1173,7 @@ fn a_long_read_works_where_the_server_will_not_export_a_snapshot() {
     let Some(env) = TestEnv::postgres() else {
         return;
     };
-    let file = TestEnv::new();
-    let memo = "m".repeat(300);
-    let mut commands = String::from("create a\n");
-    for i in 0..25_000 {
-        commands.push_str(&format!("deposit a 1.25 --id d{i} --memo {memo}\n"));
-    }
-    let out = file
-        .cmd()
-        .arg("batch")
-        .write_stdin(commands)
-        .output()
-        .expect("batch");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(file.bytes().len() > 8 << 20);
-    let out = env
-        .bare()
-        .arg("copy")
-        .arg(&file.journal)
-        .arg(&env.journal)
-        .output()
-        .expect("copy");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let file = long_journal_in(&env);
     let db = env.db.as_ref().expect("db");
     db.sql(
         "DO $$ BEGIN CREATE ROLE ledger_noexport LOGIN PASSWORD 'secret';
@@ -1266,6 +1205,88 @@ fn a_long_read_works_where_the_server_will_not_export_a_snapshot() {
                 &file.journal.display().to_string(),
                 &url.replace("ledger_noexport:secret@", "ledger_noexport@")
             ),
+            "{read}"
+        );
+    }
+}
+
+/// A journal too long to be read on one connection (over 8 MiB): 25,000
+/// deposits with long memos, made in a file journal (returned) and copied
+/// into `env`'s database.
+#[track_caller]
+fn long_journal_in(env: &TestEnv) -> TestEnv {
+    let file = TestEnv::new();
+    let memo = "m".repeat(300);
+    let mut commands = String::from("create a\ncreate b\n");
+    for i in 0..25_000 {
+        commands.push_str(&format!("deposit a 1.25 --id d{i} --memo {memo}\n"));
+    }
+    let out = file
+        .cmd()
+        .arg("batch")
+        .write_stdin(commands)
+        .output()
+        .expect("batch");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        file.bytes().len() > 8 << 20,
+        "long enough for a second connection"
+    );
+    let out = env
+        .bare()
+        .arg("copy")
+        .arg(&file.journal)
+        .arg(&env.journal)
+        .output()
+        .expect("copy");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    file
+}
+
+/// A server that cancels long statements and ends sessions idle in a
+/// transaction: a long read whose reader takes its time (a `history` piped
+/// into a pager) still reads to the end, on both connections.
+#[test]
+fn a_slow_reader_of_a_long_journal_outlasts_the_servers_timeouts() {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    let file = long_journal_in(&env);
+    let db = env.db.as_ref().expect("db");
+    let name = db.one("SELECT current_database()::text");
+    db.sql(&format!(
+        "ALTER DATABASE {name} SET statement_timeout = '300ms';
+         ALTER DATABASE {name} SET idle_in_transaction_session_timeout = '300ms'"
+    ));
+    for read in ["history --json", "export --to jsonl"] {
+        let child = env
+            .process()
+            .arg("--file")
+            .arg(&env.journal)
+            .args(read.split_whitespace())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // The pipe fills, and the reader waits on it, past both timeouts.
+        std::thread::sleep(Duration::from_millis(1500));
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            out.status.success(),
+            "{read}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8(out.stdout).expect("utf-8"),
+            file.ok(read),
             "{read}"
         );
     }

@@ -337,10 +337,12 @@ impl Db {
                     // Exported now, before anything is read: a refusal
                     // (no privilege, a server without the function) ends
                     // the transaction, which can then be begun again.
-                    let exported = self
-                        .client
-                        .borrow_mut()
-                        .simple_query("SELECT pg_export_snapshot()");
+                    // While another connection streams the lines, this one
+                    // waits in the transaction, as the server's
+                    // `idle_in_transaction_session_timeout` would not know.
+                    let exported = self.client.borrow_mut().simple_query(
+                        "SELECT pg_export_snapshot(); SET LOCAL idle_in_transaction_session_timeout = 0",
+                    );
                     match exported {
                         Ok(rows) => {
                             *self.snapshot.borrow_mut() = rows.iter().find_map(|m| match m {

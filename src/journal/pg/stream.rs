@@ -41,13 +41,16 @@ impl LineStream {
         let mut client = connect(&path, url)?;
         // The lines come in offset order from their index: the planner,
         // without statistics on a freshly copied table, would otherwise
-        // sort them on disk first.
+        // sort them on disk first. The copy is one statement that lasts as
+        // long as its reader takes (a `history | less` waiting on its
+        // user): the server's `statement_timeout` is for runaway queries,
+        // and paged reads on the first connection never met it.
         client
             .batch_execute(&format!(
                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
                  SET TRANSACTION SNAPSHOT '{snapshot}';
                  SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off;
-                 SET LOCAL jit = off"
+                 SET LOCAL jit = off; SET LOCAL statement_timeout = 0"
             ))
             .map_err(|e| database_error(&path, "read", &e))?;
         Ok(LineStream {
@@ -164,6 +167,26 @@ impl<R: BufRead> Lines<R> {
 
 impl<R: BufRead> Read for Lines<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.fill(buf).map_err(explained)
+    }
+}
+
+/// An error of the driver's, with the server's reason: the driver's
+/// error shows only "db error" on its own.
+fn explained(e: io::Error) -> io::Error {
+    let reason = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<postgres::Error>())
+        .map(super::reason);
+    match reason {
+        Some(reason) => io::Error::new(e.kind(), reason),
+        None => e,
+    }
+}
+
+impl<R: BufRead> Lines<R> {
+    /// Fills `buf` with the bytes of the lines, as [`Read::read`].
+    fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut n = 0;
         while n < buf.len() {
             if self.left > 0 {

@@ -172,6 +172,10 @@ impl Wanted {
             return Err(format!("{} holds no certificate", cert.display()));
         }
         let meta = std::fs::metadata(&key).map_err(|e| unreadable("key", &key, &e))?;
+        if !meta.is_file() {
+            // A pipe or a device would be read until it ends, or forever.
+            return Err(format!("the client key {} is not a file", key.display()));
+        }
         // As libpq: the owner's alone, or also its group's to read when
         // root owns it (a key the system manages for a group of users).
         let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
