@@ -12,11 +12,11 @@ use std::io::{self, Write};
 use rustc_hash::FxHashMap;
 
 use crate::cli::{ExportArgs, ExportFormat};
-use crate::cmd::{Context, Load, ReplayFrom, replay, state_at};
+use crate::cmd::{Context, Load, ReplayFrom, replay, replay_sized, state_at};
 use crate::domain::State;
 use crate::error::Error;
 use crate::event::{Change, Event};
-use crate::journal::ReadJournal;
+use crate::journal::JournalError;
 use crate::money::Amount;
 use crate::time::Day;
 
@@ -41,34 +41,43 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<(), Error> {
 }
 
 /// The journal's exact lines: the header, then each event of the valid
-/// journal (a torn tail left out, with the usual warning).
+/// journal (a torn tail left out, with the usual warning). The header is
+/// read from the journal the replay opened (a database's connection is
+/// not opened twice).
 fn jsonl(ctx: &Context, out: &mut impl Write) -> Result<(), Error> {
+    let header = std::cell::RefCell::new(None);
     let mut header_written = false;
-    replay(&ctx.path, ReplayFrom::Start, |_, entry| {
-        if !header_written {
-            out.write_all(&header_line(ctx)?)?;
-            header_written = true;
-        }
-        out.write_all(entry.line)?;
-        Ok(out.write_all(b"\n")?)
-    })?;
+    replay_sized(
+        &ctx.path,
+        ReplayFrom::Start,
+        |journal, _| *header.borrow_mut() = Some(journal.header_line()),
+        |_, entry| {
+            if !header_written {
+                out.write_all(&header_line(&header)?)?;
+                header_written = true;
+            }
+            out.write_all(entry.line)?;
+            Ok(out.write_all(b"\n")?)
+        },
+    )?;
     if !header_written {
         // A journal with a header and no event yet: the header alone (a
         // torn header is no line of the journal).
-        out.write_all(&header_line(ctx)?)?;
+        out.write_all(&header_line(&header)?)?;
     }
     Ok(())
 }
 
-/// The journal's first line, with its `\n`, once replay has checked it
-/// (nothing for a journal without one).
-fn header_line(ctx: &Context) -> Result<Vec<u8>, Error> {
-    let journal = ReadJournal::open(&ctx.path)?;
-    Ok(journal
-        .map(|j| j.header_line())
-        .transpose()?
-        .flatten()
-        .unwrap_or_default())
+/// The journal's header line as the replay read it, until it is written.
+type Header = std::cell::RefCell<Option<Result<Option<Vec<u8>>, JournalError>>>;
+
+/// The journal's first line, with its `\n` (nothing for a journal without
+/// one).
+fn header_line(header: &Header) -> Result<Vec<u8>, Error> {
+    match header.borrow_mut().take() {
+        Some(line) => Ok(line?.unwrap_or_default()),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// A ledger-cli/hledger journal or a beancount file.

@@ -221,7 +221,7 @@ fn in_journal_order(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     let state = replay_sized(
         &ctx.path,
         ReplayFrom::Start,
-        |end| sized.set(Some(layout(end, who))),
+        |_, end| sized.set(Some(layout(end, who))),
         |state, entry| {
             if let Some(layout) = sized.take() {
                 sink.layout = layout;

@@ -167,17 +167,17 @@ pub fn replay(
     from: ReplayFrom,
     visit: impl FnMut(&State, &Entry<'_>) -> Result<(), Error>,
 ) -> Result<State, Error> {
-    replay_sized(path, from, |_| (), visit)
+    replay_sized(path, from, |_, _| (), visit)
 }
 
 /// [`replay`], which with [`ReplayFrom::Start`] first hands `at_end` the
-/// state at the journal's valid end, before any event is visited: what a
-/// table that streams needs to size its columns (it is not called for a
-/// missing or empty journal).
+/// journal and the state at its valid end, before any event is visited:
+/// what a table that streams needs to size its columns, and an export its
+/// header line (it is not called for a missing or empty journal).
 pub fn replay_sized(
     path: &Path,
     from: ReplayFrom,
-    at_end: impl FnOnce(&State),
+    at_end: impl FnOnce(&ReadJournal, &State),
     mut visit: impl FnMut(&State, &Entry<'_>) -> Result<(), Error>,
 ) -> Result<State, Error> {
     let Some(journal) = open_read(path)? else {
@@ -204,7 +204,7 @@ pub fn replay_sized(
     let (scanner, decided, mut model) = match from {
         ReplayFrom::Start => {
             let (end, decided, state) = valid_end(&journal, header)?;
-            at_end(&state);
+            at_end(&journal, &state);
             let scanner = journal.scanner_until(header, end.end);
             // The model is opened again at the end: held open, its read
             // snapshot would keep its log from being folded for as long
