@@ -201,7 +201,7 @@ fn rows_changed_by_hand_or_damage_are_not_trusted() {
 fn an_id_the_model_maps_to_the_wrong_line_is_checked_against_the_line() {
     let env = TestEnv::with(&["create a", "deposit a 5 --id k1", "deposit a 7 --id k2"]);
     model_at(&env.journal, 3);
-    tamper(&env.journal, "UPDATE ids SET seq = 3 WHERE id = 'k1'");
+    tamper(&env.journal, "UPDATE ids SET seq = 3 WHERE seq = 2");
     let out = env.ok("deposit a 5 --id k1");
     assert!(out.starts_with("seq 2: "), "{out}");
     assert_eq!(env.balance_of("a"), "12.00");

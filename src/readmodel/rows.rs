@@ -14,7 +14,8 @@ use crate::time::At;
 use super::{AppendedIds, ModelError};
 
 /// The tables, created if missing. `journal` is the hash of the journal's
-/// header line: which journal the model is of.
+/// header line: which journal the model is of. An id's row holds its key
+/// ([`id_key`]) and seq, not its text: the line at that seq has the text.
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS head (
     one INTEGER PRIMARY KEY CHECK (one = 1),
@@ -30,7 +31,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     name TEXT PRIMARY KEY, owner TEXT, unit INTEGER NOT NULL, balance BLOB NOT NULL,
     closed INTEGER NOT NULL, held BLOB NOT NULL, digest INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS ids (
-    id TEXT PRIMARY KEY, seq INTEGER NOT NULL, digest INTEGER NOT NULL) WITHOUT ROWID;
+    key INTEGER NOT NULL, seq INTEGER NOT NULL, digest INTEGER NOT NULL,
+    PRIMARY KEY (key, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS reversed (
     seq INTEGER PRIMARY KEY, by_seq INTEGER NOT NULL, digest INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS holds (
@@ -163,12 +165,27 @@ pub(super) fn ended_digest(seq: i64, by: i64, e: &Ended) -> i64 {
         .finish()
 }
 
-fn id_digest(id: &str, seq: i64) -> i64 {
-    Digest::default()
-        .bytes(b"id")
-        .text(Some(id))
-        .int(seq)
-        .finish()
+fn id_digest(key: i64, seq: i64) -> i64 {
+    Digest::default().bytes(b"id").int(key).int(seq).finish()
+}
+
+/// The key of `id` in the `ids` table: 63 bits of a SHA-256 of it, so
+/// that a row is a few integers (a million ids are written back in a
+/// fraction of the time their text took) and ids chosen to share a key
+/// are out of reach. Two ids may still share one: every row is checked
+/// against the line it names, whose id tells them apart.
+pub fn id_key(id: &str) -> i64 {
+    let hash = Sha256::new()
+        .chain_update(b"ledger id key\0")
+        .chain_update(id.as_bytes())
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash[..8]);
+    // Non-negative, so that keys sort as SQLite's integers do.
+    let key = (u64::from_be_bytes(first) >> 1) as i64;
+    #[cfg(test)]
+    let key = key & tests::KEY_MASK.get();
+    key
 }
 
 pub(super) fn reversed_digest(seq: i64, by: i64) -> i64 {
@@ -262,7 +279,7 @@ pub fn load_account(c: &Connection, state: &mut State, name: &str) -> Result<(),
         .optional()?
         .transpose()?
     else {
-        return check_absence(c, "accounts", "name", name, |r| account_row(r).map(drop));
+        return check_absence(c, "accounts", "name", &name, |r| account_row(r).map(drop));
     };
     let mut holds = c.prepare_cached(
         "SELECT seq, account, amount, dest, expires, digest FROM holds
@@ -291,29 +308,59 @@ pub fn load_account(c: &Connection, state: &mut State, name: &str) -> Result<(),
     Ok(())
 }
 
-/// Loads the seq of `--id` `id`, if it was used.
-pub fn load_id(c: &Connection, state: &mut State, id: &str) -> Result<(), ModelError> {
+/// Reads the id of the event at a seq (`None` if it has none): the line
+/// a row of `ids` names, which alone holds the id's text.
+pub type IdAt<'a> = dyn FnMut(u64) -> Result<Option<String>, ModelError> + 'a;
+
+/// Loads the seq of `--id` `id`, if it was used: the row of its key whose
+/// line, read with `id_at`, has `id` (rows of other ids that share its key
+/// are passed over; a row whose line has no id of that key is damage).
+pub fn load_id(
+    c: &Connection,
+    state: &mut State,
+    id: &str,
+    id_at: &mut IdAt<'_>,
+) -> Result<(), ModelError> {
     if state.id_seq(id).is_some() {
         return Ok(());
     }
-    let mut stmt = c.prepare_cached("SELECT id, seq, digest FROM ids WHERE id = ?1")?;
-    match stmt
-        .query_row([id], |r| Ok(id_row(r)))
-        .optional()?
-        .transpose()?
-    {
-        Some(seq) => {
-            state.load_id(id, seq).map_err(ModelError::Malformed)?;
-            Ok(())
-        }
-        None => check_absence(c, "ids", "id", id, |r| id_row(r).map(drop)),
+    let key = id_key(id);
+    let mut stmt =
+        c.prepare_cached("SELECT key, seq, digest FROM ids WHERE key = ?1 ORDER BY seq")?;
+    let seqs = stmt
+        .query_map([key], |r| Ok(id_row(r)))?
+        .map(|row| row?)
+        .collect::<Result<Vec<u64>, ModelError>>()?;
+    if seqs.is_empty() {
+        return check_absence(c, "ids", "key", &key, |r| id_row(r).map(drop));
     }
+    for seq in seqs {
+        if seq == 0 || seq > state.seq() {
+            return Err(ModelError::Malformed(format!(
+                "an id is recorded at seq {seq}, after the last event"
+            )));
+        }
+        match id_at(seq)? {
+            Some(text) if text == id => {
+                return state.load_id(id, seq).map_err(ModelError::Malformed);
+            }
+            Some(text) if id_key(&text) == key => {}
+            _ => {
+                return Err(ModelError::Malformed(format!(
+                    "the line of seq {seq} has no id of the key its row records"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
-/// The seq in row `r` (id, seq, digest) of `ids`.
+/// The seq in row `r` (key, seq, digest) of `ids`.
 fn id_row(r: &Row<'_>) -> Result<u64, ModelError> {
-    let (id, seq): (String, i64) = (r.get(0)?, r.get(1)?);
-    digest_matches(r.get(2)?, id_digest(&id, seq), || format!("id {id}"))?;
+    let (key, seq): (i64, i64) = (r.get(0)?, r.get(1)?);
+    digest_matches(r.get(2)?, id_digest(key, seq), || {
+        format!("id key {key} at seq {seq}")
+    })?;
     uint(seq)
 }
 
@@ -326,12 +373,12 @@ fn check_absence(
     c: &Connection,
     table: &str,
     key_column: &str,
-    key: &str,
+    key: &dyn rusqlite::ToSql,
     row: impl Fn(&Row<'_>) -> Result<(), ModelError>,
 ) -> Result<(), ModelError> {
     let columns = match table {
         "accounts" => "name, owner, unit, balance, closed, held, digest",
-        _ => "id, seq, digest",
+        _ => "key, seq, digest",
     };
     for (op, order) in [(">", "ASC"), ("<", "DESC")] {
         let sql = format!(
@@ -410,7 +457,8 @@ pub fn load_hold(c: &Connection, state: &mut State, seq: u64) -> Result<(), Mode
     Ok(())
 }
 
-/// Loads every entry.
+/// Loads every entry. Not for a model that holds ids: it has their keys,
+/// and the lines hold their text (a reader replays the journal instead).
 pub fn load_all(c: &Connection, state: &mut State) -> Result<(), ModelError> {
     load_every_account(c, state)?;
     load_the_rest(c, state)
@@ -466,12 +514,9 @@ pub fn load_every_account(c: &Connection, state: &mut State) -> Result<(), Model
 
 /// Loads the ids, reversals and ended holds.
 fn load_the_rest(c: &Connection, state: &mut State) -> Result<(), ModelError> {
-    let mut stmt = c.prepare("SELECT id, seq, digest FROM ids")?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        state
-            .load_id(&r.get::<_, String>(0)?, id_row(r)?)
-            .map_err(ModelError::Malformed)?;
+    let mut stmt = c.prepare("SELECT 1 FROM ids LIMIT 1")?;
+    if stmt.exists([])? {
+        return Err(ModelError::IdsByKey);
     }
     let mut stmt = c.prepare("SELECT seq FROM reversed")?;
     let seqs: Vec<i64> = stmt
@@ -511,7 +556,7 @@ pub fn clear(tx: &Transaction<'_>) -> Result<(), ModelError> {
 
 /// Writes every entry `state` holds (for a partial state, what the command
 /// loaded and changed; for a whole one, everything).
-pub fn save(tx: &Transaction<'_>, state: &State, appended: &AppendedIds) -> Result<(), ModelError> {
+pub fn save(tx: &Transaction<'_>, state: &State, appended: AppendedIds) -> Result<(), ModelError> {
     tx.execute("DELETE FROM units", [])?;
     let mut stmt = tx.prepare_cached(
         "INSERT INTO units (idx, currency, decimals, deposited, withdrawn, held, digest)
@@ -552,27 +597,27 @@ pub fn save(tx: &Transaction<'_>, state: &State, appended: &AppendedIds) -> Resu
     save_holds(tx, state)
 }
 
-/// The ids `state` knows by name and those `appended` holds, merged in
-/// key order.
-fn save_ids(tx: &Transaction<'_>, state: &State, appended: &AppendedIds) -> Result<(), ModelError> {
-    let mut named: Vec<_> = state.ids().collect();
-    named.sort_unstable_by_key(|(id, _)| *id);
-    let mut named = named.into_iter().peekable();
-    let mut appended = appended.sorted().peekable();
-    let mut stmt =
-        tx.prepare_cached("INSERT OR IGNORE INTO ids (id, seq, digest) VALUES (?1, ?2, ?3)")?;
-    loop {
-        let next = match (named.peek(), appended.peek()) {
-            (Some(a), Some(b)) if a.0 <= b.0 => named.next(),
-            (_, Some(_)) => appended.next(),
-            _ => named.next(),
-        };
-        let Some((id, seq)) = next else {
-            return Ok(());
-        };
-        let seq = int(seq)?;
-        stmt.execute(params![id, seq, id_digest(id, seq)])?;
+/// The ids `state` knows by name and those `appended` holds, by key, in
+/// key order (a rebuild then fills the B-tree from left to right).
+fn save_ids(tx: &Transaction<'_>, state: &State, appended: AppendedIds) -> Result<(), ModelError> {
+    let mut rows = appended.into_rows();
+    for (id, seq) in state.ids() {
+        rows.push(id_row_of(id_key(id), seq));
     }
+    rows.sort_unstable();
+    let mut stmt =
+        tx.prepare_cached("INSERT OR IGNORE INTO ids (key, seq, digest) VALUES (?1, ?2, ?3)")?;
+    for row in rows {
+        let (key, seq) = ((row >> 64) as i64, int(row as u64)?);
+        stmt.execute(params![key, seq, id_digest(key, seq)])?;
+    }
+    Ok(())
+}
+
+/// An id's key and seq as one number that sorts as the table's rows do
+/// (a key is never negative): 16 bytes an id for an append of millions.
+pub(super) fn id_row_of(key: i64, seq: u64) -> u128 {
+    (u128::from(key.unsigned_abs()) << 64) | u128::from(seq)
 }
 
 fn save_holds(tx: &Transaction<'_>, state: &State) -> Result<(), ModelError> {
@@ -625,6 +670,13 @@ mod tests {
     use crate::journal::scan::Head;
     use crate::journal::sidecar::Owner;
     use crate::readmodel::ReadModel;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// The bits of a key [`id_key`] keeps: all but in a test that
+        /// makes ids share keys.
+        pub(super) static KEY_MASK: Cell<i64> = const { Cell::new(i64::MAX) };
+    }
 
     /// A model of one account `a` in EUR with 2.50, and its head.
     fn model() -> (tempfile::TempDir, ReadModel, Head) {
@@ -667,7 +719,7 @@ mod tests {
     #[test]
     fn forged_rows_with_values_no_command_accepts_are_refused() {
         let (_dir, model, head) = model();
-        assert!(model.load_all(head).is_ok());
+        assert!(model.load_every_account(head).is_ok());
         let c = model.conn().expect("conn");
         let forge = |sql: &str| c.execute_batch(sql).expect("forge");
         let unit = Unit {
@@ -682,7 +734,7 @@ mod tests {
             unit_digest(0, &unit)
         ));
         assert!(matches!(
-            model.load_all(head),
+            model.load_every_account(head),
             Err(ModelError::Malformed(_))
         ));
         assert!(model.base(head).is_err());
@@ -715,14 +767,116 @@ mod tests {
         assert!(matches!(err, Err(ModelError::Malformed(_))), "{err:?}");
     }
 
+    /// A model of deposits with ids `k1`, `k2`, `k3` at seqs 2-4, built
+    /// while every id's key is 0, its head, and the ids by seq.
+    fn model_of_ids_sharing_a_key() -> (tempfile::TempDir, ReadModel, Head, Vec<Option<String>>) {
+        let dir = tempfile::tempdir().expect("dir");
+        let owner = Owner::of(&std::fs::metadata(dir.path()).expect("meta"));
+        let mut model = ReadModel::open(&dir.path().join("j.jsonl"), owner).expect("model");
+        let at = At::parse_canonical("2026-11-26T00:00:00.000000Z").expect("at");
+        let mut state = State::default();
+        let created = Change::AccountCreated {
+            account: "a".into(),
+            owner: None,
+            currency: None,
+            decimals: 2,
+        };
+        crate::domain::evolve(&mut state, &Event::new(1, at, created));
+        let mut ids = vec![None, None];
+        for seq in 2..=4 {
+            let deposit = Change::MoneyDeposited {
+                account: "a".into(),
+                amount: crate::money::Decimal::new(Amount(1), 2),
+            };
+            let id = format!("k{}", seq - 1);
+            let event = Event {
+                id: Some(id.clone().into()),
+                ..Event::new(seq, at, deposit)
+            };
+            crate::domain::evolve(&mut state, &event);
+            ids.push(Some(id));
+        }
+        let head = Head {
+            seq: 4,
+            hash: LineHash::of(b"x"),
+            end: 1000,
+            at,
+        };
+        KEY_MASK.set(0);
+        model
+            .build(&state, head, LineHash::of(b"h"))
+            .expect("build");
+        (dir, model, head, ids)
+    }
+
+    /// Ids that share a key are told apart by the lines their rows name:
+    /// each is found at its own seq, and another id of that key is new.
+    #[test]
+    fn ids_sharing_a_key_are_told_apart_by_their_lines() {
+        let (_dir, model, head, ids) = model_of_ids_sharing_a_key();
+        let c = model.conn().expect("conn");
+        let keys: Vec<i64> = c
+            .prepare("SELECT DISTINCT key FROM ids")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect("keys");
+        assert_eq!(keys, [0], "every id shares one key");
+        let mut reads = 0;
+        let mut id_at = |seq: u64| {
+            reads += 1;
+            Ok(ids[seq as usize].clone())
+        };
+        let mut state = model.base(head).expect("base");
+        for (id, seq) in [("k2", 3), ("k1", 2), ("k3", 4)] {
+            load_id(c, &mut state, id, &mut id_at).expect("load");
+            assert_eq!(state.id_seq(id), Some(seq), "{id}");
+        }
+        load_id(c, &mut state, "k4", &mut id_at).expect("load");
+        assert_eq!(state.id_seq("k4"), None, "an id that only shares the key");
+        assert!(reads >= 4);
+        KEY_MASK.set(i64::MAX);
+    }
+
+    /// A row whose line has no id of its key is damage, not a collision.
+    #[test]
+    fn an_id_row_whose_line_has_another_key_is_refused() {
+        let (_dir, model, head, _) = model_of_ids_sharing_a_key();
+        KEY_MASK.set(i64::MAX);
+        let c = model.conn().expect("conn");
+        let mut state = model.base(head).expect("base");
+        let forged = id_digest(id_key("k1"), 2);
+        c.execute_batch(&format!(
+            "DELETE FROM ids; INSERT INTO ids VALUES ({}, 2, {forged})",
+            id_key("k1")
+        ))
+        .expect("forge");
+        let mut id_at = |_| Ok(Some("other".to_owned()));
+        let err = load_id(c, &mut state, "k1", &mut id_at);
+        assert!(matches!(err, Err(ModelError::Malformed(_))), "{err:?}");
+        let mut none = |_| Ok(None);
+        assert!(load_id(c, &mut state, "k1", &mut none).is_err());
+    }
+
+    /// Keys are stable (the model outlives the process that wrote it),
+    /// never negative, and differ for different ids.
+    #[test]
+    fn id_keys_are_stable_and_non_negative() {
+        assert_eq!(id_key("pay-17"), id_key("pay-17"));
+        assert_ne!(id_key("pay-17"), id_key("pay-18"));
+        assert_eq!(id_key("pay-17"), 1_725_371_024_225_198_236);
+        assert!((0..1000).all(|i| id_key(&format!("tx-{i}")) >= 0));
+    }
+
     #[test]
     fn a_key_changed_by_damage_is_seen_when_its_absence_is_asked() {
         let (_dir, model, head) = model();
         let c = model.conn().expect("conn");
-        // `k` became `j`: asking for `k` finds its neighbour's digest wrong.
-        c.execute_batch("UPDATE ids SET id = 'j'").expect("damage");
+        // `k`'s key changed: asking for `k` finds its neighbour's digest
+        // wrong.
+        c.execute_batch("UPDATE ids SET key = key + 1")
+            .expect("damage");
         let mut state = model.base(head).expect("base");
-        assert!(load_id(c, &mut state, "k").is_err());
+        let mut id_at = |_| Ok(Some("k".to_owned()));
+        assert!(load_id(c, &mut state, "k", &mut id_at).is_err());
         c.execute_batch("UPDATE accounts SET name = 'b'")
             .expect("damage");
         assert!(load_account(c, &mut state, "a").is_err());
