@@ -14,8 +14,9 @@ use crate::time::At;
 use super::{AppendedIds, ModelError};
 
 /// The tables, created if missing. `journal` is the hash of the journal's
-/// header line: which journal the model is of. An id's row holds its key
-/// ([`id_key`]) and seq, not its text: the line at that seq has the text.
+/// header line: which journal the model is of. The ids are kept by key
+/// ([`id_key`]) and seq, not by their text (the line at that seq has it),
+/// in buckets of keys ([`BUCKET_BITS`]).
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS head (
     one INTEGER PRIMARY KEY CHECK (one = 1),
@@ -30,9 +31,8 @@ CREATE TABLE IF NOT EXISTS units (
 CREATE TABLE IF NOT EXISTS accounts (
     name TEXT PRIMARY KEY, owner TEXT, unit INTEGER NOT NULL, balance BLOB NOT NULL,
     closed INTEGER NOT NULL, held BLOB NOT NULL, digest INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS ids (
-    key INTEGER NOT NULL, seq INTEGER NOT NULL, digest INTEGER NOT NULL,
-    PRIMARY KEY (key, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS id_keys (
+    bucket INTEGER PRIMARY KEY, entries BLOB NOT NULL, digest INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS reversed (
     seq INTEGER PRIMARY KEY, by_seq INTEGER NOT NULL, digest INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS holds (
@@ -165,8 +165,27 @@ pub(super) fn ended_digest(seq: i64, by: i64, e: &Ended) -> i64 {
         .finish()
 }
 
-fn id_digest(key: i64, seq: i64) -> i64 {
-    Digest::default().bytes(b"id").int(key).int(seq).finish()
+fn id_digest(bucket: i64, entries: &[u8]) -> i64 {
+    Digest::default()
+        .bytes(b"ids")
+        .int(bucket)
+        .bytes(entries)
+        .finish()
+}
+
+/// The high bits of an id's key that choose its bucket: the row of
+/// `id_keys` that holds the entries of every id whose key has them. A
+/// million ids are 65,536 rows of about 250 bytes, written back in a
+/// fraction of the time a row each took, and a lookup or the write of one
+/// id reads or rewrites one small row.
+const BUCKET_BITS: u32 = 16;
+
+/// A bucket's entry: an id's key and seq, each 8 bytes big-endian, so
+/// that entries sort as their bytes do.
+const ENTRY: usize = 16;
+
+fn bucket_of(key: i64) -> i64 {
+    key >> (63 - BUCKET_BITS)
 }
 
 /// The key of `id` in the `ids` table: 63 bits of a SHA-256 of it, so
@@ -312,9 +331,10 @@ pub fn load_account(c: &Connection, state: &mut State, name: &str) -> Result<(),
 /// a row of `ids` names, which alone holds the id's text.
 pub type IdAt<'a> = dyn FnMut(u64) -> Result<Option<String>, ModelError> + 'a;
 
-/// Loads the seq of `--id` `id`, if it was used: the row of its key whose
-/// line, read with `id_at`, has `id` (rows of other ids that share its key
-/// are passed over; a row whose line has no id of that key is damage).
+/// Loads the seq of `--id` `id`, if it was used: the entry of its key
+/// whose line, read with `id_at`, has `id` (entries of other ids that
+/// share its key are passed over; a line with no id of that key is
+/// damage).
 pub fn load_id(
     c: &Connection,
     state: &mut State,
@@ -325,16 +345,18 @@ pub fn load_id(
         return Ok(());
     }
     let key = id_key(id);
+    let bucket = bucket_of(key);
     let mut stmt =
-        c.prepare_cached("SELECT key, seq, digest FROM ids WHERE key = ?1 ORDER BY seq")?;
-    let seqs = stmt
-        .query_map([key], |r| Ok(id_row(r)))?
-        .map(|row| row?)
-        .collect::<Result<Vec<u64>, ModelError>>()?;
-    if seqs.is_empty() {
-        return check_absence(c, "ids", "key", &key, |r| id_row(r).map(drop));
-    }
-    for seq in seqs {
+        c.prepare_cached("SELECT bucket, entries, digest FROM id_keys WHERE bucket = ?1")?;
+    let Some(entries) = stmt
+        .query_row([bucket], |r| Ok(bucket_row(r)))
+        .optional()?
+        .transpose()?
+    else {
+        return check_absence(c, "id_keys", "bucket", &bucket, |r| bucket_row(r).map(drop));
+    };
+    let seqs = entries.iter().filter(|&&e| entry_key(e) == key);
+    for seq in seqs.map(|&e| e as u64) {
         if seq == 0 || seq > state.seq() {
             return Err(ModelError::Malformed(format!(
                 "an id is recorded at seq {seq}, after the last event"
@@ -347,7 +369,7 @@ pub fn load_id(
             Some(text) if id_key(&text) == key => {}
             _ => {
                 return Err(ModelError::Malformed(format!(
-                    "the line of seq {seq} has no id of the key its row records"
+                    "the line of seq {seq} has no id of the key its entry records"
                 )));
             }
         }
@@ -355,13 +377,35 @@ pub fn load_id(
     Ok(())
 }
 
-/// The seq in row `r` (key, seq, digest) of `ids`.
-fn id_row(r: &Row<'_>) -> Result<u64, ModelError> {
-    let (key, seq): (i64, i64) = (r.get(0)?, r.get(1)?);
-    digest_matches(r.get(2)?, id_digest(key, seq), || {
-        format!("id key {key} at seq {seq}")
+/// The entries of bucket row `r` (bucket, entries, digest) of `id_keys`,
+/// checked against its digest and for order (each key in that bucket,
+/// in increasing order, once with each seq).
+fn bucket_row(r: &Row<'_>) -> Result<Vec<u128>, ModelError> {
+    let (bucket, bytes): (i64, Vec<u8>) = (r.get(0)?, r.get(1)?);
+    digest_matches(r.get(2)?, id_digest(bucket, &bytes), || {
+        format!("id bucket {bucket}")
     })?;
-    uint(seq)
+    let chunks = bytes.chunks_exact(ENTRY);
+    let whole = chunks.remainder().is_empty();
+    let entries: Vec<u128> = chunks
+        .filter_map(|e| Some(u128::from_be_bytes(e.try_into().ok()?)))
+        .collect();
+    let in_bucket = entries.iter().all(|&e| {
+        let key = entry_key(e);
+        key >= 0 && bucket_of(key) == bucket
+    });
+    if !whole || !in_bucket || !entries.is_sorted_by(|a, b| a < b) {
+        return Err(ModelError::Malformed(format!(
+            "id bucket {bucket} is not a sorted list of its keys"
+        )));
+    }
+    Ok(entries)
+}
+
+/// The key of an entry (an id's key and seq as one number, see
+/// [`id_row_of`]).
+fn entry_key(entry: u128) -> i64 {
+    (entry >> 64) as i64
 }
 
 /// Checks that `key` is missing from `table` because it was never there,
@@ -378,7 +422,7 @@ fn check_absence(
 ) -> Result<(), ModelError> {
     let columns = match table {
         "accounts" => "name, owner, unit, balance, closed, held, digest",
-        _ => "key, seq, digest",
+        _ => "bucket, entries, digest",
     };
     for (op, order) in [(">", "ASC"), ("<", "DESC")] {
         let sql = format!(
@@ -514,7 +558,7 @@ pub fn load_every_account(c: &Connection, state: &mut State) -> Result<(), Model
 
 /// Loads the ids, reversals and ended holds.
 fn load_the_rest(c: &Connection, state: &mut State) -> Result<(), ModelError> {
-    let mut stmt = c.prepare("SELECT 1 FROM ids LIMIT 1")?;
+    let mut stmt = c.prepare("SELECT 1 FROM id_keys LIMIT 1")?;
     if stmt.exists([])? {
         return Err(ModelError::IdsByKey);
     }
@@ -547,9 +591,11 @@ pub fn account_names(c: &Connection) -> Result<Vec<String>, ModelError> {
 /// Empties every table, for a rebuild.
 pub fn clear(tx: &Transaction<'_>) -> Result<(), ModelError> {
     tx.execute_batch(
-        "DELETE FROM head; DELETE FROM checked; DELETE FROM units; DELETE FROM accounts; DELETE FROM ids;
+        "DELETE FROM head; DELETE FROM checked; DELETE FROM units; DELETE FROM accounts; DELETE FROM id_keys;
          DELETE FROM reversed; DELETE FROM holds; DELETE FROM ended;
-         DELETE FROM history; DELETE FROM tips; DELETE FROM indexed;",
+         DELETE FROM history; DELETE FROM tips; DELETE FROM indexed;
+         -- Format 3 kept the ids by text here; its rows are of no use now.
+         DROP TABLE IF EXISTS ids;",
     )?;
     Ok(())
 }
@@ -597,25 +643,40 @@ pub fn save(tx: &Transaction<'_>, state: &State, appended: AppendedIds) -> Resul
     save_holds(tx, state)
 }
 
-/// The ids `state` knows by name and those `appended` holds, by key, in
-/// key order (a rebuild then fills the B-tree from left to right).
+/// The ids `state` knows by name and those `appended` holds, merged into
+/// the entries of their buckets, in bucket order (a rebuild then fills the
+/// B-tree from left to right).
 fn save_ids(tx: &Transaction<'_>, state: &State, appended: AppendedIds) -> Result<(), ModelError> {
     let mut rows = appended.into_rows();
     for (id, seq) in state.ids() {
         rows.push(id_row_of(id_key(id), seq));
     }
     rows.sort_unstable();
-    let mut stmt =
-        tx.prepare_cached("INSERT OR IGNORE INTO ids (key, seq, digest) VALUES (?1, ?2, ?3)")?;
-    for row in rows {
-        let (key, seq) = ((row >> 64) as i64, int(row as u64)?);
-        stmt.execute(params![key, seq, id_digest(key, seq)])?;
+    let mut read =
+        tx.prepare_cached("SELECT bucket, entries, digest FROM id_keys WHERE bucket = ?1")?;
+    let mut write = tx.prepare_cached(
+        "INSERT OR REPLACE INTO id_keys (bucket, entries, digest) VALUES (?1, ?2, ?3)",
+    )?;
+    let mut bytes = Vec::new();
+    for new in rows.chunk_by(|a, b| bucket_of(entry_key(*a)) == bucket_of(entry_key(*b))) {
+        let bucket = bucket_of(entry_key(new[0]));
+        let mut entries = read
+            .query_row([bucket], |r| Ok(bucket_row(r)))
+            .optional()?
+            .transpose()?
+            .unwrap_or_default();
+        entries.extend_from_slice(new);
+        entries.sort_unstable();
+        entries.dedup();
+        bytes.clear();
+        bytes.extend(entries.iter().flat_map(|e| e.to_be_bytes()));
+        write.execute(params![bucket, bytes, id_digest(bucket, &bytes)])?;
     }
     Ok(())
 }
 
-/// An id's key and seq as one number that sorts as the table's rows do
-/// (a key is never negative): 16 bytes an id for an append of millions.
+/// An id's key and seq as one number that sorts as the entries do (a key
+/// is never negative): 16 bytes an id for an append of millions.
 pub(super) fn id_row_of(key: i64, seq: u64) -> u128 {
     (u128::from(key.unsigned_abs()) << 64) | u128::from(seq)
 }
@@ -815,11 +876,11 @@ mod tests {
     fn ids_sharing_a_key_are_told_apart_by_their_lines() {
         let (_dir, model, head, ids) = model_of_ids_sharing_a_key();
         let c = model.conn().expect("conn");
-        let keys: Vec<i64> = c
-            .prepare("SELECT DISTINCT key FROM ids")
-            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-            .expect("keys");
-        assert_eq!(keys, [0], "every id shares one key");
+        let buckets: Vec<(i64, i64)> = c
+            .prepare("SELECT bucket, length(entries) FROM id_keys")
+            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .expect("buckets");
+        assert_eq!(buckets, [(0, 3 * ENTRY as i64)], "every id shares one key");
         let mut reads = 0;
         let mut id_at = |seq: u64| {
             reads += 1;
@@ -843,11 +904,14 @@ mod tests {
         KEY_MASK.set(i64::MAX);
         let c = model.conn().expect("conn");
         let mut state = model.base(head).expect("base");
-        let forged = id_digest(id_key("k1"), 2);
-        c.execute_batch(&format!(
-            "DELETE FROM ids; INSERT INTO ids VALUES ({}, 2, {forged})",
-            id_key("k1")
-        ))
+        let key = id_key("k1");
+        let entries = id_row_of(key, 2).to_be_bytes();
+        let forged = id_digest(bucket_of(key), &entries);
+        c.execute_batch("DELETE FROM id_keys").expect("forge");
+        c.execute(
+            "INSERT INTO id_keys VALUES (?1, ?2, ?3)",
+            params![bucket_of(key), entries, forged],
+        )
         .expect("forge");
         let mut id_at = |_| Ok(Some("other".to_owned()));
         let err = load_id(c, &mut state, "k1", &mut id_at);
@@ -870,9 +934,9 @@ mod tests {
     fn a_key_changed_by_damage_is_seen_when_its_absence_is_asked() {
         let (_dir, model, head) = model();
         let c = model.conn().expect("conn");
-        // `k`'s key changed: asking for `k` finds its neighbour's digest
+        // `k`'s bucket changed: asking for `k` finds its neighbour's digest
         // wrong.
-        c.execute_batch("UPDATE ids SET key = key + 1")
+        c.execute_batch("UPDATE id_keys SET bucket = bucket + 1")
             .expect("damage");
         let mut state = model.base(head).expect("base");
         let mut id_at = |_| Ok(Some("k".to_owned()));
