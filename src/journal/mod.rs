@@ -933,8 +933,8 @@ impl Writer {
                     self.owner,
                 )?;
                 self.count_net(&event.change);
-                if let (Some(id), Backing::File(_)) = (request.id, &self.file) {
-                    self.appended.push(id, event.seq);
+                if let Backing::File(_) = &self.file {
+                    self.appended.push(event.seq, request.id);
                 }
                 domain::evolve(&mut self.state, &event);
                 Ok(Outcome::Appended(event.seq))
