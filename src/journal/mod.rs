@@ -925,7 +925,7 @@ impl Writer {
                     memo: request.memo.map(Into::into),
                     batch: None,
                 };
-                let spool = self.spool_path();
+                let spool = spool_path(&self.file, &self.path);
                 let encoder = &mut self.encoder;
                 self.stage.push(
                     |out| encoder.encode(&event, &LineHash::default(), out),
@@ -1254,7 +1254,7 @@ impl Writer {
     /// Commits the staged lines to the database, in the transaction that
     /// holds the head's lock: a new journal's header first.
     fn commit_db(&mut self) -> Result<(), JournalError> {
-        let spool = self.spool_path();
+        let spool = spool_path(&self.file, &self.path);
         self.stage.seal(self.sealer(), Sink::Keep, &spool)?;
         let Backing::Db(db) = &self.file else {
             return Ok(());
@@ -1281,14 +1281,15 @@ impl Writer {
         self.synced = true;
         Ok(())
     }
+}
 
-    /// Where a long append's spool goes: beside the journal file, or in
-    /// the temporary directory for a database.
-    fn spool_path(&self) -> PathBuf {
-        match self.file {
-            Backing::File(_) => self.path.clone(),
-            Backing::Db(_) => std::env::temp_dir().join("ledger"),
-        }
+/// Where a long append's spool goes: beside the journal file (at `path`),
+/// or in the temporary directory for a database. Borrowed when it can be:
+/// asked for every staged event.
+fn spool_path<'p>(file: &Backing, path: &'p Path) -> Cow<'p, Path> {
+    match file {
+        Backing::File(_) => Cow::Borrowed(path),
+        Backing::Db(_) => Cow::Owned(std::env::temp_dir().join("ledger")),
     }
 }
 
