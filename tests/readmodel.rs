@@ -201,9 +201,43 @@ fn rows_changed_by_hand_or_damage_are_not_trusted() {
 fn an_id_the_model_maps_to_the_wrong_line_is_checked_against_the_line() {
     let env = TestEnv::with(&["create a", "deposit a 5 --id k1", "deposit a 7 --id k2"]);
     model_at(&env.journal, 3);
-    tamper(&env.journal, "UPDATE ids SET seq = 3 WHERE id = 'k1'");
+    tamper(
+        &env.journal,
+        "UPDATE id_keys SET entries = substr(entries, 1, 8) || X'0000000000000003'",
+    );
     let out = env.ok("deposit a 5 --id k1");
     assert!(out.starts_with("seq 2: "), "{out}");
+    assert_eq!(env.balance_of("a"), "12.00");
+}
+
+/// A model of format 3 kept the ids by their text in a table `ids`: it is
+/// not used, and its rebuild (ids by key) drops that table.
+#[test]
+fn a_model_of_format_3_is_rebuilt_without_its_ids_by_text() {
+    let env = TestEnv::with(&["create a", "deposit a 5 --id k1"]);
+    model_at(&env.journal, 2);
+    tamper(
+        &env.journal,
+        "DROP TABLE id_keys;
+         CREATE TABLE ids (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, digest INTEGER NOT NULL) WITHOUT ROWID;
+         INSERT INTO ids VALUES ('k2', 2, 0);
+         UPDATE head SET format = 'ledger-readmodel 3'",
+    );
+    assert_eq!(model_seq(&env.journal), None);
+    let out = env.ok("deposit a 5 --id k1");
+    assert!(out.starts_with("seq 2: "), "{out}");
+    let out = env.ok("deposit a 7 --id k2");
+    assert!(out.starts_with("seq 3: "), "{out}");
+    assert_eq!(model_seq(&env.journal), Some(3));
+    let db = rusqlite::Connection::open(readmodel::path_of(&env.journal)).unwrap();
+    let tables: i64 = db
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'ids'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 0);
     assert_eq!(env.balance_of("a"), "12.00");
 }
 

@@ -22,7 +22,7 @@ use rustc_hash::FxHashMap;
 use crate::domain::{self, Command, Decision, Original, Rejection, Request, State};
 use crate::event::{Change, Event};
 use crate::money::Amount;
-use crate::readmodel::{AppendedIds, ReadModel};
+use crate::readmodel::{AppendedIds, IdAt, ModelError, ReadModel};
 use crate::time::At;
 use backing::Backing;
 use line::{LineHash, MAX_LINE};
@@ -527,6 +527,12 @@ pub struct Writer {
     /// The net change of each account the staged events touch, and
     /// whether they created it.
     net: FxHashMap<Box<str>, (Amount, bool)>,
+    /// The ids of the staged events, for the read model beside a file
+    /// (the state knows them only by fingerprint).
+    appended: AppendedIds,
+    /// The last line read to check an id's row in the read model, with
+    /// its seq: the repeat that id is found to be reads it again.
+    id_line: Option<(u64, Vec<u8>)>,
 }
 
 impl Drop for Writer {
@@ -678,6 +684,8 @@ impl Writer {
             header,
             sealed_head: None,
             net: FxHashMap::default(),
+            appended: AppendedIds::default(),
+            id_line: None,
         })
     }
 
@@ -840,14 +848,14 @@ impl Writer {
         &mut self,
         requests: impl IntoIterator<Item = &'r Request<'r>>,
     ) -> Result<(), JournalError> {
-        self.load(|model, state| model.prefetch(state, requests))
+        self.load(|model, state, _| model.prefetch(state, requests))
     }
 
     /// Decides `request` against the current state and, if it is new,
     /// stages its event for [`Writer::commit`].
     pub fn apply(&mut self, request: &Request<'_>) -> Result<Outcome, WriteError> {
         self.settle_ids(request)?;
-        self.load(|model, state| model.load_request(state, request))?;
+        self.load(|model, state, id_at| model.load_request(state, request, id_at))?;
         // A reversal's rules need the event it names, which only the file
         // (or this writer's staged lines) holds.
         let line;
@@ -863,7 +871,7 @@ impl Writer {
                     let decoded = line::decode(&line, &mut Vec::new())
                         .map_err(|e| self.corrupt_at(seq, &e))?;
                     let accounts = decoded.event.change.accounts();
-                    self.load(|model, state| {
+                    self.load(|model, state, _| {
                         model.load_accounts(state, accounts.into_iter().flatten())
                     })?;
                     resolved.command = Command::Reverse {
@@ -883,7 +891,10 @@ impl Writer {
         };
         match decision {
             Decision::Repeat { seq } => {
-                let line = self.line(seq)?;
+                let line = match self.id_line.take() {
+                    Some((read, line)) if read == seq => line,
+                    _ => self.line(seq)?,
+                };
                 let decoded =
                     line::decode(&line, &mut Vec::new()).map_err(|e| self.corrupt_at(seq, &e))?;
                 // The read model's word is checked against the line it names.
@@ -892,7 +903,7 @@ impl Writer {
                     return self.apply(request);
                 }
                 let accounts = decoded.event.change.accounts();
-                self.load(|model, state| {
+                self.load(|model, state, _| {
                     model.load_accounts(state, accounts.into_iter().flatten())
                 })?;
                 domain::settle_repeat(&self.state, &decoded.event, request)?;
@@ -914,7 +925,7 @@ impl Writer {
                     memo: request.memo.map(Into::into),
                     batch: None,
                 };
-                let spool = self.spool_path();
+                let spool = spool_path(&self.file, &self.path);
                 let encoder = &mut self.encoder;
                 self.stage.push(
                     |out| encoder.encode(&event, &LineHash::default(), out),
@@ -922,6 +933,9 @@ impl Writer {
                     self.owner,
                 )?;
                 self.count_net(&event.change);
+                if let Backing::File(_) = &self.file {
+                    self.appended.push(event.seq, request.id);
+                }
                 domain::evolve(&mut self.state, &event);
                 Ok(Outcome::Appended(event.seq))
             }
@@ -948,21 +962,34 @@ impl Writer {
 
     /// The id of the event at `seq`, if it has one.
     fn id_at(&self, seq: u64) -> Result<Option<String>, JournalError> {
-        let line = self.line(seq)?;
-        let decoded = line::decode(&line, &mut Vec::new()).map_err(|e| self.corrupt_at(seq, &e))?;
-        Ok(decoded.event.id.map(|id| id.into_owned()))
+        self.lines().id_at(seq)
     }
 
-    /// Loads what `what` asks from the read model into a partial state;
-    /// if the model fails, gives it up for the whole state.
+    /// Loads what `what` asks from the read model into a partial state
+    /// (reading ids from the lines their rows name); if the model fails,
+    /// gives it up for the whole state.
     fn load(
         &mut self,
-        what: impl FnOnce(&ReadModel, &mut State) -> Result<(), crate::readmodel::ModelError>,
+        what: impl FnOnce(&ReadModel, &mut State, &mut IdAt<'_>) -> Result<(), ModelError>,
     ) -> Result<(), JournalError> {
         let (Some(model), Some(_)) = (&self.model, self.from) else {
             return Ok(());
         };
-        if what(model, &mut self.state).is_err() {
+        let lines = Lines {
+            file: &self.file,
+            path: &self.path,
+            stage: &self.stage,
+            committed: self.head.map_or(0, |h| h.seq),
+            len: self.len,
+        };
+        let kept = &mut self.id_line;
+        let mut id_at = |seq| {
+            let line = lines.line(seq)?;
+            let id = lines.id_of(&line, seq)?;
+            *kept = Some((seq, line));
+            Ok(id)
+        };
+        if what(model, &mut self.state, &mut id_at).is_err() {
             self.fall_back()?;
         }
         Ok(())
@@ -1051,68 +1078,34 @@ impl Writer {
             self.model = ReadModel::open(&self.path, self.owner);
         }
         if let (Some(head), Some(header), Some(mut model)) = (head, header, self.model.take()) {
-            // Without the appended ids the model would be wrong, not behind.
-            if let Ok(appended) = self.appended_ids() {
-                let _ = model.save_appended(
-                    &self.state,
-                    &appended,
-                    (self.from, head, header),
-                    self.decided_whole.unwrap_or(head),
-                    &self.file,
-                );
-            }
+            let _ = model.save_appended(
+                &self.state,
+                std::mem::take(&mut self.appended),
+                (self.from, head, header),
+                self.decided_whole.unwrap_or(head),
+                &self.file,
+            );
         }
-    }
-
-    /// The ids of the staged events, read back from their lines: the
-    /// state knows them only by fingerprint (none to read when it holds
-    /// no fingerprint: no event had an id, or each was learnt by name).
-    fn appended_ids(&self) -> Result<AppendedIds, JournalError> {
-        if !self.state.has_fingerprinted_ids() {
-            return Ok(AppendedIds::default());
-        }
-        let after = self.head.map_or(0, |h| h.seq);
-        let mut ids = AppendedIds::after(after, self.stage.len());
-        self.each_appended_id(|id, _| {
-            ids.push(id);
-            Ok::<_, JournalError>(())
-        })?;
-        Ok(ids)
-    }
-
-    /// Hands each staged event's id (if it has one) and seq to `each`, in
-    /// order, read back from its sealed line.
-    fn each_appended_id<E: From<JournalError>>(
-        &self,
-        mut each: impl FnMut(Option<&str>, u64) -> Result<(), E>,
-    ) -> Result<(), E> {
-        let mut seq = self.head.map_or(0, |h| h.seq);
-        let mut scratch = Vec::new();
-        self.stage
-            .each_sealed::<E>(self.file.file(), &self.path, |line| {
-                seq += 1;
-                let id = line::id_of(line, &mut scratch).map_err(|e| self.corrupt_at(seq, &e))?;
-                each(id.as_deref(), seq)
-            })
     }
 
     fn corrupt_at(&self, seq: u64, e: &line::LineError) -> JournalError {
-        JournalError::Corrupt {
-            path: self.path.clone(),
-            line: seq + 1,
-            reason: e.to_string(),
-        }
+        corrupt_at(&self.path, seq, e)
     }
 
     /// The stored line of event `seq`: staged, or found in the file by
     /// binary search (seqs are in file order).
     pub fn line(&self, seq: u64) -> Result<Vec<u8>, JournalError> {
-        let committed = self.head.map_or(0, |h| h.seq);
-        if seq > committed {
-            let i = usize::try_from(seq - committed - 1).unwrap_or(usize::MAX);
-            return self.stage.line(i, self.file.file(), &self.path);
+        self.lines().line(seq)
+    }
+
+    fn lines(&self) -> Lines<'_> {
+        Lines {
+            file: &self.file,
+            path: &self.path,
+            stage: &self.stage,
+            committed: self.head.map_or(0, |h| h.seq),
+            len: self.len,
         }
-        find_line(&self.file, &self.path, self.len, seq)
     }
 
     /// Hands each staged line to `each`, in order, once [`Writer::seal`]
@@ -1261,7 +1254,7 @@ impl Writer {
     /// Commits the staged lines to the database, in the transaction that
     /// holds the head's lock: a new journal's header first.
     fn commit_db(&mut self) -> Result<(), JournalError> {
-        let spool = self.spool_path();
+        let spool = spool_path(&self.file, &self.path);
         self.stage.seal(self.sealer(), Sink::Keep, &spool)?;
         let Backing::Db(db) = &self.file else {
             return Ok(());
@@ -1288,14 +1281,15 @@ impl Writer {
         self.synced = true;
         Ok(())
     }
+}
 
-    /// Where a long append's spool goes: beside the journal file, or in
-    /// the temporary directory for a database.
-    fn spool_path(&self) -> PathBuf {
-        match self.file {
-            Backing::File(_) => self.path.clone(),
-            Backing::Db(_) => std::env::temp_dir().join("ledger"),
-        }
+/// Where a long append's spool goes: beside the journal file (at `path`),
+/// or in the temporary directory for a database. Borrowed when it can be:
+/// asked for every staged event.
+fn spool_path<'p>(file: &Backing, path: &'p Path) -> Cow<'p, Path> {
+    match file {
+        Backing::File(_) => Cow::Borrowed(path),
+        Backing::Db(_) => Cow::Owned(std::env::temp_dir().join("ledger")),
     }
 }
 
@@ -1337,6 +1331,46 @@ pub enum WriteError {
     /// The file.
     #[error(transparent)]
     Journal(#[from] JournalError),
+}
+
+/// A writer's lines: those in the journal (its first `len` bytes, up to
+/// seq `committed`), then the staged ones. Apart from the writer, so that
+/// they can be read while its state is being changed.
+struct Lines<'w> {
+    file: &'w Backing,
+    path: &'w Path,
+    stage: &'w Stage,
+    committed: u64,
+    len: u64,
+}
+
+impl Lines<'_> {
+    fn line(&self, seq: u64) -> Result<Vec<u8>, JournalError> {
+        if seq > self.committed {
+            let i = usize::try_from(seq - self.committed - 1).unwrap_or(usize::MAX);
+            return self.stage.line(i, self.file.file(), self.path);
+        }
+        find_line(self.file, self.path, self.len, seq)
+    }
+
+    fn id_at(&self, seq: u64) -> Result<Option<String>, JournalError> {
+        self.id_of(&self.line(seq)?, seq)
+    }
+
+    /// The id of `line`, the line of event `seq`.
+    fn id_of(&self, line: &[u8], seq: u64) -> Result<Option<String>, JournalError> {
+        let decoded =
+            line::decode(line, &mut Vec::new()).map_err(|e| corrupt_at(self.path, seq, &e))?;
+        Ok(decoded.event.id.map(|id| id.into_owned()))
+    }
+}
+
+fn corrupt_at(path: &Path, seq: u64, e: &line::LineError) -> JournalError {
+    JournalError::Corrupt {
+        path: path.to_owned(),
+        line: seq + 1,
+        reason: e.to_string(),
+    }
 }
 
 fn clock_error(e: crate::time::TimeError) -> JournalError {

@@ -837,7 +837,15 @@ impl<'f> Scanner<'f> {
             self.group_left = count - 1;
         }
         if let Some(model) = model {
-            model.load_event(state, &event)?;
+            // An id's row is checked against the earlier line it names.
+            let (file, before) = (self.file, self.offset_of(start));
+            let mut id_at = |seq| {
+                let line = super::find_line(file, path, before, seq)?;
+                let decoded = line::decode(&line, &mut Vec::new())
+                    .map_err(|e| corrupt(path, seq + 1, e.to_string()))?;
+                Ok(decoded.event.id.map(|id| id.into_owned()))
+            };
+            model.load_event(state, &event, &mut id_at)?;
         }
         let decided_before = self.decided.is_some_and(|decided| event.seq < decided.seq);
         if !decided_before && !self.is_decided_head(event.seq, hash, line_no)? {

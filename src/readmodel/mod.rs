@@ -24,6 +24,7 @@ mod pgrows;
 mod rows;
 
 pub use index::{Indexed, slots};
+pub use rows::IdAt;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -41,8 +42,8 @@ use crate::journal::sidecar::Owner;
 use crate::time::At;
 
 const FORMAT: &str = "ledger-readmodel";
-// 3: the history index (`history`, `tips`).
-const VERSION: &str = "3";
+// 3: the history index (`history`, `tips`). 4: ids kept by key, not text.
+const VERSION: &str = "4";
 
 /// A journal shorter than this gets no model: replaying it costs less
 /// than opening one (about a millisecond), and a small ledger keeps no
@@ -83,6 +84,10 @@ pub enum ModelError {
     /// The journal's database failed.
     #[error("read model: {0}")]
     Db(String),
+    /// A whole state was asked of a model that keeps ids by key: their
+    /// text is in the journal's lines only.
+    #[error("read model: the ids are kept by key")]
+    IdsByKey,
 }
 
 /// The statements a write runs on a model kept in a journal's database.
@@ -145,9 +150,9 @@ impl Rows<'_> {
         }
     }
 
-    fn load_id(self, state: &mut State, id: &str) -> Result<(), ModelError> {
+    fn load_id(self, state: &mut State, id: &str, id_at: &mut IdAt<'_>) -> Result<(), ModelError> {
         match self {
-            Rows::Sqlite(c) => rows::load_id(c, state, id),
+            Rows::Sqlite(c) => rows::load_id(c, state, id, id_at),
             Rows::Pg(db, absent) => pgrows::load_id(db, absent, state, id),
         }
     }
@@ -431,8 +436,14 @@ impl ReadModel {
     }
 
     /// Loads into `state` what deciding `event` (a stored event being
-    /// replayed) reads.
-    pub fn load_event(&self, state: &mut State, event: &Event<'_>) -> Result<(), ModelError> {
+    /// replayed) reads; `id_at` reads the id of an earlier event, to check
+    /// an id's row against the line it names.
+    pub fn load_event(
+        &self,
+        state: &mut State,
+        event: &Event<'_>,
+        id_at: &mut IdAt<'_>,
+    ) -> Result<(), ModelError> {
         let mut needs = Needs::default();
         needs
             .accounts
@@ -443,14 +454,20 @@ impl ReadModel {
         {
             needs.target = Some(Target::Seq(hold));
         }
-        self.load(state, &needs)
+        self.load(state, &needs, id_at)
     }
 
     /// Loads into `state` what deciding `request` reads (for a reversal,
     /// not yet the accounts of the movement it undoes: the caller reads
-    /// that event, then loads them with [`ReadModel::load_accounts`]).
-    pub fn load_request(&self, state: &mut State, request: &Request<'_>) -> Result<(), ModelError> {
-        self.load(state, &Needs::of(request))
+    /// that event, then loads them with [`ReadModel::load_accounts`]);
+    /// `id_at` as for [`ReadModel::load_event`].
+    pub fn load_request(
+        &self,
+        state: &mut State,
+        request: &Request<'_>,
+        id_at: &mut IdAt<'_>,
+    ) -> Result<(), ModelError> {
+        self.load(state, &Needs::of(request), id_at)
     }
 
     /// Loads into `state`, in a few statements, the `--id`s and accounts
@@ -493,10 +510,15 @@ impl ReadModel {
         Ok(())
     }
 
-    fn load(&self, state: &mut State, needs: &Needs<'_>) -> Result<(), ModelError> {
+    fn load(
+        &self,
+        state: &mut State,
+        needs: &Needs<'_>,
+        id_at: &mut IdAt<'_>,
+    ) -> Result<(), ModelError> {
         let c = self.rows()?;
         if let Some(id) = needs.id {
-            c.load_id(state, id)?;
+            c.load_id(state, id, id_at)?;
         }
         for account in &needs.accounts {
             c.load_account(state, account)?;
@@ -507,7 +529,7 @@ impl ReadModel {
         let target = match needs.target {
             Some(Target::Seq(seq)) => Some(seq),
             Some(Target::Id(id)) => {
-                c.load_id(state, id)?;
+                c.load_id(state, id, id_at)?;
                 state.id_seq(id)
             }
             None => None,
@@ -553,20 +575,20 @@ impl ReadModel {
         journal: &Backing,
     ) -> Result<(), ModelError> {
         let appended = AppendedIds::default();
-        self.save_appended(state, &appended, (from, head, header), head, journal)
+        self.save_appended(state, appended, (from, head, header), head, journal)
     }
 
     /// [`ReadModel::save`] for a writer, whose state knows the ids its
     /// append added only by fingerprint (see
-    /// [`State::fingerprint_new_ids`]): `appended` holds them, read back
-    /// from its lines. For a whole state (`from` is `None`), `decided` is
-    /// the head up to which its events were decided against the whole
+    /// [`State::fingerprint_new_ids`]): `appended` holds their keys. For
+    /// a whole state (`from` is `None`), `decided` is the head up to which
+    /// its events were decided against the whole
     /// state (see [`ReadModel::checked`]): `head`, unless the writer gave
     /// up the model after deciding some of its events against the rows.
     pub fn save_appended(
         &mut self,
         state: &State,
-        appended: &AppendedIds,
+        appended: AppendedIds,
         (from, head, header): (Option<Head>, Head, LineHash),
         decided: Head,
         journal: &Backing,
@@ -599,7 +621,7 @@ impl ReadModel {
     /// [`ReadModel::catch_up_index`]): a rebuild, or a batch that makes a
     /// journal long, need not pay for it.
     pub fn build(&mut self, state: &State, head: Head, header: LineHash) -> Result<(), ModelError> {
-        self.rebuild(state, &AppendedIds::default(), (head, head), header)
+        self.rebuild(state, AppendedIds::default(), (head, head), header)
     }
 
     /// [`ReadModel::build`], with the ids of an append that `state` knows
@@ -608,7 +630,7 @@ impl ReadModel {
     fn rebuild(
         &mut self,
         state: &State,
-        appended: &AppendedIds,
+        appended: AppendedIds,
         (head, decided): (Head, Head),
         header: LineHash,
     ) -> Result<(), ModelError> {
@@ -749,112 +771,50 @@ fn head_at(
     })
 }
 
-/// The ids an append added, for [`ReadModel::save_appended`], in about
-/// 24 bytes an id beside its text (a `String` each in a vector of pairs
-/// took 64), so that a million of them fit beside the rest of a writer.
+/// The ids an append added, for [`ReadModel::save_appended`]: the key of
+/// each, as the `id_keys` table keeps them, taken as the events are
+/// staged; the seq is the place in the list (their text is in the lines).
+/// 8 bytes an event from the first with an id on, so that an import of a
+/// million rows keeps 8 MB here while it applies them.
 #[derive(Debug, Default)]
 pub struct AppendedIds {
-    /// The seq before the append's first event.
-    after: u64,
-    /// The ids' text, one after another, in blocks that are never
-    /// reallocated: one `String` of tens of MB would copy itself, briefly
-    /// holding twice as much, each time it grew.
-    blocks: Vec<String>,
-    /// Where each block starts in the text of all blocks.
-    block_starts: Vec<u64>,
-    /// For each event of the append in turn, where its id ends in that
-    /// text; it starts where the one before ends (an event without an id
-    /// has an empty one).
-    ends: Vec<u64>,
-    /// The first id, and how many bytes every id shares with it.
-    first: Option<(usize, usize)>,
+    /// The seq of the first event with an id.
+    first: u64,
+    /// The key of each event's id from that one on, or [`NO_ID`].
+    keys: Vec<i64>,
 }
 
-/// Bytes of id text in one block.
-const ID_BLOCK: usize = 1 << 20;
+/// The key of no id: keys are never negative.
+const NO_ID: i64 = -1;
 
 impl AppendedIds {
-    /// For an append of up to `events` events after seq `after`.
-    pub fn after(after: u64, events: usize) -> AppendedIds {
-        AppendedIds {
-            after,
-            ends: Vec::with_capacity(events),
-            ..AppendedIds::default()
-        }
-    }
-
-    /// Adds the next event's id (`None` if it has none).
-    pub fn push(&mut self, id: Option<&str>) {
-        let id = id.unwrap_or_default();
-        let end = self.ends.last().copied().unwrap_or(0);
-        match self.blocks.last_mut() {
-            Some(block) if block.len() + id.len() <= block.capacity() => block.push_str(id),
-            _ if id.is_empty() => {}
-            _ => {
-                let mut block = String::with_capacity(ID_BLOCK.max(id.len()));
-                block.push_str(id);
-                self.blocks.push(block);
-                self.block_starts.push(end);
-            }
-        }
-        self.ends.push(end + id.len() as u64);
-        if id.is_empty() {
+    /// Adds the id of the event at `seq`, if it has one (the events come
+    /// in order).
+    pub fn push(&mut self, seq: u64, id: Option<&str>) {
+        if self.keys.is_empty() {
+            let Some(id) = id else {
+                return;
+            };
+            self.first = seq;
+            self.keys.push(rows::id_key(id));
             return;
         }
-        let i = self.ends.len() - 1;
-        let shared = match self.first {
-            None => id.len(),
-            Some((first, shared)) => {
-                let first = self.get(first).0.as_bytes();
-                let same = first.iter().zip(id.as_bytes()).take_while(|(a, b)| a == b);
-                same.count().min(shared)
-            }
-        };
-        let first = self.first.map_or(i, |(first, _)| first);
-        self.first = Some((first, shared));
+        let at = usize::try_from(seq.saturating_sub(self.first)).unwrap_or(usize::MAX);
+        if at >= self.keys.len() {
+            self.keys.resize(at, NO_ID);
+            self.keys.push(id.map_or(NO_ID, rows::id_key));
+        }
     }
 
-    /// The id of the `i`th event (empty for none), and its seq.
-    fn get(&self, i: usize) -> (&str, u64) {
-        let end = self.ends[i];
-        let start = i.checked_sub(1).map_or(0, |j| self.ends[j]);
-        let b = self
-            .block_starts
-            .partition_point(|&s| s <= start)
-            .saturating_sub(1);
-        let base = self.block_starts.get(b).copied().unwrap_or(0);
-        let text = self.blocks.get(b).map_or("", String::as_str);
-        let at = |offset: u64| usize::try_from(offset - base).unwrap_or(usize::MAX);
-        let seq = self.after + 1 + i as u64;
-        (text.get(at(start)..at(end)).unwrap_or_default(), seq)
-    }
-
-    /// Every id with its seq, in the order of the ids. They are sorted as
-    /// 16-byte numbers: the first 8 bytes past the prefix all ids share
-    /// (`csv:` for an import's row ids), then the index. A sort of plain
-    /// numbers reads no id text, which lies all over the blocks; only ids
-    /// that tie on those 8 bytes are then compared whole.
-    fn sorted(&self) -> impl Iterator<Item = (&str, u64)> {
-        let shared = self.first.map_or(0, |(_, shared)| shared);
-        let mut order: Vec<u128> = Vec::with_capacity(self.ends.len());
-        for i in 0..self.ends.len() {
-            let id = self.get(i).0.as_bytes();
-            if !id.is_empty() {
-                let tail = id.get(shared..).unwrap_or_default();
-                let mut bytes = [0u8; 8];
-                let n = tail.len().min(8);
-                bytes[..n].copy_from_slice(&tail[..n]);
-                order.push((u128::from(u64::from_be_bytes(bytes)) << 64) | i as u128);
-            }
-        }
-        let index = |n: &u128| usize::try_from(*n as u64).unwrap_or(0);
-        order.sort_unstable();
-        for tied in order.chunk_by_mut(|a, b| a >> 64 == b >> 64) {
-            if tied.len() > 1 {
-                tied.sort_unstable_by(|a, b| self.get(index(a)).0.cmp(self.get(index(b)).0));
-            }
-        }
-        order.into_iter().map(move |n| self.get(index(&n)))
+    /// Each id's key and seq (see [`rows::id_row_of`]), in no particular
+    /// order.
+    fn into_rows(self) -> Vec<u128> {
+        let first = self.first;
+        (first..)
+            .zip(self.keys)
+            .filter(|&(_, key)| key != NO_ID)
+            .map(|(seq, key)| rows::id_row_of(key, seq))
+            .collect()
     }
 }
 
@@ -939,7 +899,7 @@ impl<'a> Needs<'a> {
 fn write(
     tx: &rusqlite::Transaction<'_>,
     state: &State,
-    appended: &AppendedIds,
+    appended: AppendedIds,
     head: Head,
     header: LineHash,
 ) -> Result<(), ModelError> {
@@ -1088,63 +1048,24 @@ pub fn line_starting_at(file: &Backing, start: u64, len: u64) -> Option<Vec<u8>>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
 
-    /// What `sorted` must give: the ids, with their seqs, sorted whole.
-    fn plainly(after: u64, ids: &[Option<String>]) -> Vec<(String, u64)> {
-        let mut want: Vec<(String, u64)> = (after + 1..)
-            .zip(ids)
-            .filter_map(|(seq, id)| Some((id.clone()?, seq)))
-            .collect();
-        want.sort();
-        want
-    }
-
-    fn appended(after: u64, ids: &[Option<String>]) -> AppendedIds {
-        let mut appended = AppendedIds::after(after, ids.len());
-        for id in ids {
-            appended.push(id.as_deref());
-        }
-        appended
-    }
-
-    proptest! {
-        /// Sorted by numbers first, ties whole: the order of the ids,
-        /// also when they share long prefixes or are prefixes of others.
-        #[test]
-        fn appended_ids_sort_as_their_text_does(
-            after in 0u64..1000,
-            ids in prop::collection::vec(prop::option::of("(csv:)?(ab|a|b){0,6}[a-c]{0,10}"), 0..200),
-        ) {
-            let ids: Vec<Option<String>> =
-                ids.into_iter().map(|id| id.filter(|id| !id.is_empty())).collect();
-            let got: Vec<(String, u64)> = appended(after, &ids)
-                .sorted()
-                .map(|(id, seq)| (id.to_owned(), seq))
-                .collect();
-            prop_assert_eq!(got, plainly(after, &ids));
-        }
-    }
-
-    /// Ids spread over several blocks of text are each read back whole.
+    /// Each id comes out with the seq it was staged at; events without an
+    /// id before the first with one cost nothing.
     #[test]
-    fn appended_ids_across_blocks_are_read_back_whole() {
-        let ids: Vec<Option<String>> = (0..100_000u32)
-            .map(|i| {
-                (i % 7 != 0).then(|| {
-                    format!(
-                        "csv:{:032x}",
-                        u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                    )
-                })
-            })
-            .collect();
-        let appended = appended(5, &ids);
-        assert!(appended.blocks.len() > 2);
-        let got: Vec<(String, u64)> = appended
-            .sorted()
-            .map(|(id, seq)| (id.to_owned(), seq))
-            .collect();
-        assert_eq!(got, plainly(5, &ids));
+    fn appended_ids_keep_each_ids_seq() {
+        let mut appended = AppendedIds::default();
+        appended.push(3, None);
+        assert!(appended.keys.is_empty());
+        for (seq, id) in [(4, Some("a")), (5, None), (6, Some("b")), (7, None)] {
+            appended.push(seq, id);
+        }
+        let mut rows = appended.into_rows();
+        rows.sort_unstable();
+        let mut want = [
+            rows::id_row_of(rows::id_key("a"), 4),
+            rows::id_row_of(rows::id_key("b"), 6),
+        ];
+        want.sort_unstable();
+        assert_eq!(rows, want);
     }
 }

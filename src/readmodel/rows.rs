@@ -14,7 +14,9 @@ use crate::time::At;
 use super::{AppendedIds, ModelError};
 
 /// The tables, created if missing. `journal` is the hash of the journal's
-/// header line: which journal the model is of.
+/// header line: which journal the model is of. The ids are kept by key
+/// ([`id_key`]) and seq, not by their text (the line at that seq has it),
+/// in buckets of keys ([`BUCKET_BITS`]).
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS head (
     one INTEGER PRIMARY KEY CHECK (one = 1),
@@ -29,8 +31,8 @@ CREATE TABLE IF NOT EXISTS units (
 CREATE TABLE IF NOT EXISTS accounts (
     name TEXT PRIMARY KEY, owner TEXT, unit INTEGER NOT NULL, balance BLOB NOT NULL,
     closed INTEGER NOT NULL, held BLOB NOT NULL, digest INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS ids (
-    id TEXT PRIMARY KEY, seq INTEGER NOT NULL, digest INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS id_keys (
+    bucket INTEGER PRIMARY KEY, entries BLOB NOT NULL, digest INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS reversed (
     seq INTEGER PRIMARY KEY, by_seq INTEGER NOT NULL, digest INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS holds (
@@ -163,12 +165,46 @@ pub(super) fn ended_digest(seq: i64, by: i64, e: &Ended) -> i64 {
         .finish()
 }
 
-fn id_digest(id: &str, seq: i64) -> i64 {
+fn id_digest(bucket: i64, entries: &[u8]) -> i64 {
     Digest::default()
-        .bytes(b"id")
-        .text(Some(id))
-        .int(seq)
+        .bytes(b"ids")
+        .int(bucket)
+        .bytes(entries)
         .finish()
+}
+
+/// The high bits of an id's key that choose its bucket: the row of
+/// `id_keys` that holds the entries of every id whose key has them. A
+/// million ids are 65,536 rows of about 250 bytes, written back in a
+/// fraction of the time a row each took, and a lookup or the write of one
+/// id reads or rewrites one small row.
+const BUCKET_BITS: u32 = 16;
+
+/// A bucket's entry: an id's key and seq, each 8 bytes big-endian, so
+/// that entries sort as their bytes do.
+const ENTRY: usize = 16;
+
+fn bucket_of(key: i64) -> i64 {
+    key >> (63 - BUCKET_BITS)
+}
+
+/// The key of `id` in the `ids` table: 63 bits of a SHA-256 of it, so
+/// that a row is a few integers (a million ids are written back in a
+/// fraction of the time their text took) and ids chosen to share a key
+/// are out of reach. Two ids may still share one: every row is checked
+/// against the line it names, whose id tells them apart.
+pub fn id_key(id: &str) -> i64 {
+    let hash = Sha256::new()
+        .chain_update(b"ledger id key\0")
+        .chain_update(id.as_bytes())
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash[..8]);
+    // Non-negative, so that keys sort as SQLite's integers do.
+    let key = (u64::from_be_bytes(first) >> 1) as i64;
+    #[cfg(test)]
+    let key = key & tests::KEY_MASK.get();
+    key
 }
 
 pub(super) fn reversed_digest(seq: i64, by: i64) -> i64 {
@@ -262,7 +298,7 @@ pub fn load_account(c: &Connection, state: &mut State, name: &str) -> Result<(),
         .optional()?
         .transpose()?
     else {
-        return check_absence(c, "accounts", "name", name, |r| account_row(r).map(drop));
+        return check_absence(c, "accounts", "name", &name, |r| account_row(r).map(drop));
     };
     let mut holds = c.prepare_cached(
         "SELECT seq, account, amount, dest, expires, digest FROM holds
@@ -291,30 +327,85 @@ pub fn load_account(c: &Connection, state: &mut State, name: &str) -> Result<(),
     Ok(())
 }
 
-/// Loads the seq of `--id` `id`, if it was used.
-pub fn load_id(c: &Connection, state: &mut State, id: &str) -> Result<(), ModelError> {
+/// Reads the id of the event at a seq (`None` if it has none): the line
+/// a row of `ids` names, which alone holds the id's text.
+pub type IdAt<'a> = dyn FnMut(u64) -> Result<Option<String>, ModelError> + 'a;
+
+/// Loads the seq of `--id` `id`, if it was used: the entry of its key
+/// whose line, read with `id_at`, has `id` (entries of other ids that
+/// share its key are passed over; a line with no id of that key is
+/// damage).
+pub fn load_id(
+    c: &Connection,
+    state: &mut State,
+    id: &str,
+    id_at: &mut IdAt<'_>,
+) -> Result<(), ModelError> {
     if state.id_seq(id).is_some() {
         return Ok(());
     }
-    let mut stmt = c.prepare_cached("SELECT id, seq, digest FROM ids WHERE id = ?1")?;
-    match stmt
-        .query_row([id], |r| Ok(id_row(r)))
+    let key = id_key(id);
+    let bucket = bucket_of(key);
+    let mut stmt =
+        c.prepare_cached("SELECT bucket, entries, digest FROM id_keys WHERE bucket = ?1")?;
+    let Some(entries) = stmt
+        .query_row([bucket], |r| Ok(bucket_row(r)))
         .optional()?
         .transpose()?
-    {
-        Some(seq) => {
-            state.load_id(id, seq).map_err(ModelError::Malformed)?;
-            Ok(())
+    else {
+        return check_absence(c, "id_keys", "bucket", &bucket, |r| bucket_row(r).map(drop));
+    };
+    let seqs = entries.iter().filter(|&&e| entry_key(e) == key);
+    for seq in seqs.map(|&e| e as u64) {
+        if seq == 0 || seq > state.seq() {
+            return Err(ModelError::Malformed(format!(
+                "an id is recorded at seq {seq}, after the last event"
+            )));
         }
-        None => check_absence(c, "ids", "id", id, |r| id_row(r).map(drop)),
+        match id_at(seq)? {
+            Some(text) if text == id => {
+                return state.load_id(id, seq).map_err(ModelError::Malformed);
+            }
+            Some(text) if id_key(&text) == key => {}
+            _ => {
+                return Err(ModelError::Malformed(format!(
+                    "the line of seq {seq} has no id of the key its entry records"
+                )));
+            }
+        }
     }
+    Ok(())
 }
 
-/// The seq in row `r` (id, seq, digest) of `ids`.
-fn id_row(r: &Row<'_>) -> Result<u64, ModelError> {
-    let (id, seq): (String, i64) = (r.get(0)?, r.get(1)?);
-    digest_matches(r.get(2)?, id_digest(&id, seq), || format!("id {id}"))?;
-    uint(seq)
+/// The entries of bucket row `r` (bucket, entries, digest) of `id_keys`,
+/// checked against its digest and for order (each key in that bucket,
+/// in increasing order, once with each seq).
+fn bucket_row(r: &Row<'_>) -> Result<Vec<u128>, ModelError> {
+    let (bucket, bytes): (i64, Vec<u8>) = (r.get(0)?, r.get(1)?);
+    digest_matches(r.get(2)?, id_digest(bucket, &bytes), || {
+        format!("id bucket {bucket}")
+    })?;
+    let chunks = bytes.chunks_exact(ENTRY);
+    let whole = chunks.remainder().is_empty();
+    let entries: Vec<u128> = chunks
+        .filter_map(|e| Some(u128::from_be_bytes(e.try_into().ok()?)))
+        .collect();
+    let in_bucket = entries.iter().all(|&e| {
+        let key = entry_key(e);
+        key >= 0 && bucket_of(key) == bucket
+    });
+    if !whole || !in_bucket || !entries.is_sorted_by(|a, b| a < b) {
+        return Err(ModelError::Malformed(format!(
+            "id bucket {bucket} is not a sorted list of its keys"
+        )));
+    }
+    Ok(entries)
+}
+
+/// The key of an entry (an id's key and seq as one number, see
+/// [`id_row_of`]).
+fn entry_key(entry: u128) -> i64 {
+    (entry >> 64) as i64
 }
 
 /// Checks that `key` is missing from `table` because it was never there,
@@ -326,12 +417,12 @@ fn check_absence(
     c: &Connection,
     table: &str,
     key_column: &str,
-    key: &str,
+    key: &dyn rusqlite::ToSql,
     row: impl Fn(&Row<'_>) -> Result<(), ModelError>,
 ) -> Result<(), ModelError> {
     let columns = match table {
         "accounts" => "name, owner, unit, balance, closed, held, digest",
-        _ => "id, seq, digest",
+        _ => "bucket, entries, digest",
     };
     for (op, order) in [(">", "ASC"), ("<", "DESC")] {
         let sql = format!(
@@ -410,7 +501,8 @@ pub fn load_hold(c: &Connection, state: &mut State, seq: u64) -> Result<(), Mode
     Ok(())
 }
 
-/// Loads every entry.
+/// Loads every entry. Not for a model that holds ids: it has their keys,
+/// and the lines hold their text (a reader replays the journal instead).
 pub fn load_all(c: &Connection, state: &mut State) -> Result<(), ModelError> {
     load_every_account(c, state)?;
     load_the_rest(c, state)
@@ -466,12 +558,9 @@ pub fn load_every_account(c: &Connection, state: &mut State) -> Result<(), Model
 
 /// Loads the ids, reversals and ended holds.
 fn load_the_rest(c: &Connection, state: &mut State) -> Result<(), ModelError> {
-    let mut stmt = c.prepare("SELECT id, seq, digest FROM ids")?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        state
-            .load_id(&r.get::<_, String>(0)?, id_row(r)?)
-            .map_err(ModelError::Malformed)?;
+    let mut stmt = c.prepare("SELECT 1 FROM id_keys LIMIT 1")?;
+    if stmt.exists([])? {
+        return Err(ModelError::IdsByKey);
     }
     let mut stmt = c.prepare("SELECT seq FROM reversed")?;
     let seqs: Vec<i64> = stmt
@@ -502,16 +591,18 @@ pub fn account_names(c: &Connection) -> Result<Vec<String>, ModelError> {
 /// Empties every table, for a rebuild.
 pub fn clear(tx: &Transaction<'_>) -> Result<(), ModelError> {
     tx.execute_batch(
-        "DELETE FROM head; DELETE FROM checked; DELETE FROM units; DELETE FROM accounts; DELETE FROM ids;
+        "DELETE FROM head; DELETE FROM checked; DELETE FROM units; DELETE FROM accounts; DELETE FROM id_keys;
          DELETE FROM reversed; DELETE FROM holds; DELETE FROM ended;
-         DELETE FROM history; DELETE FROM tips; DELETE FROM indexed;",
+         DELETE FROM history; DELETE FROM tips; DELETE FROM indexed;
+         -- Format 3 kept the ids by text here; its rows are of no use now.
+         DROP TABLE IF EXISTS ids;",
     )?;
     Ok(())
 }
 
 /// Writes every entry `state` holds (for a partial state, what the command
 /// loaded and changed; for a whole one, everything).
-pub fn save(tx: &Transaction<'_>, state: &State, appended: &AppendedIds) -> Result<(), ModelError> {
+pub fn save(tx: &Transaction<'_>, state: &State, appended: AppendedIds) -> Result<(), ModelError> {
     tx.execute("DELETE FROM units", [])?;
     let mut stmt = tx.prepare_cached(
         "INSERT INTO units (idx, currency, decimals, deposited, withdrawn, held, digest)
@@ -552,27 +643,42 @@ pub fn save(tx: &Transaction<'_>, state: &State, appended: &AppendedIds) -> Resu
     save_holds(tx, state)
 }
 
-/// The ids `state` knows by name and those `appended` holds, merged in
-/// key order.
-fn save_ids(tx: &Transaction<'_>, state: &State, appended: &AppendedIds) -> Result<(), ModelError> {
-    let mut named: Vec<_> = state.ids().collect();
-    named.sort_unstable_by_key(|(id, _)| *id);
-    let mut named = named.into_iter().peekable();
-    let mut appended = appended.sorted().peekable();
-    let mut stmt =
-        tx.prepare_cached("INSERT OR IGNORE INTO ids (id, seq, digest) VALUES (?1, ?2, ?3)")?;
-    loop {
-        let next = match (named.peek(), appended.peek()) {
-            (Some(a), Some(b)) if a.0 <= b.0 => named.next(),
-            (_, Some(_)) => appended.next(),
-            _ => named.next(),
-        };
-        let Some((id, seq)) = next else {
-            return Ok(());
-        };
-        let seq = int(seq)?;
-        stmt.execute(params![id, seq, id_digest(id, seq)])?;
+/// The ids `state` knows by name and those `appended` holds, merged into
+/// the entries of their buckets, in bucket order (a rebuild then fills the
+/// B-tree from left to right).
+fn save_ids(tx: &Transaction<'_>, state: &State, appended: AppendedIds) -> Result<(), ModelError> {
+    let mut rows = appended.into_rows();
+    for (id, seq) in state.ids() {
+        rows.push(id_row_of(id_key(id), seq));
     }
+    rows.sort_unstable();
+    let mut read =
+        tx.prepare_cached("SELECT bucket, entries, digest FROM id_keys WHERE bucket = ?1")?;
+    let mut write = tx.prepare_cached(
+        "INSERT OR REPLACE INTO id_keys (bucket, entries, digest) VALUES (?1, ?2, ?3)",
+    )?;
+    let mut bytes = Vec::new();
+    for new in rows.chunk_by(|a, b| bucket_of(entry_key(*a)) == bucket_of(entry_key(*b))) {
+        let bucket = bucket_of(entry_key(new[0]));
+        let mut entries = read
+            .query_row([bucket], |r| Ok(bucket_row(r)))
+            .optional()?
+            .transpose()?
+            .unwrap_or_default();
+        entries.extend_from_slice(new);
+        entries.sort_unstable();
+        entries.dedup();
+        bytes.clear();
+        bytes.extend(entries.iter().flat_map(|e| e.to_be_bytes()));
+        write.execute(params![bucket, bytes, id_digest(bucket, &bytes)])?;
+    }
+    Ok(())
+}
+
+/// An id's key and seq as one number that sorts as the entries do (a key
+/// is never negative): 16 bytes an id for an append of millions.
+pub(super) fn id_row_of(key: i64, seq: u64) -> u128 {
+    (u128::from(key.unsigned_abs()) << 64) | u128::from(seq)
 }
 
 fn save_holds(tx: &Transaction<'_>, state: &State) -> Result<(), ModelError> {
@@ -625,6 +731,13 @@ mod tests {
     use crate::journal::scan::Head;
     use crate::journal::sidecar::Owner;
     use crate::readmodel::ReadModel;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// The bits of a key [`id_key`] keeps: all but in a test that
+        /// makes ids share keys.
+        pub(super) static KEY_MASK: Cell<i64> = const { Cell::new(i64::MAX) };
+    }
 
     /// A model of one account `a` in EUR with 2.50, and its head.
     fn model() -> (tempfile::TempDir, ReadModel, Head) {
@@ -667,7 +780,7 @@ mod tests {
     #[test]
     fn forged_rows_with_values_no_command_accepts_are_refused() {
         let (_dir, model, head) = model();
-        assert!(model.load_all(head).is_ok());
+        assert!(model.load_every_account(head).is_ok());
         let c = model.conn().expect("conn");
         let forge = |sql: &str| c.execute_batch(sql).expect("forge");
         let unit = Unit {
@@ -682,7 +795,7 @@ mod tests {
             unit_digest(0, &unit)
         ));
         assert!(matches!(
-            model.load_all(head),
+            model.load_every_account(head),
             Err(ModelError::Malformed(_))
         ));
         assert!(model.base(head).is_err());
@@ -715,14 +828,119 @@ mod tests {
         assert!(matches!(err, Err(ModelError::Malformed(_))), "{err:?}");
     }
 
+    /// A model of deposits with ids `k1`, `k2`, `k3` at seqs 2-4, built
+    /// while every id's key is 0, its head, and the ids by seq.
+    fn model_of_ids_sharing_a_key() -> (tempfile::TempDir, ReadModel, Head, Vec<Option<String>>) {
+        let dir = tempfile::tempdir().expect("dir");
+        let owner = Owner::of(&std::fs::metadata(dir.path()).expect("meta"));
+        let mut model = ReadModel::open(&dir.path().join("j.jsonl"), owner).expect("model");
+        let at = At::parse_canonical("2026-11-26T00:00:00.000000Z").expect("at");
+        let mut state = State::default();
+        let created = Change::AccountCreated {
+            account: "a".into(),
+            owner: None,
+            currency: None,
+            decimals: 2,
+        };
+        crate::domain::evolve(&mut state, &Event::new(1, at, created));
+        let mut ids = vec![None, None];
+        for seq in 2..=4 {
+            let deposit = Change::MoneyDeposited {
+                account: "a".into(),
+                amount: crate::money::Decimal::new(Amount(1), 2),
+            };
+            let id = format!("k{}", seq - 1);
+            let event = Event {
+                id: Some(id.clone().into()),
+                ..Event::new(seq, at, deposit)
+            };
+            crate::domain::evolve(&mut state, &event);
+            ids.push(Some(id));
+        }
+        let head = Head {
+            seq: 4,
+            hash: LineHash::of(b"x"),
+            end: 1000,
+            at,
+        };
+        KEY_MASK.set(0);
+        model
+            .build(&state, head, LineHash::of(b"h"))
+            .expect("build");
+        (dir, model, head, ids)
+    }
+
+    /// Ids that share a key are told apart by the lines their rows name:
+    /// each is found at its own seq, and another id of that key is new.
+    #[test]
+    fn ids_sharing_a_key_are_told_apart_by_their_lines() {
+        let (_dir, model, head, ids) = model_of_ids_sharing_a_key();
+        let c = model.conn().expect("conn");
+        let buckets: Vec<(i64, i64)> = c
+            .prepare("SELECT bucket, length(entries) FROM id_keys")
+            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .expect("buckets");
+        assert_eq!(buckets, [(0, 3 * ENTRY as i64)], "every id shares one key");
+        let mut reads = 0;
+        let mut id_at = |seq: u64| {
+            reads += 1;
+            Ok(ids[seq as usize].clone())
+        };
+        let mut state = model.base(head).expect("base");
+        for (id, seq) in [("k2", 3), ("k1", 2), ("k3", 4)] {
+            load_id(c, &mut state, id, &mut id_at).expect("load");
+            assert_eq!(state.id_seq(id), Some(seq), "{id}");
+        }
+        load_id(c, &mut state, "k4", &mut id_at).expect("load");
+        assert_eq!(state.id_seq("k4"), None, "an id that only shares the key");
+        assert!(reads >= 4);
+        KEY_MASK.set(i64::MAX);
+    }
+
+    /// A row whose line has no id of its key is damage, not a collision.
+    #[test]
+    fn an_id_row_whose_line_has_another_key_is_refused() {
+        let (_dir, model, head, _) = model_of_ids_sharing_a_key();
+        KEY_MASK.set(i64::MAX);
+        let c = model.conn().expect("conn");
+        let mut state = model.base(head).expect("base");
+        let key = id_key("k1");
+        let entries = id_row_of(key, 2).to_be_bytes();
+        let forged = id_digest(bucket_of(key), &entries);
+        c.execute_batch("DELETE FROM id_keys").expect("forge");
+        c.execute(
+            "INSERT INTO id_keys VALUES (?1, ?2, ?3)",
+            params![bucket_of(key), entries, forged],
+        )
+        .expect("forge");
+        let mut id_at = |_| Ok(Some("other".to_owned()));
+        let err = load_id(c, &mut state, "k1", &mut id_at);
+        assert!(matches!(err, Err(ModelError::Malformed(_))), "{err:?}");
+        let mut none = |_| Ok(None);
+        assert!(load_id(c, &mut state, "k1", &mut none).is_err());
+    }
+
+    /// Keys are stable (the model outlives the process that wrote it),
+    /// never negative, and differ for different ids.
+    #[test]
+    fn id_keys_are_stable_and_non_negative() {
+        assert_eq!(id_key("pay-17"), id_key("pay-17"));
+        assert_ne!(id_key("pay-17"), id_key("pay-18"));
+        assert_eq!(id_key("pay-17"), 1_725_371_024_225_198_236);
+        assert!((0..1000).all(|i| id_key(&format!("tx-{i}")) >= 0));
+    }
+
     #[test]
     fn a_key_changed_by_damage_is_seen_when_its_absence_is_asked() {
         let (_dir, model, head) = model();
         let c = model.conn().expect("conn");
-        // `k` became `j`: asking for `k` finds its neighbour's digest wrong.
-        c.execute_batch("UPDATE ids SET id = 'j'").expect("damage");
+        // `k`'s bucket changed: asking for `k` finds its neighbour's digest
+        // wrong.
+        c.execute_batch("UPDATE id_keys SET bucket = bucket + 1")
+            .expect("damage");
         let mut state = model.base(head).expect("base");
-        assert!(load_id(c, &mut state, "k").is_err());
+        let mut id_at = |_| Ok(Some("k".to_owned()));
+        assert!(load_id(c, &mut state, "k", &mut id_at).is_err());
         c.execute_batch("UPDATE accounts SET name = 'b'")
             .expect("damage");
         assert!(load_account(c, &mut state, "a").is_err());
