@@ -87,7 +87,7 @@ type Records = Result<Vec<(usize, Result<csv::StringRecord, Error>)>, Error>;
 type Made = Result<Vec<(usize, Result<Option<Row>, Error>)>, Error>;
 
 /// Rows read at a time, and handed to a worker thread.
-const CHUNK: usize = 4096;
+const CHUNK: usize = 2048;
 
 /// Reads the records after the header and hands what each makes, with its
 /// line, to `apply`, in order, a chunk at a time; stops at the first error
@@ -113,8 +113,8 @@ fn pipeline<R: std::io::Read + Send>(
         let mut inputs = Vec::with_capacity(workers);
         let receivers: Vec<mpsc::Receiver<Made>> = (0..workers)
             .map(|_| {
-                let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Records>(2);
-                let (tx, rx) = mpsc::sync_channel::<Made>(2);
+                let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Records>(1);
+                let (tx, rx) = mpsc::sync_channel::<Made>(1);
                 inputs.push(chunk_tx);
                 let mut rows = rows.clone();
                 scope.spawn(move || {
