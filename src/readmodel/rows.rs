@@ -647,33 +647,53 @@ pub fn save(tx: &Transaction<'_>, state: &State, appended: AppendedIds) -> Resul
 /// the entries of their buckets, in bucket order (a rebuild then fills the
 /// B-tree from left to right).
 fn save_ids(tx: &Transaction<'_>, state: &State, appended: AppendedIds) -> Result<(), ModelError> {
-    let mut rows = appended.into_rows();
-    for (id, seq) in state.ids() {
-        rows.push(id_row_of(id_key(id), seq));
-    }
-    rows.sort_unstable();
+    let mut named: Vec<u128> = state
+        .ids()
+        .map(|(id, seq)| id_row_of(id_key(id), seq))
+        .collect();
+    named.sort_unstable();
+    let mut named = named
+        .chunk_by(|a, b| bucket_of(entry_key(*a)) == bucket_of(entry_key(*b)))
+        .peekable();
+    let mut added = appended.by_bucket()?.peekable();
     let mut read =
         tx.prepare_cached("SELECT bucket, entries, digest FROM id_keys WHERE bucket = ?1")?;
     let mut write = tx.prepare_cached(
         "INSERT OR REPLACE INTO id_keys (bucket, entries, digest) VALUES (?1, ?2, ?3)",
     )?;
     let mut bytes = Vec::new();
-    for new in rows.chunk_by(|a, b| bucket_of(entry_key(*a)) == bucket_of(entry_key(*b))) {
-        let bucket = bucket_of(entry_key(new[0]));
+    loop {
+        let named_at = named.peek().map(|group| bucket_of(entry_key(group[0])));
+        let added_at = added.peek().map(|(bucket, _)| *bucket);
+        let Some(bucket) = named_at.into_iter().chain(added_at).min() else {
+            return Ok(());
+        };
         let mut entries = read
             .query_row([bucket], |r| Ok(bucket_row(r)))
             .optional()?
             .transpose()?
             .unwrap_or_default();
-        entries.extend_from_slice(new);
+        if named_at == Some(bucket) {
+            entries.extend_from_slice(named.next().unwrap_or_default());
+        }
+        if added_at == Some(bucket) {
+            entries.extend(added.next().map(|(_, new)| new).unwrap_or_default());
+        }
         entries.sort_unstable();
         entries.dedup();
         bytes.clear();
         bytes.extend(entries.iter().flat_map(|e| e.to_be_bytes()));
         write.execute(params![bucket, bytes, id_digest(bucket, &bytes)])?;
     }
-    Ok(())
 }
+
+/// The bucket of a key, as an index among the `2^BUCKET_BITS` buckets.
+pub(super) fn bucket_index(key: i64) -> usize {
+    usize::try_from(bucket_of(key)).unwrap_or(0)
+}
+
+/// How many buckets there are.
+pub(super) const BUCKETS: usize = 1 << BUCKET_BITS;
 
 /// An id's key and seq as one number that sorts as the entries do (a key
 /// is never negative): 16 bytes an id for an append of millions.
