@@ -550,14 +550,8 @@ fn a_line_changed_in_the_database_is_caught_as_in_a_file() {
     env.ok("create a");
     env.ok("deposit a 5");
     env.ok("deposit a 7");
-    let db = env.db.as_ref().expect("db");
-    db.sql(
-        "UPDATE ledger_lines SET line = convert_to(replace(convert_from(line, 'UTF8'), '\"5.00\"', '\"9.00\"'), 'UTF8') WHERE seq = 2",
-    );
-    let out = env.run("verify");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("line 4"), "{stderr}");
+    edit_line(&env, 2, "\"5.00\"", "\"9.00\"");
+    corrupt_at(&env, "verify", 4);
     // A replay of every line says so too (balance reads the query
     // tables, which are not evidence: verify is the audit).
     assert_eq!(env.run("history").status.code(), Some(3));
@@ -710,11 +704,7 @@ fn tls_is_used_and_the_certificate_checked_as_sslmode_asks() {
     let Some(env) = TestEnv::postgres() else {
         return;
     };
-    let Some(ca) = std::env::var("LEDGER_TEST_PG_CA").ok() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "LEDGER_TEST_PG_CA is not set: start the server with scripts/pg-cluster.sh"
-        );
+    let Some(ca) = cluster_var("LEDGER_TEST_PG_CA") else {
         return;
     };
     env.db
@@ -726,19 +716,7 @@ fn tls_is_used_and_the_certificate_checked_as_sslmode_asks() {
         .display()
         .to_string()
         .replace("ledger:secret@", "ledger_tls:secret@");
-    let run = |url: &str, args: &[&str]| {
-        let out = env
-            .bare()
-            .arg("--file")
-            .arg(url)
-            .args(args)
-            .output()
-            .expect("run");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |url: &str, args: &[&str]| run_at(&env, url, args);
     let (code, stderr) = run(&format!("{url}?sslmode=require"), &["create", "a"]);
     assert_eq!(code, Some(0), "{stderr}");
     // Without TLS the server turns this user away: the write above used it.
@@ -770,11 +748,7 @@ fn a_client_certificate_signs_in_as_sslcert_and_sslkey_say() {
     let Some(env) = TestEnv::postgres() else {
         return;
     };
-    let Some(dir) = std::env::var("LEDGER_TEST_PG_DIR").ok() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "LEDGER_TEST_PG_DIR is not set: start the server with scripts/pg-cluster.sh"
-        );
+    let Some(dir) = cluster_var("LEDGER_TEST_PG_DIR") else {
         return;
     };
     let tls = Path::new(&dir).join("tls");
@@ -789,19 +763,7 @@ fn a_client_certificate_signs_in_as_sslcert_and_sslkey_say() {
         .replace("ledger:secret@", "ledger_cert@");
     let ca = tls.join("ca.pem");
     let base = format!("{url}?sslmode=verify-ca&sslrootcert={}", ca.display());
-    let run = |url: &str, args: &[&str]| {
-        let out = env
-            .bare()
-            .arg("--file")
-            .arg(url)
-            .args(args)
-            .output()
-            .expect("run");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |url: &str, args: &[&str]| run_at(&env, url, args);
     let with = |cert: &Path, key: &Path| {
         format!("{base}&sslcert={}&sslkey={}", cert.display(), key.display())
     };
@@ -1033,15 +995,11 @@ fn a_long_journal_reads_as_the_file_and_a_missing_line_is_caught() {
     }
     let db = env.db.as_ref().expect("db");
     db.sql("DELETE FROM ledger_lines WHERE seq = 12000");
-    for read in ["verify", "export --to jsonl", "history --json"] {
-        let out = env.run(read);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(3), "{read}: {stderr}");
-        assert!(
-            stderr.contains("line 12001") && stderr.contains("missing"),
-            "{read}: {stderr}"
-        );
-    }
+    lines_missing_from(
+        &env,
+        &["verify", "export --to jsonl", "history --json"],
+        12001,
+    );
 }
 
 /// `balance` of every account reads the query tables a page at a time,
@@ -1060,17 +1018,7 @@ fn every_balance_comes_in_pages_as_from_a_file_and_a_lost_row_is_seen() {
     }
     commands.push_str("hold a7 2 --to a9\n");
     for on in [&env, &file] {
-        let out = on
-            .cmd()
-            .arg("batch")
-            .write_stdin(commands.clone())
-            .output()
-            .expect("batch");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        batch_ok(on, &commands);
     }
     for read in ["balance", "balance --json", "balance --format csv"] {
         assert_eq!(env.ok(read), file.ok(read), "{read}");
@@ -1100,17 +1048,7 @@ fn history_of_one_account_is_searched_by_the_server_as_a_file_shows_it() {
     }
     commands.push_str("hold a 5 --to c\nwithdraw a 1\n");
     for on in [&env, &file] {
-        let out = on
-            .cmd()
-            .arg("batch")
-            .write_stdin(commands.clone())
-            .output()
-            .expect("batch");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        batch_ok(on, &commands);
     }
     for read in [
         "history a --limit 1",
@@ -1121,14 +1059,8 @@ fn history_of_one_account_is_searched_by_the_server_as_a_file_shows_it() {
     ] {
         assert_eq!(env.ok(read), file.ok(read), "{read}");
     }
-    let db = env.db.as_ref().expect("db");
-    db.sql(
-        "UPDATE ledger_lines SET line = convert_to(replace(convert_from(line, 'UTF8'), '\"100.00\"', '\"900.00\"'), 'UTF8') WHERE seq = 4",
-    );
-    let out = env.run("history a --limit 500");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("line 6"), "{stderr}");
+    edit_line(&env, 4, "\"100.00\"", "\"900.00\"");
+    corrupt_at(&env, "history a --limit 500", 6);
 }
 
 /// A database's writes commit whole, so a multi-event append whose last
@@ -1141,28 +1073,14 @@ fn a_row_missing_from_the_last_multi_event_append_is_damage_not_a_torn_write() {
         return;
     };
     env.ok("create a");
-    let out = env
-        .cmd()
-        .arg("batch")
-        .write_stdin("deposit a 1\ndeposit a 2\ndeposit a 3\n")
-        .output()
-        .expect("batch");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    batch_ok(&env, "deposit a 1\ndeposit a 2\ndeposit a 3\n");
     let db = env.db.as_ref().expect("db");
     db.sql("DELETE FROM ledger_lines WHERE seq = 4");
-    for read in ["verify", "export --to jsonl", "history --json", "balance"] {
-        let out = env.run(read);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(3), "{read}: {stderr}");
-        assert!(
-            stderr.contains("line 3") && stderr.contains("missing"),
-            "{read}: {stderr}"
-        );
-    }
+    lines_missing_from(
+        &env,
+        &["verify", "export --to jsonl", "history --json", "balance"],
+        3,
+    );
 }
 
 /// A role that may not export a snapshot reads a long journal on its own
@@ -1221,17 +1139,7 @@ fn long_journal_in(env: &TestEnv) -> TestEnv {
     for i in 0..25_000 {
         commands.push_str(&format!("deposit a 1.25 --id d{i} --memo {memo}\n"));
     }
-    let out = file
-        .cmd()
-        .arg("batch")
-        .write_stdin(commands)
-        .output()
-        .expect("batch");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    batch_ok(&file, &commands);
     assert!(
         file.bytes().len() > 8 << 20,
         "long enough for a second connection"
@@ -1290,4 +1198,80 @@ fn a_slow_reader_of_a_long_journal_outlasts_the_servers_timeouts() {
             "{read}"
         );
     }
+}
+
+/// Runs `commands` as one `batch` on `env`'s journal, which must take them.
+#[track_caller]
+fn batch_ok(env: &TestEnv, commands: &str) {
+    let out = env
+        .cmd()
+        .arg("batch")
+        .write_stdin(commands.to_owned())
+        .output()
+        .expect("batch");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Each of `reads` fails as corrupt (exit 3), naming `line` and a line
+/// missing.
+#[track_caller]
+fn lines_missing_from(env: &TestEnv, reads: &[&str], line: u64) {
+    for read in reads {
+        let out = env.run(read);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{read}: {stderr}");
+        assert!(
+            stderr.contains(&format!("line {line}")) && stderr.contains("missing"),
+            "{read}: {stderr}"
+        );
+    }
+}
+
+/// What `scripts/pg-cluster.sh` exported as `name`; its absence fails
+/// under `CI=true`, else skips.
+#[track_caller]
+fn cluster_var(name: &str) -> Option<String> {
+    let value = std::env::var(name).ok();
+    assert!(
+        value.is_some() || std::env::var("CI").as_deref() != Ok("true"),
+        "{name} is not set: start the server with scripts/pg-cluster.sh"
+    );
+    value
+}
+
+/// Runs the binary on the journal at `url` with `args`: its exit code and
+/// standard error.
+fn run_at(env: &TestEnv, url: &str, args: &[&str]) -> (Option<i32>, String) {
+    let out = env
+        .bare()
+        .arg("--file")
+        .arg(url)
+        .args(args)
+        .output()
+        .expect("run");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Replaces `from` with `to` in the stored line of event `seq`, by hand.
+#[track_caller]
+fn edit_line(env: &TestEnv, seq: u64, from: &str, to: &str) {
+    env.db.as_ref().expect("db").sql(&format!(
+        "UPDATE ledger_lines SET line = convert_to(replace(convert_from(line, 'UTF8'), '{from}', '{to}'), 'UTF8') WHERE seq = {seq}"
+    ));
+}
+
+/// `read` fails as corrupt (exit 3), naming `line`.
+#[track_caller]
+fn corrupt_at(env: &TestEnv, read: &str, line: u64) {
+    let out = env.run(read);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{read}: {stderr}");
+    assert!(stderr.contains(&format!("line {line}")), "{read}: {stderr}");
 }
