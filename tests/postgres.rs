@@ -1171,8 +1171,8 @@ fn a_slow_reader_of_a_long_journal_outlasts_the_servers_timeouts() {
     let db = env.db.as_ref().expect("db");
     let name = db.one("SELECT current_database()::text");
     db.sql(&format!(
-        "ALTER DATABASE {name} SET statement_timeout = '300ms';
-         ALTER DATABASE {name} SET idle_in_transaction_session_timeout = '300ms'"
+        "ALTER DATABASE {name} SET statement_timeout = '1s';
+         ALTER DATABASE {name} SET idle_in_transaction_session_timeout = '1s'"
     ));
     for read in ["history --json", "export --to jsonl"] {
         let child = env
@@ -1184,8 +1184,10 @@ fn a_slow_reader_of_a_long_journal_outlasts_the_servers_timeouts() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn");
-        // The pipe fills, and the reader waits on it, past both timeouts.
-        std::thread::sleep(Duration::from_millis(1500));
+        // The pipe fills, and the reader waits on it, past both timeouts
+        // (a second: long enough that a busy machine's scheduling between
+        // two statements does not reach it).
+        std::thread::sleep(Duration::from_millis(2500));
         let out = child.wait_with_output().expect("wait");
         assert!(
             out.status.success(),

@@ -44,13 +44,15 @@ impl LineStream {
         // sort them on disk first. The copy is one statement that lasts as
         // long as its reader takes (a `history | less` waiting on its
         // user): the server's `statement_timeout` is for runaway queries,
-        // and paged reads on the first connection never met it.
+        // and paged reads on the first connection never met it. Nor may the
+        // wait for the reader thread to start the copy end the session.
         client
             .batch_execute(&format!(
                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
                  SET TRANSACTION SNAPSHOT '{snapshot}';
                  SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off;
-                 SET LOCAL jit = off; SET LOCAL statement_timeout = 0"
+                 SET LOCAL jit = off; SET LOCAL statement_timeout = 0;
+                 SET LOCAL idle_in_transaction_session_timeout = 0"
             ))
             .map_err(|e| database_error(&path, "read", &e))?;
         Ok(LineStream {
