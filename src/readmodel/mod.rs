@@ -817,9 +817,7 @@ impl AppendedIds {
             starts[rows::bucket_index(key) + 1] += 1;
         }
         for b in 1..starts.len() {
-            starts[b] = starts[b]
-                .checked_add(starts[b - 1])
-                .ok_or_else(too_many)?;
+            starts[b] = starts[b].checked_add(starts[b - 1]).ok_or_else(too_many)?;
         }
         let mut next = starts.clone();
         let mut order = vec![0u32; starts[rows::BUCKETS] as usize];
