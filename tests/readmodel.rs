@@ -210,6 +210,33 @@ fn an_id_the_model_maps_to_the_wrong_line_is_checked_against_the_line() {
     assert_eq!(env.balance_of("a"), "12.00");
 }
 
+/// A batch that creates a journal long enough for a model writes the
+/// model once: the ids it appended are in it, so a repeat of one is a
+/// repeat (it was appended a second time when the writer's drop rebuilt
+/// the model again, its appended ids already handed over).
+#[test]
+fn a_batch_that_creates_a_long_journal_leaves_a_model_with_its_ids() {
+    let env = TestEnv::new();
+    let memo = "m".repeat(500);
+    let n = readmodel::MODEL_AFTER_BYTES / 500 + 1;
+    let mut batch = String::from("create a\n");
+    for i in 0..n {
+        batch.push_str(&format!("deposit a 1 --id k{i} --memo {memo}\n"));
+    }
+    env.cmd()
+        .args(["batch", "-"])
+        .write_stdin(batch)
+        .assert()
+        .success();
+    assert_eq!(model_seq(&env.journal), Some(n + 1));
+    let out = env.ok(&format!("deposit a 1 --id k0 --memo {memo}"));
+    assert!(out.starts_with("seq 2: "), "{out}");
+    let out = env.ok("deposit a 1 --id new");
+    assert!(out.starts_with(&format!("seq {}: ", n + 2)), "{out}");
+    env.cmd().arg("verify").assert().success();
+    assert_eq!(env.balance_of("a"), format!("{}.00", n + 1));
+}
+
 /// A model of format 3 kept the ids by their text in a table `ids`: it is
 /// not used, and its rebuild (ids by key) drops that table.
 #[test]

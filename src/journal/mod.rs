@@ -533,6 +533,9 @@ pub struct Writer {
     /// The last line read to check an id's row in the read model, with
     /// its seq: the repeat that id is found to be reads it again.
     id_line: Option<(u64, Vec<u8>)>,
+    /// Whether the state was written back to the read model (by the
+    /// commit): the drop must not write it again, `appended` handed over.
+    model_saved: bool,
 }
 
 impl Drop for Writer {
@@ -686,6 +689,7 @@ impl Writer {
             net: FxHashMap::default(),
             appended: AppendedIds::default(),
             id_line: None,
+            model_saved: false,
         })
     }
 
@@ -1060,6 +1064,13 @@ impl Writer {
     /// state it reached; with nothing staged, the state read (if the model
     /// was behind). A failure only costs the next command time.
     fn save_model(&mut self) {
+        // Once: a journal this writer created has no header head, so the
+        // drop would open its model again and rebuild it from a state that
+        // knows the appended ids only by fingerprint, `appended` already
+        // handed over: a model without them, which takes a repeat for new.
+        if self.model_saved {
+            return;
+        }
         let head = if self.committed {
             self.sealed_head.filter(|_| self.synced)
         } else if self.stage.len() == 0 && self.from != self.head {
@@ -1078,6 +1089,7 @@ impl Writer {
             self.model = ReadModel::open(&self.path, self.owner);
         }
         if let (Some(head), Some(header), Some(mut model)) = (head, header, self.model.take()) {
+            self.model_saved = true;
             let _ = model.save_appended(
                 &self.state,
                 std::mem::take(&mut self.appended),

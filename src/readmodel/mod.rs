@@ -1094,3 +1094,45 @@ mod tests {
         assert_eq!(rows, want);
     }
 }
+
+#[cfg(test)]
+mod review_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// by_bucket gives exactly the (key, seq) of every id pushed, each
+        /// in its bucket, buckets ascending and non-empty, whatever the
+        /// first seq (past 2^24, 2^32) and the gaps of events without ids.
+        #[test]
+        fn by_bucket_matches_a_naive_sort(
+            first in prop_oneof![Just(1u64), Just((1u64 << 24) - 3), Just(1u64 << 24), Just((1u64 << 32) + 7), 1u64..1_000_000],
+            ids in proptest::collection::vec(proptest::option::weighted(0.5, 0u32..50_000), 0..300),
+        ) {
+            let mut appended = AppendedIds::default();
+            let mut want = Vec::new();
+            for (i, id) in ids.iter().enumerate() {
+                let seq = first + i as u64;
+                let text = id.map(|n| format!("x{n}-{i}"));
+                appended.push(seq, text.as_deref());
+                if let Some(t) = &text {
+                    want.push(rows::id_row_of(rows::id_key(t), seq));
+                }
+            }
+            want.sort_unstable();
+            let mut got = Vec::new();
+            let mut last = -1i64;
+            for (bucket, entries) in appended.by_bucket().expect("by bucket") {
+                prop_assert!(bucket > last);
+                prop_assert!(!entries.is_empty());
+                last = bucket;
+                for e in entries {
+                    prop_assert_eq!(rows::bucket_index((e >> 64) as i64) as i64, bucket);
+                    got.push(e);
+                }
+            }
+            got.sort_unstable();
+            prop_assert_eq!(got, want);
+        }
+    }
+}

@@ -940,6 +940,73 @@ mod tests {
         assert!(load_id(c, &mut state, "k1", &mut none).is_err());
     }
 
+    /// Through the writer, with every id's key the same (one bucket, one
+    /// key): a batch that creates a long journal, then repeats and new ids
+    /// in later writes, each told apart by its line; the journal verifies
+    /// as it would without the model.
+    #[test]
+    fn a_writer_tells_ids_sharing_a_key_apart_by_their_lines() {
+        use crate::domain::{Command, Request};
+        use crate::journal::{Outcome, Writer};
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("j.jsonl");
+        KEY_MASK.set(0);
+        let memo = "m".repeat(500);
+        let deposit = |id: &'static str| Request {
+            id: Some(id),
+            memo: Some(&memo),
+            ..Request::new(Command::Deposit {
+                account: "a",
+                amount: crate::money::Decimal::new(Amount(100), 2),
+            })
+        };
+        let n = super::super::MODEL_AFTER_BYTES / 500 + 1;
+        let ids: Vec<&'static str> = (0..n)
+            .map(|i| &*Box::leak(format!("k{i}").into_boxed_str()))
+            .collect();
+        {
+            let mut w = Writer::open(&path).expect("open");
+            let create = Command::Create {
+                account: "a",
+                owner: None,
+                currency: None,
+                decimals: 2,
+            };
+            w.apply(&Request::new(create)).expect("create");
+            for id in &ids {
+                w.apply(&deposit(id)).expect("deposit");
+            }
+            w.commit().expect("commit");
+        }
+        let entries: i64 = crate::readmodel::ReadModel::open(&path, Owner::me())
+            .expect("model")
+            .conn()
+            .expect("conn")
+            .query_row("SELECT sum(length(entries)) / 16 FROM id_keys", [], |r| {
+                r.get(0)
+            })
+            .expect("count");
+        assert_eq!(entries, i64::try_from(n).expect("n"), "every id, one key");
+        for (round, (id, want)) in [
+            ("k7", Outcome::Repeat(9)),
+            ("new", Outcome::Appended(n + 2)),
+            ("new", Outcome::Repeat(n + 2)),
+            ("k0", Outcome::Repeat(2)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut w = Writer::open(&path).expect("open");
+            let got = w.apply(&deposit(id)).expect("apply");
+            assert_eq!(got, want, "round {round}: {id}");
+            w.commit().expect("commit");
+        }
+        KEY_MASK.set(i64::MAX);
+        let lines = std::fs::read_to_string(&path).expect("journal");
+        assert_eq!(lines.matches(r#""id":"new""#).count(), 1);
+        assert_eq!(lines.matches(r#""id":"k7""#).count(), 1);
+    }
+
     /// Keys are stable (the model outlives the process that wrote it),
     /// never negative, and differ for different ids.
     #[test]
