@@ -203,11 +203,33 @@ fn an_id_the_model_maps_to_the_wrong_line_is_checked_against_the_line() {
     model_at(&env.journal, 3);
     tamper(
         &env.journal,
-        "UPDATE id_keys SET entries = substr(entries, 1, 8) || X'0000000000000003'",
+        "UPDATE id_keys SET entries = substr(entries, 1, 8) || X'0000000000000003'
+         WHERE length(entries) > 0",
     );
     let out = env.ok("deposit a 5 --id k1");
     assert!(out.starts_with("seq 2: "), "{out}");
     assert_eq!(env.balance_of("a"), "12.00");
+}
+
+/// Every id bucket has a row: rows deleted or moved by hand, or the table
+/// dropped, are damage, and a repeat is still a repeat (before, a lost
+/// bucket row let the repeat be appended again).
+#[test]
+fn an_id_bucket_row_lost_by_hand_does_not_let_a_repeat_be_appended() {
+    for damage in [
+        "DELETE FROM id_keys WHERE length(entries) > 0",
+        "UPDATE id_keys SET bucket = bucket + 70000 WHERE length(entries) > 0",
+        "DROP TABLE id_keys",
+    ] {
+        let env = TestEnv::with(&["create a", "deposit a 5 --id k1", "deposit a 7 --id k2"]);
+        model_at(&env.journal, 3);
+        let before = env.bytes();
+        tamper(&env.journal, damage);
+        let out = env.ok("deposit a 5 --id k1");
+        assert!(out.starts_with("seq 2: "), "{damage}: {out}");
+        assert_eq!(env.bytes(), before, "{damage}");
+        env.ok("verify");
+    }
 }
 
 /// A batch that creates a journal long enough for a model writes the

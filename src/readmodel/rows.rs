@@ -188,7 +188,7 @@ fn bucket_of(key: i64) -> i64 {
     key >> (63 - BUCKET_BITS)
 }
 
-/// The key of `id` in the `ids` table: 63 bits of a SHA-256 of it, so
+/// The key of `id` in the `id_keys` table: 63 bits of a SHA-256 of it, so
 /// that a row is a few integers (a million ids are written back in a
 /// fraction of the time their text took) and ids chosen to share a key
 /// are out of reach. Two ids may still share one: every row is checked
@@ -353,7 +353,12 @@ pub fn load_id(
         .optional()?
         .transpose()?
     else {
-        return check_absence(c, "id_keys", "bucket", &bucket, |r| bucket_row(r).map(drop));
+        // Every bucket has a row, empty or not, from the model's making
+        // on: a missing one is a row lost (deleted, moved, the table
+        // dropped), which would let a repeat be appended again.
+        return Err(ModelError::Malformed(format!(
+            "the row of id bucket {bucket} is missing"
+        )));
     };
     let seqs = entries.iter().filter(|&&e| entry_key(e) == key);
     for seq in seqs.map(|&e| e as u64) {
@@ -413,6 +418,9 @@ fn entry_key(entry: u128) -> i64 {
 /// where it would be must be whole (their digests cover their keys). An
 /// absence is what lets a command append (`create` a name, a new `--id`),
 /// so it is not taken on the word of a damaged file.
+/// The columns of a row of `accounts`, as [`account_row`] reads them.
+const ACCOUNT_COLUMNS: &str = "name, owner, unit, balance, closed, held, digest";
+
 fn check_absence(
     c: &Connection,
     table: &str,
@@ -420,13 +428,9 @@ fn check_absence(
     key: &dyn rusqlite::ToSql,
     row: impl Fn(&Row<'_>) -> Result<(), ModelError>,
 ) -> Result<(), ModelError> {
-    let columns = match table {
-        "accounts" => "name, owner, unit, balance, closed, held, digest",
-        _ => "bucket, entries, digest",
-    };
     for (op, order) in [(">", "ASC"), ("<", "DESC")] {
         let sql = format!(
-            "SELECT {columns} FROM {table} WHERE {key_column} {op} ?1 ORDER BY {key_column} {order} LIMIT 1"
+            "SELECT {ACCOUNT_COLUMNS} FROM {table} WHERE {key_column} {op} ?1 ORDER BY {key_column} {order} LIMIT 1"
         );
         let mut stmt = c.prepare_cached(&sql)?;
         let mut rows = stmt.query([key])?;
@@ -558,7 +562,7 @@ pub fn load_every_account(c: &Connection, state: &mut State) -> Result<(), Model
 
 /// Loads the ids, reversals and ended holds.
 fn load_the_rest(c: &Connection, state: &mut State) -> Result<(), ModelError> {
-    let mut stmt = c.prepare("SELECT 1 FROM id_keys LIMIT 1")?;
+    let mut stmt = c.prepare("SELECT 1 FROM id_keys WHERE length(entries) > 0 LIMIT 1")?;
     if stmt.exists([])? {
         return Err(ModelError::IdsByKey);
     }
@@ -597,6 +601,13 @@ pub fn clear(tx: &Transaction<'_>) -> Result<(), ModelError> {
          -- Format 3 kept the ids by text here; its rows are of no use now.
          DROP TABLE IF EXISTS ids;",
     )?;
+    // Every bucket gets its row, empty ones too (about 1 MB): then a
+    // lookup that finds none has found damage, not an unused bucket.
+    let mut stmt =
+        tx.prepare_cached("INSERT INTO id_keys (bucket, entries, digest) VALUES (?1, ?2, ?3)")?;
+    for bucket in 0..int(BUCKETS)? {
+        stmt.execute(params![bucket, &[] as &[u8], id_digest(bucket, &[])])?;
+    }
     Ok(())
 }
 
@@ -897,7 +908,7 @@ mod tests {
         let (_dir, model, head, ids) = model_of_ids_sharing_a_key();
         let c = model.conn().expect("conn");
         let buckets: Vec<(i64, i64)> = c
-            .prepare("SELECT bucket, length(entries) FROM id_keys")
+            .prepare("SELECT bucket, length(entries) FROM id_keys WHERE length(entries) > 0")
             .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
             .expect("buckets");
         assert_eq!(buckets, [(0, 3 * ENTRY as i64)], "every id shares one key");
@@ -1017,14 +1028,37 @@ mod tests {
         assert!((0..1000).all(|i| id_key(&format!("tx-{i}")) >= 0));
     }
 
+    /// Every bucket has a row: one moved (near or far), deleted, or the
+    /// whole table emptied, is damage when an id of it is asked for, not
+    /// an id never used.
+    #[test]
+    fn a_bucket_row_moved_or_lost_is_seen_when_its_ids_are_asked() {
+        for damage in [
+            "UPDATE id_keys SET bucket = bucket + 70000 WHERE length(entries) > 0",
+            "DELETE FROM id_keys WHERE length(entries) > 0",
+            "DELETE FROM id_keys",
+        ] {
+            let (_dir, model, head) = model();
+            let c = model.conn().expect("conn");
+            c.execute_batch(damage).expect("damage");
+            let mut state = model.base(head).expect("base");
+            let mut id_at = |_| Ok(Some("k".to_owned()));
+            assert!(load_id(c, &mut state, "k", &mut id_at).is_err(), "{damage}");
+        }
+    }
+
     #[test]
     fn a_key_changed_by_damage_is_seen_when_its_absence_is_asked() {
         let (_dir, model, head) = model();
         let c = model.conn().expect("conn");
-        // `k`'s bucket changed: asking for `k` finds its neighbour's digest
-        // wrong.
-        c.execute_batch("UPDATE id_keys SET bucket = bucket + 1")
-            .expect("damage");
+        // `k`'s row took its neighbour's bucket, whose row is gone: its
+        // digest no longer matches its bucket.
+        c.execute_batch(&format!(
+            "DELETE FROM id_keys WHERE bucket = {b} + 1;
+             UPDATE id_keys SET bucket = bucket + 1 WHERE bucket = {b}",
+            b = bucket_of(id_key("k"))
+        ))
+        .expect("damage");
         let mut state = model.base(head).expect("base");
         let mut id_at = |_| Ok(Some("k".to_owned()));
         assert!(load_id(c, &mut state, "k", &mut id_at).is_err());
