@@ -257,15 +257,7 @@ fn searched(
 /// row says or not the one the next line (or the model's `head`) chains to.
 fn found_line(head: Head, name: &str, found: Found) -> Option<(Option<Shown>, bool)> {
     let Found { seq, line, next } = found;
-    let hash = LineHash::of(&line);
-    let chained = match next {
-        None => seq == head.seq && hash == head.hash,
-        Some(_) if seq == head.seq => hash == head.hash,
-        Some(next) => {
-            let next = line::decode(&next, &mut Vec::new()).ok()?;
-            next.prev == hash && next.event.seq == seq + 1
-        }
-    };
+    let chained = chained_to(head, seq, &line, || next)?;
     let event = line::decode(&line, &mut Vec::new()).ok()?.event;
     if !chained || event.seq != seq {
         return None;
@@ -273,10 +265,33 @@ fn found_line(head: Head, name: &str, found: Found) -> Option<(Option<Shown>, bo
     if !event.change.involves(name) {
         return Some((None, false));
     }
-    let created =
-        matches!(&event.change, Change::AccountCreated { account, .. } if account == name);
+    let created = creates(&event.change, name);
     let change = event.change.effect_on(name);
     Some((Some(Shown { line, change }), created))
+}
+
+/// Whether `line`, of event `seq` at or before the model's `head`, is the
+/// line the journal vouches for: the head's own, or the one the next line
+/// (`next` reads it) chains to. `None` if the next line is missing or
+/// does not decode.
+fn chained_to(
+    head: Head,
+    seq: u64,
+    line: &[u8],
+    next: impl FnOnce() -> Option<Vec<u8>>,
+) -> Option<bool> {
+    let hash = LineHash::of(line);
+    if seq == head.seq {
+        return Some(hash == head.hash);
+    }
+    let next = next()?;
+    let next = line::decode(&next, &mut Vec::new()).ok()?;
+    Some(next.prev == hash && next.event.seq == seq + 1)
+}
+
+/// Whether `change` opens account `name`.
+fn creates(change: &Change<'_>, name: &str) -> bool {
+    matches!(change, Change::AccountCreated { account, .. } if account == name)
 }
 
 /// The line the index row `row` of account `name` names, if the journal
@@ -290,19 +305,11 @@ fn checked_line(journal: &ReadJournal, head: Head, name: &str, row: &Indexed) ->
     }
     let file = journal.file();
     let line = readmodel::line_ending_at(file, row.end)?;
-    let hash = LineHash::of(&line);
-    let chained = if row.end == head.end {
-        hash == head.hash
-    } else {
-        let next = readmodel::line_starting_at(file, row.end, head.end)?;
-        let next = line::decode(&next, &mut Vec::new()).ok()?;
-        next.prev == hash && next.event.seq == row.seq + 1
-    };
+    let chained = chained_to(head, row.seq, &line, || {
+        readmodel::line_starting_at(file, row.end, head.end)
+    })?;
     let event = line::decode(&line, &mut Vec::new()).ok()?.event;
-    let first = match &event.change {
-        Change::AccountCreated { account, .. } => account == name,
-        _ => false,
-    };
+    let first = creates(&event.change, name);
     let at_slot = readmodel::slots(&event.change).any(|(slot, a)| slot == row.slot && a == name);
     let agrees = event.seq == row.seq && at_slot && (row.prev != 0 || first);
     let change = event.change.effect_on(name);
