@@ -657,14 +657,9 @@ impl<'f> Scanner<'f> {
     fn ended_at_len(&self) -> Result<(), JournalError> {
         let read = self.block.offset + self.block.data.bytes().len() as u64;
         match self.file {
-            Backing::Db(_) if read < self.len => Err(corrupt(
-                self.path,
-                self.head.seq + 2,
-                format!(
-                    "the lines table has no line at byte {read}, though the head row says the journal is {} bytes long (a line is missing or its offset is wrong)",
-                    self.len
-                ),
-            )),
+            Backing::Db(_) if read < self.len => {
+                Err(self.lines_missing(self.head.seq + 2, &format!("has no line at byte {read}")))
+            }
             _ => Ok(()),
         }
     }
@@ -675,16 +670,24 @@ impl<'f> Scanner<'f> {
     /// head on purpose, as a follower's round does).
     fn not_torn_in_db(&self, line: u64) -> Result<(), JournalError> {
         match self.file {
-            Backing::Db(db) if db.head_len().is_some_and(|head| self.len >= head) => Err(corrupt(
-                self.path,
-                line,
-                format!(
-                    "the lines table ends inside the write that starts here, though the head row says the journal is {} bytes long (a line is missing or its offset is wrong)",
-                    self.len
-                ),
-            )),
+            Backing::Db(db) if db.head_len().is_some_and(|head| self.len >= head) => {
+                Err(self.lines_missing(line, "ends inside the write that starts here"))
+            }
             _ => Ok(()),
         }
+    }
+
+    /// A database's lines table that `shows` something short of the head
+    /// row's length, at `line`.
+    fn lines_missing(&self, line: u64, shows: &str) -> JournalError {
+        corrupt(
+            self.path,
+            line,
+            format!(
+                "the lines table {shows}, though the head row says the journal is {} bytes long (a line is missing or its offset is wrong)",
+                self.len
+            ),
+        )
     }
 
     fn offset_of(&self, index: usize) -> u64 {
