@@ -333,31 +333,13 @@ impl Db {
         match self.begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "") {
             Ok(()) => {
                 let len = self.len()?;
-                if len >= super::scan::THREAD_MIN_BYTES && !self.no_export.get() {
-                    // Exported now, before anything is read: a refusal
-                    // (no privilege, a server without the function) ends
-                    // the transaction, which can then be begun again.
-                    // While another connection streams the lines, this one
-                    // waits in the transaction, as the server's
-                    // `idle_in_transaction_session_timeout` would not know.
-                    let exported = self.client.borrow_mut().simple_query(
-                        "SELECT pg_export_snapshot(); SET LOCAL idle_in_transaction_session_timeout = 0",
-                    );
-                    match exported {
-                        Ok(rows) => {
-                            *self.snapshot.borrow_mut() = rows.iter().find_map(|m| match m {
-                                postgres::SimpleQueryMessage::Row(row) => {
-                                    row.get(0).map(str::to_owned)
-                                }
-                                _ => None,
-                            });
-                        }
-                        Err(_) => {
-                            self.no_export.set(true);
-                            self.rollback();
-                            return self.begin_read();
-                        }
-                    }
+                let streamed = len >= super::scan::THREAD_MIN_BYTES && !self.no_export.get();
+                if streamed && !self.export_snapshot() {
+                    // The refusal (no privilege, a server without the
+                    // function) ended the transaction: begin it again.
+                    self.no_export.set(true);
+                    self.rollback();
+                    return self.begin_read();
                 }
                 Ok(Some(len))
             }
@@ -367,6 +349,24 @@ impl Db {
             }
             Err(e) => Err(self.error("read", &e)),
         }
+    }
+
+    /// Exports the read's snapshot for a second connection to stream the
+    /// lines in (see [`Db::line_stream`]), before anything is read; false
+    /// if the server refused. While that connection streams, this one
+    /// waits in the transaction, which the server's
+    /// `idle_in_transaction_session_timeout` would not know.
+    fn export_snapshot(&self) -> bool {
+        let exported = self.client.borrow_mut().simple_query(
+            "SELECT pg_export_snapshot(); SET LOCAL idle_in_transaction_session_timeout = 0",
+        );
+        let Ok(messages) = exported else {
+            return false;
+        };
+        *self.snapshot.borrow_mut() = first_row(&messages)
+            .and_then(|r| r.get(0))
+            .map(str::to_owned);
+        true
     }
 
     /// Starts a write: locks the head row (creating the tables first if
@@ -402,12 +402,9 @@ impl Db {
         let messages = self.client.borrow_mut().simple_query(&sql)?;
         // A new snapshot: nothing read under an earlier one is kept.
         *self.window.borrow_mut() = Window::default();
-        let head = messages.iter().find_map(|m| match m {
-            postgres::SimpleQueryMessage::Row(row) => {
-                let int = |i| row.get(i).and_then(|t: &str| t.parse::<i64>().ok());
-                Some([int(0), int(1), int(2)])
-            }
-            _ => None,
+        let head = first_row(&messages).map(|row| {
+            let int = |i| row.get(i).and_then(|t: &str| t.parse::<i64>().ok());
+            [int(0), int(1), int(2)]
         });
         self.head.set(head.map(|[seq, len, rows]| Stored {
             seq: seq.unwrap_or(-1),
@@ -722,6 +719,14 @@ fn taken_by(
         _ => None,
     };
     Ok((creates, event.reverses))
+}
+
+/// The first row a simple query returned.
+fn first_row(messages: &[postgres::SimpleQueryMessage]) -> Option<&postgres::SimpleQueryRow> {
+    messages.iter().find_map(|m| match m {
+        postgres::SimpleQueryMessage::Row(row) => Some(row),
+        _ => None,
+    })
 }
 
 fn damaged(what: &str) -> io::Error {
