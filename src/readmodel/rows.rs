@@ -298,7 +298,7 @@ pub fn load_account(c: &Connection, state: &mut State, name: &str) -> Result<(),
         .optional()?
         .transpose()?
     else {
-        return check_absence(c, "accounts", "name", &name, |r| account_row(r).map(drop));
+        return check_account_absence(c, name);
     };
     let mut holds = c.prepare_cached(
         "SELECT seq, account, amount, dest, expires, digest FROM holds
@@ -413,29 +413,22 @@ fn entry_key(entry: u128) -> i64 {
     (entry >> 64) as i64
 }
 
-/// Checks that `key` is missing from `table` because it was never there,
-/// not because damage changed its row's key: the rows on either side of
-/// where it would be must be whole (their digests cover their keys). An
-/// absence is what lets a command append (`create` a name, a new `--id`),
-/// so it is not taken on the word of a damaged file.
-/// The columns of a row of `accounts`, as [`account_row`] reads them.
-const ACCOUNT_COLUMNS: &str = "name, owner, unit, balance, closed, held, digest";
-
-fn check_absence(
-    c: &Connection,
-    table: &str,
-    key_column: &str,
-    key: &dyn rusqlite::ToSql,
-    row: impl Fn(&Row<'_>) -> Result<(), ModelError>,
-) -> Result<(), ModelError> {
+/// Checks that account `name` is missing because it was never there, not
+/// because damage changed its row's name: the rows on either side of
+/// where it would be must be whole (their digests cover their names). An
+/// absence is what lets `create` append, so it is not taken on the word
+/// of a damaged file. (An id's absence is its bucket row's word: every
+/// bucket has one.)
+fn check_account_absence(c: &Connection, name: &str) -> Result<(), ModelError> {
     for (op, order) in [(">", "ASC"), ("<", "DESC")] {
         let sql = format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM {table} WHERE {key_column} {op} ?1 ORDER BY {key_column} {order} LIMIT 1"
+            "SELECT name, owner, unit, balance, closed, held, digest FROM accounts
+             WHERE name {op} ?1 ORDER BY name {order} LIMIT 1"
         );
         let mut stmt = c.prepare_cached(&sql)?;
-        let mut rows = stmt.query([key])?;
+        let mut rows = stmt.query([name])?;
         if let Some(r) = rows.next()? {
-            row(r)?;
+            account_row(r)?;
         }
     }
     Ok(())
