@@ -21,6 +21,9 @@ mod ids;
 
 use accounts::Accounts;
 use ids::Ids;
+#[cfg(test)]
+pub use ids::KEY_MASK;
+pub use ids::{BUCKET_BITS, bucket_of, id_key};
 
 /// An account as the ledger knows it: 32 bytes, since a ledger may hold
 /// millions; the owner and holds that few accounts have are kept apart.
@@ -358,6 +361,39 @@ impl State {
     /// deciding it.
     pub fn fingerprint_new_ids(&mut self) {
         self.ids.fingerprint_new();
+    }
+
+    /// [`State::fingerprint_new_ids`], the fingerprints taken from the
+    /// ids' keys in the read model ([`id_key`]), for a writer that takes
+    /// the model's ids a bucket at a time ([`State::take_id_bucket`]).
+    pub fn fingerprint_new_ids_by_key(&mut self) {
+        self.ids.fingerprint_new_by_key();
+    }
+
+    /// Whether the read model's id bucket `bucket` is still to be taken
+    /// in; `None` if this state does not take buckets.
+    pub fn wants_id_bucket(&self, bucket: usize) -> Option<bool> {
+        self.ids.wants_bucket(bucket)
+    }
+
+    /// Takes in the read model's id bucket `bucket`, its entries (key,
+    /// seq) as fingerprints, each a suspicion the caller settles against
+    /// the line it names ([`State::settle_id`]). Refuses an entry past
+    /// the last event.
+    pub fn take_id_bucket(&mut self, bucket: usize, entries: &[(i64, u64)]) -> Result<(), String> {
+        if let Some((_, seq)) = entries.iter().find(|(_, seq)| *seq == 0 || *seq > self.seq) {
+            return Err(format!(
+                "an id is recorded at seq {seq}, after the last event"
+            ));
+        }
+        self.ids.take_bucket(bucket, entries.iter().copied());
+        Ok(())
+    }
+
+    /// Whether `id` is known by name (for a fingerprinting state, more
+    /// than a suspicion).
+    pub fn knows_id(&self, id: &str) -> bool {
+        self.ids.knows(id)
     }
 
     /// Whether it knows some ids only by fingerprint (so that saving it

@@ -15,11 +15,19 @@
 //! with an id, would otherwise keep a million names until its one write.
 //! It settles a suspicion before deciding ([`Ids::settle`]), by reading
 //! back the staged line the fingerprint points to.
+//!
+//! A writer on a file's read model fingerprints by the ids' keys in the
+//! model ([`id_key`]) instead, so that it can take in a bucket of the
+//! model's ids whole, as fingerprints, the first time an id of it is
+//! asked ([`Ids::take_bucket`]): a batch of a million ids then reads each
+//! bucket once rather than once an id, and settles each suspicion against
+//! its line as it does its own.
 
 use std::hash::BuildHasher;
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
 
 /// The ids used so far: by name, and (in a fingerprinting index) by
 /// fingerprint.
@@ -36,7 +44,8 @@ pub struct Ids {
 const SEQ_BITS: u32 = 24;
 const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;
 /// A fingerprint's bits that choose its shard; the other 24 are stored.
-const SHARD_BITS: u32 = 16;
+/// The read model's bucket bits: by key, a bucket is a shard.
+const SHARD_BITS: u32 = BUCKET_BITS;
 
 /// Fingerprints of ids (40 bits of a keyed hash) with the low 24 bits of
 /// their seqs. The first 16 bits of a fingerprint choose one of 65,536
@@ -44,13 +53,65 @@ const SHARD_BITS: u32 = 16;
 /// the seq's): no empty slots, and one that grows moves a few hundred bytes.
 #[derive(Debug, Clone)]
 struct Prints {
-    /// Keyed per process, so that no journal can be made of ids that
-    /// collide on purpose.
-    hasher: foldhash::quality::RandomState,
+    hasher: Hasher,
     /// Hash bits kept: all but in tests, which force collisions.
     mask: u64,
     /// Empty until the first id comes.
     shards: Vec<Vec<Entry>>,
+    /// With [`Hasher::IdKey`], the buckets of the read model's ids taken
+    /// in whole ([`Ids::take_bucket`]), one bit each.
+    taken: Vec<u64>,
+}
+
+/// How an id's fingerprint is taken.
+#[derive(Debug, Clone)]
+enum Hasher {
+    /// Keyed per process, so that no journal can be made of ids that
+    /// collide on purpose.
+    Keyed(foldhash::quality::RandomState),
+    /// The id's key ([`id_key`]): a writer on a read model takes the
+    /// model's entries of a bucket as they are, without the ids' names.
+    /// (A key is a SHA-256 of the id, out of reach of ids chosen to
+    /// collide.)
+    IdKey,
+}
+
+/// The key of an id in the read model: 63 bits of a SHA-256 of it, so
+/// that a row is a few integers (a million ids are written back in a
+/// fraction of the time their text took) and ids chosen to share a key
+/// are out of reach. Two ids may still share one: every entry is checked
+/// against the line it names, whose id tells them apart.
+pub fn id_key(id: &str) -> i64 {
+    let hash = Sha256::new()
+        .chain_update(b"ledger id key\0")
+        .chain_update(id.as_bytes())
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash[..8]);
+    // Non-negative, so that keys sort as SQLite's integers do.
+    let key = (u64::from_be_bytes(first) >> 1) as i64;
+    #[cfg(test)]
+    let key = key & KEY_MASK.get();
+    key
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The key bits kept: all but in tests that force ids to share a key.
+    pub static KEY_MASK: std::cell::Cell<i64> = const { std::cell::Cell::new(i64::MAX) };
+}
+
+/// The high bits of an id's key that choose its bucket: the row of the
+/// read model's `id_keys` that holds the entries of every id whose key has
+/// them. A million ids are 65,536 rows of about 250 bytes, written back in
+/// a fraction of the time a row each took, and a lookup or the write of
+/// one id reads or rewrites one small row. The same bits choose a
+/// fingerprint's shard, so that a bucket fills one shard.
+pub const BUCKET_BITS: u32 = 16;
+
+/// The bucket of a key.
+pub fn bucket_of(key: i64) -> i64 {
+    key >> (63 - BUCKET_BITS)
 }
 
 impl Prints {
@@ -106,15 +167,34 @@ fn seq_of(entry: &Entry) -> u64 {
 
 impl Prints {
     fn new(mask: u64) -> Prints {
+        Prints::with(Hasher::Keyed(Default::default()), mask)
+    }
+
+    fn with(hasher: Hasher, mask: u64) -> Prints {
         Prints {
-            hasher: foldhash::quality::RandomState::default(),
+            hasher,
             mask,
             shards: Vec::new(),
+            taken: Vec::new(),
         }
     }
 
     fn print(&self, id: &str) -> Print {
-        Print((self.hasher.hash_one(id) & self.mask) >> 24)
+        match &self.hasher {
+            Hasher::Keyed(hasher) => self.print_of(hasher.hash_one(id)),
+            Hasher::IdKey => self.print_of_key(id_key(id)),
+        }
+    }
+
+    /// The fingerprint of 64 bits of hash.
+    fn print_of(&self, hash: u64) -> Print {
+        Print((hash & self.mask) >> 24)
+    }
+
+    /// The fingerprint of a key: its 63 bits, so that the shard is its
+    /// bucket.
+    fn print_of_key(&self, key: i64) -> Print {
+        self.print_of(key.unsigned_abs() << 1)
     }
 
     /// The low bits of the seq recorded with `p`, if any.
@@ -172,6 +252,11 @@ impl Ids {
             names: FxHashMap::default(),
             prints: Some(Prints::new(0xC000_0000_0000_0000)),
         }
+    }
+
+    /// Whether `id` is known by name.
+    pub fn knows(&self, id: &str) -> bool {
+        self.names.contains_key(id)
     }
 
     /// Whether it keeps fingerprints.
@@ -235,6 +320,52 @@ impl Ids {
     pub fn fingerprint_new(&mut self) {
         if self.prints.is_none() {
             self.prints = Some(Prints::new(u64::MAX));
+        }
+    }
+
+    /// [`Ids::fingerprint_new`], the fingerprints taken from the ids' keys
+    /// in the read model, so that the model's buckets can be taken in
+    /// ([`Ids::take_bucket`]).
+    pub fn fingerprint_new_by_key(&mut self) {
+        if self.prints.is_none() {
+            self.prints = Some(Prints::with(Hasher::IdKey, u64::MAX));
+        }
+    }
+
+    /// Whether the model's bucket `bucket` is to be taken in: the index
+    /// fingerprints by key and has not taken it yet. `None` if it does not
+    /// fingerprint by key.
+    pub fn wants_bucket(&self, bucket: usize) -> Option<bool> {
+        let prints = self.prints.as_ref()?;
+        let Hasher::IdKey = prints.hasher else {
+            return None;
+        };
+        let word = prints.taken.get(bucket / 64).copied().unwrap_or(0);
+        Some(word & (1 << (bucket % 64)) == 0)
+    }
+
+    /// Takes in the entries of the read model's bucket `bucket`: ids by
+    /// key and seq, as fingerprints, each a suspicion that a replay or
+    /// writer settles by reading the line it points to. Ignored unless the
+    /// index fingerprints by key.
+    pub fn take_bucket(&mut self, bucket: usize, entries: impl IntoIterator<Item = (i64, u64)>) {
+        let Some(
+            prints @ Prints {
+                hasher: Hasher::IdKey,
+                ..
+            },
+        ) = &mut self.prints
+        else {
+            return;
+        };
+        for (key, seq) in entries {
+            prints.insert(prints.print_of_key(key), seq);
+        }
+        if prints.taken.is_empty() {
+            prints.taken = vec![0; (1 << BUCKET_BITS) / 64];
+        }
+        if let Some(word) = prints.taken.get_mut(bucket / 64) {
+            *word |= 1 << (bucket % 64);
         }
     }
 
@@ -409,7 +540,66 @@ mod tests {
         }
     }
 
+    /// What a writer on a read model makes of `draws`, as
+    /// [`write_against_a_set`], but fingerprinting by key with `mask`: the
+    /// first `known` ids are the model's, each bucket taken in whole (by
+    /// key and seq, no names) when an id of it is first asked, as
+    /// `rows::load_id` does; every suspicion is settled against the lines.
+    fn write_by_key_against_a_set(mask: u64, known: usize, draws: &[u16]) {
+        let mut ids = Ids {
+            prints: Some(Prints::with(Hasher::IdKey, mask)),
+            ..Ids::default()
+        };
+        let mut model: Vec<(i64, u64)> = Vec::new();
+        let mut set: HashSet<String> = HashSet::new();
+        let mut journal: Vec<String> = Vec::new();
+        for (i, draw) in draws.iter().enumerate() {
+            let id = format!("id-{draw}");
+            if i < known {
+                if set.insert(id.clone()) {
+                    journal.push(id.clone());
+                    model.push((id_key(&id), journal.len() as u64));
+                }
+                continue;
+            }
+            let bucket = bucket_of(id_key(&id)) as usize;
+            if ids.wants_bucket(bucket) == Some(true) {
+                let entries = model
+                    .iter()
+                    .filter(|(k, _)| bucket_of(*k) as usize == bucket);
+                ids.take_bucket(bucket, entries.copied());
+            }
+            assert_eq!(ids.wants_bucket(bucket), Some(false));
+            let last = journal.len() as u64;
+            let id_at = |seq: u64| Ok::<_, ()>(Some(journal[seq as usize - 1].clone()));
+            ids.settle(&id, last, id_at, || ()).expect("settled");
+            let got = ids.get(&id, last);
+            assert_eq!(got.is_some(), set.contains(&id), "{id}");
+            match got {
+                Some(seq) => assert_eq!(journal[seq as usize - 1], id),
+                None => {
+                    set.insert(id.clone());
+                    journal.push(id.clone());
+                    ids.insert(&id, journal.len() as u64);
+                }
+            }
+        }
+    }
+
     proptest! {
+        /// A writer's index by key, the model's ids taken a bucket at a
+        /// time and its own fingerprinted, settled by reading lines back,
+        /// answers as a set of every id does, also when nearly every id
+        /// shares its fingerprint.
+        #[test]
+        fn a_writers_fingerprints_by_key_answer_as_a_set_does(
+            known in 0usize..100,
+            draws in prop::collection::vec(0u16..300, 0..400),
+        ) {
+            write_by_key_against_a_set(0xC000_0000_0000_0000, known, &draws);
+            write_by_key_against_a_set(u64::MAX, known, &draws);
+        }
+
         /// A writer's index, known ids by name and its own by fingerprint,
         /// settled by reading lines back, answers as a set of every id
         /// does, also when nearly every id shares its fingerprint.
@@ -431,6 +621,24 @@ mod tests {
             check_against_a_map(Ids::fingerprinting(), &draws);
             check_against_a_map(Ids::default(), &draws);
         }
+    }
+
+    /// By key, a fingerprint's shard is the read model's bucket of the
+    /// id, so that a bucket taken in fills one shard.
+    #[test]
+    fn by_key_a_shard_is_the_models_bucket() {
+        let prints = Prints::with(Hasher::IdKey, u64::MAX);
+        for id in ["a", "tx-1", "dep-999999", "x".repeat(64).as_str()] {
+            let bucket = bucket_of(id_key(id));
+            assert_eq!(prints.print(id).shard() as i64, bucket, "{id}");
+        }
+        let mut ids = Ids::default();
+        assert_eq!(ids.wants_bucket(3), None, "exact: no buckets");
+        ids.fingerprint_new_by_key();
+        assert_eq!(ids.wants_bucket(3), Some(true));
+        ids.take_bucket(3, []);
+        assert_eq!(ids.wants_bucket(3), Some(false));
+        assert_eq!(ids.wants_bucket(4), Some(true));
     }
 
     #[test]

@@ -657,7 +657,13 @@ impl Writer {
             torn,
             from,
         } = read;
-        state.fingerprint_new_ids();
+        // A writer on a file's read model takes the model's ids a bucket
+        // at a time, as fingerprints by key: a batch of a million ids
+        // reads each bucket once, not once an id.
+        match (&file, &model, from) {
+            (Backing::File(_), Some(_), Some(_)) => state.fingerprint_new_ids_by_key(),
+            _ => state.fingerprint_new_ids(),
+        }
         // `at` never decreases along the journal, even if the clock steps back.
         let now = At::now().map_err(clock_error)?;
         let at = head.map_or(now, |h| h.at.max(now));
@@ -858,8 +864,10 @@ impl Writer {
     /// Decides `request` against the current state and, if it is new,
     /// stages its event for [`Writer::commit`].
     pub fn apply(&mut self, request: &Request<'_>) -> Result<Outcome, WriteError> {
-        self.settle_ids(request)?;
+        // Loaded first: a state that takes the model's ids a bucket at a
+        // time learns of them as suspicions, which settling resolves.
         self.load(|model, state, id_at| model.load_request(state, request, id_at))?;
+        self.settle_ids(request)?;
         // A reversal's rules need the event it names, which only the file
         // (or this writer's staged lines) holds.
         let line;
@@ -950,6 +958,18 @@ impl Writer {
     /// the ids this writer appended by fingerprint only, and a matching
     /// one is settled by reading the staged line it points to.
     fn settle_ids(&mut self, request: &Request<'_>) -> Result<(), JournalError> {
+        match self.settle_ids_once(request) {
+            // A suspicion taken from the read model that no line bears out
+            // is the model's damage: the whole state is read instead.
+            Err(JournalError::Corrupt { .. }) if self.from.is_some() => {
+                self.fall_back()?;
+                self.settle_ids_once(request)
+            }
+            settled => settled,
+        }
+    }
+
+    fn settle_ids_once(&mut self, request: &Request<'_>) -> Result<(), JournalError> {
         let mut state = std::mem::take(&mut self.state);
         let settled = request.ids().try_for_each(|id| {
             let last = state.seq();

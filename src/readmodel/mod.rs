@@ -796,13 +796,13 @@ impl AppendedIds {
                 return;
             };
             self.first = seq;
-            self.keys.push(rows::id_key(id));
+            self.keys.push(crate::domain::id_key(id));
             return;
         }
         let at = usize::try_from(seq.saturating_sub(self.first)).unwrap_or(usize::MAX);
         if at >= self.keys.len() {
             self.keys.resize(at, NO_ID);
-            self.keys.push(id.map_or(NO_ID, rows::id_key));
+            self.keys.push(id.map_or(NO_ID, crate::domain::id_key));
         }
     }
 
@@ -1087,8 +1087,8 @@ mod tests {
             .collect();
         rows.sort_unstable();
         let mut want = [
-            rows::id_row_of(rows::id_key("a"), 4),
-            rows::id_row_of(rows::id_key("b"), 6),
+            rows::id_row_of(crate::domain::id_key("a"), 4),
+            rows::id_row_of(crate::domain::id_key("b"), 6),
         ];
         want.sort_unstable();
         assert_eq!(rows, want);
@@ -1116,7 +1116,7 @@ mod review_tests {
                 let text = id.map(|n| format!("x{n}-{i}"));
                 appended.push(seq, text.as_deref());
                 if let Some(t) = &text {
-                    want.push(rows::id_row_of(rows::id_key(t), seq));
+                    want.push(rows::id_row_of(crate::domain::id_key(t), seq));
                 }
             }
             want.sort_unstable();

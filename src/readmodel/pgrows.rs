@@ -343,7 +343,7 @@ pub fn load_account(
 
 /// Loads the seq of `--id` `id`, if it was used.
 pub fn load_id(db: &Db, absent: &Absent, state: &mut State, id: &str) -> Result<(), ModelError> {
-    if state.id_seq(id).is_some() || absent.ids.borrow().contains(id) {
+    if state.knows_id(id) || absent.ids.borrow().contains(id) {
         return Ok(());
     }
     let rows = db.query(ID, &[&id])?;

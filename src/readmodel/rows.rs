@@ -7,7 +7,9 @@
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use sha2::{Digest as _, Sha256};
 
-use crate::domain::{Account, AccountForm, Ended, Hold, State, Unit};
+use crate::domain::{
+    Account, AccountForm, BUCKET_BITS, Ended, Hold, State, Unit, bucket_of, id_key,
+};
 use crate::money::Amount;
 use crate::time::At;
 
@@ -173,39 +175,9 @@ fn id_digest(bucket: i64, entries: &[u8]) -> i64 {
         .finish()
 }
 
-/// The high bits of an id's key that choose its bucket: the row of
-/// `id_keys` that holds the entries of every id whose key has them. A
-/// million ids are 65,536 rows of about 250 bytes, written back in a
-/// fraction of the time a row each took, and a lookup or the write of one
-/// id reads or rewrites one small row.
-const BUCKET_BITS: u32 = 16;
-
 /// A bucket's entry: an id's key and seq, each 8 bytes big-endian, so
 /// that entries sort as their bytes do.
 const ENTRY: usize = 16;
-
-fn bucket_of(key: i64) -> i64 {
-    key >> (63 - BUCKET_BITS)
-}
-
-/// The key of `id` in the `id_keys` table: 63 bits of a SHA-256 of it, so
-/// that a row is a few integers (a million ids are written back in a
-/// fraction of the time their text took) and ids chosen to share a key
-/// are out of reach. Two ids may still share one: every row is checked
-/// against the line it names, whose id tells them apart.
-pub fn id_key(id: &str) -> i64 {
-    let hash = Sha256::new()
-        .chain_update(b"ledger id key\0")
-        .chain_update(id.as_bytes())
-        .finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&hash[..8]);
-    // Non-negative, so that keys sort as SQLite's integers do.
-    let key = (u64::from_be_bytes(first) >> 1) as i64;
-    #[cfg(test)]
-    let key = key & tests::KEY_MASK.get();
-    key
-}
 
 pub(super) fn reversed_digest(seq: i64, by: i64) -> i64 {
     Digest::default()
@@ -334,32 +306,31 @@ pub type IdAt<'a> = dyn FnMut(u64) -> Result<Option<String>, ModelError> + 'a;
 /// Loads the seq of `--id` `id`, if it was used: the entry of its key
 /// whose line, read with `id_at`, has `id` (entries of other ids that
 /// share its key are passed over; a line with no id of that key is
-/// damage).
+/// damage). A state that takes the model's ids a bucket at a time
+/// ([`State::wants_id_bucket`]) is given the whole bucket of `id`, its
+/// entries unread: its writer settles them against their lines.
 pub fn load_id(
     c: &Connection,
     state: &mut State,
     id: &str,
     id_at: &mut IdAt<'_>,
 ) -> Result<(), ModelError> {
-    if state.id_seq(id).is_some() {
-        return Ok(());
-    }
     let key = id_key(id);
     let bucket = bucket_of(key);
-    let mut stmt =
-        c.prepare_cached("SELECT bucket, entries, digest FROM id_keys WHERE bucket = ?1")?;
-    let Some(entries) = stmt
-        .query_row([bucket], |r| Ok(bucket_row(r)))
-        .optional()?
-        .transpose()?
-    else {
-        // Every bucket has a row, empty or not, from the model's making
-        // on: a missing one is a row lost (deleted, moved, the table
-        // dropped), which would let a repeat be appended again.
-        return Err(ModelError::Malformed(format!(
-            "the row of id bucket {bucket} is missing"
-        )));
-    };
+    match state.wants_id_bucket(bucket_index(key)) {
+        Some(true) => {
+            let entries = bucket_entries(c, bucket)?;
+            let entries: Vec<(i64, u64)> =
+                entries.iter().map(|&e| (entry_key(e), e as u64)).collect();
+            return state
+                .take_id_bucket(bucket_index(key), &entries)
+                .map_err(ModelError::Malformed);
+        }
+        Some(false) => return Ok(()),
+        None if state.knows_id(id) => return Ok(()),
+        None => {}
+    }
+    let entries = bucket_entries(c, bucket)?;
     let seqs = entries.iter().filter(|&&e| entry_key(e) == key);
     for seq in seqs.map(|&e| e as u64) {
         if seq == 0 || seq > state.seq() {
@@ -380,6 +351,19 @@ pub fn load_id(
         }
     }
     Ok(())
+}
+
+/// The entries of bucket `bucket`, checked against its digest.
+fn bucket_entries(c: &Connection, bucket: i64) -> Result<Vec<u128>, ModelError> {
+    let mut stmt =
+        c.prepare_cached("SELECT bucket, entries, digest FROM id_keys WHERE bucket = ?1")?;
+    stmt.query_row([bucket], |r| Ok(bucket_row(r)))
+        .optional()?
+        .transpose()?
+        // Every bucket has a row, empty or not, from the model's making
+        // on: a missing one is a row lost (deleted, moved, the table
+        // dropped), which would let a repeat be appended again.
+        .ok_or_else(|| ModelError::Malformed(format!("the row of id bucket {bucket} is missing")))
 }
 
 /// The entries of bucket row `r` (bucket, entries, digest) of `id_keys`,
@@ -750,18 +734,12 @@ fn save_holds(tx: &Transaction<'_>, state: &State) -> Result<(), ModelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::KEY_MASK;
     use crate::event::{Change, Event};
     use crate::journal::line::LineHash;
     use crate::journal::scan::Head;
     use crate::journal::sidecar::Owner;
     use crate::readmodel::ReadModel;
-    use std::cell::Cell;
-
-    thread_local! {
-        /// The bits of a key [`id_key`] keeps: all but in a test that
-        /// makes ids share keys.
-        pub(super) static KEY_MASK: Cell<i64> = const { Cell::new(i64::MAX) };
-    }
 
     /// A model of one account `a` in EUR with 2.50, and its head.
     fn model() -> (tempfile::TempDir, ReadModel, Head) {
@@ -942,6 +920,72 @@ mod tests {
         assert!(matches!(err, Err(ModelError::Malformed(_))), "{err:?}");
         let mut none = |_| Ok(None);
         assert!(load_id(c, &mut state, "k1", &mut none).is_err());
+    }
+
+    /// A writer takes the model's ids a bucket at a time, unread: an
+    /// entry forged whole (its digest made again) to name another id's
+    /// line is seen when its suspicion is settled against that line, and
+    /// the writer reads the whole journal instead: a repeat stays a
+    /// repeat, and a new id is new.
+    #[test]
+    fn a_writer_sees_a_forged_id_entry_when_it_settles_it() {
+        use crate::domain::{Command, Request};
+        use crate::journal::{Outcome, Writer};
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("j.jsonl");
+        let memo = "m".repeat(500);
+        let deposit = |id: &'static str| Request {
+            id: Some(id),
+            memo: Some(&memo),
+            ..Request::new(Command::Deposit {
+                account: "a",
+                amount: crate::money::Decimal::new(Amount(100), 2),
+            })
+        };
+        let n = super::super::MODEL_AFTER_BYTES / 500 + 1;
+        let ids: Vec<&'static str> = (0..n)
+            .map(|i| &*Box::leak(format!("k{i}").into_boxed_str()))
+            .collect();
+        let mut w = Writer::open(&path).expect("open");
+        let create = Command::Create {
+            account: "a",
+            owner: None,
+            currency: None,
+            decimals: 2,
+        };
+        w.apply(&Request::new(create)).expect("create");
+        for id in &ids {
+            w.apply(&deposit(id)).expect("deposit");
+        }
+        w.commit().expect("commit");
+        drop(w);
+        // k0 is at seq 2; its entry is made to name seq 3, k1's line.
+        let key = id_key("k0");
+        let model = crate::readmodel::ReadModel::open(&path, Owner::me()).expect("model");
+        let c = model.conn().expect("conn");
+        let mut entries = bucket_entries(c, bucket_of(key)).expect("bucket");
+        for e in &mut entries {
+            if entry_key(*e) == key {
+                *e = id_row_of(key, 3);
+            }
+        }
+        let bytes: Vec<u8> = entries.iter().flat_map(|e| e.to_be_bytes()).collect();
+        c.execute(
+            "UPDATE id_keys SET entries = ?2, digest = ?3 WHERE bucket = ?1",
+            params![bucket_of(key), bytes, id_digest(bucket_of(key), &bytes)],
+        )
+        .expect("forge");
+        drop(model);
+        for (id, want) in [
+            ("k0", Outcome::Repeat(2)),
+            ("new", Outcome::Appended(n + 2)),
+        ] {
+            let mut w = Writer::open(&path).expect("open");
+            assert_eq!(w.apply(&deposit(id)).expect("apply"), want, "{id}");
+            w.commit().expect("commit");
+        }
+        let lines = std::fs::read_to_string(&path).expect("journal");
+        assert_eq!(lines.matches(r#""id":"k0""#).count(), 1);
     }
 
     /// Through the writer, with every id's key the same (one bucket, one
