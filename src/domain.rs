@@ -320,9 +320,17 @@ impl State {
         Rejection::UnknownAccount(name.to_owned(), similar)
     }
 
-    /// Every account, in no particular order.
+    /// Every account, in the order they came in (were opened, or loaded
+    /// from a cache).
     pub fn accounts(&self) -> impl Iterator<Item = (&str, &Account)> {
         self.accounts.iter()
+    }
+
+    /// The place of account `name` among [`State::accounts`], which keep
+    /// the order they came in: it stays the account's while the state
+    /// lives.
+    pub fn account_place(&self, name: &str) -> Option<usize> {
+        self.accounts.place(name)
     }
 
     /// The currencies in order of first use.

@@ -3,6 +3,7 @@
 //! command is decided against the state the ones before it leave, and the
 //! events are appended all at once, under one lock, with one fsync.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use crate::cli::{Format, WriteCommand};
@@ -203,7 +204,8 @@ impl<'c> Applier<'c> {
             }
             Format::Csv => {
                 output::csv_row(&mut out, &["account", "net_change"])?;
-                for (name, delta) in self.changes() {
+                for (name, delta, decimals) in self.changes() {
+                    let delta = delta.display(decimals).to_string();
                     output::csv_row(&mut out, &[name, delta.as_str()])?;
                 }
             }
@@ -232,28 +234,31 @@ impl<'c> Applier<'c> {
         )?;
         let changes = self.changes();
         if !changes.is_empty() {
-            let rows: Vec<Vec<String>> = changes
-                .into_iter()
-                .map(|(n, d)| vec![n.to_owned(), d])
-                .collect();
-            output::table(out, &["ACCOUNT", "NET CHANGE"], &[false, true], &rows)?;
+            // Made twice on demand (to size the columns, then to print):
+            // a batch into a million accounts never holds a million rows.
+            let rows = || {
+                changes.iter().map(|(name, delta, decimals)| {
+                    Cow::Owned(vec![
+                        (*name).to_owned(),
+                        delta.display(*decimals).to_string(),
+                    ])
+                })
+            };
+            output::table_with(out, &["ACCOUNT", "NET CHANGE"], &[false, true], rows)?;
         }
         Ok(())
     }
 
-    /// Each account created or moved, with its net change, by name.
-    fn changes(&self) -> Vec<(&str, String)> {
+    /// Each account created or moved, with its net change and its
+    /// currency's decimals, by name.
+    fn changes(&self) -> Vec<(&str, Amount, u8)> {
         let state = self.writer.state();
-        let mut changes: Vec<(&str, String)> = self
+        let mut changes: Vec<(&str, Amount, u8)> = self
             .writer
             .net_changes()
-            .filter(|(_, delta, created)| *delta != Amount::ZERO || *created)
-            .filter_map(|(name, delta, _)| {
-                let unit = state.unit_of(state.account(name)?);
-                Some((name, delta.display(unit.decimals).to_string()))
-            })
+            .map(|(name, account, delta, _)| (name, delta, state.unit_of(account).decimals))
             .collect();
-        changes.sort();
+        changes.sort_unstable_by_key(|(name, ..)| *name);
         changes
     }
 }

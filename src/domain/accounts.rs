@@ -81,7 +81,9 @@ fn name_in(chunks: &[Chunk], slot: Slot) -> &str {
 }
 
 impl Accounts {
-    fn place(&self, name: &str) -> Option<usize> {
+    /// Where the account of that name is: its number in the order they
+    /// were opened.
+    pub fn place(&self, name: &str) -> Option<usize> {
         self.index
             .find(hash(name), |&slot| name_in(&self.chunks, slot) == name)
             .map(|slot| slot.place as usize)

@@ -4,6 +4,7 @@
 
 pub mod backing;
 pub mod line;
+mod net;
 pub mod pg;
 pub mod scan;
 pub mod sidecar;
@@ -17,10 +18,8 @@ use std::rc::Rc;
 
 use std::borrow::Cow;
 
-use rustc_hash::FxHashMap;
-
 use crate::domain::{self, Command, Decision, Original, Rejection, Request, State};
-use crate::event::{Change, Event};
+use crate::event::Event;
 use crate::money::Amount;
 use crate::readmodel::{AppendedIds, IdAt, ModelError, ReadModel};
 use crate::time::At;
@@ -526,7 +525,7 @@ pub struct Writer {
     sealed_head: Option<Head>,
     /// The net change of each account the staged events touch, and
     /// whether they created it.
-    net: FxHashMap<Box<str>, (Amount, bool)>,
+    net: net::Net,
     /// The ids of the staged events, for the read model beside a file
     /// (the state knows them only by fingerprint).
     appended: AppendedIds,
@@ -692,7 +691,7 @@ impl Writer {
             decided_whole: None,
             header,
             sealed_head: None,
-            net: FxHashMap::default(),
+            net: net::Net::default(),
             appended: AppendedIds::default(),
             id_line: None,
             model_saved: false,
@@ -944,11 +943,11 @@ impl Writer {
                     &spool,
                     self.owner,
                 )?;
-                self.count_net(&event.change);
                 if let Backing::File(_) = &self.file {
                     self.appended.push(event.seq, request.id);
                 }
                 domain::evolve(&mut self.state, &event);
+                self.net.count(&self.state, &event.change);
                 Ok(Outcome::Appended(event.seq))
             }
         }
@@ -1037,6 +1036,7 @@ impl Writer {
                 line::decode(&line, &mut Vec::new()).map_err(|e| self.corrupt_at(seq, &e))?;
             domain::evolve(&mut state, &decoded.event);
         }
+        self.net = self.net.moved(&self.state, &state);
         self.state = state;
         // The events staged so far were decided against the model's rows.
         if self.from.is_some() && head.seq < self.state.seq() {
@@ -1064,20 +1064,12 @@ impl Writer {
         Rejection::UnknownAccount(name, similar)
     }
 
-    fn count_net(&mut self, change: &Change<'_>) {
-        if let Change::AccountCreated { account, .. } = change {
-            self.net.entry((&**account).into()).or_default().1 = true;
-        }
-        for (account, delta) in change.effects().into_iter().flatten() {
-            let net = &mut self.net.entry(account.into()).or_default().0;
-            *net = Amount(net.0.saturating_add(delta.0));
-        }
-    }
-
     /// The net change of each account the staged events touch, and
     /// whether they created it, in no particular order.
-    pub fn net_changes(&self) -> impl Iterator<Item = (&str, Amount, bool)> {
-        self.net.iter().map(|(n, (d, c))| (&**n, *d, *c))
+    pub fn net_changes(&self) -> impl Iterator<Item = (&str, &domain::Account, Amount, bool)> {
+        self.net
+            .changes(&self.state)
+            .filter(|(_, _, delta, created)| *delta != Amount::ZERO || *created)
     }
 
     /// Writes the state back to the read model, once: after a commit, the
