@@ -326,6 +326,11 @@ impl State {
         self.accounts.iter()
     }
 
+    /// How many accounts it holds.
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
+    }
+
     /// The place of account `name` among [`State::accounts`], which keep
     /// the order they came in: it stays the account's while the state
     /// lives.

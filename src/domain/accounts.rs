@@ -107,7 +107,7 @@ impl Accounts {
     }
 
     /// How many accounts there are.
-    fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.chunks.last().map_or(0, |last| {
             (self.chunks.len() - 1) * PER_CHUNK + last.rows.len()
         })

@@ -535,7 +535,16 @@ pub struct Writer {
     /// Whether the state was written back to the read model (by the
     /// commit): the drop must not write it again, `appended` handed over.
     model_saved: bool,
+    /// How many accounts the partial state may hold before the writer
+    /// asks whether to load every account at once (see
+    /// [`Writer::load_every_account_if_most`]); `None` once it has.
+    accounts_next_look: Option<usize>,
 }
+
+/// Accounts a writer on a file's read model loads one at a time before it
+/// first asks whether to load them all (a few in unit tests, so that
+/// their writers take both ways).
+const ACCOUNTS_ONE_BY_ONE: usize = if cfg!(test) { 4 } else { 65_536 };
 
 impl Drop for Writer {
     fn drop(&mut self) {
@@ -695,6 +704,7 @@ impl Writer {
             appended: AppendedIds::default(),
             id_line: None,
             model_saved: false,
+            accounts_next_look: Some(ACCOUNTS_ONE_BY_ONE),
         })
     }
 
@@ -1013,9 +1023,42 @@ impl Writer {
             Ok(id)
         };
         if what(model, &mut self.state, &mut id_at).is_err() {
-            self.fall_back()?;
+            return self.fall_back();
         }
-        Ok(())
+        self.load_every_account_if_most()
+    }
+
+    /// Loads every account of a file's read model into the partial state
+    /// at once when the writer has loaded an eighth of them one at a time:
+    /// a batch that touches most of a million accounts reads them in one
+    /// pass instead of a look-up each, and one that touches a few never
+    /// holds them all. Asked at 65,536 accounts, then at each doubling.
+    fn load_every_account_if_most(&mut self) -> Result<(), JournalError> {
+        let (Some(model), Some(_), Backing::File(_)) = (&self.model, self.from, &self.file) else {
+            return Ok(());
+        };
+        let loaded = self.state.account_count();
+        let Some(look) = self.accounts_next_look.filter(|&look| loaded >= look) else {
+            return Ok(());
+        };
+        self.accounts_next_look = look.checked_mul(2);
+        let most = model
+            .account_count()
+            .map(|every| loaded >= every / 8)
+            .and_then(|most| {
+                if most {
+                    model.load_every_account_into(&mut self.state)?;
+                }
+                Ok(most)
+            });
+        match most {
+            Ok(true) => {
+                self.accounts_next_look = None;
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(_) => self.fall_back(),
+        }
     }
 
     /// Gives up the read model: the whole state is folded from the
@@ -1607,6 +1650,103 @@ mod tests {
             }
             prop_assert!(find_line(&file, &path, len, lines.len() as u64 + 1).is_err());
         }
+    }
+
+    /// A writer that has loaded an eighth of the model's accounts one at a
+    /// time (asked at 4, then 8, in tests) loads the rest at once: the accounts it
+    /// changed keep their changes, the others come with their holds, and
+    /// the journal replays under the rules with the balances expected.
+    #[test]
+    fn a_writer_that_loads_most_accounts_loads_them_all_and_keeps_its_changes() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("j.jsonl");
+        let names: Vec<&'static str> = (0..40)
+            .map(|i| &*Box::leak(format!("acct{i}").into_boxed_str()))
+            .collect();
+        let memo = "m".repeat(500);
+        let cents = |n| Decimal::new(crate::money::Amount(n), 2);
+        let deposit = |account, n| Request {
+            memo: Some(&memo),
+            ..request(Command::Deposit {
+                account,
+                amount: cents(n),
+            })
+        };
+        {
+            let mut w = Writer::open(&path).expect("open");
+            for &account in &names {
+                let create = Command::Create {
+                    account,
+                    owner: None,
+                    currency: None,
+                    decimals: 2,
+                };
+                w.apply(&request(create)).expect("create");
+            }
+            for i in 0..crate::readmodel::MODEL_AFTER_BYTES / 500 + 1 {
+                w.apply(&deposit(names[i as usize % 40], 100))
+                    .expect("deposit");
+            }
+            // A hold from acct30 to acct31, whose accounts the next writer
+            // loads only with every other.
+            let hold = Command::Hold {
+                account: names[30],
+                amount: cents(700),
+                to: Some(names[31]),
+                expires: None,
+            };
+            w.apply(&request(hold)).expect("hold");
+            w.commit().expect("commit");
+        }
+        let balance = |w: &Writer, name| w.state().account(name).map(|a| a.balance.0);
+        let mut w = Writer::open(&path).expect("open");
+        let before = balance(&w, names[0]);
+        assert_eq!(before, None, "a partial state, from the model");
+        let hold_seq = w.state().seq();
+        let withdraw = |account, n| {
+            request(Command::Withdraw {
+                account,
+                amount: cents(n),
+            })
+        };
+        for &account in &names[..8] {
+            w.apply(&withdraw(account, 100)).expect("withdraw");
+        }
+        assert_eq!(
+            w.state().account_count(),
+            40,
+            "every account: at 4 loaded, 4 of 40 were not an eighth; at 8, they were"
+        );
+        let had = balance(&w, names[0]).expect("loaded");
+        let refused = w.apply(&withdraw(names[0], had + 1));
+        assert!(
+            matches!(
+                refused,
+                Err(WriteError::Rejected(Rejection::InsufficientFunds { .. }))
+            ),
+            "{refused:?}"
+        );
+        w.apply(&withdraw(names[0], had))
+            .expect("the whole balance, as changed");
+        let capture = Command::Capture {
+            target: Target::Seq(hold_seq),
+            amount: None,
+        };
+        w.apply(&request(capture))
+            .expect("the hold came with its accounts");
+        w.commit().expect("commit");
+        drop(w);
+        let journal = ReadJournal::open(&path).expect("read").expect("a journal");
+        let mut replay = Replay::new(journal.scanner().expect("lines"), State::default());
+        replay.run().expect("every event obeys the rules");
+        let (state, _, _) = replay.finish();
+        let replayed = |name| state.account(name).map(|a| a.balance.0);
+        assert_eq!(replayed(names[0]), Some(0));
+        let (a30, a31) = (
+            replayed(names[30]).expect("30"),
+            replayed(names[31]).expect("31"),
+        );
+        assert_eq!(a31 - a30, 1400, "700 moved from acct30 to acct31");
     }
 
     /// A request with no options.

@@ -394,6 +394,23 @@ impl ReadModel {
         whole(state)
     }
 
+    /// Loads every account, with the holds on them, into `state`, a
+    /// writer's partial state: those it holds already (read before, or
+    /// changed since) stay as they are.
+    pub fn load_every_account_into(&self, state: &mut State) -> Result<(), ModelError> {
+        self.rows()?.load_every_account(state)
+    }
+
+    /// How many accounts the rows hold.
+    pub fn account_count(&self) -> Result<usize, ModelError> {
+        match self.rows()? {
+            Rows::Sqlite(c) => rows::account_count(c),
+            Rows::Pg(..) => Err(ModelError::Malformed(
+                "a database's rows are not counted".into(),
+            )),
+        }
+    }
+
     /// The whole state at `head`, for a reader that goes on folding new
     /// events into it after the model may have moved on (a follower).
     /// Having every entry, it is held to every invariant of a whole state
@@ -852,6 +869,11 @@ fn load_accounts_with_holds(
     accounts: impl FnOnce(&mut EachAccount<'_>) -> Result<(), ModelError>,
 ) -> Result<(), ModelError> {
     let mut on: rustc_hash::FxHashMap<&str, (Vec<u64>, Vec<u64>)> = Default::default();
+    // A writer's partial state may have ended some already.
+    let holds: Vec<_> = holds
+        .into_iter()
+        .filter(|(seq, _)| state.ended(*seq).is_none())
+        .collect();
     for (seq, hold) in &holds {
         if hold.expires.is_some() {
             on.entry(&hold.account).or_default().0.push(*seq);

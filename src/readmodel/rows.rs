@@ -560,6 +560,12 @@ fn load_the_rest(c: &Connection, state: &mut State) -> Result<(), ModelError> {
     Ok(())
 }
 
+/// How many accounts there are.
+pub fn account_count(c: &Connection) -> Result<usize, ModelError> {
+    let n: i64 = c.query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))?;
+    uint(n)
+}
+
 /// The names of every account.
 pub fn account_names(c: &Connection) -> Result<Vec<String>, ModelError> {
     let mut stmt = c.prepare("SELECT name FROM accounts")?;
