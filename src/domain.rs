@@ -403,6 +403,12 @@ impl State {
         Ok(())
     }
 
+    /// The key of `id` in the read model ([`id_key`]), taken once for the
+    /// several times a writer asks for it.
+    pub fn id_key(&self, id: &str) -> i64 {
+        self.ids.key(id)
+    }
+
     /// Whether `id` is known by name (for a fingerprinting state, more
     /// than a suspicion).
     pub fn knows_id(&self, id: &str) -> bool {

@@ -24,6 +24,7 @@
 //! its line as it does its own.
 
 use std::hash::BuildHasher;
+use std::sync::Mutex;
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -61,6 +62,23 @@ struct Prints {
     /// With [`Hasher::IdKey`], the buckets of the read model's ids taken
     /// in whole ([`Ids::take_bucket`]), one bit each.
     taken: Vec<u64>,
+    /// With [`Hasher::IdKey`], the last id whose key was taken, and its
+    /// key: a writer asks for the key of each id several times (to load
+    /// its bucket, settle, decide, record and write it back), and each is
+    /// a SHA-256.
+    last_key: LastKey,
+}
+
+/// An id and its key, behind a lock only so that a state may be shared
+/// between threads: a writer's is used by one.
+#[derive(Debug, Default)]
+struct LastKey(Mutex<Option<(String, i64)>>);
+
+impl Clone for LastKey {
+    /// A new, empty one: it only saves time.
+    fn clone(&self) -> LastKey {
+        LastKey::default()
+    }
 }
 
 /// How an id's fingerprint is taken.
@@ -176,13 +194,35 @@ impl Prints {
             mask,
             shards: Vec::new(),
             taken: Vec::new(),
+            last_key: LastKey::default(),
         }
     }
 
     fn print(&self, id: &str) -> Print {
         match &self.hasher {
             Hasher::Keyed(hasher) => self.print_of(hasher.hash_one(id)),
-            Hasher::IdKey => self.print_of_key(id_key(id)),
+            Hasher::IdKey => self.print_of_key(self.key(id)),
+        }
+    }
+
+    /// [`id_key`], from the last id's if `id` is it.
+    fn key(&self, id: &str) -> i64 {
+        let Ok(mut last) = self.last_key.0.try_lock() else {
+            return id_key(id);
+        };
+        match &mut *last {
+            Some((known, key)) if known == id => *key,
+            Some((known, key)) => {
+                *key = id_key(id);
+                known.clear();
+                known.push_str(id);
+                *key
+            }
+            None => {
+                let key = id_key(id);
+                *last = Some((id.to_owned(), key));
+                key
+            }
         }
     }
 
@@ -251,6 +291,19 @@ impl Ids {
         Ids {
             names: FxHashMap::default(),
             prints: Some(Prints::new(0xC000_0000_0000_0000)),
+        }
+    }
+
+    /// The key of `id` in the read model ([`id_key`]).
+    pub fn key(&self, id: &str) -> i64 {
+        match &self.prints {
+            Some(
+                prints @ Prints {
+                    hasher: Hasher::IdKey,
+                    ..
+                },
+            ) => prints.key(id),
+            _ => id_key(id),
         }
     }
 

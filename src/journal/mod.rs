@@ -954,7 +954,8 @@ impl Writer {
                     self.owner,
                 )?;
                 if let Backing::File(_) = &self.file {
-                    self.appended.push(event.seq, request.id);
+                    let key = request.id.map(|id| self.state.id_key(id));
+                    self.appended.push(event.seq, key);
                 }
                 domain::evolve(&mut self.state, &event);
                 self.net.count(&self.state, &event.change);

@@ -805,21 +805,21 @@ pub struct AppendedIds {
 const NO_ID: i64 = -1;
 
 impl AppendedIds {
-    /// Adds the id of the event at `seq`, if it has one (the events come
-    /// in order).
-    pub fn push(&mut self, seq: u64, id: Option<&str>) {
+    /// Adds the key of the id of the event at `seq` ([`crate::domain::id_key`]),
+    /// if it has one (the events come in order).
+    pub fn push(&mut self, seq: u64, key: Option<i64>) {
         if self.keys.is_empty() {
-            let Some(id) = id else {
+            let Some(key) = key else {
                 return;
             };
             self.first = seq;
-            self.keys.push(crate::domain::id_key(id));
+            self.keys.push(key);
             return;
         }
         let at = usize::try_from(seq.saturating_sub(self.first)).unwrap_or(usize::MAX);
         if at >= self.keys.len() {
             self.keys.resize(at, NO_ID);
-            self.keys.push(id.map_or(NO_ID, crate::domain::id_key));
+            self.keys.push(key.unwrap_or(NO_ID));
         }
     }
 
@@ -1100,7 +1100,7 @@ mod tests {
         appended.push(3, None);
         assert!(appended.keys.is_empty());
         for (seq, id) in [(4, Some("a")), (5, None), (6, Some("b")), (7, None)] {
-            appended.push(seq, id);
+            appended.push(seq, id.map(crate::domain::id_key));
         }
         let mut rows: Vec<u128> = appended
             .by_bucket()
@@ -1136,7 +1136,7 @@ mod review_tests {
             for (i, id) in ids.iter().enumerate() {
                 let seq = first + i as u64;
                 let text = id.map(|n| format!("x{n}-{i}"));
-                appended.push(seq, text.as_deref());
+                appended.push(seq, text.as_deref().map(crate::domain::id_key));
                 if let Some(t) = &text {
                     want.push(rows::id_row_of(crate::domain::id_key(t), seq));
                 }

@@ -315,7 +315,7 @@ pub fn load_id(
     id: &str,
     id_at: &mut IdAt<'_>,
 ) -> Result<(), ModelError> {
-    let key = id_key(id);
+    let key = state.id_key(id);
     let bucket = bucket_of(key);
     match state.wants_id_bucket(bucket_index(key)) {
         Some(true) => {
