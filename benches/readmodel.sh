@@ -7,6 +7,8 @@
 # builds it: a median of 3 runs or more leaves that one out; it is
 # measured on its own after the rebuild). Medians of RUNS runs
 # (default 5), with the range, events/s and the highest peak RSS.
+# Then a batch of BATCH_IDS commands (default 2000000), each with an
+# `--id`, into a copy of the large journal.
 # Usage: benches/readmodel.sh [ACCOUNTS] [EVENTS]  (default 1000000 5000000)
 #   LEDGER_BIN=path  measures that binary instead of building this tree's.
 #   KEEP=path        keeps the large journal there (made if missing, reused
@@ -138,6 +140,26 @@ measure "history --limit 10, first after a rebuild ($events events)" "$events" \
   "rm -f '$big'.readmodel*; '$bin' -f '$big' balance acct4 > /dev/null" \
   "$bin" -f "$big" history acct4 --limit 10
 runs=$every
+# A batch of BATCH_IDS commands (default 2000000), each with its own
+# `--id` (deposits and transfers between the large journal's accounts),
+# into a copy of the large journal and its read model, made before each run.
+batch_ids=${BATCH_IDS:-2000000}
+awk -v a="$accounts" -v n="$batch_ids" 'BEGIN {
+  srand(7);
+  for (i = 0; i < n; i++) {
+    x = int(rand() * a); y = int(rand() * (a - 1)); if (y >= x) y++;
+    if (i % 4 == 0) printf "deposit acct%d 1.%02d --id nb-%d\n", x, i % 100, i;
+    else printf "transfer acct%d acct%d 0.%02d --id nb-%d\n", x, y, 1 + i % 99, i;
+  }
+}' > "$dir/ids-batch"
+copy_big() {
+  rm -f "$dir/copy.jsonl"*
+  cp "$big" "$dir/copy.jsonl"
+  for f in "$big".readmodel*; do cp "$f" "$dir/copy.jsonl${f#"$big"}"; done
+}
+measure "batch of $batch_ids with ids, into it" "$batch_ids" copy_big \
+  "$bin" -f "$dir/copy.jsonl" batch "$dir/ids-batch"
+rm -f "$dir/copy.jsonl"*
 measure_verify "$small" 10 "10 events"
 measure_verify "$big" "$events" "$events events"
 echo "load: $(uptime)"
