@@ -326,6 +326,13 @@ impl State {
         self.accounts.iter()
     }
 
+    /// Every account but those read from a cache
+    /// ([`State::load_account`]) and not changed since, in the order of
+    /// [`State::accounts`]: what a write-back of the cache must write.
+    pub fn changed_accounts(&self) -> impl Iterator<Item = (&str, &Account)> {
+        self.accounts.changed()
+    }
+
     /// How many accounts it holds.
     pub fn account_count(&self) -> usize {
         self.accounts.len()
@@ -630,9 +637,7 @@ impl State {
     /// the state's own copy may have moved on).
     pub fn load_account(&mut self, name: &str, account: Account) -> Result<(), String> {
         self.check_cached(name, &account)?;
-        if !self.accounts.contains(name) {
-            self.accounts.insert(name, account);
-        }
+        self.accounts.insert_unchanged(name, account);
         Ok(())
     }
 

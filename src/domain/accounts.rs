@@ -19,6 +19,10 @@ pub struct Accounts {
     chunks: Vec<Chunk>,
     /// Where each account and its name are, by the hash of the name.
     index: HashTable<Slot>,
+    /// The accounts read from a cache and not changed since, by place,
+    /// a bit each: a write-back of a state that loaded every account
+    /// writes only those changed.
+    unchanged: Vec<u64>,
 }
 
 /// Where an account is: its place (chunk and place in it, as one number)
@@ -98,7 +102,37 @@ impl Accounts {
     /// The account of that name, to change.
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Account> {
         let place = self.place(name)?;
+        self.set_unchanged(place, false);
         Some(&mut self.chunks[place / PER_CHUNK].rows[place % PER_CHUNK])
+    }
+
+    fn set_unchanged(&mut self, place: usize, unchanged: bool) {
+        let (word, bit) = (place / 64, 1 << (place % 64));
+        if unchanged && self.unchanged.len() <= word {
+            self.unchanged.resize(word + 1, 0);
+        }
+        if let Some(w) = self.unchanged.get_mut(word) {
+            *w = if unchanged { *w | bit } else { *w & !bit };
+        }
+    }
+
+    fn is_unchanged(&self, place: usize) -> bool {
+        self.unchanged
+            .get(place / 64)
+            .is_some_and(|w| w & (1 << (place % 64)) != 0)
+    }
+
+    /// Adds an account read from a cache, unless one of that name is
+    /// here: unchanged until [`Accounts::get_mut`] or
+    /// [`Accounts::insert`] changes it.
+    pub fn insert_unchanged(&mut self, name: &str, account: Account) {
+        if self.contains(name) {
+            return;
+        }
+        self.insert(name, account);
+        if let Some(place) = self.place(name) {
+            self.set_unchanged(place, true);
+        }
     }
 
     /// Whether an account of that name exists.
@@ -123,6 +157,7 @@ impl Accounts {
     /// [`Accounts::has_room_for`] refuses is not added.
     pub fn insert(&mut self, name: &str, account: Account) {
         if let Some(place) = self.place(name) {
+            self.set_unchanged(place, false);
             self.chunks[place / PER_CHUNK].rows[place % PER_CHUNK] = account;
             return;
         }
@@ -162,6 +197,14 @@ impl Accounts {
     /// Every account, in the order they were opened.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Account)> {
         self.chunks.iter().flat_map(Chunk::iter)
+    }
+
+    /// Every account but those read from a cache and not changed since.
+    pub fn changed(&self) -> impl Iterator<Item = (&str, &Account)> {
+        self.iter()
+            .enumerate()
+            .filter(|(place, _)| !self.is_unchanged(*place))
+            .map(|(_, entry)| entry)
     }
 }
 
@@ -268,6 +311,30 @@ mod tests {
             let back: Accounts = serde_json::from_str(&json).expect("read back");
             prop_assert_eq!(back, accounts);
         }
+    }
+
+    /// An account read from a cache is unchanged until it is changed or
+    /// replaced; one added otherwise is changed from the start.
+    #[test]
+    fn accounts_from_a_cache_are_unchanged_until_changed() {
+        let mut accounts = Accounts::default();
+        accounts.insert("new", account(1));
+        for i in 0..200 {
+            accounts.insert_unchanged(&format!("c{i}"), account(i));
+        }
+        accounts.insert_unchanged("new", account(99));
+        assert_eq!(
+            accounts.get("new").map(|a| a.balance),
+            Some(Amount(1)),
+            "kept"
+        );
+        if let Some(a) = accounts.get_mut("c70") {
+            a.balance = Amount(5);
+        }
+        accounts.insert("c150", account(6));
+        let changed: Vec<&str> = accounts.changed().map(|(n, _)| n).collect();
+        assert_eq!(changed, ["new", "c70", "c150"]);
+        assert_eq!(accounts.iter().count(), 201);
     }
 
     #[test]

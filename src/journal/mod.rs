@@ -1740,7 +1740,7 @@ mod tests {
         let journal = ReadJournal::open(&path).expect("read").expect("a journal");
         let mut replay = Replay::new(journal.scanner().expect("lines"), State::default());
         replay.run().expect("every event obeys the rules");
-        let (state, _, _) = replay.finish();
+        let (state, head, _) = replay.finish();
         let replayed = |name| state.account(name).map(|a| a.balance.0);
         assert_eq!(replayed(names[0]), Some(0));
         let (a30, a31) = (
@@ -1748,6 +1748,19 @@ mod tests {
             replayed(names[31]).expect("31"),
         );
         assert_eq!(a31 - a30, 1400, "700 moved from acct30 to acct31");
+        // Written back: the accounts it changed, over rows that hold the
+        // others; every row is the replay's.
+        let model = ReadModel::open(&path, Owner::me()).expect("model");
+        let rows = model.load_every_account(head).expect("every account");
+        let accounts = |s: &State| {
+            let mut all: Vec<(String, i128)> = s
+                .accounts()
+                .map(|(n, a)| (n.to_owned(), a.balance.0))
+                .collect();
+            all.sort();
+            all
+        };
+        assert_eq!(accounts(&rows), accounts(&state));
     }
 
     /// A request with no options.

@@ -626,7 +626,8 @@ impl ReadModel {
         if !stands_at(&tx, from)? {
             return Ok(());
         }
-        write(&tx, state, appended, head, header)?;
+        // Over rows that hold the rest: only the accounts changed.
+        write(&tx, state, (appended, false), head, header)?;
         index::extend(&tx, journal, from, head)?;
         tx.commit()?;
         self.fold_wal()
@@ -655,7 +656,7 @@ impl ReadModel {
             .writable(ROWS_CACHE_KIB)?
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         rows::clear(&tx)?;
-        write(&tx, state, appended, head, header)?;
+        write(&tx, state, (appended, true), head, header)?;
         // A whole state: every event up to `decided` was decided against it.
         set_checked(&tx, decided)?;
         tx.commit()?;
@@ -942,11 +943,11 @@ impl<'a> Needs<'a> {
 fn write(
     tx: &rusqlite::Transaction<'_>,
     state: &State,
-    appended: AppendedIds,
+    (appended, every): (AppendedIds, bool),
     head: Head,
     header: LineHash,
 ) -> Result<(), ModelError> {
-    rows::save(tx, state, appended)?;
+    rows::save(tx, state, appended, every)?;
     let (seq, hash, end, at) = columns_of(head)?;
     tx.execute(
         "INSERT OR REPLACE INTO head (one, format, journal, seq, hash, line_end, at)

@@ -594,9 +594,17 @@ pub fn clear(tx: &Transaction<'_>) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// Writes every entry `state` holds (for a partial state, what the command
-/// loaded and changed; for a whole one, everything).
-pub fn save(tx: &Transaction<'_>, state: &State, appended: AppendedIds) -> Result<(), ModelError> {
+/// Writes the entries `state` holds: its accounts `every` one, or (over
+/// rows that hold the rest) those changed since they were read from the
+/// rows ([`State::changed_accounts`]); every other entry it holds (for a
+/// partial state, what the command loaded and changed; for a whole one,
+/// everything).
+pub fn save(
+    tx: &Transaction<'_>,
+    state: &State,
+    appended: AppendedIds,
+    every: bool,
+) -> Result<(), ModelError> {
     tx.execute("DELETE FROM units", [])?;
     let mut stmt = tx.prepare_cached(
         "INSERT INTO units (idx, currency, decimals, deposited, withdrawn, held, digest)
@@ -615,7 +623,11 @@ pub fn save(tx: &Transaction<'_>, state: &State, appended: AppendedIds) -> Resul
         ])?;
     }
     // In key order: a rebuild then fills each B-tree from left to right.
-    let mut accounts: Vec<_> = state.accounts().collect();
+    let mut accounts: Vec<_> = if every {
+        state.accounts().collect()
+    } else {
+        state.changed_accounts().collect()
+    };
     accounts.sort_unstable_by_key(|(name, _)| *name);
     let mut stmt = tx.prepare_cached(
         "INSERT OR REPLACE INTO accounts (name, owner, unit, balance, closed, held, digest)
