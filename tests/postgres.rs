@@ -1002,6 +1002,24 @@ fn a_long_journal_reads_as_the_file_and_a_missing_line_is_caught() {
     );
 }
 
+/// A long read gets the lines in stretches of 64 KiB, one row each; lines
+/// missing at the end, for more than a stretch (rows that come as nulls),
+/// are still damage, named at the start of the write (the one batch) they
+/// were part of, and reading it changes nothing.
+#[test]
+fn lines_missing_for_more_than_a_stretch_at_the_end_are_caught() {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    long_journal_in(&env);
+    let db = env.db.as_ref().expect("db");
+    // About 1.8 MB of lines: some 28 stretches without a line.
+    db.sql("DELETE FROM ledger_lines WHERE seq > 20000");
+    let stored = db.stored();
+    lines_missing_from(&env, &["verify", "export --to jsonl"], 2);
+    assert_eq!(db.stored(), stored);
+}
+
 /// `balance` of every account reads the query tables a page at a time,
 /// as from the SQLite model: the same listing as the file's over several
 /// pages, and an account row lost by hand is seen before anything is
