@@ -609,7 +609,7 @@ impl ReadModel {
         if !stands_at(&tx, from)? {
             return Ok(());
         }
-        write(&tx, state, appended, head, header)?;
+        write(&tx, state, appended, (head, header), false)?;
         index::extend(&tx, journal, from, head)?;
         tx.commit()?;
         self.fold_wal()
@@ -638,7 +638,7 @@ impl ReadModel {
             .writable(ROWS_CACHE_KIB)?
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         rows::clear(&tx)?;
-        write(&tx, state, appended, head, header)?;
+        write(&tx, state, appended, (head, header), true)?;
         // A whole state: every event up to `decided` was decided against it.
         set_checked(&tx, decided)?;
         tx.commit()?;
@@ -916,15 +916,16 @@ impl<'a> Needs<'a> {
     }
 }
 
-/// Writes the entries of `state` and the head they stand at.
+/// Writes the entries of `state` and the head they stand at (`fresh`:
+/// into tables just emptied, see [`rows::save`]).
 fn write(
     tx: &rusqlite::Transaction<'_>,
     state: &State,
     appended: AppendedIds,
-    head: Head,
-    header: LineHash,
+    (head, header): (Head, LineHash),
+    fresh: bool,
 ) -> Result<(), ModelError> {
-    rows::save(tx, state, appended)?;
+    rows::save(tx, state, appended, fresh)?;
     let (seq, hash, end, at) = columns_of(head)?;
     tx.execute(
         "INSERT OR REPLACE INTO head (one, format, journal, seq, hash, line_end, at)
