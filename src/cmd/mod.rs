@@ -312,15 +312,10 @@ fn replay_as_of(
     mut replay: Replay<'_>,
     as_of: Option<AsOf>,
 ) -> Result<(Option<State>, State, Head, Option<Torn>), JournalError> {
-    let mut snapshot = None;
     let past = |event: &Event<'_>| {
         as_of.is_some_and(|b| b.includes_prefix(event.seq, event.at) == Some(false))
     };
-    while let Some(step) = replay.step_keeping(|e| snapshot.is_none() && past(e))? {
-        if step.before.is_some() {
-            snapshot = step.before;
-        }
-    }
+    let snapshot = replay.run_keeping(past)?;
     let (state, head, torn) = replay.finish();
     Ok((snapshot, state, head, torn))
 }

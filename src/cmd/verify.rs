@@ -84,7 +84,9 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), Error> {
     let (state, head, torn) = match journal.scanner() {
         Some(scanner) => {
             let mut replay = Replay::new(scanner, State::fingerprinting());
-            while let Some((_, entry)) = replay.step()? {
+            // `each`, not a loop over `step`: an entry moved out at every
+            // step was a tenth of the time of a large journal's audit.
+            replay.each(|_, entry| {
                 if let Some(anchor) = &mut anchor {
                     anchor.see(entry.event.seq, entry.hash);
                 }
@@ -93,7 +95,8 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), Error> {
                 {
                     bar.set_position(entry.end);
                 }
-            }
+                Ok::<_, JournalError>(())
+            })?;
             let (state, head, torn) = replay.finish();
             (state, Some(head), torn)
         }

@@ -174,6 +174,26 @@ impl Print {
     }
 }
 
+/// The first place in `shard` whose entry is not `before` the one sought
+/// (`before` holds for a prefix of the shard), for a fingerprint `p`: its
+/// `partition_point`, found from where `p` falls in proportion to the
+/// shard's length. Fingerprints are spread evenly over a shard, so that
+/// is a few entries from the place, one or two cache lines, where a
+/// binary search of a 60-entry shard took six probes (`verify` of
+/// 4,000,000 ids: 15 % fewer samples in [`Ids::suspects`]).
+fn seek(shard: &[Entry], p: Print, before: impl Fn(&Entry) -> bool) -> usize {
+    let rest = p.0 & ((1 << (40 - SHARD_BITS)) - 1);
+    let guess = (rest as usize).saturating_mul(shard.len()) >> (40 - SHARD_BITS);
+    let mut i = guess.min(shard.len());
+    while i > 0 && !before(&shard[i - 1]) {
+        i -= 1;
+    }
+    while i < shard.len() && before(&shard[i]) {
+        i += 1;
+    }
+    i
+}
+
 /// The fingerprint part of an entry.
 fn rest_of(entry: &Entry) -> [u8; 3] {
     [entry[0], entry[1], entry[2]]
@@ -241,7 +261,7 @@ impl Prints {
     fn low_seq(&self, p: Print) -> Option<u64> {
         let shard = self.shards.get(p.shard())?;
         let rest = rest_of(&p.entry(0));
-        let i = shard.partition_point(|e| rest_of(e) < rest);
+        let i = seek(shard, p, |e| rest_of(e) < rest);
         shard.get(i).filter(|e| rest_of(e) == rest).map(seq_of)
     }
 
@@ -256,7 +276,7 @@ impl Prints {
             shard.reserve_exact((shard.len() / 8).max(4));
         }
         let entry = p.entry(seq);
-        let i = shard.partition_point(|e| *e < entry);
+        let i = seek(shard, p, |e| *e < entry);
         shard.insert(i, entry);
     }
 
@@ -663,6 +683,28 @@ mod tests {
         ) {
             write_against_a_set(Prints::new(0xC000_0000_0000_0000), known, &draws);
             write_against_a_set(Prints::new(u64::MAX), known, &draws);
+        }
+
+        /// A seek from where a fingerprint falls finds the place a binary
+        /// search does, wherever the shard's entries lie.
+        #[test]
+        fn a_seek_finds_what_a_binary_search_does(
+            mut shard in prop::collection::vec(any::<[u8; 6]>(), 0..200),
+            print in 0u64..(1 << 40),
+            seq in 0u64..(1 << 24),
+        ) {
+            shard.sort_unstable();
+            let p = Print(print);
+            let entry = p.entry(seq);
+            let rest = rest_of(&entry);
+            prop_assert_eq!(
+                seek(&shard, p, |e| *e < entry),
+                shard.partition_point(|e| *e < entry)
+            );
+            prop_assert_eq!(
+                seek(&shard, p, |e| rest_of(e) < rest),
+                shard.partition_point(|e| rest_of(e) < rest)
+            );
         }
 
         /// Fingerprints told apart by reading the journal answer exactly

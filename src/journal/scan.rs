@@ -1079,16 +1079,6 @@ impl<'f> Scanner<'f> {
     }
 }
 
-/// One event of a [`Replay::step_keeping`].
-pub struct Step<'r> {
-    /// The state before the event, when asked for.
-    pub before: Option<State>,
-    /// The state after it.
-    pub after: &'r State,
-    /// The event.
-    pub entry: Entry<'r>,
-}
-
 /// A scan and the state it folds: every event it hands over was checked
 /// against the state before it ([`Scanner::next`]) and has been folded into
 /// it ([`domain::evolve`]). Every path that reads the journal goes through
@@ -1153,22 +1143,27 @@ impl<'f> Replay<'f> {
         }
     }
 
-    /// [`Replay::step`], keeping a copy of the state *before* the event
-    /// when `keep` says so of it (the state `--as-of` describes).
-    pub fn step_keeping(
+    /// Folds every remaining event, keeping a copy of the state *before*
+    /// the first event that `past` picks (the state `--as-of` describes),
+    /// if one does. Like [`Replay::each`], it never moves an entry out.
+    pub fn run_keeping(
         &mut self,
-        keep: impl FnOnce(&Event<'_>) -> bool,
-    ) -> Result<Option<Step<'_>>, JournalError> {
-        let Some(entry) = self.scanner.next(&mut self.state, self.model)? else {
-            return Ok(None);
-        };
-        let before = keep(&entry.event).then(|| self.state.clone());
-        domain::evolve(&mut self.state, &entry.event);
-        Ok(Some(Step {
-            before,
-            after: &self.state,
-            entry,
-        }))
+        mut past: impl FnMut(&Event<'_>) -> bool,
+    ) -> Result<Option<State>, JournalError> {
+        let mut before = None;
+        loop {
+            // Matched by reference, as in `each`.
+            let next = self.scanner.next(&mut self.state, self.model);
+            let entry = match next {
+                Ok(Some(ref entry)) => entry,
+                Ok(None) => return Ok(before),
+                Err(e) => return Err(e),
+            };
+            if before.is_none() && past(&entry.event) {
+                before = Some(self.state.clone());
+            }
+            domain::evolve(&mut self.state, &entry.event);
+        }
     }
 
     /// Folds every remaining event.

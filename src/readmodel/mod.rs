@@ -627,7 +627,7 @@ impl ReadModel {
             return Ok(());
         }
         // Over rows that hold the rest: only the accounts changed.
-        write(&tx, state, (appended, false), head, header)?;
+        write(&tx, state, appended, (head, header), false)?;
         index::extend(&tx, journal, from, head)?;
         tx.commit()?;
         self.fold_wal()
@@ -656,7 +656,7 @@ impl ReadModel {
             .writable(ROWS_CACHE_KIB)?
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         rows::clear(&tx)?;
-        write(&tx, state, (appended, true), head, header)?;
+        write(&tx, state, appended, (head, header), true)?;
         // A whole state: every event up to `decided` was decided against it.
         set_checked(&tx, decided)?;
         tx.commit()?;
@@ -939,15 +939,16 @@ impl<'a> Needs<'a> {
     }
 }
 
-/// Writes the entries of `state` and the head they stand at.
+/// Writes the entries of `state` and the head they stand at (`fresh`:
+/// into tables just emptied, see [`rows::save`]).
 fn write(
     tx: &rusqlite::Transaction<'_>,
     state: &State,
-    (appended, every): (AppendedIds, bool),
-    head: Head,
-    header: LineHash,
+    appended: AppendedIds,
+    (head, header): (Head, LineHash),
+    fresh: bool,
 ) -> Result<(), ModelError> {
-    rows::save(tx, state, appended, every)?;
+    rows::save(tx, state, appended, fresh)?;
     let (seq, hash, end, at) = columns_of(head)?;
     tx.execute(
         "INSERT OR REPLACE INTO head (one, format, journal, seq, hash, line_end, at)

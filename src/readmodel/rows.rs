@@ -575,7 +575,8 @@ pub fn account_names(c: &Connection) -> Result<Vec<String>, ModelError> {
     Ok(names)
 }
 
-/// Empties every table, for a rebuild.
+/// Empties every table, for a rebuild (whose [`save`] then writes every
+/// bucket of ids, empty ones too).
 pub fn clear(tx: &Transaction<'_>) -> Result<(), ModelError> {
     tx.execute_batch(
         "DELETE FROM head; DELETE FROM checked; DELETE FROM units; DELETE FROM accounts; DELETE FROM id_keys;
@@ -584,26 +585,56 @@ pub fn clear(tx: &Transaction<'_>) -> Result<(), ModelError> {
          -- Format 3 kept the ids by text here; its rows are of no use now.
          DROP TABLE IF EXISTS ids;",
     )?;
-    // Every bucket gets its row, empty ones too (about 1 MB): then a
-    // lookup that finds none has found damage, not an unused bucket.
-    let mut stmt =
-        tx.prepare_cached("INSERT INTO id_keys (bucket, entries, digest) VALUES (?1, ?2, ?3)")?;
-    for bucket in 0..int(BUCKETS)? {
-        stmt.execute(params![bucket, &[] as &[u8], id_digest(bucket, &[])])?;
-    }
     Ok(())
 }
 
-/// Writes the entries `state` holds: its accounts `every` one, or (over
-/// rows that hold the rest) those changed since they were read from the
-/// rows ([`State::changed_accounts`]); every other entry it holds (for a
-/// partial state, what the command loaded and changed; for a whole one,
-/// everything).
+/// Ids past which their keys are worked out on a thread of their own while
+/// the accounts are written: a SHA-256 each, half a second for the
+/// 4,000,000 ids of a rebuild; a command's few ids are not worth a thread.
+const IDS_ON_A_THREAD: usize = 100_000;
+
+/// Writes the entries `state` holds (for a partial state, what the command
+/// loaded and changed; for a whole one, everything). `fresh`: the tables
+/// were just emptied ([`clear`]), for a rebuild, and every account is
+/// written; else, over rows that hold the rest, only the accounts changed
+/// since they were read from them ([`State::changed_accounts`]).
 pub fn save(
     tx: &Transaction<'_>,
     state: &State,
     appended: AppendedIds,
-    every: bool,
+    fresh: bool,
+) -> Result<(), ModelError> {
+    let named = if state.ids().size_hint().0 < IDS_ON_A_THREAD {
+        save_units_and_accounts(tx, state, fresh)?;
+        named_entries(state)
+    } else {
+        std::thread::scope(|scope| {
+            let named = scope.spawn(|| named_entries(state));
+            save_units_and_accounts(tx, state, fresh)?;
+            named
+                .join()
+                .map_err(|_| ModelError::Malformed("the ids' keys were not worked out".into()))
+        })?
+    };
+    save_ids(tx, &named, appended, fresh)?;
+    save_holds(tx, state)
+}
+
+/// The ids `state` knows by name, as bucket entries ([`id_row_of`]) in
+/// order.
+fn named_entries(state: &State) -> Vec<u128> {
+    let mut named: Vec<u128> = state
+        .ids()
+        .map(|(id, seq)| id_row_of(id_key(id), seq))
+        .collect();
+    named.sort_unstable();
+    named
+}
+
+fn save_units_and_accounts(
+    tx: &Transaction<'_>,
+    state: &State,
+    fresh: bool,
 ) -> Result<(), ModelError> {
     tx.execute("DELETE FROM units", [])?;
     let mut stmt = tx.prepare_cached(
@@ -623,7 +654,7 @@ pub fn save(
         ])?;
     }
     // In key order: a rebuild then fills each B-tree from left to right.
-    let mut accounts: Vec<_> = if every {
+    let mut accounts: Vec<_> = if fresh {
         state.accounts().collect()
     } else {
         state.changed_accounts().collect()
@@ -645,23 +676,25 @@ pub fn save(
             account_digest(name, a, unit)
         ])?;
     }
-    save_ids(tx, state, appended)?;
-    save_holds(tx, state)
+    Ok(())
 }
 
-/// The ids `state` knows by name and those `appended` holds, merged into
-/// the entries of their buckets, in bucket order (a rebuild then fills the
-/// B-tree from left to right).
-fn save_ids(tx: &Transaction<'_>, state: &State, appended: AppendedIds) -> Result<(), ModelError> {
-    let mut named: Vec<u128> = state
-        .ids()
-        .map(|(id, seq)| id_row_of(id_key(id), seq))
-        .collect();
-    named.sort_unstable();
+/// The ids `named` (sorted entries) and those `appended` holds, merged
+/// into the entries of their buckets, in bucket order (a rebuild then
+/// fills the B-tree from left to right). After [`clear`] (`fresh`), every
+/// bucket gets its row, empty ones too (about 1 MB): then a lookup that
+/// finds none has found damage, not an unused bucket; and no row is read.
+fn save_ids(
+    tx: &Transaction<'_>,
+    named: &[u128],
+    appended: AppendedIds,
+    fresh: bool,
+) -> Result<(), ModelError> {
     let mut named = named
         .chunk_by(|a, b| bucket_of(entry_key(*a)) == bucket_of(entry_key(*b)))
         .peekable();
     let mut added = appended.by_bucket()?.peekable();
+    let mut every = (0..int(BUCKETS)?).filter(|_| fresh).peekable();
     let mut read =
         tx.prepare_cached("SELECT bucket, entries, digest FROM id_keys WHERE bucket = ?1")?;
     let mut write = tx.prepare_cached(
@@ -671,14 +704,21 @@ fn save_ids(tx: &Transaction<'_>, state: &State, appended: AppendedIds) -> Resul
     loop {
         let named_at = named.peek().map(|group| bucket_of(entry_key(group[0])));
         let added_at = added.peek().map(|(bucket, _)| *bucket);
-        let Some(bucket) = named_at.into_iter().chain(added_at).min() else {
+        let every_at = every.peek().copied();
+        let Some(bucket) = [named_at, added_at, every_at].into_iter().flatten().min() else {
             return Ok(());
         };
-        let mut entries = read
-            .query_row([bucket], |r| Ok(bucket_row(r)))
-            .optional()?
-            .transpose()?
-            .unwrap_or_default();
+        if every_at == Some(bucket) {
+            every.next();
+        }
+        let mut entries = match fresh {
+            true => Vec::new(),
+            false => read
+                .query_row([bucket], |r| Ok(bucket_row(r)))
+                .optional()?
+                .transpose()?
+                .unwrap_or_default(),
+        };
         if named_at == Some(bucket) {
             entries.extend_from_slice(named.next().unwrap_or_default());
         }
@@ -1071,6 +1111,59 @@ mod tests {
         let lines = std::fs::read_to_string(&path).expect("journal");
         assert_eq!(lines.matches(r#""id":"new""#).count(), 1);
         assert_eq!(lines.matches(r#""id":"k7""#).count(), 1);
+    }
+
+    /// A rebuild writes a row for every bucket, empty ones too, with every
+    /// id's entry: a few ids keyed on this thread, many on another.
+    #[test]
+    fn a_rebuild_writes_every_bucket_with_every_id() {
+        for n in [3, IDS_ON_A_THREAD as u64 + 1] {
+            let dir = tempfile::tempdir().expect("dir");
+            let owner = Owner::of(&std::fs::metadata(dir.path()).expect("meta"));
+            let mut model = ReadModel::open(&dir.path().join("j.jsonl"), owner).expect("model");
+            let at = At::parse_canonical("2026-11-26T00:00:00.000000Z").expect("at");
+            let mut state = State::default();
+            let created = Change::AccountCreated {
+                account: "a".into(),
+                owner: None,
+                currency: None,
+                decimals: 2,
+            };
+            crate::domain::evolve(&mut state, &Event::new(1, at, created));
+            for seq in 2..n + 2 {
+                let deposit = Change::MoneyDeposited {
+                    account: "a".into(),
+                    amount: crate::money::Decimal::new(Amount(1), 2),
+                };
+                let event = Event {
+                    id: Some(format!("k{seq}").into()),
+                    ..Event::new(seq, at, deposit)
+                };
+                crate::domain::evolve(&mut state, &event);
+            }
+            let head = Head {
+                seq: n + 1,
+                hash: LineHash::of(b"x"),
+                end: 1000,
+                at,
+            };
+            model
+                .build(&state, head, LineHash::of(b"h"))
+                .expect("build");
+            let c = model.conn().expect("conn");
+            let (rows, entries): (i64, i64) = c
+                .query_row(
+                    "SELECT count(*), sum(length(entries)) / 16 FROM id_keys",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .expect("count");
+            assert_eq!((rows, entries), (BUCKETS as i64, n as i64), "{n} ids");
+            let mut base = model.base(head).expect("base");
+            let mut id_at = |seq: u64| Ok(Some(format!("k{seq}")));
+            load_id(c, &mut base, "k3", &mut id_at).expect("load");
+            assert_eq!(base.id_seq("k3"), Some(3), "{n} ids");
+        }
     }
 
     /// Keys are stable (the model outlives the process that wrote it),
