@@ -576,6 +576,29 @@ mod tests {
         }
     }
 
+    /// What a writer does with `id`: settles it against `journal`'s ids,
+    /// which must answer as `set` does, and appends it if it is new.
+    fn write_as_a_set(
+        ids: &mut Ids,
+        id: &str,
+        journal: &mut Vec<String>,
+        set: &mut HashSet<String>,
+    ) {
+        let last = journal.len() as u64;
+        let id_at = |seq: u64| Ok::<_, ()>(Some(journal[seq as usize - 1].clone()));
+        ids.settle(id, last, id_at, || ()).expect("settled");
+        let got = ids.get(id, last);
+        assert_eq!(got.is_some(), set.contains(id), "{id}");
+        match got {
+            Some(seq) => assert_eq!(journal[seq as usize - 1], id),
+            None => {
+                set.insert(id.to_owned());
+                journal.push(id.to_owned());
+                ids.insert(id, journal.len() as u64);
+            }
+        }
+    }
+
     /// What a writer makes of `draws` (ids by number): the first `known`
     /// ids were in the journal before it (loaded by name, as from the read
     /// model), the rest it appends itself, fingerprinted with `prints`
@@ -597,19 +620,7 @@ mod tests {
                 }
                 continue;
             }
-            let last = journal.len() as u64;
-            let id_at = |seq: u64| Ok::<_, ()>(Some(journal[seq as usize - 1].clone()));
-            ids.settle(&id, last, id_at, || ()).expect("settled");
-            let got = ids.get(&id, last);
-            assert_eq!(got.is_some(), set.contains(&id), "{id}");
-            match got {
-                Some(seq) => assert_eq!(journal[seq as usize - 1], id),
-                None => {
-                    set.insert(id.clone());
-                    journal.push(id.clone());
-                    ids.insert(&id, journal.len() as u64);
-                }
-            }
+            write_as_a_set(&mut ids, &id, &mut journal, &mut set);
         }
     }
 
@@ -643,19 +654,7 @@ mod tests {
                 ids.take_bucket(bucket, entries.copied());
             }
             assert_eq!(ids.wants_bucket(bucket), Some(false));
-            let last = journal.len() as u64;
-            let id_at = |seq: u64| Ok::<_, ()>(Some(journal[seq as usize - 1].clone()));
-            ids.settle(&id, last, id_at, || ()).expect("settled");
-            let got = ids.get(&id, last);
-            assert_eq!(got.is_some(), set.contains(&id), "{id}");
-            match got {
-                Some(seq) => assert_eq!(journal[seq as usize - 1], id),
-                None => {
-                    set.insert(id.clone());
-                    journal.push(id.clone());
-                    ids.insert(&id, journal.len() as u64);
-                }
-            }
+            write_as_a_set(&mut ids, &id, &mut journal, &mut set);
         }
     }
 

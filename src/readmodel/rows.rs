@@ -980,31 +980,26 @@ mod tests {
         assert!(load_id(c, &mut state, "k1", &mut none).is_err());
     }
 
-    /// A writer takes the model's ids a bucket at a time, unread: an
-    /// entry forged whole (its digest made again) to name another id's
-    /// line is seen when its suspicion is settled against that line, and
-    /// the writer reads the whole journal instead: a repeat stays a
-    /// repeat, and a new id is new.
-    #[test]
-    fn a_writer_sees_a_forged_id_entry_when_it_settles_it() {
+    /// A deposit of 1.00 into `a` with `id` and `memo`.
+    fn deposit_of<'a>(id: &'a str, memo: &'a str) -> crate::domain::Request<'a> {
         use crate::domain::{Command, Request};
-        use crate::journal::{Outcome, Writer};
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("j.jsonl");
-        let memo = "m".repeat(500);
-        let deposit = |id: &'static str| Request {
+        Request {
             id: Some(id),
-            memo: Some(&memo),
+            memo: Some(memo),
             ..Request::new(Command::Deposit {
                 account: "a",
                 amount: crate::money::Decimal::new(Amount(100), 2),
             })
-        };
-        let n = super::super::MODEL_AFTER_BYTES / 500 + 1;
-        let ids: Vec<&'static str> = (0..n)
-            .map(|i| &*Box::leak(format!("k{i}").into_boxed_str()))
-            .collect();
-        let mut w = Writer::open(&path).expect("open");
+        }
+    }
+
+    /// Writes account `a` and, in one append, a deposit with each id `k0`,
+    /// `k1`, … and `memo` until the journal is long enough for a model;
+    /// how many ids.
+    fn write_long_journal_of_ids(path: &std::path::Path, memo: &str) -> u64 {
+        use crate::domain::{Command, Request};
+        let n = super::super::MODEL_AFTER_BYTES / memo.len().max(1) as u64 + 1;
+        let mut w = crate::journal::Writer::open(path).expect("open");
         let create = Command::Create {
             account: "a",
             owner: None,
@@ -1012,11 +1007,26 @@ mod tests {
             decimals: 2,
         };
         w.apply(&Request::new(create)).expect("create");
-        for id in &ids {
-            w.apply(&deposit(id)).expect("deposit");
+        for i in 0..n {
+            w.apply(&deposit_of(&format!("k{i}"), memo))
+                .expect("deposit");
         }
         w.commit().expect("commit");
-        drop(w);
+        n
+    }
+
+    /// A writer takes the model's ids a bucket at a time, unread: an
+    /// entry forged whole (its digest made again) to name another id's
+    /// line is seen when its suspicion is settled against that line, and
+    /// the writer reads the whole journal instead: a repeat stays a
+    /// repeat, and a new id is new.
+    #[test]
+    fn a_writer_sees_a_forged_id_entry_when_it_settles_it() {
+        use crate::journal::{Outcome, Writer};
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("j.jsonl");
+        let memo = "m".repeat(500);
+        let n = write_long_journal_of_ids(&path, &memo);
         // k0 is at seq 2; its entry is made to name seq 3, k1's line.
         let key = id_key("k0");
         let model = crate::readmodel::ReadModel::open(&path, Owner::me()).expect("model");
@@ -1039,7 +1049,11 @@ mod tests {
             ("new", Outcome::Appended(n + 2)),
         ] {
             let mut w = Writer::open(&path).expect("open");
-            assert_eq!(w.apply(&deposit(id)).expect("apply"), want, "{id}");
+            assert_eq!(
+                w.apply(&deposit_of(id, &memo)).expect("apply"),
+                want,
+                "{id}"
+            );
             w.commit().expect("commit");
         }
         let lines = std::fs::read_to_string(&path).expect("journal");
@@ -1052,38 +1066,12 @@ mod tests {
     /// as it would without the model.
     #[test]
     fn a_writer_tells_ids_sharing_a_key_apart_by_their_lines() {
-        use crate::domain::{Command, Request};
         use crate::journal::{Outcome, Writer};
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("j.jsonl");
         KEY_MASK.set(0);
         let memo = "m".repeat(500);
-        let deposit = |id: &'static str| Request {
-            id: Some(id),
-            memo: Some(&memo),
-            ..Request::new(Command::Deposit {
-                account: "a",
-                amount: crate::money::Decimal::new(Amount(100), 2),
-            })
-        };
-        let n = super::super::MODEL_AFTER_BYTES / 500 + 1;
-        let ids: Vec<&'static str> = (0..n)
-            .map(|i| &*Box::leak(format!("k{i}").into_boxed_str()))
-            .collect();
-        {
-            let mut w = Writer::open(&path).expect("open");
-            let create = Command::Create {
-                account: "a",
-                owner: None,
-                currency: None,
-                decimals: 2,
-            };
-            w.apply(&Request::new(create)).expect("create");
-            for id in &ids {
-                w.apply(&deposit(id)).expect("deposit");
-            }
-            w.commit().expect("commit");
-        }
+        let n = write_long_journal_of_ids(&path, &memo);
         let entries: i64 = crate::readmodel::ReadModel::open(&path, Owner::me())
             .expect("model")
             .conn()
@@ -1103,7 +1091,7 @@ mod tests {
         .enumerate()
         {
             let mut w = Writer::open(&path).expect("open");
-            let got = w.apply(&deposit(id)).expect("apply");
+            let got = w.apply(&deposit_of(id, &memo)).expect("apply");
             assert_eq!(got, want, "round {round}: {id}");
             w.commit().expect("commit");
         }
