@@ -888,12 +888,12 @@ mod tests {
         assert!(matches!(err, Err(ModelError::Malformed(_))), "{err:?}");
     }
 
-    /// A model of deposits with ids `k1`, `k2`, `k3` at seqs 2-4, built
-    /// while every id's key is 0, its head, and the ids by seq.
-    fn model_of_ids_sharing_a_key() -> (tempfile::TempDir, ReadModel, Head, Vec<Option<String>>) {
+    /// An empty model beside `j.jsonl` in a new directory, a time, and a
+    /// state of account `a` opened at seq 1 at that time.
+    fn a_model_and_account_a() -> (tempfile::TempDir, ReadModel, At, State) {
         let dir = tempfile::tempdir().expect("dir");
         let owner = Owner::of(&std::fs::metadata(dir.path()).expect("meta"));
-        let mut model = ReadModel::open(&dir.path().join("j.jsonl"), owner).expect("model");
+        let model = ReadModel::open(&dir.path().join("j.jsonl"), owner).expect("model");
         let at = At::parse_canonical("2026-11-26T00:00:00.000000Z").expect("at");
         let mut state = State::default();
         let created = Change::AccountCreated {
@@ -903,6 +903,13 @@ mod tests {
             decimals: 2,
         };
         crate::domain::evolve(&mut state, &Event::new(1, at, created));
+        (dir, model, at, state)
+    }
+
+    /// A model of deposits with ids `k1`, `k2`, `k3` at seqs 2-4, built
+    /// while every id's key is 0, its head, and the ids by seq.
+    fn model_of_ids_sharing_a_key() -> (tempfile::TempDir, ReadModel, Head, Vec<Option<String>>) {
+        let (dir, mut model, at, mut state) = a_model_and_account_a();
         let mut ids = vec![None, None];
         for seq in 2..=4 {
             let deposit = Change::MoneyDeposited {
@@ -1106,18 +1113,7 @@ mod tests {
     #[test]
     fn a_rebuild_writes_every_bucket_with_every_id() {
         for n in [3, IDS_ON_A_THREAD as u64 + 1] {
-            let dir = tempfile::tempdir().expect("dir");
-            let owner = Owner::of(&std::fs::metadata(dir.path()).expect("meta"));
-            let mut model = ReadModel::open(&dir.path().join("j.jsonl"), owner).expect("model");
-            let at = At::parse_canonical("2026-11-26T00:00:00.000000Z").expect("at");
-            let mut state = State::default();
-            let created = Change::AccountCreated {
-                account: "a".into(),
-                owner: None,
-                currency: None,
-                decimals: 2,
-            };
-            crate::domain::evolve(&mut state, &Event::new(1, at, created));
+            let (_dir, mut model, at, mut state) = a_model_and_account_a();
             for seq in 2..n + 2 {
                 let deposit = Change::MoneyDeposited {
                     account: "a".into(),
