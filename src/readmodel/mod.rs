@@ -547,6 +547,11 @@ impl ReadModel {
             Some(Target::Seq(seq)) => Some(seq),
             Some(Target::Id(id)) => {
                 c.load_id(state, id, id_at)?;
+                // A state by key knows the model's ids as suspicions: the
+                // target's seq is made exact before its rows are read.
+                state.settle_id(id, &mut *id_at, || {
+                    ModelError::Malformed(format!("id {id}: no line its entry names has it"))
+                })?;
                 state.id_seq(id)
             }
             None => None,

@@ -1067,6 +1067,43 @@ mod tests {
         assert_eq!(lines.matches(r#""id":"k0""#).count(), 1);
     }
 
+    /// A hold named by its id, every id's key the same: the writer
+    /// settles which line is the hold's before it reads the hold's row,
+    /// so that it captures the hold, not the first id of that key.
+    #[test]
+    fn a_hold_named_by_an_id_that_shares_its_key_is_found() {
+        use crate::domain::{Command, Request, Target};
+        use crate::journal::{Outcome, Writer};
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("j.jsonl");
+        KEY_MASK.set(0);
+        let memo = "m".repeat(500);
+        let n = write_long_journal_of_ids(&path, &memo);
+        let cents = |n| crate::money::Decimal::new(Amount(n), 2);
+        let mut w = Writer::open(&path).expect("open");
+        let hold = Request {
+            id: Some("h"),
+            ..Request::new(Command::Hold {
+                account: "a",
+                amount: cents(50),
+                to: None,
+                expires: None,
+            })
+        };
+        assert_eq!(w.apply(&hold).expect("hold"), Outcome::Appended(n + 2));
+        w.commit().expect("commit");
+        drop(w);
+        let mut w = Writer::open(&path).expect("open");
+        let capture = Request::new(Command::Capture {
+            target: Target::Id("h"),
+            amount: None,
+        });
+        let got = w.apply(&capture);
+        KEY_MASK.set(i64::MAX);
+        assert_eq!(got.expect("captured"), Outcome::Appended(n + 3));
+        w.commit().expect("commit");
+    }
+
     /// Through the writer, with every id's key the same (one bucket, one
     /// key): a batch that creates a long journal, then repeats and new ids
     /// in later writes, each told apart by its line; the journal verifies
