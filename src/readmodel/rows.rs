@@ -823,15 +823,7 @@ mod tests {
             ..Event::new(2, at, deposit)
         };
         crate::domain::evolve(&mut state, &event);
-        let head = Head {
-            seq: 2,
-            hash: LineHash::of(b"x"),
-            end: 1000,
-            at,
-        };
-        model
-            .build(&state, head, LineHash::of(b"h"))
-            .expect("build");
+        let head = build_at(&mut model, &state, 2, at);
         (dir, model, head)
     }
 
@@ -886,6 +878,19 @@ mod tests {
         let mut state = model.base(head).expect("base");
         let err = crate::readmodel::rows::load_account(c, &mut state, "a b");
         assert!(matches!(err, Err(ModelError::Malformed(_))), "{err:?}");
+    }
+
+    /// Builds `model` from `state` at seq `seq` (a head of made-up bytes
+    /// at 1000, its time `at`), and that head.
+    fn build_at(model: &mut ReadModel, state: &State, seq: u64, at: At) -> Head {
+        let head = Head {
+            seq,
+            hash: LineHash::of(b"x"),
+            end: 1000,
+            at,
+        };
+        model.build(state, head, LineHash::of(b"h")).expect("build");
+        head
     }
 
     /// An empty model beside `j.jsonl` in a new directory, a time, and a
@@ -1022,6 +1027,19 @@ mod tests {
         n
     }
 
+    /// [`write_long_journal_of_ids`] in a new directory, every id's key
+    /// made 0 first (one bucket, one key): the directory, the journal,
+    /// the memo and how many ids.
+    fn a_long_journal_of_ids_sharing_a_key() -> (tempfile::TempDir, std::path::PathBuf, String, u64)
+    {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("j.jsonl");
+        KEY_MASK.set(0);
+        let memo = "m".repeat(500);
+        let n = write_long_journal_of_ids(&path, &memo);
+        (dir, path, memo, n)
+    }
+
     /// A writer takes the model's ids a bucket at a time, unread: an
     /// entry forged whole (its digest made again) to name another id's
     /// line is seen when its suspicion is settled against that line, and
@@ -1074,11 +1092,7 @@ mod tests {
     fn a_hold_named_by_an_id_that_shares_its_key_is_found() {
         use crate::domain::{Command, Request, Target};
         use crate::journal::{Outcome, Writer};
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("j.jsonl");
-        KEY_MASK.set(0);
-        let memo = "m".repeat(500);
-        let n = write_long_journal_of_ids(&path, &memo);
+        let (_dir, path, _, n) = a_long_journal_of_ids_sharing_a_key();
         let cents = |n| crate::money::Decimal::new(Amount(n), 2);
         let mut w = Writer::open(&path).expect("open");
         let hold = Request {
@@ -1111,11 +1125,7 @@ mod tests {
     #[test]
     fn a_writer_tells_ids_sharing_a_key_apart_by_their_lines() {
         use crate::journal::{Outcome, Writer};
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("j.jsonl");
-        KEY_MASK.set(0);
-        let memo = "m".repeat(500);
-        let n = write_long_journal_of_ids(&path, &memo);
+        let (_dir, path, memo, n) = a_long_journal_of_ids_sharing_a_key();
         let entries: i64 = crate::readmodel::ReadModel::open(&path, Owner::me())
             .expect("model")
             .conn()
@@ -1162,15 +1172,7 @@ mod tests {
                 };
                 crate::domain::evolve(&mut state, &event);
             }
-            let head = Head {
-                seq: n + 1,
-                hash: LineHash::of(b"x"),
-                end: 1000,
-                at,
-            };
-            model
-                .build(&state, head, LineHash::of(b"h"))
-                .expect("build");
+            let head = build_at(&mut model, &state, n + 1, at);
             let c = model.conn().expect("conn");
             let (rows, entries): (i64, i64) = c
                 .query_row(
