@@ -1043,23 +1043,16 @@ impl Writer {
             return Ok(());
         };
         self.accounts_next_look = look.checked_mul(2);
-        let most = model
-            .account_count()
-            .map(|every| loaded >= every / 8)
-            .and_then(|most| {
-                if most {
-                    model.load_every_account_into(&mut self.state)?;
-                }
-                Ok(most)
-            });
-        match most {
-            Ok(true) => {
-                self.accounts_next_look = None;
-                Ok(())
-            }
-            Ok(false) => Ok(()),
-            Err(_) => self.fall_back(),
+        match model.account_count() {
+            Ok(every) if loaded < every / 8 => return Ok(()),
+            Ok(_) => {}
+            Err(_) => return self.fall_back(),
         }
+        if model.load_every_account_into(&mut self.state).is_err() {
+            return self.fall_back();
+        }
+        self.accounts_next_look = None;
+        Ok(())
     }
 
     /// Gives up the read model: the whole state is folded from the

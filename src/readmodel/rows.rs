@@ -319,9 +319,10 @@ pub fn load_id(
     let bucket = bucket_of(key);
     match state.wants_id_bucket(bucket_index(key)) {
         Some(true) => {
-            let entries = bucket_entries(c, bucket)?;
-            let entries: Vec<(i64, u64)> =
-                entries.iter().map(|&e| (entry_key(e), e as u64)).collect();
+            let entries: Vec<(i64, u64)> = bucket_entries(c, bucket)?
+                .iter()
+                .map(|&e| (entry_key(e), e as u64))
+                .collect();
             return state
                 .take_id_bucket(bucket_index(key), &entries)
                 .map_err(ModelError::Malformed);
