@@ -235,20 +235,8 @@ fn copy_round_trips_file_to_database_to_file_byte_for_byte() {
     let dir = tempfile::tempdir().expect("dir");
     let back = dir.path().join("back/journal.jsonl");
     let source = fixture("valid.jsonl");
-    let copy = |from: &Path, to: &Path| {
-        db.bare()
-            .arg("copy")
-            .arg(from)
-            .arg(to)
-            .output()
-            .expect("copy")
-    };
-    let out = copy(&source, &db.journal);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = copy(&db, &source, &db.journal);
+    succeeded(&out);
     assert_eq!(db.bytes(), std::fs::read(&source).expect("fixture"));
     // The copy wrote lines alone: the query tables are behind, so reads
     // replay, and the next write rebuilds them.
@@ -268,24 +256,20 @@ fn copy_round_trips_file_to_database_to_file_byte_for_byte() {
     assert_eq!(db.balances(), file.balances());
     assert_eq!(db.bytes(), file.bytes());
     let source = file.journal.clone();
-    let out = copy(&db.journal, &back);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = copy(&db, &db.journal, &back);
+    succeeded(&out);
     assert_eq!(
         std::fs::read(&back).expect("copy"),
         std::fs::read(&source).expect("source")
     );
     // Into a journal that holds events: refused, nothing written.
     let before = db.bytes();
-    let out = copy(&source, &db.journal);
+    let out = copy(&db, &source, &db.journal);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(db.bytes(), before);
     // A corrupt source is not copied at all.
     let fresh = TestEnv::postgres().expect("server");
-    let out = copy(&fixture("bad-chain.jsonl"), &fresh.journal);
+    let out = copy(&db, &fixture("bad-chain.jsonl"), &fresh.journal);
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -349,11 +333,7 @@ fn a_wrong_password_is_refused_without_being_shown() {
         .args(["--file", &bare, "create", "a"])
         .output()
         .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     // Or from a password file.
     let pgpass = env.file(".pgpass", "127.0.0.1:*:*:ledger:secret\n");
     let out = env
@@ -363,11 +343,7 @@ fn a_wrong_password_is_refused_without_being_shown() {
         .args(["deposit", "a", "1"])
         .output()
         .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert_eq!(env.balance_of("a"), "1.00");
 }
 
@@ -982,10 +958,9 @@ fn lines_rewritten_with_a_recomputed_chain_are_decided_again_by_every_full_read(
 /// caught as damage, not taken for the journal's end.
 #[test]
 fn a_long_journal_reads_as_the_file_and_a_missing_line_is_caught() {
-    let Some(env) = TestEnv::postgres() else {
+    let Some((env, file)) = long_journal() else {
         return;
     };
-    let file = long_journal_in(&env);
     for read in [
         "verify --json",
         "export --to jsonl",
@@ -1008,10 +983,9 @@ fn a_long_journal_reads_as_the_file_and_a_missing_line_is_caught() {
 /// were part of, and reading it changes nothing.
 #[test]
 fn lines_missing_for_more_than_a_stretch_at_the_end_are_caught() {
-    let Some(env) = TestEnv::postgres() else {
+    let Some((env, _)) = long_journal() else {
         return;
     };
-    long_journal_in(&env);
     let db = env.db.as_ref().expect("db");
     // About 1.8 MB of lines: some 28 stretches without a line.
     db.sql("DELETE FROM ledger_lines WHERE seq > 20000");
@@ -1106,10 +1080,9 @@ fn a_row_missing_from_the_last_multi_event_append_is_damage_not_a_torn_write() {
 /// not abort the read's transaction.
 #[test]
 fn a_long_read_works_where_the_server_will_not_export_a_snapshot() {
-    let Some(env) = TestEnv::postgres() else {
+    let Some((env, file)) = long_journal() else {
         return;
     };
-    let file = long_journal_in(&env);
     let db = env.db.as_ref().expect("db");
     db.sql(
         "DO $$ BEGIN CREATE ROLE ledger_noexport LOGIN PASSWORD 'secret';
@@ -1146,11 +1119,12 @@ fn a_long_read_works_where_the_server_will_not_export_a_snapshot() {
     }
 }
 
-/// A journal too long to be read on one connection (over 8 MiB): 25,000
-/// deposits with long memos, made in a file journal (returned) and copied
-/// into `env`'s database.
+/// A database (`None` without a server) holding a journal too long to be
+/// read on one connection (over 8 MiB): 25,000 deposits with long memos,
+/// made in a file journal and copied in; the database and the file.
 #[track_caller]
-fn long_journal_in(env: &TestEnv) -> TestEnv {
+fn long_journal() -> Option<(TestEnv, TestEnv)> {
+    let env = TestEnv::postgres()?;
     let file = TestEnv::new();
     let memo = "m".repeat(300);
     let mut commands = String::from("create a\ncreate b\n");
@@ -1162,19 +1136,29 @@ fn long_journal_in(env: &TestEnv) -> TestEnv {
         file.bytes().len() > 8 << 20,
         "long enough for a second connection"
     );
-    let out = env
-        .bare()
+    succeeded(&copy(&env, &file.journal, &env.journal));
+    Some((env, file))
+}
+
+/// `ledger copy FROM TO`, run as `env` runs the binary.
+fn copy(env: &TestEnv, from: &Path, to: &Path) -> Output {
+    env.bare()
         .arg("copy")
-        .arg(&file.journal)
-        .arg(&env.journal)
+        .arg(from)
+        .arg(to)
         .output()
-        .expect("copy");
+        .expect("copy")
+}
+
+/// Asserts that the command `out` came from exited 0, showing its stderr
+/// if not.
+#[track_caller]
+fn succeeded(out: &Output) {
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    file
 }
 
 /// A server that cancels long statements and ends sessions idle in a
@@ -1182,10 +1166,9 @@ fn long_journal_in(env: &TestEnv) -> TestEnv {
 /// into a pager) still reads to the end, on both connections.
 #[test]
 fn a_slow_reader_of_a_long_journal_outlasts_the_servers_timeouts() {
-    let Some(env) = TestEnv::postgres() else {
+    let Some((env, file)) = long_journal() else {
         return;
     };
-    let file = long_journal_in(&env);
     let db = env.db.as_ref().expect("db");
     let name = db.one("SELECT current_database()::text");
     db.sql(&format!(
@@ -1229,11 +1212,7 @@ fn batch_ok(env: &TestEnv, commands: &str) {
         .write_stdin(commands.to_owned())
         .output()
         .expect("batch");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
 }
 
 /// Each of `reads` fails as corrupt (exit 3), naming `line` and a line
