@@ -322,6 +322,31 @@ fn a_type_this_ledger_does_not_know_is_named() {
     }
 }
 
+/// The zone is found only when a command reads or shows a time: a write
+/// that does neither says nothing of a `TZ` naming no zone, and one that
+/// reads a date in the zone warns as a report would.
+#[test]
+fn only_commands_that_use_the_zone_warn_of_a_tz_naming_none() {
+    let env = TestEnv::with(&["create a --currency EUR", "deposit a 50"]);
+    let run = |args: &[&str]| {
+        let out = env
+            .cmd()
+            .env("TZ", "Mars/Olympus")
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert_eq!(run(&["deposit", "a", "5"]), "");
+    assert_eq!(run(&["balance", "a"]), "");
+    let warning = "TZ=Mars/Olympus names no time zone; using UTC";
+    let dated = run(&["hold", "a", "5", "--expires", "2026-12-31"]);
+    assert_eq!(dated.matches(warning).count(), 1, "{dated}");
+    let report = run(&["history", "a"]);
+    assert_eq!(report.matches(warning).count(), 1, "{report}");
+}
+
 #[test]
 fn the_zone_comes_from_tz_and_a_tz_naming_no_zone_falls_back_to_utc() {
     let env = TestEnv::with(&["create a"]);

@@ -90,10 +90,9 @@ impl<'c> Applier<'c> {
                 Err(e) => (None, Some(e)),
             })
             .unzip();
-        let zone = &self.ctx.zone;
         let mut requests: Vec<_> = commands
             .iter()
-            .map(|c| c.as_ref().map(|c| write::request(c, zone)))
+            .map(|c| c.as_ref().map(|c| write::request(c, self.ctx)))
             .collect();
         self.writer
             .prefetch(requests.iter().filter_map(|r| r.as_ref()?.as_ref().ok()))?;

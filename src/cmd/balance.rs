@@ -25,7 +25,7 @@ pub fn run(ctx: &Context, args: &BalanceArgs) -> Result<(), Error> {
         Some(AsOf::Day(day)) => {
             let mut view = DayView::default();
             state = replay(&ctx.path, ReplayFrom::Start, |_, entry| {
-                if entry.event.day(&ctx.zone) <= day {
+                if entry.event.day(ctx.zone()) <= day {
                     view.add(&entry.event.change, entry.event.seq);
                 }
                 Ok(())
@@ -39,7 +39,7 @@ pub fn run(ctx: &Context, args: &BalanceArgs) -> Result<(), Error> {
                 names => by_day.report(
                     &state,
                     names.as_deref().unwrap_or_default(),
-                    ctx.zone.start_of(day.next()).pred(),
+                    ctx.zone().start_of(day.next()).pred(),
                 ),
             }
         }

@@ -100,13 +100,13 @@ fn books(ctx: &Context, args: &ExportArgs, out: &mut impl Write) -> Result<(), E
     replay(&ctx.path, ReplayFrom::Start, |state, entry| {
         let event = &entry.event;
         let selected = event.seq <= last.seq()
-            && args.since.is_none_or(|b| b.admits_from(event, &ctx.zone))
-            && args.until.is_none_or(|b| b.admits_to(event, &ctx.zone))
+            && args.since.is_none_or(|b| b.admits_from(event, ctx.zone()))
+            && args.until.is_none_or(|b| b.admits_to(event, ctx.zone()))
             && args.tags.iter().all(|t| t.matches(event));
         if !selected {
             return Ok(());
         }
-        let day = event.day(&ctx.zone);
+        let day = event.day(ctx.zone());
         if beancount {
             for (account, _) in event.change.effects().into_iter().flatten() {
                 match first_day.get_mut(account) {
@@ -249,7 +249,7 @@ impl Names {
             "; exported by ledger {} from {} for {tool}; days in {}",
             env!("CARGO_PKG_VERSION"),
             ctx.path.display(),
-            ctx.zone.name()
+            ctx.zone().name()
         )?;
         if self.beancount {
             writeln!(out, "option \"title\" \"ledger export\"")?;

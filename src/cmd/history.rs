@@ -158,7 +158,7 @@ impl Sink<'_> {
                 Row::Rendered(bytes) => bytes,
                 Row::Kept(line, amounts) => {
                     let decoded = decode(ctx, &line)?;
-                    self.render(&ctx.zone, &decoded.event, &line, amounts)?
+                    self.render(ctx.zone(), &decoded.event, &line, amounts)?
                 }
             };
             self.out.write_all(&bytes)?;
@@ -231,7 +231,7 @@ fn in_journal_order(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
             }
             let balance = balance_in(state, who);
             if let Some((since, before)) = opening {
-                if !since.admits_from(&entry.event, &ctx.zone) {
+                if !since.admits_from(&entry.event, ctx.zone()) {
                     opening = Some((since, balance.unwrap_or_default()));
                 } else {
                     opening = None;
@@ -243,7 +243,7 @@ fn in_journal_order(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
                     )?))?;
                 }
             }
-            if !selected(args, who, &ctx.zone, entry) || args.limit == Some(0) {
+            if !selected(args, who, ctx.zone(), entry) || args.limit == Some(0) {
                 return Ok(());
             }
             let amounts = who.one().zip(balance).map(|(name, balance)| Amounts {
@@ -255,7 +255,7 @@ fn in_journal_order(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
                 return Ok(());
             }
             unconfirmed = Some(Row::Rendered(sink.render(
-                &ctx.zone,
+                ctx.zone(),
                 &entry.event,
                 entry.line,
                 amounts,
@@ -291,7 +291,7 @@ fn opening_row(
 ) -> Result<Vec<u8>, Error> {
     let since = match since {
         Bound::Day(d) => d.to_string(),
-        Bound::At(t) => ctx.zone.show(t),
+        Bound::At(t) => ctx.zone().show(t),
     };
     let mut row = Vec::new();
     output::history::opening(&mut row, layout, &since, balance)?;
@@ -312,12 +312,14 @@ fn by_day(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     let state = replay(&ctx.path, ReplayFrom::Start, |_, entry| {
         let event = &entry.event;
         let delta = account.map_or(Amount::ZERO, |a| event.change.effect_on(a));
-        let shown = selected(args, who, &ctx.zone, entry);
+        let shown = selected(args, who, ctx.zone(), entry);
         if shown || delta != Amount::ZERO {
-            let early = args.since.is_some_and(|b| !b.admits_from(event, &ctx.zone));
+            let early = args
+                .since
+                .is_some_and(|b| !b.admits_from(event, ctx.zone()));
             let line = shown.then(|| entry.line.to_vec());
             events.push(Dated {
-                day: event.day(&ctx.zone),
+                day: event.day(ctx.zone()),
                 seq: event.seq,
                 delta,
                 early,
@@ -358,7 +360,7 @@ fn by_day(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
             change: delta,
             balance,
         });
-        let row = sink.render(&ctx.zone, &decoded.event, &line, amounts)?;
+        let row = sink.render(ctx.zone(), &decoded.event, &line, amounts)?;
         sink.put(Row::Rendered(row))?;
     }
     if let Some(since) = opening {
@@ -528,7 +530,7 @@ impl Consumer for Printer<'_> {
             self.put(row);
         }
         let who = Who::of(self.args);
-        if selected(self.args, who, &self.ctx.zone, entry) {
+        if selected(self.args, who, self.ctx.zone(), entry) {
             let account = who
                 .one()
                 .and_then(|name| Some((name, after.account(name)?)));
@@ -544,7 +546,7 @@ impl Consumer for Printer<'_> {
             if self.format == Format::Table {
                 output::history::labelled(
                     &mut row,
-                    &self.ctx.zone,
+                    self.ctx.zone(),
                     &entry.event,
                     amounts,
                     decimals.unwrap_or(0),
@@ -553,7 +555,7 @@ impl Consumer for Printer<'_> {
                 output::history::event(
                     &mut row,
                     self.format,
-                    &self.ctx.zone,
+                    self.ctx.zone(),
                     &layout,
                     &entry.event,
                     entry.line,

@@ -15,6 +15,7 @@ pub mod write;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use clap::CommandFactory;
 
@@ -33,8 +34,36 @@ pub struct Context {
     pub path: PathBuf,
     /// The output format.
     pub format: Format,
-    /// The zone of dates and days (SPEC 9).
-    pub zone: Zone,
+    /// The zone of dates and days (SPEC 9), found when first asked for
+    /// (see [`Context::zone`]).
+    zone: OnceLock<Zone>,
+}
+
+impl Context {
+    /// For the journal at `path`, output in `format`, and dates and days in
+    /// `tz` if given (`--tz`), else in the environment's zone.
+    pub fn new(path: PathBuf, format: Format, tz: Option<Zone>) -> Context {
+        Context {
+            path,
+            format,
+            zone: tz.map_or_else(OnceLock::new, OnceLock::from),
+        }
+    }
+
+    /// The zone of dates and days (SPEC 9): `--tz`, else the environment's.
+    /// Found on first use: finding the environment's reads the whole
+    /// zoneinfo directory (about a fifth of a `deposit`'s time), which
+    /// commands that show no time and take no date never need; a `TZ`
+    /// naming no zone is then warned about once, when it would matter.
+    pub fn zone(&self) -> &Zone {
+        self.zone.get_or_init(|| {
+            let (zone, warning) = Zone::from_environment();
+            if let Some(warning) = warning {
+                note(&warning);
+            }
+            zone
+        })
+    }
 }
 
 /// Dispatches a parsed command line.
@@ -49,27 +78,13 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         out.write_all(&script)?;
         return Ok(out.flush()?);
     }
-    let zone = match cli.tz {
-        Some(zone) => zone,
-        None => {
-            let (zone, warning) = Zone::from_environment();
-            if let Some(warning) = warning {
-                note(&warning);
-            }
-            zone
-        }
-    };
     let named = cli.file.or_else(|| {
         std::env::var_os("LEDGER_JOURNAL")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     });
     let user_named = named.is_some();
-    let ctx = Context {
-        path: journal::resolve_path(named)?,
-        format,
-        zone,
-    };
+    let ctx = Context::new(journal::resolve_path(named)?, format, cli.tz);
     // A read of a missing journal is an empty ledger (SPEC 2), which hides
     // a mistyped path; the default location is missing until the first
     // write, which is no mistake.

@@ -62,7 +62,7 @@ pub fn with_report(
     use_it: impl FnOnce(&Report<'_>) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let today = today(ctx)?;
-    let mut builder = Builder::new(&ctx.zone, spec)?;
+    let mut builder = Builder::new(ctx.zone(), spec)?;
     let state = replay(&ctx.path, ReplayFrom::StartLocked, |_, entry| {
         Ok(builder.add(&entry.event)?)
     })?;
@@ -73,5 +73,5 @@ pub fn with_report(
 /// Today in the zone: where a range that `--until` does not end ends.
 fn today(ctx: &Context) -> Result<Day, Error> {
     let now = At::now().map_err(|e| Error::Usage(format!("cannot read the clock: {e}")))?;
-    Ok(ctx.zone.day_of(now))
+    Ok(ctx.zone().day_of(now))
 }

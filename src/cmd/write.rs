@@ -12,11 +12,11 @@ use crate::journal::line::{self, LineError};
 use crate::journal::{JournalError, Outcome, Writer};
 use crate::money::Amount;
 use crate::output;
-use crate::time::{At, Zone};
+use crate::time::At;
 
-/// The domain request a parsed write command stands for; `zone` reads a
-/// date given as a hold's expiry.
-pub fn request<'a>(cmd: &'a WriteCommand, zone: &Zone) -> Result<Request<'a>, Error> {
+/// The domain request a parsed write command stands for; the context's
+/// zone reads a date given as a hold's expiry (and is asked for only then).
+pub fn request<'a>(cmd: &'a WriteCommand, ctx: &Context) -> Result<Request<'a>, Error> {
     let command = match cmd {
         WriteCommand::Create(a) => Command::Create {
             account: &a.account,
@@ -64,7 +64,7 @@ pub fn request<'a>(cmd: &'a WriteCommand, zone: &Zone) -> Result<Request<'a>, Er
             expires: a.expires.map(|bound| match bound {
                 Bound::At(at) => at,
                 // A hold given a date counts all of that day (SPEC 11).
-                Bound::Day(day) => zone.start_of(day.next()),
+                Bound::Day(day) => ctx.zone().start_of(day.next()),
             }),
         },
         WriteCommand::Capture(a) => {
@@ -162,7 +162,7 @@ const CONFLICT_RETRIES: u32 = 8;
 
 /// Runs one write command.
 pub fn run(ctx: &Context, cmd: &WriteCommand) -> Result<(), Error> {
-    let request = request(cmd, &ctx.zone)?;
+    let request = request(cmd, ctx)?;
     let mut conflicts = 0;
     let (mut writer, outcome) = loop {
         let attempt = Writer::open(&ctx.path)

@@ -14,12 +14,13 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use clap::Parser;
-use ledger::cli::{BatchLine, Cli};
-use ledger::cmd::{Load, ReplayFrom, replay, state_at, write};
+use ledger::cli::{BatchLine, Cli, Format};
+use ledger::cmd::{Context, Load, ReplayFrom, replay, state_at, write};
 use ledger::domain::{self, State};
 use ledger::journal::line::{self, LineHash};
 use ledger::journal::scan::Replay;
 use ledger::journal::{JournalError, ReadJournal};
+use ledger::time::Zone;
 use proptest::prelude::*;
 use proptest::test_runner::{RngSeed, TestCaseError};
 
@@ -259,6 +260,11 @@ fn word() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Dates and days in UTC; no journal is opened through it.
+fn utc_context() -> Context {
+    Context::new(std::path::PathBuf::new(), Format::Table, Some(Zone::utc()))
+}
+
 fn state_for_decisions() -> &'static State {
     static STATE: OnceLock<State> = OnceLock::new();
     STATE.get_or_init(|| {
@@ -298,7 +304,7 @@ proptest! {
         words in prop::collection::vec(word(), 0..8),
     ) {
         if let Ok(parsed) = BatchLine::try_parse_from(&words)
-            && let Ok(request) = write::request(&parsed.command, &ledger::time::Zone::utc())
+            && let Ok(request) = write::request(&parsed.command, &utc_context())
         {
             let _ = domain::decide(state_for_decisions(), &request, now());
         }
@@ -307,7 +313,7 @@ proptest! {
         let text = words.join(" ");
         if let Ok(split) = shell_words::split(&text)
             && let Ok(parsed) = BatchLine::try_parse_from(&split)
-            && let Ok(request) = write::request(&parsed.command, &ledger::time::Zone::utc())
+            && let Ok(request) = write::request(&parsed.command, &utc_context())
         {
             let _ = domain::decide(state_for_decisions(), &request, now());
         }
