@@ -20,6 +20,7 @@ mod accounts;
 mod ids;
 
 use accounts::Accounts;
+pub use accounts::Named;
 use ids::Ids;
 #[cfg(test)]
 pub use ids::KEY_MASK;
@@ -331,6 +332,19 @@ impl State {
     /// [`State::accounts`]: what a write-back of the cache must write.
     pub fn changed_accounts(&self) -> impl Iterator<Item = (&str, &Account)> {
         self.accounts.changed()
+    }
+
+    /// The accounts whose places ([`State::account_place`]) `keep`
+    /// admits, in the order of their names, 8 bytes each: read each with
+    /// [`State::named_account`].
+    pub fn accounts_by_name(&self, keep: impl FnMut(usize) -> bool) -> Vec<Named> {
+        self.accounts.by_name(keep)
+    }
+
+    /// The name, place and account of `named`, listed by
+    /// [`State::accounts_by_name`] of this state.
+    pub fn named_account(&self, named: Named) -> (&str, usize, &Account) {
+        self.accounts.named(named)
     }
 
     /// How many accounts it holds.

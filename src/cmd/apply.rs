@@ -10,7 +10,6 @@ use crate::cli::{Format, WriteCommand};
 use crate::cmd::{Context, write};
 use crate::error::Error;
 use crate::journal::{Outcome, Writer};
-use crate::money::Amount;
 use crate::output;
 
 /// Many commands applied to one locked journal, then committed (or, for a
@@ -216,7 +215,8 @@ impl<'c> Applier<'c> {
             }
             Format::Csv => {
                 output::csv_row(&mut out, &["account", "net_change"])?;
-                for (name, delta, decimals) in self.changes() {
+                for named in self.writer.changed_by_name() {
+                    let (name, delta, decimals) = self.writer.net_change(named);
                     let delta = delta.display(decimals).to_string();
                     output::csv_row(&mut out, &[name, delta.as_str()])?;
                 }
@@ -244,34 +244,19 @@ impl<'c> Applier<'c> {
             "{verb} {} event(s){range}; {} repeat(s) of earlier --id commands",
             self.appended, self.repeats
         )?;
-        let changes = self.changes();
+        let changes = self.writer.changed_by_name();
         if !changes.is_empty() {
             // Made twice on demand (to size the columns, then to print):
             // a batch into a million accounts never holds a million rows.
             let rows = || {
-                changes.iter().map(|(name, delta, decimals)| {
-                    Cow::Owned(vec![
-                        (*name).to_owned(),
-                        delta.display(*decimals).to_string(),
-                    ])
+                changes.iter().map(|&named| {
+                    let (name, delta, decimals) = self.writer.net_change(named);
+                    Cow::Owned(vec![name.to_owned(), delta.display(decimals).to_string()])
                 })
             };
             output::table_with(out, &["ACCOUNT", "NET CHANGE"], &[false, true], rows)?;
         }
         Ok(())
-    }
-
-    /// Each account created or moved, with its net change and its
-    /// currency's decimals, by name.
-    fn changes(&self) -> Vec<(&str, Amount, u8)> {
-        let state = self.writer.state();
-        let mut changes: Vec<(&str, Amount, u8)> = self
-            .writer
-            .net_changes()
-            .map(|(name, account, delta, _)| (name, delta, state.unit_of(account).decimals))
-            .collect();
-        changes.sort_unstable_by_key(|(name, ..)| *name);
-        changes
     }
 }
 

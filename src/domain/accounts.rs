@@ -34,6 +34,11 @@ struct Slot {
     name: u32,
 }
 
+/// An account of a list in name order ([`Accounts::by_name`]), read with
+/// [`Accounts::named`] from the accounts that made the list.
+#[derive(Clone, Copy)]
+pub struct Named(Slot);
+
 /// Accounts per chunk. Accounts are stored in chunks allocated whole, so
 /// that a growing ledger never copies them to a larger vector (for a
 /// moment, both in memory) nor leaves room for as many again.
@@ -194,6 +199,27 @@ impl Accounts {
             .insert_unique(hash(name), slot, |&s| hash(name_in(chunks, s)));
     }
 
+    /// The accounts whose places `keep` admits, in the order of their
+    /// names: 8 bytes an account, for a list of most of a million (their
+    /// names as `&str` alone would be 16).
+    pub fn by_name(&self, mut keep: impl FnMut(usize) -> bool) -> Vec<Named> {
+        let mut named: Vec<Named> = self
+            .index
+            .iter()
+            .filter(|slot| keep(slot.place as usize))
+            .map(|&slot| Named(slot))
+            .collect();
+        named.sort_unstable_by(|a, b| name_in(&self.chunks, a.0).cmp(name_in(&self.chunks, b.0)));
+        named
+    }
+
+    /// The name, place and account [`Accounts::by_name`] listed as `named`.
+    pub fn named(&self, named: Named) -> (&str, usize, &Account) {
+        let place = named.0.place as usize;
+        let account = &self.chunks[place / PER_CHUNK].rows[place % PER_CHUNK];
+        (name_in(&self.chunks, named.0), place, account)
+    }
+
     /// Every account, in the order they were opened.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Account)> {
         self.chunks.iter().flat_map(Chunk::iter)
@@ -307,6 +333,24 @@ mod tests {
             prop_assert!(accounts.get("absent").is_none());
             let names: Vec<&str> = accounts.iter().map(|(n, _)| n).collect();
             prop_assert_eq!(names, order.iter().map(String::as_str).collect::<Vec<_>>());
+            // In name order, those of odd places: each with its own place
+            // and account.
+            let by_name: Vec<(String, usize, i128)> = accounts
+                .by_name(|place| place % 2 == 1)
+                .into_iter()
+                .map(|named| {
+                    let (name, place, account) = accounts.named(named);
+                    (name.to_owned(), place, account.balance.0)
+                })
+                .collect();
+            let mut want: Vec<(String, usize, i128)> = order
+                .iter()
+                .enumerate()
+                .filter(|(place, _)| place % 2 == 1)
+                .map(|(place, name)| (name.clone(), place, model[name]))
+                .collect();
+            want.sort();
+            prop_assert_eq!(by_name, want);
             let json = serde_json::to_string(&accounts).expect("saved");
             let back: Accounts = serde_json::from_str(&json).expect("read back");
             prop_assert_eq!(back, accounts);

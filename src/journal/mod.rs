@@ -1106,12 +1106,20 @@ impl Writer {
         Rejection::UnknownAccount(name, similar)
     }
 
-    /// The net change of each account the staged events touch, and
-    /// whether they created it, in no particular order.
-    pub fn net_changes(&self) -> impl Iterator<Item = (&str, &domain::Account, Amount, bool)> {
-        self.net
-            .changes(&self.state)
-            .filter(|(_, _, delta, created)| *delta != Amount::ZERO || *created)
+    /// The accounts the staged events moved or created, in the order of
+    /// their names, 8 bytes each (a batch may touch a million): read
+    /// each with [`Writer::net_change`].
+    pub fn changed_by_name(&self) -> Vec<domain::Named> {
+        self.state
+            .accounts_by_name(|place| self.net.at(place).is_some())
+    }
+
+    /// The name of `named` (listed by [`Writer::changed_by_name`]), its
+    /// net change, and its currency's decimals.
+    pub fn net_change(&self, named: domain::Named) -> (&str, Amount, u8) {
+        let (name, place, account) = self.state.named_account(named);
+        let delta = self.net.at(place).unwrap_or(Amount::ZERO);
+        (name, delta, self.state.unit_of(account).decimals)
     }
 
     /// Writes the state back to the read model, once: after a commit, the

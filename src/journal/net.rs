@@ -42,6 +42,14 @@ impl Net {
         }
     }
 
+    /// The net change of the account at `place`, if the staged events
+    /// moved or created it.
+    pub fn at(&self, place: usize) -> Option<Amount> {
+        let delta = self.deltas.get(place).copied().unwrap_or(Amount::ZERO);
+        let created = self.created.get(place).copied().unwrap_or(false);
+        (delta != Amount::ZERO || created).then_some(delta)
+    }
+
     /// Each account of `state` with its net change and whether it was
     /// created, in the order of the state's accounts; those untouched have
     /// no change and were not created.
