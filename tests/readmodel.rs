@@ -162,6 +162,36 @@ fn a_long_journal_gets_a_model_and_a_short_one_none() {
     );
 }
 
+/// An account's row lost from the model (deleted, nothing else touched)
+/// does not let `create` open that account again: the link of the row
+/// before it (or the link to the first) still names it. Accounts the
+/// model learned from a writer, not a rebuild, are linked in the same way;
+/// and a name that was never used is still created.
+#[test]
+fn a_lost_account_row_does_not_let_create_open_it_again() {
+    for lost in ["a", "b", "0", "aa", "c"] {
+        let env = ledger();
+        model_at(&env.journal, 6);
+        // Written back by the writers, after the rebuild of `a` and `b`.
+        for name in ["c", "aa", "0"] {
+            env.ok(&format!("create {name}"));
+        }
+        assert_eq!(model_seq(&env.journal), Some(9), "{lost}");
+        tamper(
+            &env.journal,
+            &format!("DELETE FROM accounts WHERE name = '{lost}'"),
+        );
+        let refused = env.fails(1, &["create", lost]);
+        assert!(refused.contains("already exists"), "{lost}: {refused}");
+        env.ok("create ab");
+        assert_eq!(
+            accounts_of(&state_at(&env.journal, None, Load::All).unwrap()),
+            accounts_of(&full_replay(&env.journal)),
+            "{lost}"
+        );
+    }
+}
+
 #[test]
 fn rows_changed_by_hand_or_damage_are_not_trusted() {
     for sql in [
@@ -257,6 +287,29 @@ fn a_batch_that_creates_a_long_journal_leaves_a_model_with_its_ids() {
     assert!(out.starts_with(&format!("seq {}: ", n + 2)), "{out}");
     env.cmd().arg("verify").assert().success();
     assert_eq!(env.balance_of("a"), format!("{}.00", n + 1));
+}
+
+/// A model of format 4 had no links between its accounts: it is not used,
+/// and its rebuild makes the accounts' tables again, with them.
+#[test]
+fn a_model_of_format_4_is_rebuilt_with_its_accounts_linked() {
+    let env = ledger();
+    model_at(&env.journal, 6);
+    tamper(
+        &env.journal,
+        "DROP TABLE accounts; DROP TABLE first_account;
+         CREATE TABLE accounts (
+             name TEXT PRIMARY KEY, owner TEXT, unit INTEGER NOT NULL, balance BLOB NOT NULL,
+             closed INTEGER NOT NULL, held BLOB NOT NULL, digest INTEGER NOT NULL) WITHOUT ROWID;
+         UPDATE head SET format = 'ledger-readmodel 4'",
+    );
+    assert_eq!(model_seq(&env.journal), None);
+    env.fails(1, &["create", "b"]);
+    env.ok("create c");
+    assert_eq!(model_seq(&env.journal), Some(7));
+    tamper(&env.journal, "DELETE FROM accounts WHERE name = 'b'");
+    env.fails(1, &["create", "b"]);
+    assert_eq!(env.balance_of("a"), "25.00");
 }
 
 /// A model of format 3 kept the ids by their text in a table `ids`: it is

@@ -18,7 +18,9 @@ use super::{AppendedIds, ModelError};
 /// The tables, created if missing. `journal` is the hash of the journal's
 /// header line: which journal the model is of. The ids are kept by key
 /// ([`id_key`]) and seq, not by their text (the line at that seq has it),
-/// in buckets of keys ([`BUCKET_BITS`]).
+/// in buckets of keys ([`BUCKET_BITS`]). The accounts are linked in name
+/// order, from `first_account` through each row's `next` (see
+/// [`check_account_absence`]).
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS head (
     one INTEGER PRIMARY KEY CHECK (one = 1),
@@ -32,7 +34,10 @@ CREATE TABLE IF NOT EXISTS units (
     deposited BLOB NOT NULL, withdrawn BLOB NOT NULL, held BLOB NOT NULL, digest INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS accounts (
     name TEXT PRIMARY KEY, owner TEXT, unit INTEGER NOT NULL, balance BLOB NOT NULL,
-    closed INTEGER NOT NULL, held BLOB NOT NULL, digest INTEGER NOT NULL) WITHOUT ROWID;
+    closed INTEGER NOT NULL, held BLOB NOT NULL, digest INTEGER NOT NULL,
+    next TEXT, link INTEGER) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS first_account (
+    one INTEGER PRIMARY KEY CHECK (one = 1), name TEXT, link INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS id_keys (
     bucket INTEGER PRIMARY KEY, entries BLOB NOT NULL, digest INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS reversed (
@@ -164,6 +169,16 @@ pub(super) fn ended_digest(seq: i64, by: i64, e: &Ended) -> i64 {
         .int(by)
         .int(i64::from(e.captured))
         .amount(e.amount)
+        .finish()
+}
+
+/// The digest of an account's link to the next name (`name` is `None`
+/// for the link to the first).
+fn link_digest(name: Option<&str>, next: Option<&str>) -> i64 {
+    Digest::default()
+        .bytes(b"link")
+        .text(name)
+        .text(next)
         .finish()
 }
 
@@ -399,24 +414,52 @@ fn entry_key(entry: u128) -> i64 {
 }
 
 /// Checks that account `name` is missing because it was never there, not
-/// because damage changed its row's name: the rows on either side of
-/// where it would be must be whole (their digests cover their names). An
-/// absence is what lets `create` append, so it is not taken on the word
-/// of a damaged file. (An id's absence is its bucket row's word: every
+/// because its row was lost or moved (deleted, or damage changed its
+/// name): the link of the row before it (or, with none before it, the
+/// link to the first) must name a later account, or none. Each link is
+/// covered by its digest, so a lost row breaks the links around it. An
+/// absence is what lets `create` append, so it is not taken on the word of
+/// a damaged file. (An id's absence is its bucket row's word: every
 /// bucket has one.)
 fn check_account_absence(c: &Connection, name: &str) -> Result<(), ModelError> {
-    for (op, order) in [(">", "ASC"), ("<", "DESC")] {
-        let sql = format!(
-            "SELECT name, owner, unit, balance, closed, held, digest FROM accounts
-             WHERE name {op} ?1 ORDER BY name {order} LIMIT 1"
-        );
-        let mut stmt = c.prepare_cached(&sql)?;
-        let mut rows = stmt.query([name])?;
-        if let Some(r) = rows.next()? {
-            account_row(r)?;
-        }
+    link_before(c, name).map(|_| ())
+}
+
+/// The link before where account `name` goes, checked against its digest
+/// and found to name a later account or none: the name of the row before
+/// (`None` for the link to the first) and the name it links to.
+fn link_before(c: &Connection, name: &str) -> Result<(Option<String>, Option<String>), ModelError> {
+    let mut before = c.prepare_cached(
+        "SELECT name, next, link FROM accounts WHERE name < ?1 ORDER BY name DESC LIMIT 1",
+    )?;
+    let link = |r: &Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
+    let (from, next, digest): (Option<String>, Option<String>, Option<i64>) =
+        match before.query_row([name], link).optional()? {
+            Some(row) => row,
+            None => c
+                .prepare_cached("SELECT NULL, name, link FROM first_account WHERE one = 1")?
+                .query_row([], link)
+                .optional()?
+                .ok_or_else(|| {
+                    ModelError::Malformed("the link to the first account is missing".into())
+                })?,
+        };
+    digest_matches(
+        digest.unwrap_or(0),
+        link_digest(from.as_deref(), next.as_deref()),
+        || {
+            format!(
+                "the link after account {}",
+                from.as_deref().unwrap_or("(none)")
+            )
+        },
+    )?;
+    match next {
+        Some(next) if next.as_str() <= name => Err(ModelError::Malformed(format!(
+            "the row of account {next} is missing"
+        ))),
+        next => Ok((from, next)),
     }
-    Ok(())
 }
 
 /// Loads whether the movement at `seq` was reversed.
@@ -579,8 +622,12 @@ pub fn account_names(c: &Connection) -> Result<Vec<String>, ModelError> {
 /// Empties every table, for a rebuild (whose [`save`] then writes every
 /// bucket of ids, empty ones too).
 pub fn clear(tx: &Transaction<'_>) -> Result<(), ModelError> {
+    // The accounts' tables are made again: a model of format 4 has no
+    // links in them.
+    tx.execute_batch("DROP TABLE IF EXISTS accounts; DROP TABLE IF EXISTS first_account;")?;
+    tx.execute_batch(SCHEMA)?;
     tx.execute_batch(
-        "DELETE FROM head; DELETE FROM checked; DELETE FROM units; DELETE FROM accounts; DELETE FROM id_keys;
+        "DELETE FROM head; DELETE FROM checked; DELETE FROM units; DELETE FROM id_keys;
          DELETE FROM reversed; DELETE FROM holds; DELETE FROM ended;
          DELETE FROM history; DELETE FROM tips; DELETE FROM indexed;
          -- Format 3 kept the ids by text here; its rows are of no use now.
@@ -661,11 +708,29 @@ fn save_units_and_accounts(
         state.changed_accounts().collect()
     };
     accounts.sort_unstable_by_key(|(name, _)| *name);
+    if fresh {
+        save_linked_accounts(tx, &accounts)
+    } else {
+        save_changed_accounts(tx, &accounts)
+    }
+}
+
+/// Writes `accounts` (every account, in name order) into emptied tables,
+/// each linked to the next.
+fn save_linked_accounts(
+    tx: &Transaction<'_>,
+    accounts: &[(&str, &Account)],
+) -> Result<(), ModelError> {
     let mut stmt = tx.prepare_cached(
-        "INSERT OR REPLACE INTO accounts (name, owner, unit, balance, closed, held, digest)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO accounts (name, owner, unit, balance, closed, held, digest, next, link)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
-    for (name, a) in accounts {
+    let nexts = accounts
+        .iter()
+        .skip(1)
+        .map(|(name, _)| Some(*name))
+        .chain([None]);
+    for (&(name, a), next) in accounts.iter().zip(nexts) {
         let unit = int(a.unit)?;
         stmt.execute(params![
             name,
@@ -674,9 +739,72 @@ fn save_units_and_accounts(
             a.balance.0.to_be_bytes(),
             a.closed,
             a.held().0.to_be_bytes(),
-            account_digest(name, a, unit)
+            account_digest(name, a, unit),
+            next,
+            link_digest(Some(name), next)
         ])?;
     }
+    let first = accounts.first().map(|(name, _)| *name);
+    tx.execute(
+        "INSERT OR REPLACE INTO first_account (one, name, link) VALUES (1, ?1, ?2)",
+        params![first, link_digest(None, first)],
+    )?;
+    Ok(())
+}
+
+/// Writes `accounts` (those changed, in name order) over rows that hold
+/// the rest: an account that has a row keeps its link; a new one is
+/// linked in after the row before it, whose link now names it.
+fn save_changed_accounts(
+    tx: &Transaction<'_>,
+    accounts: &[(&str, &Account)],
+) -> Result<(), ModelError> {
+    let mut update = tx.prepare_cached(
+        "UPDATE accounts SET owner = ?2, unit = ?3, balance = ?4, closed = ?5, held = ?6,
+         digest = ?7 WHERE name = ?1",
+    )?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO accounts (name, owner, unit, balance, closed, held, digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for &(name, a) in accounts {
+        let unit = int(a.unit)?;
+        let values = params![
+            name,
+            a.owner(),
+            unit,
+            a.balance.0.to_be_bytes(),
+            a.closed,
+            a.held().0.to_be_bytes(),
+            account_digest(name, a, unit)
+        ];
+        if update.execute(values)? == 0 {
+            insert.execute(values)?;
+            link_in(tx, name)?;
+        }
+    }
+    Ok(())
+}
+
+/// Links the new account `name` in: after the row before it, or first.
+/// The link it takes the place of is checked first, so that a write-back
+/// never makes good a link that damage broke.
+fn link_in(tx: &Transaction<'_>, name: &str) -> Result<(), ModelError> {
+    let (before, next) = link_before(tx, name)?;
+    match &before {
+        Some(before) => tx
+            .prepare_cached("UPDATE accounts SET next = ?2, link = ?3 WHERE name = ?1")?
+            .execute(params![before, name, link_digest(Some(before), Some(name))])?,
+        None => tx
+            .prepare_cached("UPDATE first_account SET name = ?1, link = ?2 WHERE one = 1")?
+            .execute(params![name, link_digest(None, Some(name))])?,
+    };
+    tx.prepare_cached("UPDATE accounts SET next = ?2, link = ?3 WHERE name = ?1")?
+        .execute(params![
+            name,
+            next,
+            link_digest(Some(name), next.as_deref())
+        ])?;
     Ok(())
 }
 
