@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::event::Event;
 use crate::journal::scan::{Entry, Head, Replay, Torn};
 use crate::journal::{self, JournalError, ReadJournal};
-use crate::readmodel::ReadModel;
+use crate::readmodel::{AppendedIds, ReadModel};
 use crate::time::Zone;
 
 /// What every command needs besides its own arguments.
@@ -297,8 +297,8 @@ pub fn state_at(path: &Path, as_of: Option<AsOf>, load: Load<'_>) -> Result<Stat
     };
     let scan = |from| journal.scanner_from(from);
     let run = |replay| replay_as_of(replay, as_of);
-    let ((snapshot, state, head, torn), from) =
-        journal::from_model_or_start(header, start, base, scan, run)?;
+    let ((snapshot, state, head, torn, keys), from) =
+        journal::from_model_or_start(header, start, base, (scan, Replay::keeping_id_keys), run)?;
     if let Some(torn) = torn {
         warn_torn(path, torn);
     }
@@ -313,7 +313,10 @@ pub fn state_at(path: &Path, as_of: Option<AsOf>, load: Load<'_>) -> Result<Stat
             // Rebuilt when missing or failed, not when only `as_of` kept
             // a sound model out.
             None if covered.is_none() || usable.is_some() => {
-                let _ = m.save(&state, None, head, header.hash, journal.file());
+                if let Some(keys) = keys {
+                    let whole = (None, head, header.hash);
+                    let _ = m.save_appended(&state, keys, whole, head, journal.file());
+                }
             }
             None => {}
         }
@@ -322,18 +325,27 @@ pub fn state_at(path: &Path, as_of: Option<AsOf>, load: Load<'_>) -> Result<Stat
 }
 
 /// Runs `replay` to its end, keeping the state `as_of` describes: the one
-/// before the first event past it (`None` if no event is).
-fn replay_as_of(
-    mut replay: Replay<'_>,
-    as_of: Option<AsOf>,
-) -> Result<(Option<State>, State, Head, Option<Torn>), JournalError> {
+/// before the first event past it (`None` if no event is); with the
+/// state at the end, its head and torn tail, and the keys of the ids it
+/// kept ([`Replay::id_keys`]).
+fn replay_as_of(mut replay: Replay<'_>, as_of: Option<AsOf>) -> Result<KeptReplay, JournalError> {
     let past = |event: &Event<'_>| {
         as_of.is_some_and(|b| b.includes_prefix(event.seq, event.at) == Some(false))
     };
     let snapshot = replay.run_keeping(past)?;
+    let keys = replay.id_keys();
     let (state, head, torn) = replay.finish();
-    Ok((snapshot, state, head, torn))
+    Ok((snapshot, state, head, torn, keys))
 }
+
+/// What [`replay_as_of`] returns.
+type KeptReplay = (
+    Option<State>,
+    State,
+    Head,
+    Option<Torn>,
+    Option<AppendedIds>,
+);
 
 /// The head at the end of the last complete append; the head up to which
 /// a replay of the whole journal has decided every event (this pass, when
@@ -345,13 +357,15 @@ fn valid_end(journal: &ReadJournal, header: Head) -> Result<(Head, Option<Head>,
     let mut model = journal.model();
     let start = model.as_ref().and_then(|(m, covers)| Some((m, (*covers)?)));
     // Every account, for the widths; from the model, the rest as needed.
-    let scan = |from| journal.scanner_from(from);
+    let scan = (|from| journal.scanner_from(from), Replay::keeping_id_keys);
     let run = |mut replay: Replay<'_>| {
         replay.run()?;
-        Ok(replay.finish())
+        let keys = replay.id_keys();
+        Ok((replay.finish(), keys))
     };
-    let ((state, head, torn), from) =
-        journal::from_model_or_start(header, start, ReadModel::load_every_account, scan, run)?;
+    let load = ReadModel::load_every_account;
+    let (((state, head, torn), keys), from) =
+        journal::from_model_or_start(header, start, load, scan, run)?;
     if let Some(torn) = torn {
         warn_torn(journal.path(), torn);
     }
@@ -359,9 +373,10 @@ fn valid_end(journal: &ReadJournal, header: Head) -> Result<(Head, Option<Head>,
     // one up would write every account back, which a writer does cheaper.
     if from.is_none()
         && head != header
-        && let Some((m, _)) = &mut model
+        && let (Some((m, _)), Some(keys)) = (&mut model, keys)
     {
-        let _ = m.save(&state, None, head, header.hash, journal.file());
+        let whole = (None, head, header.hash);
+        let _ = m.save_appended(&state, keys, whole, head, journal.file());
     }
     let decided = match from {
         None => Some(head),

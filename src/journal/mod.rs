@@ -421,8 +421,9 @@ pub fn read_state(
         Ok(replay.finish())
     };
     let scan = |from| Scanner::new(file, path, from, len);
+    let whole = |scanner| Replay::new(scanner, State::default());
     let ((state, head, torn), from) =
-        from_model_or_start(header, covered, ReadModel::base, scan, run)?;
+        from_model_or_start(header, covered, ReadModel::base, (scan, whole), run)?;
     Ok(Read {
         state,
         head: Some(head),
@@ -438,12 +439,17 @@ pub fn read_state(
 /// may make good lines look wrong (an account it lost), so a line found
 /// corrupt from the model is judged again by the full replay. Returns what
 /// `run` returned, and the model's head if it ran from there. `scan` makes
-/// the scanner from a head.
+/// the scanner from a head; `whole`, the replay of every line from its
+/// scanner (on an empty state, [`Replay::new`], or
+/// [`Replay::keeping_id_keys`] for a state that rebuilds the model).
 pub fn from_model_or_start<'f, T>(
     header: Head,
     model: Option<(&'f ReadModel, Head)>,
     base: impl FnOnce(&ReadModel, Head) -> Result<State, crate::readmodel::ModelError>,
-    scan: impl Fn(Head) -> Scanner<'f>,
+    (scan, whole): (
+        impl Fn(Head) -> Scanner<'f>,
+        impl FnOnce(Scanner<'f>) -> Replay<'f>,
+    ),
     mut run: impl FnMut(Replay<'f>) -> Result<T, JournalError>,
 ) -> Result<(T, Option<Head>), JournalError> {
     if let Some((model, from)) = model {
@@ -456,7 +462,7 @@ pub fn from_model_or_start<'f, T>(
             Err(e) => return Err(e),
         }
     }
-    Ok((run(Replay::new(scan(header), State::default()))?, None))
+    Ok((run(whole(scan(header)))?, None))
 }
 
 /// The metadata of the open journal, which must be a regular file: a FIFO,

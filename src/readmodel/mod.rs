@@ -794,9 +794,10 @@ fn head_at(
     })
 }
 
-/// The ids an append added, for [`ReadModel::save_appended`]: the key of
-/// each, as the `id_keys` table keeps them, taken as the events are
-/// staged; the seq is the place in the list (their text is in the lines).
+/// The ids an append added, or a replay of the whole journal folded in
+/// ([`Keyer`]), for [`ReadModel::save_appended`]: the key of each, as the
+/// `id_keys` table keeps them, taken as the events are staged or read;
+/// the seq is the place in the list (their text is in the lines).
 /// 8 bytes an event from the first with an id on, so that an import of a
 /// million rows keeps 8 MB here while it applies them.
 #[derive(Debug, Default)]
@@ -859,6 +860,120 @@ impl AppendedIds {
                 .collect();
             (!entries.is_empty()).then_some((b as i64, entries))
         }))
+    }
+}
+
+/// Ids a [`Keyer`] sends its thread at a time; a journal of fewer has
+/// them keyed at the end of its replay, without a thread.
+const KEY_BATCH: usize = 8192;
+
+/// Works out the keys of the ids a replay of the whole journal folds in,
+/// on a thread of its own, for the model rebuilt from its state: a
+/// SHA-256 each, 4,000,000 of them in a large journal, which the replay
+/// would otherwise wait for. (The replay itself tells repeats apart by
+/// fingerprints of its own, cheaper to take.)
+#[derive(Default)]
+pub struct Keyer {
+    batch: KeyBatch,
+    worker: Worker,
+}
+
+/// Where a [`Keyer`]'s full batches go.
+#[derive(Default)]
+enum Worker {
+    /// None yet.
+    #[default]
+    None,
+    /// A thread and the channel to it; `None` once the thread stopped
+    /// early, its keys lost.
+    Thread(
+        Option<std::sync::mpsc::SyncSender<KeyBatch>>,
+        std::thread::JoinHandle<AppendedIds>,
+    ),
+    /// No thread could be started: the keys are worked out here.
+    Here(AppendedIds),
+}
+
+/// Ids by seq, their text one after another.
+#[derive(Default)]
+struct KeyBatch {
+    text: String,
+    /// Each id's seq and where its text ends.
+    ids: Vec<(u64, usize)>,
+}
+
+impl KeyBatch {
+    /// Adds the key of each id to `keys`.
+    fn key_into(&self, keys: &mut AppendedIds) {
+        let mut start = 0;
+        for &(seq, end) in &self.ids {
+            let id = self.text.get(start..end).unwrap_or_default();
+            keys.push(seq, Some(crate::domain::id_key(id)));
+            start = end;
+        }
+    }
+}
+
+impl Keyer {
+    /// Adds the id of the event at `seq` (the events come in order).
+    pub fn push(&mut self, seq: u64, id: &str) {
+        self.batch.text.push_str(id);
+        self.batch.ids.push((seq, self.batch.text.len()));
+        if self.batch.ids.len() >= KEY_BATCH {
+            let batch = std::mem::take(&mut self.batch);
+            self.send(batch);
+        }
+    }
+
+    fn send(&mut self, batch: KeyBatch) {
+        if let Worker::None = self.worker {
+            self.worker = start_keying();
+        }
+        match &mut self.worker {
+            Worker::Thread(to, _) => {
+                if to.as_ref().is_some_and(|to| to.send(batch).is_err()) {
+                    *to = None;
+                }
+            }
+            Worker::Here(keys) => batch.key_into(keys),
+            Worker::None => {}
+        }
+    }
+
+    /// The key and seq of every id pushed; `None` if the thread failed,
+    /// and with it the model that would have been written without them.
+    pub fn finish(self) -> Option<AppendedIds> {
+        let mut keys = match self.worker {
+            Worker::None => AppendedIds::default(),
+            Worker::Thread(to, worker) => {
+                drop(to?);
+                worker.join().ok()?
+            }
+            Worker::Here(keys) => keys,
+        };
+        self.batch.key_into(&mut keys);
+        Some(keys)
+    }
+}
+
+/// A thread that keys the batches sent to it, or [`Worker::Here`] if
+/// none can be started.
+fn start_keying() -> Worker {
+    // A few batches in flight: the replay waits rather than queueing a
+    // journal's ids.
+    let (to, from) = std::sync::mpsc::sync_channel::<KeyBatch>(4);
+    let worker = std::thread::Builder::new()
+        .name("id-keys".into())
+        .spawn(move || {
+            let mut keys = AppendedIds::default();
+            for batch in from {
+                batch.key_into(&mut keys);
+            }
+            keys
+        });
+    match worker {
+        Ok(worker) => Worker::Thread(Some(to), worker),
+        Err(_) => Worker::Here(AppendedIds::default()),
     }
 }
 
@@ -1121,6 +1236,144 @@ mod tests {
         ];
         want.sort_unstable();
         assert_eq!(rows, want);
+    }
+}
+
+#[cfg(test)]
+mod rebuild_tests {
+    use super::*;
+    use crate::domain::{Command, Request};
+    use crate::journal::scan::Replay;
+    use crate::journal::{ReadJournal, Writer};
+    use crate::money::Decimal;
+    use proptest::prelude::*;
+
+    /// Each id's key comes out with its seq, for a few ids (keyed at the
+    /// end) and for more than a batch (keyed on a thread).
+    #[test]
+    fn a_keyer_keys_every_id_with_its_seq() {
+        for n in [3, 2 * KEY_BATCH as u64 + 5] {
+            let mut keyer = Keyer::default();
+            let mut want = Vec::new();
+            for seq in 1..=n {
+                if seq % 3 != 0 {
+                    let id = format!("id-{seq}");
+                    keyer.push(seq, &id);
+                    want.push(rows::id_row_of(crate::domain::id_key(&id), seq));
+                }
+            }
+            let keys = keyer.finish().expect("keys");
+            let mut got: Vec<u128> = keys
+                .by_bucket()
+                .expect("by bucket")
+                .flat_map(|(_, entries)| entries)
+                .collect();
+            got.sort_unstable();
+            want.sort_unstable();
+            assert_eq!(got, want, "{n} ids");
+        }
+    }
+
+    /// Writes accounts `a` and `b`, then `draws`: deposits and transfers
+    /// with ids drawn from a few (a repeat is a repeat, or refused), and
+    /// deposits without one.
+    fn write_journal(path: &Path, draws: &[(u8, u8)]) {
+        let mut w = Writer::open(path).expect("open");
+        for account in ["a", "b"] {
+            let create = Command::Create {
+                account,
+                owner: None,
+                currency: None,
+                decimals: 2,
+            };
+            w.apply(&Request::new(create)).expect("create");
+        }
+        let cent = Decimal::parse_positive("0.01").expect("amount");
+        for &(kind, n) in draws {
+            let id = format!("i{n}");
+            let command = match kind % 3 {
+                0 => Command::Transfer {
+                    from: "b",
+                    to: "a",
+                    amount: cent,
+                },
+                _ => Command::Deposit {
+                    account: "b",
+                    amount: cent,
+                },
+            };
+            let id = (kind % 3 != 2).then_some(id.as_str());
+            let _ = w.apply(&Request {
+                id,
+                ..Request::new(command)
+            });
+        }
+        w.commit().expect("commit");
+    }
+
+    /// Every row of every table of the model beside `path`, in order.
+    fn rows_of(path: &Path) -> Vec<Vec<rusqlite::types::Value>> {
+        let c = Connection::open(path_of(path)).expect("model");
+        let mut all = Vec::new();
+        for table in [
+            "head", "checked", "units", "accounts", "id_keys", "reversed", "holds", "ended",
+        ] {
+            let mut stmt = c
+                .prepare(&format!("SELECT * FROM {table} ORDER BY 1"))
+                .expect("select");
+            let n = stmt.column_count();
+            let rows = stmt
+                .query_map([], |r| (0..n).map(|i| r.get(i)).collect())
+                .expect("rows");
+            all.extend(rows.map(|r| r.expect("row")));
+        }
+        all
+    }
+
+    /// Builds the model of the journal at `path` afresh from a replay of
+    /// it: `state` empty, keeping the ids' keys as it goes, or (`None`)
+    /// into a state of names, as before; returns its rows.
+    fn rebuilt(path: &Path, state: Option<State>) -> Vec<Vec<rusqlite::types::Value>> {
+        for name in [path_of(path), suffixed(&path_of(path), "-wal")] {
+            let _ = std::fs::remove_file(name);
+        }
+        let journal = ReadJournal::open(path).expect("open").expect("journal");
+        let header = journal.header_head().expect("header");
+        let scanner = journal.scanner().expect("scanner");
+        let mut replay = match &state {
+            Some(state) => Replay::keeping_id_keys_in(scanner, state.clone()),
+            None => Replay::new(scanner, State::default()),
+        };
+        replay.run().expect("replay");
+        let keys = replay.id_keys();
+        assert_eq!(keys.is_some(), state.is_some());
+        let (state, head, _) = replay.finish();
+        let mut model = ReadModel::open(path, Owner::me()).expect("model");
+        model
+            .rebuild(&state, keys.unwrap_or_default(), (head, head), header.hash)
+            .expect("rebuild");
+        drop(model);
+        rows_of(path)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(8))]
+
+        /// A model rebuilt from a replay that keeps the ids' keys, also
+        /// when nearly every id shares its fingerprint (the replay then
+        /// learns some by name), is row for row the one rebuilt from a
+        /// state of names.
+        #[test]
+        fn a_rebuild_by_keys_writes_the_model_a_rebuild_by_names_does(
+            draws in prop::collection::vec((0u8..3, 0u8..40), 0..80),
+        ) {
+            let dir = tempfile::tempdir().expect("dir");
+            let path = dir.path().join("j.jsonl");
+            write_journal(&path, &draws);
+            let by_names = rebuilt(&path, None);
+            prop_assert_eq!(&rebuilt(&path, Some(State::fingerprinting())), &by_names);
+            prop_assert_eq!(&rebuilt(&path, Some(State::fingerprinting_colliding())), &by_names);
+        }
     }
 }
 
