@@ -814,6 +814,20 @@ pub enum Command<'a> {
     },
 }
 
+#[cfg(test)]
+impl<'a> Command<'a> {
+    /// `create ACCOUNT`, without an owner or a currency: what most tests
+    /// open their accounts with.
+    pub fn create(account: &'a str) -> Command<'a> {
+        Command::Create {
+            account,
+            owner: None,
+            currency: None,
+            decimals: 2,
+        }
+    }
+}
+
 /// A reference to an earlier event: its seq, or the `--id` it was written with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target<'a> {

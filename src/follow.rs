@@ -536,15 +536,6 @@ mod tests {
         w.commit().unwrap();
     }
 
-    fn create(account: &str) -> Command<'_> {
-        Command::Create {
-            account,
-            owner: None,
-            currency: None,
-            decimals: 2,
-        }
-    }
-
     fn deposit(account: &str, amount: &str) -> Command<'static> {
         let account: &'static str = Box::leak(account.to_owned().into_boxed_str());
         Command::Deposit {
@@ -565,7 +556,7 @@ mod tests {
         let mut c = Collect::default();
         // No journal yet: nothing, and no error.
         assert!(f.round(&mut c).unwrap());
-        write(&path, &[create("a")]);
+        write(&path, &[Command::create("a")]);
         f.round(&mut c).unwrap();
         write(
             &path,
@@ -584,7 +575,7 @@ mod tests {
     fn a_torn_tail_is_not_yet_and_is_reported_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.jsonl");
-        write(&path, &[create("a")]);
+        write(&path, &[Command::create("a")]);
         let mut f = Follower::new(&path);
         let mut c = Collect::default();
         f.round(&mut c).unwrap();
@@ -604,7 +595,7 @@ mod tests {
     fn truncation_before_the_head_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.jsonl");
-        write(&path, &[create("a"), deposit("a", "1")]);
+        write(&path, &[Command::create("a"), deposit("a", "1")]);
         let mut f = Follower::new(&path);
         let mut c = Collect::default();
         f.round(&mut c).unwrap();
@@ -628,13 +619,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.jsonl");
         let other = dir.path().join("other.jsonl");
-        write(&path, &[create("a")]);
+        write(&path, &[Command::create("a")]);
         let mut f = Follower::new(&path);
         let mut c = Collect::default();
         f.round(&mut c).unwrap();
         // Another journal, created a moment later: another header.
         std::thread::sleep(Duration::from_millis(5));
-        write(&other, &[create("b"), deposit("b", "1")]);
+        write(&other, &[Command::create("b"), deposit("b", "1")]);
         fs::rename(&other, &path).unwrap();
         let err = f.round(&mut c).unwrap_err();
         assert!(err.to_string().contains("line 1: "), "{err}");
@@ -649,7 +640,7 @@ mod tests {
     fn a_long_backlog_is_read_in_rounds_that_end_between_appends() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.jsonl");
-        write(&path, &[create("a")]);
+        write(&path, &[Command::create("a")]);
         write(
             &path,
             &[deposit("a", "1"), deposit("a", "2"), deposit("a", "3")],
@@ -695,7 +686,7 @@ mod tests {
     fn no_event_of_a_cut_long_append_is_handed_over() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.jsonl");
-        write(&path, &[create("a")]);
+        write(&path, &[Command::create("a")]);
         let long: Vec<Command<'_>> = (0..12).map(|_| deposit("a", "4")).collect();
         write(&path, &long);
         let bytes = fs::read(&path).unwrap();

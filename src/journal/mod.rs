@@ -1688,12 +1688,7 @@ mod tests {
         {
             let mut w = Writer::open(&path).expect("open");
             for &account in &names {
-                let create = Command::Create {
-                    account,
-                    owner: None,
-                    currency: None,
-                    decimals: 2,
-                };
+                let create = Command::create(account);
                 w.apply(&request(create)).expect("create");
             }
             for i in 0..crate::readmodel::MODEL_AFTER_BYTES / 500 + 1 {
@@ -1811,12 +1806,7 @@ mod tests {
         let at = |t: &str| At::parse_instant(t).expect("instant");
         let ids: Vec<String> = (0..6).map(|i| format!("id-{i}")).collect();
         let amount = |n: u32| Decimal::parse_positive(&format!("{}.{:02}", n / 100, n % 100));
-        let create = |account| Command::Create {
-            account,
-            owner: None,
-            currency: None,
-            decimals: 2,
-        };
+        let create = |account| Command::create(account);
         let mut writer = Writer::open(&path).expect("open");
         writer.at = at("2026-11-26T10:00:00Z");
         if existing {

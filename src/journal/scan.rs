@@ -1261,12 +1261,7 @@ mod tests {
             let mut writer = Writer::open(path).expect("open");
             if round == 0 {
                 for account in ["a", "b"] {
-                    let create = Command::Create {
-                        account,
-                        owner: None,
-                        currency: None,
-                        decimals: 2,
-                    };
+                    let create = Command::create(account);
                     writer.apply(&request(create)).expect("create");
                 }
             }
@@ -1328,12 +1323,7 @@ mod tests {
     /// A journal of `n` deposits into `a`, each with the id `k{seq}`.
     fn journal_with_ids(path: &Path, n: u64) {
         let mut writer = Writer::open(path).expect("open");
-        let create = Command::Create {
-            account: "a",
-            owner: None,
-            currency: None,
-            decimals: 2,
-        };
+        let create = Command::create("a");
         writer.apply(&request(create)).expect("create");
         let ids: Vec<String> = (2..=n + 1).map(|seq| format!("k{seq}")).collect();
         for id in &ids {

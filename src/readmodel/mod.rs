@@ -1280,12 +1280,7 @@ mod rebuild_tests {
     fn write_journal(path: &Path, draws: &[(u8, u8)]) {
         let mut w = Writer::open(path).expect("open");
         for account in ["a", "b"] {
-            let create = Command::Create {
-                account,
-                owner: None,
-                currency: None,
-                decimals: 2,
-            };
+            let create = Command::create(account);
             w.apply(&Request::new(create)).expect("create");
         }
         let cent = Decimal::parse_positive("0.01").expect("amount");

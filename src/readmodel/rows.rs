@@ -715,6 +715,23 @@ fn save_units_and_accounts(
     }
 }
 
+/// The values of account `name`'s row after its name: owner, unit,
+/// balance, closed, held and digest.
+type AccountValues<'a> = (Option<&'a str>, i64, [u8; 16], bool, [u8; 16], i64);
+
+fn account_values<'a>(name: &str, a: &'a Account) -> Result<AccountValues<'a>, ModelError> {
+    let unit = int(a.unit)?;
+    let digest = account_digest(name, a, unit);
+    Ok((
+        a.owner(),
+        unit,
+        a.balance.0.to_be_bytes(),
+        a.closed,
+        a.held().0.to_be_bytes(),
+        digest,
+    ))
+}
+
 /// Writes `accounts` (every account, in name order) into emptied tables,
 /// each linked to the next.
 fn save_linked_accounts(
@@ -731,17 +748,10 @@ fn save_linked_accounts(
         .map(|(name, _)| Some(*name))
         .chain([None]);
     for (&(name, a), next) in accounts.iter().zip(nexts) {
-        let unit = int(a.unit)?;
+        let (owner, unit, balance, closed, held, digest) = account_values(name, a)?;
+        let link = link_digest(Some(name), next);
         stmt.execute(params![
-            name,
-            a.owner(),
-            unit,
-            a.balance.0.to_be_bytes(),
-            a.closed,
-            a.held().0.to_be_bytes(),
-            account_digest(name, a, unit),
-            next,
-            link_digest(Some(name), next)
+            name, owner, unit, balance, closed, held, digest, next, link
         ])?;
     }
     let first = accounts.first().map(|(name, _)| *name);
@@ -768,16 +778,8 @@ fn save_changed_accounts(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     for &(name, a) in accounts {
-        let unit = int(a.unit)?;
-        let values = params![
-            name,
-            a.owner(),
-            unit,
-            a.balance.0.to_be_bytes(),
-            a.closed,
-            a.held().0.to_be_bytes(),
-            account_digest(name, a, unit)
-        ];
+        let (owner, unit, balance, closed, held, digest) = account_values(name, a)?;
+        let values = params![name, owner, unit, balance, closed, held, digest];
         if update.execute(values)? == 0 {
             insert.execute(values)?;
             link_in(tx, name)?;
@@ -1141,12 +1143,7 @@ mod tests {
         use crate::domain::{Command, Request};
         let n = super::super::MODEL_AFTER_BYTES / memo.len().max(1) as u64 + 1;
         let mut w = crate::journal::Writer::open(path).expect("open");
-        let create = Command::Create {
-            account: "a",
-            owner: None,
-            currency: None,
-            decimals: 2,
-        };
+        let create = Command::create("a");
         w.apply(&Request::new(create)).expect("create");
         for i in 0..n {
             w.apply(&deposit_of(&format!("k{i}"), memo))
