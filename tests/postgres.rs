@@ -952,6 +952,43 @@ fn lines_rewritten_with_a_recomputed_chain_are_decided_again_by_every_full_read(
     }
 }
 
+/// A batch long enough to go to the server in many `COPY` messages
+/// stores exactly the lines a file gets, with the ids, accounts and
+/// reversals it takes in the columns that keep them unique; the commands
+/// after it are decided as on the file.
+#[test]
+fn a_long_batch_stores_the_lines_a_file_gets() {
+    let Some(db) = TestEnv::postgres() else {
+        return;
+    };
+    let file = TestEnv::new();
+    let mut commands = String::new();
+    for i in 0..20_000 {
+        if i % 1000 == 0 {
+            commands.push_str(&format!("create c{}\n", i / 1000));
+        }
+        commands.push_str(&format!("deposit c{} 1.50 --id d{i}\n", i / 1000));
+    }
+    // Deposits, the first and the last of a block's.
+    commands.push_str("reverse 2\nreverse 5000\nreverse 20020\n");
+    batch_ok(&db, &commands);
+    batch_ok(&file, &commands);
+    assert_eq!(db.bytes(), file.bytes());
+    let columns = "SELECT count(id) || ' ' || count(creates) || ' ' || count(reverses)
+                   FROM ledger_lines";
+    assert_eq!(db.db.as_ref().expect("db").one(columns), "20000 20 3");
+    for line in [
+        "deposit c0 1.50 --id d7",
+        "create c3",
+        "reverse 5000",
+        "reverse 20019",
+        "batch|deposit c1 2 --id d1500|deposit c19 1 --id new",
+    ] {
+        assert_eq!(run_line(&db, line), run_line(&file, line));
+    }
+    assert_eq!(db.bytes(), file.bytes());
+}
+
 /// A journal long enough to be read on a second connection, in the
 /// reading transaction's snapshot (over 8 MiB): full reads see exactly the
 /// file's lines, and a line missing from the middle of the table is

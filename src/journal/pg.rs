@@ -14,12 +14,13 @@
 //! journal's "path" everywhere else is the URL without it.
 
 use std::cell::RefCell;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
+use memchr::memmem::Finder;
 use postgres::config::Host;
 use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
@@ -27,6 +28,7 @@ use postgres::{Client, Config, NoTls};
 
 use super::JournalError;
 
+mod copy;
 mod stream;
 mod tls;
 
@@ -280,21 +282,6 @@ impl Db {
         self.client.borrow_mut().query(&statement, params)
     }
 
-    /// Copies rows of `types` into a table with `COPY … FROM STDIN BINARY`
-    /// (`sql`), as `write` hands them to the writer it is given.
-    pub fn copy_in<E: From<postgres::Error>>(
-        &self,
-        sql: &str,
-        types: &[postgres::types::Type],
-        write: impl FnOnce(&mut postgres::binary_copy::BinaryCopyInWriter<'_>) -> Result<(), E>,
-    ) -> Result<u64, E> {
-        let mut client = self.client.borrow_mut();
-        let mut writer =
-            postgres::binary_copy::BinaryCopyInWriter::new(client.copy_in(sql)?, types);
-        write(&mut writer)?;
-        Ok(writer.finish()?)
-    }
-
     /// Runs `sql` (prepared once per connection) for its effect.
     pub fn execute(
         &self,
@@ -439,26 +426,20 @@ impl Db {
         lines: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<(), JournalError>) -> Result<(), E>,
     ) -> Result<(u64, u64), E> {
         let mut client = self.client.borrow_mut();
-        let sink = client
+        let mut sink = client
             .copy_in(
                 "COPY ledger_lines (seq, end_off, line, id, creates, reverses) FROM STDIN BINARY",
             )
             .map_err(|e| self.error("write", &e))?;
-        let types = [
-            postgres::types::Type::INT8,
-            postgres::types::Type::INT8,
-            postgres::types::Type::BYTEA,
-            postgres::types::Type::TEXT,
-            postgres::types::Type::TEXT,
-            postgres::types::Type::INT8,
-        ];
+        let mut rows = copy::Rows::new();
         let mut scratch = Vec::new();
-        let mut writer = postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
         let (mut seq, mut end) = (first_seq, len);
         let path = &self.path;
+        let send = |sink: &mut postgres::CopyInWriter<'_>, bytes: &[u8]| {
+            sink.write_all(bytes).map_err(|e| copy_error(path, e))
+        };
         lines(&mut |line: &[u8]| {
             end += line.len() as u64 + 1;
-            let (s, e) = (as_int(seq), as_int(end));
             // The line's `--id`, the account it opens and the movement
             // it reverses, in unique columns: the journal itself says
             // which are taken (the header has none).
@@ -474,21 +455,24 @@ impl Db {
                     taken_by(line, &mut scratch).map_err(corrupt)?,
                 ),
             };
-            let reverses = reverses.map(as_int);
-            writer
-                .write(&[
-                    &s,
-                    &e,
-                    &line,
-                    &id.as_deref(),
-                    &creates.as_deref(),
-                    &reverses,
-                ])
-                .map_err(|e| database_error(path, "write", &e))?;
+            rows.push(&copy::Row {
+                seq: as_int(seq),
+                end_off: as_int(end),
+                line,
+                id: id.as_deref(),
+                creates: creates.as_deref(),
+                reverses: reverses.map(as_int),
+            })
+            .map_err(|e| JournalError::io(path, "write", e))?;
+            if rows.full() {
+                rows.send(|bytes| send(&mut sink, bytes))?;
+            }
             seq += 1;
             Ok(())
         })?;
-        writer.finish().map_err(|e| self.error("write", &e))?;
+        rows.end();
+        rows.send(|bytes| send(&mut sink, bytes))?;
+        sink.finish().map_err(|e| self.error("write", &e))?;
         Ok((seq.saturating_sub(1), end))
     }
 
@@ -709,8 +693,11 @@ fn taken_by(
     line: &[u8],
     scratch: &mut Vec<u8>,
 ) -> Result<(Option<String>, Option<u64>), super::line::LineError> {
-    let opens = memchr::memmem::find(line, br#""type":"AccountCreated""#).is_some();
-    if !opens && memchr::memmem::find(line, br#","reverses":"#).is_none() {
+    // Searchers built once: building one costs more than a line's search.
+    static OPENS: LazyLock<Finder> = LazyLock::new(|| Finder::new(br#""type":"AccountCreated""#));
+    static REVERSES: LazyLock<Finder> = LazyLock::new(|| Finder::new(br#","reverses":"#));
+    let opens = OPENS.find(line).is_some();
+    if !opens && REVERSES.find(line).is_none() {
         return Ok((None, None));
     }
     let event = super::line::decode(line, scratch)?.event;
@@ -719,6 +706,18 @@ fn taken_by(
         _ => None,
     };
     Ok((creates, event.reverses))
+}
+
+/// An error of sending rows to `COPY`: the server's or the driver's,
+/// named as its own errors are.
+fn copy_error(path: &Path, e: io::Error) -> JournalError {
+    match e
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<postgres::Error>())
+    {
+        Some(e) => database_error(path, "write", e),
+        None => JournalError::io(path, "write", e),
+    }
 }
 
 /// The first row a simple query returned.
