@@ -954,8 +954,8 @@ fn lines_rewritten_with_a_recomputed_chain_are_decided_again_by_every_full_read(
 
 /// A batch long enough to go to the server in many `COPY` messages
 /// stores exactly the lines a file gets, with the ids, accounts and
-/// reversals it takes in the columns that keep them unique; the commands
-/// after it are decided as on the file.
+/// reversals it takes in the columns that keep them unique, and the keys
+/// of the table it made; the commands after it are decided as on the file.
 #[test]
 fn a_long_batch_stores_the_lines_a_file_gets() {
     let Some(db) = TestEnv::postgres() else {
@@ -977,6 +977,13 @@ fn a_long_batch_stores_the_lines_a_file_gets() {
     let columns = "SELECT count(id) || ' ' || count(creates) || ' ' || count(reverses)
                    FROM ledger_lines";
     assert_eq!(db.db.as_ref().expect("db").one(columns), "20000 20 3");
+    // The batch made the tables, and the keys of the lines after them.
+    let keys = "SELECT string_agg(conname || ' ' || contype::text, ', ' ORDER BY conname)
+                FROM pg_constraint WHERE conrelid = 'ledger_lines'::regclass";
+    assert_eq!(
+        db.db.as_ref().expect("db").one(keys),
+        "ledger_lines_end_off_key u, ledger_lines_pkey p"
+    );
     for line in [
         "deposit c0 1.50 --id d7",
         "create c3",

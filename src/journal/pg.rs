@@ -179,6 +179,9 @@ pub struct Db {
     /// Whether the server has refused to export a snapshot (then no read
     /// on this connection asks again).
     no_export: std::cell::Cell<bool>,
+    /// Whether this write created the lines table, whose keys it adds
+    /// after appending (see [`LINES_KEYS`]).
+    fresh_lines: std::cell::Cell<bool>,
 }
 
 /// The head row's values.
@@ -222,14 +225,6 @@ const SCHEMA: &str = r#"
         len bigint NOT NULL,
         rows_seq bigint NOT NULL
     );
-    CREATE TABLE IF NOT EXISTS ledger_lines (
-        seq bigint PRIMARY KEY,
-        end_off bigint NOT NULL UNIQUE,
-        line bytea NOT NULL,
-        id text COLLATE "C",
-        creates text COLLATE "C",
-        reverses bigint
-    );
     -- Unique where set: most lines have neither, and are not indexed.
     CREATE UNIQUE INDEX IF NOT EXISTS ledger_lines_id ON ledger_lines (id) WHERE id IS NOT NULL;
     CREATE UNIQUE INDEX IF NOT EXISTS ledger_lines_creates ON ledger_lines (creates)
@@ -238,6 +233,29 @@ const SCHEMA: &str = r#"
         WHERE reverses IS NOT NULL;
     INSERT INTO ledger_head (id, seq, len, rows_seq) VALUES (1, 0, 0, 0) ON CONFLICT DO NOTHING;
 "#;
+
+/// The lines table, made by the write that creates the tables, without
+/// its keys: see [`LINES_KEYS`]. (Created before [`SCHEMA`], which indexes
+/// it.)
+const LINES: &str = r#"
+    CREATE TABLE ledger_lines (
+        seq bigint NOT NULL,
+        end_off bigint NOT NULL,
+        line bytea NOT NULL,
+        id text COLLATE "C",
+        creates text COLLATE "C",
+        reverses bigint
+    )"#;
+
+/// The lines table's keys, added once the first write's lines are in:
+/// building an index from a million rows costs a fraction of inserting
+/// them one by one into two (most of a first `batch`'s time on the
+/// server). The other writers wait for the table until this transaction
+/// ends, so none sees it without them; and its lines are unique anyway,
+/// as the chain that numbers them.
+const LINES_KEYS: &str = "ALTER TABLE ledger_lines
+    ADD CONSTRAINT ledger_lines_pkey PRIMARY KEY (seq),
+    ADD CONSTRAINT ledger_lines_end_off_key UNIQUE (end_off)";
 
 /// How a write begins. Once it holds the head row's lock, no other write
 /// can commit, and each statement of `READ COMMITTED` sees every write
@@ -265,6 +283,7 @@ impl Db {
             lines: RefCell::default(),
             snapshot: RefCell::default(),
             no_export: std::cell::Cell::new(false),
+            fresh_lines: std::cell::Cell::new(false),
         }))
     }
 
@@ -364,20 +383,33 @@ impl Db {
             Ok(()) => {}
             Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => {
                 self.rollback();
-                let mut client = self.client.borrow_mut();
-                client
-                    .batch_execute(WRITE)
-                    .and_then(|()| client.execute("SELECT pg_advisory_xact_lock($1)", &[&CREATING]))
-                    .and_then(|_| client.batch_execute(SCHEMA))
-                    .and_then(|()| client.batch_execute(crate::readmodel::DATABASE_SCHEMA))
+                let fresh = self
+                    .create_tables()
                     .map_err(|e| self.error("create the tables of", &e))?;
-                drop(client);
                 self.begin("", " FOR UPDATE")
                     .map_err(|e| self.error("lock", &e))?;
+                self.fresh_lines.set(fresh);
             }
             Err(e) => return Err(self.error("lock", &e)),
         }
         Ok(Locked { len: self.len()? })
+    }
+
+    /// Creates the tables that do not exist, in a write's transaction
+    /// under a lock that keeps other first writers waiting: whether the
+    /// lines table is new (then without its keys yet, see [`LINES_KEYS`]).
+    fn create_tables(&self) -> Result<bool, postgres::Error> {
+        let mut client = self.client.borrow_mut();
+        client.batch_execute(WRITE)?;
+        client.execute("SELECT pg_advisory_xact_lock($1)", &[&CREATING])?;
+        let absent = client.query_one("SELECT to_regclass('ledger_lines') IS NULL", &[])?;
+        let fresh: bool = absent.try_get(0)?;
+        if fresh {
+            client.batch_execute(LINES)?;
+        }
+        client.batch_execute(SCHEMA)?;
+        client.batch_execute(crate::readmodel::DATABASE_SCHEMA)?;
+        Ok(fresh)
     }
 
     /// Runs `begin` and reads the head row (`lock` after its query) in one
@@ -385,6 +417,7 @@ impl Db {
     /// [`Db::rows_cover`].
     fn begin(&self, begin: &str, lock: &str) -> Result<(), postgres::Error> {
         *self.snapshot.borrow_mut() = None;
+        self.fresh_lines.set(false);
         let sql = format!("{begin}; SELECT seq, len, rows_seq FROM ledger_head WHERE id = 1{lock}");
         let messages = self.client.borrow_mut().simple_query(&sql)?;
         // A new snapshot: nothing read under an earlier one is kept.
@@ -473,6 +506,11 @@ impl Db {
         rows.end();
         rows.send(|bytes| send(&mut sink, bytes))?;
         sink.finish().map_err(|e| self.error("write", &e))?;
+        if self.fresh_lines.replace(false) {
+            client
+                .batch_execute(LINES_KEYS)
+                .map_err(|e| self.error("write", &e))?;
+        }
         Ok((seq.saturating_sub(1), end))
     }
 
