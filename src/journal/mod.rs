@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use crate::domain::{self, Command, Decision, Original, Rejection, Request, State};
 use crate::event::Event;
@@ -950,7 +951,7 @@ impl Writer {
                 let encoder = &mut self.encoder;
                 self.stage.push(
                     |out| encoder.encode(&event, &LineHash::default(), out),
-                    &spool,
+                    spool,
                     self.owner,
                 )?;
                 if let Backing::File(_) = &self.file {
@@ -1316,7 +1317,7 @@ impl Writer {
     /// holds the head's lock: a new journal's header first.
     fn commit_db(&mut self) -> Result<(), JournalError> {
         let spool = spool_path(&self.file, &self.path);
-        self.stage.seal(self.sealer(), Sink::Keep, &spool)?;
+        self.stage.seal(self.sealer(), Sink::Keep, spool)?;
         let Backing::Db(db) = &self.file else {
             return Ok(());
         };
@@ -1345,12 +1346,13 @@ impl Writer {
 }
 
 /// Where a long append's spool goes: beside the journal file (at `path`),
-/// or in the temporary directory for a database. Borrowed when it can be:
-/// asked for every staged event.
-fn spool_path<'p>(file: &Backing, path: &'p Path) -> Cow<'p, Path> {
+/// or in the temporary directory for a database. Asked for every staged
+/// event, so the temporary directory is looked up once.
+fn spool_path<'p>(file: &Backing, path: &'p Path) -> &'p Path {
+    static IN_TEMP: LazyLock<PathBuf> = LazyLock::new(|| std::env::temp_dir().join("ledger"));
     match file {
-        Backing::File(_) => Cow::Borrowed(path),
-        Backing::Db(_) => Cow::Owned(std::env::temp_dir().join("ledger")),
+        Backing::File(_) => path,
+        Backing::Db(_) => &IN_TEMP,
     }
 }
 
