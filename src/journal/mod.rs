@@ -1314,20 +1314,18 @@ impl Writer {
     }
 
     /// Commits the staged lines to the database, in the transaction that
-    /// holds the head's lock: a new journal's header first.
+    /// holds the head's lock: a new journal's header first. The lines go
+    /// to the database as they are sealed.
     fn commit_db(&mut self) -> Result<(), JournalError> {
-        let spool = spool_path(&self.file, &self.path);
-        self.stage.seal(self.sealer(), Sink::Keep, spool)?;
+        let sealer = self.sealer();
         let Backing::Db(db) = &self.file else {
             return Ok(());
         };
-        let header = self.head.is_none().then(|| line::header(self.at));
+        let spool = spool_path(&self.file, &self.path);
         let first = self.head.map_or(0, |h| h.seq + 1);
+        let stage = &mut self.stage;
         let (seq, end) = db.append(first, self.len, |emit| {
-            if let Some(header) = &header {
-                emit(header.as_bytes())?;
-            }
-            self.stage.each_sealed(None, &self.path, emit)
+            stage.seal(sealer, Sink::KeepAnd(emit), spool)
         })?;
         let rows = match &self.model {
             Some(model) => db.save_rows(|| model.save_in_database(&self.state, self.from))?,
