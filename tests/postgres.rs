@@ -952,6 +952,66 @@ fn lines_rewritten_with_a_recomputed_chain_are_decided_again_by_every_full_read(
     }
 }
 
+/// A batch long enough to be staged in a spool and to go to the server
+/// in many `COPY` messages stores exactly the lines a file gets (and
+/// prints them as the file's does), with the ids, accounts and reversals
+/// it takes in the columns that keep them unique, and the keys of the
+/// table it made; the commands after it are decided as on the file.
+#[test]
+fn a_long_batch_stores_the_lines_a_file_gets() {
+    let Some(db) = TestEnv::postgres() else {
+        return;
+    };
+    let file = TestEnv::new();
+    let memo = "m".repeat(100);
+    let mut commands = String::new();
+    for i in 0..30_000 {
+        if i % 1500 == 0 {
+            commands.push_str(&format!("create c{}\n", i / 1500));
+        }
+        commands.push_str(&format!(
+            "deposit c{} 1.50 --id d{i} --memo {memo}\n",
+            i / 1500
+        ));
+    }
+    // Deposits, the first and the last of a block's.
+    commands.push_str("reverse 2\nreverse 5000\nreverse 30020\n");
+    let printed = |env: &TestEnv| {
+        let out = env
+            .cmd()
+            .args(["batch", "--json"])
+            .write_stdin(commands.clone())
+            .output()
+            .expect("batch");
+        succeeded(&out);
+        out.stdout
+    };
+    assert_eq!(printed(&db), printed(&file));
+    assert_eq!(db.bytes(), file.bytes());
+    assert!(file.bytes().len() > 4 << 20, "staged in a spool");
+    let db_rows = db.db.as_ref().expect("db");
+    let columns = "SELECT count(id) || ' ' || count(creates) || ' ' || count(reverses)
+                   FROM ledger_lines";
+    assert_eq!(db_rows.one(columns), "30000 20 3");
+    // The batch made the tables, and the keys of the lines after them.
+    let keys = "SELECT string_agg(conname || ' ' || contype::text, ', ' ORDER BY conname)
+                FROM pg_constraint WHERE conrelid = 'ledger_lines'::regclass";
+    assert_eq!(
+        db_rows.one(keys),
+        "ledger_lines_end_off_key u, ledger_lines_pkey p"
+    );
+    for line in [
+        "deposit c0 1.50 --id d7",
+        "create c3",
+        "reverse 5000",
+        "reverse 30019",
+        "batch|deposit c1 2 --id d1500|deposit c19 1 --id new",
+    ] {
+        assert_eq!(run_line(&db, line), run_line(&file, line));
+    }
+    assert_eq!(db.bytes(), file.bytes());
+}
+
 /// A journal long enough to be read on a second connection, in the
 /// reading transaction's snapshot (over 8 MiB): full reads see exactly the
 /// file's lines, and a line missing from the middle of the table is

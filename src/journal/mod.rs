@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use crate::domain::{self, Command, Decision, Original, Rejection, Request, State};
 use crate::event::Event;
@@ -956,7 +957,7 @@ impl Writer {
                 let encoder = &mut self.encoder;
                 self.stage.push(
                     |out| encoder.encode(&event, &LineHash::default(), out),
-                    &spool,
+                    spool,
                     self.owner,
                 )?;
                 if let Backing::File(_) = &self.file {
@@ -1332,20 +1333,18 @@ impl Writer {
     }
 
     /// Commits the staged lines to the database, in the transaction that
-    /// holds the head's lock: a new journal's header first.
+    /// holds the head's lock: a new journal's header first. The lines go
+    /// to the database as they are sealed.
     fn commit_db(&mut self) -> Result<(), JournalError> {
-        let spool = spool_path(&self.file, &self.path);
-        self.stage.seal(self.sealer(), Sink::Keep, &spool)?;
+        let sealer = self.sealer();
         let Backing::Db(db) = &self.file else {
             return Ok(());
         };
-        let header = self.head.is_none().then(|| line::header(self.at));
+        let spool = spool_path(&self.file, &self.path);
         let first = self.head.map_or(0, |h| h.seq + 1);
+        let stage = &mut self.stage;
         let (seq, end) = db.append(first, self.len, |emit| {
-            if let Some(header) = &header {
-                emit(header.as_bytes())?;
-            }
-            self.stage.each_sealed(None, &self.path, emit)
+            stage.seal(sealer, Sink::KeepAnd(emit), spool)
         })?;
         let rows = match &self.model {
             Some(model) => db.save_rows(|| model.save_in_database(&self.state, self.from))?,
@@ -1364,12 +1363,13 @@ impl Writer {
 }
 
 /// Where a long append's spool goes: beside the journal file (at `path`),
-/// or in the temporary directory for a database. Borrowed when it can be:
-/// asked for every staged event.
-fn spool_path<'p>(file: &Backing, path: &'p Path) -> Cow<'p, Path> {
+/// or in the temporary directory for a database. Asked for every staged
+/// event, so the temporary directory is looked up once.
+fn spool_path<'p>(file: &Backing, path: &'p Path) -> &'p Path {
+    static IN_TEMP: LazyLock<PathBuf> = LazyLock::new(|| std::env::temp_dir().join("ledger"));
     match file {
-        Backing::File(_) => Cow::Borrowed(path),
-        Backing::Db(_) => Cow::Owned(std::env::temp_dir().join("ledger")),
+        Backing::File(_) => path,
+        Backing::Db(_) => &IN_TEMP,
     }
 }
 

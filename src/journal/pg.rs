@@ -14,12 +14,13 @@
 //! journal's "path" everywhere else is the URL without it.
 
 use std::cell::RefCell;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
+use memchr::memmem::Finder;
 use postgres::config::Host;
 use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
@@ -27,6 +28,7 @@ use postgres::{Client, Config, NoTls};
 
 use super::JournalError;
 
+mod copy;
 mod stream;
 mod tls;
 
@@ -177,6 +179,9 @@ pub struct Db {
     /// Whether the server has refused to export a snapshot (then no read
     /// on this connection asks again).
     no_export: std::cell::Cell<bool>,
+    /// Whether this write created the lines table, whose keys it adds
+    /// after appending (see [`LINES_KEYS`]).
+    fresh_lines: std::cell::Cell<bool>,
 }
 
 /// The head row's values.
@@ -220,14 +225,6 @@ const SCHEMA: &str = r#"
         len bigint NOT NULL,
         rows_seq bigint NOT NULL
     );
-    CREATE TABLE IF NOT EXISTS ledger_lines (
-        seq bigint PRIMARY KEY,
-        end_off bigint NOT NULL UNIQUE,
-        line bytea NOT NULL,
-        id text COLLATE "C",
-        creates text COLLATE "C",
-        reverses bigint
-    );
     -- Unique where set: most lines have neither, and are not indexed.
     CREATE UNIQUE INDEX IF NOT EXISTS ledger_lines_id ON ledger_lines (id) WHERE id IS NOT NULL;
     CREATE UNIQUE INDEX IF NOT EXISTS ledger_lines_creates ON ledger_lines (creates)
@@ -236,6 +233,29 @@ const SCHEMA: &str = r#"
         WHERE reverses IS NOT NULL;
     INSERT INTO ledger_head (id, seq, len, rows_seq) VALUES (1, 0, 0, 0) ON CONFLICT DO NOTHING;
 "#;
+
+/// The lines table, made by the write that creates the tables, without
+/// its keys: see [`LINES_KEYS`]. (Created before [`SCHEMA`], which indexes
+/// it.)
+const LINES: &str = r#"
+    CREATE TABLE ledger_lines (
+        seq bigint NOT NULL,
+        end_off bigint NOT NULL,
+        line bytea NOT NULL,
+        id text COLLATE "C",
+        creates text COLLATE "C",
+        reverses bigint
+    )"#;
+
+/// The lines table's keys, added once the first write's lines are in:
+/// building an index from a million rows costs a fraction of inserting
+/// them one by one into two (most of a first `batch`'s time on the
+/// server). The other writers wait for the table until this transaction
+/// ends, so none sees it without them; and its lines are unique anyway,
+/// as the chain that numbers them.
+const LINES_KEYS: &str = "ALTER TABLE ledger_lines
+    ADD CONSTRAINT ledger_lines_pkey PRIMARY KEY (seq),
+    ADD CONSTRAINT ledger_lines_end_off_key UNIQUE (end_off)";
 
 /// How a write begins. Once it holds the head row's lock, no other write
 /// can commit, and each statement of `READ COMMITTED` sees every write
@@ -263,6 +283,7 @@ impl Db {
             lines: RefCell::default(),
             snapshot: RefCell::default(),
             no_export: std::cell::Cell::new(false),
+            fresh_lines: std::cell::Cell::new(false),
         }))
     }
 
@@ -278,21 +299,6 @@ impl Db {
     ) -> Result<Vec<postgres::Row>, postgres::Error> {
         let statement = self.statement(sql)?;
         self.client.borrow_mut().query(&statement, params)
-    }
-
-    /// Copies rows of `types` into a table with `COPY … FROM STDIN BINARY`
-    /// (`sql`), as `write` hands them to the writer it is given.
-    pub fn copy_in<E: From<postgres::Error>>(
-        &self,
-        sql: &str,
-        types: &[postgres::types::Type],
-        write: impl FnOnce(&mut postgres::binary_copy::BinaryCopyInWriter<'_>) -> Result<(), E>,
-    ) -> Result<u64, E> {
-        let mut client = self.client.borrow_mut();
-        let mut writer =
-            postgres::binary_copy::BinaryCopyInWriter::new(client.copy_in(sql)?, types);
-        write(&mut writer)?;
-        Ok(writer.finish()?)
     }
 
     /// Runs `sql` (prepared once per connection) for its effect.
@@ -377,20 +383,33 @@ impl Db {
             Ok(()) => {}
             Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => {
                 self.rollback();
-                let mut client = self.client.borrow_mut();
-                client
-                    .batch_execute(WRITE)
-                    .and_then(|()| client.execute("SELECT pg_advisory_xact_lock($1)", &[&CREATING]))
-                    .and_then(|_| client.batch_execute(SCHEMA))
-                    .and_then(|()| client.batch_execute(crate::readmodel::DATABASE_SCHEMA))
+                let fresh = self
+                    .create_tables()
                     .map_err(|e| self.error("create the tables of", &e))?;
-                drop(client);
                 self.begin("", " FOR UPDATE")
                     .map_err(|e| self.error("lock", &e))?;
+                self.fresh_lines.set(fresh);
             }
             Err(e) => return Err(self.error("lock", &e)),
         }
         Ok(Locked { len: self.len()? })
+    }
+
+    /// Creates the tables that do not exist, in a write's transaction
+    /// under a lock that keeps other first writers waiting: whether the
+    /// lines table is new (then without its keys yet, see [`LINES_KEYS`]).
+    fn create_tables(&self) -> Result<bool, postgres::Error> {
+        let mut client = self.client.borrow_mut();
+        client.batch_execute(WRITE)?;
+        client.execute("SELECT pg_advisory_xact_lock($1)", &[&CREATING])?;
+        let absent = client.query_one("SELECT to_regclass('ledger_lines') IS NULL", &[])?;
+        let fresh: bool = absent.try_get(0)?;
+        if fresh {
+            client.batch_execute(LINES)?;
+        }
+        client.batch_execute(SCHEMA)?;
+        client.batch_execute(crate::readmodel::DATABASE_SCHEMA)?;
+        Ok(fresh)
     }
 
     /// Runs `begin` and reads the head row (`lock` after its query) in one
@@ -398,6 +417,7 @@ impl Db {
     /// [`Db::rows_cover`].
     fn begin(&self, begin: &str, lock: &str) -> Result<(), postgres::Error> {
         *self.snapshot.borrow_mut() = None;
+        self.fresh_lines.set(false);
         let sql = format!("{begin}; SELECT seq, len, rows_seq FROM ledger_head WHERE id = 1{lock}");
         let messages = self.client.borrow_mut().simple_query(&sql)?;
         // A new snapshot: nothing read under an earlier one is kept.
@@ -439,26 +459,20 @@ impl Db {
         lines: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<(), JournalError>) -> Result<(), E>,
     ) -> Result<(u64, u64), E> {
         let mut client = self.client.borrow_mut();
-        let sink = client
+        let mut sink = client
             .copy_in(
                 "COPY ledger_lines (seq, end_off, line, id, creates, reverses) FROM STDIN BINARY",
             )
             .map_err(|e| self.error("write", &e))?;
-        let types = [
-            postgres::types::Type::INT8,
-            postgres::types::Type::INT8,
-            postgres::types::Type::BYTEA,
-            postgres::types::Type::TEXT,
-            postgres::types::Type::TEXT,
-            postgres::types::Type::INT8,
-        ];
+        let mut rows = copy::Rows::new();
         let mut scratch = Vec::new();
-        let mut writer = postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
         let (mut seq, mut end) = (first_seq, len);
         let path = &self.path;
+        let send = |sink: &mut postgres::CopyInWriter<'_>, bytes: &[u8]| {
+            sink.write_all(bytes).map_err(|e| copy_error(path, e))
+        };
         lines(&mut |line: &[u8]| {
             end += line.len() as u64 + 1;
-            let (s, e) = (as_int(seq), as_int(end));
             // The line's `--id`, the account it opens and the movement
             // it reverses, in unique columns: the journal itself says
             // which are taken (the header has none).
@@ -474,21 +488,29 @@ impl Db {
                     taken_by(line, &mut scratch).map_err(corrupt)?,
                 ),
             };
-            let reverses = reverses.map(as_int);
-            writer
-                .write(&[
-                    &s,
-                    &e,
-                    &line,
-                    &id.as_deref(),
-                    &creates.as_deref(),
-                    &reverses,
-                ])
-                .map_err(|e| database_error(path, "write", &e))?;
+            rows.push(&copy::Row {
+                seq: as_int(seq),
+                end_off: as_int(end),
+                line,
+                id: id.as_deref(),
+                creates: creates.as_deref(),
+                reverses: reverses.map(as_int),
+            })
+            .map_err(|e| JournalError::io(path, "write", e))?;
+            if rows.full() {
+                rows.send(|bytes| send(&mut sink, bytes))?;
+            }
             seq += 1;
             Ok(())
         })?;
-        writer.finish().map_err(|e| self.error("write", &e))?;
+        rows.end();
+        rows.send(|bytes| send(&mut sink, bytes))?;
+        sink.finish().map_err(|e| self.error("write", &e))?;
+        if self.fresh_lines.replace(false) {
+            client
+                .batch_execute(LINES_KEYS)
+                .map_err(|e| self.error("write", &e))?;
+        }
         Ok((seq.saturating_sub(1), end))
     }
 
@@ -709,8 +731,11 @@ fn taken_by(
     line: &[u8],
     scratch: &mut Vec<u8>,
 ) -> Result<(Option<String>, Option<u64>), super::line::LineError> {
-    let opens = memchr::memmem::find(line, br#""type":"AccountCreated""#).is_some();
-    if !opens && memchr::memmem::find(line, br#","reverses":"#).is_none() {
+    // Searchers built once: building one costs more than a line's search.
+    static OPENS: LazyLock<Finder> = LazyLock::new(|| Finder::new(br#""type":"AccountCreated""#));
+    static REVERSES: LazyLock<Finder> = LazyLock::new(|| Finder::new(br#","reverses":"#));
+    let opens = OPENS.find(line).is_some();
+    if !opens && REVERSES.find(line).is_none() {
         return Ok((None, None));
     }
     let event = super::line::decode(line, scratch)?.event;
@@ -719,6 +744,18 @@ fn taken_by(
         _ => None,
     };
     Ok((creates, event.reverses))
+}
+
+/// An error of sending rows to `COPY`: the server's or the driver's,
+/// named as its own errors are.
+fn copy_error(path: &Path, e: io::Error) -> JournalError {
+    match e
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<postgres::Error>())
+    {
+        Some(e) => database_error(path, "write", e),
+        None => JournalError::io(path, "write", e),
+    }
 }
 
 /// The first row a simple query returned.

@@ -43,7 +43,7 @@ pub(super) struct Stage {
     /// The older lines, when there are more than the buffer holds.
     spool: Option<File>,
     /// How many bytes of lines the spool holds (it may hold more: a sealed
-    /// copy after them, see [`Sink::Spool`]).
+    /// copy after them, see [`Sink::Keep`]).
     spooled: u64,
     /// Where each line starts in the staged bytes (spool, then buffer).
     starts: Starts,
@@ -58,6 +58,11 @@ pub(super) enum Sink<'f> {
     /// Kept for reading only (a dry run): in place in the buffer, or after
     /// the staged lines in the spool when there is one.
     Keep,
+    /// Kept as [`Sink::Keep`] keeps them, and each sealed line (a new
+    /// journal's header first), without its `\n`, handed as soon as it is
+    /// sealed to the function given, on the calling thread: a database's
+    /// `COPY` takes the first lines while the later ones are sealed.
+    KeepAnd(&'f mut dyn FnMut(&[u8]) -> Result<(), JournalError>),
 }
 
 /// Where the sealed bytes of the append are, for reading lines back.
@@ -205,9 +210,12 @@ impl Stage {
             (None, sink) => {
                 let end = self.buffer.len();
                 let begin = sealer.seal(&mut self.buffer, self.room, end);
-                if let Sink::Journal(mut file, _) = sink {
-                    file.write_all(&self.buffer[begin..])
-                        .map_err(|e| JournalError::io(path, "write", e))?;
+                match sink {
+                    Sink::Journal(mut file, _) => file
+                        .write_all(&self.buffer[begin..])
+                        .map_err(|e| JournalError::io(path, "write", e))?,
+                    Sink::KeepAnd(each) => each_line(&self.buffer[begin..], each)?,
+                    Sink::Keep => {}
                 }
                 Place::Buffer(begin)
             }
@@ -219,12 +227,17 @@ impl Stage {
                 seal_spool(spool, self.spooled, self.room, &mut sealer, emit, path)?;
                 Place::Journal(len)
             }
-            (Some(spool), Sink::Keep) => {
+            (Some(spool), sink) => {
+                let mut each = match sink {
+                    Sink::KeepAnd(each) => Some(each),
+                    _ => None,
+                };
                 let mut at = self.spooled;
                 let emit = |bytes: &[u8]| {
                     let written = spool.write_all_at(bytes, at);
                     at += bytes.len() as u64;
-                    written.map_err(|e| spool_error(path, e))
+                    written.map_err(|e| spool_error(path, e))?;
+                    each.as_mut().map_or(Ok(()), |each| each_line(bytes, each))
                 };
                 seal_spool(spool, self.spooled, self.room, &mut sealer, emit, path)?;
                 Place::Spool(self.spooled)
@@ -260,16 +273,7 @@ impl Stage {
         let Some(sealed) = self.sealed else {
             return Ok(());
         };
-        // Cut with memchr: a byte-by-byte split was most of the cost of
-        // reading a million staged lines back.
-        let mut lines = |bytes: &[u8]| {
-            let mut start = 0;
-            memchr::memchr_iter(b'\n', bytes)
-                .chain(std::iter::once(bytes.len()))
-                .map(|end| (std::mem::replace(&mut start, end + 1), end))
-                .filter(|(start, end)| start < end)
-                .try_for_each(|(start, end)| each(&bytes[start..end]))
-        };
+        let mut lines = |bytes: &[u8]| each_line(bytes, &mut each);
         let (file, at, error): (_, _, fn(&Path, io::Error) -> JournalError) = match sealed.place {
             Place::Buffer(begin) => {
                 let start = begin + sealed.header as usize;
@@ -293,68 +297,99 @@ impl Stage {
     }
 }
 
+/// Hands each line of `bytes` (whole lines) to `each`, without its `\n`.
+fn each_line<E>(bytes: &[u8], mut each: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+    // Cut with memchr: a byte-by-byte split was most of the cost of
+    // reading a million staged lines back.
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', bytes)
+        .chain(std::iter::once(bytes.len()))
+        .map(|end| (std::mem::replace(&mut start, end + 1), end))
+        .filter(|(start, end)| start < end)
+        .try_for_each(|(start, end)| each(&bytes[start..end]))
+}
+
 /// Streams the first `len` bytes of `spool` (whole lines) through
-/// `sealer` to `emit`, in chunks read after `room` bytes of room. `emit`
-/// runs on a thread of its own: copying one chunk into the page cache
-/// then overlaps hashing the next, which the chain keeps on this thread.
+/// `sealer` to `emit`, in chunks read after `room` bytes of room. The
+/// sealing runs on a thread of its own and `emit` on this one (so that
+/// it may use what cannot cross threads, a database connection): sending
+/// one chunk on overlaps hashing the next, which the chain keeps on one
+/// thread.
 fn seal_spool(
     spool: &File,
     len: u64,
     room: usize,
     sealer: &mut Sealer,
-    mut emit: impl FnMut(&[u8]) -> Result<(), JournalError> + Send,
+    mut emit: impl FnMut(&[u8]) -> Result<(), JournalError>,
     path: &Path,
 ) -> Result<(), JournalError> {
     std::thread::scope(|scope| {
         let (sealed_tx, sealed_rx) = mpsc::sync_channel::<(Vec<u8>, Range<usize>)>(1);
         let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
-        let writer = scope.spawn(move || {
-            for (chunk, range) in sealed_rx {
-                emit(&chunk[range])?;
-                // Back for the next read; gone if sealing has ended.
-                let _ = free_tx.send(chunk);
-            }
-            Ok(())
+        let sealing = scope.spawn(move || {
+            seal_chunks(spool, len, room, sealer, |chunk| {
+                // Closed: emitting stopped at an error, which it returns.
+                let chunk = sealed_tx.send(chunk).is_ok();
+                (chunk, free_rx.try_recv().unwrap_or_default())
+            })
+            .map_err(|e| spool_error(path, e))
         });
-        let (mut read, mut carry) = (0, Vec::new());
-        let sealed = loop {
-            if read >= len {
-                break Ok(());
+        let mut emitted = Ok(());
+        for (chunk, range) in &sealed_rx {
+            emitted = emit(&chunk[range]);
+            if emitted.is_err() {
+                break;
             }
-            let mut chunk = free_rx.try_recv().unwrap_or_default();
-            let filled = room + carry.len();
-            chunk.resize(chunk.len().max(filled + BUFFER), 0);
-            chunk[room..filled].copy_from_slice(&carry);
-            let n = BUFFER.min(usize::try_from(len - read).unwrap_or(usize::MAX));
-            if let Err(e) = spool.read_exact_at(&mut chunk[filled..filled + n], read) {
-                break Err(spool_error(path, e));
-            }
-            read += n as u64;
-            // A chunk ends with the last whole line in it; the rest starts
-            // the next.
-            let end =
-                memchr::memrchr(b'\n', &chunk[room..filled + n]).map_or(room, |i| room + i + 1);
-            carry.clear();
-            carry.extend_from_slice(&chunk[end..filled + n]);
-            if end == room {
-                continue;
-            }
-            let begin = sealer.seal(&mut chunk, room, end);
-            // Closed: the writer stopped at an error, which it returns.
-            if sealed_tx.send((chunk, begin..end)).is_err() {
-                break Ok(());
-            }
-        };
-        drop(sealed_tx);
-        let written = writer.join().unwrap_or_else(|_| {
+            // Back for the next read; gone if sealing has ended.
+            let _ = free_tx.send(chunk);
+        }
+        drop(sealed_rx);
+        let sealed = sealing.join().unwrap_or_else(|_| {
             Err(JournalError::io(
                 path,
                 "write",
-                io::Error::other("the writing thread failed"),
+                io::Error::other("the sealing thread failed"),
             ))
         });
-        sealed.and(written)
+        sealed.and(emitted)
     })
+}
+
+/// Reads the first `len` bytes of `spool` (whole lines) a chunk at a
+/// time, after `room` bytes of room, seals each chunk's whole lines with
+/// `sealer` and hands it on with `send`, which gives back whether to go
+/// on and a buffer for the next chunk (empty if it has none).
+fn seal_chunks(
+    spool: &File,
+    len: u64,
+    room: usize,
+    sealer: &mut Sealer,
+    mut send: impl FnMut((Vec<u8>, Range<usize>)) -> (bool, Vec<u8>),
+) -> io::Result<()> {
+    let (mut read, mut carry, mut chunk) = (0, Vec::new(), Vec::new());
+    while read < len {
+        let filled = room + carry.len();
+        chunk.resize(chunk.len().max(filled + BUFFER), 0);
+        chunk[room..filled].copy_from_slice(&carry);
+        let n = BUFFER.min(usize::try_from(len - read).unwrap_or(usize::MAX));
+        spool.read_exact_at(&mut chunk[filled..filled + n], read)?;
+        read += n as u64;
+        // A chunk ends with the last whole line in it; the rest starts
+        // the next.
+        let end = memchr::memrchr(b'\n', &chunk[room..filled + n]).map_or(room, |i| room + i + 1);
+        carry.clear();
+        carry.extend_from_slice(&chunk[end..filled + n]);
+        if end == room {
+            continue;
+        }
+        let begin = sealer.seal(&mut chunk, room, end);
+        let (go_on, next) = send((chunk, begin..end));
+        if !go_on {
+            return Ok(());
+        }
+        chunk = next;
+    }
+    Ok(())
 }
 
 /// Reads bytes `from..to` of `file`, whole lines, a chunk at a time, and
