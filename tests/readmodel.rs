@@ -289,8 +289,40 @@ fn a_batch_that_creates_a_long_journal_leaves_a_model_with_its_ids() {
     assert_eq!(env.balance_of("a"), format!("{}.00", n + 1));
 }
 
-/// A model of format 4 had no links between its accounts: it is not used,
-/// and its rebuild makes the accounts' tables again, with them.
+/// A reversal's row lost from the model does not let a movement be
+/// reversed twice: the link of the reversal before it (or the link to the
+/// first) still names it. Reversals from the rebuild and those a writer
+/// linked in after it, before and after the others, alike.
+#[test]
+fn a_lost_reversal_row_does_not_let_a_movement_be_reversed_twice() {
+    for lost in ["4", "5", "6"] {
+        let env = ledger();
+        env.ok("reverse 5");
+        model_at(&env.journal, 7);
+        env.ok("reverse 6");
+        env.ok("reverse 4");
+        assert_eq!(model_seq(&env.journal), Some(9), "{lost}");
+        tamper(
+            &env.journal,
+            &format!("DELETE FROM reversed WHERE seq = {lost}"),
+        );
+        let refused = env.fails(1, &["reverse", lost]);
+        assert!(refused.contains("already reversed"), "{lost}: {refused}");
+        env.ok("deposit b 1");
+        env.ok("reverse 10");
+        env.fails(1, &["reverse", "10"]);
+        env.cmd().arg("verify").assert().success();
+        assert_eq!(
+            accounts_of(&state_at(&env.journal, None, Load::All).unwrap()),
+            accounts_of(&full_replay(&env.journal)),
+            "{lost}"
+        );
+    }
+}
+
+/// A model of format 4 had no links between its accounts (nor format 5
+/// between its reversals): it is not used, and its rebuild makes those
+/// tables again, with them.
 #[test]
 fn a_model_of_format_4_is_rebuilt_with_its_accounts_linked() {
     let env = ledger();
@@ -301,6 +333,9 @@ fn a_model_of_format_4_is_rebuilt_with_its_accounts_linked() {
          CREATE TABLE accounts (
              name TEXT PRIMARY KEY, owner TEXT, unit INTEGER NOT NULL, balance BLOB NOT NULL,
              closed INTEGER NOT NULL, held BLOB NOT NULL, digest INTEGER NOT NULL) WITHOUT ROWID;
+         DROP TABLE reversed; DROP TABLE first_reversed;
+         CREATE TABLE reversed (
+             seq INTEGER PRIMARY KEY, by_seq INTEGER NOT NULL, digest INTEGER NOT NULL);
          UPDATE head SET format = 'ledger-readmodel 4'",
     );
     assert_eq!(model_seq(&env.journal), None);
@@ -849,8 +884,9 @@ fn a_full_read_records_how_far_the_journal_is_decided() {
 fn an_event_a_writer_accepted_through_a_lost_row_is_refused_by_every_full_read() {
     let env = TestEnv::with(&["create a", "deposit a 5", "deposit a 7", "reverse 2"]);
     model_at(&env.journal, 4);
-    tamper(&env.journal, "DELETE FROM reversed");
-    // The write path believes the damaged model (as before this change).
+    forget_reversals(&env.journal);
+    // The write path believes a coherent forgery (a lost row alone is
+    // seen: see a_lost_reversal_row_does_not_let_a_movement_be_reversed_twice).
     env.ok("reverse 2");
     assert_eq!(model_seq(&env.journal), Some(5));
     let chart = env.dir.path().join("a.svg");
@@ -867,6 +903,27 @@ fn an_event_a_writer_accepted_through_a_lost_row_is_refused_by_every_full_read()
         refused_at(&env, args, "line 6");
     }
     env.fails(3, &["verify"]);
+}
+
+/// Forges the model of `journal` as if no movement had been reversed: its
+/// reversal rows deleted, and the link to the first reversal made as a
+/// model with none has it (taken from one). A lost row alone is seen; a
+/// coherent forgery is what a writer cannot tell from the truth.
+fn forget_reversals(journal: &Path) {
+    let other = TestEnv::with(&["create a"]);
+    model_at(&other.journal, 1);
+    let db = rusqlite::Connection::open(readmodel::path_of(&other.journal)).unwrap();
+    let link: i64 = db
+        .query_row(
+            "SELECT link FROM first_reversed WHERE seq IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    tamper(
+        journal,
+        &format!("DELETE FROM reversed; UPDATE first_reversed SET seq = NULL, link = {link}"),
+    );
 }
 
 /// Asserts that `args` refuse the journal, naming the second reversal of
@@ -897,9 +954,10 @@ fn a_batch_that_gives_up_the_model_midway_does_not_record_its_events_as_decided(
         "create b",
     ]);
     model_at(&env.journal, 5);
+    forget_reversals(&env.journal);
     tamper(
         &env.journal,
-        "DELETE FROM reversed; UPDATE accounts SET digest = digest + 1 WHERE name = 'b'",
+        "UPDATE accounts SET digest = digest + 1 WHERE name = 'b'",
     );
     env.cmd()
         .args(["batch", "-"])

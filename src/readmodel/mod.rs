@@ -43,7 +43,7 @@ use crate::time::At;
 
 const FORMAT: &str = "ledger-readmodel";
 // 3: the history index (`history`, `tips`). 4: ids kept by key, not text.
-const VERSION: &str = "5";
+const VERSION: &str = "6";
 
 /// A journal shorter than this gets no model: replaying it costs less
 /// than opening one (about a millisecond), and a small ledger keeps no

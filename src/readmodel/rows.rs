@@ -20,7 +20,8 @@ use super::{AppendedIds, ModelError};
 /// ([`id_key`]) and seq, not by their text (the line at that seq has it),
 /// in buckets of keys ([`BUCKET_BITS`]). The accounts are linked in name
 /// order, from `first_account` through each row's `next` (see
-/// [`check_account_absence`]).
+/// [`check_account_absence`]), and the reversals in seq order, from
+/// `first_reversed` (see [`load_reversed`]).
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS head (
     one INTEGER PRIMARY KEY CHECK (one = 1),
@@ -41,7 +42,10 @@ CREATE TABLE IF NOT EXISTS first_account (
 CREATE TABLE IF NOT EXISTS id_keys (
     bucket INTEGER PRIMARY KEY, entries BLOB NOT NULL, digest INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS reversed (
-    seq INTEGER PRIMARY KEY, by_seq INTEGER NOT NULL, digest INTEGER NOT NULL);
+    seq INTEGER PRIMARY KEY, by_seq INTEGER NOT NULL, digest INTEGER NOT NULL,
+    next INTEGER, link INTEGER);
+CREATE TABLE IF NOT EXISTS first_reversed (
+    one INTEGER PRIMARY KEY CHECK (one = 1), seq INTEGER, link INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS holds (
     seq INTEGER PRIMARY KEY, account TEXT NOT NULL, amount BLOB NOT NULL, dest TEXT,
     expires TEXT, digest INTEGER NOT NULL);
@@ -199,6 +203,21 @@ pub(super) fn reversed_digest(seq: i64, by: i64) -> i64 {
         .bytes(b"reversed")
         .int(seq)
         .int(by)
+        .finish()
+}
+
+/// The digest of a reversal's link to the next reversed seq (`seq` is
+/// `None` for the link to the first).
+fn reversal_link_digest(seq: Option<i64>, next: Option<i64>) -> i64 {
+    let some = |n: Option<i64>| {
+        Digest::default()
+            .int(n.unwrap_or(0))
+            .int(i64::from(n.is_some()))
+    };
+    Digest::default()
+        .bytes(b"reversal link")
+        .int(some(seq).finish())
+        .int(some(next).finish())
         .finish()
 }
 
@@ -479,8 +498,46 @@ pub fn load_reversed(c: &Connection, state: &mut State, seq: u64) -> Result<(), 
         state
             .load_reversed(seq, uint(by)?)
             .map_err(ModelError::Malformed)?;
+        return Ok(());
     }
-    Ok(())
+    // Not reversed, on the word of the link before it: a lost row would
+    // let a second reversal be appended.
+    reversal_link_before(c, key).map(|_| ())
+}
+
+/// The link before where the reversal of `seq` goes, checked against its
+/// digest and found to name a later seq or none: the reversed seq before
+/// (`None` for the link to the first) and the seq it links to.
+fn reversal_link_before(
+    c: &Connection,
+    seq: i64,
+) -> Result<(Option<i64>, Option<i64>), ModelError> {
+    let mut before = c.prepare_cached(
+        "SELECT seq, next, link FROM reversed WHERE seq < ?1 ORDER BY seq DESC LIMIT 1",
+    )?;
+    let link = |r: &Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
+    let (from, next, digest): (Option<i64>, Option<i64>, Option<i64>) =
+        match before.query_row([seq], link).optional()? {
+            Some(row) => row,
+            None => c
+                .prepare_cached("SELECT NULL, seq, link FROM first_reversed WHERE one = 1")?
+                .query_row([], link)
+                .optional()?
+                .ok_or_else(|| {
+                    ModelError::Malformed("the link to the first reversal is missing".into())
+                })?,
+        };
+    digest_matches(
+        digest.unwrap_or(0),
+        reversal_link_digest(from, next),
+        || format!("the link after the reversal of {}", from.unwrap_or(0)),
+    )?;
+    match next {
+        Some(next) if next <= seq => Err(ModelError::Malformed(format!(
+            "the row of the reversal of {next} is missing"
+        ))),
+        next => Ok((from, next)),
+    }
 }
 
 /// Loads the hold placed at `seq`, open or ended, if it is one.
@@ -622,9 +679,12 @@ pub fn account_names(c: &Connection) -> Result<Vec<String>, ModelError> {
 /// Empties every table, for a rebuild (whose [`save`] then writes every
 /// bucket of ids, empty ones too).
 pub fn clear(tx: &Transaction<'_>) -> Result<(), ModelError> {
-    // The accounts' tables are made again: a model of format 4 has no
-    // links in them.
-    tx.execute_batch("DROP TABLE IF EXISTS accounts; DROP TABLE IF EXISTS first_account;")?;
+    // The accounts' and reversals' tables are made again: a model of an
+    // older format has no links in them.
+    tx.execute_batch(
+        "DROP TABLE IF EXISTS accounts; DROP TABLE IF EXISTS first_account;
+         DROP TABLE IF EXISTS reversed; DROP TABLE IF EXISTS first_reversed;",
+    )?;
     tx.execute_batch(SCHEMA)?;
     tx.execute_batch(
         "DELETE FROM head; DELETE FROM checked; DELETE FROM units; DELETE FROM id_keys;
@@ -665,7 +725,7 @@ pub fn save(
         })?
     };
     save_ids(tx, &named, appended, fresh)?;
-    save_holds(tx, state)
+    save_holds(tx, state, fresh)
 }
 
 /// The ids `state` knows by name, as bucket entries ([`id_row_of`]) in
@@ -878,7 +938,7 @@ pub(super) fn id_row_of(key: i64, seq: u64) -> u128 {
     (u128::from(key.unsigned_abs()) << 64) | u128::from(seq)
 }
 
-fn save_holds(tx: &Transaction<'_>, state: &State) -> Result<(), ModelError> {
+fn save_holds(tx: &Transaction<'_>, state: &State, fresh: bool) -> Result<(), ModelError> {
     let mut stmt = tx.prepare_cached(
         "INSERT OR REPLACE INTO holds (seq, account, amount, dest, expires, digest)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -910,13 +970,71 @@ fn save_holds(tx: &Transaction<'_>, state: &State) -> Result<(), ModelError> {
             ended_digest(seq, by, &e)
         ])?;
     }
-    let mut stmt = tx.prepare_cached(
-        "INSERT OR REPLACE INTO reversed (seq, by_seq, digest) VALUES (?1, ?2, ?3)",
+    save_reversals(tx, state, fresh)
+}
+
+/// Writes the reversals `state` holds: after [`clear`] (`fresh`), all of
+/// them, each linked to the next; else those new to the rows, each linked
+/// in after the row before it (a reversal never changes once made).
+fn save_reversals(tx: &Transaction<'_>, state: &State, fresh: bool) -> Result<(), ModelError> {
+    let mut reversals = state
+        .reversals()
+        .map(|(of, by)| Ok((int(of)?, int(by)?)))
+        .collect::<Result<Vec<(i64, i64)>, ModelError>>()?;
+    reversals.sort_unstable();
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO reversed (seq, by_seq, digest, next, link)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
-    for (of, by) in state.reversals() {
-        let (of, by) = (int(of)?, int(by)?);
-        stmt.execute(params![of, by, reversed_digest(of, by)])?;
+    if !fresh {
+        for &(of, by) in &reversals {
+            if insert.execute(params![
+                of,
+                by,
+                reversed_digest(of, by),
+                None::<i64>,
+                None::<i64>
+            ])? == 1
+            {
+                link_in_reversal(tx, of)?;
+            }
+        }
+        return Ok(());
     }
+    let nexts = reversals
+        .iter()
+        .skip(1)
+        .map(|&(of, _)| Some(of))
+        .chain([None]);
+    for (&(of, by), next) in reversals.iter().zip(nexts) {
+        let link = reversal_link_digest(Some(of), next);
+        insert.execute(params![of, by, reversed_digest(of, by), next, link])?;
+    }
+    let first = reversals.first().map(|&(of, _)| of);
+    tx.execute(
+        "INSERT OR REPLACE INTO first_reversed (one, seq, link) VALUES (1, ?1, ?2)",
+        params![first, reversal_link_digest(None, first)],
+    )?;
+    Ok(())
+}
+
+/// Links the new reversal of `seq` in, as [`link_in`] links an account.
+fn link_in_reversal(tx: &Transaction<'_>, seq: i64) -> Result<(), ModelError> {
+    let (before, next) = reversal_link_before(tx, seq)?;
+    match before {
+        Some(before) => tx
+            .prepare_cached("UPDATE reversed SET next = ?2, link = ?3 WHERE seq = ?1")?
+            .execute(params![
+                before,
+                seq,
+                reversal_link_digest(Some(before), Some(seq))
+            ])?,
+        None => tx
+            .prepare_cached("UPDATE first_reversed SET seq = ?1, link = ?2 WHERE one = 1")?
+            .execute(params![seq, reversal_link_digest(None, Some(seq))])?,
+    };
+    tx.prepare_cached("UPDATE reversed SET next = ?2, link = ?3 WHERE seq = ?1")?
+        .execute(params![seq, next, reversal_link_digest(Some(seq), next)])?;
     Ok(())
 }
 
