@@ -34,8 +34,10 @@ struct Slot {
     name: u32,
 }
 
-/// An account of a list in name order ([`Accounts::by_name`]), read with
-/// [`Accounts::named`] from the accounts that made the list.
+/// An account of a list in name order
+/// ([`State::accounts_by_name`](crate::domain::State::accounts_by_name)),
+/// read with [`State::named_account`](crate::domain::State::named_account)
+/// from the state that made the list.
 #[derive(Clone, Copy)]
 pub struct Named(Slot);
 
