@@ -20,6 +20,7 @@
 //! read while one writes; no `fsync` is needed for a cache).
 
 mod index;
+mod links;
 mod pgrows;
 mod rows;
 
@@ -43,7 +44,7 @@ use crate::time::At;
 
 const FORMAT: &str = "ledger-readmodel";
 // 3: the history index (`history`, `tips`). 4: ids kept by key, not text.
-const VERSION: &str = "6";
+const VERSION: &str = "7";
 
 /// A journal shorter than this gets no model: replaying it costs less
 /// than opening one (about a millisecond), and a small ledger keeps no

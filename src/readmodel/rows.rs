@@ -13,6 +13,7 @@ use crate::domain::{
 use crate::money::Amount;
 use crate::time::At;
 
+use super::links::{ACCOUNTS, REVERSALS};
 use super::{AppendedIds, ModelError};
 
 /// The tables, created if missing. `journal` is the hash of the journal's
@@ -176,16 +177,6 @@ pub(super) fn ended_digest(seq: i64, by: i64, e: &Ended) -> i64 {
         .finish()
 }
 
-/// The digest of an account's link to the next name (`name` is `None`
-/// for the link to the first).
-fn link_digest(name: Option<&str>, next: Option<&str>) -> i64 {
-    Digest::default()
-        .bytes(b"link")
-        .text(name)
-        .text(next)
-        .finish()
-}
-
 fn id_digest(bucket: i64, entries: &[u8]) -> i64 {
     Digest::default()
         .bytes(b"ids")
@@ -203,21 +194,6 @@ pub(super) fn reversed_digest(seq: i64, by: i64) -> i64 {
         .bytes(b"reversed")
         .int(seq)
         .int(by)
-        .finish()
-}
-
-/// The digest of a reversal's link to the next reversed seq (`seq` is
-/// `None` for the link to the first).
-fn reversal_link_digest(seq: Option<i64>, next: Option<i64>) -> i64 {
-    let some = |n: Option<i64>| {
-        Digest::default()
-            .int(n.unwrap_or(0))
-            .int(i64::from(n.is_some()))
-    };
-    Digest::default()
-        .bytes(b"reversal link")
-        .int(some(seq).finish())
-        .int(some(next).finish())
         .finish()
 }
 
@@ -441,44 +417,7 @@ fn entry_key(entry: u128) -> i64 {
 /// a damaged file. (An id's absence is its bucket row's word: every
 /// bucket has one.)
 fn check_account_absence(c: &Connection, name: &str) -> Result<(), ModelError> {
-    link_before(c, name).map(|_| ())
-}
-
-/// The link before where account `name` goes, checked against its digest
-/// and found to name a later account or none: the name of the row before
-/// (`None` for the link to the first) and the name it links to.
-fn link_before(c: &Connection, name: &str) -> Result<(Option<String>, Option<String>), ModelError> {
-    let mut before = c.prepare_cached(
-        "SELECT name, next, link FROM accounts WHERE name < ?1 ORDER BY name DESC LIMIT 1",
-    )?;
-    let link = |r: &Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
-    let (from, next, digest): (Option<String>, Option<String>, Option<i64>) =
-        match before.query_row([name], link).optional()? {
-            Some(row) => row,
-            None => c
-                .prepare_cached("SELECT NULL, name, link FROM first_account WHERE one = 1")?
-                .query_row([], link)
-                .optional()?
-                .ok_or_else(|| {
-                    ModelError::Malformed("the link to the first account is missing".into())
-                })?,
-        };
-    digest_matches(
-        digest.unwrap_or(0),
-        link_digest(from.as_deref(), next.as_deref()),
-        || {
-            format!(
-                "the link after account {}",
-                from.as_deref().unwrap_or("(none)")
-            )
-        },
-    )?;
-    match next {
-        Some(next) if next.as_str() <= name => Err(ModelError::Malformed(format!(
-            "the row of account {next} is missing"
-        ))),
-        next => Ok((from, next)),
-    }
+    ACCOUNTS.before(c, &name.to_owned()).map(|_| ())
 }
 
 /// Loads whether the movement at `seq` was reversed.
@@ -502,42 +441,7 @@ pub fn load_reversed(c: &Connection, state: &mut State, seq: u64) -> Result<(), 
     }
     // Not reversed, on the word of the link before it: a lost row would
     // let a second reversal be appended.
-    reversal_link_before(c, key).map(|_| ())
-}
-
-/// The link before where the reversal of `seq` goes, checked against its
-/// digest and found to name a later seq or none: the reversed seq before
-/// (`None` for the link to the first) and the seq it links to.
-fn reversal_link_before(
-    c: &Connection,
-    seq: i64,
-) -> Result<(Option<i64>, Option<i64>), ModelError> {
-    let mut before = c.prepare_cached(
-        "SELECT seq, next, link FROM reversed WHERE seq < ?1 ORDER BY seq DESC LIMIT 1",
-    )?;
-    let link = |r: &Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
-    let (from, next, digest): (Option<i64>, Option<i64>, Option<i64>) =
-        match before.query_row([seq], link).optional()? {
-            Some(row) => row,
-            None => c
-                .prepare_cached("SELECT NULL, seq, link FROM first_reversed WHERE one = 1")?
-                .query_row([], link)
-                .optional()?
-                .ok_or_else(|| {
-                    ModelError::Malformed("the link to the first reversal is missing".into())
-                })?,
-        };
-    digest_matches(
-        digest.unwrap_or(0),
-        reversal_link_digest(from, next),
-        || format!("the link after the reversal of {}", from.unwrap_or(0)),
-    )?;
-    match next {
-        Some(next) if next <= seq => Err(ModelError::Malformed(format!(
-            "the row of the reversal of {next} is missing"
-        ))),
-        next => Ok((from, next)),
-    }
+    REVERSALS.before(c, &key).map(|_| ())
 }
 
 /// Loads the hold placed at `seq`, open or ended, if it is one.
@@ -802,24 +706,14 @@ fn save_linked_accounts(
         "INSERT INTO accounts (name, owner, unit, balance, closed, held, digest, next, link)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
-    let nexts = accounts
-        .iter()
-        .skip(1)
-        .map(|(name, _)| Some(*name))
-        .chain([None]);
-    for (&(name, a), next) in accounts.iter().zip(nexts) {
+    let names = accounts.iter().map(|(name, _)| *name);
+    for (&(name, a), (next, link)) in accounts.iter().zip(ACCOUNTS.links(names)) {
         let (owner, unit, balance, closed, held, digest) = account_values(name, a)?;
-        let link = link_digest(Some(name), next);
         stmt.execute(params![
             name, owner, unit, balance, closed, held, digest, next, link
         ])?;
     }
-    let first = accounts.first().map(|(name, _)| *name);
-    tx.execute(
-        "INSERT OR REPLACE INTO first_account (one, name, link) VALUES (1, ?1, ?2)",
-        params![first, link_digest(None, first)],
-    )?;
-    Ok(())
+    ACCOUNTS.set_first(tx, accounts.first().map(|(name, _)| *name))
 }
 
 /// Writes `accounts` (those changed, in name order) over rows that hold
@@ -842,31 +736,9 @@ fn save_changed_accounts(
         let values = params![name, owner, unit, balance, closed, held, digest];
         if update.execute(values)? == 0 {
             insert.execute(values)?;
-            link_in(tx, name)?;
+            ACCOUNTS.link_in(tx, &name.to_owned())?;
         }
     }
-    Ok(())
-}
-
-/// Links the new account `name` in: after the row before it, or first.
-/// The link it takes the place of is checked first, so that a write-back
-/// never makes good a link that damage broke.
-fn link_in(tx: &Transaction<'_>, name: &str) -> Result<(), ModelError> {
-    let (before, next) = link_before(tx, name)?;
-    match &before {
-        Some(before) => tx
-            .prepare_cached("UPDATE accounts SET next = ?2, link = ?3 WHERE name = ?1")?
-            .execute(params![before, name, link_digest(Some(before), Some(name))])?,
-        None => tx
-            .prepare_cached("UPDATE first_account SET name = ?1, link = ?2 WHERE one = 1")?
-            .execute(params![name, link_digest(None, Some(name))])?,
-    };
-    tx.prepare_cached("UPDATE accounts SET next = ?2, link = ?3 WHERE name = ?1")?
-        .execute(params![
-            name,
-            next,
-            link_digest(Some(name), next.as_deref())
-        ])?;
     Ok(())
 }
 
@@ -996,46 +868,16 @@ fn save_reversals(tx: &Transaction<'_>, state: &State, fresh: bool) -> Result<()
                 None::<i64>
             ])? == 1
             {
-                link_in_reversal(tx, of)?;
+                REVERSALS.link_in(tx, &of)?;
             }
         }
         return Ok(());
     }
-    let nexts = reversals
-        .iter()
-        .skip(1)
-        .map(|&(of, _)| Some(of))
-        .chain([None]);
-    for (&(of, by), next) in reversals.iter().zip(nexts) {
-        let link = reversal_link_digest(Some(of), next);
+    let seqs = reversals.iter().map(|(of, _)| of);
+    for (&(of, by), (next, link)) in reversals.iter().zip(REVERSALS.links(seqs)) {
         insert.execute(params![of, by, reversed_digest(of, by), next, link])?;
     }
-    let first = reversals.first().map(|&(of, _)| of);
-    tx.execute(
-        "INSERT OR REPLACE INTO first_reversed (one, seq, link) VALUES (1, ?1, ?2)",
-        params![first, reversal_link_digest(None, first)],
-    )?;
-    Ok(())
-}
-
-/// Links the new reversal of `seq` in, as [`link_in`] links an account.
-fn link_in_reversal(tx: &Transaction<'_>, seq: i64) -> Result<(), ModelError> {
-    let (before, next) = reversal_link_before(tx, seq)?;
-    match before {
-        Some(before) => tx
-            .prepare_cached("UPDATE reversed SET next = ?2, link = ?3 WHERE seq = ?1")?
-            .execute(params![
-                before,
-                seq,
-                reversal_link_digest(Some(before), Some(seq))
-            ])?,
-        None => tx
-            .prepare_cached("UPDATE first_reversed SET seq = ?1, link = ?2 WHERE one = 1")?
-            .execute(params![seq, reversal_link_digest(None, Some(seq))])?,
-    };
-    tx.prepare_cached("UPDATE reversed SET next = ?2, link = ?3 WHERE seq = ?1")?
-        .execute(params![seq, next, reversal_link_digest(Some(seq), next)])?;
-    Ok(())
+    REVERSALS.set_first(tx, reversals.first().map(|(of, _)| of))
 }
 
 #[cfg(test)]
