@@ -196,6 +196,69 @@ fn an_acknowledged_write_is_synced_before_it_is_acknowledged() {
     assert_durable_append(&calls, &journal, 0);
 }
 
+/// A batch of more than the 8 MiB that the writer syncs at a time: it goes
+/// out in several writes, synced on the way; the last sync still follows the
+/// last write and comes before the output. A failed sync on the way fails
+/// the append and leaves the journal as it was.
+#[test]
+fn a_long_batch_is_synced_as_it_is_written_and_a_sync_failing_on_the_way_fails_it() {
+    if !require("strace", strace_works()) {
+        return;
+    }
+    let env = TestEnv::new();
+    env.ok("create a");
+    let journal = real(&env).join("journal.jsonl");
+    let long_batch = |name: &str| {
+        let path = env.dir.path().join(format!("{name}.txt"));
+        let text: String = (0..64_000)
+            .map(|i| format!("deposit a 1 --id {name}{i}\n"))
+            .collect();
+        fs::write(&path, text).expect("batch");
+        path.display().to_string()
+    };
+    let before = env.bytes().len();
+    let (out, calls) = traced(&env, &journal, &[], &["batch", &long_batch("l")]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(env.bytes().len() - before > 9 << 20, "too short to test");
+    let of_journal = |what: fn(&Call) -> bool| -> Vec<usize> {
+        let calls = calls.iter().enumerate();
+        calls
+            .filter(|(_, c)| on(&journal)(c) && what(c))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let writes = of_journal(|c| c.name == "write");
+    let syncs = of_journal(is_sync);
+    // The sync on the way may run after the last write, but runs.
+    let (first, last) = (writes[0], writes[writes.len() - 1]);
+    assert!(
+        syncs.iter().filter(|&&s| s > first).count() >= 2,
+        "no sync on the way:\n{}",
+        dump(&calls)
+    );
+    let sync = find(&calls, last, "sync after the last write", |c| {
+        on(&journal)(c) && is_sync(c)
+    });
+    assert!(find(&calls, 0, "output", stdout_write) > sync);
+
+    let before = env.bytes();
+    let (out, _) = traced(
+        &env,
+        &journal,
+        &["-e", "inject=fdatasync:error=EIO:when=1"],
+        &["batch", &long_batch("m")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains(UNKNOWN), "{stderr}");
+    assert!(env.bytes() == before, "the journal changed");
+}
+
 #[test]
 fn a_new_journal_syncs_its_directory_and_every_directory_it_created() {
     if !require("strace", strace_works()) {
