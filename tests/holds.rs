@@ -147,6 +147,7 @@ fn an_expired_hold_frees_its_money_and_can_only_be_released() {
     env.ok("hold cust 40 --expires 2026-11-27");
     assert_eq!(figures(&env, "cust"), owned("100.00", "40.00", "60.00"));
     let later = "2026-11-28T00:00:00Z";
+    let before = env.bytes();
     let out = env
         .cmd()
         .env("LEDGER_TEST_CLOCK", later)
@@ -154,6 +155,11 @@ fn an_expired_hold_frees_its_money_and_can_only_be_released() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        env.bytes(),
+        before,
+        "the refused capture changed the journal"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("hold 5 expired at 2026-11-28T00:00:00.000000Z; it can only be released"),

@@ -86,7 +86,7 @@ fn a_valid_model_is_read_instead_of_the_lines_it_covers() {
     env.cmd().arg("verify").assert().code(3);
     remove_model(&env.journal);
     env.cmd().arg("balance").assert().code(3);
-    env.cmd().args(["deposit", "a", "1"]).assert().code(3);
+    env.fails(3, &["deposit", "a", "1"]);
 }
 
 #[test]
@@ -492,8 +492,7 @@ fn as_of_before_the_model_replays_from_the_start() {
 #[test]
 fn a_typo_is_answered_from_every_account_not_only_those_loaded() {
     let env = TestEnv::with(&["create alice", "create bob"]);
-    let out = env.cmd().args(["deposit", "alcie", "1"]).assert().code(1);
-    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    let stderr = env.fails(1, &["deposit", "alcie", "1"]);
     assert!(stderr.contains("did you mean alice"), "{stderr}");
 }
 

@@ -567,6 +567,7 @@ fn a_huge_argument_is_quoted_shortened() {
         assert!(stderr.len() < 1200, "{} bytes", stderr.len());
         assert!(stderr.contains("characters left out"), "{stderr}");
     }
+    let before = env.bytes();
     let stderr = env
         .cmd()
         .arg("batch")
@@ -575,6 +576,7 @@ fn a_huge_argument_is_quoted_shortened() {
         .unwrap();
     let text = String::from_utf8_lossy(&stderr.stderr);
     assert_eq!(stderr.status.code(), Some(2));
+    assert_eq!(env.bytes(), before, "the refused batch changed the journal");
     assert!(text.starts_with("error: line 2: "), "{}", &text[..100]);
     assert!(text.len() < 1200, "{} bytes", text.len());
 }
