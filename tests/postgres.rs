@@ -303,6 +303,34 @@ fn an_unreachable_server_is_exit_4_naming_host_and_port_never_the_password() {
     }
 }
 
+/// A server that takes the connection and then says nothing (hung, or
+/// not PostgreSQL at all) is unreachable too: exit 4 within the URL's
+/// connect timeout, TLS asked for or not, instead of waiting for ever.
+#[test]
+fn a_server_that_never_answers_is_exit_4_within_the_connect_timeout() {
+    let env = TestEnv::new();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = listener.local_addr().expect("port").port();
+    // Accepts each connection and keeps it open, silent, for the test's life.
+    std::thread::spawn(move || {
+        let held: Vec<TcpStream> = listener.incoming().map_while(Result::ok).collect();
+        drop(held);
+    });
+    for tls in ["", "&sslmode=require"] {
+        let url =
+            format!("postgresql://ledger:hunter2@127.0.0.1:{port}/books?connect_timeout=1{tls}");
+        // Bounded: a hang fails the test instead of stalling the suite.
+        let mut cmd = env.process();
+        cmd.arg("--file").arg(&url).args(["deposit", "a", "1"]);
+        let out = crate::faults::run_bounded(&mut cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{stderr}");
+        assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+        assert!(stderr.contains("no answer within 1 s"), "{stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
+}
+
 #[test]
 fn a_wrong_password_is_refused_without_being_shown() {
     let Some(env) = TestEnv::postgres() else {

@@ -816,15 +816,34 @@ fn reason(e: &postgres::Error) -> String {
 /// How long to wait for a server before giving up, unless the URL says.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long sent bytes, or keepalive probes, may go unanswered before the
+/// connection counts as lost, unless the URL says: a server whose host
+/// died or whose network was cut mid-command then ends the command (exit
+/// 4) in about half a minute, instead of the two hours and more of the
+/// system's defaults; a follower waiting for news notices and reconnects.
+const LOST_AFTER: Duration = Duration::from_secs(30);
+
 fn connect(path: &Path, url: &str) -> Result<Client, JournalError> {
     let unusable = |reason: String| JournalError::Database {
         path: path.to_owned(),
         action: "use",
         reason,
     };
-    let (url, tls) = tls::Wanted::split(url).map_err(unusable)?;
-    let mut config = Config::from_str(&url)
-        .map_err(|e| unusable(format!("not a PostgreSQL URL: {}", reason(&e))))?;
+    let (config, tls) = config_of(url).map_err(unusable)?;
+    let tls = match tls.wants_tls() {
+        true => Some(tls.client_config().map_err(unusable)?),
+        false => None,
+    };
+    signed_in(path, config, tls)
+}
+
+/// The driver's settings for `url`, with ours where the URL says nothing:
+/// the user, the timeouts, the password (from the environment or the
+/// password file) and the application's name.
+fn config_of(url: &str) -> Result<(Config, tls::Wanted), String> {
+    let (url, tls) = tls::Wanted::split(url)?;
+    let mut config =
+        Config::from_str(&url).map_err(|e| format!("not a PostgreSQL URL: {}", reason(&e)))?;
     if config.get_user().is_none()
         && let Some(user) = std::env::var("PGUSER")
             .ok()
@@ -835,23 +854,68 @@ fn connect(path: &Path, url: &str) -> Result<Client, JournalError> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(LOST_AFTER);
+    }
+    if config.get_keepalives_interval().is_none() && config.get_keepalives_retries().is_none() {
+        config
+            .keepalives_idle(LOST_AFTER / 2)
+            .keepalives_interval(LOST_AFTER / 6)
+            .keepalives_retries(3);
+    }
     if config.get_password().is_none()
         && let Some(password) = password_for(&config)
     {
         config.password(password);
     }
     config.application_name("ledger");
-    let connected = if tls.wants_tls() {
-        let client = tls.client_config().map_err(unusable)?;
-        config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(client))
-    } else {
-        config.connect(NoTls)
-    };
-    connected.map_err(|e| JournalError::Unreachable {
+    Ok((config, tls))
+}
+
+/// A connection to the server `config` names (through TLS configured as
+/// `tls`, if given), signed in within its connect timeout.
+fn signed_in(
+    path: &Path,
+    config: Config,
+    tls: Option<rustls::ClientConfig>,
+) -> Result<Client, JournalError> {
+    let unreachable = |reason| JournalError::Unreachable {
         path: path.to_owned(),
         server: server_of(&config),
-        reason: reason(&e),
-    })
+        reason,
+    };
+    let timeout = config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(CONNECT_TIMEOUT);
+    // The driver's timeout bounds the TCP connection alone: a server that
+    // accepts it and then says nothing (a hung one, or anything else on
+    // that port) would hold the command for ever. So the whole sign-in
+    // (TLS, startup, password) runs on a thread of its own, given as long.
+    // A thread left waiting past that ends with the process, or when the
+    // server finally answers or hangs up.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let signing_in = config.clone();
+    std::thread::Builder::new()
+        .name("connect".into())
+        .spawn(move || {
+            let connected = match tls {
+                Some(client) => {
+                    signing_in.connect(tokio_postgres_rustls::MakeRustlsConnect::new(client))
+                }
+                None => signing_in.connect(NoTls),
+            };
+            // Gone: the caller stopped waiting.
+            let _ = tx.send(connected);
+        })
+        .map_err(|e| unreachable(format!("cannot start connecting: {e}")))?;
+    match rx.recv_timeout(timeout) {
+        Ok(connected) => connected.map_err(|e| unreachable(reason(&e))),
+        Err(_) => Err(unreachable(format!(
+            "no answer within {} s of connecting",
+            timeout.as_secs_f64()
+        ))),
+    }
 }
 
 /// The first host and port the config names, as `host:port`.
@@ -914,6 +978,24 @@ fn pgpass_match(line: &str, wanted: &[&str; 4]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_server_is_noticed_unless_the_url_tunes_it_itself() {
+        let (config, _) = config_of("postgresql://u@h/db").expect("config");
+        assert_eq!(config.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        assert_eq!(config.get_tcp_user_timeout(), Some(&LOST_AFTER));
+        assert_eq!(config.get_keepalives_idle(), LOST_AFTER / 2);
+        assert_eq!(config.get_keepalives_interval(), Some(LOST_AFTER / 6));
+        assert_eq!(config.get_keepalives_retries(), Some(3));
+        let (own, _) = config_of(
+            "postgresql://u@h/db?connect_timeout=3&tcp_user_timeout=7&keepalives_idle=9&keepalives_retries=2",
+        )
+        .expect("config");
+        assert_eq!(own.get_connect_timeout(), Some(&Duration::from_secs(3)));
+        assert_eq!(own.get_tcp_user_timeout(), Some(&Duration::from_secs(7)));
+        assert_eq!(own.get_keepalives_idle(), Duration::from_secs(9));
+        assert_eq!(own.get_keepalives_retries(), Some(2));
+    }
 
     #[test]
     fn a_shown_url_has_no_password() {
