@@ -259,6 +259,57 @@ fn a_long_batch_is_synced_as_it_is_written_and_a_sync_failing_on_the_way_fails_i
     assert!(env.bytes() == before, "the journal changed");
 }
 
+/// Killed (an injected SIGKILL) at the read model's first write, which
+/// comes after the journal's sync: the event is in the journal and the
+/// model is still behind it. The same command run again is a repeat of
+/// that event, and the model catches up: nothing lost, nothing counted
+/// twice. The moment is exact, where timed kills only hope to land in it.
+#[test]
+fn a_kill_between_the_journals_sync_and_the_models_commit_loses_and_doubles_nothing() {
+    if !require("strace", strace_works()) {
+        return;
+    }
+    let env = TestEnv::new();
+    env.ok("create a");
+    env.ok("deposit a 10");
+    crate::readmodel::model_at(&env.journal, 2);
+    let journal = real(&env).join("journal.jsonl");
+    let wal = format!("{}.readmodel-wal", journal.display());
+    // Only the journal's and the log's calls are traced, so the first
+    // `pwrite64` is the model's (the journal is appended with `write`).
+    let shown = journal.display().to_string();
+    let kill = [
+        "-P",
+        &shown,
+        "-P",
+        &wal,
+        "-e",
+        "inject=pwrite64:signal=KILL:when=1",
+    ];
+    let (out, calls) = traced(&env, &journal, &kill, &["deposit", "a", "1", "--id", "k"]);
+    assert!(!out.status.success(), "not killed:\n{}", dump(&calls));
+    let synced = find(&calls, 0, "the journal's sync", |c| {
+        on(&journal)(c) && c.name == "fdatasync"
+    });
+    let killed = find(&calls, 0, "the model's write", |c| c.name == "pwrite64");
+    assert!(
+        synced < killed,
+        "killed before the journal's sync:\n{}",
+        dump(&calls)
+    );
+    assert_eq!(ids(&env.bytes()).get("k").map(Vec::len), Some(1));
+    assert_eq!(crate::readmodel::model_seq(&env.journal), Some(2));
+
+    let again = env.ok("deposit a 1 --id k");
+    assert!(again.contains("seq 3"), "{again}");
+    assert_eq!(ids(&env.bytes()).get("k").map(Vec::len), Some(1));
+    assert_eq!(env.balance_of("a"), "11.00");
+    assert_eq!(crate::readmodel::model_seq(&env.journal), Some(3));
+    crate::readmodel::remove_model(&env.journal);
+    assert_eq!(env.balance_of("a"), "11.00");
+    env.ok("verify");
+}
+
 #[test]
 fn a_new_journal_syncs_its_directory_and_every_directory_it_created() {
     if !require("strace", strace_works()) {
