@@ -36,6 +36,17 @@ pub fn model_seq(path: &Path) -> Option<u64> {
         .map(|h| h.seq)
 }
 
+/// The seq of the journal's last event.
+#[track_caller]
+fn head_seq(env: &TestEnv) -> u64 {
+    let quiet = env.ok("verify -q");
+    quiet
+        .split_whitespace()
+        .next()
+        .and_then(|seq| seq.parse().ok())
+        .unwrap_or_else(|| panic!("verify -q printed {quiet}"))
+}
+
 /// Removes the read model and its SQLite companions.
 pub fn remove_model(path: &Path) {
     let model = readmodel::path_of(path);
@@ -219,6 +230,11 @@ fn rows_changed_by_hand_or_damage_are_not_trusted() {
         env.cmd().args(["create", "b"]).assert().code(1);
         assert_eq!(env.bytes(), journal, "{sql}");
         env.ok("deposit b 1");
+        assert_eq!(
+            model_seq(&env.journal),
+            Some(head_seq(&env)),
+            "{sql}: not rebuilt"
+        );
         assert_eq!(
             accounts_of(&state_at(&env.journal, None, Load::All).unwrap()),
             accounts_of(&full_replay(&env.journal)),
@@ -408,6 +424,45 @@ fn a_damaged_model_file_is_ignored() {
     );
 }
 
+/// Beside a journal long enough to keep a model, a model file too damaged
+/// for SQLite to open or empty is replaced by a new one at the next
+/// command, which would otherwise replay the whole journal for ever.
+#[test]
+fn a_model_file_past_repair_is_replaced_beside_a_long_journal() {
+    let env = TestEnv::with(&["create a"]);
+    let batch: String = (0..9_000)
+        .map(|i| format!("deposit a 1 --memo m{i}\n"))
+        .collect();
+    env.cmd().arg("batch").write_stdin(batch).assert().success();
+    assert!(
+        env.bytes().len() as u64 > readmodel::MODEL_AFTER_BYTES,
+        "too short"
+    );
+    let path = readmodel::path_of(&env.journal);
+    let head = head_seq(&env);
+    assert_eq!(model_seq(&env.journal), Some(head));
+    tamper(&env.journal, "PRAGMA wal_checkpoint(TRUNCATE)");
+    let good = fs::read(&path).unwrap();
+    let mut flipped = good.clone();
+    for i in (100..flipped.len()).step_by(97) {
+        flipped[i] ^= 0x5a;
+    }
+    for (case, damaged) in [flipped, b"garbage, not SQLite".to_vec()]
+        .into_iter()
+        .enumerate()
+    {
+        remove_model(&env.journal);
+        fs::write(&path, &damaged).unwrap();
+        assert_eq!(model_seq(&env.journal), None, "case {case}");
+        assert_eq!(env.balance_of("a"), "9000.00", "case {case}");
+        assert_eq!(
+            model_seq(&env.journal),
+            Some(head),
+            "case {case}: not replaced"
+        );
+    }
+}
+
 #[test]
 fn another_journals_model_is_ignored() {
     let other = TestEnv::new();
@@ -424,6 +479,7 @@ fn another_journals_model_is_ignored() {
     .unwrap();
     assert_eq!(model_seq(&env.journal), None);
     assert_eq!(env.balance_of("a"), "25.00");
+    assert_eq!(model_seq(&env.journal), Some(head_seq(&env)), "not rebuilt");
 }
 
 #[test]

@@ -31,7 +31,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
 use crate::domain::{Command, Request, State, Target};
 use crate::event::{Change, Event};
@@ -658,15 +658,69 @@ impl ReadModel {
         (head, decided): (Head, Head),
         header: LineHash,
     ) -> Result<(), ModelError> {
+        // A file too damaged for SQLite to empty (not a database any more,
+        // or pages it finds corrupt) would stay so, and every command would
+        // replay the whole journal: a rebuild replaces everything, so it
+        // may as well start from no file. Only then: a file in use by
+        // another process is not removed from under it for nothing. (Not
+        // once the appended ids went into the failed attempt: a model
+        // without them would let one be used again.)
+        let mut appended = Some(appended);
+        match self.rebuild_once(state, &mut appended, (head, decided), header) {
+            Err(ModelError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)))
+                if matches!(
+                    failure.code,
+                    ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt
+                ) && appended.is_some() =>
+            {
+                self.remove_files()?;
+                self.rebuild_once(state, &mut appended, (head, decided), header)?;
+            }
+            done => done?,
+        }
+        self.fold_wal()
+    }
+
+    /// [`ReadModel::rebuild`]'s transaction; takes the appended ids when it
+    /// gets to writing them.
+    fn rebuild_once(
+        &mut self,
+        state: &State,
+        appended: &mut Option<AppendedIds>,
+        (head, decided): (Head, Head),
+        header: LineHash,
+    ) -> Result<(), ModelError> {
         let tx = self
             .writable(ROWS_CACHE_KIB)?
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         rows::clear(&tx)?;
-        write(&tx, state, appended, (head, header), true)?;
+        let ids = appended.take().unwrap_or_default();
+        write(&tx, state, ids, (head, header), true)?;
         // A whole state: every event up to `decided` was decided against it.
         set_checked(&tx, decided)?;
-        tx.commit()?;
-        self.fold_wal()
+        Ok(tx.commit()?)
+    }
+
+    /// Closes the model and removes its files (the log and the shared
+    /// memory too), so that the next write starts a new one.
+    fn remove_files(&mut self) -> Result<(), ModelError> {
+        self.conn = None;
+        for name in [
+            self.path.clone(),
+            suffixed(&self.path, "-wal"),
+            suffixed(&self.path, "-shm"),
+        ] {
+            match std::fs::remove_file(&name) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(ModelError::Malformed(format!(
+                        "cannot remove {}: {e}",
+                        name.display()
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Whether the history index covers exactly what the model does, at
