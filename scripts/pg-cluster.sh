@@ -3,6 +3,8 @@
 #
 #   eval "$(bash scripts/pg-cluster.sh start)"   # exports LEDGER_TEST_PG
 #   bash scripts/pg-cluster.sh stop DIR
+#   bash scripts/pg-cluster.sh pause DIR [fast|immediate]; ... resume DIR
+#                                   # (a server stopped and started again)
 #
 # Installs PostgreSQL from the Debian packages if it is missing, runs
 # initdb into a fresh temporary directory and starts the server on a
@@ -54,9 +56,9 @@ start() {
       printf 'hostssl all ledger_cert 127.0.0.1/32 cert\n'
       printf 'host all ledger_cert 127.0.0.1/32 reject\n'
       cat "$dir/data/pg_hba.conf"; } >"$dir/hba" && cat "$dir/hba" >"$dir/data/pg_hba.conf"
-    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-k $dir -p $port -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on -c ssl=on -c ssl_cert_file=$dir/tls/server.pem -c ssl_key_file=$dir/tls/server.key -c ssl_ca_file=$dir/tls/ca.pem" \
-        start >/dev/null
+    # The server's options, kept for `resume`.
+    echo "-k $dir -p $port -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on -c ssl=on -c ssl_cert_file=$dir/tls/server.pem -c ssl_key_file=$dir/tls/server.key -c ssl_ca_file=$dir/tls/ca.pem" >"$dir/options"
+    resume "$dir"
     as_owner psql -q -h "$dir" -p "$port" -U ledger -d postgres \
         -c "CREATE ROLE ledger_tls LOGIN CREATEDB PASSWORD 'secret'" \
         -c "CREATE ROLE ledger_cert LOGIN CREATEDB" >/dev/null
@@ -90,6 +92,18 @@ certificates() {
     chmod 755 "$tls"; chmod 644 "$tls/ca.pem" "$tls/client.pem"
 }
 
+# resume DIR: starts the server of the cluster in DIR (after `pause`).
+resume() {
+    as_owner "$(bin_dir)/pg_ctl" -D "$1/data" -l "$1/server.log" -w -t 60 \
+        -o "$(cat "$1/options")" start >/dev/null
+}
+
+# pause DIR [MODE]: stops the server, keeping the cluster (MODE: fast, or
+# immediate, which is as abrupt as a crash).
+pause() {
+    as_owner "$(bin_dir)/pg_ctl" -D "$1/data" -m "${2:-fast}" -w -t 60 stop >/dev/null
+}
+
 stop() {
     local dir=${1:-${LEDGER_TEST_PG_DIR:-}}
     [ -n "$dir" ] || { echo "usage: $0 stop DIR" >&2; exit 2; }
@@ -100,5 +114,7 @@ stop() {
 case "${1:-}" in
 start) start ;;
 stop) stop "${2:-}" ;;
-*) echo "usage: $0 start | stop DIR" >&2; exit 2 ;;
+pause) pause "${2:?usage: $0 pause DIR [fast|immediate]}" "${3:-fast}" ;;
+resume) resume "${2:?usage: $0 resume DIR}" ;;
+*) echo "usage: $0 start | stop DIR | pause DIR [fast|immediate] | resume DIR" >&2; exit 2 ;;
 esac

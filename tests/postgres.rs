@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{TestEnv, fixture};
+use crate::common::{TestDb, TestEnv, fixture};
 
 /// Every kind of command, with refusals among them: each line is run on
 /// both backends (split on spaces; `|` separates a batch's lines given on
@@ -542,6 +542,182 @@ fn a_follower_survives_lost_connections_without_gap_or_repeat() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(seen, (1..=10).collect::<Vec<_>>());
+}
+
+/// A PostgreSQL cluster of the test's own (`scripts/pg-cluster.sh`), to
+/// stop and start again without disturbing the other tests' server.
+/// Removed when dropped.
+struct OwnServer {
+    dir: String,
+    url: String,
+}
+
+impl OwnServer {
+    /// A started cluster; `None` where the tests have no server (then
+    /// PostgreSQL may not be installed), which fails under `CI=true`.
+    fn start() -> Option<OwnServer> {
+        TestDb::new()?;
+        let out = OwnServer::script(&["start"]);
+        let exported = |name: &str| {
+            out.lines()
+                .find_map(|l| {
+                    l.strip_prefix(&format!("export {name}='"))?
+                        .strip_suffix('\'')
+                })
+                .unwrap_or_else(|| panic!("no {name} in {out}"))
+                .to_owned()
+        };
+        Some(OwnServer {
+            dir: exported("LEDGER_TEST_PG_DIR"),
+            url: exported("LEDGER_TEST_PG"),
+        })
+    }
+
+    #[track_caller]
+    fn script(args: &[&str]) -> String {
+        let out = std::process::Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-cluster.sh"))
+            .args(args)
+            .output()
+            .expect("run pg-cluster.sh");
+        assert!(
+            out.status.success(),
+            "pg-cluster.sh {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Stops the server: `fast` (sessions ended, as an administrator does)
+    /// or `immediate` (as abrupt as a crash).
+    fn pause(&self, mode: &str) {
+        OwnServer::script(&["pause", &self.dir, mode]);
+    }
+
+    fn resume(&self) {
+        OwnServer::script(&["resume", &self.dir]);
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-cluster.sh"))
+            .args(["stop", &self.dir])
+            .output();
+    }
+}
+
+/// A follower across a real restart of the server: a write while it is
+/// down is exit 4 with nothing written; once it is back, the follower
+/// catches up with every event once, in order.
+#[test]
+fn a_follower_across_a_server_restart_misses_and_repeats_nothing() {
+    let Some(server) = OwnServer::start() else {
+        return;
+    };
+    let env = TestEnv::on(TestDb::on(&server.url));
+    env.ok("create a");
+    let mut child = env
+        .process()
+        .arg("--file")
+        .arg(&env.journal)
+        .args(["history", "--follow", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<u64>();
+    std::thread::spawn(move || {
+        let reader = std::io::BufReader::new(stdout);
+        for line in std::io::BufRead::lines(reader).map_while(Result::ok) {
+            let line: String = line;
+            let v: Value = serde_json::from_str(&line).expect("json");
+            let _ = tx.send(v["seq"].as_u64().expect("seq"));
+        }
+    });
+    let next = || rx.recv_timeout(Duration::from_secs(20)).expect("a line");
+    let mut seen = vec![next()];
+    env.ok("deposit a 1");
+    seen.push(next());
+    for mode in ["fast", "immediate"] {
+        let before = env.bytes();
+        server.pause(mode);
+        let out = env.run("deposit a 1");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{stderr}");
+        assert!(
+            stderr.contains("cannot reach the PostgreSQL server"),
+            "{stderr}"
+        );
+        server.resume();
+        assert_eq!(env.bytes(), before, "written while the server was down");
+        env.ok("deposit a 1");
+        env.ok("deposit a 1");
+        seen.extend([next(), next()]);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(seen, (1..=6).collect::<Vec<_>>());
+    assert!(
+        rx.recv_timeout(Duration::from_millis(300)).is_err(),
+        "a repeat"
+    );
+    env.ok("verify");
+}
+
+/// The server stopped while a batch holds the head's lock and streams its
+/// lines: the batch is exit 4, and once the server is back not one of its
+/// events is there.
+#[test]
+fn a_server_stopped_mid_batch_leaves_none_of_it() {
+    let Some(server) = OwnServer::start() else {
+        return;
+    };
+    let db = TestDb::on(&server.url);
+    let env = TestEnv::on(db);
+    env.ok("create a");
+    let before = env.bytes();
+    let lines: String = (0..400_000)
+        .map(|i| format!("deposit a 1 --id s{i}\n"))
+        .collect();
+    let mut batch = env
+        .process()
+        .arg("--file")
+        .arg(&env.journal)
+        .arg("batch")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut input = batch.stdin.take().expect("stdin");
+    std::thread::spawn(move || {
+        let _ = input.write_all(lines.as_bytes());
+    });
+    // Until the batch holds the head row (a lock on it granted to
+    // another session than this query's).
+    let held = "SELECT count(*)::text FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                WHERE c.relname = 'ledger_head' AND l.granted AND l.pid <> pg_backend_pid()";
+    let db = env.db.as_ref().expect("db");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while db.one(held) == "0" {
+        assert!(Instant::now() < deadline, "the batch never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.pause("immediate");
+    let status =
+        crate::faults::wait_bounded(&mut batch, crate::faults::HANG).expect("the batch hung");
+    let mut stderr = String::new();
+    let _ = batch
+        .stderr
+        .take()
+        .map(|mut e| e.read_to_string(&mut stderr));
+    assert_eq!(status.code(), Some(4), "{stderr}");
+    server.resume();
+    assert_eq!(env.bytes(), before, "some of the batch was kept");
+    env.ok("verify");
 }
 
 /// A line changed inside the database breaks the chain as it would in a

@@ -34,12 +34,16 @@ impl TestEnv {
     /// An env whose journal is a new database on the test server; `None`
     /// when there is no server (see [`TestDb::new`]).
     pub fn postgres() -> Option<TestEnv> {
-        let db = TestDb::new()?;
-        Some(TestEnv {
+        Some(TestEnv::on(TestDb::new()?))
+    }
+
+    /// A new env on the database `db`.
+    pub fn on(db: TestDb) -> TestEnv {
+        TestEnv {
             dir: tempfile::tempdir().expect("temp dir"),
             journal: PathBuf::from(&db.url),
             db: Some(db),
-        })
+        }
     }
 
     /// A new env whose journal is what `commands` (each split on spaces,
@@ -364,21 +368,27 @@ impl TestDb {
             eprintln!("skipped: LEDGER_TEST_PG is not set");
             return None;
         };
+        Some(TestDb::on(&server))
+    }
+
+    /// A new empty database on the server at `server` (its URL, naming
+    /// a database to sign in to).
+    pub fn on(server: &str) -> TestDb {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let name = format!("ledger_test_{}_{n}", std::process::id());
         let mut admin =
-            postgres::Client::connect(&server, postgres::NoTls).expect("connect to LEDGER_TEST_PG");
+            postgres::Client::connect(server, postgres::NoTls).expect("connect to the server");
         admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
             .and_then(|()| admin.batch_execute(&format!("CREATE DATABASE {name}")))
             .expect("create a test database");
-        let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
-        Some(TestDb {
+        let base = server.rsplit_once('/').map_or(server, |(b, _)| b);
+        TestDb {
             url: format!("{base}/{name}"),
             name,
-            server,
-        })
+            server: server.to_owned(),
+        }
     }
 
     /// The bytes the lines table holds, in seq order, each with its `\n`.
