@@ -19,8 +19,8 @@ use serde_json::Value;
 use crate::common::{TestDb, TestEnv, fixture};
 
 /// Every kind of command, with refusals among them: each line is run on
-/// both backends (split on spaces; `|` separates a batch's lines given on
-/// stdin to a `batch` line).
+/// both backends (split on spaces; `|` separates the lines given on stdin
+/// to a `batch` or `import` line; `FIXTURE/` starts a fixture's path).
 const SCRIPT: &[&str] = &[
     "balance",
     "history",
@@ -52,6 +52,13 @@ const SCRIPT: &[&str] = &[
     "batch|deposit b1 7 --id b-1|deposit b1 1 --id b-2|deposit b1 2 --id b-3",
     "deposit b1 1 --id b-3",
     "batch --json|deposit b1 1 --id b-2|deposit b1 3 --id b-4",
+    r#"import|{"command":"deposit","account":"acct1","amount":"2.50","id":"imp-1"}|{"command":"withdraw","account":"acct1","amount":"1"}"#,
+    r#"import|{"command":"deposit","account":"acct1","amount":"2.50","id":"imp-1"}"#,
+    r#"import --dry-run|{"command":"withdraw","account":"acct1","amount":"1"}"#,
+    "create checking",
+    "create fees",
+    "import FIXTURE/import/us.csv --rules FIXTURE/import/us.toml",
+    "import FIXTURE/import/us.csv --rules FIXTURE/import/us.toml",
     "balance",
     "balance --json",
     "balance --format csv",
@@ -61,8 +68,10 @@ const SCRIPT: &[&str] = &[
     "history acct1",
     "history acct1 --format csv",
     "history --limit 3",
+    "history --from-seq 30 --json",
     "report --by month --json",
     "report acct1 --by day",
+    "export --to jsonl",
     "export --to ledger",
     "export --to beancount",
     "verify",
@@ -80,10 +89,14 @@ struct Seen {
 
 fn run_line(env: &TestEnv, line: &str) -> Seen {
     let mut parts = line.split('|');
-    let args: Vec<&str> = parts
+    let args: Vec<String> = parts
         .next()
         .unwrap_or_default()
         .split_whitespace()
+        .map(|arg| match arg.strip_prefix("FIXTURE/") {
+            Some(name) => fixture(name).display().to_string(),
+            None => arg.to_owned(),
+        })
         .collect();
     let input: String = parts.map(|l| format!("{l}\n")).collect();
     let mut cmd = env.cmd();
