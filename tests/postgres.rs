@@ -491,7 +491,8 @@ fn a_connection_cut_mid_batch_writes_nothing_of_it() {
     std::thread::spawn(move || {
         let _ = stdin.write_all(lines.as_bytes());
     });
-    std::thread::sleep(Duration::from_millis(700));
+    until_the_head_is_locked(&env);
+    std::thread::sleep(Duration::from_millis(200));
     relay.cut();
     let out = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -555,6 +556,21 @@ fn a_follower_survives_lost_connections_without_gap_or_repeat() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(seen, (1..=10).collect::<Vec<_>>());
+}
+
+/// Waits until another session holds the head row's lock (a writer
+/// between its first statement and its commit), so that what a test does
+/// next lands inside that write, not before it.
+#[track_caller]
+fn until_the_head_is_locked(env: &TestEnv) {
+    let held = "SELECT count(*)::text FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                WHERE c.relname = 'ledger_head' AND l.granted AND l.pid <> pg_backend_pid()";
+    let db = env.db.as_ref().expect("db");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while db.one(held) == "0" {
+        assert!(Instant::now() < deadline, "no write took the head's lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A PostgreSQL cluster of the test's own (`scripts/pg-cluster.sh`), to
@@ -709,16 +725,7 @@ fn a_server_stopped_mid_batch_leaves_none_of_it() {
     std::thread::spawn(move || {
         let _ = input.write_all(lines.as_bytes());
     });
-    // Until the batch holds the head row (a lock on it granted to
-    // another session than this query's).
-    let held = "SELECT count(*)::text FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
-                WHERE c.relname = 'ledger_head' AND l.granted AND l.pid <> pg_backend_pid()";
-    let db = env.db.as_ref().expect("db");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while db.one(held) == "0" {
-        assert!(Instant::now() < deadline, "the batch never took the lock");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    until_the_head_is_locked(&env);
     server.pause("immediate");
     let status =
         crate::faults::wait_bounded(&mut batch, crate::faults::HANG).expect("the batch hung");
@@ -761,7 +768,7 @@ fn a_batch_killed_mid_way_leaves_none_of_its_events() {
     let lines: String = (0..300_000)
         .map(|i| format!("deposit a 1 --id k{i}\n"))
         .collect();
-    for wait in [300, 900] {
+    for wait in [0, 300, 900] {
         let before = env.bytes();
         let mut child = env
             .process()
@@ -776,6 +783,7 @@ fn a_batch_killed_mid_way_leaves_none_of_its_events() {
         std::thread::spawn(move || {
             let _ = stdin.write_all(input.as_bytes());
         });
+        until_the_head_is_locked(&env);
         std::thread::sleep(Duration::from_millis(wait));
         let _ = child.kill();
         let status = child.wait().expect("wait");
@@ -794,7 +802,7 @@ fn a_batch_killed_mid_way_leaves_none_of_its_events() {
                     .count()
                     + 300_000
             );
-            return;
+            break;
         }
         assert_eq!(after, before);
         env.ok("deposit a 1");
