@@ -331,6 +331,7 @@ mod tests {
             Just("".to_owned()),
             Just("k=v".to_owned()),
             Just("2026-10-01".to_owned()),
+            Just("2026-12-01T10:00:00Z".to_owned()),
         ]
     }
 
@@ -354,6 +355,11 @@ mod tests {
             1 => Just("--date".to_owned()),
             1 => Just("--memo=".to_owned()),
             1 => Just("-".to_owned()),
+            1 => Just("--to".to_owned()),
+            1 => Just("--expires".to_owned()),
+            1 => Just("--of-id".to_owned()),
+            1 => Just("--of-seq".to_owned()),
+            1 => Just("--of-seq=4".to_owned()),
         ]
     }
 
@@ -369,6 +375,7 @@ mod tests {
             Just("reverse"),
             Just("hold"),
             Just("capture"),
+            Just("release"),
             Just("nope"),
         ];
         let base = (name, proptest::collection::vec(word(), 0..7));
