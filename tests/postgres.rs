@@ -155,8 +155,9 @@ fn refusals_leave_the_database_as_it_was() {
 }
 
 /// Many processes on separate connections, each posting transfers with an
-/// `--id` and retrying every one that did not exit 0: every id lands once,
-/// money is conserved and no balance goes negative.
+/// `--id` from one pool until it runs dry, retrying every one that got no
+/// answer: every transfer paid lands once, every one refused not at all,
+/// money is conserved and the pool never goes below zero.
 #[test]
 fn many_hosts_post_each_id_exactly_once() {
     let Some(env) = TestEnv::postgres() else {
@@ -168,44 +169,71 @@ fn many_hosts_post_each_id_exactly_once() {
     for h in 0..HOSTS {
         env.ok(&format!("create h{h}"));
     }
-    env.ok("deposit pool 1000");
+    // 96 transfers of 1.50 ask for 144.00: the pool runs dry, and those
+    // refused for it must leave nothing behind.
+    env.ok("deposit pool 100");
     let env = Arc::new(env);
     let threads: Vec<_> = (0..HOSTS)
         .map(|h| {
             let env = Arc::clone(&env);
             std::thread::spawn(move || {
+                let mut posted = Vec::new();
                 for i in 0..EACH {
-                    let args = format!("transfer pool h{h} 1.5 --id t-{h}-{i}");
-                    // A retry after any failure is safe with the same --id.
+                    let id = format!("t-{h}-{i}");
+                    let args = format!("transfer pool h{h} 1.5 --id {id}");
+                    // A retry after a failure that is no answer (exit 4) is
+                    // safe with the same --id; a refusal (exit 1) is final.
                     let mut tries = 0;
-                    while !env.run(&args).status.success() {
-                        tries += 1;
-                        assert!(tries < 20, "{args} kept failing");
+                    let code = loop {
+                        match env.run(&args).status.code() {
+                            Some(code @ (0 | 1)) => break code,
+                            other => {
+                                tries += 1;
+                                assert!(tries < 20, "{args} kept failing: {other:?}");
+                            }
+                        }
+                    };
+                    if code == 0 {
+                        // A deliberate repeat writes nothing.
+                        assert!(env.ok(&args).contains("already recorded"));
+                        posted.push(id);
                     }
-                    // And a deliberate repeat writes nothing.
-                    assert!(env.ok(&args).contains("already recorded"));
                 }
+                posted
             })
         })
         .collect();
-    for t in threads {
-        t.join().expect("host");
-    }
+    let posted: Vec<Vec<String>> = threads
+        .into_iter()
+        .map(|t| t.join().expect("host"))
+        .collect();
+    let count = posted.iter().map(Vec::len).sum::<usize>();
+    // Every transfer that could be paid was: 66 of 1.50, 1.00 left.
+    assert_eq!(count, 66);
     let balances = env.balances();
     let accounts = balances["accounts"].as_array().expect("accounts");
     let of = |name: &str| -> String {
         let row = accounts.iter().find(|a| a["account"] == name).expect("row");
         row["balance"].as_str().expect("balance").to_owned()
     };
-    assert_eq!(
-        of("pool"),
-        format!("{:.2}", 1000.0 - 1.5 * (HOSTS * EACH) as f64)
-    );
-    for h in 0..HOSTS {
-        assert_eq!(of(&format!("h{h}")), format!("{:.2}", 1.5 * EACH as f64));
+    assert_eq!(of("pool"), "1.00");
+    for (h, ids) in posted.iter().enumerate() {
+        let cents = 150 * ids.len();
+        assert_eq!(
+            of(&format!("h{h}")),
+            format!("{}.{:02}", cents / 100, cents % 100)
+        );
+    }
+    let found = crate::faults::ids(&env.bytes());
+    for (h, ids) in posted.iter().enumerate() {
+        for i in 0..EACH {
+            let id = format!("t-{h}-{i}");
+            let times = found.get(&id).map_or(0, Vec::len);
+            assert_eq!(times, usize::from(ids.contains(&id)), "{id}");
+        }
     }
     let verify: Value = serde_json::from_str(&env.ok("verify --json")).expect("json");
-    assert_eq!(verify["events"], 2 + HOSTS as u64 + (HOSTS * EACH) as u64);
+    assert_eq!(verify["events"], 2 + HOSTS as u64 + count as u64);
 }
 
 /// Processes racing with `--expect-seq`: exactly one wins each seq.
