@@ -111,6 +111,7 @@ impl TestEnv {
     #[track_caller]
     pub fn fails(&self, code: i32, args: &[&str]) -> String {
         let before = self.bytes();
+        let tables = self.db.as_ref().map(TestDb::tables);
         let out = self.cmd().args(args).output().expect("run ledger");
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(out.status.code(), Some(code), "`ledger {args:?}`: {stderr}");
@@ -118,6 +119,11 @@ impl TestEnv {
             self.bytes(),
             before,
             "`ledger {args:?}` changed the journal"
+        );
+        assert_eq!(
+            self.db.as_ref().map(TestDb::tables),
+            tables,
+            "`ledger {args:?}` changed the database's head or query tables"
         );
         assert!(stderr.starts_with("error: "), "stderr: {stderr}");
         assert!(!stderr.contains("panicked"), "stderr: {stderr}");
@@ -389,6 +395,31 @@ impl TestDb {
             name,
             server: server.to_owned(),
         }
+    }
+
+    /// Every row of the head and of the query tables, as text, in order:
+    /// what a refused command must leave as it was, with the lines.
+    pub fn tables(&self) -> String {
+        let mut client = postgres::Client::connect(&self.url, postgres::NoTls).expect("connect");
+        let mut text = String::new();
+        for table in [
+            "ledger_head",
+            "ledger_units",
+            "ledger_accounts",
+            "ledger_holds",
+            "ledger_ended",
+            "ledger_reversed",
+        ] {
+            let sql = format!(
+                "SELECT coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '') FROM {table} t"
+            );
+            match client.query_one(&sql, &[]) {
+                Ok(row) => text.push_str(&format!("{table}:\n{}\n", row.get::<_, String>(0))),
+                Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => {}
+                Err(e) => panic!("read {table}: {e}"),
+            }
+        }
+        text
     }
 
     /// The bytes the lines table holds, in seq order, each with its `\n`.
