@@ -425,8 +425,9 @@ fn a_damaged_model_file_is_ignored() {
 }
 
 /// Beside a journal long enough to keep a model, a model file too damaged
-/// for SQLite to open or empty is replaced by a new one at the next
-/// command, which would otherwise replay the whole journal for ever.
+/// for SQLite to open or empty is set aside (`.damaged`) and replaced by a
+/// new one at the next command, which would otherwise replay the whole
+/// journal for ever.
 #[test]
 fn a_model_file_past_repair_is_replaced_beside_a_long_journal() {
     let env = TestEnv::with(&["create a"]);
@@ -460,6 +461,9 @@ fn a_model_file_past_repair_is_replaced_beside_a_long_journal() {
             Some(head),
             "case {case}: not replaced"
         );
+        // Set aside, not destroyed.
+        let aside = format!("{}.damaged", path.display());
+        assert_eq!(fs::read(&aside).unwrap(), damaged, "case {case}");
     }
 }
 

@@ -339,8 +339,18 @@ fn syncing_as_written(
             unsynced += bytes.len() as u64;
             if unsynced >= SYNC_EVERY {
                 unsynced = 0;
-                // Full: a sync is running or asked for, and will cover these.
-                let _ = ask.try_send(());
+                match ask.try_send(()) {
+                    // Full: a sync is running or asked for, and will cover
+                    // these.
+                    Ok(()) | Err(mpsc::TrySendError::Full(())) => {}
+                    // The syncer stopped at a failed sync, the error
+                    // reported below: the rest of a long append would only
+                    // be written to be cut back.
+                    Err(mpsc::TrySendError::Disconnected(())) => {
+                        let stopped = io::Error::other("stopped by a failed sync");
+                        return Err(JournalError::io(path, "write", stopped));
+                    }
+                }
             }
             Ok(())
         };
@@ -349,7 +359,10 @@ fn syncing_as_written(
         let synced = syncer
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the syncing thread failed")));
-        written?;
+        // A failed sync is the error to report, whatever it stopped.
+        if synced.is_ok() {
+            written?;
+        }
         synced.map_err(|source| JournalError::SyncFailed {
             path: path.to_path_buf(),
             source,

@@ -122,6 +122,9 @@ pub struct ReadModel {
     conn: Option<Connection>,
     path: PathBuf,
     owner: Owner,
+    /// Which file (device and inode) the database was when opened: the
+    /// one a rebuild may set aside as damaged, and no other.
+    opened: Option<(u64, u64)>,
     /// The journal's own database, when the journal is in one: its rows
     /// are the model, and there is no SQLite file.
     db: Option<Rc<Db>>,
@@ -237,11 +240,13 @@ impl ReadModel {
         }
         // SQLite opens each of its files with `O_NOFOLLOW` too; a file it
         // will not open is as good as none, and is rebuilt.
+        let opened = exists.then(|| file_id(&path)).flatten();
         let conn = exists.then(|| connect(&path).ok()).flatten();
         Some(ReadModel {
             conn,
             path,
             owner,
+            opened,
             db: None,
             absent: pgrows::Absent::default(),
         })
@@ -254,6 +259,7 @@ impl ReadModel {
             conn: None,
             path: PathBuf::new(),
             owner: Owner::me(),
+            opened: None,
             db: Some(db),
             absent: pgrows::Absent::default(),
         }
@@ -283,6 +289,7 @@ impl ReadModel {
             // and owner.
             crate::journal::sidecar::open_to_append(&self.path, self.owner)
                 .map_err(|e| ModelError::Malformed(e.to_string()))?;
+            self.opened = file_id(&self.path);
             self.conn = Some(connect(&self.path)?);
         }
         self.conn
@@ -661,10 +668,10 @@ impl ReadModel {
         // A file too damaged for SQLite to empty (not a database any more,
         // or pages it finds corrupt) would stay so, and every command would
         // replay the whole journal: a rebuild replaces everything, so it
-        // may as well start from no file. Only then: a file in use by
-        // another process is not removed from under it for nothing. (Not
-        // once the appended ids went into the failed attempt: a model
-        // without them would let one be used again.)
+        // may as well start from no file, the damaged one set aside. Only
+        // then: a file in use by another process is not moved from under
+        // it for nothing. (Not once the appended ids went into the failed
+        // attempt: a model without them would let one be used again.)
         let mut appended = Some(appended);
         match self.rebuild_once(state, &mut appended, (head, decided), header) {
             Err(ModelError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)))
@@ -673,7 +680,7 @@ impl ReadModel {
                     ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt
                 ) && appended.is_some() =>
             {
-                self.remove_files()?;
+                self.set_aside()?;
                 self.rebuild_once(state, &mut appended, (head, decided), header)?;
             }
             done => done?,
@@ -701,26 +708,30 @@ impl ReadModel {
         Ok(tx.commit()?)
     }
 
-    /// Closes the model and removes its files (the log and the shared
-    /// memory too), so that the next write starts a new one.
-    fn remove_files(&mut self) -> Result<(), ModelError> {
+    /// Closes the model and sets its damaged file aside, as `NAME.damaged`
+    /// (kept, as a torn tail is: the bytes may be worth a look, and a file
+    /// that only has the model's name is not destroyed), so that the next
+    /// write starts a new one. Only the file this model opened: another
+    /// process may have replaced it with a good one since (readers
+    /// rebuild too, under a shared lock). Its log and shared memory go
+    /// first: a log left beside a new file would be replayed into it.
+    fn set_aside(&mut self) -> Result<(), ModelError> {
         self.conn = None;
-        for name in [
-            self.path.clone(),
-            suffixed(&self.path, "-wal"),
-            suffixed(&self.path, "-shm"),
-        ] {
-            match std::fs::remove_file(&name) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(ModelError::Malformed(format!(
-                        "cannot remove {}: {e}",
-                        name.display()
-                    )));
-                }
+        let opened = self.opened.take();
+        if opened.is_none() || file_id(&self.path) != opened {
+            return Ok(());
+        }
+        let failed = |action: &str, e: io::Error| {
+            ModelError::Malformed(format!("cannot {action} {}: {e}", self.path.display()))
+        };
+        for log in [suffixed(&self.path, "-wal"), suffixed(&self.path, "-shm")] {
+            match std::fs::remove_file(&log) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(failed("clear", e)),
                 _ => {}
             }
         }
-        Ok(())
+        std::fs::rename(&self.path, suffixed(&self.path, ".damaged"))
+            .map_err(|e| failed("set aside", e))
     }
 
     /// Whether the history index covers exactly what the model does, at
@@ -1173,6 +1184,13 @@ fn columns_of(head: Head) -> Result<(i64, String, i64, String), ModelError> {
 }
 
 /// Opens the database at `path` and sets it up for a cache.
+/// The device and inode of the file at `path` (not following a link).
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
 fn connect(path: &Path) -> Result<Connection, ModelError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NOFOLLOW
