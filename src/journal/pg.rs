@@ -17,7 +17,7 @@ use std::cell::RefCell;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{LazyLock, Mutex, OnceLock};
+use std::sync::{LazyLock, Mutex, OnceLock, PoisonError, mpsc};
 use std::time::Duration;
 
 use memchr::memmem::Finder;
@@ -834,7 +834,19 @@ fn connect(path: &Path, url: &str) -> Result<Client, JournalError> {
         true => Some(tls.client_config().map_err(unusable)?),
         false => None,
     };
-    signed_in(path, config, tls)
+    signed_in(path, url, config, tls)
+}
+
+/// The names of the parameters `url`'s query gives.
+fn named_in(url: &str) -> Vec<&str> {
+    url.split_once('?')
+        .map(|(_, query)| {
+            query
+                .split('&')
+                .filter_map(|pair| pair.split('=').next())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The driver's settings for `url`, with ours where the URL says nothing:
@@ -851,13 +863,17 @@ fn config_of(url: &str) -> Result<(Config, tls::Wanted), String> {
     {
         config.user(&user);
     }
-    if config.get_connect_timeout().is_none() {
+    // What the URL names is the URL's, as libpq takes it: the driver
+    // drops a value of 0 (for libpq, "wait for ever" or "the system's
+    // default"), which must not let ours in.
+    let named = named_in(&url);
+    if !named.contains(&"connect_timeout") {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
-    if config.get_tcp_user_timeout().is_none() {
+    if !named.contains(&"tcp_user_timeout") {
         config.tcp_user_timeout(LOST_AFTER);
     }
-    if config.get_keepalives_interval().is_none() && config.get_keepalives_retries().is_none() {
+    if !named.iter().any(|name| name.starts_with("keepalives")) {
         config
             .keepalives_idle(LOST_AFTER / 2)
             .keepalives_interval(LOST_AFTER / 6)
@@ -872,10 +888,18 @@ fn config_of(url: &str) -> Result<(Config, tls::Wanted), String> {
     Ok((config, tls))
 }
 
-/// A connection to the server `config` names (through TLS configured as
-/// `tls`, if given), signed in within its connect timeout.
+/// Sign-ins given up on, by URL, still waiting for their server: the
+/// next sign-in to the same URL waits for that one again rather than
+/// starting another (a follower tries every round, and each sign-in
+/// waiting on a silent server holds a thread and a socket).
+type Pending = (String, mpsc::Receiver<Result<Client, postgres::Error>>);
+static PENDING: Mutex<Vec<Pending>> = Mutex::new(Vec::new());
+
+/// A connection to the server `config` names (for `url`; through TLS
+/// configured as `tls`, if given), signed in within its connect timeout.
 fn signed_in(
     path: &Path,
+    url: &str,
     config: Config,
     tls: Option<rustls::ClientConfig>,
 ) -> Result<Client, JournalError> {
@@ -884,37 +908,59 @@ fn signed_in(
         server: server_of(&config),
         reason,
     };
-    let timeout = config
+    // The driver's timeout bounds each TCP connection it tries (a host's
+    // addresses, then the next host's) and no more: a server that accepts
+    // one and then says nothing (a hung one, or anything else on that
+    // port) would hold the command for ever. So the whole sign-in (TLS,
+    // startup, password) runs on a thread of its own, given as long as
+    // the connections and as long again. A thread left waiting past that
+    // ends with the process, or when the server answers or hangs up.
+    let hosts = u32::try_from(config.get_hosts().len()).unwrap_or(u32::MAX);
+    let deadline = config
         .get_connect_timeout()
-        .copied()
-        .unwrap_or(CONNECT_TIMEOUT);
-    // The driver's timeout bounds the TCP connection alone: a server that
-    // accepts it and then says nothing (a hung one, or anything else on
-    // that port) would hold the command for ever. So the whole sign-in
-    // (TLS, startup, password) runs on a thread of its own, given as long.
-    // A thread left waiting past that ends with the process, or when the
-    // server finally answers or hangs up.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let signing_in = config.clone();
-    std::thread::Builder::new()
-        .name("connect".into())
-        .spawn(move || {
-            let connected = match tls {
-                Some(client) => {
-                    signing_in.connect(tokio_postgres_rustls::MakeRustlsConnect::new(client))
-                }
-                None => signing_in.connect(NoTls),
-            };
-            // Gone: the caller stopped waiting.
-            let _ = tx.send(connected);
-        })
-        .map_err(|e| unreachable(format!("cannot start connecting: {e}")))?;
-    match rx.recv_timeout(timeout) {
+        .map(|t| t.saturating_mul(hosts.saturating_add(1)));
+    let waiting = {
+        let mut pending = PENDING.lock().unwrap_or_else(PoisonError::into_inner);
+        let earlier = pending.iter().position(|(u, _)| u == url);
+        earlier.map(|i| pending.swap_remove(i).1)
+    };
+    let rx = match waiting {
+        Some(rx) => rx,
+        None => {
+            let (tx, rx) = mpsc::channel();
+            let signing_in = config.clone();
+            std::thread::Builder::new()
+                .name("connect".into())
+                .spawn(move || {
+                    let connected = match tls {
+                        Some(client) => signing_in
+                            .connect(tokio_postgres_rustls::MakeRustlsConnect::new(client)),
+                        None => signing_in.connect(NoTls),
+                    };
+                    // Gone: nobody waits for it any more.
+                    let _ = tx.send(connected);
+                })
+                .map_err(|e| unreachable(format!("cannot start connecting: {e}")))?;
+            rx
+        }
+    };
+    let answer = match deadline {
+        Some(deadline) => rx.recv_timeout(deadline),
+        None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+    };
+    match answer {
         Ok(connected) => connected.map_err(|e| unreachable(reason(&e))),
-        Err(_) => Err(unreachable(format!(
-            "no answer within {} s of connecting",
-            timeout.as_secs_f64()
-        ))),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            let mut pending = PENDING.lock().unwrap_or_else(PoisonError::into_inner);
+            pending.push((url.to_owned(), rx));
+            Err(unreachable(format!(
+                "no answer within {} s of connecting",
+                deadline.unwrap_or_default().as_secs_f64()
+            )))
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            Err(unreachable("the sign-in stopped without an answer".into()))
+        }
     }
 }
 
@@ -995,6 +1041,45 @@ mod tests {
         assert_eq!(own.get_tcp_user_timeout(), Some(&Duration::from_secs(7)));
         assert_eq!(own.get_keepalives_idle(), Duration::from_secs(9));
         assert_eq!(own.get_keepalives_retries(), Some(2));
+        // One keepalive setting named: the rest are the system's, not ours.
+        let (idle, _) = config_of("postgresql://u@h/db?keepalives_idle=600").expect("config");
+        assert_eq!(idle.get_keepalives_idle(), Duration::from_secs(600));
+        assert_eq!(idle.get_keepalives_interval(), None);
+        // 0 is libpq's "wait for ever", and the system's default.
+        let (zero, _) =
+            config_of("postgresql://u@h/db?connect_timeout=0&tcp_user_timeout=0").expect("config");
+        assert_eq!(zero.get_connect_timeout(), None);
+        assert_eq!(zero.get_tcp_user_timeout(), None);
+    }
+
+    /// A server that takes connections and says nothing: each sign-in
+    /// given up on is waited for again by the next, not joined by
+    /// another connection (a follower retries every round).
+    #[test]
+    fn a_sign_in_given_up_on_is_waited_for_again_not_doubled() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let port = listener.local_addr().expect("port").port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = std::sync::Arc::clone(&accepted);
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().map_while(Result::ok) {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        let url = format!("postgresql://u@127.0.0.1:{port}/db?connect_timeout=1");
+        for _ in 0..3 {
+            let refused = connect(Path::new("db"), &url);
+            assert!(
+                matches!(&refused, Err(JournalError::Unreachable { reason, .. }) if reason.contains("no answer within 2 s")),
+                "{:?}",
+                refused.err()
+            );
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let pending = PENDING.lock().unwrap_or_else(PoisonError::into_inner);
+        assert_eq!(pending.iter().filter(|(u, _)| *u == url).count(), 1);
     }
 
     #[test]
