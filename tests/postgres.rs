@@ -540,21 +540,17 @@ fn a_connection_cut_mid_batch_writes_nothing_of_it() {
     env.ok("verify");
 }
 
-/// A follower whose connections are cut and come back: every event once,
-/// in order, none missed.
-#[test]
-fn a_follower_survives_lost_connections_without_gap_or_repeat() {
-    let Some(env) = TestEnv::postgres() else {
-        return;
-    };
-    env.ok("create a");
-    let relay = Relay::to(server_port(&env));
-    let url = through(&env, &relay);
+/// `history --follow --json` on `location`, and the seq of each event it
+/// prints, as it prints them.
+fn follower(
+    env: &TestEnv,
+    location: &str,
+) -> (std::process::Child, std::sync::mpsc::Receiver<u64>) {
     let mut child = env
         .process()
-        .args(["--file", &url, "history", "--follow", "--json"])
+        .args(["--file", location, "history", "--follow", "--json"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
     let stdout = child.stdout.take().expect("stdout");
@@ -567,6 +563,20 @@ fn a_follower_survives_lost_connections_without_gap_or_repeat() {
             let _ = tx.send(v["seq"].as_u64().expect("seq"));
         }
     });
+    (child, rx)
+}
+
+/// A follower whose connections are cut and come back: every event once,
+/// in order, none missed.
+#[test]
+fn a_follower_survives_lost_connections_without_gap_or_repeat() {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    env.ok("create a");
+    let relay = Relay::to(server_port(&env));
+    let url = through(&env, &relay);
+    let (mut child, rx) = follower(&env, &url);
     let mut seen = vec![rx.recv_timeout(Duration::from_secs(10)).expect("seq 1")];
     for round in 0..3 {
         env.ok(&format!("deposit a {}", round + 1));
@@ -676,25 +686,7 @@ fn a_follower_across_a_server_restart_misses_and_repeats_nothing() {
     };
     let env = TestEnv::on(TestDb::on(&server.url));
     env.ok("create a");
-    let mut child = env
-        .process()
-        .arg("--file")
-        .arg(&env.journal)
-        .args(["history", "--follow", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel::<u64>();
-    std::thread::spawn(move || {
-        let reader = std::io::BufReader::new(stdout);
-        for line in std::io::BufRead::lines(reader).map_while(Result::ok) {
-            let line: String = line;
-            let v: Value = serde_json::from_str(&line).expect("json");
-            let _ = tx.send(v["seq"].as_u64().expect("seq"));
-        }
-    });
+    let (mut child, rx) = follower(&env, &env.journal.display().to_string());
     let next = || rx.recv_timeout(Duration::from_secs(20)).expect("a line");
     let mut seen = vec![next()];
     env.ok("deposit a 1");
