@@ -505,21 +505,7 @@ fn a_connection_cut_mid_batch_writes_nothing_of_it() {
     env.ok("create a");
     let relay = Relay::to(server_port(&env));
     let url = through(&env, &relay);
-    let lines: String = (0..200_000)
-        .map(|i| format!("deposit a 1 --id c{i}\n"))
-        .collect();
-    let mut child = env
-        .process()
-        .args(["--file", &url, "batch"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut stdin = child.stdin.take().expect("stdin");
-    std::thread::spawn(move || {
-        let _ = stdin.write_all(lines.as_bytes());
-    });
+    let child = long_batch(&env, &url, "c", 200_000);
     until_the_head_is_locked(&env);
     std::thread::sleep(Duration::from_millis(200));
     relay.cut();
@@ -595,6 +581,27 @@ fn a_follower_survives_lost_connections_without_gap_or_repeat() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(seen, (1..=10).collect::<Vec<_>>());
+}
+
+/// A `batch` on `location` of `n` deposits into `a`, each with its own
+/// `--id` (`prefix` and a number), fed on stdin by a thread of its own.
+fn long_batch(env: &TestEnv, location: &str, prefix: &str, n: u32) -> std::process::Child {
+    let lines: String = (0..n)
+        .map(|i| format!("deposit a 1 --id {prefix}{i}\n"))
+        .collect();
+    let mut child = env
+        .process()
+        .args(["--file", location, "batch"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    std::thread::spawn(move || {
+        let _ = stdin.write_all(lines.as_bytes());
+    });
+    child
 }
 
 /// Waits until another session holds the head row's lock (a writer
@@ -729,23 +736,7 @@ fn a_server_stopped_mid_batch_leaves_none_of_it() {
     let env = TestEnv::on(db);
     env.ok("create a");
     let before = env.bytes();
-    let lines: String = (0..400_000)
-        .map(|i| format!("deposit a 1 --id s{i}\n"))
-        .collect();
-    let mut batch = env
-        .process()
-        .arg("--file")
-        .arg(&env.journal)
-        .arg("batch")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut input = batch.stdin.take().expect("stdin");
-    std::thread::spawn(move || {
-        let _ = input.write_all(lines.as_bytes());
-    });
+    let mut batch = long_batch(&env, &env.journal.display().to_string(), "s", 400_000);
     until_the_head_is_locked(&env);
     server.pause("immediate");
     let status =
@@ -786,24 +777,9 @@ fn a_batch_killed_mid_way_leaves_none_of_its_events() {
         return;
     };
     env.ok("create a");
-    let lines: String = (0..300_000)
-        .map(|i| format!("deposit a 1 --id k{i}\n"))
-        .collect();
     for wait in [0, 300, 900] {
         let before = env.bytes();
-        let mut child = env
-            .process()
-            .args(["--file", &env.journal.display().to_string(), "batch"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let mut stdin = child.stdin.take().expect("stdin");
-        let input = lines.clone();
-        std::thread::spawn(move || {
-            let _ = stdin.write_all(input.as_bytes());
-        });
+        let mut child = long_batch(&env, &env.journal.display().to_string(), "k", 300_000);
         until_the_head_is_locked(&env);
         std::thread::sleep(Duration::from_millis(wait));
         let _ = child.kill();
