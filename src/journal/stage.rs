@@ -611,6 +611,35 @@ impl Starts {
 mod tests {
     use super::*;
 
+    /// A journal whose sync fails (a pipe: `fsync` there is `EINVAL`):
+    /// the append fails with that sync's error, and the writing stops
+    /// soon after it rather than going on to the end.
+    #[test]
+    fn a_failed_sync_on_the_way_stops_the_writing() {
+        let (reader, writer) = io::pipe().expect("pipe");
+        let journal = File::from(std::os::fd::OwnedFd::from(writer));
+        let drained = std::thread::spawn(move || io::copy(&mut { reader }, &mut io::sink()));
+        let chunk = vec![b'x'; 1 << 20];
+        let mut written = 0u64;
+        let result = syncing_as_written(&journal, Path::new("j"), |emit| {
+            for _ in 0..256 {
+                emit(&chunk)?;
+                written += chunk.len() as u64;
+            }
+            Ok(())
+        });
+        drop(journal);
+        let _ = drained.join();
+        assert!(
+            matches!(result, Err(JournalError::SyncFailed { .. })),
+            "{result:?}"
+        );
+        assert!(
+            written < 128 << 20,
+            "wrote {written} bytes after the failed sync"
+        );
+    }
+
     #[test]
     fn starts_span_blocks() {
         let mut starts = Starts::default();
