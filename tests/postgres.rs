@@ -619,6 +619,20 @@ fn until_the_head_is_locked(env: &TestEnv) {
     }
 }
 
+/// Waits until a session listens for the journal's commits (a
+/// follower's wake-up, `LISTEN ledger`) on `env`'s database.
+#[track_caller]
+fn until_listening(env: &TestEnv) {
+    let listening = "SELECT count(*)::text FROM pg_stat_activity \
+                     WHERE datname = current_database() AND query = 'LISTEN ledger'";
+    let db = env.db.as_ref().expect("db");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.one(listening) == "0" {
+        assert!(Instant::now() < deadline, "no follower listens");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A PostgreSQL cluster of the test's own (`scripts/pg-cluster.sh`), to
 /// stop and start again without disturbing the other tests' server.
 /// Removed when dropped.
@@ -685,7 +699,8 @@ impl Drop for OwnServer {
 
 /// A follower across a real restart of the server: a write while it is
 /// down is exit 4 with nothing written; once it is back, the follower
-/// catches up with every event once, in order.
+/// listens for commits again and catches up with every event once, in
+/// order.
 #[test]
 fn a_follower_across_a_server_restart_misses_and_repeats_nothing() {
     let Some(server) = OwnServer::start() else {
@@ -694,6 +709,7 @@ fn a_follower_across_a_server_restart_misses_and_repeats_nothing() {
     let env = TestEnv::on(TestDb::on(&server.url));
     env.ok("create a");
     let (mut child, rx) = follower(&env, &env.journal.display().to_string());
+    until_listening(&env);
     let next = || rx.recv_timeout(Duration::from_secs(20)).expect("a line");
     let mut seen = vec![next()];
     env.ok("deposit a 1");
@@ -710,6 +726,8 @@ fn a_follower_across_a_server_restart_misses_and_repeats_nothing() {
         );
         server.resume();
         assert_eq!(env.bytes(), before, "written while the server was down");
+        // The wake-up comes back too, not only the polling.
+        until_listening(&env);
         env.ok("deposit a 1");
         env.ok("deposit a 1");
         seen.extend([next(), next()]);
