@@ -25,9 +25,11 @@ use rustc_hash::FxHashMap;
 
 use super::ModelError;
 use super::rows::{Digest, digest_matches, int, uint};
+use crate::domain::State;
 use crate::event::Change;
-use crate::journal::line::{self, MAX_LINE};
-use crate::journal::scan::Head;
+use crate::journal::JournalError;
+use crate::journal::scan::{Head, Scanner};
+use std::path::Path;
 
 /// The index's tables, created if missing.
 pub const SCHEMA: &str = r#"
@@ -247,42 +249,50 @@ pub fn indexed(c: &Connection) -> Result<Option<(u64, u64)>, ModelError> {
 /// if the index covers `from` and they are few.
 pub fn extend(
     tx: &Transaction<'_>,
-    file: &Backing,
+    journal: (&Backing, &Path),
     from: Head,
     head: Head,
 ) -> Result<(), ModelError> {
     if head.end - from.end > EXTEND_BYTES || indexed(tx)? != Some((from.seq, from.end)) {
         return Ok(());
     }
-    add(tx, file, from.end, from.seq + 1, head, Tips::stored())
+    add(tx, journal, from, head, Tips::stored())
 }
 
 /// Indexes the lines after the last one the index covers (after `header`,
 /// the head after the journal's header line, if none) up to `head`.
 pub fn catch_up(
     tx: &Transaction<'_>,
-    file: &Backing,
+    journal: (&Backing, &Path),
     header: Head,
     head: Head,
 ) -> Result<(), ModelError> {
-    let (start, first, tips) = match indexed(tx)? {
-        Some((seq, end)) if seq <= head.seq && end <= head.end => (end, seq + 1, Tips::stored()),
+    let (from, tips) = match indexed(tx)? {
+        Some((seq, end)) if seq <= head.seq && end <= head.end => {
+            // The line the index ends at, as the journal holds it: the
+            // scan chains the lines after it to its hash.
+            let from =
+                super::head_at(journal.0, header, head.end, (seq, end), None).ok_or_else(|| {
+                    ModelError::Malformed(format!("the index ends at seq {seq}, not a line"))
+                })?;
+            (from, Tips::stored())
+        }
         Some(_) => return Err(ModelError::Malformed("the index is past the head".into())),
         // An empty index (its tables were cleared with the rest).
-        None => (header.end, 1, Tips::fresh()),
+        None => (header, Tips::fresh()),
     };
-    add(tx, file, start, first, head, tips)
+    add(tx, journal, from, head, tips)
 }
 
-/// Indexes the journal's events from byte `start` (where the line of
-/// event `first` begins) up to `head`, the new head of the model: the
-/// lines a replay has just checked, read again from `file`. They must be
-/// events `first`, `first + 1`, … ending with `head`'s line exactly.
+/// Indexes the journal's events after `from` up to `head`, the new head
+/// of the model: lines a replay has just checked, read again from the
+/// journal by the scan every read uses (chained, not decided again), on
+/// its reader thread when they are many. They must end with `head`'s
+/// line exactly.
 fn add(
     tx: &Transaction<'_>,
-    file: &Backing,
-    start: u64,
-    first: u64,
+    (file, path): (&Backing, &Path),
+    from: Head,
     head: Head,
     mut tips: Tips,
 ) -> Result<(), ModelError> {
@@ -290,30 +300,23 @@ fn add(
         tx,
         rows: Vec::with_capacity(ROWS_AT_ONCE),
     };
-    let mut next = first;
-    let mut scratch = Vec::new();
-    each_line(file, start, head.end, |bytes, end| {
-        let decoded = line::decode(bytes, &mut scratch)
-            .map_err(|e| ModelError::Malformed(format!("indexing seq {next}: {e}")))?;
-        let seq = decoded.event.seq;
-        if seq != next {
-            return Err(ModelError::Malformed(format!(
-                "indexing: seq {seq} where {next} was due"
-            )));
-        }
-        next += 1;
-        for (slot, account) in slots(&decoded.event.change) {
+    let malformed = |e: JournalError| ModelError::Malformed(format!("indexing: {e}"));
+    let mut scanner = Scanner::new(file, path, from, head.end).decided_until(Some(head));
+    // Nothing is decided, so nothing is read from it.
+    let mut state = State::default();
+    while let Some(entry) = scanner.next(&mut state, None).map_err(malformed)? {
+        let seq = entry.event.seq;
+        for (slot, account) in slots(&entry.event.change) {
             let key = key(seq, slot)?;
             let prev = tips.advance(tx, account, key)?;
-            rows.push(key, prev, int(end)?)?;
+            rows.push(key, prev, int(entry.end)?)?;
         }
-        Ok(())
-    })?;
+    }
     rows.flush()?;
-    if next != head.seq + 1 {
+    if scanner.head() != head {
         return Err(ModelError::Malformed(format!(
             "indexing ended at seq {} before the head's {}",
-            next - 1,
+            scanner.head().seq,
             head.seq
         )));
     }
@@ -333,49 +336,4 @@ pub fn slots<'c>(change: &'c Change<'_>) -> impl Iterator<Item = (usize, &'c str
         .into_iter()
         .enumerate()
         .filter_map(|(slot, account)| Some((slot, account?)))
-}
-
-/// Calls `each` with every line (without `\n`) in bytes `start..end` of
-/// `file`, and the offset just past its `\n`; `end` must end a line.
-fn each_line(
-    file: &Backing,
-    start: u64,
-    end: u64,
-    mut each: impl FnMut(&[u8], u64) -> Result<(), ModelError>,
-) -> Result<(), ModelError> {
-    const CHUNK: usize = 1 << 20;
-    let mut buf = vec![0u8; CHUNK.max(2 * (MAX_LINE + 1))];
-    // Bytes of `buf` already read and not yet consumed: `buf[..held]`
-    // starts at file offset `at`.
-    let (mut at, mut held) = (start, 0usize);
-    while at + (held as u64) < end {
-        let want = usize::try_from(end - at - held as u64)
-            .unwrap_or(usize::MAX)
-            .min(buf.len() - held);
-        let from = at + held as u64;
-        file.read_exact_at(&mut buf[held..held + want], from)
-            .map_err(|e| {
-                ModelError::Malformed(format!("indexing: cannot read the journal: {e}"))
-            })?;
-        held += want;
-        let mut pos = 0;
-        while let Some(i) = memchr::memchr(b'\n', &buf[pos..held]) {
-            each(&buf[pos..pos + i], at + (pos + i + 1) as u64)?;
-            pos += i + 1;
-        }
-        if pos == 0 && held == buf.len() {
-            return Err(ModelError::Malformed(
-                "indexing: a line longer than any journal line".into(),
-            ));
-        }
-        buf.copy_within(pos..held, 0);
-        at += pos as u64;
-        held -= pos;
-    }
-    if held > 0 {
-        return Err(ModelError::Malformed(
-            "indexing: the head does not end a line".into(),
-        ));
-    }
-    Ok(())
 }

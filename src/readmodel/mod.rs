@@ -121,6 +121,8 @@ pub struct ReadModel {
     /// fails, creates none.
     conn: Option<Connection>,
     path: PathBuf,
+    /// The journal's, for what reading its lines reports.
+    journal: PathBuf,
     owner: Owner,
     /// Which file (device and inode) the database was when opened: the
     /// one a rebuild may set aside as damaged, and no other.
@@ -245,6 +247,7 @@ impl ReadModel {
         Some(ReadModel {
             conn,
             path,
+            journal: journal.to_owned(),
             owner,
             opened,
             db: None,
@@ -258,6 +261,7 @@ impl ReadModel {
         ReadModel {
             conn: None,
             path: PathBuf::new(),
+            journal: PathBuf::new(),
             owner: Owner::me(),
             opened: None,
             db: Some(db),
@@ -633,6 +637,7 @@ impl ReadModel {
             }
             return self.rebuild(state, appended, (head, decided), header);
         };
+        let path = self.journal.clone();
         let tx = self
             .writable(ROWS_CACHE_KIB)?
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -641,7 +646,7 @@ impl ReadModel {
         }
         // Over rows that hold the rest: only the accounts changed.
         write(&tx, state, appended, (head, header), false)?;
-        index::extend(&tx, journal, from, head)?;
+        index::extend(&tx, (journal, &path), from, head)?;
         tx.commit()?;
         self.fold_wal()
     }
@@ -754,13 +759,14 @@ impl ReadModel {
         header: Head,
         head: Head,
     ) -> Result<(), ModelError> {
+        let path = self.journal.clone();
         let tx = self
             .writable(INDEX_CACHE_KIB)?
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if !stands_at(&tx, head)? {
             return Ok(());
         }
-        index::catch_up(&tx, journal, header, head)?;
+        index::catch_up(&tx, (journal, &path), header, head)?;
         tx.commit()?;
         self.fold_wal()
     }
