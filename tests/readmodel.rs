@@ -36,6 +36,28 @@ pub fn model_seq(path: &Path) -> Option<u64> {
         .map(|h| h.seq)
 }
 
+/// Asserts that the state read through the model (all of it) is the
+/// state a full replay of the journal folds.
+#[track_caller]
+fn assert_model_agrees(path: &Path, context: &str) {
+    assert_eq!(
+        accounts_of(&state_at(path, None, Load::All).unwrap()),
+        accounts_of(&full_replay(path)),
+        "{context}"
+    );
+}
+
+/// The model's file with every hundredth byte or so changed, its header
+/// (the first 100 bytes) left whole, after folding its log into it.
+fn model_flipped(journal: &Path) -> Vec<u8> {
+    tamper(journal, "PRAGMA wal_checkpoint(TRUNCATE)");
+    let mut bytes = fs::read(readmodel::path_of(journal)).unwrap();
+    for i in (100..bytes.len()).step_by(97) {
+        bytes[i] ^= 0x5a;
+    }
+    bytes
+}
+
 /// The seq of the journal's last event.
 #[track_caller]
 fn head_seq(env: &TestEnv) -> u64 {
@@ -167,10 +189,7 @@ fn a_long_journal_gets_a_model_and_a_short_one_none() {
     remove_model(&env.journal);
     env.ok("deposit a 1");
     assert_eq!(model_seq(&env.journal), Some(lines + 2));
-    assert_eq!(
-        accounts_of(&state_at(&env.journal, None, Load::All).unwrap()),
-        accounts_of(&full_replay(&env.journal))
-    );
+    assert_model_agrees(&env.journal, "");
 }
 
 /// An account's row lost from the model (deleted, nothing else touched)
@@ -195,11 +214,7 @@ fn a_lost_account_row_does_not_let_create_open_it_again() {
         let refused = env.fails(1, &["create", lost]);
         assert!(refused.contains("already exists"), "{lost}: {refused}");
         env.ok("create ab");
-        assert_eq!(
-            accounts_of(&state_at(&env.journal, None, Load::All).unwrap()),
-            accounts_of(&full_replay(&env.journal)),
-            "{lost}"
-        );
+        assert_model_agrees(&env.journal, lost);
     }
 }
 
@@ -235,11 +250,7 @@ fn rows_changed_by_hand_or_damage_are_not_trusted() {
             Some(head_seq(&env)),
             "{sql}: not rebuilt"
         );
-        assert_eq!(
-            accounts_of(&state_at(&env.journal, None, Load::All).unwrap()),
-            accounts_of(&full_replay(&env.journal)),
-            "{sql}"
-        );
+        assert_model_agrees(&env.journal, sql);
     }
 }
 
@@ -328,11 +339,7 @@ fn a_lost_reversal_row_does_not_let_a_movement_be_reversed_twice() {
         env.ok("reverse 10");
         env.fails(1, &["reverse", "10"]);
         env.cmd().arg("verify").assert().success();
-        assert_eq!(
-            accounts_of(&state_at(&env.journal, None, Load::All).unwrap()),
-            accounts_of(&full_replay(&env.journal)),
-            "{lost}"
-        );
+        assert_model_agrees(&env.journal, lost);
     }
 }
 
@@ -399,13 +406,8 @@ fn a_damaged_model_file_is_ignored() {
     let env = ledger();
     model_at(&env.journal, 6);
     let path = readmodel::path_of(&env.journal);
-    // Fold the WAL into the file, so that the file holds every row.
-    tamper(&env.journal, "PRAGMA wal_checkpoint(TRUNCATE)");
+    let flipped = model_flipped(&env.journal);
     let good = fs::read(&path).unwrap();
-    let mut flipped = good.clone();
-    for i in (100..flipped.len()).step_by(97) {
-        flipped[i] ^= 0x5a;
-    }
     for damaged in [
         flipped,
         good[..good.len() / 2].to_vec(),
@@ -418,10 +420,7 @@ fn a_damaged_model_file_is_ignored() {
         env.ok("deposit b 1");
     }
     assert_eq!(env.balance_of("b"), "14.00");
-    assert_eq!(
-        accounts_of(&state_at(&env.journal, None, Load::All).unwrap()),
-        accounts_of(&full_replay(&env.journal))
-    );
+    assert_model_agrees(&env.journal, "");
 }
 
 /// Beside a journal long enough to keep a model, a model file too damaged
@@ -442,13 +441,7 @@ fn a_model_file_past_repair_is_replaced_beside_a_long_journal() {
     let path = readmodel::path_of(&env.journal);
     let head = head_seq(&env);
     assert_eq!(model_seq(&env.journal), Some(head));
-    tamper(&env.journal, "PRAGMA wal_checkpoint(TRUNCATE)");
-    let good = fs::read(&path).unwrap();
-    let mut flipped = good.clone();
-    for i in (100..flipped.len()).step_by(97) {
-        flipped[i] ^= 0x5a;
-    }
-    for (case, damaged) in [flipped, b"garbage, not SQLite".to_vec()]
+    for (case, damaged) in [model_flipped(&env.journal), b"garbage, not SQLite".to_vec()]
         .into_iter()
         .enumerate()
     {
