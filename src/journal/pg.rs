@@ -919,31 +919,8 @@ fn signed_in(
     let deadline = config
         .get_connect_timeout()
         .map(|t| t.saturating_mul(hosts.saturating_add(1)));
-    let waiting = {
-        let mut pending = PENDING.lock().unwrap_or_else(PoisonError::into_inner);
-        let earlier = pending.iter().position(|(u, _)| u == url);
-        earlier.map(|i| pending.swap_remove(i).1)
-    };
-    let rx = match waiting {
-        Some(rx) => rx,
-        None => {
-            let (tx, rx) = mpsc::channel();
-            let signing_in = config.clone();
-            std::thread::Builder::new()
-                .name("connect".into())
-                .spawn(move || {
-                    let connected = match tls {
-                        Some(client) => signing_in
-                            .connect(tokio_postgres_rustls::MakeRustlsConnect::new(client)),
-                        None => signing_in.connect(NoTls),
-                    };
-                    // Gone: nobody waits for it any more.
-                    let _ = tx.send(connected);
-                })
-                .map_err(|e| unreachable(format!("cannot start connecting: {e}")))?;
-            rx
-        }
-    };
+    let rx = sign_in(url, &config, tls)
+        .map_err(|e| unreachable(format!("cannot start connecting: {e}")))?;
     let answer = match deadline {
         Some(deadline) => rx.recv_timeout(deadline),
         None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
@@ -962,6 +939,35 @@ fn signed_in(
             Err(unreachable("the sign-in stopped without an answer".into()))
         }
     }
+}
+
+/// A sign-in to the server `config` names, for `url`, answering on the
+/// receiver: the one given up on earlier if there is one (see
+/// [`PENDING`]), else a new one on a thread of its own.
+fn sign_in(
+    url: &str,
+    config: &Config,
+    tls: Option<rustls::ClientConfig>,
+) -> io::Result<mpsc::Receiver<Result<Client, postgres::Error>>> {
+    let mut pending = PENDING.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(i) = pending.iter().position(|(u, _)| u == url) {
+        return Ok(pending.swap_remove(i).1);
+    }
+    let (tx, rx) = mpsc::channel();
+    let config = config.clone();
+    std::thread::Builder::new()
+        .name("connect".into())
+        .spawn(move || {
+            let connected = match tls {
+                Some(client) => {
+                    config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(client))
+                }
+                None => config.connect(NoTls),
+            };
+            // Gone: nobody waits for it any more.
+            let _ = tx.send(connected);
+        })?;
+    Ok(rx)
 }
 
 /// The first host and port the config names, as `host:port`.

@@ -214,11 +214,8 @@ impl ReadModel {
             return None;
         }
         let path = path_of(journal);
-        let names = [
-            path.clone(),
-            suffixed(&path, "-wal"),
-            suffixed(&path, "-shm"),
-        ];
+        let [wal, shm] = companions(&path);
+        let names = [path.clone(), wal, shm];
         let mut exists = false;
         for name in &names {
             match std::fs::symlink_metadata(name) {
@@ -729,7 +726,7 @@ impl ReadModel {
         let failed = |action: &str, e: io::Error| {
             ModelError::Malformed(format!("cannot {action} {}: {e}", self.path.display()))
         };
-        for log in [suffixed(&self.path, "-wal"), suffixed(&self.path, "-shm")] {
+        for log in companions(&self.path) {
             match std::fs::remove_file(&log) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(failed("clear", e)),
                 _ => {}
@@ -1189,7 +1186,6 @@ fn columns_of(head: Head) -> Result<(i64, String, i64, String), ModelError> {
     ))
 }
 
-/// Opens the database at `path` and sets it up for a cache.
 /// The device and inode of the file at `path` (not following a link).
 fn file_id(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
@@ -1197,6 +1193,12 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
     Some((meta.dev(), meta.ino()))
 }
 
+/// The database at `path`'s log and shared memory, SQLite's files beside it.
+fn companions(path: &Path) -> [PathBuf; 2] {
+    [suffixed(path, "-wal"), suffixed(path, "-shm")]
+}
+
+/// Opens the database at `path` and sets it up for a cache.
 fn connect(path: &Path) -> Result<Connection, ModelError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NOFOLLOW
