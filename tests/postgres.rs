@@ -1365,6 +1365,33 @@ fn a_long_journal_reads_as_the_file_and_a_missing_line_is_caught() {
     );
 }
 
+/// A long read takes the table's pages in turn, which hold the lines in
+/// order while rows are only ever appended. A row stored out of its place
+/// (an update, or an insert into the room rolled-back rows left once
+/// vacuumed, puts it where there is room: here past the last line) is read
+/// in its turn all the same, and so are the lines after it; a line
+/// missing is still caught.
+#[test]
+fn rows_stored_out_of_their_place_are_read_in_their_turn() {
+    let Some((env, file)) = long_journal() else {
+        return;
+    };
+    let db = env.db.as_ref().expect("db");
+    db.sql("UPDATE ledger_lines SET line = line WHERE seq IN (100, 20000)");
+    let moved = "SELECT ((SELECT ctid FROM ledger_lines WHERE seq = 100) \
+        > (SELECT ctid FROM ledger_lines WHERE seq = 25002))::text";
+    assert_eq!(
+        db.one(moved),
+        "true",
+        "the row is stored past the last line"
+    );
+    for read in ["verify --json", "export --to jsonl", "history --json"] {
+        assert_eq!(env.ok(read), file.ok(read), "{read}");
+    }
+    db.sql("DELETE FROM ledger_lines WHERE seq = 12000");
+    lines_missing_from(&env, &["verify", "export --to jsonl"], 12001);
+}
+
 /// A long read gets the lines in stretches of 64 KiB, one row each; lines
 /// missing at the end, for more than a stretch (rows that come as nulls),
 /// are still damage, named at the start of the write (the one batch) they
