@@ -38,9 +38,9 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<(), Error> {
         .ok_or_else(|| JournalError::Missing(source.clone()))?;
     let mut writer = Writer::open(&destination)?;
     let mut end = (0, LineHash::of(&header[..header.len().saturating_sub(1)]));
-    writer.copy_in(&header, |emit| -> Result<(), Error> {
+    writer.copy_in(&header, |emit| -> Result<State, Error> {
         let Some(scanner) = journal.scanner() else {
-            return Ok(());
+            return Ok(State::default());
         };
         let mut replay = Replay::new(scanner, State::fingerprinting());
         while let Some((_, entry)) = replay.step()? {
@@ -55,7 +55,7 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<(), Error> {
             return Err(Error::VerifyFailed(problem));
         }
         end = (head.seq, head.hash);
-        Ok(())
+        Ok(state)
     })?;
     writer.unlock()?;
     let (seq, hash) = end;

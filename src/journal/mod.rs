@@ -1289,12 +1289,13 @@ impl Writer {
 
     /// Writes a whole journal verified elsewhere (`ledger copy`): `header`,
     /// then the lines `lines` hands on, into this journal, which must hold
-    /// no event (a header alone is replaced). All or nothing: a failure,
-    /// `lines`' included, leaves the journal as it was.
+    /// no event (a header alone is replaced); `lines` returns the state
+    /// they come to. All or nothing: a failure, `lines`' included, leaves
+    /// the journal as it was.
     pub fn copy_in<E: From<JournalError>>(
         &mut self,
         header: &[u8],
-        lines: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<(), JournalError>) -> Result<(), E>,
+        lines: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<(), JournalError>) -> Result<State, E>,
     ) -> Result<(), E> {
         if self.state.seq() > 0 || self.stage.len() > 0 {
             return Err(JournalError::NotEmpty(self.path.clone()).into());
@@ -1305,13 +1306,23 @@ impl Writer {
         let file = match &self.file {
             Backing::Db(db) => {
                 db.clear()?;
+                let mut copied = None;
                 let (seq, end) = db.append(0, 0, |emit| {
                     emit(header.strip_suffix(b"\n").unwrap_or(header))?;
-                    lines(emit)
+                    copied = Some(lines(emit)?);
+                    Ok::<_, E>(())
                 })?;
-                // The rows are left behind the head: the next write
-                // rebuilds them from the lines.
-                db.commit(seq, end, false)?;
+                // The query tables too, in the same transaction, from the
+                // state the copy's check came to: the first command after
+                // a copy replays nothing (a write would, holding the head's
+                // lock all the while).
+                let rows = match (&self.model, &copied) {
+                    (Some(model), Some(state)) => {
+                        db.save_rows(|| model.save_in_database(state, None))?
+                    }
+                    _ => false,
+                };
+                db.commit(seq, end, rows)?;
                 self.committed = true;
                 return Ok(());
             }
@@ -1319,7 +1330,8 @@ impl Writer {
         };
         let mut before = vec![0; usize::try_from(self.len).unwrap_or(0)];
         read_exact_at(file, &self.path, &mut before, 0)?;
-        let written = copy_to_file(file, &self.path, header, lines);
+        // A file's model is made by the command that first needs it.
+        let written = copy_to_file(file, &self.path, header, |emit| lines(emit).map(drop));
         if written.is_err() {
             // As it was: empty, or the header it had.
             let _ = file.set_len(0).and_then(|()| (&*file).write_all(&before));
