@@ -5,7 +5,8 @@
 #      over TCP (TLS and a password, as a remote client signs in) and, when
 #      the cluster's directory is known, over its Unix socket (how a client
 #      on the server's own machine connects);
-#   2. `batch` of BATCH commands (default 1000000) into a new journal;
+#   2. `batch` of BATCH commands (default 1000000) into a new journal, and
+#      as many again into the journal it made;
 #   3. WRITERS concurrent writer processes (default 16), each posting
 #      deposits for SECONDS seconds: commands per second together;
 #   4. follow latency: from a write's start to a follower printing it
@@ -104,18 +105,21 @@ for cmd in "deposit c0 1" "balance c0" "transfer c0 c1 0.01"; do
     echo "$row"
 done
 
-echo "== 2. batch of $batch commands into a new journal"
+echo "== 2. batch of $batch commands into a new journal, then as many into it"
 awk -v n="$batch" 'BEGIN {
     for (i = 0; i < 1000; i++) print "create c" i;
     for (i = 0; i < n - 1000; i++) print "deposit c" (i % 1000) " 1";
 }' >"$dir/batch.txt"
+awk -v n="$batch" 'BEGIN { for (i = 0; i < n; i++) print "deposit c" (i % 1000) " 2" }' >"$dir/again.txt"
 for kind in file db; do
     if [ $kind = file ]; then at="$dir/batch.jsonl"; else newdb batch at; fi
-    t0=$EPOCHREALTIME
-    /usr/bin/time -f "%M" -o "$dir/kb" "$bin" -f "$at" batch "$dir/batch.txt" >/dev/null
-    t1=$EPOCHREALTIME
-    awk -v a="$t0" -v b="$t1" -v n="$batch" -v kb="$(cat "$dir/kb")" -v k=$kind \
-        'BEGIN { printf "%-5s %.2f s, %d events/s, %d MiB\n", k, b - a, n / (b - a), kb / 1024 }'
+    for input in batch again; do
+        t0=$EPOCHREALTIME
+        /usr/bin/time -f "%M" -o "$dir/kb" "$bin" -f "$at" batch "$dir/$input.txt" >/dev/null
+        t1=$EPOCHREALTIME
+        awk -v a="$t0" -v b="$t1" -v n="$batch" -v kb="$(cat "$dir/kb")" -v k="$kind, $input" \
+            'BEGIN { printf "%-12s %.2f s, %d events/s, %d MiB\n", k, b - a, n / (b - a), kb / 1024 }'
+    done
 done
 
 echo "== 3. $writers concurrent writers for $seconds s each"
