@@ -4,7 +4,7 @@
 //! connection would have each side wait for the other.
 
 use std::io::{self, BufRead, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use postgres::Client;
 
@@ -17,15 +17,6 @@ pub struct LineStream {
     client: Client,
     start: u64,
     len: u64,
-    /// Where to find the snapshot again, on a third connection, when
-    /// the lines are read as the table keeps them (see [`places_query`]).
-    by_place: Option<Rejoin>,
-}
-
-/// What a connection needs to join a read's snapshot.
-struct Rejoin {
-    url: String,
-    snapshot: String,
 }
 
 impl LineStream {
@@ -38,19 +29,37 @@ impl LineStream {
         start: u64,
         len: u64,
     ) -> Result<LineStream, JournalError> {
-        let mut client = joined(&path, url, snapshot)?;
-        // Reading the table's pages in turn reads all of them, which costs
-        // about what following the index through two thirds of them does.
-        let by_place = (start < len / 3 && scans_page_ranges(&mut client)).then(|| Rejoin {
-            url: url.to_owned(),
-            snapshot: snapshot.to_owned(),
-        });
+        // The snapshot's name is the server's, checked to be one before it
+        // goes into a statement.
+        if snapshot.is_empty() || !snapshot.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+            return Err(JournalError::Database {
+                path,
+                action: "read",
+                reason: "the server named its snapshot oddly".into(),
+            });
+        }
+        let mut client = connect(&path, url)?;
+        // The lines come in offset order from their index: the planner,
+        // without statistics on a freshly copied table, would otherwise
+        // sort them on disk first. The copy is one statement that lasts as
+        // long as its reader takes (a `history | less` waiting on its
+        // user): the server's `statement_timeout` is for runaway queries,
+        // and paged reads on the first connection never met it. Nor may the
+        // wait for the reader thread to start the copy end the session.
+        client
+            .batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
+                 SET TRANSACTION SNAPSHOT '{snapshot}';
+                 SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off;
+                 SET LOCAL jit = off; SET LOCAL statement_timeout = 0;
+                 SET LOCAL idle_in_transaction_session_timeout = 0"
+            ))
+            .map_err(|e| database_error(&path, "read", &e))?;
         Ok(LineStream {
             path,
             client,
             start,
             len,
-            by_place,
         })
     }
 
@@ -59,120 +68,13 @@ impl LineStream {
     /// end the bytes early, as a file that shrank would; the scanner then
     /// reports what is missing.
     pub fn run<T>(mut self, read: impl FnOnce(&mut dyn Read) -> T) -> Result<T, JournalError> {
-        let (start, len) = (self.start, self.len);
-        let copy = match self.by_place {
-            Some(_) => places_query(start, len),
-            None => chunks_query(start, len),
-        };
+        let copy = chunks_query(self.start, self.len);
         let rows = self
             .client
             .copy_out(&copy)
             .map_err(|e| database_error(&self.path, "read", &e))?;
-        let rows = Rows::new(rows);
-        let Some(rejoin) = &self.by_place else {
-            return Ok(read(&mut Lines::new(rows, start)));
-        };
-        // Declared here to outlive the copy on it that `read` may start.
-        let mut third = None;
-        let again = Again {
-            slot: &mut third,
-            path: &self.path,
-            rejoin,
-            len,
-        };
-        let by_place = ByPlace {
-            rows,
-            again: Some(again),
-        };
-        Ok(read(&mut Lines::new(by_place, start)))
-    }
-}
-
-/// A connection in the snapshot of another's transaction.
-fn joined(path: &Path, url: &str, snapshot: &str) -> Result<Client, JournalError> {
-    // The snapshot's name is the server's, checked to be one before it
-    // goes into a statement.
-    if snapshot.is_empty() || !snapshot.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
-        return Err(JournalError::Database {
-            path: path.to_owned(),
-            action: "read",
-            reason: "the server named its snapshot oddly".into(),
-        });
-    }
-    let mut client = connect(path, url)?;
-    // Read in offset order, the lines come from their index: the
-    // planner, without statistics on a freshly copied table, would
-    // otherwise sort them on disk first. The copy is one statement that lasts as
-    // long as its reader takes (a `history | less` waiting on its
-    // user): the server's `statement_timeout` is for runaway queries,
-    // and paged reads on the first connection never met it. Nor may the
-    // wait for the reader thread to start the copy end the session.
-    client
-        .batch_execute(&format!(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
-             SET TRANSACTION SNAPSHOT '{snapshot}';
-             SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off;
-             SET LOCAL jit = off; SET LOCAL statement_timeout = 0;
-             SET LOCAL idle_in_transaction_session_timeout = 0"
-        ))
-        .map_err(|e| database_error(path, "read", &e))?;
-    Ok(client)
-}
-
-/// Whether the server can read a range of a table's pages alone (TID range
-/// scans, PostgreSQL 14 on): on another, [`places_query`] would read the
-/// whole table for each stretch.
-fn scans_page_ranges(client: &mut Client) -> bool {
-    client
-        .query_one("SELECT current_setting('server_version_num', true)", &[])
-        .ok()
-        .and_then(|row| row.get::<_, Option<String>>(0))
-        .and_then(|v| v.parse::<u32>().ok())
-        .is_some_and(|v| v >= 140_000)
-}
-
-/// Stretches as the table keeps them; from the first line out of place
-/// on (a row that took the room of rolled back ones, once vacuumed), in
-/// offset order on another connection. The connection reading by place
-/// is left mid-copy: only closing it stops the server sending.
-struct ByPlace<'s> {
-    rows: Rows<postgres::CopyOutReader<'s>>,
-    again: Option<Again<'s>>,
-}
-
-/// How to read on from a line in offset order.
-struct Again<'s> {
-    /// Where the connection goes, to outlive the copy on it.
-    slot: &'s mut Option<Client>,
-    path: &'s Path,
-    rejoin: &'s Rejoin,
-    len: u64,
-}
-
-impl Stretches for ByPlace<'_> {
-    fn next(&mut self, stretch: &mut Stretch) -> io::Result<bool> {
-        self.rows.next(stretch)
-    }
-
-    fn resume(&mut self, pos: u64) -> io::Result<bool> {
-        let Some(Again {
-            slot,
-            path,
-            rejoin,
-            len,
-        }) = self.again.take()
-        else {
-            return Ok(false);
-        };
-        // On a server that takes no more connections the read fails here:
-        // the connection reading by place is the copy's until it ends.
-        let client = joined(path, &rejoin.url, &rejoin.snapshot).map_err(io::Error::other)?;
-        let rows = slot
-            .insert(client)
-            .copy_out(&chunks_query(pos, len))
-            .map_err(|e| io::Error::other(database_error(path, "read", &e)))?;
-        self.rows = Rows::new(rows);
-        Ok(true)
+        let mut lines = Lines::new(rows, self.start);
+        Ok(read(&mut lines))
     }
 }
 
@@ -207,36 +109,28 @@ fn chunks_query(start: u64, len: u64) -> String {
     )
 }
 
-/// A `COPY` of the lines after `start` up to `len` as [`chunks_query`]
-/// sends them, but by stretches of the table's pages, in the order the
-/// table keeps them:
-/// reading its pages in turn, where following the index to each line
-/// costs the server about half as much again. Nothing but the lines' own
-/// offsets says they follow one another, and [`Lines`] checks those.
-fn places_query(start: u64, len: u64) -> String {
-    let (start, len) = (super::as_int(start), super::as_int(len));
-    format!(
-        "COPY (SELECT s.chunk FROM \
-           (SELECT b FROM generate_series(0, pg_relation_size('ledger_lines') \
-              / current_setting('block_size')::bigint, {CHUNK_PAGES}) b ORDER BY b) b, \
-           LATERAL (SELECT string_agg(int8send(end_off) || int4send(length(line)) || line, ''::bytea) \
-             AS chunk FROM ledger_lines WHERE ctid >= format('(%s,0)', b)::tid \
-               AND ctid < format('(%s,0)', b + {CHUNK_PAGES})::tid AND end_off > {start} AND end_off <= {len}) s \
-         ORDER BY b.b) TO STDOUT (FORMAT binary)"
-    )
-}
-
-/// Pages of the table per row of [`places_query`]'s copy: about
-/// [`CHUNK_BYTES`] of lines.
-const CHUNK_PAGES: u64 = CHUNK_BYTES / 8192;
-
-/// A stretch of lines as a row of the copy holds it (see
-/// [`chunks_query`]): its bytes, and where its lines lie in them.
-#[derive(Default)]
-struct Stretch {
-    bytes: Vec<u8>,
-    /// In offset order.
+/// Rows of one `bytea` (a stretch of lines, see [`chunks_query`]) in
+/// `COPY`'s binary format, read as the bytes of the lines, each with its
+/// `\n`.
+struct Lines<R> {
+    rows: R,
+    /// The current stretch's bytes.
+    chunk: Vec<u8>,
+    /// Where the stretch's lines lie in `chunk`, in offset order.
     entries: Vec<Entry>,
+    /// The next of `entries` to hand out.
+    next: usize,
+    /// The offset just past the current line.
+    pos: u64,
+    /// Where the rest of the current line starts in `chunk`, and its
+    /// length, before its `\n`.
+    from: usize,
+    left: usize,
+    /// Whether the current line's `\n` is still to hand out.
+    newline: bool,
+    /// Whether the copy's header has been read.
+    started: bool,
+    ended: bool,
 }
 
 /// A line in a stretch: the offset just past it, and its bytes' place.
@@ -247,43 +141,50 @@ struct Entry {
     len: usize,
 }
 
-impl Entry {
-    /// The offset just past the line if it starts at `pos`.
-    fn follows(&self, pos: u64) -> Option<u64> {
-        (pos + self.len as u64 + 1 == self.end).then_some(self.end)
-    }
-}
+/// `PGCOPY\n\377\r\n\0`, then flags and the header extension's length.
+const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 
-/// Where stretches come from, in turn.
-trait Stretches {
-    /// Reads the next stretch into `stretch`; false at the end.
-    fn next(&mut self, stretch: &mut Stretch) -> io::Result<bool>;
-
-    /// Reads on from the line after offset `pos` (the next one is not it):
-    /// false if there is no other way to.
-    fn resume(&mut self, _pos: u64) -> io::Result<bool> {
-        Ok(false)
-    }
-}
-
-/// Rows of one `bytea` in `COPY`'s binary format, read as stretches.
-struct Rows<R> {
-    rows: R,
-    /// Whether the copy's header has been read.
-    started: bool,
-}
-
-impl<R: BufRead> Rows<R> {
-    fn new(rows: R) -> Rows<R> {
-        Rows {
+impl<R: BufRead> Lines<R> {
+    fn new(rows: R, start: u64) -> Lines<R> {
+        Lines {
             rows,
+            chunk: Vec::new(),
+            entries: Vec::new(),
+            next: 0,
+            pos: start,
+            from: 0,
+            left: 0,
+            newline: false,
             started: false,
+            ended: false,
         }
     }
-}
 
-impl<R: BufRead> Stretches for Rows<R> {
-    fn next(&mut self, stretch: &mut Stretch) -> io::Result<bool> {
+    /// Moves to the next line; false at the end of the rows, or at a line
+    /// that does not start where the last one ended.
+    fn next_line(&mut self) -> io::Result<bool> {
+        while !self.ended {
+            let Some(&entry) = self.entries.get(self.next) else {
+                self.ended = !self.next_chunk()?;
+                continue;
+            };
+            self.next += 1;
+            if self.pos + entry.len as u64 + 1 != entry.end {
+                self.ended = true;
+                break;
+            }
+            self.pos = entry.end;
+            self.from = entry.at;
+            self.left = entry.len;
+            self.newline = true;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Reads the next stretch into `chunk` and `entries`; false at the
+    /// end of the copy.
+    fn next_chunk(&mut self) -> io::Result<bool> {
         if !self.started {
             self.started = true;
             let mut header = [0; 19];
@@ -306,76 +207,17 @@ impl<R: BufRead> Stretches for Rows<R> {
         }
         let mut len = [0; 4];
         self.rows.read_exact(&mut len)?;
-        stretch.entries.clear();
+        self.entries.clear();
+        self.next = 0;
         // A null: a stretch without lines.
         if let Ok(len) = u32::try_from(i32::from_be_bytes(len)) {
             let len = usize::try_from(len).map_err(|_| damaged("a stretch too long"))?;
             // The last stretch's bytes are read over, not zeroed first.
-            stretch.bytes.resize(len, 0);
-            self.rows.read_exact(&mut stretch.bytes)?;
-            entries_of(&stretch.bytes, &mut stretch.entries)?;
+            self.chunk.resize(len, 0);
+            self.rows.read_exact(&mut self.chunk)?;
+            entries_of(&self.chunk, &mut self.entries)?;
         }
         Ok(true)
-    }
-}
-
-/// Stretches read as the bytes of their lines, each with its `\n`, for
-/// as long as each line follows the last.
-struct Lines<S> {
-    stretches: S,
-    stretch: Stretch,
-    /// The next of the stretch's entries to hand out.
-    next: usize,
-    /// The offset just past the current line.
-    pos: u64,
-    /// Where the rest of the current line starts in the stretch, and its
-    /// length, before its `\n`.
-    from: usize,
-    left: usize,
-    /// Whether the current line's `\n` is still to hand out.
-    newline: bool,
-    ended: bool,
-}
-
-/// `PGCOPY\n\377\r\n\0`, then flags and the header extension's length.
-const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
-
-impl<S: Stretches> Lines<S> {
-    fn new(stretches: S, start: u64) -> Lines<S> {
-        Lines {
-            stretches,
-            stretch: Stretch::default(),
-            next: 0,
-            pos: start,
-            from: 0,
-            left: 0,
-            newline: false,
-            ended: false,
-        }
-    }
-
-    /// Moves to the next line; false at the end of the stretches, or at a
-    /// line that does not start where the last one ended.
-    fn next_line(&mut self) -> io::Result<bool> {
-        while !self.ended {
-            let Some(&entry) = self.stretch.entries.get(self.next) else {
-                self.ended = !self.stretches.next(&mut self.stretch)?;
-                self.next = 0;
-                continue;
-            };
-            self.next += 1;
-            let Some(end) = entry.follows(self.pos) else {
-                self.ended = !self.stretches.resume(self.pos)?;
-                self.stretch.entries.clear();
-                continue;
-            };
-            self.pos = end;
-            self.from = entry.at;
-            self.left = entry.len;
-            self.newline = true;
-            return Ok(true);
-        }
-        Ok(false)
     }
 }
 
@@ -402,7 +244,7 @@ fn entries_of(chunk: &[u8], entries: &mut Vec<Entry>) -> io::Result<()> {
     Ok(())
 }
 
-impl<S: Stretches> Read for Lines<S> {
+impl<R: BufRead> Read for Lines<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.fill(buf).map_err(explained)
     }
@@ -421,14 +263,14 @@ fn explained(e: io::Error) -> io::Error {
     }
 }
 
-impl<S: Stretches> Lines<S> {
+impl<R: BufRead> Lines<R> {
     /// Fills `buf` with the bytes of the lines, as [`Read::read`].
     fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut n = 0;
         while n < buf.len() {
             if self.left > 0 {
                 let take = (buf.len() - n).min(self.left);
-                buf[n..n + take].copy_from_slice(&self.stretch.bytes[self.from..self.from + take]);
+                buf[n..n + take].copy_from_slice(&self.chunk[self.from..self.from + take]);
                 self.from += take;
                 self.left -= take;
                 n += take;
@@ -449,10 +291,10 @@ mod tests {
     use super::*;
 
     /// A stretch's `(end_off, line)` lines; `None`: a stretch without lines.
-    type Row<'a> = Option<&'a [(i64, &'a [u8])]>;
+    type Stretch<'a> = Option<&'a [(i64, &'a [u8])]>;
 
     /// A binary `COPY` of stretches, as the server sends it.
-    fn copy_of(chunks: &[Row<'_>]) -> Vec<u8> {
+    fn copy_of(chunks: &[Stretch<'_>]) -> Vec<u8> {
         let mut bytes = SIGNATURE.to_vec();
         bytes.extend_from_slice(&0u32.to_be_bytes());
         bytes.extend_from_slice(&0u32.to_be_bytes());
@@ -477,7 +319,7 @@ mod tests {
 
     /// Read `step` bytes at a time, as a caller with a small buffer would.
     fn read_all(copy: &[u8], start: u64, step: usize) -> io::Result<Vec<u8>> {
-        let mut lines = Lines::new(Rows::new(copy), start);
+        let mut lines = Lines::new(copy, start);
         let mut out = Vec::new();
         let mut buf = vec![0; step];
         loop {
@@ -522,64 +364,6 @@ mod tests {
         // An offset that does not fit the line's length, likewise.
         let copy = copy_of(&[Some(&[(6, b"first"), (13, b"secnd")])]);
         assert_eq!(read_all(&copy, 0, 64).unwrap(), b"first\n");
-    }
-
-    /// Stretches from a list, and from a second once the lines stop
-    /// following one another, starting where they did.
-    struct Resuming<'a> {
-        rows: Rows<&'a [u8]>,
-        then: Option<&'a [u8]>,
-        resumed_at: Vec<u64>,
-    }
-
-    impl Stretches for Resuming<'_> {
-        fn next(&mut self, stretch: &mut Stretch) -> io::Result<bool> {
-            self.rows.next(stretch)
-        }
-
-        fn resume(&mut self, pos: u64) -> io::Result<bool> {
-            self.resumed_at.push(pos);
-            let Some(then) = self.then.take() else {
-                return Ok(false);
-            };
-            self.rows = Rows::new(then);
-            Ok(true)
-        }
-    }
-
-    #[test]
-    fn lines_read_on_from_where_they_stop_following_where_they_can() {
-        // The third line is stored out of its place, at the end.
-        let by_place = copy_of(&[
-            Some(&[(6, b"first"), (13, b"second")]),
-            Some(&[(26, b"fourth")]),
-            Some(&[(19, b"third")]),
-        ]);
-        let in_order = copy_of(&[Some(&[(19, b"third"), (26, b"fourth")])]);
-        let mut lines = Lines::new(
-            Resuming {
-                rows: Rows::new(&by_place),
-                then: Some(&in_order),
-                resumed_at: Vec::new(),
-            },
-            0,
-        );
-        let mut out = Vec::new();
-        lines.read_to_end(&mut out).unwrap();
-        assert_eq!(out, b"first\nsecond\nthird\nfourth\n");
-        assert_eq!(lines.stretches.resumed_at, [13]);
-        // With no other way on, a line that does not follow ends them.
-        let mut lines = Lines::new(
-            Resuming {
-                rows: Rows::new(&by_place),
-                then: None,
-                resumed_at: Vec::new(),
-            },
-            0,
-        );
-        let mut out = Vec::new();
-        lines.read_to_end(&mut out).unwrap();
-        assert_eq!(out, b"first\nsecond\n");
     }
 
     #[test]
