@@ -800,7 +800,7 @@ impl ReadModel {
         if from.is_none() {
             pgrows::clear(db)?;
         }
-        pgrows::save(db, state)
+        pgrows::save(db, state, from.is_none())
     }
 }
 
