@@ -592,47 +592,79 @@ fn save_units(db: &Db, state: &State) -> Result<(), ModelError> {
     Ok(())
 }
 
+/// The holds open, the holds ended and the reversals, many rows to a
+/// statement as the accounts are: one statement a row took about 55 µs
+/// on a local server (100,000 rows, 5.5 s).
 fn save_holds(db: &Db, state: &State) -> Result<(), ModelError> {
-    for (seq, h) in state.holds() {
-        let seq = int(seq)?;
+    let holds: Vec<_> = state.holds().collect();
+    for chunk in holds.chunks(CHUNK) {
+        let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut digests = Vec::new();
+        for &(seq, h) in chunk {
+            let seq = int(seq)?;
+            columns.0.push(seq);
+            columns.1.push(&*h.account);
+            columns.2.push(h.amount.0.to_string());
+            columns.3.push(h.to.as_deref());
+            columns.4.push(h.expires.map(|e| e.to_string()));
+            digests.push(super::rows::hold_digest(seq, h));
+        }
         db.execute(
-            "INSERT INTO ledger_holds (seq, account, amount, dest, expires, digest)
-             VALUES ($1, $2, $3::text::numeric, $4, $5, $6)
-             ON CONFLICT (seq) DO UPDATE SET account = excluded.account,
-                 amount = excluded.amount, dest = excluded.dest, expires = excluded.expires,
-                 digest = excluded.digest",
+            SAVE_HOLDS,
             &[
-                &seq,
-                &&*h.account,
-                &h.amount.0.to_string(),
-                &h.to.as_deref(),
-                &h.expires.map(|e| e.to_string()),
-                &super::rows::hold_digest(seq, h),
+                &columns.0, &columns.1, &columns.2, &columns.3, &columns.4, &digests,
             ],
         )?;
     }
-    for (seq, e) in state.ended_holds() {
-        let (seq, by) = (int(seq)?, int(e.by)?);
-        db.execute("DELETE FROM ledger_holds WHERE seq = $1", &[&seq])?;
+    let ended: Vec<_> = state.ended_holds().collect();
+    for chunk in ended.chunks(CHUNK) {
+        let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut digests = Vec::new();
+        for (seq, e) in chunk {
+            let (seq, by) = (int(*seq)?, int(e.by)?);
+            columns.0.push(seq);
+            columns.1.push(by);
+            columns.2.push(e.captured);
+            columns.3.push(e.amount.0.to_string());
+            digests.push(super::rows::ended_digest(seq, by, e));
+        }
         db.execute(
-            "INSERT INTO ledger_ended (seq, by_seq, captured, amount, digest)
-             VALUES ($1, $2, $3, $4::text::numeric, $5) ON CONFLICT (seq) DO NOTHING",
-            &[
-                &seq,
-                &by,
-                &e.captured,
-                &e.amount.0.to_string(),
-                &super::rows::ended_digest(seq, by, &e),
-            ],
+            "DELETE FROM ledger_holds WHERE seq = ANY($1)",
+            &[&columns.0],
+        )?;
+        db.execute(
+            SAVE_ENDED,
+            &[&columns.0, &columns.1, &columns.2, &columns.3, &digests],
         )?;
     }
-    for (of, by) in state.reversals() {
-        let (of, by) = (int(of)?, int(by)?);
-        db.execute(
-            "INSERT INTO ledger_reversed (seq, by_seq, digest) VALUES ($1, $2, $3)
-             ON CONFLICT (seq) DO NOTHING",
-            &[&of, &by, &super::rows::reversed_digest(of, by)],
-        )?;
+    let reversals: Vec<_> = state.reversals().collect();
+    for chunk in reversals.chunks(CHUNK) {
+        let (mut of, mut by, mut digests) = (Vec::new(), Vec::new(), Vec::new());
+        for &(o, b) in chunk {
+            let (o, b) = (int(o)?, int(b)?);
+            of.push(o);
+            by.push(b);
+            digests.push(super::rows::reversed_digest(o, b));
+        }
+        db.execute(SAVE_REVERSED, &[&of, &by, &digests])?;
     }
     Ok(())
 }
+
+const SAVE_HOLDS: &str = "INSERT INTO ledger_holds (seq, account, amount, dest, expires, digest)
+             SELECT s, a, m::numeric, d, e, g
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+                 AS t(s, a, m, d, e, g)
+             ON CONFLICT (seq) DO UPDATE SET account = excluded.account,
+                 amount = excluded.amount, dest = excluded.dest, expires = excluded.expires,
+                 digest = excluded.digest";
+
+const SAVE_ENDED: &str = "INSERT INTO ledger_ended (seq, by_seq, captured, amount, digest)
+             SELECT s, b, c, m::numeric, g
+             FROM unnest($1::bigint[], $2::bigint[], $3::bool[], $4::text[], $5::bigint[])
+                 AS t(s, b, c, m, g)
+             ON CONFLICT (seq) DO NOTHING";
+
+const SAVE_REVERSED: &str = "INSERT INTO ledger_reversed (seq, by_seq, digest)
+             SELECT s, b, g FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS t(s, b, g)
+             ON CONFLICT (seq) DO NOTHING";
