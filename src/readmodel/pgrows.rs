@@ -84,7 +84,8 @@ const SAVE_ACCOUNTS: &str = "INSERT INTO ledger_accounts (name, owner, unit, bal
                  digest = excluded.digest";
 
 /// [`SAVE_ACCOUNTS`] into emptied tables: checking each row for one of its
-/// name to update cost about twice as much as the row's insert.
+/// name to update made a whole state's million rows take twice as long
+/// (8.9 s of the server's time, against 4.6).
 const SAVE_NEW_ACCOUNTS: &str = "INSERT INTO ledger_accounts (name, owner, unit, balance, closed, held, digest)
              SELECT n, o, u, b::numeric, c, h::numeric, d
              FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::bool[], $6::text[], $7::bigint[])
@@ -519,8 +520,7 @@ pub fn clear(db: &Db) -> Result<(), ModelError> {
 pub fn save(db: &Db, state: &State, emptied: bool) -> Result<(), ModelError> {
     save_units(db, state)?;
     // In key order: each statement's rows then go to neighbouring places
-    // of the name's B-tree, not all over it (a whole state's million rows
-    // took 13 s in the order the accounts were opened).
+    // of the name's B-tree, not all over it.
     let mut accounts: Vec<_> = state.accounts().collect();
     accounts.sort_unstable_by_key(|(name, _)| *name);
     for chunk in accounts.chunks(CHUNK) {
