@@ -797,9 +797,6 @@ impl ReadModel {
         let Some(db) = &self.db else {
             return Ok(());
         };
-        if from.is_none() {
-            pgrows::clear(db)?;
-        }
         pgrows::save(db, state, from.is_none())
     }
 }

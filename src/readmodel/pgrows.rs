@@ -500,7 +500,7 @@ pub fn account_names(db: &Db) -> Result<Vec<String>, ModelError> {
 }
 
 /// Empties every table, for a rebuild.
-pub fn clear(db: &Db) -> Result<(), ModelError> {
+fn clear(db: &Db) -> Result<(), ModelError> {
     for sql in [
         "DELETE FROM ledger_units",
         "DELETE FROM ledger_accounts",
@@ -513,11 +513,14 @@ pub fn clear(db: &Db) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// Writes every entry `state` holds (for a partial state, what the
-/// command loaded and changed; for a whole one, everything), many rows
-/// to a statement, into tables just `emptied` (see [`clear`]) or not.
-/// (The ids are the lines' own column: nothing to write.)
-pub fn save(db: &Db, state: &State, emptied: bool) -> Result<(), ModelError> {
+/// Writes every entry `state` holds, many rows to a statement: for a
+/// partial state, what the command loaded and changed; for a `whole` one,
+/// everything, into tables emptied first. (The ids are the lines' own
+/// column: nothing to write.)
+pub fn save(db: &Db, state: &State, whole: bool) -> Result<(), ModelError> {
+    if whole {
+        clear(db)?;
+    }
     save_units(db, state)?;
     // In key order: each statement's rows then go to neighbouring places
     // of the name's B-tree, not all over it.
@@ -545,7 +548,7 @@ pub fn save(db: &Db, state: &State, emptied: bool) -> Result<(), ModelError> {
             digests.push(super::rows::account_digest(name, a, i64::from(a.unit)));
         }
         db.execute(
-            if emptied {
+            if whole {
                 SAVE_NEW_ACCOUNTS
             } else {
                 SAVE_ACCOUNTS
