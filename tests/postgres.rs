@@ -518,11 +518,7 @@ fn a_connection_cut_mid_batch_writes_nothing_of_it() {
     relay.cut();
     let out = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let before: Vec<u8> = env.bytes();
-    let lines = before
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .count();
+    let lines = lines_in(&env.bytes());
     if out.status.success() {
         // The batch beat the cut: then all of it is there.
         assert_eq!(lines, 2 + 200_000);
@@ -531,6 +527,14 @@ fn a_connection_cut_mid_batch_writes_nothing_of_it() {
         assert_eq!(lines, 2, "{stderr}");
     }
     env.ok("verify");
+}
+
+/// How many lines `bytes` hold.
+fn lines_in(bytes: &[u8]) -> usize {
+    bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count()
 }
 
 /// `history --follow --json` on `location`, and the seq of each event it
@@ -812,18 +816,7 @@ fn a_batch_killed_mid_way_leaves_none_of_its_events() {
         let after = env.bytes();
         if status.success() {
             // It finished before the kill: then all of it is there.
-            let count = after
-                .split(|&b| b == b'\n')
-                .filter(|l| !l.is_empty())
-                .count();
-            assert_eq!(
-                count,
-                before
-                    .split(|&b| b == b'\n')
-                    .filter(|l| !l.is_empty())
-                    .count()
-                    + 300_000
-            );
+            assert_eq!(lines_in(&after), lines_in(&before) + 300_000);
             break;
         }
         assert_eq!(after, before);
