@@ -50,6 +50,9 @@ const SCRIPT: &[&str] = &[
     "batch|deposit b1 1|withdraw b1 100",
     "batch --dry-run|deposit b1 1|withdraw b1 100",
     "batch|deposit b1 7 --id b-1|deposit b1 1 --id b-2|deposit b1 2 --id b-3",
+    "batch|hold b1 2 --to shop --id order-2|hold b1 1 --id order-3|capture --of-id order-2 1|release 30|reverse --of-id b-2|reverse 3",
+    "batch|reverse --of-id b-3|deposit b1 1|reverse --of-id b-3",
+    "batch|reverse --of-id pay-17|capture --of-id order-1",
     "deposit b1 1 --id b-3",
     "batch --json|deposit b1 1 --id b-2|deposit b1 3 --id b-4",
     r#"import|{"command":"deposit","account":"acct1","amount":"2.50","id":"imp-1"}|{"command":"withdraw","account":"acct1","amount":"1"}"#,
@@ -1190,6 +1193,51 @@ fn hold_reversal_and_unit_rows_changed_by_hand_are_not_trusted() {
     db.sql("UPDATE ledger_units SET deposited = 1");
     assert_eq!(env.ok("balance --json"), balance);
     env.ok("capture 5 4");
+    assert_eq!(env.balance_of("b"), "4.00");
+    env.ok("verify");
+}
+
+#[test]
+fn rows_a_batch_reads_ahead_for_its_targets_are_not_trusted_when_changed() {
+    // A batch reads the rows of the events its commands name (reversals,
+    // holds and their ends) for many commands at once: each edit below
+    // must be caught there as a single command catches it (the test
+    // above), and the batch refused as a whole.
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    for command in [
+        "create a --currency EUR",
+        "create b --currency EUR",
+        "deposit a 10 --id d-3",
+        "deposit a 10 --id d-4",
+        "hold a 4 --to b --id h-5",
+        "hold a 1 --id h-6",
+        "release --of-id h-6",
+        "reverse --of-id d-3",
+    ] {
+        env.ok(command);
+    }
+    let db = env.db.as_ref().expect("a database");
+    let batch = |name: &str, commands: &str| env.file(name, &format!("deposit a 1\n{commands}\n"));
+    let capture = batch("capture", "capture --of-id h-5 9");
+    db.sql("UPDATE ledger_holds SET amount = 900 WHERE seq = 5");
+    let release = batch("release", "release 6");
+    db.sql("UPDATE ledger_ended SET by_seq = 99 WHERE seq = 6");
+    let reverse = batch("reverse", "reverse --of-id d-3");
+    db.sql("UPDATE ledger_reversed SET by_seq = 99 WHERE seq = 3");
+    env.refusals(&[
+        (&["batch", &capture], 1, "4.00"),
+        (&["batch", &release], 1, "seq 7"),
+        (&["batch", &reverse], 1, "seq 8"),
+    ]);
+    db.sql("DELETE FROM ledger_reversed");
+    env.refusals(&[(&["batch", &reverse], 1, "seq 8")]);
+    batch_ok(
+        &env,
+        "deposit a 10\ncapture --of-id h-5 4\nreverse --of-id d-4\n",
+    );
+    assert_eq!(env.balance_of("a"), "6.00");
     assert_eq!(env.balance_of("b"), "4.00");
     env.ok("verify");
 }

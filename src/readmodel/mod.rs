@@ -166,14 +166,14 @@ impl Rows<'_> {
     fn load_reversed(self, state: &mut State, seq: u64) -> Result<(), ModelError> {
         match self {
             Rows::Sqlite(c) => rows::load_reversed(c, state, seq),
-            Rows::Pg(db, _) => pgrows::load_reversed(db, state, seq),
+            Rows::Pg(db, absent) => pgrows::load_reversed(db, absent, state, seq),
         }
     }
 
     fn load_hold(self, state: &mut State, seq: u64) -> Result<(), ModelError> {
         match self {
             Rows::Sqlite(c) => rows::load_hold(c, state, seq),
-            Rows::Pg(db, _) => pgrows::load_hold(db, state, seq),
+            Rows::Pg(db, absent) => pgrows::load_hold(db, absent, state, seq),
         }
     }
 
@@ -509,18 +509,21 @@ impl ReadModel {
         let Rows::Pg(db, absent) = self.rows()? else {
             return Ok(());
         };
-        let (mut ids, mut accounts) = (Vec::new(), Vec::new());
+        let (mut ids, mut targets, mut accounts) = (Vec::new(), Vec::new(), Vec::new());
         for request in requests {
             let needs = Needs::of(request);
             ids.extend(needs.id);
-            if let Some(Target::Id(id)) = needs.target {
-                ids.push(id);
+            if let Some(target) = needs.target {
+                ids.extend(match target {
+                    Target::Id(id) => Some(id),
+                    Target::Seq(_) => None,
+                });
+                targets.push(target);
             }
             accounts.extend(needs.accounts);
         }
         ids.retain(|id| state.id_seq(id).is_none());
-        accounts.retain(|name| state.account(name).is_none());
-        pgrows::prefetch(db, absent, state, &ids, &accounts)
+        pgrows::prefetch(db, absent, state, &ids, &targets, &accounts)
     }
 
     /// Loads the named accounts (with the holds on them) into `state`.

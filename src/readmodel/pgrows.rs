@@ -10,9 +10,9 @@
 use std::cell::RefCell;
 
 use postgres::Row;
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::domain::{Account, AccountForm, Ended, Hold, State, Unit};
+use crate::domain::{Account, AccountForm, Ended, Hold, State, Target, Unit};
 use crate::journal::pg::Db;
 use crate::money::Amount;
 use crate::time::At;
@@ -209,29 +209,101 @@ fn reversed_row(r: &Row) -> Result<(u64, u64), ModelError> {
     Ok((uint(seq)?, uint(by)?))
 }
 
-/// The `--id`s and account names a prefetch asked for and did not find:
-/// asking again, one by one, would only find them missing again.
+/// What a prefetch asked for and did not find: asking again, one by
+/// one, would only find it missing again.
 #[derive(Default)]
 pub struct Absent {
     ids: RefCell<FxHashSet<Box<str>>>,
     accounts: RefCell<FxHashSet<Box<str>>>,
+    /// Earlier events whose rows, if any (a reversal of them, the hold
+    /// they placed, its end), are in the state already.
+    targets: RefCell<FxHashSet<u64>>,
 }
 
-/// Loads the `--id`s `ids` and the accounts `names` (with the open holds
-/// their rules look at) into `state`, a few statements for them all, and
-/// keeps in `absent` those that are not there (forgetting the last
-/// prefetch's: only the commands it was for look them up).
+/// Loads into `state`, a few statements for them all, the `--id`s `ids`,
+/// the earlier events `targets` (whether each was reversed, the hold it
+/// placed), and the accounts that `names` and those events name, with the
+/// open holds their rules look at; keeps the lines of the events read
+/// for [`Db::line`], and in `absent` what is not there (forgetting the
+/// last prefetch's: only the commands it was for look them up).
 pub fn prefetch(
     db: &Db,
     absent: &Absent,
     state: &mut State,
     ids: &[&str],
+    targets: &[Target<'_>],
     names: &[&str],
 ) -> Result<(), ModelError> {
-    let mut missing_ids: FxHashSet<Box<str>> = ids.iter().map(|&i| i.into()).collect();
-    let mut lines = Vec::new();
+    let mut lines = prefetch_ids(db, absent, state, ids)?;
+    let mut seqs: Vec<u64> = targets
+        .iter()
+        .filter_map(|target| match *target {
+            Target::Seq(seq) => Some(seq),
+            Target::Id(id) => state.id_seq(id),
+        })
+        .collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    let unread: Vec<i64> = seqs
+        .iter()
+        .filter(|seq| !lines.contains_key(*seq))
+        .map(|&seq| int(seq))
+        .collect::<Result<_, _>>()?;
+    for chunk in unread.chunks(CHUNK) {
+        let rows = db.query(
+            "SELECT seq, line FROM ledger_lines WHERE seq = ANY($1)",
+            &[&chunk],
+        )?;
+        for r in &rows {
+            lines.insert(uint(get::<i64>(r, 0)?)?, get(r, 1)?);
+        }
+    }
+    prefetch_targets(db, absent, state, &seqs)?;
+    // The accounts a repeat, a reversal or a hold's end will read: those
+    // of the lines read, and a hold's.
+    let mut more: Vec<String> = Vec::new();
+    let mut scratch = Vec::new();
+    for line in lines.values() {
+        // A line that does not decode is reported when it is read for its
+        // command; here it only names no accounts.
+        if let Ok(decoded) = crate::journal::line::decode(line, &mut scratch) {
+            more.extend(
+                decoded
+                    .event
+                    .change
+                    .accounts()
+                    .into_iter()
+                    .flatten()
+                    .map(Into::into),
+            );
+        }
+    }
+    for hold in seqs.iter().filter_map(|&seq| state.hold(seq)) {
+        more.push(hold.account.to_string());
+        more.extend(hold.to.as_deref().map(Into::into));
+    }
+    let mut names: Vec<&str> = names.to_vec();
+    names.extend(more.iter().map(String::as_str));
+    names.retain(|name| state.account(name).is_none());
+    names.sort_unstable();
+    names.dedup();
+    prefetch_accounts(db, absent, state, &names)?;
+    db.remember_lines(lines);
+    Ok(())
+}
+
+/// Loads the `--id`s `ids` into `state`, keeping in `absent` those not
+/// used; returns the lines they name (a repeat is checked against its
+/// line, and a reversal by id reads it).
+fn prefetch_ids(
+    db: &Db,
+    absent: &Absent,
+    state: &mut State,
+    ids: &[&str],
+) -> Result<FxHashMap<u64, Vec<u8>>, ModelError> {
+    let mut missing: FxHashSet<Box<str>> = ids.iter().map(|&i| i.into()).collect();
+    let mut lines = FxHashMap::default();
     for chunk in ids.chunks(CHUNK) {
-        // With the line each names: a repeat is checked against its line.
         let rows = db.query(
             "SELECT id, seq, line FROM ledger_lines WHERE id = ANY($1)",
             &[&chunk],
@@ -239,13 +311,89 @@ pub fn prefetch(
         for r in &rows {
             let id: &str = get(r, 0)?;
             let seq = uint(get::<i64>(r, 1)?)?;
-            missing_ids.remove(id);
+            missing.remove(id);
             state.load_id(id, seq).map_err(ModelError::Malformed)?;
-            lines.push((seq, get::<Vec<u8>>(r, 2)?));
+            lines.insert(seq, get(r, 2)?);
         }
     }
-    db.remember_lines(lines);
-    *absent.ids.borrow_mut() = missing_ids;
+    *absent.ids.borrow_mut() = missing;
+    Ok(lines)
+}
+
+/// Loads what the rows say of the earlier events `seqs` (sorted): whether
+/// each was reversed, and the hold it placed, open or ended; all of them
+/// go into `absent.targets`.
+fn prefetch_targets(
+    db: &Db,
+    absent: &Absent,
+    state: &mut State,
+    seqs: &[u64],
+) -> Result<(), ModelError> {
+    let keys: Vec<i64> = seqs.iter().map(|&seq| int(seq)).collect::<Result<_, _>>()?;
+    for chunk in keys.chunks(CHUNK) {
+        let reversed = db.query(
+            "SELECT seq, by_seq, digest FROM ledger_reversed WHERE seq = ANY($1)",
+            &[&chunk],
+        )?;
+        let mut rows_say = FxHashSet::default();
+        for r in &reversed {
+            let (seq, by) = reversed_row(r)?;
+            rows_say.insert(seq);
+            if state.reversed_by(seq).is_none() {
+                state
+                    .load_reversed(seq, by)
+                    .map_err(ModelError::Malformed)?;
+            }
+        }
+        // As in [`load_reversed`]: the lines have the last word on what
+        // was not reversed.
+        let lines = db.query(
+            "SELECT reverses, seq FROM ledger_lines WHERE reverses = ANY($1)",
+            &[&chunk],
+        )?;
+        for r in &lines {
+            let (of, by) = (uint(get::<i64>(r, 0)?)?, get::<i64>(r, 1)?);
+            if !rows_say.contains(&of) {
+                return Err(not_reversed_in_rows(of, by));
+            }
+        }
+        let open = db.query(
+            concat!(
+                "SELECT ",
+                hold_columns!(),
+                " FROM ledger_holds WHERE seq = ANY($1)"
+            ),
+            &[&chunk],
+        )?;
+        for r in &open {
+            let (seq, hold) = hold_row(r)?;
+            if state.hold(seq).is_none() && state.ended(seq).is_none() {
+                state.load_hold(seq, hold).map_err(ModelError::Malformed)?;
+            }
+        }
+        let ended = db.query(
+            "SELECT seq, by_seq, captured, amount::text, digest FROM ledger_ended WHERE seq = ANY($1)",
+            &[&chunk],
+        )?;
+        for r in &ended {
+            let (seq, end) = ended_row(r)?;
+            if state.hold(seq).is_none() && state.ended(seq).is_none() {
+                state.load_ended(seq, end).map_err(ModelError::Malformed)?;
+            }
+        }
+    }
+    *absent.targets.borrow_mut() = seqs.iter().copied().collect();
+    Ok(())
+}
+
+/// Loads the accounts `names` (with the open holds their rules look at)
+/// into `state`, keeping in `absent` those that are not there.
+fn prefetch_accounts(
+    db: &Db,
+    absent: &Absent,
+    state: &mut State,
+    names: &[&str],
+) -> Result<(), ModelError> {
     let mut missing: FxHashSet<Box<str>> = names.iter().map(|&n| n.into()).collect();
     for chunk in names.chunks(CHUNK) {
         let rows = db.query(
@@ -364,8 +512,13 @@ pub fn load_id(db: &Db, absent: &Absent, state: &mut State, id: &str) -> Result<
 }
 
 /// Loads whether the movement at `seq` was reversed.
-pub fn load_reversed(db: &Db, state: &mut State, seq: u64) -> Result<(), ModelError> {
-    if state.reversed_by(seq).is_some() {
+pub fn load_reversed(
+    db: &Db,
+    absent: &Absent,
+    state: &mut State,
+    seq: u64,
+) -> Result<(), ModelError> {
+    if state.reversed_by(seq).is_some() || absent.targets.borrow().contains(&seq) {
         return Ok(());
     }
     let rows = db.query(
@@ -384,16 +537,22 @@ pub fn load_reversed(db: &Db, state: &mut State, seq: u64) -> Result<(), ModelEr
     )?;
     match lines.first() {
         None => Ok(()),
-        Some(r) => Err(ModelError::Malformed(format!(
-            "seq {seq} is reversed at seq {} in the journal but not in the rows",
-            get::<i64>(r, 0)?
-        ))),
+        Some(r) => Err(not_reversed_in_rows(seq, get(r, 0)?)),
     }
 }
 
+fn not_reversed_in_rows(seq: u64, by: i64) -> ModelError {
+    ModelError::Malformed(format!(
+        "seq {seq} is reversed at seq {by} in the journal but not in the rows"
+    ))
+}
+
 /// Loads the hold placed at `seq`, open or ended, if it is one.
-pub fn load_hold(db: &Db, state: &mut State, seq: u64) -> Result<(), ModelError> {
-    if state.hold(seq).is_some() || state.ended(seq).is_some() {
+pub fn load_hold(db: &Db, absent: &Absent, state: &mut State, seq: u64) -> Result<(), ModelError> {
+    if state.hold(seq).is_some()
+        || state.ended(seq).is_some()
+        || absent.targets.borrow().contains(&seq)
+    {
         return Ok(());
     }
     let key = int(seq)?;
