@@ -895,7 +895,7 @@ impl Writer {
             } if request.id.and_then(|id| self.state.id_seq(id)).is_none() => {
                 resolved = request.clone();
                 if let Ok(seq) = self.state.resolve(*target) {
-                    line = self.line(seq)?;
+                    line = self.line_kept(seq)?;
                     let decoded = line::decode(&line, &mut Vec::new())
                         .map_err(|e| self.corrupt_at(seq, &e))?;
                     let accounts = decoded.event.change.accounts();
@@ -919,10 +919,7 @@ impl Writer {
         };
         match decision {
             Decision::Repeat { seq } => {
-                let line = match self.id_line.take() {
-                    Some((read, line)) if read == seq => line,
-                    _ => self.line(seq)?,
-                };
+                let line = self.line_kept(seq)?;
                 let decoded =
                     line::decode(&line, &mut Vec::new()).map_err(|e| self.corrupt_at(seq, &e))?;
                 // The read model's word is checked against the line it names.
@@ -1004,6 +1001,15 @@ impl Writer {
         });
         self.state = state;
         settled
+    }
+
+    /// The line of event `seq`, taking the one read last to settle an id
+    /// if it is that line (a repeat's, or a reversal's by `--of-id`).
+    fn line_kept(&mut self, seq: u64) -> Result<Vec<u8>, JournalError> {
+        match self.id_line.take() {
+            Some((read, line)) if read == seq => Ok(line),
+            _ => self.line(seq),
+        }
     }
 
     /// The id of the event at `seq`, if it has one.
@@ -1442,7 +1448,7 @@ impl Lines<'_> {
             let i = usize::try_from(seq - self.committed - 1).unwrap_or(usize::MAX);
             return self.stage.line(i, self.file.file(), self.path);
         }
-        find_line(self.file, self.path, self.len, seq)
+        find_line(self.file, self.path, (self.len, self.committed + 1), seq)
     }
 
     fn id_at(&self, seq: u64) -> Result<Option<String>, JournalError> {
@@ -1549,8 +1555,15 @@ fn read_exact_at(
 }
 
 /// Finds the line of event `seq` in the first `len` bytes of a journal that
-/// has already been validated, by bisecting on byte offsets.
-pub fn find_line(file: &Backing, path: &Path, len: u64, seq: u64) -> Result<Vec<u8>, JournalError> {
+/// has already been validated, by bisecting on byte offsets. `next` is
+/// the seq of the line that starts at `len` (or would): only how fast the
+/// line is found depends on it.
+pub fn find_line(
+    file: &Backing,
+    path: &Path,
+    (len, next): (u64, u64),
+    seq: u64,
+) -> Result<Vec<u8>, JournalError> {
     // A database finds a line by its seq.
     if let Backing::Db(db) = file {
         return db.line(seq).and_then(|line| {
@@ -1561,7 +1574,7 @@ pub fn find_line(file: &Backing, path: &Path, len: u64, seq: u64) -> Result<Vec<
             })
         });
     }
-    const WINDOW: u64 = 64 * 1024;
+    const WINDOW: u64 = 8 * 1024;
     // Most lines are a few hundred bytes: a probe reads this much first.
     const PROBE: u64 = 4096;
     let read = |offset: u64, size: u64| -> Result<Vec<u8>, JournalError> {
@@ -1596,46 +1609,66 @@ pub fn find_line(file: &Backing, path: &Path, len: u64, seq: u64) -> Result<Vec<
     };
     // Invariant: the wanted line starts in [lo, hi), and lo is a line
     // start. Seqs grow with offsets at a rate close to the average line's
-    // length, so a probe aims where `seq` should be between the seqs found
-    // at `lo` and `hi` (then in the middle, every other time, so that
-    // lines of very different lengths cannot slow it down much).
+    // length, so a probe aims where `seq` should be between the seqs at
+    // `lo` and `hi`: a little late after one that raised `lo`, a little
+    // early after one that lowered `hi`, so that two good aims bracket the
+    // line.
     let (mut lo, mut hi) = (0u64, len);
-    let (mut lo_seq, mut hi_seq) = (0u64, None::<u64>);
-    let mut aim = true;
+    let (mut lo_seq, mut hi_seq) = (0u64, next);
+    let (mut halve, mut raised) = (false, false);
     while hi - lo > WINDOW {
-        let mid = match hi_seq {
-            Some(top) if aim && top > seq && seq > lo_seq => {
-                let span = u128::from(hi - lo) * u128::from(seq - lo_seq);
-                let share = u64::try_from(span / u128::from(top - lo_seq)).unwrap_or(0);
-                // Aim a little early: the probe finds the line after.
-                (lo + share)
-                    .saturating_sub(PROBE / 2)
-                    .clamp(lo, hi - WINDOW / 2)
-            }
-            _ => lo + (hi - lo) / 2,
+        let width = hi - lo;
+        let mid = if !halve && hi_seq > seq && seq > lo_seq {
+            let span = u128::from(hi - lo) * u128::from(seq - lo_seq);
+            let at = lo + u64::try_from(span / u128::from(hi_seq - lo_seq)).unwrap_or(0);
+            // The probe finds the line after the one `mid` falls in.
+            let at = match raised {
+                true => at.saturating_add(PROBE / 2),
+                false => at.saturating_sub(PROBE / 2),
+            };
+            at.clamp(lo, hi - WINDOW / 2)
+        } else {
+            lo + (hi - lo) / 2
         };
-        aim = !aim;
         let Some((start, line)) = line_after(mid)? else {
             break;
         };
+        raised = false;
         match line::seq_of(&line) {
             Some(s) if s == seq => return Ok(line),
-            Some(s) if s < seq => (lo, lo_seq) = (start, s),
+            Some(s) if s < seq => (lo, lo_seq, raised) = (start, s, true),
             // No line starts between `mid` and `hi`: the wanted one starts
             // at or before `mid`.
             s => {
                 hi = if start < hi { start } else { mid + 1 };
-                hi_seq = s.or(hi_seq);
+                hi_seq = s.unwrap_or(hi_seq);
             }
         }
+        // An aim that did not take half the range away is followed by a
+        // halving: no worse than twice bisection's reads.
+        halve = !halve && hi - lo > width / 2;
     }
-    // The wanted line starts before `hi` but may end after it.
-    let window = read(lo, hi - lo + MAX_LINE as u64 + 1)?;
-    window
-        .split(|&b| b == b'\n')
-        .find(|l| line::seq_of(l) == Some(seq))
-        .map(<[u8]>::to_vec)
-        .ok_or_else(not_found)
+    // The wanted line starts before `hi` but may end after it: the window
+    // reads a probe's length past it, and a line longer than that is read
+    // again whole (reading `MAX_LINE` past it every time, zeroed first,
+    // took half of a batch of reversals' time).
+    let window = read(lo, hi - lo + PROBE)?;
+    let mut from = 0;
+    while from < window.len() && lo + (from as u64) < hi {
+        let rest = &window[from..];
+        let Some(end) = memchr::memchr(b'\n', rest) else {
+            let mut line = read(lo + from as u64, MAX_LINE as u64 + 1)?;
+            line.truncate(memchr::memchr(b'\n', &line).unwrap_or(line.len()));
+            return (line::seq_of(&line) == Some(seq))
+                .then_some(line)
+                .ok_or_else(not_found);
+        };
+        if line::seq_of(&rest[..end]) == Some(seq) {
+            return Ok(rest[..end].to_vec());
+        }
+        from += end + 1;
+    }
+    Err(not_found())
 }
 
 #[cfg(test)]
@@ -1654,7 +1687,7 @@ mod tests {
         fn find_line_finds_every_seq(lens in proptest::collection::vec(
             prop_oneof![8 => 10usize..400, 1 => 400usize..MAX_LINE - 16],
             1..300,
-        )) {
+        ), hint in proptest::option::of(0u64..1000)) {
             let dir = tempfile::tempdir().expect("dir");
             let path = dir.path().join("j.jsonl");
             let mut bytes = b"{\"format\":\"ledger-journal\"}\n".to_vec();
@@ -1668,12 +1701,13 @@ mod tests {
             }
             std::fs::write(&path, &bytes).expect("write");
             let file = Backing::File(File::open(&path).expect("open"));
-            let len = bytes.len() as u64;
+            // A wrong hint of the next seq may only slow the search.
+            let ends = (bytes.len() as u64, hint.unwrap_or(lines.len() as u64 + 1));
             for (i, line) in lines.iter().enumerate() {
-                let found = find_line(&file, &path, len, i as u64 + 1).expect("found");
+                let found = find_line(&file, &path, ends, i as u64 + 1).expect("found");
                 prop_assert_eq!(&found, line);
             }
-            prop_assert!(find_line(&file, &path, len, lines.len() as u64 + 1).is_err());
+            prop_assert!(find_line(&file, &path, ends, lines.len() as u64 + 1).is_err());
         }
     }
 

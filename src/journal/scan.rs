@@ -841,7 +841,7 @@ impl<'f> Scanner<'f> {
         }
         if let Some(model) = model {
             // An id's row is checked against the earlier line it names.
-            let (file, before) = (self.file, self.offset_of(start));
+            let (file, before) = (self.file, (self.offset_of(start), event.seq));
             let mut id_at = |seq| {
                 let line = super::find_line(file, path, before, seq)?;
                 let decoded = line::decode(&line, &mut Vec::new())
@@ -923,7 +923,7 @@ impl<'f> Scanner<'f> {
         // from the part of the file already checked.
         let original_line = match event.reverses {
             Some(seq) if seq < event.seq && seq >= 1 => {
-                Some(super::find_line(self.file, path, before, seq)?)
+                Some(super::find_line(self.file, path, (before, event.seq), seq)?)
             }
             _ => None,
         };
@@ -984,7 +984,7 @@ impl<'f> Scanner<'f> {
         let path = self.path;
         let suspects: Vec<u64> = state.id_suspects(id).collect();
         for seq in suspects {
-            let line = super::find_line(self.file, path, before, seq)?;
+            let line = super::find_line(self.file, path, (before, state.seq() + 1), seq)?;
             let earlier = line::decode(&line, &mut Vec::new())
                 .map_err(|e| corrupt(path, seq + 1, e.to_string()))?;
             let Some(other) = earlier.event.id.as_deref() else {
