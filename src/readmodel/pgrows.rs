@@ -220,6 +220,15 @@ pub struct Absent {
     targets: RefCell<FxHashSet<u64>>,
 }
 
+impl Absent {
+    /// Whether the state already has what the rows say of event `seq`:
+    /// a prefetch read them, or the event comes after the rows' head (then
+    /// no row names it, and it was decided by this write, into the state).
+    fn knows(&self, db: &Db, seq: u64) -> bool {
+        self.targets.borrow().contains(&seq) || db.rows_cover().is_some_and(|(head, _)| seq > head)
+    }
+}
+
 /// Loads into `state`, a few statements for them all, the `--id`s `ids`,
 /// the earlier events `targets` (whether each was reversed, the hold it
 /// placed), and the accounts that `names` and those events name, with the
@@ -518,7 +527,7 @@ pub fn load_reversed(
     state: &mut State,
     seq: u64,
 ) -> Result<(), ModelError> {
-    if state.reversed_by(seq).is_some() || absent.targets.borrow().contains(&seq) {
+    if state.reversed_by(seq).is_some() || absent.knows(db, seq) {
         return Ok(());
     }
     let rows = db.query(
@@ -549,10 +558,7 @@ fn not_reversed_in_rows(seq: u64, by: i64) -> ModelError {
 
 /// Loads the hold placed at `seq`, open or ended, if it is one.
 pub fn load_hold(db: &Db, absent: &Absent, state: &mut State, seq: u64) -> Result<(), ModelError> {
-    if state.hold(seq).is_some()
-        || state.ended(seq).is_some()
-        || absent.targets.borrow().contains(&seq)
-    {
+    if state.hold(seq).is_some() || state.ended(seq).is_some() || absent.knows(db, seq) {
         return Ok(());
     }
     let key = int(seq)?;
