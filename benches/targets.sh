@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Batches whose commands name earlier events: N `reverse --of-id`s, N/2
 # `reverse SEQ`s, and N `capture`/`release --of-id`s of holds, each into a
-# journal of N movements (or holds) with ids over 1,000 accounts, on a
-# file and on PostgreSQL. Each batch runs RUNS times (default 3), on a
+# journal of N movements (or holds) with ids over 1,000 accounts; and N
+# commands naming events of their own batch (holds and transfers, each
+# then captured, released or reversed), into the 1,000 accounts alone; on
+# a file and on PostgreSQL. Each batch runs RUNS times (default 3), on a
 # fresh copy of its journal; prints the median wall time, commands/s and
 # the highest peak RSS.
 # Usage: benches/targets.sh [N]   (default 50000)
@@ -53,6 +55,21 @@ awk -v n="$n" 'BEGIN {
     for (i = 0; i < n; i++)
         if (i % 2) printf "capture --of-id h%d\n", i; else printf "release --of-id h%d\n", i;
 }' >"$dir/end-holds.txt"
+
+# The same accounts alone, and a batch whose commands name events of the
+# same batch: holds and transfers, each then captured, released or reversed.
+head -n 2000 "$dir/movements.txt" >"$dir/accounts.txt"
+awk -v n="$n" 'BEGIN {
+    for (i = 0; i < n; i++) {
+        r = i % 6; a = i % 1000;
+        if (r == 0) printf "hold a%d 1 --to a%d --id mh%d\n", a, (a + 1) % 1000, i;
+        else if (r == 1) printf "capture --of-id mh%d 1\n", i - 1;
+        else if (r == 2) printf "transfer a%d a%d 1 --id mt%d\n", a, (a + 5) % 1000, i;
+        else if (r == 3) printf "reverse --of-id mt%d\n", i - 1;
+        else if (r == 4) printf "hold a%d 2 --expires 2026-12-31 --id mx%d\n", a, i;
+        else printf "release --of-id mx%d\n", i - 1;
+    }
+}' >"$dir/same-batch.txt"
 
 # fresh KIND BASE LOCATION-VAR: a new journal made from BASE's input, on a
 # file or in a new database, its location put in the variable named.
@@ -107,4 +124,5 @@ for kind in "${kinds[@]}"; do
     measure "$kind" movements reverse-id "$n"
     measure "$kind" movements reverse-seq $((n / 2))
     measure "$kind" holds end-holds "$n"
+    measure "$kind" accounts same-batch "$n"
 done
