@@ -1466,7 +1466,7 @@ impl Lines<'_> {
 fn corrupt_at(path: &Path, seq: u64, e: &line::LineError) -> JournalError {
     JournalError::Corrupt {
         path: path.to_owned(),
-        line: seq + 1,
+        line: seq.saturating_add(1),
         reason: e.to_string(),
     }
 }
@@ -1569,7 +1569,7 @@ pub fn find_line(
         return db.line(seq).and_then(|line| {
             line.ok_or_else(|| JournalError::Corrupt {
                 path: path.to_owned(),
-                line: seq + 1,
+                line: seq.saturating_add(1),
                 reason: format!("no line holds event {seq}"),
             })
         });
@@ -1604,7 +1604,7 @@ pub fn find_line(
     };
     let not_found = || JournalError::Corrupt {
         path: path.to_owned(),
-        line: seq + 1,
+        line: seq.saturating_add(1),
         reason: format!("event {seq} is missing"),
     };
     // Invariant: the wanted line starts in [lo, hi), and lo is a line

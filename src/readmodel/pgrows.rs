@@ -222,11 +222,16 @@ pub struct Absent {
 
 impl Absent {
     /// Whether the state already has what the rows say of event `seq`:
-    /// a prefetch read them, or the event comes after the rows' head (then
-    /// no row names it, and it was decided by this write, into the state).
+    /// a prefetch read them, or there are none (see [`past_rows`]).
     fn knows(&self, db: &Db, seq: u64) -> bool {
-        self.targets.borrow().contains(&seq) || db.rows_cover().is_some_and(|(head, _)| seq > head)
+        self.targets.borrow().contains(&seq) || past_rows(db, seq)
     }
+}
+
+/// Whether event `seq` comes after the rows' head: then no row names it,
+/// and it was decided by this write, into its state (or does not exist).
+fn past_rows(db: &Db, seq: u64) -> bool {
+    db.rows_cover().is_some_and(|(head, _)| seq > head)
 }
 
 /// Loads into `state`, a few statements for them all, the `--id`s `ids`,
@@ -251,6 +256,7 @@ pub fn prefetch(
             Target::Id(id) => state.id_seq(id),
         })
         .collect();
+    seqs.retain(|&seq| !past_rows(db, seq));
     seqs.sort_unstable();
     seqs.dedup();
     let unread: Vec<i64> = seqs
@@ -425,9 +431,23 @@ fn prefetch_accounts(
             &[&found],
         )?;
         let holds = holds.iter().map(hold_row).collect::<Result<Vec<_>, _>>()?;
+        // Each account's own, in seq order: many open holds on a run's
+        // accounts must not make each account look at all of them.
+        let mut by_name: FxHashMap<&str, Vec<&(u64, Hold)>> = FxHashMap::default();
+        for entry in &holds {
+            let hold = &entry.1;
+            let on = hold.expires.is_some().then_some(&*hold.account);
+            if let Some(on) = on {
+                by_name.entry(on).or_default().push(entry);
+            }
+            if let Some(to) = hold.to.as_deref().filter(|&to| Some(to) != on) {
+                by_name.entry(to).or_default().push(entry);
+            }
+        }
         for (name, account) in accounts {
             missing.remove(name.as_str());
-            add_account(state, name, account, &holds)?;
+            let own = by_name.get(name.as_str()).into_iter().flatten().copied();
+            add_account(state, name, account, own)?;
         }
     }
     let missing_names: Vec<&str> = missing.iter().map(|n| &**n).collect();
@@ -456,11 +476,11 @@ fn no_account(db: &Db, names: &[&str]) -> Result<(), ModelError> {
 
 /// Puts `account` into `state` with those of `holds` its rules look at
 /// (the ones on it that may lapse, and those naming it as `to`).
-fn add_account(
+fn add_account<'h>(
     state: &mut State,
     name: String,
     mut account: Account,
-    holds: &[(u64, Hold)],
+    holds: impl IntoIterator<Item = &'h (u64, Hold)>,
 ) -> Result<(), ModelError> {
     for (seq, hold) in holds {
         let on = *hold.account == *name && hold.expires.is_some();
