@@ -1564,6 +1564,36 @@ pub fn find_line(
     (len, next): (u64, u64),
     seq: u64,
 ) -> Result<Vec<u8>, JournalError> {
+    let whole = Bracket {
+        lo: 0,
+        lo_seq: 0,
+        hi: len,
+        hi_seq: next,
+    };
+    find_line_in(file, path, len, whole, seq)
+}
+
+/// Where a line is sought: it starts at or after `lo`, the start of the
+/// line of `lo_seq` (0: the header, at 0), and before `hi`, the start of
+/// the line of `hi_seq` (or the end of what is read, `hi_seq` then the
+/// seq the next line would have: only speed depends on that one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Bracket {
+    pub(crate) lo: u64,
+    pub(crate) lo_seq: u64,
+    pub(crate) hi: u64,
+    pub(crate) hi_seq: u64,
+}
+
+/// [`find_line`] within `bracket`, which a scan knows from the lines it
+/// has read (see [`scan::Scanner`]).
+pub(crate) fn find_line_in(
+    file: &Backing,
+    path: &Path,
+    len: u64,
+    bracket: Bracket,
+    seq: u64,
+) -> Result<Vec<u8>, JournalError> {
     // A database finds a line by its seq.
     if let Backing::Db(db) = file {
         return db.line(seq).and_then(|line| {
@@ -1613,8 +1643,12 @@ pub fn find_line(
     // `lo` and `hi`: a little late after one that raised `lo`, a little
     // early after one that lowered `hi`, so that two good aims bracket the
     // line.
-    let (mut lo, mut hi) = (0u64, len);
-    let (mut lo_seq, mut hi_seq) = (0u64, next);
+    let Bracket {
+        mut lo,
+        mut lo_seq,
+        mut hi,
+        mut hi_seq,
+    } = bracket;
     let (mut halve, mut raised) = (false, false);
     while hi - lo > WINDOW {
         let width = hi - lo;

@@ -97,6 +97,69 @@ pub struct Scanner<'f> {
     decided: Option<Head>,
     torn: Option<Torn>,
     done: bool,
+    /// Where some of the lines read so far start, so that finding an
+    /// earlier line (a reversal's original, an id's) reads a few KiB.
+    marks: Marks,
+}
+
+/// Lines a [`Marks`] records the start of: one in this many (about 6 KiB
+/// of lines, read in one go; 8 bytes a mark, 1.2 MiB for 5,000,000
+/// events).
+const MARK_EVERY: u64 = 32;
+
+/// The starts of the lines of seqs `first`, `first + MARK_EVERY`, ...,
+/// as the scan checked them.
+#[derive(Default)]
+struct Marks {
+    first: u64,
+    starts: Vec<u64>,
+}
+
+impl Marks {
+    /// Records that the line of event `seq` starts at `start`.
+    fn record(&mut self, seq: u64, start: u64) {
+        if !seq.is_multiple_of(MARK_EVERY) {
+            return;
+        }
+        if self.starts.is_empty() {
+            self.first = seq;
+        }
+        if Some(seq) == self.next_seq() {
+            self.starts.push(start);
+        }
+    }
+
+    fn next_seq(&self) -> Option<u64> {
+        let n = u64::try_from(self.starts.len()).ok()?;
+        MARK_EVERY.checked_mul(n)?.checked_add(self.first)
+    }
+
+    /// Where to seek event `seq`, an earlier one than the line at `before`
+    /// whose seq is `next`.
+    fn bracket(&self, seq: u64, (before, next): (u64, u64)) -> super::Bracket {
+        let mut bracket = super::Bracket {
+            lo: 0,
+            lo_seq: 0,
+            hi: before,
+            hi_seq: next,
+        };
+        let Some(last) = self.starts.len().checked_sub(1) else {
+            return bracket;
+        };
+        let mark = |i: usize| (self.first + MARK_EVERY * i as u64, self.starts[i]);
+        let below = match seq.checked_sub(self.first) {
+            Some(past) => usize::try_from(past / MARK_EVERY).map_or(last, |i| i.min(last)),
+            None => {
+                (bracket.hi_seq, bracket.hi) = mark(0);
+                return bracket;
+            }
+        };
+        (bracket.lo_seq, bracket.lo) = mark(below);
+        if below < last {
+            (bracket.hi_seq, bracket.hi) = mark(below + 1);
+        }
+        bracket
+    }
 }
 
 /// Journals with more than this left to read are hashed on a second thread.
@@ -580,6 +643,7 @@ impl<'f> Scanner<'f> {
             decided: None,
             torn: None,
             done: false,
+            marks: Marks::default(),
         }
     }
 
@@ -692,6 +756,13 @@ impl<'f> Scanner<'f> {
 
     fn offset_of(&self, index: usize) -> u64 {
         self.block.offset + index as u64
+    }
+
+    /// The line of event `seq`, before the line at `before` whose seq is
+    /// `next`.
+    fn find_line(&self, seq: u64, (before, next): (u64, u64)) -> Result<Vec<u8>, JournalError> {
+        let bracket = self.marks.bracket(seq, (before, next));
+        super::find_line_in(self.file, self.path, before, bracket, seq)
     }
 
     /// The next event, checked against `state` (the state after every event
@@ -842,8 +913,10 @@ impl<'f> Scanner<'f> {
         if let Some(model) = model {
             // An id's row is checked against the earlier line it names.
             let (file, before) = (self.file, (self.offset_of(start), event.seq));
+            let marks = &self.marks;
             let mut id_at = |seq| {
-                let line = super::find_line(file, path, before, seq)?;
+                let line =
+                    super::find_line_in(file, path, before.0, marks.bracket(seq, before), seq)?;
                 let decoded = line::decode(&line, &mut Vec::new())
                     .map_err(|e| corrupt(path, seq + 1, e.to_string()))?;
                 Ok(decoded.event.id.map(|id| id.into_owned()))
@@ -860,6 +933,8 @@ impl<'f> Scanner<'f> {
             end: self.offset_of(end + 1),
             at: event.at,
         };
+        let at = self.offset_of(start);
+        self.marks.record(event.seq, at);
         Ok(Some(Entry {
             event,
             line: &self.block.data.bytes()[start..end],
@@ -923,7 +998,7 @@ impl<'f> Scanner<'f> {
         // from the part of the file already checked.
         let original_line = match event.reverses {
             Some(seq) if seq < event.seq && seq >= 1 => {
-                Some(super::find_line(self.file, path, (before, event.seq), seq)?)
+                Some(self.find_line(seq, (before, event.seq))?)
             }
             _ => None,
         };
@@ -984,7 +1059,7 @@ impl<'f> Scanner<'f> {
         let path = self.path;
         let suspects: Vec<u64> = state.id_suspects(id).collect();
         for seq in suspects {
-            let line = super::find_line(self.file, path, (before, state.seq() + 1), seq)?;
+            let line = self.find_line(seq, (before, state.seq() + 1))?;
             let earlier = line::decode(&line, &mut Vec::new())
                 .map_err(|e| corrupt(path, seq + 1, e.to_string()))?;
             let Some(other) = earlier.event.id.as_deref() else {
@@ -1239,6 +1314,49 @@ mod tests {
     use crate::journal::tests::request;
     use crate::journal::{ReadJournal, Writer};
     use crate::money::Decimal;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// Marks recorded as a scan from any seq on records them bracket
+        /// every earlier line so that it is found, with the right bytes,
+        /// from any later line; a seq past the line asked from is not.
+        #[test]
+        fn marks_bracket_every_earlier_line(
+            lens in proptest::collection::vec(
+                prop_oneof![8 => 10usize..400, 1 => 400usize..crate::journal::line::MAX_LINE - 16],
+                1..200,
+            ),
+            from in 0usize..100,
+        ) {
+            let dir = tempfile::tempdir().expect("dir");
+            let path = dir.path().join("j.jsonl");
+            let mut bytes = b"{\"format\":\"ledger-journal\"}\n".to_vec();
+            let (mut lines, mut starts) = (Vec::new(), Vec::new());
+            for (i, len) in lens.iter().enumerate() {
+                let mut line = format!("{{\"seq\":{},", i + 1).into_bytes();
+                line.resize(line.len().max(*len), b'x');
+                starts.push(bytes.len() as u64);
+                bytes.extend_from_slice(&line);
+                bytes.push(b'\n');
+                lines.push(line);
+            }
+            std::fs::write(&path, &bytes).expect("write");
+            let file = Backing::File(std::fs::File::open(&path).expect("open"));
+            let mut marks = Marks::default();
+            for (i, &start) in starts.iter().enumerate().skip(from.min(lines.len() - 1)) {
+                let at = (start, i as u64 + 1);
+                for (j, line) in lines[..i].iter().enumerate() {
+                    let seq = j as u64 + 1;
+                    let found = super::super::find_line_in(&file, &path, start, marks.bracket(seq, at), seq);
+                    prop_assert_eq!(found.expect("found"), line.clone());
+                }
+                prop_assert!(super::super::find_line_in(&file, &path, start, marks.bracket(at.1, at), at.1).is_err());
+                marks.record(i as u64 + 1, start);
+            }
+        }
+    }
 
     /// A journal past the reader-thread threshold, of lines of many lengths
     /// (so that lines straddle read chunks every which way), written as
