@@ -1319,9 +1319,9 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(32))]
 
-        /// Marks recorded as a scan from any seq on records them bracket
-        /// every earlier line so that it is found, with the right bytes,
-        /// from any later line; a seq past the line asked from is not.
+        /// The marks of a scan begun at any seq bracket every earlier line
+        /// so that it is found, with its bytes, from any later line; the
+        /// line asked from itself is not (it lies past what is read).
         #[test]
         fn marks_bracket_every_earlier_line(
             lens in proptest::collection::vec(
