@@ -274,29 +274,7 @@ pub fn prefetch(
         }
     }
     prefetch_targets(db, absent, state, &seqs)?;
-    // The accounts a repeat, a reversal or a hold's end will read: those
-    // of the lines read, and a hold's.
-    let mut more: Vec<String> = Vec::new();
-    let mut scratch = Vec::new();
-    for line in lines.values() {
-        // A line that does not decode is reported when it is read for its
-        // command; here it only names no accounts.
-        if let Ok(decoded) = crate::journal::line::decode(line, &mut scratch) {
-            more.extend(
-                decoded
-                    .event
-                    .change
-                    .accounts()
-                    .into_iter()
-                    .flatten()
-                    .map(Into::into),
-            );
-        }
-    }
-    for hold in seqs.iter().filter_map(|&seq| state.hold(seq)) {
-        more.push(hold.account.to_string());
-        more.extend(hold.to.as_deref().map(Into::into));
-    }
+    let more = accounts_named(state, lines.values(), &seqs);
     let mut names: Vec<&str> = names.to_vec();
     names.extend(more.iter().map(String::as_str));
     names.retain(|name| state.account(name).is_none());
@@ -305,6 +283,30 @@ pub fn prefetch(
     prefetch_accounts(db, absent, state, &names)?;
     db.remember_lines(lines);
     Ok(())
+}
+
+/// The accounts a repeat, a reversal or a hold's end will read: those
+/// the events on `lines` touch, and those of the holds at `seqs`.
+fn accounts_named<'l>(
+    state: &State,
+    lines: impl Iterator<Item = &'l Vec<u8>>,
+    seqs: &[u64],
+) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut scratch = Vec::new();
+    for line in lines {
+        // A line that does not decode is reported when it is read for its
+        // command; here it only names no accounts.
+        if let Ok(decoded) = crate::journal::line::decode(line, &mut scratch) {
+            let accounts = decoded.event.change.accounts();
+            names.extend(accounts.into_iter().flatten().map(Into::into));
+        }
+    }
+    for hold in seqs.iter().filter_map(|&seq| state.hold(seq)) {
+        names.push(hold.account.to_string());
+        names.extend(hold.to.as_deref().map(Into::into));
+    }
+    names
 }
 
 /// Loads the `--id`s `ids` into `state`, keeping in `absent` those not
@@ -346,59 +348,95 @@ fn prefetch_targets(
 ) -> Result<(), ModelError> {
     let keys: Vec<i64> = seqs.iter().map(|&seq| int(seq)).collect::<Result<_, _>>()?;
     for chunk in keys.chunks(CHUNK) {
-        let reversed = db.query(
-            "SELECT seq, by_seq, digest FROM ledger_reversed WHERE seq = ANY($1)",
-            &[&chunk],
-        )?;
-        let mut rows_say = FxHashSet::default();
-        for r in &reversed {
-            let (seq, by) = reversed_row(r)?;
-            rows_say.insert(seq);
-            if state.reversed_by(seq).is_none() {
-                state
-                    .load_reversed(seq, by)
-                    .map_err(ModelError::Malformed)?;
-            }
-        }
-        // As in [`load_reversed`]: the lines have the last word on what
-        // was not reversed.
-        let lines = db.query(
-            "SELECT reverses, seq FROM ledger_lines WHERE reverses = ANY($1)",
-            &[&chunk],
-        )?;
-        for r in &lines {
-            let (of, by) = (uint(get::<i64>(r, 0)?)?, get::<i64>(r, 1)?);
-            if !rows_say.contains(&of) {
-                return Err(not_reversed_in_rows(of, by));
-            }
-        }
-        let open = db.query(
-            concat!(
-                "SELECT ",
-                hold_columns!(),
-                " FROM ledger_holds WHERE seq = ANY($1)"
-            ),
-            &[&chunk],
-        )?;
-        for r in &open {
-            let (seq, hold) = hold_row(r)?;
-            if state.hold(seq).is_none() && state.ended(seq).is_none() {
-                state.load_hold(seq, hold).map_err(ModelError::Malformed)?;
-            }
-        }
-        let ended = db.query(
-            "SELECT seq, by_seq, captured, amount::text, digest FROM ledger_ended WHERE seq = ANY($1)",
-            &[&chunk],
-        )?;
-        for r in &ended {
-            let (seq, end) = ended_row(r)?;
-            if state.hold(seq).is_none() && state.ended(seq).is_none() {
-                state.load_ended(seq, end).map_err(ModelError::Malformed)?;
-            }
-        }
+        read_reversals(db, state, chunk)?;
+        read_holds(db, state, chunk)?;
     }
     *absent.targets.borrow_mut() = seqs.iter().copied().collect();
     Ok(())
+}
+
+/// Loads the reversals of the movements `keys` (seqs) that the rows
+/// record. The rows' word that one was not reversed lets `reverse`
+/// append: the lines, whose `reverses` column is unique, have the last
+/// word on those.
+fn read_reversals(db: &Db, state: &mut State, keys: &[i64]) -> Result<(), ModelError> {
+    let reversed = db.query(
+        "SELECT seq, by_seq, digest FROM ledger_reversed WHERE seq = ANY($1)",
+        &[&keys],
+    )?;
+    let mut found = FxHashSet::default();
+    for r in &reversed {
+        let (seq, by) = reversed_row(r)?;
+        found.insert(seq);
+        if state.reversed_by(seq).is_none() {
+            state
+                .load_reversed(seq, by)
+                .map_err(ModelError::Malformed)?;
+        }
+    }
+    let rest = without(keys, &found)?;
+    if rest.is_empty() {
+        return Ok(());
+    }
+    let lines = db.query(
+        "SELECT reverses, seq FROM ledger_lines WHERE reverses = ANY($1) LIMIT 1",
+        &[&rest],
+    )?;
+    match lines.first() {
+        None => Ok(()),
+        Some(r) => Err(ModelError::Malformed(format!(
+            "seq {} is reversed at seq {} in the journal but not in the rows",
+            get::<i64>(r, 0)?,
+            get::<i64>(r, 1)?
+        ))),
+    }
+}
+
+/// Loads the holds placed at `keys` (seqs), open or ended, that the rows
+/// record.
+fn read_holds(db: &Db, state: &mut State, keys: &[i64]) -> Result<(), ModelError> {
+    let open = db.query(
+        concat!(
+            "SELECT ",
+            hold_columns!(),
+            " FROM ledger_holds WHERE seq = ANY($1)"
+        ),
+        &[&keys],
+    )?;
+    let mut found = FxHashSet::default();
+    for r in &open {
+        let (seq, hold) = hold_row(r)?;
+        found.insert(seq);
+        if state.hold(seq).is_none() && state.ended(seq).is_none() {
+            state.load_hold(seq, hold).map_err(ModelError::Malformed)?;
+        }
+    }
+    let rest = without(keys, &found)?;
+    if rest.is_empty() {
+        return Ok(());
+    }
+    let ended = db.query(
+        "SELECT seq, by_seq, captured, amount::text, digest FROM ledger_ended WHERE seq = ANY($1)",
+        &[&rest],
+    )?;
+    for r in &ended {
+        let (seq, end) = ended_row(r)?;
+        if state.hold(seq).is_none() && state.ended(seq).is_none() {
+            state.load_ended(seq, end).map_err(ModelError::Malformed)?;
+        }
+    }
+    Ok(())
+}
+
+/// The seqs of `keys` not in `found`.
+fn without(keys: &[i64], found: &FxHashSet<u64>) -> Result<Vec<i64>, ModelError> {
+    let mut rest = Vec::new();
+    for &key in keys {
+        if !found.contains(&uint::<u64>(key)?) {
+            rest.push(key);
+        }
+    }
+    Ok(rest)
 }
 
 /// Loads the accounts `names` (with the open holds their rules look at)
@@ -550,30 +588,7 @@ pub fn load_reversed(
     if state.reversed_by(seq).is_some() || absent.knows(db, seq) {
         return Ok(());
     }
-    let rows = db.query(
-        "SELECT seq, by_seq, digest FROM ledger_reversed WHERE seq = $1",
-        &[&int(seq)?],
-    )?;
-    if let Some(r) = rows.first() {
-        let (seq, by) = reversed_row(r)?;
-        return state.load_reversed(seq, by).map_err(ModelError::Malformed);
-    }
-    // The rows' word that it was not reversed lets `reverse` append: the
-    // lines, whose `reverses` column is unique, have the last word.
-    let lines = db.query(
-        "SELECT seq FROM ledger_lines WHERE reverses = $1",
-        &[&int(seq)?],
-    )?;
-    match lines.first() {
-        None => Ok(()),
-        Some(r) => Err(not_reversed_in_rows(seq, get(r, 0)?)),
-    }
-}
-
-fn not_reversed_in_rows(seq: u64, by: i64) -> ModelError {
-    ModelError::Malformed(format!(
-        "seq {seq} is reversed at seq {by} in the journal but not in the rows"
-    ))
+    read_reversals(db, state, &[int(seq)?])
 }
 
 /// Loads the hold placed at `seq`, open or ended, if it is one.
@@ -581,28 +596,7 @@ pub fn load_hold(db: &Db, absent: &Absent, state: &mut State, seq: u64) -> Resul
     if state.hold(seq).is_some() || state.ended(seq).is_some() || absent.knows(db, seq) {
         return Ok(());
     }
-    let key = int(seq)?;
-    let open = db.query(
-        concat!(
-            "SELECT ",
-            hold_columns!(),
-            " FROM ledger_holds WHERE seq = $1"
-        ),
-        &[&key],
-    )?;
-    if let Some(r) = open.first() {
-        let (seq, hold) = hold_row(r)?;
-        return state.load_hold(seq, hold).map_err(ModelError::Malformed);
-    }
-    let ended = db.query(
-        "SELECT seq, by_seq, captured, amount::text, digest FROM ledger_ended WHERE seq = $1",
-        &[&key],
-    )?;
-    if let Some(r) = ended.first() {
-        let (seq, end) = ended_row(r)?;
-        state.load_ended(seq, end).map_err(ModelError::Malformed)?;
-    }
-    Ok(())
+    read_holds(db, state, &[int(seq)?])
 }
 
 /// Every open hold, by seq, each checked against its digest.
