@@ -1722,21 +1722,11 @@ mod tests {
             prop_oneof![8 => 10usize..400, 1 => 400usize..MAX_LINE - 16],
             1..300,
         ), hint in proptest::option::of(0u64..1000)) {
-            let dir = tempfile::tempdir().expect("dir");
-            let path = dir.path().join("j.jsonl");
-            let mut bytes = b"{\"format\":\"ledger-journal\"}\n".to_vec();
-            let mut lines = Vec::new();
-            for (i, len) in lens.iter().enumerate() {
-                let mut line = format!("{{\"seq\":{},", i + 1).into_bytes();
-                line.resize(line.len().max(*len), b'x');
-                bytes.extend_from_slice(&line);
-                bytes.push(b'\n');
-                lines.push(line);
-            }
-            std::fs::write(&path, &bytes).expect("write");
+            let (_dir, path, lines, _) = lines_of_lengths(&lens);
             let file = Backing::File(File::open(&path).expect("open"));
+            let len = std::fs::metadata(&path).expect("len").len();
             // A wrong hint of the next seq may only slow the search.
-            let ends = (bytes.len() as u64, hint.unwrap_or(lines.len() as u64 + 1));
+            let ends = (len, hint.unwrap_or(lines.len() as u64 + 1));
             for (i, line) in lines.iter().enumerate() {
                 let found = find_line(&file, &path, ends, i as u64 + 1).expect("found");
                 prop_assert_eq!(&found, line);
@@ -1851,6 +1841,28 @@ mod tests {
     }
 
     /// A request with no options.
+    /// A journal file of a header and lines of seqs 1..=n of the lengths
+    /// `lens` (each at least its `{"seq":N,`), in a temporary directory:
+    /// the directory, the file's path, the lines and where each starts.
+    pub(in crate::journal) fn lines_of_lengths(
+        lens: &[usize],
+    ) -> (tempfile::TempDir, PathBuf, Vec<Vec<u8>>, Vec<u64>) {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("j.jsonl");
+        let mut bytes = b"{\"format\":\"ledger-journal\"}\n".to_vec();
+        let (mut lines, mut starts) = (Vec::new(), Vec::new());
+        for (i, len) in lens.iter().enumerate() {
+            let mut line = format!("{{\"seq\":{},", i + 1).into_bytes();
+            line.resize(line.len().max(*len), b'x');
+            starts.push(bytes.len() as u64);
+            bytes.extend_from_slice(&line);
+            bytes.push(b'\n');
+            lines.push(line);
+        }
+        std::fs::write(&path, &bytes).expect("write");
+        (dir, path, lines, starts)
+    }
+
     pub(in crate::journal) fn request(command: Command<'_>) -> Request<'_> {
         Request::new(command)
     }

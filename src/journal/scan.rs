@@ -1330,19 +1330,7 @@ mod tests {
             ),
             from in 0usize..100,
         ) {
-            let dir = tempfile::tempdir().expect("dir");
-            let path = dir.path().join("j.jsonl");
-            let mut bytes = b"{\"format\":\"ledger-journal\"}\n".to_vec();
-            let (mut lines, mut starts) = (Vec::new(), Vec::new());
-            for (i, len) in lens.iter().enumerate() {
-                let mut line = format!("{{\"seq\":{},", i + 1).into_bytes();
-                line.resize(line.len().max(*len), b'x');
-                starts.push(bytes.len() as u64);
-                bytes.extend_from_slice(&line);
-                bytes.push(b'\n');
-                lines.push(line);
-            }
-            std::fs::write(&path, &bytes).expect("write");
+            let (_dir, path, lines, starts) = crate::journal::tests::lines_of_lengths(&lens);
             let file = Backing::File(std::fs::File::open(&path).expect("open"));
             let mut marks = Marks::default();
             for (i, &start) in starts.iter().enumerate().skip(from.min(lines.len() - 1)) {
