@@ -29,6 +29,7 @@ use postgres::{Client, Config, NoTls};
 use super::JournalError;
 
 mod copy;
+mod ends;
 mod stream;
 mod tls;
 
@@ -191,6 +192,9 @@ struct Stored {
     len: i64,
     /// The seq the read model's rows stand at.
     rows: i64,
+    /// Whether the lines' hold ends are a unique column yet (see
+    /// [`ends::add`]).
+    ends: bool,
 }
 
 /// Bytes of the journal from `start`, as last fetched.
@@ -231,6 +235,8 @@ const SCHEMA: &str = r#"
         WHERE creates IS NOT NULL;
     CREATE UNIQUE INDEX IF NOT EXISTS ledger_lines_reverses ON ledger_lines (reverses)
         WHERE reverses IS NOT NULL;
+    CREATE UNIQUE INDEX IF NOT EXISTS ledger_lines_ends ON ledger_lines (ends)
+        WHERE ends IS NOT NULL;
     INSERT INTO ledger_head (id, seq, len, rows_seq) VALUES (1, 0, 0, 0) ON CONFLICT DO NOTHING;
 "#;
 
@@ -244,7 +250,8 @@ const LINES: &str = r#"
         line bytea NOT NULL,
         id text COLLATE "C",
         creates text COLLATE "C",
-        reverses bigint
+        reverses bigint,
+        ends bigint
     )"#;
 
 /// The lines table's keys, added once the first write's lines are in:
@@ -380,12 +387,25 @@ impl Db {
     /// leaves nothing behind).
     pub fn begin_write(&self) -> Result<Locked, JournalError> {
         match self.begin(WRITE, " FOR UPDATE") {
+            Ok(()) if self.head.get().is_some_and(|h| !h.ends) => {
+                // Tables made before the lines' hold ends: the column is
+                // added under the head's lock, and kept even if this
+                // write is refused.
+                ends::add(&mut self.client.borrow_mut(), &self.path)?;
+                self.client
+                    .borrow_mut()
+                    .batch_execute("COMMIT")
+                    .map_err(|e| self.error("update the tables of", &e))?;
+                self.begin(WRITE, " FOR UPDATE")
+                    .map_err(|e| self.error("lock", &e))?;
+            }
             Ok(()) => {}
             Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => {
                 self.rollback();
                 let fresh = self
                     .create_tables()
                     .map_err(|e| self.error("create the tables of", &e))?;
+                ends::add(&mut self.client.borrow_mut(), &self.path)?;
                 self.begin("", " FOR UPDATE")
                     .map_err(|e| self.error("lock", &e))?;
                 self.fresh_lines.set(fresh);
@@ -418,18 +438,24 @@ impl Db {
     fn begin(&self, begin: &str, lock: &str) -> Result<(), postgres::Error> {
         *self.snapshot.borrow_mut() = None;
         self.fresh_lines.set(false);
-        let sql = format!("{begin}; SELECT seq, len, rows_seq FROM ledger_head WHERE id = 1{lock}");
+        let sql = format!(
+            "{begin}; SELECT seq, len, rows_seq, to_regclass('{}') IS NOT NULL
+                 FROM ledger_head WHERE id = 1{lock}",
+            ends::INDEX
+        );
         let messages = self.client.borrow_mut().simple_query(&sql)?;
         // A new snapshot: nothing read under an earlier one is kept.
         *self.window.borrow_mut() = Window::default();
         let head = first_row(&messages).map(|row| {
             let int = |i| row.get(i).and_then(|t: &str| t.parse::<i64>().ok());
-            [int(0), int(1), int(2)]
+            let ends = row.get(3) == Some("t");
+            ([int(0), int(1), int(2)], ends)
         });
-        self.head.set(head.map(|[seq, len, rows]| Stored {
+        self.head.set(head.map(|([seq, len, rows], ends)| Stored {
             seq: seq.unwrap_or(-1),
             len: len.unwrap_or(-1),
             rows: rows.unwrap_or(-1),
+            ends,
         }));
         Ok(())
     }
@@ -461,7 +487,7 @@ impl Db {
         let mut client = self.client.borrow_mut();
         let mut sink = client
             .copy_in(
-                "COPY ledger_lines (seq, end_off, line, id, creates, reverses) FROM STDIN BINARY",
+                "COPY ledger_lines (seq, end_off, line, id, creates, reverses, ends) FROM STDIN BINARY",
             )
             .map_err(|e| self.error("write", &e))?;
         let mut rows = copy::Rows::new();
@@ -473,16 +499,15 @@ impl Db {
         };
         lines(&mut |line: &[u8]| {
             end += line.len() as u64 + 1;
-            // The line's `--id`, the account it opens and the movement
-            // it reverses, in unique columns: the journal itself says
-            // which are taken (the header has none).
+            // The line's `--id` and what else it takes, in unique
+            // columns (the header has none).
             let corrupt = |e: super::line::LineError| JournalError::Corrupt {
                 path: path.clone(),
                 line: seq + 1,
                 reason: e.to_string(),
             };
-            let (id, (creates, reverses)) = match seq {
-                0 => (None, (None, None)),
+            let (id, taken) = match seq {
+                0 => (None, Taken::default()),
                 _ => (
                     super::line::id_of(line, &mut scratch).map_err(corrupt)?,
                     taken_by(line, &mut scratch).map_err(corrupt)?,
@@ -493,8 +518,9 @@ impl Db {
                 end_off: as_int(end),
                 line,
                 id: id.as_deref(),
-                creates: creates.as_deref(),
-                reverses: reverses.map(as_int),
+                creates: taken.creates.as_deref(),
+                reverses: taken.reverses.map(as_int),
+                ends: taken.ends.map(as_int),
             })
             .map_err(|e| JournalError::io(path, "write", e))?;
             if rows.full() {
@@ -725,25 +751,47 @@ impl Db {
     }
 }
 
-/// The account the event on `line` opens, and the movement it reverses,
-/// if it does either (most lines do neither, and are not decoded).
-fn taken_by(
-    line: &[u8],
-    scratch: &mut Vec<u8>,
-) -> Result<(Option<String>, Option<u64>), super::line::LineError> {
+/// What a line takes that no other line may: the account it opens, the
+/// movement it reverses, the hold it ends. The lines' unique columns keep
+/// these, so the journal itself says which are taken.
+#[derive(Default)]
+struct Taken {
+    creates: Option<String>,
+    reverses: Option<u64>,
+    ends: Option<u64>,
+}
+
+/// What the event on `line` takes (most lines take nothing, and are not
+/// decoded).
+fn taken_by(line: &[u8], scratch: &mut Vec<u8>) -> Result<Taken, super::line::LineError> {
     // Searchers built once: building one costs more than a line's search.
-    static OPENS: LazyLock<Finder> = LazyLock::new(|| Finder::new(br#""type":"AccountCreated""#));
+    // A string value cannot hold `"type":"` unescaped, so the first find
+    // is the event's type.
+    static TYPE: LazyLock<Finder> = LazyLock::new(|| Finder::new(br#""type":""#));
     static REVERSES: LazyLock<Finder> = LazyLock::new(|| Finder::new(br#","reverses":"#));
-    let opens = OPENS.find(line).is_some();
-    if !opens && REVERSES.find(line).is_none() {
-        return Ok((None, None));
+    let typed = TYPE.find(line).map_or(&[][..], |at| &line[at + 8..]);
+    let takes = [
+        &b"AccountCreated\""[..],
+        b"HoldCaptured\"",
+        b"HoldReleased\"",
+    ]
+    .iter()
+    .any(|t| typed.starts_with(t));
+    if !takes && REVERSES.find(line).is_none() {
+        return Ok(Taken::default());
     }
     let event = super::line::decode(line, scratch)?.event;
-    let creates = match event.change {
-        crate::event::Change::AccountCreated { account, .. } => Some(account.into_owned()),
-        _ => None,
+    let (creates, ends) = match event.change {
+        crate::event::Change::AccountCreated { account, .. } => (Some(account.into_owned()), None),
+        crate::event::Change::HoldCaptured { hold, .. }
+        | crate::event::Change::HoldReleased { hold, .. } => (None, Some(hold)),
+        _ => (None, None),
     };
-    Ok((creates, event.reverses))
+    Ok(Taken {
+        creates,
+        reverses: event.reverses,
+        ends,
+    })
 }
 
 /// An error of sending rows to `COPY`: the server's or the driver's,

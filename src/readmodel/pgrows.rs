@@ -54,6 +54,9 @@ macro_rules! hold_columns {
     };
 }
 
+/// How many columns `hold_columns!` names.
+const HOLD_COLUMNS: usize = 6;
+
 const ACCOUNT_HOLDS: &str = concat!(
     "SELECT ",
     hold_columns!(),
@@ -393,19 +396,26 @@ fn read_reversals(db: &Db, state: &mut State, keys: &[i64]) -> Result<(), ModelE
 }
 
 /// Loads the holds placed at `keys` (seqs), open or ended, that the rows
-/// record.
+/// record. The rows' word that a hold is open lets `capture` append: the
+/// lines, whose `ends` column is unique, have the last word on those.
 fn read_holds(db: &Db, state: &mut State, keys: &[i64]) -> Result<(), ModelError> {
     let open = db.query(
         concat!(
             "SELECT ",
             hold_columns!(),
-            " FROM ledger_holds WHERE seq = ANY($1)"
+            ", (SELECT l.seq FROM ledger_lines l WHERE l.ends = ledger_holds.seq)
+                 FROM ledger_holds WHERE seq = ANY($1)"
         ),
         &[&keys],
     )?;
     let mut found = FxHashSet::default();
     for r in &open {
         let (seq, hold) = hold_row(r)?;
+        if let Some(by) = get::<Option<i64>>(r, HOLD_COLUMNS)? {
+            return Err(ModelError::Malformed(format!(
+                "hold {seq} is ended at seq {by} in the journal but open in the rows"
+            )));
+        }
         found.insert(seq);
         if state.hold(seq).is_none() && state.ended(seq).is_none() {
             state.load_hold(seq, hold).map_err(ModelError::Malformed)?;

@@ -21,10 +21,11 @@ pub(super) struct Row<'a> {
     pub id: Option<&'a str>,
     pub creates: Option<&'a str>,
     pub reverses: Option<i64>,
+    pub ends: Option<i64>,
 }
 
 /// How many columns a [`Row`] has.
-const COLUMNS: i16 = 6;
+const COLUMNS: i16 = 7;
 
 /// Encoded rows waiting to be sent.
 pub(super) struct Rows {
@@ -49,6 +50,7 @@ impl Rows {
         self.field(row.id.map(str::as_bytes))?;
         self.field(row.creates.map(str::as_bytes))?;
         self.int8(row.reverses);
+        self.int8(row.ends);
         Ok(())
     }
 
@@ -106,13 +108,14 @@ mod tests {
     /// A row as the driver's `BinaryCopyInWriter` encodes it: each value
     /// by its `ToSql`, after its length (-1 for null).
     fn driver_row(row: &Row<'_>) -> Vec<u8> {
-        let values: [(&(dyn ToSql + Sync), Type); 6] = [
+        let values: [(&(dyn ToSql + Sync), Type); 7] = [
             (&row.seq, Type::INT8),
             (&row.end_off, Type::INT8),
             (&row.line, Type::BYTEA),
             (&row.id, Type::TEXT),
             (&row.creates, Type::TEXT),
             (&row.reverses, Type::INT8),
+            (&row.ends, Type::INT8),
         ];
         let mut out = COLUMNS.to_be_bytes().to_vec();
         for (value, ty) in values {
@@ -137,6 +140,7 @@ mod tests {
             id in proptest::option::of(".{0,20}"),
             creates in proptest::option::of(".{0,20}"),
             reverses in proptest::option::of(any::<i64>()),
+            ends in proptest::option::of(any::<i64>()),
         ) {
             let row = Row {
                 seq,
@@ -145,6 +149,7 @@ mod tests {
                 id: id.as_deref(),
                 creates: creates.as_deref(),
                 reverses,
+                ends,
             };
             let mut rows = Rows::new();
             rows.push(&row).unwrap();
