@@ -1294,6 +1294,80 @@ fn a_hold_row_put_back_beside_its_deleted_end_is_not_captured_twice() {
 }
 
 #[test]
+fn a_hold_row_put_back_beside_its_deleted_end_does_not_hold_money_on_its_accounts() {
+    // An account's holds are read with it (those that may lapse, and
+    // those naming it as `to`): an ended one put back by hand must not
+    // count as lapsed money freed, nor keep its `to` from closing.
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    for command in [
+        "create a",
+        "create b",
+        "deposit a 10",
+        "hold a 4 --expires 2026-11-26T10:00:05Z",
+        "hold a 2 --to b",
+    ] {
+        env.ok(command);
+    }
+    let db = env.db.as_ref().expect("a database");
+    db.sql("CREATE TABLE saved AS SELECT * FROM ledger_holds");
+    env.ok("capture 4");
+    env.ok("capture 5");
+    env.ok("hold a 4");
+    env.ok("withdraw b 2");
+    db.sql("DELETE FROM ledger_ended; INSERT INTO ledger_holds SELECT * FROM saved");
+    let lines = db.stored();
+    let late = env
+        .cmd()
+        .env("LEDGER_TEST_CLOCK", "2026-11-26T10:00:10Z")
+        .args(["withdraw", "a", "4"])
+        .output()
+        .expect("run ledger");
+    let stderr = String::from_utf8_lossy(&late.stderr);
+    assert_eq!(late.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("insufficient funds"), "{stderr}");
+    assert_eq!(db.stored(), lines);
+    env.ok("close b");
+    env.ok("verify");
+}
+
+#[test]
+fn a_hold_deleted_by_hand_from_both_hold_tables_is_found_in_the_lines() {
+    // The rows' word that a target is no hold refuses a capture: a hold
+    // missing from both tables is placed in the lines, so the journal is
+    // replayed instead, and each command is decided on what the lines say.
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    for command in [
+        "create a",
+        "create b",
+        "deposit a 10",
+        "hold a 4 --to b",
+        "hold a 1 --id h",
+        "release 5",
+    ] {
+        env.ok(command);
+    }
+    let db = env.db.as_ref().expect("a database");
+    let lost = "DELETE FROM ledger_holds; DELETE FROM ledger_ended";
+    db.sql(lost);
+    let batch = env.file("batch", "deposit a 1\nrelease --of-id h\n");
+    env.refusals(&[
+        (&["release", "5"], 1, "seq 6"),
+        (&["batch", &batch], 1, "seq 6"),
+    ]);
+    db.sql(lost);
+    batch_ok(&env, "deposit a 1\ncapture 4\n");
+    db.sql(lost);
+    env.refusals(&[(&["capture", "4"], 1, "seq 8")]);
+    assert_eq!(env.balance_of("a"), "7.00");
+    assert_eq!(env.balance_of("b"), "4.00");
+    env.ok("verify");
+}
+
+#[test]
 fn tables_made_before_hold_ends_were_a_column_get_it_from_their_lines() {
     // A database written by an earlier build has no `ends` column: the
     // next write adds it, filled from the lines, and keeps it even when
@@ -1317,14 +1391,30 @@ fn tables_made_before_hold_ends_were_a_column_get_it_from_their_lines() {
     }
     let db = env.db.as_ref().expect("a database");
     let ends = "SELECT string_agg(seq || ':' || ends, ',' ORDER BY seq) FROM ledger_lines
-        WHERE ends IS NOT NULL";
+        WHERE ends > 0";
     assert_eq!(db.one(ends), "6:4,7:5");
     db.sql("DROP INDEX ledger_lines_ends; ALTER TABLE ledger_lines DROP COLUMN ends");
+    // Reads change nothing (and read no such column): an open hold shown.
+    assert!(env.ok("balance a").contains("2.00"));
     env.refusals(&[(&["withdraw", "a", "100"], 1, "insufficient")]);
     assert_eq!(db.one(ends), "6:4,7:5");
     env.ok("capture 8");
     assert_eq!(db.one(ends), "6:4,7:5,10:8");
     env.refusals(&[(&["release", "5"], 1, "seq 7")]);
+    // A build that does not know the column cannot add a line beside it
+    // (its `COPY` names the columns it knows).
+    let mut earlier = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
+    let refused = earlier
+        .batch_execute("INSERT INTO ledger_lines (seq, end_off, line) VALUES (11, 1, 'x')")
+        .expect_err("a line without its end");
+    assert_eq!(
+        refused.code(),
+        Some(&postgres::error::SqlState::NOT_NULL_VIOLATION)
+    );
+    // A column without its index is not trusted: filled again.
+    db.sql("DROP INDEX ledger_lines_ends; UPDATE ledger_lines SET ends = 7 WHERE seq = 3");
+    env.ok("deposit a 1");
+    assert_eq!(db.one(ends), "6:4,7:5,10:8");
     env.ok("verify");
 }
 

@@ -235,8 +235,6 @@ const SCHEMA: &str = r#"
         WHERE creates IS NOT NULL;
     CREATE UNIQUE INDEX IF NOT EXISTS ledger_lines_reverses ON ledger_lines (reverses)
         WHERE reverses IS NOT NULL;
-    CREATE UNIQUE INDEX IF NOT EXISTS ledger_lines_ends ON ledger_lines (ends)
-        WHERE ends IS NOT NULL;
     INSERT INTO ledger_head (id, seq, len, rows_seq) VALUES (1, 0, 0, 0) ON CONFLICT DO NOTHING;
 "#;
 
@@ -251,7 +249,7 @@ const LINES: &str = r#"
         id text COLLATE "C",
         creates text COLLATE "C",
         reverses bigint,
-        ends bigint
+        ends bigint NOT NULL
     )"#;
 
 /// The lines table's keys, added once the first write's lines are in:
@@ -391,11 +389,16 @@ impl Db {
                 // Tables made before the lines' hold ends: the column is
                 // added under the head's lock, and kept even if this
                 // write is refused.
-                ends::add(&mut self.client.borrow_mut(), &self.path)?;
-                self.client
-                    .borrow_mut()
-                    .batch_execute("COMMIT")
-                    .map_err(|e| self.error("update the tables of", &e))?;
+                let added = self.add_hold_ends().and_then(|()| {
+                    self.client
+                        .borrow_mut()
+                        .batch_execute("COMMIT")
+                        .map_err(|e| self.error("update the tables of", &e))
+                });
+                if let Err(e) = added {
+                    self.rollback();
+                    return Err(e);
+                }
                 self.begin(WRITE, " FOR UPDATE")
                     .map_err(|e| self.error("lock", &e))?;
             }
@@ -405,7 +408,10 @@ impl Db {
                 let fresh = self
                     .create_tables()
                     .map_err(|e| self.error("create the tables of", &e))?;
-                ends::add(&mut self.client.borrow_mut(), &self.path)?;
+                if let Err(e) = self.add_hold_ends() {
+                    self.rollback();
+                    return Err(e);
+                }
                 self.begin("", " FOR UPDATE")
                     .map_err(|e| self.error("lock", &e))?;
                 self.fresh_lines.set(fresh);
@@ -413,6 +419,10 @@ impl Db {
             Err(e) => return Err(self.error("lock", &e)),
         }
         Ok(Locked { len: self.len()? })
+    }
+
+    fn add_hold_ends(&self) -> Result<(), JournalError> {
+        ends::add(&mut self.client.borrow_mut(), &self.path)
     }
 
     /// Creates the tables that do not exist, in a write's transaction
@@ -520,7 +530,7 @@ impl Db {
                 id: id.as_deref(),
                 creates: taken.creates.as_deref(),
                 reverses: taken.reverses.map(as_int),
-                ends: taken.ends.map(as_int),
+                ends: taken.ends.map_or(0, as_int),
             })
             .map_err(|e| JournalError::io(path, "write", e))?;
             if rows.full() {
@@ -692,6 +702,12 @@ impl Db {
         LineStream::open(self.path.clone(), &url, &snapshot, start, len).ok()
     }
 
+    /// Whether the lines record the hold each ends (see [`ends`]): in
+    /// every write, and in a read of a database written by this build.
+    pub fn hold_ends(&self) -> bool {
+        self.head.get().is_some_and(|h| h.ends)
+    }
+
     /// The journal's length as the open transaction's head row says.
     pub fn head_len(&self) -> Option<u64> {
         self.head.get().and_then(|h| u64::try_from(h.len).ok())
@@ -769,7 +785,10 @@ fn taken_by(line: &[u8], scratch: &mut Vec<u8>) -> Result<Taken, super::line::Li
     // is the event's type.
     static TYPE: LazyLock<Finder> = LazyLock::new(|| Finder::new(br#""type":""#));
     static REVERSES: LazyLock<Finder> = LazyLock::new(|| Finder::new(br#","reverses":"#));
-    let typed = TYPE.find(line).map_or(&[][..], |at| &line[at + 8..]);
+    let typed = TYPE
+        .find(line)
+        .and_then(|at| line.get(at + TYPE.needle().len()..))
+        .unwrap_or_default();
     let takes = [
         &b"AccountCreated\""[..],
         b"HoldCaptured\"",

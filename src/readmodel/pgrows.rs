@@ -54,9 +54,6 @@ macro_rules! hold_columns {
     };
 }
 
-/// How many columns `hold_columns!` names.
-const HOLD_COLUMNS: usize = 6;
-
 const ACCOUNT_HOLDS: &str = concat!(
     "SELECT ",
     hold_columns!(),
@@ -396,26 +393,18 @@ fn read_reversals(db: &Db, state: &mut State, keys: &[i64]) -> Result<(), ModelE
 }
 
 /// Loads the holds placed at `keys` (seqs), open or ended, that the rows
-/// record. The rows' word that a hold is open lets `capture` append: the
-/// lines, whose `ends` column is unique, have the last word on those.
+/// record.
 fn read_holds(db: &Db, state: &mut State, keys: &[i64]) -> Result<(), ModelError> {
     let open = db.query(
         concat!(
             "SELECT ",
             hold_columns!(),
-            ", (SELECT l.seq FROM ledger_lines l WHERE l.ends = ledger_holds.seq)
-                 FROM ledger_holds WHERE seq = ANY($1)"
+            " FROM ledger_holds WHERE seq = ANY($1)"
         ),
         &[&keys],
     )?;
     let mut found = FxHashSet::default();
-    for r in &open {
-        let (seq, hold) = hold_row(r)?;
-        if let Some(by) = get::<Option<i64>>(r, HOLD_COLUMNS)? {
-            return Err(ModelError::Malformed(format!(
-                "hold {seq} is ended at seq {by} in the journal but open in the rows"
-            )));
-        }
+    for (seq, hold) in open_rows(db, &open)? {
         found.insert(seq);
         if state.hold(seq).is_none() && state.ended(seq).is_none() {
             state.load_hold(seq, hold).map_err(ModelError::Malformed)?;
@@ -425,11 +414,28 @@ fn read_holds(db: &Db, state: &mut State, keys: &[i64]) -> Result<(), ModelError
     if rest.is_empty() {
         return Ok(());
     }
+    // With each ended row, whether the line at that seq places a hold:
+    // one the rows have in neither table was lost from them. (A string
+    // value cannot hold `"type":"` unescaped, so only the event's type
+    // matches.)
     let ended = db.query(
-        "SELECT seq, by_seq, captured, amount::text, digest FROM ledger_ended WHERE seq = ANY($1)",
+        r#"SELECT k.seq, e.by_seq, e.captured, e.amount::text, e.digest,
+                  position('"type":"FundsHeld"'::bytea IN l.line) > 0
+             FROM unnest($1::bigint[]) AS k(seq)
+             LEFT JOIN ledger_ended e ON e.seq = k.seq
+             LEFT JOIN ledger_lines l ON l.seq = k.seq"#,
         &[&rest],
     )?;
     for r in &ended {
+        if get::<Option<i64>>(r, 1)?.is_none() {
+            if get::<Option<bool>>(r, 5)? == Some(true) {
+                return Err(ModelError::Malformed(format!(
+                    "seq {} places a hold in the journal that the rows lack",
+                    get::<i64>(r, 0)?
+                )));
+            }
+            continue;
+        }
         let (seq, end) = ended_row(r)?;
         if state.hold(seq).is_none() && state.ended(seq).is_none() {
             state.load_ended(seq, end).map_err(ModelError::Malformed)?;
@@ -478,7 +484,7 @@ fn prefetch_accounts(
             ),
             &[&found],
         )?;
-        let holds = holds.iter().map(hold_row).collect::<Result<Vec<_>, _>>()?;
+        let holds = open_rows(db, &holds)?;
         // Each account's own, in seq order: many open holds on a run's
         // accounts must not make each account look at all of them.
         let mut by_name: FxHashMap<&str, Vec<&(u64, Hold)>> = FxHashMap::default();
@@ -570,7 +576,7 @@ pub fn load_account(
     };
     let (name, account) = account_row(row)?;
     let holds = db.query(ACCOUNT_HOLDS, &[&name])?;
-    let holds = holds.iter().map(hold_row).collect::<Result<Vec<_>, _>>()?;
+    let holds = open_rows(db, &holds)?;
     add_account(state, name, account, &holds)
 }
 
@@ -619,7 +625,37 @@ pub fn open_holds(db: &Db) -> Result<Vec<(u64, Hold)>, ModelError> {
         ),
         &[],
     )?;
-    rows.iter().map(hold_row).collect()
+    open_rows(db, &rows)
+}
+
+/// The open holds in `rows`, each checked against its digest, and all of
+/// them against the lines. The rows' word that a hold is open is what
+/// lets `capture` take its money, and what keeps it from `withdraw`
+/// while it lasts; a hold row put back by hand beside its deleted end
+/// would say so of an ended hold. The lines, whose `ends` column is
+/// unique, have the last word. (A database not given that column yet is
+/// one no write has come to since: its rows are only read.)
+fn open_rows(db: &Db, rows: &[Row]) -> Result<Vec<(u64, Hold)>, ModelError> {
+    let holds = rows.iter().map(hold_row).collect::<Result<Vec<_>, _>>()?;
+    if holds.is_empty() || !db.hold_ends() {
+        return Ok(holds);
+    }
+    let seqs = holds
+        .iter()
+        .map(|&(seq, _)| int(seq))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ended = db.query(
+        "SELECT ends, seq FROM ledger_lines WHERE ends = ANY($1) AND ends > 0 LIMIT 1",
+        &[&seqs],
+    )?;
+    match ended.first() {
+        None => Ok(holds),
+        Some(r) => Err(ModelError::Malformed(format!(
+            "hold {} is ended at seq {} in the journal but open in the rows",
+            get::<i64>(r, 0)?,
+            get::<i64>(r, 1)?
+        ))),
+    }
 }
 
 /// Up to `n` accounts whose names come after `after`, in name order (the

@@ -21,7 +21,8 @@ pub(super) struct Row<'a> {
     pub id: Option<&'a str>,
     pub creates: Option<&'a str>,
     pub reverses: Option<i64>,
-    pub ends: Option<i64>,
+    /// 0: the line ends no hold.
+    pub ends: i64,
 }
 
 /// How many columns a [`Row`] has.
@@ -50,7 +51,7 @@ impl Rows {
         self.field(row.id.map(str::as_bytes))?;
         self.field(row.creates.map(str::as_bytes))?;
         self.int8(row.reverses);
-        self.int8(row.ends);
+        self.int8(Some(row.ends));
         Ok(())
     }
 
@@ -140,7 +141,7 @@ mod tests {
             id in proptest::option::of(".{0,20}"),
             creates in proptest::option::of(".{0,20}"),
             reverses in proptest::option::of(any::<i64>()),
-            ends in proptest::option::of(any::<i64>()),
+            ends in any::<i64>(),
         ) {
             let row = Row {
                 seq,

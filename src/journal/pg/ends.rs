@@ -1,13 +1,18 @@
-//! The lines' `ends` column: the hold a capture or release ends, unique,
-//! as `reverses` is for reversals. The query tables' word that a hold is
-//! open is what lets `capture` append; a hold's row put back by hand
-//! beside its deleted end would be believed, and the journal itself must
+//! The lines' `ends` column: the hold a capture or release ends (0 for
+//! every other line), unique where set, as `reverses` is for reversals.
+//! The query tables' word that a hold is open is what lets `capture` take
+//! its money and keeps it from `withdraw`; a hold's row put back by hand
+//! beside its deleted end would be believed, so the journal itself must
 //! say which holds are ended. Tables made before the column get it here,
 //! filled from their lines.
+//!
+//! The column has no default: a build that does not know it (and would
+//! leave a capture's end unrecorded) cannot add lines once it is there.
 
 use std::path::Path;
 
 use postgres::Client;
+use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use rustc_hash::FxHashMap;
 
@@ -16,13 +21,16 @@ use super::{JournalError, database_error};
 /// The column's unique index: once it exists, the column is filled.
 pub(super) const INDEX: &str = "ledger_lines_ends";
 
-/// Lines that may end a hold: every line whose type is one of the two,
-/// and a few others (a memo may say anything), told apart by decoding.
+/// Lines that may end a hold, in seq order: every line whose type is one
+/// of the two, and a few others (a memo may say anything), told apart by
+/// decoding.
 const CANDIDATES: &str = r#"SELECT seq, line FROM ledger_lines
-    WHERE seq > 0 AND position('"HoldCaptured"'::bytea IN line) > 0
-        OR seq > 0 AND position('"HoldReleased"'::bytea IN line) > 0"#;
+    WHERE seq > 0 AND (position('"HoldCaptured"'::bytea IN line) > 0
+        OR position('"HoldReleased"'::bytea IN line) > 0)
+    ORDER BY seq"#;
 
-/// Rows updated by one statement.
+/// Rows updated by one statement: an array of this many pairs is about
+/// a megabyte, and the statements stay few.
 const CHUNK: usize = 50_000;
 
 /// Adds the column and its index to the lines table, if it has no index
@@ -30,7 +38,16 @@ const CHUNK: usize = 50_000;
 /// Two lines ending one hold make the journal corrupt: the index cannot
 /// be built, and no write goes on.
 pub(super) fn add(client: &mut Client, path: &Path) -> Result<(), JournalError> {
-    let error = |e: postgres::Error| database_error(path, "update the tables of", &e);
+    let error = |e: postgres::Error| match e.code() {
+        Some(&SqlState::INSUFFICIENT_PRIVILEGE) => JournalError::Database {
+            path: path.to_owned(),
+            action: "update the tables of",
+            reason: "this version records the hold each line ends, in a column only the \
+                     owner of ledger_lines can add: one write by that role adds it"
+                .into(),
+        },
+        _ => database_error(path, "update the tables of", &e),
+    };
     let indexed = client
         .query_one(&format!("SELECT to_regclass('{INDEX}') IS NOT NULL"), &[])
         .and_then(|r| r.try_get::<_, bool>(0))
@@ -38,8 +55,15 @@ pub(super) fn add(client: &mut Client, path: &Path) -> Result<(), JournalError> 
     if indexed {
         return Ok(());
     }
+    // Whatever a column without its index holds (a hand's work: this
+    // transaction adds both or neither) is not trusted. Lines already
+    // there end nothing until filled; lines added later must say.
     client
-        .batch_execute("ALTER TABLE ledger_lines ADD COLUMN IF NOT EXISTS ends bigint")
+        .batch_execute(
+            "ALTER TABLE ledger_lines DROP COLUMN IF EXISTS ends;
+             ALTER TABLE ledger_lines ADD COLUMN ends bigint NOT NULL DEFAULT 0;
+             ALTER TABLE ledger_lines ALTER COLUMN ends DROP DEFAULT",
+        )
         .map_err(error)?;
     let ends = hold_ends(client, path)?;
     let mut ordered: Vec<(i64, i64)> = ends.into_iter().map(|(hold, seq)| (seq, hold)).collect();
@@ -57,7 +81,7 @@ pub(super) fn add(client: &mut Client, path: &Path) -> Result<(), JournalError> 
     }
     client
         .batch_execute(&format!(
-            "CREATE UNIQUE INDEX {INDEX} ON ledger_lines (ends) WHERE ends IS NOT NULL"
+            "CREATE UNIQUE INDEX {INDEX} ON ledger_lines (ends) WHERE ends > 0"
         ))
         .map_err(error)
 }
@@ -85,13 +109,12 @@ fn hold_ends(client: &mut Client, path: &Path) -> Result<FxHashMap<i64, i64>, Jo
             continue;
         };
         let hold = i64::try_from(hold).map_err(|_| corrupt(format!("ends hold {hold}")))?;
+        // In seq order, the first line found ending a hold twice is the
+        // one `verify` names.
         if let Some(first) = ends.insert(hold, seq) {
-            let (first, again) = (first.min(seq), first.max(seq));
-            return Err(JournalError::Corrupt {
-                path: path.to_owned(),
-                line: u64::try_from(again).map_or(0, |s| s.saturating_add(1)),
-                reason: format!("ends hold {hold}, which seq {first} ended already"),
-            });
+            return Err(corrupt(format!(
+                "ends hold {hold}, which seq {first} ended already"
+            )));
         }
     }
     Ok(ends)
