@@ -1393,7 +1393,7 @@ fn tables_made_before_hold_ends_were_a_column_get_it_from_their_lines() {
     let ends = "SELECT string_agg(seq || ':' || ends, ',' ORDER BY seq) FROM ledger_lines
         WHERE ends > 0";
     assert_eq!(db.one(ends), "6:4,7:5");
-    db.sql("DROP INDEX ledger_lines_ends; ALTER TABLE ledger_lines DROP COLUMN ends");
+    db.sql("DROP INDEX ledger_lines_hold_ends; ALTER TABLE ledger_lines DROP COLUMN ends");
     // Reads change nothing (and read no such column): an open hold shown.
     assert!(env.ok("balance a").contains("2.00"));
     env.refusals(&[(&["withdraw", "a", "100"], 1, "insufficient")]);
@@ -1412,7 +1412,7 @@ fn tables_made_before_hold_ends_were_a_column_get_it_from_their_lines() {
         Some(&postgres::error::SqlState::NOT_NULL_VIOLATION)
     );
     // A column without its index is not trusted: filled again.
-    db.sql("DROP INDEX ledger_lines_ends; UPDATE ledger_lines SET ends = 7 WHERE seq = 3");
+    db.sql("DROP INDEX ledger_lines_hold_ends; UPDATE ledger_lines SET ends = 7 WHERE seq = 3");
     env.ok("deposit a 1");
     assert_eq!(db.one(ends), "6:4,7:5,10:8");
     env.ok("verify");
@@ -1436,7 +1436,7 @@ fn a_journal_ending_one_hold_twice_is_not_written_to_when_its_ends_are_added() {
         env.ok(command);
     }
     let db = env.db.as_ref().expect("a database");
-    db.sql("DROP INDEX ledger_lines_ends; ALTER TABLE ledger_lines DROP COLUMN ends");
+    db.sql("DROP INDEX ledger_lines_hold_ends; ALTER TABLE ledger_lines DROP COLUMN ends");
     db.sql(
         r#"UPDATE ledger_lines SET line = convert_to(replace(convert_from(line, 'UTF8'),
             '"hold":5', '"hold":3'), 'UTF8') WHERE seq = 6"#,

@@ -415,12 +415,14 @@ fn read_holds(db: &Db, state: &mut State, keys: &[i64]) -> Result<(), ModelError
         return Ok(());
     }
     // With each ended row, whether the line at that seq places a hold:
-    // one the rows have in neither table was lost from them. (A string
-    // value cannot hold `"type":"` unescaped, so only the event's type
-    // matches.)
+    // one the rows have in neither table was lost from them. The first
+    // `"type":"` of a line is its event's (only `seq` and `at` come
+    // before it); a tag may be named `type`.
     let ended = db.query(
         r#"SELECT k.seq, e.by_seq, e.captured, e.amount::text, e.digest,
-                  position('"type":"FundsHeld"'::bytea IN l.line) > 0
+                  position('"type":"FundsHeld"'::bytea IN l.line)
+                      = position('"type":"'::bytea IN l.line)
+                  AND position('"type":"'::bytea IN l.line) > 0
              FROM unnest($1::bigint[]) AS k(seq)
              LEFT JOIN ledger_ended e ON e.seq = k.seq
              LEFT JOIN ledger_lines l ON l.seq = k.seq"#,

@@ -18,8 +18,11 @@ use rustc_hash::FxHashMap;
 
 use super::{JournalError, database_error};
 
-/// The column's unique index: once it exists, the column is filled.
-pub(super) const INDEX: &str = "ledger_lines_ends";
+/// The column's unique index: once it exists, the column is filled. (A
+/// build of the same day kept the column nullable under an index named
+/// `ledger_lines_ends`: such a column is made again here, as any column
+/// without this index.)
+pub(super) const INDEX: &str = "ledger_lines_hold_ends";
 
 /// Lines that may end a hold, in seq order: every line whose type is one
 /// of the two, and a few others (a memo may say anything), told apart by
