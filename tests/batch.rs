@@ -575,9 +575,7 @@ fn a_batch_equals_its_commands_run_one_by_one() {
     let batched = TestEnv::new();
     batch_ok(&batched, &[], &format!("{}\n", commands.join("\n")));
     let single = TestEnv::new();
-    for command in commands {
-        single.ok(command);
-    }
+    single.ok_each(&commands);
     assert_eq!(batched.balances(), single.balances());
     // And the same events, but for the count and the chain.
     let strip = |env: &TestEnv| -> Vec<serde_json::Value> {

@@ -1170,7 +1170,7 @@ fn hold_reversal_and_unit_rows_changed_by_hand_are_not_trusted() {
     let Some(env) = TestEnv::postgres() else {
         return;
     };
-    for command in [
+    env.ok_each(&[
         "create a --currency EUR",
         "create b --currency EUR",
         "deposit a 10",
@@ -1179,9 +1179,7 @@ fn hold_reversal_and_unit_rows_changed_by_hand_are_not_trusted() {
         "hold a 1",
         "release 6",
         "reverse 3",
-    ] {
-        env.ok(command);
-    }
+    ]);
     let balance = env.ok("balance --json");
     let db = env.db.as_ref().expect("a database");
     db.sql("UPDATE ledger_holds SET amount = 900 WHERE seq = 5");
@@ -1206,7 +1204,7 @@ fn rows_a_batch_reads_ahead_for_its_targets_are_not_trusted_when_changed() {
     let Some(env) = TestEnv::postgres() else {
         return;
     };
-    for command in [
+    env.ok_each(&[
         "create a --currency EUR",
         "create b --currency EUR",
         "deposit a 10 --id d-3",
@@ -1215,9 +1213,7 @@ fn rows_a_batch_reads_ahead_for_its_targets_are_not_trusted_when_changed() {
         "hold a 1 --id h-6",
         "release --of-id h-6",
         "reverse --of-id d-3",
-    ] {
-        env.ok(command);
-    }
+    ]);
     let db = env.db.as_ref().expect("a database");
     let batch = |name: &str, commands: &str| env.file(name, &format!("deposit a 1\n{commands}\n"));
     let capture = batch("capture", "capture --of-id h-5 9");
@@ -1270,14 +1266,12 @@ fn a_hold_row_put_back_beside_its_deleted_end_is_not_captured_twice() {
     let Some(env) = TestEnv::postgres() else {
         return;
     };
-    for command in [
+    env.ok_each(&[
         "create a",
         "create b",
         "deposit a 10",
         "hold a 4 --to b --id h",
-    ] {
-        env.ok(command);
-    }
+    ]);
     let db = env.db.as_ref().expect("a database");
     db.sql("CREATE TABLE saved AS SELECT * FROM ledger_holds");
     env.ok("capture 4");
@@ -1301,15 +1295,13 @@ fn a_hold_row_put_back_beside_its_deleted_end_does_not_hold_money_on_its_account
     let Some(env) = TestEnv::postgres() else {
         return;
     };
-    for command in [
+    env.ok_each(&[
         "create a",
         "create b",
         "deposit a 10",
         "hold a 4 --expires 2026-11-26T10:00:05Z",
         "hold a 2 --to b",
-    ] {
-        env.ok(command);
-    }
+    ]);
     let db = env.db.as_ref().expect("a database");
     db.sql("CREATE TABLE saved AS SELECT * FROM ledger_holds");
     env.ok("capture 4");
@@ -1340,16 +1332,14 @@ fn a_hold_deleted_by_hand_from_both_hold_tables_is_found_in_the_lines() {
     let Some(env) = TestEnv::postgres() else {
         return;
     };
-    for command in [
+    env.ok_each(&[
         "create a",
         "create b",
         "deposit a 10",
         "hold a 4 --to b",
         "hold a 1 --id h",
         "release 5",
-    ] {
-        env.ok(command);
-    }
+    ]);
     let db = env.db.as_ref().expect("a database");
     let lost = "DELETE FROM ledger_holds; DELETE FROM ledger_ended";
     db.sql(lost);
@@ -1375,7 +1365,7 @@ fn tables_made_before_hold_ends_were_a_column_get_it_from_their_lines() {
     let Some(env) = TestEnv::postgres() else {
         return;
     };
-    for command in [
+    env.ok_each(&[
         "create a",
         "create b",
         "deposit a 10",
@@ -1386,9 +1376,7 @@ fn tables_made_before_hold_ends_were_a_column_get_it_from_their_lines() {
         "hold a 2",
         // Bytes that look like an end, in a string: not one.
         r#"deposit a 1 --memo "type":"HoldCaptured","hold":4"#,
-    ] {
-        env.ok(command);
-    }
+    ]);
     let db = env.db.as_ref().expect("a database");
     let ends = "SELECT string_agg(seq || ':' || ends, ',' ORDER BY seq) FROM ledger_lines
         WHERE ends > 0";
@@ -1425,16 +1413,14 @@ fn a_journal_ending_one_hold_twice_is_not_written_to_when_its_ends_are_added() {
     let Some(env) = TestEnv::postgres() else {
         return;
     };
-    for command in [
+    env.ok_each(&[
         "create a",
         "deposit a 10",
         "hold a 1",
         "release 3",
         "hold a 2",
         "release 5",
-    ] {
-        env.ok(command);
-    }
+    ]);
     let db = env.db.as_ref().expect("a database");
     db.sql("DROP INDEX ledger_lines_hold_ends; ALTER TABLE ledger_lines DROP COLUMN ends");
     db.sql(

@@ -702,7 +702,7 @@ impl Db {
         LineStream::open(self.path.clone(), &url, &snapshot, start, len).ok()
     }
 
-    /// Whether the lines record the hold each ends (see [`ends`]): in
+    /// Whether the lines record the hold each ends (their `ends` column): in
     /// every write, and in a read of a database written by this build.
     pub fn hold_ends(&self) -> bool {
         self.head.get().is_some_and(|h| h.ends)

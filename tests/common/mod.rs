@@ -97,6 +97,14 @@ impl TestEnv {
         String::from_utf8(out.stdout).expect("utf-8 stdout")
     }
 
+    /// Runs each command line in turn, asserting each succeeded.
+    #[track_caller]
+    pub fn ok_each(&self, commands: &[&str]) {
+        for command in commands {
+            self.ok(command);
+        }
+    }
+
     /// Runs a command line (split on spaces) and returns its output.
     #[track_caller]
     pub fn run(&self, args: &str) -> Output {
