@@ -1167,10 +1167,7 @@ fn hold_reversal_and_unit_rows_changed_by_hand_are_not_trusted() {
     // Every row of the query tables carries a digest, as in the SQLite
     // model: each edit below fails it, the command replays the journal,
     // and answers from the lines, not from the edited row.
-    let Some(env) = TestEnv::postgres() else {
-        return;
-    };
-    env.ok_each(&[
+    let Some(env) = TestEnv::postgres_with(&[
         "create a --currency EUR",
         "create b --currency EUR",
         "deposit a 10",
@@ -1179,7 +1176,9 @@ fn hold_reversal_and_unit_rows_changed_by_hand_are_not_trusted() {
         "hold a 1",
         "release 6",
         "reverse 3",
-    ]);
+    ]) else {
+        return;
+    };
     let balance = env.ok("balance --json");
     let db = env.db.as_ref().expect("a database");
     db.sql("UPDATE ledger_holds SET amount = 900 WHERE seq = 5");
@@ -1201,10 +1200,7 @@ fn rows_a_batch_reads_ahead_for_its_targets_are_not_trusted_when_changed() {
     // holds and their ends) for many commands at once: each edit below
     // must be caught there as a single command catches it (the test
     // above), and the batch refused as a whole.
-    let Some(env) = TestEnv::postgres() else {
-        return;
-    };
-    env.ok_each(&[
+    let Some(env) = TestEnv::postgres_with(&[
         "create a --currency EUR",
         "create b --currency EUR",
         "deposit a 10 --id d-3",
@@ -1213,7 +1209,9 @@ fn rows_a_batch_reads_ahead_for_its_targets_are_not_trusted_when_changed() {
         "hold a 1 --id h-6",
         "release --of-id h-6",
         "reverse --of-id d-3",
-    ]);
+    ]) else {
+        return;
+    };
     let db = env.db.as_ref().expect("a database");
     let batch = |name: &str, commands: &str| env.file(name, &format!("deposit a 1\n{commands}\n"));
     let capture = batch("capture", "capture --of-id h-5 9");
@@ -1263,15 +1261,14 @@ fn a_hold_row_put_back_beside_its_deleted_end_is_not_captured_twice() {
     // say which holds are ended (a unique column), so a hold row restored
     // from a backup is not believed, alone or in a batch, and the journal
     // is replayed instead.
-    let Some(env) = TestEnv::postgres() else {
-        return;
-    };
-    env.ok_each(&[
+    let Some(env) = TestEnv::postgres_with(&[
         "create a",
         "create b",
         "deposit a 10",
         "hold a 4 --to b --id h",
-    ]);
+    ]) else {
+        return;
+    };
     let db = env.db.as_ref().expect("a database");
     db.sql("CREATE TABLE saved AS SELECT * FROM ledger_holds");
     env.ok("capture 4");
@@ -1292,16 +1289,15 @@ fn a_hold_row_put_back_beside_its_deleted_end_does_not_hold_money_on_its_account
     // An account's holds are read with it (those that may lapse, and
     // those naming it as `to`): an ended one put back by hand must not
     // count as lapsed money freed, nor keep its `to` from closing.
-    let Some(env) = TestEnv::postgres() else {
-        return;
-    };
-    env.ok_each(&[
+    let Some(env) = TestEnv::postgres_with(&[
         "create a",
         "create b",
         "deposit a 10",
         "hold a 4 --expires 2026-11-26T10:00:05Z",
         "hold a 2 --to b",
-    ]);
+    ]) else {
+        return;
+    };
     let db = env.db.as_ref().expect("a database");
     db.sql("CREATE TABLE saved AS SELECT * FROM ledger_holds");
     env.ok("capture 4");
@@ -1329,17 +1325,16 @@ fn a_hold_deleted_by_hand_from_both_hold_tables_is_found_in_the_lines() {
     // The rows' word that a target is no hold refuses a capture: a hold
     // missing from both tables is placed in the lines, so the journal is
     // replayed instead, and each command is decided on what the lines say.
-    let Some(env) = TestEnv::postgres() else {
-        return;
-    };
-    env.ok_each(&[
+    let Some(env) = TestEnv::postgres_with(&[
         "create a",
         "create b",
         "deposit a 10",
         "hold a 4 --to b",
         "hold a 1 --id h",
         "release 5",
-    ]);
+    ]) else {
+        return;
+    };
     let db = env.db.as_ref().expect("a database");
     let lost = "DELETE FROM ledger_holds; DELETE FROM ledger_ended";
     db.sql(lost);
@@ -1362,10 +1357,7 @@ fn tables_made_before_hold_ends_were_a_column_get_it_from_their_lines() {
     // A database written by an earlier build has no `ends` column: the
     // next write adds it, filled from the lines, and keeps it even when
     // the write itself is refused.
-    let Some(env) = TestEnv::postgres() else {
-        return;
-    };
-    env.ok_each(&[
+    let Some(env) = TestEnv::postgres_with(&[
         "create a",
         "create b",
         "deposit a 10",
@@ -1376,7 +1368,9 @@ fn tables_made_before_hold_ends_were_a_column_get_it_from_their_lines() {
         "hold a 2",
         // Bytes that look like an end, in a string: not one.
         r#"deposit a 1 --memo "type":"HoldCaptured","hold":4"#,
-    ]);
+    ]) else {
+        return;
+    };
     let db = env.db.as_ref().expect("a database");
     let ends = "SELECT string_agg(seq || ':' || ends, ',' ORDER BY seq) FROM ledger_lines
         WHERE ends > 0";
@@ -1410,17 +1404,16 @@ fn tables_made_before_hold_ends_were_a_column_get_it_from_their_lines() {
 fn a_journal_ending_one_hold_twice_is_not_written_to_when_its_ends_are_added() {
     // Two lines ending one hold cannot be given the unique column: the
     // journal is corrupt, and no write goes on until it is mended.
-    let Some(env) = TestEnv::postgres() else {
-        return;
-    };
-    env.ok_each(&[
+    let Some(env) = TestEnv::postgres_with(&[
         "create a",
         "deposit a 10",
         "hold a 1",
         "release 3",
         "hold a 2",
         "release 5",
-    ]);
+    ]) else {
+        return;
+    };
     let db = env.db.as_ref().expect("a database");
     db.sql("DROP INDEX ledger_lines_hold_ends; ALTER TABLE ledger_lines DROP COLUMN ends");
     db.sql(

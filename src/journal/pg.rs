@@ -240,7 +240,8 @@ const SCHEMA: &str = r#"
 
 /// The lines table, made by the write that creates the tables, without
 /// its keys: see [`LINES_KEYS`]. (Created before [`SCHEMA`], which indexes
-/// it.)
+/// it.) Its `ends` column is added as an older table's is, by
+/// [`ends::add`].
 const LINES: &str = r#"
     CREATE TABLE ledger_lines (
         seq bigint NOT NULL,
@@ -248,8 +249,7 @@ const LINES: &str = r#"
         line bytea NOT NULL,
         id text COLLATE "C",
         creates text COLLATE "C",
-        reverses bigint,
-        ends bigint NOT NULL
+        reverses bigint
     )"#;
 
 /// The lines table's keys, added once the first write's lines are in:
@@ -389,16 +389,12 @@ impl Db {
                 // Tables made before the lines' hold ends: the column is
                 // added under the head's lock, and kept even if this
                 // write is refused.
-                let added = self.add_hold_ends().and_then(|()| {
-                    self.client
-                        .borrow_mut()
-                        .batch_execute("COMMIT")
-                        .map_err(|e| self.error("update the tables of", &e))
-                });
-                if let Err(e) = added {
-                    self.rollback();
-                    return Err(e);
-                }
+                self.add_hold_ends()?;
+                // A failed `COMMIT` ends the transaction too.
+                self.client
+                    .borrow_mut()
+                    .batch_execute("COMMIT")
+                    .map_err(|e| self.error("update the tables of", &e))?;
                 self.begin(WRITE, " FOR UPDATE")
                     .map_err(|e| self.error("lock", &e))?;
             }
@@ -408,10 +404,7 @@ impl Db {
                 let fresh = self
                     .create_tables()
                     .map_err(|e| self.error("create the tables of", &e))?;
-                if let Err(e) = self.add_hold_ends() {
-                    self.rollback();
-                    return Err(e);
-                }
+                self.add_hold_ends()?;
                 self.begin("", " FOR UPDATE")
                     .map_err(|e| self.error("lock", &e))?;
                 self.fresh_lines.set(fresh);
@@ -421,8 +414,15 @@ impl Db {
         Ok(Locked { len: self.len()? })
     }
 
+    /// Gives the lines table its `ends` column, if it has not its index
+    /// yet ([`ends::add`]), in the write's transaction: rolled back if
+    /// that fails.
     fn add_hold_ends(&self) -> Result<(), JournalError> {
-        ends::add(&mut self.client.borrow_mut(), &self.path)
+        let added = ends::add(&mut self.client.borrow_mut(), &self.path);
+        if added.is_err() {
+            self.rollback();
+        }
+        added
     }
 
     /// Creates the tables that do not exist, in a write's transaction

@@ -51,10 +51,16 @@ impl TestEnv {
     #[track_caller]
     pub fn with(commands: &[&str]) -> TestEnv {
         let env = TestEnv::new();
-        for args in commands {
-            env.ok(args);
-        }
+        env.ok_each(commands);
         env
+    }
+
+    /// [`TestEnv::with`] on a new database ([`TestEnv::postgres`]).
+    #[track_caller]
+    pub fn postgres_with(commands: &[&str]) -> Option<TestEnv> {
+        let env = TestEnv::postgres()?;
+        env.ok_each(commands);
+        Some(env)
     }
 
     /// A command on this env's journal (via `--file`), with a clean environment.

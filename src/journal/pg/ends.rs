@@ -3,8 +3,9 @@
 //! The query tables' word that a hold is open is what lets `capture` take
 //! its money and keeps it from `withdraw`; a hold's row put back by hand
 //! beside its deleted end would be believed, so the journal itself must
-//! say which holds are ended. Tables made before the column get it here,
-//! filled from their lines.
+//! say which holds are ended. Every lines table gets the column here: a
+//! new one as it is made, an older one from its next write, filled from
+//! its lines.
 //!
 //! The column has no default: a build that does not know it (and would
 //! leave a capture's end unrecorded) cannot add lines once it is there.
