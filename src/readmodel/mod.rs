@@ -899,6 +899,11 @@ impl AppendedIds {
         }
     }
 
+    /// Whether no event given had an id.
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
     /// Each id's key and seq (see [`rows::id_row_of`]), bucket by bucket
     /// in bucket order, each bucket's in no particular order. Grouped by a
     /// counting sort of their places (4 bytes an id), not by sorting rows

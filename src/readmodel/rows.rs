@@ -368,13 +368,39 @@ pub fn load_id(
 fn bucket_entries(c: &Connection, bucket: i64) -> Result<Vec<u128>, ModelError> {
     let mut stmt =
         c.prepare_cached("SELECT bucket, entries, digest FROM id_keys WHERE bucket = ?1")?;
-    stmt.query_row([bucket], |r| Ok(bucket_row(r)))
+    let entries = stmt
+        .query_row([bucket], |r| Ok(bucket_row(r)))
         .optional()?
-        .transpose()?
-        // Every bucket has a row, empty or not, from the model's making
-        // on: a missing one is a row lost (deleted, moved, the table
-        // dropped), which would let a repeat be appended again.
-        .ok_or_else(|| ModelError::Malformed(format!("the row of id bucket {bucket} is missing")))
+        .transpose()?;
+    match entries {
+        Some(entries) => Ok(entries),
+        None if holds_no_id(c)? => Ok(Vec::new()),
+        // Every bucket has a row, empty or not, from the first id on: a
+        // missing one is a row lost (deleted, moved, the table dropped),
+        // which would let a repeat be appended again.
+        None => Err(ModelError::Malformed(format!(
+            "the row of id bucket {bucket} is missing"
+        ))),
+    }
+}
+
+/// The bucket of the row that a model holding no id has in place of
+/// its buckets' rows: writing 65,536 empty rows was a tenth of a batch
+/// of a million commands without ids into a new journal. A model with
+/// ids has every bucket's row and not this one, so a row lost from it is
+/// still seen; and without this row, no bucket's absence is believed.
+const NO_ID_BUCKET: i64 = -1;
+
+/// Whether the model says it holds no id (its row checked against its
+/// digest, and empty).
+fn holds_no_id(c: &Connection) -> Result<bool, ModelError> {
+    let mut stmt =
+        c.prepare_cached("SELECT bucket, entries, digest FROM id_keys WHERE bucket = ?1")?;
+    let row = stmt
+        .query_row([NO_ID_BUCKET], |r| Ok(bucket_row(r)))
+        .optional()?
+        .transpose()?;
+    Ok(row.is_some_and(|entries| entries.is_empty()))
 }
 
 /// The entries of bucket row `r` (bucket, entries, digest) of `id_keys`,
@@ -744,15 +770,33 @@ fn save_changed_accounts(
 
 /// The ids `named` (sorted entries) and those `appended` holds, merged
 /// into the entries of their buckets, in bucket order (a rebuild then
-/// fills the B-tree from left to right). After [`clear`] (`fresh`), every
-/// bucket gets its row, empty ones too (about 1 MB): then a lookup that
-/// finds none has found damage, not an unused bucket; and no row is read.
+/// fills the B-tree from left to right). After [`clear`] (`fresh`), or
+/// with the first ids, every bucket gets its row, empty ones too (about
+/// 1 MB): then a lookup that finds none has found damage, not an unused
+/// bucket; and no row is read. Until the first id, one row says there is
+/// none ([`NO_ID_BUCKET`]).
 fn save_ids(
     tx: &Transaction<'_>,
     named: &[u128],
     appended: AppendedIds,
     fresh: bool,
 ) -> Result<(), ModelError> {
+    if named.is_empty() && appended.is_empty() {
+        if fresh {
+            let none: &[u8] = &[];
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO id_keys (bucket, entries, digest) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![NO_ID_BUCKET, none, id_digest(NO_ID_BUCKET, none)])?;
+        }
+        return Ok(());
+    }
+    // The first ids: every bucket gets its row, as after a clear.
+    let fresh = fresh || holds_no_id(tx)?;
+    if fresh {
+        tx.prepare_cached("DELETE FROM id_keys WHERE bucket = ?1")?
+            .execute([NO_ID_BUCKET])?;
+    }
     let mut named = named
         .chunk_by(|a, b| bucket_of(entry_key(*a)) == bucket_of(entry_key(*b)))
         .peekable();
