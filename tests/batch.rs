@@ -890,3 +890,58 @@ fn a_large_batch_refused_at_its_last_line_leaves_journal_and_directory_as_they_w
     assert_eq!(events[4]["batch"], LARGE + 1);
     env.ok("verify");
 }
+
+/// A batch longer than the 4 MiB staged in memory is written to the
+/// journal as it is decided, its count known from its lines. Whatever
+/// ends it, the journal holds it all or none of it: refused at its last
+/// line (from a file and from stdin, into an existing journal and a new
+/// one), or with fewer events than lines (a repeated `--id`, a comment),
+/// when the lines written go back to the spool and are sealed again.
+#[test]
+fn a_long_batch_written_ahead_is_all_or_nothing() {
+    let memo = "m".repeat(100);
+    let deposits = |from: usize, to: usize| -> String {
+        (from..to)
+            .map(|k| format!("deposit a 1 --id d{k} --memo {memo}\n"))
+            .collect()
+    };
+    // About 8 MB of journal lines.
+    let long = format!("create a\n{}", deposits(0, 30_000));
+    for existing in [false, true] {
+        let env = TestEnv::new();
+        if existing {
+            env.ok("create z");
+        }
+        let before = fs::read(&env.journal).ok();
+        let refused = format!("{long}withdraw a 1000000\n");
+        let path = batch_file(&env, "refused.txt", &refused);
+        let out = env.run(&format!("batch {}", path.display()));
+        assert_eq!(out.status.code(), Some(1), "existing: {existing}");
+        assert_eq!(fs::read(&env.journal).ok(), before, "existing: {existing}");
+        let (code, _, _) = batch(&env, &[], &refused);
+        assert_eq!(code, 1);
+        assert_eq!(fs::read(&env.journal).ok(), before, "existing: {existing}");
+    }
+
+    let env = TestEnv::new();
+    let path = batch_file(&env, "long.txt", &long);
+    env.ok(&format!("batch {}", path.display()));
+    // Half repeats, a comment, then new ones: fewer events than lines.
+    let again = format!(
+        "# again\n{}{}",
+        deposits(15_000, 30_000),
+        deposits(30_000, 45_000)
+    );
+    let path = batch_file(&env, "again.txt", &again);
+    let out = env.ok(&format!("batch {}", path.display()));
+    assert!(out.contains("appended 15000 event(s)"), "{out}");
+    let text = String::from_utf8(env.bytes()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1 + 1 + 45_000);
+    assert!(lines[30_002].contains(r#","batch":15000,"prev""#));
+    for pair in lines.windows(2) {
+        assert!(pair[1].ends_with(&format!(r#""prev":"{}"}}"#, sha(pair[0].as_bytes()))));
+    }
+    env.ok("verify");
+    assert_eq!(env.balance_of("a"), "45000.00");
+}

@@ -71,6 +71,15 @@ impl<'c> Applier<'c> {
         })
     }
 
+    /// Says how many records are expected to append an event each: a long
+    /// run of them is then written to the journal as it is decided (see
+    /// [`Writer::expect_lines`]).
+    pub fn expect(&mut self, records: usize) {
+        if !self.dry_run {
+            self.writer.expect_lines(records);
+        }
+    }
+
     /// Applies the record at `line` (its command, or why it has none).
     /// A refused record stops the run, except in a dry run, which reports
     /// it, leaves it out and goes on, so that one run lists every record

@@ -555,6 +555,9 @@ const ACCOUNTS_ONE_BY_ONE: usize = if cfg!(test) { 4 } else { 65_536 };
 
 impl Drop for Writer {
     fn drop(&mut self) {
+        // Lines written ahead of a commit that never came go first, so
+        // that a journal this writer created is found empty and removed.
+        self.stage.abandon();
         self.save_model();
         self.discard_unused();
     }
@@ -1209,10 +1212,37 @@ impl Writer {
         self.stage.len()
     }
 
+    /// Says that the append about to be staged is expected to have
+    /// `lines` lines (a batch's commands). On a file, a long append is
+    /// then written to the journal as its lines are staged, rather than
+    /// copied through a spool once all are decided (see
+    /// `stage::ahead`); if it turns out to have another number of lines,
+    /// only time is lost.
+    pub fn expect_lines(&mut self, lines: usize) {
+        // A torn tail stays until the commit removes it, so that a
+        // refusal leaves the file byte for byte as it was.
+        if lines < 2 || self.torn.is_some() || self.stage.len() > 0 {
+            return;
+        }
+        let Backing::File(file) = &self.file else {
+            return;
+        };
+        let Ok(journal) = file.try_clone() else {
+            return;
+        };
+        let sealer = self.sealer_of(lines);
+        let ahead = stage::Ahead::new(journal, self.len, lines, sealer, (&self.path, self.owner));
+        self.stage.write_ahead(ahead);
+    }
+
     /// What seals the staged lines: they follow the journal's last line,
     /// or a new journal's header.
     fn sealer(&self) -> stage::Sealer {
-        let count = self.stage.len();
+        self.sealer_of(self.stage.len())
+    }
+
+    /// What seals an append of `count` lines.
+    fn sealer_of(&self, count: usize) -> stage::Sealer {
         match self.head {
             Some(head) => stage::Sealer::new(head.hash, count, None),
             None => {
@@ -1893,6 +1923,17 @@ mod tests {
     type Seen = (Vec<u8>, Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>);
 
     fn append(ops: &[Op], existing: bool, limit: usize, commit: bool) -> Seen {
+        append_expecting(ops, existing, (limit, None), commit)
+    }
+
+    /// [`append`], the writer told to expect `expect` lines (written ahead
+    /// of the commit once they outgrow the buffer, `limit`).
+    fn append_expecting(
+        ops: &[Op],
+        existing: bool,
+        (limit, expect): (usize, Option<usize>),
+        commit: bool,
+    ) -> Seen {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("journal.jsonl");
         let at = |t: &str| At::parse_instant(t).expect("instant");
@@ -1908,7 +1949,11 @@ mod tests {
             drop(writer);
             writer = Writer::open(&path).expect("open");
             writer.at = at("2026-11-27T10:00:00Z");
-        } else {
+        }
+        if let Some(lines) = expect {
+            writer.expect_lines(lines);
+        }
+        if !existing {
             writer.apply(&request(create("a"))).expect("a");
             writer.apply(&request(create("b"))).expect("b");
         }
@@ -2003,6 +2048,81 @@ mod tests {
                 tail.push(b'\n');
                 prop_assert!(bytes.ends_with(&tail));
             }
+        }
+    }
+
+    /// A line as staged: no batch mark, a placeholder `prev`.
+    fn as_staged(line: &[u8]) -> Vec<u8> {
+        let text = String::from_utf8_lossy(line);
+        let mut line = match text.find(r#","batch":"#) {
+            Some(at) => {
+                let end = text[at + 9..]
+                    .find(|c: char| !c.is_ascii_digit())
+                    .map_or(text.len(), |n| at + 9 + n);
+                format!("{}{}", &text[..at], &text[end..]).into_bytes()
+            }
+            None => line.to_vec(),
+        };
+        line::set_prev(&mut line, &LineHash::default());
+        line
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Written to the journal ahead of its commit, an append is byte
+        /// for byte the one staged in memory, whether the lines expected
+        /// are as many as it has, more or fewer (then given up for the
+        /// spool): and so is the journal a dry run or a refusal leaves.
+        /// Lines read back before sealing are the same events.
+        #[test]
+        fn an_append_written_ahead_is_the_append_staged_in_memory(
+            ops in proptest::collection::vec(op(), 0..40),
+            existing in any::<bool>(),
+            limit in prop_oneof![Just(1usize), 1..3000usize],
+            commit in any::<bool>(),
+            off in -2..=2i64,
+        ) {
+            let in_memory = append(&ops, existing, usize::MAX, commit);
+            let expect = usize::try_from(in_memory.2.len() as i64 + off).unwrap_or(0);
+            let ahead = append_expecting(&ops, existing, (limit, Some(expect)), commit);
+            prop_assert_eq!(&in_memory.0, &ahead.0);
+            prop_assert_eq!(&in_memory.1, &ahead.1);
+            prop_assert_eq!(&in_memory.3, &ahead.3);
+            let staged: Vec<Vec<u8>> = ahead.2.iter().map(|l| as_staged(l)).collect();
+            prop_assert_eq!(&in_memory.2, &staged);
+        }
+    }
+
+    /// Lines written ahead of a commit that never comes (the writer
+    /// dropped, as on a refusal) leave the journal as it was, or no
+    /// journal where there was none.
+    #[test]
+    fn lines_written_ahead_of_no_commit_are_cut_back() {
+        for existing in [false, true] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("journal.jsonl");
+            if existing {
+                let mut writer = Writer::open(&path).expect("open");
+                writer.apply(&request(Command::create("a"))).expect("a");
+                writer.commit().expect("commit");
+            }
+            let before = std::fs::read(&path).ok();
+            let mut writer = Writer::open(&path).expect("open");
+            writer.expect_lines(100);
+            writer.stage.set_limit(1);
+            for account in ["b", "c", "d", "e"] {
+                writer
+                    .apply(&request(Command::create(account)))
+                    .expect("create");
+            }
+            let written = std::fs::metadata(&path).map_or(0, |m| m.len());
+            assert!(
+                written > before.as_ref().map_or(0, Vec::len) as u64,
+                "lines were written ahead"
+            );
+            drop(writer);
+            assert_eq!(std::fs::read(&path).ok(), before, "existing: {existing}");
         }
     }
 

@@ -31,7 +31,10 @@ struct Call {
 }
 
 fn parse(line: &str) -> Option<Call> {
-    // `PID name(args) = ret`
+    // `PID name(args) = ret`; a call that another thread's interrupted
+    // (a sync running while the next lines are written) is shown as
+    // `PID name(args <unfinished ...>`, its end on a line of its own.
+    let line = line.replace(" <unfinished ...>", "");
     let (_, rest) = line.split_once(' ')?;
     let rest = rest.trim_start();
     let (name, rest) = rest.split_once('(')?;
@@ -257,6 +260,67 @@ fn a_long_batch_is_synced_as_it_is_written_and_a_sync_failing_on_the_way_fails_i
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert!(stderr.contains(UNKNOWN), "{stderr}");
     assert!(env.bytes() == before, "the journal changed");
+}
+
+/// A long batch is written to the journal as it is decided, with no spool
+/// (no `O_TMPFILE` is opened). Killed (an injected SIGKILL) at its second
+/// write, before any line completes its count: readers see the journal as
+/// it was and warn of the torn tail, the next write moves it to `.torn`,
+/// and the same batch run again appends every event once.
+#[test]
+fn a_long_batch_killed_while_written_ahead_leaves_a_torn_tail_only() {
+    if !require("strace", strace_works()) {
+        return;
+    }
+    let env = TestEnv::new();
+    env.ok("create a");
+    let journal = real(&env).join("journal.jsonl");
+    let batch = env.dir.path().join("long.txt");
+    let text: String = (0..64_000)
+        .map(|i| format!("deposit a 1 --id w{i}\n"))
+        .collect();
+    fs::write(&batch, text).expect("batch");
+    let batch = batch.display().to_string();
+    let before = env.bytes();
+    let shown = journal.display().to_string();
+    // The directory's calls too, where a spool would be opened.
+    let dir = real(&env).display().to_string();
+    let kill = [
+        "-P",
+        &shown,
+        "-P",
+        &dir,
+        "-e",
+        "inject=write:signal=KILL:when=2",
+    ];
+    let (out, calls) = traced(&env, &journal, &kill, &["batch", &batch]);
+    assert!(!out.status.success(), "not killed:\n{}", dump(&calls));
+    let (after, tmpfile) = (env.bytes(), "O_TMPFILE");
+    assert!(
+        after.len() > before.len() + (4 << 20) && after.starts_with(&before),
+        "nothing written ahead"
+    );
+    assert!(
+        !calls.iter().any(|c| c.args.contains(tmpfile)),
+        "a spool was made:\n{}",
+        dump(&calls)
+    );
+    let read = env.run("balance a");
+    assert_eq!(assert_clean_read("balance", &read), 1);
+    assert!(String::from_utf8_lossy(&read.stdout).contains("0.00"));
+    assert_eq!(assert_clean_read("verify", &env.run("verify")), 1);
+
+    env.ok(&format!("batch {batch}"));
+    assert_eq!(
+        fs::read(env.journal.with_extension("jsonl.torn"))
+            .expect("torn")
+            .len(),
+        after.len() - before.len()
+    );
+    assert_eq!(env.balance_of("a"), "64000.00");
+    let found = ids(&env.bytes());
+    assert!((0..64_000).all(|i| found.get(&format!("w{i}")).map(Vec::len) == Some(1)));
+    assert_eq!(assert_clean_read("verify", &env.run("verify")), 0);
 }
 
 /// Killed (an injected SIGKILL) at the read model's first write, which

@@ -26,8 +26,9 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
     if from_stdin && io::stdin().is_terminal() {
         super::note("reading commands from standard input; end with Ctrl-D");
     }
-    let input = open_input(args, &ctx.path)?;
+    let (input, commands) = open_input(args, &ctx.path)?;
     let mut applier = Applier::open(ctx, args.dry_run)?;
+    applier.expect(commands);
     let parser = || {
         let mut grammar = Grammar::new();
         move |text: &[u8]| parse_line(&mut grammar, text).transpose()
@@ -38,14 +39,15 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
     applier.finish()
 }
 
-/// A batch's input, ready to be read line by line. A regular file is
-/// read as the lines are applied, with the journal locked: reading it
-/// never waits on anyone. Anything else (stdin, a pipe, a device) could be
-/// a slow producer that would hold other writers up, so it is read to its
-/// end first, its lines bounded as the file's are, before the journal is
-/// locked: into memory, and past a few MiB into a nameless file beside the
-/// `journal` (so that memory does not grow with the batch).
-fn open_input(args: &BatchArgs, journal: &Path) -> Result<Box<dyn BufRead + Send>, Error> {
+/// A batch's input, ready to be read line by line, and how many of its
+/// lines hold a command. A regular file is read as the lines are applied,
+/// with the journal locked: reading it never waits on anyone (it is read
+/// once before, to count). Anything else (stdin, a pipe, a device) could
+/// be a slow producer that would hold other writers up, so it is read to
+/// its end first, its lines bounded as the file's are, before the journal
+/// is locked: into memory, and past a few MiB into a nameless file beside
+/// the `journal` (so that memory does not grow with the batch).
+fn open_input(args: &BatchArgs, journal: &Path) -> Result<(Box<dyn BufRead + Send>, usize), Error> {
     let path = args.input.as_deref().filter(|p| p.as_os_str() != "-");
     let io_error = |e| match path {
         Some(path) => Error::Journal(JournalError::io(path, "read batch file", e)),
@@ -56,7 +58,9 @@ fn open_input(args: &BatchArgs, journal: &Path) -> Result<Box<dyn BufRead + Send
             let file = fs::File::open(path).map_err(io_error)?;
             let meta = file.metadata().map_err(io_error)?;
             if meta.file_type().is_file() {
-                return Ok(Box::new(io::BufReader::with_capacity(READ_BUFFER, file)));
+                let mut reader = io::BufReader::with_capacity(READ_BUFFER, file);
+                let commands = count_commands(&mut reader).map_err(io_error)?;
+                return Ok((Box::new(reader), commands));
             }
             Box::new(file)
         }
@@ -64,15 +68,18 @@ fn open_input(args: &BatchArgs, journal: &Path) -> Result<Box<dyn BufRead + Send
     };
     let mut reader = io::BufReader::with_capacity(READ_BUFFER, source);
     let (mut text, mut line, mut spool) = (Vec::new(), 0, None);
+    let mut commands = Commands::default();
     let spool_error = |e| Error::Journal(JournalError::io(journal, KEEP_INPUT, e));
     loop {
         line += 1;
+        let start = text.len();
         match read_line(&mut reader, &mut text) {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) if e.kind() == io::ErrorKind::InvalidData => return Err(too_long(line)),
             Err(e) => return Err(io_error(e)),
         }
+        commands.feed(&text[start..]);
         if text.len() >= READ_BUFFER {
             let file = match &mut spool {
                 Some(file) => file,
@@ -83,12 +90,70 @@ fn open_input(args: &BatchArgs, journal: &Path) -> Result<Box<dyn BufRead + Send
         }
     }
     let Some(mut file) = spool else {
-        return Ok(Box::new(io::Cursor::new(text)));
+        return Ok((Box::new(io::Cursor::new(text)), commands.count));
     };
     file.write_all(&text)
         .and_then(|()| file.rewind())
         .map_err(spool_error)?;
-    Ok(Box::new(io::BufReader::with_capacity(READ_BUFFER, file)))
+    let reader = io::BufReader::with_capacity(READ_BUFFER, file);
+    Ok((Box::new(reader), commands.count))
+}
+
+/// Counts the lines of `file` that hold a command (see [`Commands`]),
+/// then rewinds it.
+fn count_commands(file: &mut io::BufReader<fs::File>) -> io::Result<usize> {
+    let mut commands = Commands::default();
+    loop {
+        let bytes = match file.fill_buf() {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if bytes.is_empty() {
+            break;
+        }
+        commands.feed(bytes);
+        let n = bytes.len();
+        file.consume(n);
+    }
+    file.rewind()?;
+    Ok(commands.count)
+}
+
+/// Counts, as the input's bytes go by, the lines that hold a command:
+/// those with something other than blanks, not starting with `#`. What a
+/// batch will append, if no command repeats an earlier one's `--id`; a
+/// line the parser refuses counts too (the batch then appends nothing).
+#[derive(Default)]
+struct Commands {
+    count: usize,
+    /// Whether the line going by was counted or passed over already (its
+    /// first byte other than a blank seen): the rest of it is skipped.
+    within: bool,
+}
+
+impl Commands {
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while let Some((&first, rest)) = bytes.split_first() {
+            if self.within {
+                let Some(end) = memchr::memchr(b'\n', bytes) else {
+                    return;
+                };
+                self.within = false;
+                bytes = &bytes[end + 1..];
+                continue;
+            }
+            match first {
+                b' ' | b'\t' | b'\r' | b'\n' => {}
+                b'#' => self.within = true,
+                _ => {
+                    self.count += 1;
+                    self.within = true;
+                }
+            }
+            bytes = rest;
+        }
+    }
 }
 
 /// What keeping a long batch input in a file is called in errors.
@@ -272,6 +337,24 @@ fn read_chunks(
                 send(Err(e));
                 return;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Commands;
+
+    /// Blank lines and comments are not counted, wherever the input is
+    /// cut into the pieces read.
+    #[test]
+    fn commands_are_counted_however_the_input_is_cut() {
+        let text = b"create a\n\n  # note\n\t deposit a 1\r\n#x\n \r\n\nwithdraw a 1";
+        for cut in 0..=text.len() {
+            let mut commands = Commands::default();
+            commands.feed(&text[..cut]);
+            commands.feed(&text[cut..]);
+            assert_eq!(commands.count, 3, "cut at {cut}");
         }
     }
 }

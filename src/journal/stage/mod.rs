@@ -28,6 +28,10 @@ use super::JournalError;
 use super::line::{self, LineHash};
 use super::sidecar::{self, Owner};
 
+mod ahead;
+
+pub(super) use ahead::Ahead;
+
 /// Bytes of staged lines kept in memory before they go to the spool; also
 /// about the size of each read and write that seals them.
 const BUFFER: usize = 4 << 20;
@@ -42,12 +46,16 @@ pub(super) struct Stage {
     limit: usize,
     /// The older lines, when there are more than the buffer holds.
     spool: Option<File>,
-    /// How many bytes of lines the spool holds (it may hold more: a sealed
-    /// copy after them, see [`Sink::Keep`]).
+    /// How many bytes of lines have left the buffer: for the spool, which
+    /// may hold more (a sealed copy after them, see [`Sink::Keep`]), or
+    /// written ahead to the journal.
     spooled: u64,
     /// Where each line starts in the staged bytes (spool, then buffer).
     starts: Starts,
     sealed: Option<Sealed>,
+    /// An append written to the journal as it is staged, instead of to
+    /// the spool (see [`Stage::write_ahead`]).
+    ahead: Option<Ahead>,
 }
 
 /// Where sealing sends the sealed bytes.
@@ -97,7 +105,22 @@ impl Stage {
             spooled: 0,
             starts: Starts::default(),
             sealed: None,
+            ahead: None,
         }
+    }
+
+    /// Writes the lines to the journal as they are staged, once they
+    /// outgrow the buffer, as `ahead` says, rather than to a spool. Only
+    /// before anything is staged.
+    pub(super) fn write_ahead(&mut self, ahead: Ahead) {
+        if self.starts.len() == 0 {
+            self.ahead = Some(ahead);
+        }
+    }
+
+    /// Stops writing ahead, leaving the journal as it was.
+    pub(super) fn abandon(&mut self) {
+        self.ahead = None;
     }
 
     /// Sets the bytes staged in memory before the spool takes them.
@@ -131,6 +154,9 @@ impl Stage {
         encode(&mut self.buffer);
         self.buffer.push(b'\n');
         if self.buffer.len() - self.room >= self.limit {
+            if self.hand_ahead()? {
+                return Ok(());
+            }
             if self.spool.is_none() {
                 let spool = sidecar::create_spool(path, owner).map_err(|e| spool_error(path, e))?;
                 self.spool = Some(spool);
@@ -138,6 +164,44 @@ impl Stage {
             self.spill().map_err(|e| spool_error(path, e))?;
         }
         Ok(())
+    }
+
+    /// Hands the buffered lines to the append written ahead, if there is
+    /// one and they leave a line of it for the commit to write; gives it
+    /// up once the lines outnumber it. Returns whether the buffered lines
+    /// are seen to (handed, or kept for the commit).
+    fn hand_ahead(&mut self) -> Result<bool, JournalError> {
+        let Some(mut ahead) = self.ahead.take() else {
+            return Ok(false);
+        };
+        let lines = self.starts.len();
+        if lines > ahead.lines() {
+            self.give_up(ahead)?;
+            return Ok(false);
+        }
+        if lines < ahead.lines() {
+            let handed = (self.buffer.len() - self.room) as u64;
+            let buffer = self.take_buffer();
+            // On a failure, `ahead` is dropped: the journal is cut back.
+            self.buffer = ahead.hand(buffer, self.room)?;
+            self.spooled += handed;
+        }
+        self.ahead = Some(ahead);
+        Ok(true)
+    }
+
+    /// Gives up writing ahead: the lines written go to a spool, as staged,
+    /// and the journal is cut back.
+    fn give_up(&mut self, ahead: Ahead) -> Result<(), JournalError> {
+        if let Some(spool) = ahead.into_spool(self.spooled)? {
+            self.spool = Some(spool);
+        }
+        Ok(())
+    }
+
+    /// The buffer, leaving an empty one (but for its room) in its place.
+    fn take_buffer(&mut self) -> Vec<u8> {
+        std::mem::replace(&mut self.buffer, vec![0; self.room])
     }
 
     /// Moves the buffered lines to the end of the spool, if there is one.
@@ -173,8 +237,34 @@ impl Stage {
                     .unwrap_or_default()
                     .to_vec());
             }
-            return read_at(self.spool.as_ref(), start, end).map_err(|e| spool_error(path, e));
+            let Some(ahead) = &self.ahead else {
+                return read_at(self.spool.as_ref(), start, end).map_err(|e| spool_error(path, e));
+            };
+            // Written ahead: read back as sealed, once written.
+            let Some((at, header, mark)) = ahead.written(end) else {
+                let e = io::Error::other("the thread writing the append stopped");
+                return Err(JournalError::io(path, "read", e));
+            };
+            let written = Sealed {
+                header,
+                mark,
+                last: LineHash::default(),
+                place: Place::Journal(at),
+            };
+            return self.sealed_line(written, i, (start, end), journal, path);
         };
+        self.sealed_line(sealed, i, (start, end), journal, path)
+    }
+
+    /// The bytes of line `i`, staged from `start` to `end`, as sealed.
+    fn sealed_line(
+        &self,
+        sealed: Sealed,
+        i: usize,
+        (start, end): (u64, u64),
+        journal: Option<&File>,
+        path: &Path,
+    ) -> Result<Vec<u8>, JournalError> {
         // The mark makes the first line longer and moves every later one.
         let shift = sealed.header + if i == 0 { 0 } else { sealed.mark };
         let (start, end) = (start + shift, end + sealed.header + sealed.mark);
@@ -203,6 +293,24 @@ impl Stage {
     ) -> Result<(), JournalError> {
         if self.starts.len() == 0 || self.sealed.is_some() {
             return Ok(());
+        }
+        if let Some(mut ahead) = self.ahead.take() {
+            if let Sink::Journal(_, len) = sink
+                && ahead.started()
+                && ahead.lines() == self.starts.len()
+            {
+                self.spooled += (self.buffer.len() - self.room) as u64;
+                let buffer = self.take_buffer();
+                let sealer = ahead.finish(buffer, self.room)?;
+                self.sealed = Some(Sealed {
+                    header: sealer.header_len,
+                    mark: sealer.mark_len,
+                    last: sealer.prev,
+                    place: Place::Journal(len),
+                });
+                return Ok(());
+            }
+            self.give_up(ahead)?;
         }
         // With a spool, every line goes through it: one path for them all.
         self.spill().map_err(|e| spool_error(path, e))?;
@@ -518,6 +626,21 @@ impl Sealer {
             header_len: 0,
             mark_len: 0,
         }
+    }
+
+    /// How long the header and the first line's mark are (or will be)
+    /// in the sealed bytes.
+    fn lengths(&self) -> (u64, u64) {
+        let Some((count, header)) = &self.first else {
+            return (self.header_len, self.mark_len);
+        };
+        let header = header.as_ref().map_or(0, |h| h.len() as u64);
+        let mark = if *count > 1 {
+            line::batch_mark(*count, 0).0.len() as u64
+        } else {
+            0
+        };
+        (header, mark)
     }
 
     /// Seals the lines of `buf[from..end]` (each ending with `\n`) in
