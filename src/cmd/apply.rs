@@ -44,6 +44,14 @@ struct Pending {
     errors: Vec<(usize, Error)>,
 }
 
+impl Pending {
+    fn clear(&mut self) {
+        self.lines.clear();
+        self.commands.clear();
+        self.errors.clear();
+    }
+}
+
 /// Records applied after one prefetch.
 const RUN: usize = 1024;
 
@@ -125,6 +133,12 @@ impl<'c> Applier<'c> {
             };
             self.record(*line, result)?;
         }
+        drop(errors);
+        drop(requests);
+        // The next run fills the same vectors: grown afresh a push at a
+        // time, they copied each run's commands about twice more.
+        pending.clear();
+        self.pending = pending;
         Ok(())
     }
 
