@@ -423,3 +423,39 @@ fn an_id_used_earlier_in_the_same_import_is_told_exactly() {
     assert!(out.starts_with("appended 2 event(s) (seq 4-5)"), "{out}");
     assert_eq!(env.balance_of("a"), "3.00");
 }
+
+/// JSON Lines from a file are counted before the journal is locked, so a
+/// long import is written to the journal as it is decided, as a long
+/// `batch` is: refused at its last record, it leaves the journal byte for
+/// byte as it was; run again (half of it repeats, half new ones), it
+/// appends each record once.
+#[test]
+fn a_long_json_lines_import_is_all_or_nothing() {
+    let env = TestEnv::new();
+    env.ok("create a");
+    let record = |k: usize| {
+        format!(
+            r#"{{"command":"deposit","account":"a","amount":"1","id":"r{k}","memo":"{}"}}"#,
+            "m".repeat(100)
+        )
+    };
+    let records =
+        |from: usize, to: usize| -> String { (from..to).map(|k| record(k) + "\n").collect() };
+    let before = env.bytes();
+    let refused = format!(
+        "{}{}\n",
+        records(0, 30_000),
+        r#"{"command":"withdraw","account":"a","amount":"1000000"}"#
+    );
+    let path = write(&env, "refused.jsonl", &refused);
+    assert_eq!(env.run(&format!("import {path}")).status.code(), Some(1));
+    assert_eq!(env.bytes(), before);
+
+    let path = write(&env, "first.jsonl", &records(0, 30_000));
+    env.ok(&format!("import {path}"));
+    let path = write(&env, "again.jsonl", &records(15_000, 45_000));
+    let out = env.ok(&format!("import {path}"));
+    assert!(out.contains("appended 15000 event(s)"), "{out}");
+    assert_eq!(env.balance_of("a"), "45000.00");
+    env.ok("verify");
+}

@@ -101,7 +101,7 @@ fn open_input(args: &BatchArgs, journal: &Path) -> Result<(Box<dyn BufRead + Sen
 
 /// Counts the lines of `file` that hold a command (see [`Commands`]),
 /// then rewinds it.
-fn count_commands(file: &mut io::BufReader<fs::File>) -> io::Result<usize> {
+pub(crate) fn count_commands(file: &mut io::BufReader<fs::File>) -> io::Result<usize> {
     let mut commands = Commands::default();
     loop {
         let bytes = match file.fill_buf() {

@@ -5,17 +5,20 @@
 //! parser builds, through the same value parsers
 //! ([`WriteCommand::set_arg`]), so every input is checked alike. Records are
 //! read, parsed and applied in order (JSON Lines parsed on worker threads,
-//! as `batch` parses): memory does not grow with the input (the events
-//! staged for the one write go to a file once they outgrow a buffer).
+//! as `batch` parses): memory does not grow with the input (past a buffer,
+//! the events of the one write are written to the journal as they are
+//! decided, JSON Lines from a file being counted first, or else go to a
+//! file until the last is decided).
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, IsTerminal, Read};
+use std::io::{self, BufRead, BufReader, IsTerminal};
 
 use clap::CommandFactory;
 
 use crate::cli::{BatchLine, ImportArgs, WriteCommand};
 use crate::cmd::Context;
 use crate::cmd::apply::Applier;
+use crate::cmd::batch::count_commands;
 use crate::error::Error;
 use crate::journal::JournalError;
 
@@ -25,10 +28,15 @@ pub mod rules;
 
 /// Runs an import.
 pub fn run(ctx: &Context, args: &ImportArgs) -> Result<(), Error> {
-    let (input, name) = open_input(args)?;
+    let (input, name, lines) = open_input(args)?;
     // Rules are read, and checked, before the journal is locked.
     let rules = args.rules.as_deref().map(rules::Rules::load).transpose()?;
     let mut applier = Applier::open(ctx, args.dry_run)?;
+    // A JSON Lines record is a line; a CSV's rules may skip rows, and
+    // its records span lines where a quoted field holds one.
+    if rules.is_none() {
+        applier.expect(lines);
+    }
     let mut apply =
         |line: usize, command: Result<WriteCommand, Error>| applier.apply(line, command);
     match &rules {
@@ -39,21 +47,25 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> Result<(), Error> {
 }
 
 /// What [`open_input`] opens.
-type Input = (Box<dyn BufRead + Send>, String);
+type Input = (Box<dyn BufRead + Send>, String, usize);
 
-/// The input and the name errors give it.
+/// The input, the name errors give it, and for a regular file of JSON
+/// Lines, how many of its lines hold something (counted before the
+/// journal is locked, see [`Applier::expect`]).
 fn open_input(args: &ImportArgs) -> Result<Input, Error> {
     /// Large reads: a million records go through this.
     const BUFFER: usize = 1 << 18;
     match args.input.as_deref() {
         Some(path) if path.as_os_str() != "-" => {
-            let file = File::open(path)
-                .map_err(|e| Error::Journal(JournalError::io(path, "read import file", e)))?;
-            let reader: Box<dyn Read + Send> = Box::new(file);
-            Ok((
-                Box::new(BufReader::with_capacity(BUFFER, reader)),
-                path.display().to_string(),
-            ))
+            let error = |e| Error::Journal(JournalError::io(path, "read import file", e));
+            let file = File::open(path).map_err(error)?;
+            let mut reader = BufReader::with_capacity(BUFFER, file);
+            let regular = reader.get_ref().metadata().map_err(error)?.is_file();
+            let lines = match regular && args.rules.is_none() {
+                true => count_commands(&mut reader).map_err(error)?,
+                false => 0,
+            };
+            Ok((Box::new(reader), path.display().to_string(), lines))
         }
         _ => {
             if io::stdin().is_terminal() {
@@ -62,6 +74,7 @@ fn open_input(args: &ImportArgs) -> Result<Input, Error> {
             Ok((
                 Box::new(BufReader::with_capacity(BUFFER, io::stdin())),
                 "stdin".into(),
+                0,
             ))
         }
     }
