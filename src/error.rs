@@ -41,6 +41,9 @@ pub enum Error {
         /// What went wrong there.
         source: Box<Error>,
     },
+    /// Ctrl-C (SIGINT) stopped a batch or an import before its commit.
+    #[error("interrupted: nothing was written")]
+    Interrupted,
     /// A dry run found records that would be refused, each reported as it
     /// was found; the run exits with the first one's code (SPEC 4).
     #[error("{failed} record(s) would be refused (listed above); nothing written")]
@@ -153,6 +156,10 @@ pub mod code {
     pub const INVALID: u8 = 3;
     /// I/O failure.
     pub const IO: u8 = 4;
+    /// Stopped by Ctrl-C, nothing written: what a shell reports for a
+    /// process that SIGINT ends (128 + 2), as it did before a batch
+    /// caught the signal to cut back what it had written ahead.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 impl Error {
@@ -183,6 +190,7 @@ impl Error {
             Error::Output(_) | Error::Chart { .. } => code::IO,
             Error::Line { source, .. } => source.exit_code(),
             Error::DryRunRefused { first, .. } => first.exit_code(),
+            Error::Interrupted => code::INTERRUPTED,
         }
     }
 

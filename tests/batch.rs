@@ -945,3 +945,48 @@ fn a_long_batch_written_ahead_is_all_or_nothing() {
     env.ok("verify");
     assert_eq!(env.balance_of("a"), "45000.00");
 }
+
+/// Ctrl-C during a long batch, once lines are written ahead: the batch
+/// stops, cuts them back, and exits 130 (as SIGINT's default would); the
+/// journal is byte for byte as it was, with no torn tail.
+#[test]
+fn ctrl_c_during_a_long_batch_leaves_the_journal_as_it_was() {
+    let env = TestEnv::new();
+    env.ok("create a");
+    let before = env.bytes();
+    let memo = "m".repeat(100);
+    let text: String = (0..400_000)
+        .map(|k| format!("deposit a 1 --id c{k} --memo {memo}\n"))
+        .collect();
+    let path = batch_file(&env, "long.txt", &text);
+    let child = env
+        .process()
+        .arg("--file")
+        .arg(&env.journal)
+        .arg("batch")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while fs::metadata(&env.journal).unwrap().len() == before.len() as u64 {
+        assert!(start.elapsed().as_secs() < 60, "nothing written ahead");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted: nothing was written"),
+        "{stderr}"
+    );
+    assert_eq!(env.bytes(), before);
+    assert!(!env.journal.with_extension("jsonl.torn").exists());
+    env.ok("verify");
+}

@@ -5,6 +5,8 @@
 
 use std::borrow::Cow;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::cli::{Format, WriteCommand};
 use crate::cmd::{Context, write};
@@ -52,6 +54,12 @@ impl Pending {
     }
 }
 
+/// Set by Ctrl-C during a batch or an import (see [`Applier::open`]).
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// How long Ctrl-C waits for a run to stop and cut back its lines.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
+
 /// Records applied after one prefetch.
 const RUN: usize = 1024;
 
@@ -65,6 +73,17 @@ impl<'c> Applier<'c> {
         // rows). Best effort: where the kernel refuses, only memory differs.
         #[cfg(target_os = "linux")]
         let _ = rustix::thread::disable_transparent_huge_pages(true);
+        // A long run writes its lines to the journal as it decides them:
+        // Ctrl-C stops it at its next record, and the writer cuts them
+        // back, rather than leaving them as a torn tail. Should the run
+        // not get there (waiting on the lock, syncing), the process ends
+        // after a grace, as SIGINT ends it by default. If a handler is
+        // already set, Ctrl-C keeps its default.
+        let _ = ctrlc::set_handler(|| {
+            INTERRUPTED.store(true, Ordering::Relaxed);
+            std::thread::sleep(INTERRUPT_GRACE);
+            std::process::exit(i32::from(crate::error::code::INTERRUPTED));
+        });
         let writer = Writer::open(&ctx.path)?;
         Ok(Applier {
             ctx,
@@ -99,6 +118,9 @@ impl<'c> Applier<'c> {
         line: usize,
         command: Result<WriteCommand, Error>,
     ) -> Result<(), Error> {
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
         let pending = &mut self.pending;
         match command {
             Ok(command) => pending.commands.push(Some(command)),
@@ -185,6 +207,9 @@ impl<'c> Applier<'c> {
     /// the command: its seqs are named on stderr (SPEC 1).
     pub fn finish(mut self) -> Result<(), Error> {
         self.apply_pending()?;
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
         if let Some(first) = self.first_failure.take() {
             return Err(match self.failed {
                 1 => first,
