@@ -1290,7 +1290,11 @@ impl Writer {
         {
             // Leave no partial line behind; if even that fails, what is left
             // is a torn tail that readers ignore and the next writer removes.
-            let _ = file.set_len(self.len);
+            // Once cut back, a journal this write created is empty, and is
+            // removed as one that appended nothing.
+            if file.set_len(self.len).is_ok() {
+                self.committed = false;
+            }
             return Err(e);
         }
         if let Err(source) = file.sync_data() {

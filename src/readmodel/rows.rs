@@ -441,7 +441,7 @@ fn entry_key(entry: u128) -> i64 {
 /// covered by its digest, so a lost row breaks the links around it. An
 /// absence is what lets `create` append, so it is not taken on the word of
 /// a damaged file. (An id's absence is its bucket row's word: every
-/// bucket has one.)
+/// bucket has one, or the model has the row saying it holds no id.)
 fn check_account_absence(c: &Connection, name: &str) -> Result<(), ModelError> {
     ACCOUNTS.before(c, &name.to_owned()).map(|_| ())
 }
@@ -607,7 +607,8 @@ pub fn account_names(c: &Connection) -> Result<Vec<String>, ModelError> {
 }
 
 /// Empties every table, for a rebuild (whose [`save`] then writes every
-/// bucket of ids, empty ones too).
+/// bucket of ids, empty ones too, or if there is no id, the row saying
+/// so).
 pub fn clear(tx: &Transaction<'_>) -> Result<(), ModelError> {
     // The accounts' and reversals' tables are made again: a model of an
     // older format has no links in them.
@@ -1346,6 +1347,44 @@ mod tests {
             let mut id_at = |_| Ok(Some("k".to_owned()));
             assert!(load_id(c, &mut state, "k", &mut id_at).is_err(), "{damage}");
         }
+    }
+
+    /// A model with no id has one row saying so, not a row per bucket:
+    /// an id's absence is believed on its word, and not without it (the
+    /// row deleted, or damaged). The first ids replace it with every
+    /// bucket's row.
+    #[test]
+    fn a_model_without_ids_says_so_in_one_row_until_its_first_ids() {
+        let rows = |c: &Connection| -> i64 {
+            c.query_row("SELECT count(*) FROM id_keys", [], |r| r.get(0))
+                .expect("count")
+        };
+        for damage in [
+            "",
+            "DELETE FROM id_keys",
+            "UPDATE id_keys SET digest = digest + 1",
+            "UPDATE id_keys SET entries = zeroblob(16)",
+        ] {
+            let (_dir, mut model, at, state) = a_model_and_account_a();
+            let head = build_at(&mut model, &state, 1, at);
+            let c = model.conn().expect("conn");
+            assert_eq!(rows(c), 1);
+            c.execute_batch(damage).expect("damage");
+            let mut state = model.base(head).expect("base");
+            let mut id_at = |_| -> Result<Option<String>, ModelError> { Ok(None) };
+            let absent = load_id(c, &mut state, "k", &mut id_at);
+            assert_eq!(absent.is_ok(), damage.is_empty(), "{damage}: {absent:?}");
+        }
+        let (_dir, mut model, at, state) = a_model_and_account_a();
+        build_at(&mut model, &state, 1, at);
+        let c = model.conn().expect("conn");
+        let tx = c.unchecked_transaction().expect("transaction");
+        let mut appended = AppendedIds::default();
+        appended.push(2, Some(id_key("k")));
+        save_ids(&tx, &[], appended, false).expect("save");
+        tx.commit().expect("commit");
+        assert_eq!(rows(c), BUCKETS as i64);
+        assert!(!holds_no_id(c).expect("no marker"));
     }
 
     #[test]

@@ -149,6 +149,10 @@ impl Ahead {
         let thread = std::thread::Builder::new()
             .name("append ahead".into())
             .spawn(move || {
+                // However the thread ends, a reader waiting for its lines
+                // is told, with why.
+                let mut ending =
+                    Ending(&done, Some("the thread writing the append stopped".into()));
                 let written = syncing_as_written(&journal, &path, |emit| {
                     for mut buffer in to_seal {
                         let end = buffer.len();
@@ -160,7 +164,7 @@ impl Ahead {
                     }
                     Ok(())
                 });
-                done.end();
+                ending.1 = written.as_ref().err().map(ToString::to_string);
                 written.map(|()| sealer)
             })
             .map_err(|e| JournalError::io(&self.path, "write", e))?;
@@ -175,15 +179,13 @@ impl Ahead {
 
     /// Waits until the staged bytes before `end` are in the journal, and
     /// gives where the append's sealed bytes begin there and the lengths
-    /// of its header and mark; `None` if the writing stopped short.
-    pub(super) fn written(&self, end: u64) -> Option<(u64, u64, u64)> {
+    /// of its header and mark; or why the writing stopped short.
+    pub(super) fn written(&self, end: u64) -> Result<(u64, u64, u64), String> {
         let Run::Writing(writing) = &self.run else {
-            return None;
+            return Err("the append is not being written".into());
         };
-        writing
-            .progress
-            .wait(end)
-            .then_some((self.len, self.header, self.mark))
+        writing.progress.wait(end)?;
+        Ok((self.len, self.header, self.mark))
     }
 
     /// Hands the last staged lines (of `buffer`, after `room`) and waits
@@ -192,9 +194,7 @@ impl Ahead {
     /// failure the journal is cut back.
     pub(super) fn finish(&mut self, buffer: Vec<u8>, room: usize) -> Result<Sealer, JournalError> {
         self.hand(buffer, room)?;
-        let sealer = self.stop()?;
-        self.run = Run::Over;
-        Ok(sealer)
+        self.stop()
     }
 
     /// Stops the thread once it has written what it was handed, and gives
@@ -264,18 +264,20 @@ impl Drop for Ahead {
     /// An append dropped before it finished (refused, or given up on an
     /// error) leaves the journal as it was.
     fn drop(&mut self) {
-        if let Run::Writing(_) = self.run {
-            let _ = self.stop();
+        // A failed thread's lines were cut back as it was joined.
+        if let Run::Writing(_) = self.run
+            && self.stop().is_ok()
+        {
             self.cut_back();
         }
     }
 }
 
-/// How many staged bytes the thread has written, and whether it has
-/// ended.
+/// How many staged bytes the thread has written, and once it has ended,
+/// why, if it failed.
 #[derive(Default)]
 struct Progress {
-    done: Mutex<(u64, bool)>,
+    done: Mutex<(u64, Option<Option<String>>)>,
     changed: Condvar,
 }
 
@@ -287,24 +289,33 @@ impl Progress {
         self.changed.notify_all();
     }
 
-    fn end(&self) {
+    fn end(&self, failure: Option<String>) {
         if let Ok(mut done) = self.done.lock() {
-            done.1 = true;
+            done.1 = Some(failure);
         }
         self.changed.notify_all();
     }
 
-    /// Waits until `bytes` are written; false if the thread ended first.
-    fn wait(&self, bytes: u64) -> bool {
-        let Ok(mut done) = self.done.lock() else {
-            return false;
-        };
-        while done.0 < bytes && !done.1 {
-            done = match self.changed.wait(done) {
-                Ok(done) => done,
-                Err(_) => return false,
-            };
+    /// Waits until `bytes` are written; if the thread ends first, why.
+    fn wait(&self, bytes: u64) -> Result<(), String> {
+        let poisoned = || "the thread writing the append failed".to_owned();
+        let mut done = self.done.lock().map_err(|_| poisoned())?;
+        while done.0 < bytes && done.1.is_none() {
+            done = self.changed.wait(done).map_err(|_| poisoned())?;
         }
-        done.0 >= bytes
+        match &done.1 {
+            _ if done.0 >= bytes => Ok(()),
+            Some(Some(failure)) => Err(failure.clone()),
+            _ => Err(poisoned()),
+        }
+    }
+}
+
+/// Ends a [`Progress`] when dropped, with the failure it holds.
+struct Ending<'p>(&'p Progress, Option<String>);
+
+impl Drop for Ending<'_> {
+    fn drop(&mut self) {
+        self.0.end(self.1.take());
     }
 }

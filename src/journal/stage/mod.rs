@@ -4,8 +4,10 @@
 //! Why staged: the first line of a multi-event append carries `"batch":N`,
 //! N being the events actually appended (a repeated `--id` appends
 //! nothing), and each `prev` hashes the exact bytes of the line before it;
-//! so no line's final bytes are known before the last command is decided.
-//! Lines are staged as encoded, with a placeholder `prev` and no mark, and
+//! so no line's final bytes are known before the last command is decided,
+//! unless N is known in advance (see [`Ahead`], which writes a long
+//! append to the journal as it is staged when the count is given). Lines
+//! are staged as encoded, with a placeholder `prev` and no mark, and
 //! sealed in one pass that puts the mark in the first line and chains the
 //! hashes as the bytes go out.
 //!
@@ -241,10 +243,9 @@ impl Stage {
                 return read_at(self.spool.as_ref(), start, end).map_err(|e| spool_error(path, e));
             };
             // Written ahead: read back as sealed, once written.
-            let Some((at, header, mark)) = ahead.written(end) else {
-                let e = io::Error::other("the thread writing the append stopped");
-                return Err(JournalError::io(path, "read", e));
-            };
+            let (at, header, mark) = ahead
+                .written(end)
+                .map_err(|why| JournalError::io(path, "write", io::Error::other(why)))?;
             let written = Sealed {
                 header,
                 mark,
