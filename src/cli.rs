@@ -297,6 +297,25 @@ impl WriteCommand {
         })
     }
 
+    /// Empties the account names this command holds, keeping nothing of
+    /// them to copy: a batch's template of a line, whose required words
+    /// every line it reads sets, is then cloned without allocating.
+    pub fn clear_names(&mut self) {
+        use WriteCommand::{Close, Create, Deposit, Hold, Transfer, Withdraw};
+        match self {
+            Create(CreateArgs { account, .. })
+            | Deposit(MoveArgs { account, .. })
+            | Withdraw(MoveArgs { account, .. })
+            | Close(CloseArgs { account, .. })
+            | Hold(HoldArgs { account, .. }) => account.clear(),
+            Transfer(TransferArgs { from, to, .. }) => {
+                from.clear();
+                to.clear();
+            }
+            _ => {}
+        }
+    }
+
     /// The options every write takes, to set.
     pub fn opts_mut(&mut self) -> &mut WriteOpts {
         match self {

@@ -256,14 +256,17 @@ where
                     let mut parse = parser();
                     for chunk in chunk_rx {
                         let parsed: Parsed = match chunk {
-                            Ok((first, text)) => text
-                                .split(|&b| b == b'\n')
-                                .enumerate()
-                                .filter_map(|(i, text)| {
+                            Ok((first, text)) => {
+                                // Sized at once: grown a push at a time, the
+                                // commands were copied about twice more.
+                                let mut parsed = Vec::with_capacity(CHUNK);
+                                let lines = text.split(|&b| b == b'\n').enumerate();
+                                parsed.extend(lines.filter_map(|(i, text)| {
                                     let line = first + i;
                                     parse(text).map(|r| (line, r.map_err(|e| at_line(line, e))))
-                                })
-                                .collect(),
+                                }));
+                                parsed
+                            }
                             Err(e) => vec![(0, Err(e))],
                         };
                         // A closed channel means an earlier line failed.
