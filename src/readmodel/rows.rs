@@ -366,13 +366,7 @@ pub fn load_id(
 
 /// The entries of bucket `bucket`, checked against its digest.
 fn bucket_entries(c: &Connection, bucket: i64) -> Result<Vec<u128>, ModelError> {
-    let mut stmt =
-        c.prepare_cached("SELECT bucket, entries, digest FROM id_keys WHERE bucket = ?1")?;
-    let entries = stmt
-        .query_row([bucket], |r| Ok(bucket_row(r)))
-        .optional()?
-        .transpose()?;
-    match entries {
+    match stored_bucket(c, bucket)? {
         Some(entries) => Ok(entries),
         None if holds_no_id(c)? => Ok(Vec::new()),
         // Every bucket has a row, empty or not, from the first id on: a
@@ -394,13 +388,16 @@ const NO_ID_BUCKET: i64 = -1;
 /// Whether the model says it holds no id (its row checked against its
 /// digest, and empty).
 fn holds_no_id(c: &Connection) -> Result<bool, ModelError> {
+    Ok(stored_bucket(c, NO_ID_BUCKET)?.is_some_and(|entries| entries.is_empty()))
+}
+
+/// The entries of the row of bucket `bucket`, if it has one, checked
+/// against its digest.
+fn stored_bucket(c: &Connection, bucket: i64) -> Result<Option<Vec<u128>>, ModelError> {
     let mut stmt =
         c.prepare_cached("SELECT bucket, entries, digest FROM id_keys WHERE bucket = ?1")?;
-    let row = stmt
-        .query_row([NO_ID_BUCKET], |r| Ok(bucket_row(r)))
-        .optional()?
-        .transpose()?;
-    Ok(row.is_some_and(|entries| entries.is_empty()))
+    let row = stmt.query_row([bucket], |r| Ok(bucket_row(r))).optional()?;
+    row.transpose()
 }
 
 /// The entries of bucket row `r` (bucket, entries, digest) of `id_keys`,

@@ -104,11 +104,7 @@ fn open_input(args: &BatchArgs, journal: &Path) -> Result<(Box<dyn BufRead + Sen
 pub(crate) fn count_commands(file: &mut io::BufReader<fs::File>) -> io::Result<usize> {
     let mut commands = Commands::default();
     loop {
-        let bytes = match file.fill_buf() {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
+        let bytes = fill(file)?;
         if bytes.is_empty() {
             break;
         }
@@ -178,11 +174,7 @@ fn input_spool(journal: &Path) -> io::Result<fs::File> {
 fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<bool> {
     let start = buf.len();
     loop {
-        let available = match reader.fill_buf() {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
+        let available = fill(reader)?;
         if available.is_empty() {
             return Ok(buf.len() > start);
         }
@@ -199,6 +191,21 @@ fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<bool> {
         }
         if done {
             return Ok(true);
+        }
+    }
+}
+
+/// The reader's buffered bytes, read again after an interrupted read;
+/// empty at the end.
+fn fill(reader: &mut impl BufRead) -> io::Result<&[u8]> {
+    loop {
+        match reader.fill_buf() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+            Ok([]) => return Ok(&[]),
+            // Filled: asked again, the reader reads nothing more (the
+            // borrow cannot leave the loop).
+            Ok(_) => return reader.fill_buf(),
         }
     }
 }
