@@ -107,18 +107,15 @@ impl Ahead {
     /// to be sealed and appended, and gives back an empty buffer to stage
     /// into. On a failure the journal is cut back.
     pub(super) fn hand(&mut self, buffer: Vec<u8>, room: usize) -> Result<Vec<u8>, JournalError> {
-        if let Run::Planned(_) = self.run {
-            let Run::Planned(sealer) = std::mem::replace(&mut self.run, Run::Over) else {
-                return Ok(buffer);
-            };
-            let first = buffer[room..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(&buffer[room..], |end| &buffer[room..=room + end]);
-            let first = first.to_vec();
-            let writing = self.start(sealer, room, first)?;
-            self.run = Run::Writing(writing);
-        }
+        // `Over`, should the thread fail to start.
+        self.run = match std::mem::replace(&mut self.run, Run::Over) {
+            Run::Planned(sealer) => {
+                let lines = &buffer[room..];
+                let first = memchr::memchr(b'\n', lines).map_or(lines, |end| &lines[..=end]);
+                Run::Writing(self.start(sealer, room, first.to_vec())?)
+            }
+            run => run,
+        };
         let Run::Writing(writing) = &self.run else {
             return Ok(buffer);
         };
