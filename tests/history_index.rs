@@ -1,7 +1,8 @@
-//! `history ACCOUNT --limit N` from the read model's history index: the
-//! same bytes as the full replay in every format, whatever state the model
-//! is in (missing, stale with a tail, damaged, at any seq), and the
-//! journal the evidence: a row that disagrees with it is not used.
+//! One account's history from the read model's history index (`--limit
+//! N`, every event, and the bounds and tags that select some): the same
+//! bytes as the full replay in every format, whatever state the model is
+//! in (missing, stale with a tail, damaged, at any seq), and the journal
+//! the evidence: a row that disagrees with it is not used.
 
 use std::path::Path;
 
@@ -228,6 +229,176 @@ fn a_model_deleted_or_unusable_changes_only_speed() {
     assert_eq!(every_history(&env, &names), with_model);
     std::fs::write(ledger::readmodel::path_of(&env.journal), b"garbage").unwrap();
     assert_eq!(every_history(&env, &names), with_model);
+}
+
+/// a, b and c over a week, tagged, with a hold captured and a reversal:
+/// what the bounds and tags of a history select.
+fn dated_ledger() -> TestEnv {
+    let env = TestEnv::new();
+    for (clock, command) in [
+        ("2026-11-20T09:00:00Z", "create a --currency EUR"),
+        ("2026-11-20T09:00:00Z", "create b --currency EUR"),
+        ("2026-11-20T10:00:00Z", "deposit a 50 --tag k=x"),
+        ("2026-11-21T08:00:00Z", "transfer a b 10 --tag k=y"),
+        ("2026-11-21T12:00:00Z", "create c --currency EUR"),
+        ("2026-11-22T07:00:00Z", "hold a 5 --to c"),
+        ("2026-11-22T07:30:00Z", "capture 6"),
+        ("2026-11-23T00:00:00Z", "deposit b 7.25 --tag k=x"),
+        ("2026-11-24T10:00:00Z", "transfer b a 3"),
+        ("2026-11-25T10:00:00Z", "reverse 9"),
+        ("2026-11-26T10:00:00Z", "deposit a 1 --tag k=z"),
+    ] {
+        env.ok_at(clock, command);
+    }
+    env
+}
+
+/// Bounds and tags, alone and together: a `--from-seq` after `--since`
+/// and one before it (the table's opening balance is at `--since`),
+/// bounds before and after every event.
+const FILTERS: [&[&str]; 14] = [
+    &[],
+    &["--since", "2026-11-21T08:00:00Z"],
+    &[
+        "--since",
+        "2026-11-22T07:30:00Z",
+        "--until",
+        "2026-11-24T10:00:00Z",
+    ],
+    &["--until", "2026-11-21T12:00:00Z"],
+    &["--from-seq", "6"],
+    &["--from-seq", "3", "--since", "2026-11-22T00:00:00Z"],
+    &["--since", "2026-11-21T00:00:00Z", "--from-seq", "8"],
+    &["--tag", "k=x"],
+    &["--tag", "k", "--since", "2026-11-21T00:00:00Z"],
+    &["--as-of", "8"],
+    &["--as-of", "2026-11-23T00:00:00Z", "--from-seq", "4"],
+    &["--since", "2027-01-01T00:00:00Z"],
+    &["--since", "2020-01-01T00:00:00Z"],
+    &["--until", "2020-01-01T00:00:00Z"],
+];
+
+/// `history ACCOUNT` with `filter`, `limit` (if any) and `format`:
+/// stdout, stderr and exit code.
+fn filtered(
+    env: &TestEnv,
+    account: &str,
+    filter: &[&str],
+    limit: Option<&str>,
+    format: &str,
+) -> (Vec<u8>, Vec<u8>, i32) {
+    let mut cmd = env.cmd();
+    cmd.args(["--format", format, "history", account])
+        .args(filter);
+    if let Some(limit) = limit {
+        cmd.args(["--limit", limit]);
+    }
+    let out = cmd.output().unwrap();
+    (out.stdout, out.stderr, out.status.code().unwrap_or(-1))
+}
+
+/// Every account's history with every filter, without a limit and with
+/// a few, in two formats.
+fn every_filtered(env: &TestEnv, names: &[&str]) -> Vec<(Vec<u8>, Vec<u8>, i32)> {
+    let mut all = Vec::new();
+    for name in names {
+        for filter in FILTERS {
+            for limit in [None, Some("1"), Some("3")] {
+                for format in ["table", "json"] {
+                    all.push(filtered(env, name, filter, limit, format));
+                }
+            }
+        }
+    }
+    all
+}
+
+#[test]
+fn bounds_and_tags_are_answered_from_the_index_as_the_full_replay_answers() {
+    let env = dated_ledger();
+    let names = ["a", "b", "c", "nobody"];
+    remove_model(&env.journal);
+    let expected = every_filtered(&env, &names);
+    assert_eq!(model_seq(&env.journal), None);
+    for seq in [2, 7, 11] {
+        model_at(&env.journal, seq);
+        assert_eq!(every_filtered(&env, &names), expected, "model at {seq}");
+    }
+    let table =
+        |filter: &[&str]| String::from_utf8(filtered(&env, "a", filter, None, "table").0).unwrap();
+    assert_eq!(
+        table(&[
+            "--since",
+            "2026-11-22T07:30:00Z",
+            "--until",
+            "2026-11-24T10:00:00Z"
+        ]),
+        "SEQ  AT                    CHANGE  BALANCE  EVENT\n     \
+         2026-11-22 07:30:00             40.00  opening balance\n  \
+         7  2026-11-22 07:30:00    -5.00    35.00  capture 5.00 of hold 6: a to c\n  \
+         9  2026-11-24 10:00:00     3.00    38.00  transfer 3.00 from b to a\n"
+    );
+}
+
+/// The index is what answers every history of one account, bounded or
+/// not: a line the history does not need, edited where the model covers
+/// it, is not read (the full replay refuses the journal).
+#[test]
+fn a_bounded_or_whole_history_reads_only_the_lines_it_gathers() {
+    let env = dated_ledger();
+    model_at(&env.journal, 11);
+    let asked: [&[&str]; 3] = [&[], &["--since", "2026-11-24T00:00:00Z"], &["--tag", "k=x"]];
+    let expected: Vec<_> = asked
+        .iter()
+        .map(|f| filtered(&env, "c", f, None, "json"))
+        .collect();
+    let text = String::from_utf8(env.bytes()).unwrap();
+    // seq 8 (b's deposit of 7.25): same length, so offsets stay.
+    env.write(text.replacen(r#""amount":"7.25""#, r#""amount":"7.26""#, 1));
+    let now: Vec<_> = asked
+        .iter()
+        .map(|f| filtered(&env, "c", f, None, "json"))
+        .collect();
+    assert_eq!(now, expected);
+    // From seq 9 on, a's history does not need seq 8; all of b's does.
+    let journal = env.bytes();
+    let (_, _, code) = filtered(&env, "a", &["--from-seq", "8"], None, "json");
+    assert_eq!(code, 0);
+    let (_, stderr, code) = filtered(&env, "b", &[], None, "json");
+    assert_eq!(code, 3, "{}", String::from_utf8_lossy(&stderr));
+    assert_eq!(env.bytes(), journal);
+}
+
+/// An account with more events than the index should read one at a
+/// time (a thirty-second of the journal, and at least 4,096) is answered
+/// by the full replay: the same rows, and an edited line anywhere is
+/// found.
+#[test]
+fn an_account_with_many_events_is_answered_by_the_full_replay() {
+    let env = TestEnv::with(&["create a", "create b", "deposit b 1"]);
+    let mut lines = String::new();
+    for _ in 0..4100 {
+        lines.push_str("deposit a 1\n");
+    }
+    let many = env.file("many.txt", &lines);
+    env.ok_args(&["batch", &many]);
+    model_at(&env.journal, 4103);
+    let (out, _, code) = filtered(&env, "a", &["--since", "2020-01-01T00:00:00Z"], None, "csv");
+    assert_eq!(code, 0);
+    assert_eq!(String::from_utf8(out).unwrap().lines().count(), 4102);
+    let expected = filtered(&env, "a", &[], Some("3"), "json");
+    let text = String::from_utf8(env.bytes()).unwrap();
+    // b's deposit, which a's history does not show.
+    env.write(text.replacen(
+        r#""account":"b","amount":"1.00""#,
+        r#""account":"b","amount":"1.01""#,
+        1,
+    ));
+    // The last 3 come from the index; every event, from the replay,
+    // which finds the edit.
+    assert_eq!(filtered(&env, "a", &[], Some("3"), "json"), expected);
+    let (_, stderr, code) = filtered(&env, "a", &[], None, "json");
+    assert_eq!(code, 3, "{}", String::from_utf8_lossy(&stderr));
 }
 
 fn same_histories(path: &Path) -> Result<(), TestCaseError> {

@@ -1685,8 +1685,9 @@ fn every_balance_comes_in_pages_as_from_a_file_and_a_lost_row_is_seen() {
     assert_eq!(env.ok("balance --json"), file.ok("balance --json"));
 }
 
-/// `history ACCOUNT --limit N` on a database: the server searches the
-/// lines for the account's name instead of the client replaying them all,
+/// `history ACCOUNT` on a database (its last N events, every event, or
+/// those after a bound): the server searches the lines for the account's
+/// name instead of the client replaying them all,
 /// with the same rows as a file's (a memo that holds another account's
 /// name is passed over); a line changed by hand is not shown as if it
 /// were the journal's: the full replay then says where it breaks.
@@ -1713,11 +1714,19 @@ fn history_of_one_account_is_searched_by_the_server_as_a_file_shows_it() {
         "history a --limit 500 --json",
         "history c --limit 5",
         "history b --limit 2 --format csv",
+        "history a",
+        "history c --json",
+        "history a --from-seq 200",
+        "history b --from-seq 330 --limit 2 --json",
+        "history a --as-of 100 --format csv",
+        "history a --since 2020-01-01T00:00:00Z",
+        "history a --until 2020-01-01T00:00:00Z",
     ] {
         assert_eq!(env.ok(read), file.ok(read), "{read}");
     }
     edit_line(&env, 4, "\"100.00\"", "\"900.00\"");
     corrupt_at(&env, "history a --limit 500", 6);
+    corrupt_at(&env, "history a", 6);
 }
 
 /// A database's writes commit whole, so a multi-event append whose last

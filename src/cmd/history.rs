@@ -187,15 +187,10 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     if args.by_day() {
         return by_day(ctx, args);
     }
-    // One account's last events: from the read model's index when it can
-    // answer exactly (the other filters need every event looked at).
-    let plain = args.as_of.is_none()
-        && args.since.is_none()
-        && args.until.is_none()
-        && args.tags.is_empty()
-        && args.from_seq.is_none();
-    if let (Who::One(name), Some(n), true) = (Who::of(args), args.limit, plain)
-        && indexed::print(ctx, name, n)?
+    // One account's events: from the read model's index when it can
+    // answer exactly.
+    if let Who::One(name) = Who::of(args)
+        && indexed::print(ctx, args, name)?
     {
         return Ok(());
     }
@@ -243,7 +238,7 @@ fn in_journal_order(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
                     )?))?;
                 }
             }
-            if !selected(args, who, ctx.zone(), entry) || args.limit == Some(0) {
+            if !selected(args, who, ctx.zone(), &entry.event) || args.limit == Some(0) {
                 return Ok(());
             }
             let amounts = who.one().zip(balance).map(|(name, balance)| Amounts {
@@ -312,7 +307,7 @@ fn by_day(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     let state = replay(&ctx.path, ReplayFrom::Start, |_, entry| {
         let event = &entry.event;
         let delta = account.map_or(Amount::ZERO, |a| event.change.effect_on(a));
-        let shown = selected(args, who, ctx.zone(), entry);
+        let shown = selected(args, who, ctx.zone(), &entry.event);
         if shown || delta != Amount::ZERO {
             let early = args
                 .since
@@ -405,8 +400,7 @@ fn balance_in(state: &State, who: Who<'_>) -> Option<Amount> {
 }
 
 /// Whether the arguments select this event.
-fn selected(args: &HistoryArgs, who: Who<'_>, zone: &Zone, entry: &Entry<'_>) -> bool {
-    let event = &entry.event;
+fn selected(args: &HistoryArgs, who: Who<'_>, zone: &Zone, event: &Event<'_>) -> bool {
     args.from_seq.is_none_or(|n| event.seq > n)
         && args.as_of.is_none_or(|b| b.includes(event, zone))
         && args.since.is_none_or(|b| b.admits_from(event, zone))
@@ -530,7 +524,7 @@ impl Consumer for Printer<'_> {
             self.put(row);
         }
         let who = Who::of(self.args);
-        if selected(self.args, who, self.ctx.zone(), entry) {
+        if selected(self.args, who, self.ctx.zone(), &entry.event) {
             let account = who
                 .one()
                 .and_then(|name| Some((name, after.account(name)?)));

@@ -1,15 +1,17 @@
-//! `history ACCOUNT --limit N` from the read model's history index (first
+//! One account's history from the read model's history index (first
 //! brought up to the model's head if a rebuild or a long append left it
-//! behind): the account's last N events are the ones after the model's
-//! head (replayed,
-//! as every command replays them) and, before it, the ones the index
-//! chains back to, each read from the journal at its offset. The journal
-//! is the evidence: every line read must be the event the index says
-//! (its seq, the account among its accounts) and be vouched for by the
-//! `prev` of the line after it; a chain that ends must end at the
-//! account's creation. Anything else and the caller replays the journal.
-//! The balances are walked back from the account's balance at the end,
-//! through the changes of the events shown: the same numbers a replay
+//! behind): the account's events after the model's head are replayed, as
+//! every command replays them, and before it the index chains back
+//! through the account's events, newest first, each read from the
+//! journal at its offset, until the history has what it shows: the last N
+//! selected with `--limit N`, else every event after `--since` or
+//! `--from-seq`, else back to the account's creation. The journal is the
+//! evidence: every line read must be the event the index says (its seq,
+//! the account among its accounts) and be vouched for by the `prev` of
+//! the line after it; a chain that ends must end at the account's
+//! creation. Anything else and the caller replays the journal. The
+//! balances are walked back from the account's balance at the end,
+//! through the changes of the events gathered: the same numbers a replay
 //! reaches forwards.
 //!
 //! A journal in a database has no index: its server searches the lines
@@ -19,11 +21,12 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use super::{Row, Sink, Who, layout};
+use super::{Row, Sink, Who, layout, opening_row, selected};
+use crate::cli::{Format, HistoryArgs};
 use crate::cmd::{Context, warn_torn};
 use crate::domain::State;
 use crate::error::Error;
-use crate::event::Change;
+use crate::event::{Change, Event};
 use crate::journal::backing::Backing;
 use crate::journal::line::{self, LineHash};
 use crate::journal::pg::{Db, Found};
@@ -32,6 +35,7 @@ use crate::journal::{JournalError, ReadJournal};
 use crate::money::Amount;
 use crate::output::history::Amounts;
 use crate::readmodel::{self, Indexed, ReadModel};
+use crate::time::Zone;
 
 /// One of the account's events to show: its line and its change to the
 /// account's balance.
@@ -40,12 +44,13 @@ struct Shown {
     change: Amount,
 }
 
-/// Prints the last `n` events of account `name` with their changes and
-/// balances, as the full replay prints them; `false` (having printed
-/// nothing) when the read model cannot answer exactly: no model, one that
-/// does not cover the journal, an account it does not know, or any row
-/// that disagrees with the journal.
-pub(super) fn print(ctx: &Context, name: &str, n: usize) -> Result<bool, Error> {
+/// Prints the history `args` asks of account `name` (its events, with
+/// their changes and balances, as the full replay prints them); `false`
+/// (having printed nothing) when the read model cannot answer exactly: no
+/// model, one that does not cover the journal, an account it does not
+/// know, any row that disagrees with the journal, or more events to
+/// gather than a full replay would take longer to read.
+pub(super) fn print(ctx: &Context, args: &HistoryArgs, name: &str) -> Result<bool, Error> {
     let Some(journal) = ReadJournal::open(&ctx.path)? else {
         return Ok(false);
     };
@@ -63,40 +68,188 @@ pub(super) fn print(ctx: &Context, name: &str, n: usize) -> Result<bool, Error> 
         };
         head = now;
     }
+    let wanted = Wanted::new(ctx, args, name, head);
     let Some(Tail {
         state,
         shown: tail,
         in_model,
         torn,
-    }) = tail(&journal, &model, head, name, n)?
+    }) = tail(&journal, &model, head, &wanted)?
     else {
         return Ok(false);
     };
     // Lines before the valid end never change: the rest is read unlocked.
     journal.unlock()?;
-    let want = n - tail.len();
-    let before = match (&db, want) {
-        (_, 0) => Some(Vec::new()),
-        (Some(db), _) => searched(db, head, name, want, in_model)?,
-        (None, _) => before(&journal, &model, head, name, want, in_model),
+    let mut gathered = Gathered::default();
+    let mut next = Next::More;
+    for shown in tail.into_iter().rev() {
+        next = match gathered.take(&wanted, shown) {
+            Some(Next::More) => continue,
+            Some(next) => next,
+            None => return Ok(false),
+        };
+        break;
+    }
+    let next = match (next, &db) {
+        (Next::More, _) if !in_model => Some(Next::Done),
+        (Next::More, Some(db)) => searched(db, head, &wanted, &mut gathered)?,
+        (Next::More, None) => before(&journal, &model, head, &wanted, &mut gathered),
+        (next, _) => Some(next),
     };
-    let Some(mut shown) = before else {
+    if !matches!(next, Some(Next::Done)) {
         return Ok(false);
-    };
-    shown.extend(tail);
+    }
+    let mut shown = gathered.shown;
+    shown.reverse();
     let Some(amounts) = walk_back(&state, name, &shown) else {
         return Ok(false);
     };
     if let Some(torn) = torn {
         warn_torn(journal.path(), torn);
     }
-    let mut sink = Sink::new(ctx.format, Some(n));
-    sink.layout = layout(&state, Who::One(name));
-    for (Shown { line, .. }, amounts) in shown.into_iter().zip(amounts) {
-        sink.put(Row::Kept(line, Some(amounts)))?;
-    }
-    sink.finish(ctx)?;
+    show(ctx, &wanted, &state, shown, amounts)?;
     Ok(true)
+}
+
+/// Prints `shown` (oldest first) with their `amounts`, those the history
+/// selects, after the opening row of a statement from `--since`.
+fn show(
+    ctx: &Context,
+    wanted: &Wanted<'_>,
+    end: &State,
+    shown: Vec<Shown>,
+    amounts: Vec<Amounts>,
+) -> Result<(), Error> {
+    let args = wanted.args;
+    let mut sink = Sink::new(ctx.format, args.limit);
+    sink.layout = layout(end, Who::One(wanted.name));
+    if let (Format::Table, None, Some(since)) = (ctx.format, args.limit, args.since) {
+        // The balance before the first event gathered: every later one
+        // is from `since` on (or it is the account's first).
+        let before = match (shown.first(), amounts.first()) {
+            (Some(s), Some(a)) => Amount(a.balance.0.saturating_sub(s.change.0)),
+            _ => end.account(wanted.name).map_or(Amount::ZERO, |a| a.balance),
+        };
+        sink.put(Row::Rendered(opening_row(
+            ctx,
+            &sink.layout,
+            since,
+            before,
+        )?))?;
+    }
+    for (Shown { line, .. }, amounts) in shown.into_iter().zip(amounts) {
+        let decoded = super::decode(ctx, &line)?;
+        if !wanted.shows(&decoded.event) {
+            continue;
+        }
+        let row = match args.limit {
+            Some(_) => Row::Kept(line, Some(amounts)),
+            None => Row::Rendered(sink.render(ctx.zone(), &decoded.event, &line, Some(amounts))?),
+        };
+        sink.put(row)?;
+    }
+    sink.finish(ctx)
+}
+
+/// The events of one account a history shows, and how far back it looks.
+struct Wanted<'a> {
+    args: &'a HistoryArgs,
+    zone: &'a Zone,
+    name: &'a str,
+    /// Whether a `--from-seq` bound may end the walk back: not when the
+    /// table opens with the balance at `--since`, which may lie before it.
+    from_seq_ends: bool,
+    /// The most events gathered: past them, replaying the whole journal
+    /// costs less than reading each from the index (a few microseconds a
+    /// line read whole, against tens for one read at its offset).
+    most: usize,
+}
+
+/// Events gathered from the index, at the least: a journal of fewer
+/// events than this many times [`EVENTS_PER_GATHERED`] is quick to replay
+/// anyway.
+const GATHERED_AT_LEAST: usize = 4096;
+
+/// Events of the journal per event a history gathers, at most.
+const EVENTS_PER_GATHERED: u64 = 32;
+
+impl<'a> Wanted<'a> {
+    fn new(ctx: &'a Context, args: &'a HistoryArgs, name: &'a str, head: Head) -> Wanted<'a> {
+        let opens = ctx.format == Format::Table && args.limit.is_none() && args.since.is_some();
+        let plain = args.as_of.is_none()
+            && args.since.is_none()
+            && args.until.is_none()
+            && args.tags.is_empty()
+            && args.from_seq.is_none();
+        let most = match args.limit {
+            // The last N: the walk ends after N, as many as asked.
+            Some(_) if plain => usize::MAX,
+            _ => usize::try_from(head.seq / EVENTS_PER_GATHERED)
+                .unwrap_or(usize::MAX)
+                .max(GATHERED_AT_LEAST),
+        };
+        Wanted {
+            args,
+            zone: ctx.zone(),
+            name,
+            from_seq_ends: !opens,
+            most,
+        }
+    }
+
+    /// Whether `event`, and so every earlier one, comes before anything
+    /// shown (and before the opening balance): the walk back ends there.
+    fn ends_before(&self, event: &Event<'_>) -> bool {
+        let args = self.args;
+        args.since.is_some_and(|b| !b.admits_from(event, self.zone))
+            || (self.from_seq_ends && args.from_seq.is_some_and(|n| event.seq <= n))
+    }
+
+    /// Whether the history shows `event`.
+    fn shows(&self, event: &Event<'_>) -> bool {
+        selected(self.args, Who::One(self.name), self.zone, event)
+    }
+}
+
+/// The account's events gathered so far, newest first.
+#[derive(Default)]
+struct Gathered {
+    shown: Vec<Shown>,
+    /// How many of them the history shows.
+    selected: usize,
+}
+
+/// Where a walk back stands after an event.
+enum Next {
+    /// It goes on to the one before.
+    More,
+    /// It has every event the history needs.
+    Done,
+    /// It has more to gather than it should: the full replay answers.
+    TooMany,
+}
+
+impl Gathered {
+    /// Takes the event before those gathered; `None` if its line does
+    /// not decode.
+    fn take(&mut self, wanted: &Wanted<'_>, shown: Shown) -> Option<Next> {
+        let event = line::decode(&shown.line, &mut Vec::new()).ok()?.event;
+        if wanted.ends_before(&event) {
+            return Some(Next::Done);
+        }
+        let created = creates(&event.change, wanted.name);
+        self.selected += usize::from(wanted.shows(&event));
+        self.shown.push(shown);
+        Some(
+            if created || wanted.args.limit.is_some_and(|n| self.selected >= n) {
+                Next::Done
+            } else if self.shown.len() >= wanted.most {
+                Next::TooMany
+            } else {
+                Next::More
+            },
+        )
+    }
 }
 
 /// The model's head once its history index is brought up to it (a
@@ -115,7 +268,8 @@ struct Tail {
     /// The state at the journal's valid end, holding the account (when it
     /// exists) and the units.
     state: State,
-    /// The account's last events among those lines.
+    /// The account's events among those lines (its last N, for the last
+    /// N of every event).
     shown: VecDeque<Shown>,
     /// Whether the model has the account.
     in_model: bool,
@@ -123,16 +277,16 @@ struct Tail {
     torn: Option<Torn>,
 }
 
-/// The account's last `n` events after the model's `head`, the lines
-/// after it replayed as every command replays them. `None` if the model
-/// fails on the way.
+/// The account's events after the model's `head`, the lines after it
+/// replayed as every command replays them. `None` if the model fails on
+/// the way, or there are more than the history may gather.
 fn tail(
     journal: &ReadJournal,
     model: &ReadModel,
     head: Head,
-    name: &str,
-    n: usize,
+    wanted: &Wanted<'_>,
 ) -> Result<Option<Tail>, Error> {
+    let name = wanted.name;
     let Ok(mut state) = model.base(head) else {
         return Ok(None);
     };
@@ -142,10 +296,19 @@ fn tail(
     let in_model = state.account(name).is_some();
     let mut replay = Replay::with_model(journal.scanner_from(head), state, model);
     let mut shown = VecDeque::new();
+    // The last N of every event need no more than N; any other history,
+    // every event, up to the most it may gather.
+    let (keep, more_fails) = match wanted.most {
+        usize::MAX => (wanted.args.limit.unwrap_or(usize::MAX), false),
+        most => (most, true),
+    };
     loop {
         match replay.step() {
-            Ok(Some((_, entry))) if entry.event.change.involves(name) && n > 0 => {
-                if shown.len() == n {
+            Ok(Some((_, entry))) if entry.event.change.involves(name) && keep > 0 => {
+                if shown.len() == keep {
+                    if more_fails {
+                        return Ok(None);
+                    }
                     shown.pop_front();
                 }
                 shown.push_back(Shown {
@@ -170,77 +333,79 @@ fn tail(
     }))
 }
 
-/// The account's last `want` events up to the model's `head`, oldest
-/// first, from the index, each line read and checked against the journal.
-/// `in_model`: whether the model has the account. `None` if anything
-/// disagrees.
+/// Index rows read by the first step of a walk back; each next step reads
+/// four times as many from the account's last (the rows are small, the
+/// lines they name are read once).
+const FIRST_ROWS: usize = 64;
+
+/// Walks back through the account's events up to the model's `head`, from
+/// the index, each line read and checked against the journal, into
+/// `gathered` until it is [`Next::Done`] or has [`Next::TooMany`]. The
+/// model has the account. `None` if anything disagrees, such as a chain
+/// that ends before the account's creation.
 fn before(
     journal: &ReadJournal,
     model: &ReadModel,
     head: Head,
-    name: &str,
-    want: usize,
-    in_model: bool,
-) -> Option<Vec<Shown>> {
-    let rows = match model.last_events(name, want).ok()? {
-        Some(rows) if in_model => rows,
-        // Created after the head: no event before it.
-        None if !in_model => return Some(Vec::new()),
-        _ => return None,
-    };
-    // A chain shorter than asked must have reached the account's start
-    // (an account the model has has at least its creation).
-    if rows.len() < want && rows.last().is_none_or(|r| r.prev != 0) {
-        return None;
+    wanted: &Wanted<'_>,
+    gathered: &mut Gathered,
+) -> Option<Next> {
+    let (mut rows_read, mut ask) = (0, FIRST_ROWS);
+    loop {
+        let rows = model.last_events(wanted.name, ask).ok()??;
+        for row in rows.get(rows_read..)? {
+            let shown = checked_line(journal, head, wanted.name, row)?;
+            match gathered.take(wanted, shown)? {
+                Next::More => {}
+                next => return Some(next),
+            }
+        }
+        // Every line taken, the account's creation not among them.
+        if rows.len() < ask {
+            return None;
+        }
+        rows_read = rows.len();
+        ask = ask.saturating_mul(4);
     }
-    let mut shown = Vec::with_capacity(rows.len());
-    for row in rows.iter().rev() {
-        shown.push(checked_line(journal, head, name, row)?);
-    }
-    Some(shown)
 }
 
 /// Lines a database's server returns per search, at most.
 const SEARCHED: usize = 4096;
 
-/// The account's last `want` events up to the model's `head`, oldest
-/// first, from the lines of a database that hold its name, as the server
-/// finds them (every line that names the account holds its name's bytes;
-/// a memo may too, and such a line is passed over). Each line must be
-/// the event its row says and be the one the next line chains to; a run
-/// shorter than asked must end at the account's creation. `None` if
-/// anything disagrees.
+/// Walks back through the account's events up to the model's `head`, as
+/// [`before`] does, from the lines of a database that hold its name, as
+/// the server finds them (every line that names the account holds its
+/// name's bytes; a memo may too, and such a line is passed over). Each
+/// line must be the event its row says and be the one the next line
+/// chains to; the lines must not run out before the account's creation.
+/// `None` if anything disagrees.
 fn searched(
     db: &Db,
     head: Head,
-    name: &str,
-    want: usize,
-    in_model: bool,
-) -> Result<Option<Vec<Shown>>, Error> {
-    if !in_model {
-        // Created after the head: no event before it.
-        return Ok(Some(Vec::new()));
-    }
-    let needle = line::quoted(name);
-    let mut shown = Vec::with_capacity(want);
+    wanted: &Wanted<'_>,
+    gathered: &mut Gathered,
+) -> Result<Option<Next>, Error> {
+    let needle = line::quoted(wanted.name);
     let mut below = head.seq + 1;
     // Most lines found are the account's: ask for a few more than wanted.
-    let mut ask = (want + 8).min(SEARCHED);
+    let mut ask = match wanted.args.limit {
+        Some(n) => n.saturating_add(8).min(SEARCHED),
+        None => FIRST_ROWS,
+    };
     loop {
         let rows = db.lines_holding(&needle, below, ask)?;
         let exhausted = rows.len() < ask;
         for row in rows {
             below = row.seq;
-            let Some((found, created)) = found_line(head, name, row) else {
+            let Some(found) = found_line(head, wanted.name, row) else {
                 return Ok(None);
             };
             let Some(found) = found else {
                 continue;
             };
-            shown.push(found);
-            if created || shown.len() == want {
-                shown.reverse();
-                return Ok(Some(shown));
+            match gathered.take(wanted, found) {
+                Some(Next::More) => {}
+                next => return Ok(next),
             }
         }
         if exhausted {
@@ -251,11 +416,11 @@ fn searched(
     }
 }
 
-/// A line of a database's search for account `name`: `Some((None, _))`
-/// if it only holds the name's bytes (in a memo), else the event shown and
-/// whether it creates the account; `None` if the line is not the event its
-/// row says or not the one the next line (or the model's `head`) chains to.
-fn found_line(head: Head, name: &str, found: Found) -> Option<(Option<Shown>, bool)> {
+/// A line of a database's search for account `name`: `Some(None)` if it
+/// only holds the name's bytes (in a memo), else the event shown; `None`
+/// if the line is not the event its row says or not the one the next line
+/// (or the model's `head`) chains to.
+fn found_line(head: Head, name: &str, found: Found) -> Option<Option<Shown>> {
     let Found { seq, line, next } = found;
     let chained = chained_to(head, seq, &line, || next)?;
     let event = line::decode(&line, &mut Vec::new()).ok()?.event;
@@ -263,11 +428,10 @@ fn found_line(head: Head, name: &str, found: Found) -> Option<(Option<Shown>, bo
         return None;
     }
     if !event.change.involves(name) {
-        return Some((None, false));
+        return Some(None);
     }
-    let created = creates(&event.change, name);
     let change = event.change.effect_on(name);
-    Some((Some(Shown { line, change }), created))
+    Some(Some(Shown { line, change }))
 }
 
 /// Whether `line`, of event `seq` at or before the model's `head`, is the
