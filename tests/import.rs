@@ -223,6 +223,44 @@ fn refusals_name_the_line_and_leave_the_journal_as_it_was() {
     );
 }
 
+/// A row with more fields than the header is refused, naming its line:
+/// an amount with an unquoted thousands comma (`1,250.50`) would
+/// otherwise book 1.00. A trailing delimiter (blank fields past the
+/// header) is not such a row. A file without even a header names no
+/// column the rules ask for.
+#[test]
+fn a_row_wider_than_the_header_or_a_file_without_a_header_is_refused() {
+    let env = TestEnv::with(&["create checking --currency USD"]);
+    let rules = write(
+        &env,
+        "r.toml",
+        "account = \"checking\"\namount = \"{Amount}\"\ndate = \"{Date}\"\n",
+    );
+    let wide = write(
+        &env,
+        "wide.csv",
+        "Date,Description,Amount\n2026-10-01,TIP,1\n2026-10-02,SALARY,1,250.50\n",
+    );
+    let e = env.fails(2, &["import", &wide, "--rules", &rules]);
+    assert!(
+        e.starts_with("error: line 3: not a valid CSV record: 4 fields where the header has 3"),
+        "{e}"
+    );
+    let empty = write(&env, "empty.csv", "");
+    let e = env.fails(2, &["import", &empty, "--rules", &rules]);
+    assert!(
+        e.contains("the header has no column 'Amount' (the CSV has no header row)"),
+        "{e}"
+    );
+    let trailing = write(
+        &env,
+        "trailing.csv",
+        "Date,Description,Amount\n2026-10-01,SALARY,\"1,250.50\",\n2026-10-02,X,3, \n",
+    );
+    env.ok_args(&["import", &trailing, "--rules", &rules]);
+    assert_eq!(env.balance_of("checking"), "1253.50");
+}
+
 #[test]
 fn a_record_is_named_by_the_line_it_starts_on() {
     // bom.csv: header on line 1, R1 on lines 2-3, R2 on 4-6, R3 on line 7.

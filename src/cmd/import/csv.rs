@@ -45,33 +45,41 @@ pub(super) fn import(
         .from_reader(input);
     let mut record = csv::StringRecord::new();
     if !read(&mut reader, &mut record, rules.skip, name)? {
+        // No header: a template naming a column names one it lacks.
+        rules.compile(Some(&[]))?;
         return Ok(());
     }
     let header: Vec<String> = record.iter().map(|h| h.trim().to_owned()).collect();
     let columns: Vec<&str> = header.iter().map(String::as_str).collect();
     let compiled = rules.compile(Some(&columns))?;
+    let width = columns.len();
     let rows = Rows::new()?;
     // How often each distinct row (by a 128-bit prefix of its hash) has
     // occurred: the one thing kept per row (SPEC 13), counted in order.
     let mut seen = Occurrences::default();
-    pipeline(reader, rules.skip, name, &rows, &compiled, |made| {
-        let mut made = made.into_iter();
-        while made.len() > 0 {
-            seen.touch(
-                made.as_slice().iter().take(TOUCH).filter_map(|(_, row)| {
+    pipeline(
+        reader,
+        (rules.skip, width),
+        name,
+        &rows,
+        &compiled,
+        |made| {
+            let mut made = made.into_iter();
+            while made.len() > 0 {
+                seen.touch(made.as_slice().iter().take(TOUCH).filter_map(|(_, row)| {
                     Some(row.as_ref().ok()?.as_ref()?.pending_id.as_ref()?.1)
-                }),
-            );
-            for (line, result) in made.by_ref().take(TOUCH) {
-                match result {
-                    Ok(None) => {}
-                    Ok(Some(row)) => apply(line, row.finish(&mut seen))?,
-                    Err(e) => apply(line, Err(e))?,
+                }));
+                for (line, result) in made.by_ref().take(TOUCH) {
+                    match result {
+                        Ok(None) => {}
+                        Ok(Some(row)) => apply(line, row.finish(&mut seen))?,
+                        Err(e) => apply(line, Err(e))?,
+                    }
                 }
             }
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
 }
 
 /// Rows whose counts are read ahead at a time (see [`Occurrences::touch`]):
@@ -100,7 +108,7 @@ const CHUNK: usize = 2048;
 /// memory stays bounded however long the input.
 fn pipeline<R: std::io::Read + Send>(
     mut reader: csv::Reader<R>,
-    skip: usize,
+    (skip, width): (usize, usize),
     name: &str,
     rows: &Rows,
     compiled: &Compiled,
@@ -154,7 +162,7 @@ fn pipeline<R: std::io::Read + Send>(
                                 + record
                                     .position()
                                     .map_or(0, |p| usize::try_from(p.line()).unwrap_or(usize::MAX));
-                            records.push((line, Ok(record)));
+                            records.push((line, fits(record, width)));
                         }
                         Ok(false) => end = Some(Ok(())),
                         Err(Error::Line { line, source }) => records.push((line, Err(*source))),
@@ -183,6 +191,22 @@ fn pipeline<R: std::io::Read + Send>(
         }
         Ok(())
     })
+}
+
+/// `record`, unless it has a field past the header's `width` columns
+/// that is not blank: a comma left unquoted in an amount (`1,250.50`)
+/// would otherwise move the rest of the row one column on, and the
+/// amount's template read `1`. (Blank fields past the header are a
+/// trailing delimiter; a shorter row, such as a closing total, has its
+/// missing columns empty.)
+fn fits(record: csv::StringRecord, width: usize) -> Result<csv::StringRecord, Error> {
+    match record.iter().skip(width).all(|f| f.trim().is_empty()) {
+        true => Ok(record),
+        false => Err(Error::Usage(format!(
+            "not a valid CSV record: {} fields where the header has {width} (a delimiter left unquoted in a field?)",
+            record.len()
+        ))),
+    }
 }
 
 /// Reads the next record into `record`: `false` at the end. A malformed

@@ -194,8 +194,8 @@ impl Template {
                         None => 0,
                         Some(h) => h.iter().position(|c| *c == name).ok_or_else(|| {
                             format!(
-                                "key `{key}`: the header has no column '{name}' (columns: {})",
-                                h.join(", ")
+                                "key `{key}`: the header has no column '{name}' ({})",
+                                columns_of(h)
                             )
                         })?,
                     };
@@ -295,8 +295,8 @@ impl Rules {
                 let index = match header {
                     Some(h) => h.iter().position(|c| c == column).ok_or_else(|| {
                         bad(format!(
-                            "key `{at}when.{column}`: the header has no column '{column}' (columns: {})",
-                            h.join(", ")
+                            "key `{at}when.{column}`: the header has no column '{column}' ({})",
+                            columns_of(h)
                         ))
                     })?,
                     None => 0,
@@ -379,4 +379,12 @@ fn mapping(keys: &Keys, header: Option<&[&str]>, at: &str) -> Result<Mapping, St
         id: optional(&keys.id, "id")?,
         tags,
     })
+}
+
+/// The header's columns, for a message naming one it lacks.
+fn columns_of(header: &[&str]) -> String {
+    match header {
+        [] => "the CSV has no header row".into(),
+        h => format!("columns: {}", h.join(", ")),
+    }
 }
