@@ -6,8 +6,10 @@
 //! The server comes from `LEDGER_TEST_PG` (`scripts/pg-cluster.sh start`);
 //! without it these tests skip, except under `CI=true`, where they fail.
 
+use std::fs;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::sync::Arc;
@@ -388,23 +390,27 @@ fn a_wrong_password_is_refused_without_being_shown() {
     let Some(env) = TestEnv::postgres() else {
         return;
     };
-    let wrong = env
-        .journal
-        .display()
-        .to_string()
-        .replace(":secret@", ":hunter2@");
-    let out = env
-        .bare()
-        .args(["--file", &wrong, "balance"])
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(4), "{stderr}");
-    assert!(
-        stderr.contains("password authentication failed"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("hunter2"), "{stderr}");
+    // The driver reads the password up to the first `@`, whatever it
+    // holds: none of it is shown.
+    for password in ["hunter2", "hun/ter2", "hun?ter2", "hun:ter2"] {
+        let wrong = env
+            .journal
+            .display()
+            .to_string()
+            .replace(":secret@", &format!(":{password}@"));
+        let out = env
+            .bare()
+            .args(["--file", &wrong, "balance"])
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{stderr}");
+        assert!(
+            stderr.contains("password authentication failed"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("ter2"), "{stderr}");
+    }
     // The password may come from PGPASSWORD instead of the URL.
     let bare = env.journal.display().to_string().replace(":secret@", "@");
     let out = env
@@ -414,16 +420,27 @@ fn a_wrong_password_is_refused_without_being_shown() {
         .output()
         .expect("run");
     succeeded(&out);
-    // Or from a password file.
+    // Or from a password file, which others may not read (as libpq: one
+    // that they may is not used, and a warning says why).
     let pgpass = env.file(".pgpass", "127.0.0.1:*:*:ledger:secret\n");
-    let out = env
-        .bare()
-        .env("PGPASSFILE", &pgpass)
-        .env("LEDGER_JOURNAL", &bare)
-        .args(["deposit", "a", "1"])
-        .output()
-        .expect("run");
-    succeeded(&out);
+    let deposit = || {
+        env.bare()
+            .env("PGPASSFILE", &pgpass)
+            .env("LEDGER_JOURNAL", &bare)
+            .args(["deposit", "a", "1"])
+            .output()
+            .expect("run")
+    };
+    fs::set_permissions(&pgpass, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = deposit();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("has group or world access and is not used"),
+        "{stderr}"
+    );
+    fs::set_permissions(&pgpass, fs::Permissions::from_mode(0o600)).expect("chmod");
+    succeeded(&deposit());
     assert_eq!(env.balance_of("a"), "1.00");
 }
 

@@ -73,37 +73,35 @@ pub fn is_database(path: &Path) -> bool {
 /// `url` without the password of its user part, if it has one, and
 /// without a `password` query parameter.
 fn without_password(url: &str) -> String {
-    let (url, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
+    // The user part first: a password may hold a `?`.
+    let url = without_user_password(url);
+    let Some((base, query)) = url.split_once('?') else {
+        return url;
     };
-    let mut shown = without_user_password(url);
-    if let Some(query) = query {
-        let kept: Vec<&str> = query
-            .split('&')
-            .filter(|pair| {
-                let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
-                tls::percent_decoded(key) != "password"
-            })
-            .collect();
-        shown.push('?');
-        shown.push_str(&kept.join("&"));
-    }
-    shown
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            tls::percent_decoded(key) != "password"
+        })
+        .collect();
+    format!("{base}?{}", kept.join("&"))
 }
 
-/// `url` (without its query) without the password of its user part.
+/// `url` without the password of its user part. The user part is read as
+/// the driver reads it: up to the first `@` after the scheme, wherever it
+/// is (a password may hold a `/`, a `?` or a `:`; the user name ends at
+/// the first `:`), so that whatever the driver sends as a password is
+/// never shown.
 fn without_user_password(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_owned();
     };
     let rest = &url[scheme_end..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
+    let Some(at) = rest.find('@') else {
         return url.to_owned();
     };
-    let user = authority[..at].split(':').next().unwrap_or_default();
+    let user = rest[..at].split(':').next().unwrap_or_default();
     format!(
         "{}{user}{}",
         &url[..scheme_end],
@@ -1056,6 +1054,15 @@ fn password_for(config: &Config) -> Option<String> {
     let file = std::env::var_os("PGPASSFILE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".pgpass")))?;
+    // As libpq: only a regular file, and not one that others may read.
+    let meta = std::fs::metadata(&file).ok().filter(|m| m.is_file())?;
+    if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
+        crate::error::warn(format!(
+            "warning: password file {} has group or world access and is not used; permissions should be u=rw (0600) or less",
+            file.display()
+        ));
+        return None;
+    }
     let text = std::fs::read_to_string(file).ok()?;
     let host = match config.get_hosts().first() {
         Some(Host::Tcp(host)) => host.clone(),
@@ -1174,6 +1181,14 @@ mod tests {
                 "postgresql://u@h/db?%70assword=s3cret",
                 "postgresql://u@h/db?",
             ),
+            // The driver takes the user part to the first `@`: these
+            // passwords are `zz/qq`, `zz?qq` and `zz`.
+            (
+                "postgresql://u:zz/qq@h:5/db?host=/tmp",
+                "postgresql://u@h:5/db?host=/tmp",
+            ),
+            ("postgresql://u:zz?qq@h/db", "postgresql://u@h/db"),
+            ("postgresql://u:zz@qq@h/db", "postgresql://u@qq@h/db"),
         ];
         for (url, shown) in cases {
             assert_eq!(without_password(url), shown);
