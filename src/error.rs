@@ -169,7 +169,10 @@ impl Error {
             Error::Rejected(Rejection::Input(_) | Rejection::Amount { .. }) | Error::Usage(_) => {
                 code::USAGE
             }
-            Error::Rejected(_) | Error::Journal(JournalError::NotEmpty(_)) => code::REJECTED,
+            Error::Rejected(_)
+            | Error::Journal(JournalError::NotEmpty(_) | JournalError::CopyOntoItself(_)) => {
+                code::REJECTED
+            }
             Error::Journal(
                 JournalError::Corrupt { .. }
                 | JournalError::NotAJournal(_)

@@ -562,3 +562,29 @@ fn many_accounts_in_many_currencies_open_in_linear_time() {
         started.elapsed()
     );
 }
+
+// ---- files a command writes beside the journal ---------------------------
+
+/// `copy` onto its own source (by another path, or through a link) is
+/// refused at once, where its lock used to wait on its own read lock for
+/// ever; `chart --out` never writes over the journal it draws.
+#[test]
+fn copy_onto_itself_and_a_chart_over_the_journal_are_refused() {
+    let env = funded();
+    let journal = env.journal.to_str().expect("utf-8 path").to_owned();
+    let link = env.dir.path().join("link.svg");
+    std::os::unix::fs::symlink(&env.journal, &link).expect("symlink");
+    let link = link.to_str().expect("utf-8 path");
+    let dotted = env.dir.path().join(".").join("journal.jsonl");
+    let dotted = dotted.to_str().expect("utf-8 path");
+    for destination in [journal.as_str(), dotted, link] {
+        let e = refused(&env, 1, &["copy", &journal, destination]);
+        assert!(
+            e.contains("is both the source and the destination of the copy"),
+            "{e}"
+        );
+    }
+    let e = refused(&env, 2, &["chart", "a", "--out", link]);
+    assert!(e.contains("is the journal"), "{e}");
+    assert_eq!(env.balance_of("a"), "10.00");
+}

@@ -59,6 +59,12 @@ pub fn run(ctx: &Context, args: &ChartArgs) -> Result<(), Error> {
             )));
         }
     };
+    if crate::journal::same_file(&args.out, &ctx.path) {
+        return Err(Error::Usage(format!(
+            "--out {} is the journal: the chart needs a file of its own",
+            args.out.display()
+        )));
+    }
     let spec = Spec {
         by: Some(args.by),
         since: args.since,

@@ -31,6 +31,10 @@ struct Head {
 pub fn run(ctx: &Context, args: &CopyArgs) -> Result<(), Error> {
     let source = journal::resolve_path(Some(args.source.clone()))?;
     let destination = journal::resolve_path(Some(args.destination.clone()))?;
+    // Its own lock would wait on the source's for ever.
+    if journal::same_file(&source, &destination) {
+        return Err(JournalError::CopyOntoItself(destination).into());
+    }
     let journal =
         ReadJournal::open(&source)?.ok_or_else(|| JournalError::Missing(source.clone()))?;
     let header = journal

@@ -71,6 +71,9 @@ pub enum JournalError {
         "{0} already holds events: a journal is copied only into a new or empty one; nothing written"
     )]
     NotEmpty(PathBuf),
+    /// A copy's destination is its source, by another name or a link.
+    #[error("{0} is both the source and the destination of the copy; nothing written")]
+    CopyOntoItself(PathBuf),
     /// The journal's database failed or refused.
     #[error("cannot {action} {path}: {reason}")]
     Database {
@@ -154,6 +157,17 @@ pub fn resolve_path(file: Option<PathBuf>) -> Result<PathBuf, JournalError> {
                 io::Error::new(io::ErrorKind::NotFound, "no home directory; pass --file"),
             )
         })
+}
+
+/// Whether `a` and `b` name one existing file, through a link or another
+/// path: a command that writes a file of its own (`copy`'s destination,
+/// `chart --out`) must not write over the journal it reads.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 /// A journal opened for reading, under a shared lock (released on drop).
