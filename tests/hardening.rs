@@ -320,19 +320,35 @@ fn before_lines(bytes: &[u8]) -> usize {
     bytes.iter().filter(|&&b| b == b'\n').count()
 }
 
+/// A full disk or a closed pipe behind stdout (SPEC 1: "it says so on
+/// stderr when it can, naming the seqs it committed").
 #[test]
 fn a_committed_write_whose_output_fails_names_its_seqs_on_stderr() {
     let env = funded();
-    let mut cmd = ledger(&env);
-    cmd.args(["deposit", "a", "1"])
-        .stdin(Stdio::null())
-        .stdout(stdio(Stream::Full))
-        .stderr(Stdio::piped());
-    let out = cmd.output().expect("run");
-    assert_eq!(out.status.code(), Some(0));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("seq 3 of"), "{stderr}");
-    assert!(stderr.contains("are in the journal"), "{stderr}");
+    let batch = env.dir.path().join("b.txt");
+    fs::write(&batch, "deposit a 1\ndeposit a 2\n").expect("batch");
+    let batch = batch.to_str().expect("utf-8");
+    let mut seq = 2;
+    for stream in [Stream::Full, Stream::Closed] {
+        for (args, seqs) in [(&["deposit", "a", "1"][..], 1), (&["batch", batch][..], 2)] {
+            let mut cmd = ledger(&env);
+            cmd.args(args)
+                .stdin(Stdio::null())
+                .stdout(stdio(stream))
+                .stderr(Stdio::piped());
+            let out = cmd.output().expect("run");
+            assert_eq!(out.status.code(), Some(0), "{args:?} {stream:?}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let named = match seqs {
+                1 => format!("seq {} of", seq + 1),
+                _ => format!("seqs {}-{} of", seq + 1, seq + seqs),
+            };
+            seq += seqs;
+            assert!(stderr.contains(&named), "{args:?} {stream:?}: {stderr}");
+            assert!(stderr.contains("are in the journal"), "{stderr}");
+        }
+    }
+    assert_eq!(env.lines().len(), 1 + seq as usize);
 }
 
 // ---- batch input ------------------------------------------------------------

@@ -198,15 +198,16 @@ pub fn run(ctx: &Context, cmd: &WriteCommand) -> Result<(), Error> {
 /// there before as what an `--id` repeats): success, even if printing the
 /// confirmation failed, since the exit code tells the truth about the
 /// journal (SPEC 1) and a script retrying on failure would pay twice. The
-/// failure is said on stderr, naming the seqs, when stderr works.
+/// failure is said on stderr, naming the seqs, when stderr works: a
+/// closed pipe too, which a read takes as its reader having had enough,
+/// but which here may be the only word a script had that its write went
+/// through.
 pub fn acknowledge(
     ctx: &Context,
     printed: Result<(), Error>,
     seqs: std::ops::RangeInclusive<u64>,
 ) -> Result<(), Error> {
-    if let Err(e) = printed
-        && e.exit_code() != crate::error::code::OK
-    {
+    if let Err(e) = printed {
         let seqs = if seqs.start() == seqs.end() {
             format!("seq {}", seqs.start())
         } else {
