@@ -1278,7 +1278,7 @@ fn movement<'a>(state: &State, command: &Command<'a>, at: At) -> Result<Change<'
                 .ok_or_else(|| overflow(&format!("balance of {account}")))?;
             unit.held
                 .checked_add(amount)
-                .ok_or_else(|| overflow(&format!("total held in {}", unit_name(unit))))?;
+                .ok_or_else(|| overflow(&format!("total of balances in {}", unit_name(unit))))?;
             unit.deposited
                 .checked_add(amount)
                 .ok_or_else(|| overflow(&format!("total deposited in {}", unit_name(unit))))?;

@@ -170,7 +170,7 @@ fn overflow_of_a_balance_or_a_total_is_a_rule_rejection() {
         stderr.contains("overflow") && stderr.contains("big"),
         "{stderr}"
     );
-    // big2 is empty, but the total held in the unit would not fit.
+    // big2 is empty, but the total of balances in the unit would not fit.
     let stderr = env.fails(1, &["deposit", "big2", "1"]);
     assert!(stderr.contains("overflow"), "{stderr}");
     // Withdrawing it all leaves the balance at zero but the total deposited

@@ -173,8 +173,8 @@ fn json_report_has_ok_events_accounts_totals_and_head() {
             "events": 13,
             "accounts": {"open": 3, "closed": 1},
             "totals": [
-                {"currency": null, "decimals": 2, "deposited": "155.50", "withdrawn": "15.00", "held": "140.50"},
-                {"currency": "EUR", "decimals": 2, "deposited": "20.25", "withdrawn": "0.00", "held": "20.25"},
+                {"currency": null, "decimals": 2, "deposited": "155.50", "withdrawn": "15.00", "balance": "140.50"},
+                {"currency": "EUR", "decimals": 2, "deposited": "20.25", "withdrawn": "0.00", "balance": "20.25"},
             ],
             "head": {"seq": 13, "hash": base_head()},
         })
@@ -194,7 +194,7 @@ fn verify_totals_agree_with_balance_totals() {
             .iter()
             .find(|t| t["currency"] == total["currency"] && t["decimals"] == total["decimals"])
             .unwrap_or_else(|| panic!("verify has no total for {total}"));
-        assert_eq!(found["held"], total["balance"], "{total}");
+        assert_eq!(found["balance"], total["balance"], "{total}");
     }
     assert_eq!(report["head"]["seq"], balances["as_of_seq"]);
 }

@@ -42,7 +42,9 @@ struct Total {
     decimals: u8,
     deposited: String,
     withdrawn: String,
-    held: String,
+    /// The sum of the balances (deposited - withdrawn), as `balance`'s
+    /// totals name it; not the money held by holds.
+    balance: String,
 }
 
 #[derive(Serialize)]
@@ -127,7 +129,7 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), Error> {
         Format::Csv => {
             output::csv_row(
                 &mut out,
-                &["currency", "decimals", "deposited", "withdrawn", "held"],
+                &["currency", "decimals", "deposited", "withdrawn", "balance"],
             )?;
             for t in &report.totals {
                 output::csv_row(
@@ -137,7 +139,7 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), Error> {
                         &t.decimals.to_string(),
                         &t.deposited,
                         &t.withdrawn,
-                        &t.held,
+                        &t.balance,
                     ],
                 )?;
             }
@@ -163,13 +165,13 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<(), Error> {
                             t.decimals.to_string(),
                             t.deposited.clone(),
                             t.withdrawn.clone(),
-                            t.held.clone(),
+                            t.balance.clone(),
                         ]
                     })
                     .collect();
                 output::table(
                     &mut out,
-                    &["CURRENCY", "DECIMALS", "DEPOSITED", "WITHDRAWN", "HELD"],
+                    &["CURRENCY", "DECIMALS", "DEPOSITED", "WITHDRAWN", "BALANCE"],
                     &[false, true, true, true, true],
                     &rows,
                 )?;
@@ -243,7 +245,7 @@ fn report(state: &State, seq: u64, hash: LineHash, anchor_seq: Option<u64>) -> R
                 decimals: u.decimals,
                 deposited: u.deposited.display(u.decimals).to_string(),
                 withdrawn: u.withdrawn.display(u.decimals).to_string(),
-                held: u.held.display(u.decimals).to_string(),
+                balance: u.held.display(u.decimals).to_string(),
             })
             .collect(),
         head: HeadJson {
