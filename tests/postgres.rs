@@ -1965,3 +1965,22 @@ fn corrupt_at(env: &TestEnv, read: &str, line: u64) {
     assert_eq!(out.status.code(), Some(3), "{read}: {stderr}");
     assert!(stderr.contains(&format!("line {line}")), "{read}: {stderr}");
 }
+
+/// A read of a database without a journal notes it once, as a file's
+/// does, however often the command opens it (`balance ACCOUNT` opens it
+/// twice).
+#[test]
+fn a_read_of_an_empty_database_notes_it_once() {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    for args in [&["balance", "x"][..], &["balance"], &["history", "x"]] {
+        let out = env.run_args(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.matches("note: no journal at").count(),
+            1,
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -125,7 +125,8 @@ static NOTE_IF_MISSING: std::sync::atomic::AtomicBool = std::sync::atomic::Atomi
 /// read command was given its location.
 fn open_read(path: &Path) -> Result<Option<ReadJournal>, Error> {
     let journal = ReadJournal::open(path)?;
-    if journal.is_none() && NOTE_IF_MISSING.load(std::sync::atomic::Ordering::Relaxed) {
+    // Once: a command may open the journal more than once.
+    if journal.is_none() && NOTE_IF_MISSING.swap(false, std::sync::atomic::Ordering::Relaxed) {
         note(&format!("note: no journal at {} yet", path.display()));
     }
     Ok(journal)

@@ -37,7 +37,18 @@ pub use stream::LineStream;
 
 /// Whether a location names a PostgreSQL database rather than a file.
 pub fn is_location(location: &str) -> bool {
-    location.starts_with("postgresql://") || location.starts_with("postgres://")
+    scheme_len(location).is_some()
+}
+
+/// The length of a location's `postgresql://` or `postgres://`, in any
+/// case (a URL's scheme is case-insensitive, RFC 3986).
+fn scheme_len(location: &str) -> Option<usize> {
+    ["postgresql://", "postgres://"]
+        .into_iter()
+        .find_map(|scheme| {
+            let head = location.get(..scheme.len())?;
+            head.eq_ignore_ascii_case(scheme).then_some(scheme.len())
+        })
 }
 
 /// The URLs this process was given, by the name they are shown under.
@@ -46,6 +57,11 @@ static NAMED: OnceLock<Mutex<Vec<(PathBuf, String)>>> = OnceLock::new();
 /// The name under which the database at `url` is shown (the URL without
 /// its password), remembering the URL itself for connecting.
 pub fn name(url: &str) -> PathBuf {
+    // The driver reads only a scheme in lower case.
+    let url = &match scheme_len(url) {
+        Some(n) => format!("{}{}", url[..n].to_ascii_lowercase(), &url[n..]),
+        None => url.to_owned(),
+    };
     let shown = PathBuf::from(without_password(url));
     if let Ok(mut named) = NAMED.get_or_init(Mutex::default).lock() {
         named.retain(|(s, _)| *s != shown);
@@ -1193,6 +1209,12 @@ mod tests {
         for (url, shown) in cases {
             assert_eq!(without_password(url), shown);
         }
+        assert!(is_location("POSTGRESQL://u:p@h/db") && is_location("Postgres://h"));
+        assert!(!is_location("postgres:/h") && !is_location("pg://h"));
+        assert_eq!(
+            name("POSTGRESQL://u:p@h/db"),
+            Path::new("postgresql://u@h/db")
+        );
     }
 
     #[test]
