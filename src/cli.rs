@@ -823,7 +823,8 @@ pub(crate) fn tag_filter(s: &str) -> Result<TagFilter, InputError> {
         Some((k, v)) => (k, Some(v)),
         None => (s, None),
     };
-    input::tag(key, value.unwrap_or_default())?;
+    // Named as typed: a bare KEY is no `KEY=`.
+    input::tag(key, value.unwrap_or_default()).map_err(|_| InputError::Tag(s.to_owned()))?;
     Ok(TagFilter {
         key: key.to_owned(),
         value: value.map(str::to_owned),
@@ -912,6 +913,9 @@ mod tests {
         assert!(tag("order").is_err());
         assert!(tag("Order=1").is_err());
         assert_eq!(tag_filter("order").map(|t| t.value), Ok(None));
+        // Refused as typed, without an `=` the user did not write.
+        assert_eq!(tag_filter("b d"), Err(InputError::Tag("b d".into())));
+        assert_eq!(tag_filter("B=1"), Err(InputError::Tag("B=1".into())));
     }
 
     #[test]

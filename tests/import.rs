@@ -173,6 +173,9 @@ fn refusals_name_the_line_and_leave_the_journal_as_it_was() {
     );
     let e = env.fails(2, &["import", data, "--rules", &bad]);
     assert!(e.contains("key `rule[1].when.Description`"), "{e}");
+    // The reason on the message's one line, not the regex crate's drawing.
+    assert!(e.contains("'(' is not a regex: unclosed group"), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
     // An unparseable amount: line and text.
     let rows = write(
         &env,

@@ -301,8 +301,12 @@ impl Rules {
                     })?,
                     None => 0,
                 };
-                let regex = Regex::new(pattern)
-                    .map_err(|e| bad(format!("key `{at}when.{column}`: {e}")))?;
+                let regex = Regex::new(pattern).map_err(|e| {
+                    bad(format!(
+                        "key `{at}when.{column}`: '{pattern}' is not a regex: {}",
+                        regex_error(&e)
+                    ))
+                })?;
                 when.push((index, regex));
             }
             if rule.when.is_empty() {
@@ -387,4 +391,12 @@ fn columns_of(header: &[&str]) -> String {
         [] => "the CSV has no header row".into(),
         h => format!("columns: {}", h.join(", ")),
     }
+}
+
+/// What is wrong with a pattern, on one line: the `regex` crate draws the
+/// place under the pattern, over lines, with the reason last.
+fn regex_error(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text.lines().last().unwrap_or_default().trim();
+    last.strip_prefix("error: ").unwrap_or(last).to_owned()
 }
