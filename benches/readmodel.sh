@@ -110,6 +110,7 @@ measure_commands() {
   measure_each "transfer ($label)" "$file" transfer acct2 acct3 0.01
   measure_each "balance ACCOUNT ($label)" "$file" balance acct4
   measure_each "history ACCOUNT --limit 10 ($label)" "$file" history acct4 --limit 10
+  measure_each "history ACCOUNT, every event ($label)" "$file" history acct4
   measure_each "a repeated --id ($label)" "$file" deposit acct0 1000000 --id dep-0
 }
 

@@ -142,6 +142,17 @@ impl Sink<'_> {
         Ok(())
     }
 
+    /// The opening row of a statement from `since`, at `balance`.
+    fn opening(&mut self, ctx: &Context, since: Bound, balance: Amount) -> Result<(), Error> {
+        let since = match since {
+            Bound::Day(d) => d.to_string(),
+            Bound::At(t) => ctx.zone().show(t),
+        };
+        let mut row = Vec::new();
+        output::history::opening(&mut row, &self.layout, &since, balance)?;
+        self.put(Row::Rendered(row))
+    }
+
     fn start(&mut self) -> Result<(), Error> {
         if !self.started {
             self.started = true;
@@ -230,12 +241,7 @@ fn in_journal_order(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
                     opening = Some((since, balance.unwrap_or_default()));
                 } else {
                     opening = None;
-                    sink.put(Row::Rendered(opening_row(
-                        ctx,
-                        &sink.layout,
-                        since,
-                        before,
-                    )?))?;
+                    sink.opening(ctx, since, before)?;
                 }
             }
             if !selected(args, who, ctx.zone(), &entry.event) || args.limit == Some(0) {
@@ -267,30 +273,9 @@ fn in_journal_order(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
         sink.put(row)?;
     }
     if let Some((since, before)) = opening {
-        sink.put(Row::Rendered(opening_row(
-            ctx,
-            &sink.layout,
-            since,
-            before,
-        )?))?;
+        sink.opening(ctx, since, before)?;
     }
     sink.finish(ctx)
-}
-
-/// The opening row of a statement from `since`.
-fn opening_row(
-    ctx: &Context,
-    layout: &Layout,
-    since: Bound,
-    balance: Amount,
-) -> Result<Vec<u8>, Error> {
-    let since = match since {
-        Bound::Day(d) => d.to_string(),
-        Bound::At(t) => ctx.zone().show(t),
-    };
-    let mut row = Vec::new();
-    output::history::opening(&mut row, layout, &since, balance)?;
-    Ok(row)
 }
 
 /// `history` with a date bound (SPEC 9): the selected events by day, then
@@ -341,12 +326,7 @@ fn by_day(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     } in events
     {
         if !early && let Some(since) = opening.take() {
-            sink.put(Row::Rendered(opening_row(
-                ctx,
-                &sink.layout,
-                since,
-                balance,
-            )?))?;
+            sink.opening(ctx, since, balance)?;
         }
         balance = Amount(balance.0.saturating_add(delta.0));
         let Some(line) = line else { continue };
@@ -359,12 +339,7 @@ fn by_day(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
         sink.put(Row::Rendered(row))?;
     }
     if let Some(since) = opening {
-        sink.put(Row::Rendered(opening_row(
-            ctx,
-            &sink.layout,
-            since,
-            balance,
-        )?))?;
+        sink.opening(ctx, since, balance)?;
     }
     sink.finish(ctx)
 }

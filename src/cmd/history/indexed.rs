@@ -21,7 +21,7 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use super::{Row, Sink, Who, layout, opening_row, selected};
+use super::{Row, Sink, Who, layout, selected};
 use crate::cli::{Format, HistoryArgs};
 use crate::cmd::{Context, warn_torn};
 use crate::domain::State;
@@ -130,12 +130,7 @@ fn show(
             (Some(s), Some(a)) => Amount(a.balance.0.saturating_sub(s.change.0)),
             _ => end.account(wanted.name).map_or(Amount::ZERO, |a| a.balance),
         };
-        sink.put(Row::Rendered(opening_row(
-            ctx,
-            &sink.layout,
-            since,
-            before,
-        )?))?;
+        sink.opening(ctx, since, before)?;
     }
     for (Shown { line, .. }, amounts) in shown.into_iter().zip(amounts) {
         let decoded = super::decode(ctx, &line)?;
