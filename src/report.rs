@@ -246,6 +246,11 @@ impl<'a> Builder<'a> {
                 flow.events = flow.events.saturating_add(1);
             }
         }
+        // An event's amount has its accounts' decimals.
+        let decimals = event
+            .change
+            .amount()
+            .map_or(0, crate::money::Decimal::scale);
         // Effects come in the order of the accounts touched.
         for (effect, id) in event.change.effects().into_iter().zip(ids) {
             let (Some((name, delta)), Some(i)) = (effect, id) else {
@@ -253,15 +258,15 @@ impl<'a> Builder<'a> {
             };
             let tally = &mut self.tallies[i];
             if before {
-                tally.before = sum(tally.before, delta, name, "balance")?;
+                tally.before = sum(tally.before, delta, (name, "balance", decimals))?;
                 continue;
             }
             let flow = tally.flow(key);
             if delta.0 >= 0 {
-                flow.inflow = sum(flow.inflow, delta, name, "money in")?;
+                flow.inflow = sum(flow.inflow, delta, (name, "money in", decimals))?;
             } else {
                 let out = Amount(delta.0.saturating_neg());
-                flow.outflow = sum(flow.outflow, out, name, "money out")?;
+                flow.outflow = sum(flow.outflow, out, (name, "money out", decimals))?;
             }
         }
         Ok(())
@@ -374,15 +379,19 @@ impl<'a> Builder<'a> {
             // Events past the last period (dated after today) count in it.
             let i = keys.partition_point(|k| k <= key).saturating_sub(1);
             let into = &mut flows[i];
-            into.inflow = sum(into.inflow, flow.inflow, name, "money in")?;
-            into.outflow = sum(into.outflow, flow.outflow, name, "money out")?;
+            into.inflow = sum(into.inflow, flow.inflow, (name, "money in", unit.decimals))?;
+            into.outflow = sum(
+                into.outflow,
+                flow.outflow,
+                (name, "money out", unit.decimals),
+            )?;
             into.events = into.events.saturating_add(flow.events);
         }
         for (period, flow) in periods.iter_mut().zip(flows) {
             let opening = balance;
-            balance = sum(opening, flow.inflow, name, "balance")?
+            balance = sum(opening, flow.inflow, (name, "balance", unit.decimals))?
                 .checked_sub(flow.outflow)
-                .ok_or_else(|| overflow(name, "balance", flow.outflow))?;
+                .ok_or_else(|| overflow((name, "balance", unit.decimals), flow.outflow))?;
             period.accounts.push(Line {
                 account: Some(name),
                 unit,
@@ -405,10 +414,10 @@ fn totals<'s>(lines: &[Line<'s>]) -> Result<Vec<Line<'s>>, Rejection> {
         let what = line.unit.currency.as_deref().unwrap_or("plain unit");
         match totals.iter_mut().find(|t| std::ptr::eq(t.unit, line.unit)) {
             Some(t) => {
-                t.opening = sum(t.opening, line.opening, what, "total")?;
-                t.inflow = sum(t.inflow, line.inflow, what, "total")?;
-                t.outflow = sum(t.outflow, line.outflow, what, "total")?;
-                t.closing = sum(t.closing, line.closing, what, "total")?;
+                t.opening = sum(t.opening, line.opening, (what, "total", line.unit.decimals))?;
+                t.inflow = sum(t.inflow, line.inflow, (what, "total", line.unit.decimals))?;
+                t.outflow = sum(t.outflow, line.outflow, (what, "total", line.unit.decimals))?;
+                t.closing = sum(t.closing, line.closing, (what, "total", line.unit.decimals))?;
                 t.events = t.events.saturating_add(line.events);
             }
             None => totals.push(Line {
@@ -420,13 +429,19 @@ fn totals<'s>(lines: &[Line<'s>]) -> Result<Vec<Line<'s>>, Rejection> {
     Ok(totals)
 }
 
-fn sum(a: Amount, b: Amount, name: &str, what: &str) -> Result<Amount, Rejection> {
-    a.checked_add(b).ok_or_else(|| overflow(name, what, b))
+/// `a + b`, or the overflow of `what` of `name` (amounts of `decimals`).
+fn sum(
+    a: Amount,
+    b: Amount,
+    (name, what, decimals): (&str, &str, u8),
+) -> Result<Amount, Rejection> {
+    a.checked_add(b)
+        .ok_or_else(|| overflow((name, what, decimals), b))
 }
 
-fn overflow(name: &str, what: &str, amount: Amount) -> Rejection {
+fn overflow((name, what, decimals): (&str, &str, u8), amount: Amount) -> Rejection {
     Rejection::Overflow {
         what: format!("{what} of {name} in the report"),
-        amount: amount.0.to_string(),
+        amount: amount.display(decimals).to_string(),
     }
 }

@@ -540,3 +540,23 @@ proptest! {
         }
     }
 }
+
+/// Money in and out can add up past what a balance ever holds (the most
+/// an account of 18 decimals holds, moved to and fro): the report then
+/// refuses, naming the amount as money is written, not in minor units.
+#[test]
+fn a_report_past_the_largest_sum_names_the_amount_in_its_decimals() {
+    let most = "170141183460469231731.687303715884105727";
+    let env = TestEnv::with(&[
+        "create a --decimals 18",
+        "create b --decimals 18",
+        &format!("deposit a {most}"),
+        &format!("transfer a b {most}"),
+        &format!("transfer b a {most}"),
+    ]);
+    let e = env.fails(1, &["report"]);
+    assert_eq!(
+        e,
+        format!("error: amount {most} would overflow the money in of a in the report\n")
+    );
+}
