@@ -99,11 +99,21 @@ pub(super) fn print(ctx: &Context, args: &HistoryArgs, name: &str) -> Result<boo
     if !matches!(next, Some(Next::Done)) {
         return Ok(false);
     }
+    let reached_creation = gathered.reached_creation;
     let mut shown = gathered.shown;
     shown.reverse();
     let Some(amounts) = walk_back(&state, name, &shown) else {
         return Ok(false);
     };
+    // Walked back to its creation, the account must be empty there. Each
+    // line read is vouched for by the next line's `prev` alone: a line
+    // edited with that `prev` made to match (which breaks the chain
+    // further on, where the full replay sees it), or an index row forged
+    // to skip an event, would otherwise show a history that does not add
+    // up to the account's balance.
+    if reached_creation && amounts.first().is_none_or(|a| a.balance != Amount::ZERO) {
+        return Ok(false);
+    }
     if let Some(torn) = torn {
         warn_torn(journal.path(), torn);
     }
@@ -212,6 +222,8 @@ struct Gathered {
     shown: Vec<Shown>,
     /// How many of them the history shows.
     selected: usize,
+    /// Whether the last of them opens the account.
+    reached_creation: bool,
 }
 
 /// Where a walk back stands after an event.
@@ -233,6 +245,7 @@ impl Gathered {
             return Some(Next::Done);
         }
         let created = creates(&event.change, wanted.name);
+        self.reached_creation = created;
         self.selected += usize::from(wanted.shows(&event));
         self.shown.push(shown);
         Some(
