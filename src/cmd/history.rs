@@ -215,10 +215,8 @@ fn in_journal_order(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     let mut sink = Sink::new(ctx.format, args.limit);
     // A statement that starts at --since opens with the balance then
     // (tables only: JSON and CSV stay one stored event per line).
-    let mut opening = (ctx.format == Format::Table && args.limit.is_none())
-        .then_some(args.since)
-        .flatten()
-        .and_then(|since| who.one().map(|_| (since, Amount::ZERO)));
+    let mut opening =
+        opens_at(ctx, args).and_then(|since| who.one().map(|_| (since, Amount::ZERO)));
     // A row waits for the next line to be read: an edited line is only
     // caught by the next line's `prev`, and must never be printed.
     let mut unconfirmed: Option<Row> = None;
@@ -316,10 +314,7 @@ fn by_day(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     events.sort_unstable_by_key(|e| (e.day, e.seq));
     let mut sink = Sink::new(ctx.format, args.limit);
     sink.layout = layout(&state, who);
-    let mut opening = (ctx.format == Format::Table && args.limit.is_none())
-        .then_some(args.since)
-        .flatten()
-        .filter(|_| account.is_some());
+    let mut opening = opens_at(ctx, args).filter(|_| account.is_some());
     let mut balance = Amount::ZERO;
     for Dated {
         delta, early, line, ..
@@ -372,6 +367,15 @@ fn balance_in(state: &State, who: Who<'_>) -> Option<Amount> {
     who.one()
         .and_then(|name| state.account(name))
         .map(|a| a.balance)
+}
+
+/// Where a statement opens with the balance then: at `--since`, in a
+/// table of all the events from it (JSON and CSV stay one stored event
+/// per line), for one account.
+fn opens_at(ctx: &Context, args: &HistoryArgs) -> Option<Bound> {
+    (ctx.format == Format::Table && args.limit.is_none())
+        .then_some(args.since)
+        .flatten()
 }
 
 /// Whether the arguments select this event.

@@ -21,8 +21,8 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use super::{Row, Sink, Who, layout, selected};
-use crate::cli::{Format, HistoryArgs};
+use super::{Row, Sink, Who, layout, opens_at, selected};
+use crate::cli::{Bound, HistoryArgs};
 use crate::cmd::{Context, warn_torn};
 use crate::domain::State;
 use crate::error::Error;
@@ -37,11 +37,35 @@ use crate::output::history::Amounts;
 use crate::readmodel::{self, Indexed, ReadModel};
 use crate::time::Zone;
 
-/// One of the account's events to show: its line and its change to the
-/// account's balance.
+/// One of the account's events: its line, its change to the account's
+/// balance, and what the history makes of it.
 struct Shown {
     line: Vec<u8>,
     change: Amount,
+    mark: Mark,
+}
+
+/// What a history makes of an event, judged where its line is decoded.
+#[derive(Clone, Copy)]
+struct Mark {
+    /// It, and every event before it, come before anything the history
+    /// needs: the walk back ends there.
+    ends_walk: bool,
+    /// The history shows it.
+    shown: bool,
+    /// It opens the account.
+    creates: bool,
+}
+
+impl Mark {
+    /// What the history `wanted` makes of `event`.
+    fn of(wanted: &Wanted<'_>, event: &Event<'_>) -> Mark {
+        Mark {
+            ends_walk: wanted.ends_walk(event),
+            shown: wanted.shows(event),
+            creates: creates(&event.change, wanted.name),
+        }
+    }
 }
 
 /// Prints the history `args` asks of account `name` (its events, with
@@ -83,12 +107,10 @@ pub(super) fn print(ctx: &Context, args: &HistoryArgs, name: &str) -> Result<boo
     let mut gathered = Gathered::default();
     let mut next = Next::More;
     for shown in tail.into_iter().rev() {
-        next = match gathered.take(&wanted, shown) {
-            Some(Next::More) => continue,
-            Some(next) => next,
-            None => return Ok(false),
-        };
-        break;
+        next = gathered.take(&wanted, shown);
+        if !matches!(next, Next::More) {
+            break;
+        }
     }
     let next = match (next, &db) {
         (Next::More, _) if !in_model => Some(Next::Done),
@@ -99,7 +121,7 @@ pub(super) fn print(ctx: &Context, args: &HistoryArgs, name: &str) -> Result<boo
     if !matches!(next, Some(Next::Done)) {
         return Ok(false);
     }
-    let reached_creation = gathered.reached_creation;
+    let reached_creation = gathered.shown.last().is_some_and(|s| s.mark.creates);
     let mut shown = gathered.shown;
     shown.reverse();
     let Some(amounts) = walk_back(&state, name, &shown) else {
@@ -130,10 +152,10 @@ fn show(
     shown: Vec<Shown>,
     amounts: Vec<Amounts>,
 ) -> Result<(), Error> {
-    let args = wanted.args;
-    let mut sink = Sink::new(ctx.format, args.limit);
+    let limit = wanted.args.limit;
+    let mut sink = Sink::new(ctx.format, limit);
     sink.layout = layout(end, Who::One(wanted.name));
-    if let (Format::Table, None, Some(since)) = (ctx.format, args.limit, args.since) {
+    if let Some(since) = wanted.opening {
         // The balance before the first event gathered: every later one
         // is from `since` on (or it is the account's first).
         let before = match (shown.first(), amounts.first()) {
@@ -142,14 +164,17 @@ fn show(
         };
         sink.opening(ctx, since, before)?;
     }
-    for (Shown { line, .. }, amounts) in shown.into_iter().zip(amounts) {
-        let decoded = super::decode(ctx, &line)?;
-        if !wanted.shows(&decoded.event) {
+    for (Shown { line, mark, .. }, amounts) in shown.into_iter().zip(amounts) {
+        if !mark.shown {
             continue;
         }
-        let row = match args.limit {
+        let row = match limit {
+            // Rendered at the end, if among the last N.
             Some(_) => Row::Kept(line, Some(amounts)),
-            None => Row::Rendered(sink.render(ctx.zone(), &decoded.event, &line, Some(amounts))?),
+            None => {
+                let event = super::decode(ctx, &line)?.event;
+                Row::Rendered(sink.render(ctx.zone(), &event, &line, Some(amounts))?)
+            }
         };
         sink.put(row)?;
     }
@@ -161,12 +186,17 @@ struct Wanted<'a> {
     args: &'a HistoryArgs,
     zone: &'a Zone,
     name: &'a str,
-    /// Whether a `--from-seq` bound may end the walk back: not when the
-    /// table opens with the balance at `--since`, which may lie before it.
-    from_seq_ends: bool,
-    /// The most events gathered: past them, replaying the whole journal
-    /// costs less than reading each from the index (a few microseconds a
-    /// line read whole, against tens for one read at its offset).
+    /// Where the table opens with the balance then (`--since`): a
+    /// `--from-seq` does not end the walk back, as that balance may lie
+    /// before it.
+    opening: Option<Bound>,
+    /// N, for the last N of every event (`--limit N` alone): the walk
+    /// ends after N, however many that reads.
+    last: Option<usize>,
+    /// The most events gathered otherwise: past them, replaying the whole
+    /// journal costs less than reading each from the index (a few
+    /// microseconds a line read whole, against tens for one read at its
+    /// offset).
     most: usize,
 }
 
@@ -180,16 +210,15 @@ const EVENTS_PER_GATHERED: u64 = 32;
 
 impl<'a> Wanted<'a> {
     fn new(ctx: &'a Context, args: &'a HistoryArgs, name: &'a str, head: Head) -> Wanted<'a> {
-        let opens = ctx.format == Format::Table && args.limit.is_none() && args.since.is_some();
         let plain = args.as_of.is_none()
             && args.since.is_none()
             && args.until.is_none()
             && args.tags.is_empty()
             && args.from_seq.is_none();
-        let most = match args.limit {
-            // The last N: the walk ends after N, as many as asked.
-            Some(_) if plain => usize::MAX,
-            _ => usize::try_from(head.seq / EVENTS_PER_GATHERED)
+        let last = args.limit.filter(|_| plain);
+        let most = match last {
+            Some(_) => usize::MAX,
+            None => usize::try_from(head.seq / EVENTS_PER_GATHERED)
                 .unwrap_or(usize::MAX)
                 .max(GATHERED_AT_LEAST),
         };
@@ -197,17 +226,18 @@ impl<'a> Wanted<'a> {
             args,
             zone: ctx.zone(),
             name,
-            from_seq_ends: !opens,
+            opening: opens_at(ctx, args),
+            last,
             most,
         }
     }
 
     /// Whether `event`, and so every earlier one, comes before anything
     /// shown (and before the opening balance): the walk back ends there.
-    fn ends_before(&self, event: &Event<'_>) -> bool {
+    fn ends_walk(&self, event: &Event<'_>) -> bool {
         let args = self.args;
         args.since.is_some_and(|b| !b.admits_from(event, self.zone))
-            || (self.from_seq_ends && args.from_seq.is_some_and(|n| event.seq <= n))
+            || (self.opening.is_none() && args.from_seq.is_some_and(|n| event.seq <= n))
     }
 
     /// Whether the history shows `event`.
@@ -222,8 +252,6 @@ struct Gathered {
     shown: Vec<Shown>,
     /// How many of them the history shows.
     selected: usize,
-    /// Whether the last of them opens the account.
-    reached_creation: bool,
 }
 
 /// Where a walk back stands after an event.
@@ -237,26 +265,21 @@ enum Next {
 }
 
 impl Gathered {
-    /// Takes the event before those gathered; `None` if its line does
-    /// not decode.
-    fn take(&mut self, wanted: &Wanted<'_>, shown: Shown) -> Option<Next> {
-        let event = line::decode(&shown.line, &mut Vec::new()).ok()?.event;
-        if wanted.ends_before(&event) {
-            return Some(Next::Done);
+    /// Takes the event before those gathered.
+    fn take(&mut self, wanted: &Wanted<'_>, shown: Shown) -> Next {
+        let mark = shown.mark;
+        if mark.ends_walk {
+            return Next::Done;
         }
-        let created = creates(&event.change, wanted.name);
-        self.reached_creation = created;
-        self.selected += usize::from(wanted.shows(&event));
+        self.selected += usize::from(mark.shown);
         self.shown.push(shown);
-        Some(
-            if created || wanted.args.limit.is_some_and(|n| self.selected >= n) {
-                Next::Done
-            } else if self.shown.len() >= wanted.most {
-                Next::TooMany
-            } else {
-                Next::More
-            },
-        )
+        if mark.creates || wanted.args.limit.is_some_and(|n| self.selected >= n) {
+            Next::Done
+        } else if self.shown.len() >= wanted.most {
+            Next::TooMany
+        } else {
+            Next::More
+        }
     }
 }
 
@@ -306,9 +329,9 @@ fn tail(
     let mut shown = VecDeque::new();
     // The last N of every event need no more than N; any other history,
     // every event, up to the most it may gather.
-    let (keep, more_fails) = match wanted.most {
-        usize::MAX => (wanted.args.limit.unwrap_or(usize::MAX), false),
-        most => (most, true),
+    let (keep, more_fails) = match wanted.last {
+        Some(n) => (n, false),
+        None => (wanted.most, true),
     };
     loop {
         match replay.step() {
@@ -322,6 +345,7 @@ fn tail(
                 shown.push_back(Shown {
                     line: entry.line.to_vec(),
                     change: entry.event.change.effect_on(name),
+                    mark: Mark::of(wanted, &entry.event),
                 });
             }
             Ok(Some(_)) => {}
@@ -362,8 +386,8 @@ fn before(
     loop {
         let rows = model.last_events(wanted.name, ask).ok()??;
         for row in rows.get(rows_read..)? {
-            let shown = checked_line(journal, head, wanted.name, row)?;
-            match gathered.take(wanted, shown)? {
+            let shown = checked_line(journal, head, wanted, row)?;
+            match gathered.take(wanted, shown) {
                 Next::More => {}
                 next => return Some(next),
             }
@@ -405,15 +429,15 @@ fn searched(
         let exhausted = rows.len() < ask;
         for row in rows {
             below = row.seq;
-            let Some(found) = found_line(head, wanted.name, row) else {
+            let Some(found) = found_line(head, wanted, row) else {
                 return Ok(None);
             };
             let Some(found) = found else {
                 continue;
             };
             match gathered.take(wanted, found) {
-                Some(Next::More) => {}
-                next => return Ok(next),
+                Next::More => {}
+                next => return Ok(Some(next)),
             }
         }
         if exhausted {
@@ -424,22 +448,25 @@ fn searched(
     }
 }
 
-/// A line of a database's search for account `name`: `Some(None)` if it
-/// only holds the name's bytes (in a memo), else the event shown; `None`
-/// if the line is not the event its row says or not the one the next line
-/// (or the model's `head`) chains to.
-fn found_line(head: Head, name: &str, found: Found) -> Option<Option<Shown>> {
+/// A line of a database's search for the account `wanted` names:
+/// `Some(None)` if it only holds the name's bytes (in a memo), else its
+/// event; `None` if the line is not the event its row says or not the one
+/// the next line (or the model's `head`) chains to.
+fn found_line(head: Head, wanted: &Wanted<'_>, found: Found) -> Option<Option<Shown>> {
     let Found { seq, line, next } = found;
     let chained = chained_to(head, seq, &line, || next)?;
     let event = line::decode(&line, &mut Vec::new()).ok()?.event;
     if !chained || event.seq != seq {
         return None;
     }
-    if !event.change.involves(name) {
+    if !event.change.involves(wanted.name) {
         return Some(None);
     }
-    let change = event.change.effect_on(name);
-    Some(Some(Shown { line, change }))
+    let (change, mark) = (
+        event.change.effect_on(wanted.name),
+        Mark::of(wanted, &event),
+    );
+    Some(Some(Shown { line, change, mark }))
 }
 
 /// Whether `line`, of event `seq` at or before the model's `head`, is the
@@ -466,12 +493,18 @@ fn creates(change: &Change<'_>, name: &str) -> bool {
     matches!(change, Change::AccountCreated { account, .. } if account == name)
 }
 
-/// The line the index row `row` of account `name` names, if the journal
-/// agrees: it ends where the row says, before the model's `head`, is the
-/// event the row says, has the account at the row's slot (and creates it,
-/// if it is the first of its chain), and is the line the next one chains
-/// to.
-fn checked_line(journal: &ReadJournal, head: Head, name: &str, row: &Indexed) -> Option<Shown> {
+/// The event of the line the index row `row` of the account `wanted`
+/// names, if the journal agrees: it ends where the row says, before the
+/// model's `head`, is the event the row says, has the account at the
+/// row's slot (and creates it, if it is the first of its chain), and is
+/// the line the next one chains to.
+fn checked_line(
+    journal: &ReadJournal,
+    head: Head,
+    wanted: &Wanted<'_>,
+    row: &Indexed,
+) -> Option<Shown> {
+    let name = wanted.name;
     if row.seq > head.seq || row.end > head.end {
         return None;
     }
@@ -481,11 +514,10 @@ fn checked_line(journal: &ReadJournal, head: Head, name: &str, row: &Indexed) ->
         readmodel::line_starting_at(file, row.end, head.end)
     })?;
     let event = line::decode(&line, &mut Vec::new()).ok()?.event;
-    let first = creates(&event.change, name);
+    let (change, mark) = (event.change.effect_on(name), Mark::of(wanted, &event));
     let at_slot = readmodel::slots(&event.change).any(|(slot, a)| slot == row.slot && a == name);
-    let agrees = event.seq == row.seq && at_slot && (row.prev != 0 || first);
-    let change = event.change.effect_on(name);
-    (chained && agrees).then_some(Shown { line, change })
+    let agrees = event.seq == row.seq && at_slot && (row.prev != 0 || mark.creates);
+    (chained && agrees).then_some(Shown { line, change, mark })
 }
 
 /// The change and balance after each of `shown` (oldest first, the
