@@ -398,13 +398,8 @@ fn a_wrong_password_is_refused_without_being_shown() {
             .display()
             .to_string()
             .replace(":secret@", &format!(":{password}@"));
-        let out = env
-            .bare()
-            .args(["--file", &wrong, "balance"])
-            .output()
-            .expect("run");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(4), "{stderr}");
+        let (code, stderr) = run_at(&env, &wrong, &["balance"]);
+        assert_eq!(code, Some(4), "{stderr}");
         assert!(
             stderr.contains("password authentication failed"),
             "{stderr}"
@@ -1139,22 +1134,12 @@ fn a_password_given_as_a_url_query_parameter_is_never_shown() {
     let url = env.journal.display().to_string();
     let (user, rest) = url.split_once(":secret@").expect("a password in the URL");
     let in_query = format!("{user}@{rest}?password=secret");
-    let out = env
-        .bare()
-        .args(["--file", &in_query, "create", "a"])
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (code, stderr) = run_at(&env, &in_query, &["create", "a"]);
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(!stderr.contains("secret"), "{stderr}");
     let wrong = format!("{user}@{rest}?password=hunter2");
-    let out = env
-        .bare()
-        .args(["--file", &wrong, "balance"])
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    let (code, stderr) = run_at(&env, &wrong, &["balance"]);
+    assert_eq!(code, Some(4), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
 
