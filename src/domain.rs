@@ -285,6 +285,36 @@ impl State {
         }
     }
 
+    /// An empty state for an audit, which proves the `--id`s distinct
+    /// all at once at its end rather than as each comes (see
+    /// `domain::ids`): until then it knows no id, and [`decide`] takes
+    /// every id for new. Only for a [`Replay`](crate::journal::Replay),
+    /// which settles them ([`State::shared_id_prints`]) when it stops. It
+    /// cannot be saved.
+    pub fn auditing() -> State {
+        State {
+            ids: Ids::collecting(),
+            ..State::default()
+        }
+    }
+
+    /// An auditing state in which most ids share their fingerprint.
+    #[cfg(test)]
+    pub(crate) fn auditing_colliding() -> State {
+        State {
+            ids: Ids::collecting_colliding(),
+            ..State::default()
+        }
+    }
+
+    /// For an auditing state ([`State::auditing`]), the ids folded in so
+    /// far, taken out: the seqs of the events whose ids share a
+    /// fingerprint, set by set, among which every repeated id is. Empty for
+    /// any other state.
+    pub fn shared_id_prints(&mut self) -> Vec<Vec<u64>> {
+        self.ids.shared_prints(self.seq)
+    }
+
     /// A fingerprinting state in which most ids share their fingerprint.
     #[cfg(test)]
     pub(crate) fn fingerprinting_colliding() -> State {

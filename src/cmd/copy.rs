@@ -46,10 +46,8 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<(), Error> {
         let Some(scanner) = journal.scanner() else {
             return Ok(State::default());
         };
-        let mut replay = Replay::new(scanner, State::fingerprinting());
-        while let Some((_, entry)) = replay.step()? {
-            emit(entry.line)?;
-        }
+        let mut replay = Replay::new(scanner, State::auditing());
+        replay.each(|_, entry| emit(entry.line))?;
         let (state, head, torn) = replay.finish();
         if let Some(torn) = torn {
             warn_torn(&source, torn);
