@@ -98,3 +98,26 @@ fn the_first_failing_line_is_reported_whether_it_repeats_an_id_or_breaks_a_rule(
         "{stderr}"
     );
 }
+
+/// `balance` and `export` replay the whole journal without a read model,
+/// proving the ids distinct where the replay stops, as `verify` does: a
+/// repeated id fails at its line, before a later line's other fault.
+#[test]
+fn a_read_of_the_whole_journal_names_a_repeated_id_first_as_verify_does() {
+    let text = journal(
+        10,
+        |s| if s == 5 { 2 } else { s },
+        |s| (s == 8).then(|| overdraw(s)),
+    );
+    for args in [&["balance", "a"][..], &["export", "--to", "beancount"]] {
+        let env = TestEnv::new();
+        env.write(&text);
+        let before = env.bytes();
+        let stderr = env.fails(3, args);
+        assert!(
+            stderr.ends_with("line 6: id k2 was already used at seq 2\n"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(env.bytes(), before, "{args:?}");
+    }
+}

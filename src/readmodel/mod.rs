@@ -1442,8 +1442,9 @@ mod rebuild_tests {
 
         /// A model rebuilt from a replay that keeps the ids' keys, also
         /// when nearly every id shares its fingerprint (the replay then
-        /// learns some by name), is row for row the one rebuilt from a
-        /// state of names.
+        /// learns some by name), and from a read's, which collects the ids
+        /// to prove them distinct at its end, is row for row the one
+        /// rebuilt from a state of names.
         #[test]
         fn a_rebuild_by_keys_writes_the_model_a_rebuild_by_names_does(
             draws in prop::collection::vec((0u8..3, 0u8..40), 0..80),
@@ -1454,6 +1455,8 @@ mod rebuild_tests {
             let by_names = rebuilt(&path, None);
             prop_assert_eq!(&rebuilt(&path, Some(State::fingerprinting())), &by_names);
             prop_assert_eq!(&rebuilt(&path, Some(State::fingerprinting_colliding())), &by_names);
+            prop_assert_eq!(&rebuilt(&path, Some(State::auditing())), &by_names);
+            prop_assert_eq!(&rebuilt(&path, Some(State::auditing_colliding())), &by_names);
         }
     }
 }
