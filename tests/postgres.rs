@@ -813,6 +813,31 @@ fn a_line_changed_in_the_database_is_caught_as_in_a_file() {
     assert_eq!(env.run("history").status.code(), Some(3));
 }
 
+/// A line edited in the database to repeat an earlier line's id, which
+/// breaks the chain at the line after it, is named first, as in a file:
+/// `verify` and a full `history` prove the ids distinct where they stop,
+/// reading the lines of ids that share a fingerprint from the database.
+#[test]
+fn a_repeated_id_edited_into_the_database_is_named_before_the_chain_it_breaks() {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    env.ok("create a");
+    env.ok("deposit a 5 --id k2");
+    env.ok("deposit a 7 --id k3");
+    env.ok("deposit a 1");
+    edit_line(&env, 3, "\"k3\"", "\"k2\"");
+    for read in ["verify", "history"] {
+        let out = env.run(read);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{read}: {stderr}");
+        assert!(
+            stderr.contains("line 4: id k2 was already used at seq 2"),
+            "{read}: {stderr}"
+        );
+    }
+}
+
 /// `kill -9` of a batch mid-way: its transaction never commits, so none of
 /// its events is in the journal, and the next writer goes on.
 #[test]
