@@ -315,6 +315,20 @@ impl State {
         self.ids.shared_prints(self.seq)
     }
 
+    /// [`State::shared_id_prints`], counting also `id`, the id of the
+    /// next event (seq `self.seq + 1`), which was refused.
+    pub fn shared_id_prints_with(&mut self, id: &str) -> Vec<Vec<u64>> {
+        let next = self.seq + 1;
+        self.ids.insert(id, next);
+        self.ids.shared_prints(next)
+    }
+
+    /// Whether it collects its ids to prove them distinct at the end
+    /// ([`State::auditing`]).
+    pub fn collects_ids(&self) -> bool {
+        self.ids.is_collecting()
+    }
+
     /// A fingerprinting state in which most ids share their fingerprint.
     #[cfg(test)]
     pub(crate) fn fingerprinting_colliding() -> State {
@@ -998,7 +1012,7 @@ impl<'a> Request<'a> {
     }
 
     /// Checks the input rules that need no state.
-    fn validate(&self) -> Result<(), InputError> {
+    pub(crate) fn validate(&self) -> Result<(), InputError> {
         input::tags(self.tags.iter().copied())?;
         if let Some(id) = self.id {
             input::key(id)?;

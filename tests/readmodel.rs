@@ -316,6 +316,52 @@ fn a_batch_that_creates_a_long_journal_leaves_a_model_with_its_ids() {
     assert_eq!(env.balance_of("a"), format!("{}.00", n + 1));
 }
 
+/// A writer on a long journal without a model replays it knowing the
+/// ids by fingerprint and key, not by name: a repeat of an old id is
+/// still told from a new one (settled from its line), an old id reused
+/// for another command is refused, and the model the write rebuilds holds
+/// every id, so that the next writer, from the model, tells them apart too.
+#[test]
+fn a_writer_rebuilding_the_model_knows_every_id_without_their_names() {
+    let env = TestEnv::new();
+    let memo = "m".repeat(500);
+    let n = readmodel::MODEL_AFTER_BYTES / 500 + 1;
+    let mut batch = String::from("create a\n");
+    for i in 0..n {
+        batch.push_str(&format!("deposit a 1 --id k{i} --memo {memo}\n"));
+    }
+    env.cmd()
+        .args(["batch", "-"])
+        .write_stdin(batch)
+        .assert()
+        .success();
+    let repeat = format!("deposit a 1 --id k7 --memo {memo}");
+    for writer in ["rebuilding", "from the model"] {
+        remove_model(&env.journal);
+        if writer == "from the model" {
+            let out = env.ok("deposit a 3 --id new");
+            assert!(out.starts_with(&format!("seq {}: ", n + 2)), "{out}");
+            assert_eq!(model_seq(&env.journal), Some(n + 2), "rebuilt by the write");
+        }
+        let before = env.bytes();
+        let out = env.ok(&repeat);
+        assert!(out.starts_with("seq 9: "), "{writer}: {out}");
+        env.refusals(&[(
+            &["deposit", "a", "2", "--id", "k3"],
+            1,
+            "id k3 was already used at seq 5 for a different command",
+        )]);
+        assert_eq!(env.bytes(), before, "{writer}");
+    }
+    let out = env.ok("deposit a 3 --id new");
+    assert!(
+        out.starts_with(&format!("seq {}: ", n + 2)),
+        "a repeat: {out}"
+    );
+    assert_model_agrees(&env.journal, "");
+    env.cmd().arg("verify").assert().success();
+}
+
 /// A reversal's row lost from the model does not let a movement be
 /// reversed twice: the link of the reversal before it (or the link to the
 /// first) still names it. Reversals from the rebuild and those a writer

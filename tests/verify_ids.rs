@@ -121,3 +121,45 @@ fn a_read_of_the_whole_journal_names_a_repeated_id_first_as_verify_does() {
         assert_eq!(env.bytes(), before, "{args:?}");
     }
 }
+
+/// A line that both repeats an id and overdraws is named for its id, as
+/// `decide` checks the id before the ledger's rules, by every command
+/// that reads the whole journal.
+#[test]
+fn a_line_that_repeats_an_id_and_breaks_a_rule_is_named_for_its_id() {
+    let text = journal(
+        6,
+        |s| s,
+        |s| {
+            (s == 4).then(|| {
+                format!(
+                    r#"{{"seq":4,"at":"{AT}","type":"MoneyWithdrawn","account":"a","amount":"9999.00","id":"k2"}}"#
+                )
+            })
+        },
+    );
+    for args in [
+        "verify",
+        "copy",
+        "balance a",
+        "report",
+        "export --to beancount",
+        "history",
+    ] {
+        let env = TestEnv::new();
+        env.write(&text);
+        let copy = env.dir.path().join("copy.jsonl");
+        let mut args: Vec<String> = args.split(' ').map(String::from).collect();
+        if args[0] == "copy" {
+            args.push(env.journal.display().to_string());
+            args.push(copy.display().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let stderr = env.fails(3, &args);
+        assert!(!copy.exists(), "nothing copied");
+        assert!(
+            stderr.ends_with("line 5: id k2 was already used at seq 2\n"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

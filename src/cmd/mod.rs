@@ -237,9 +237,10 @@ pub fn replay_sized(
             (scanner, decided, model)
         }
     };
-    // Nothing asks the state for an id: they are collected, 8 bytes each
-    // where names took about 60, and proven distinct where it stops.
-    let mut replay = Replay::new(scanner, State::auditing());
+    // The lines this pass decides are handed to `visit` (printed) as they
+    // come, so a repeated id must be found as it comes too: by
+    // fingerprint, about 7 bytes an id where names took about 60.
+    let mut replay = Replay::new(scanner, State::fingerprinting());
     replay.each(&mut visit)?;
     let (state, end, torn) = replay.finish();
     if from == ReplayFrom::StartLocked

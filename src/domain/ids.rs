@@ -454,6 +454,11 @@ impl Ids {
         self.names.contains_key(id)
     }
 
+    /// Whether it collects ids to prove them distinct at the end.
+    pub fn is_collecting(&self) -> bool {
+        self.collected.is_some()
+    }
+
     /// Whether it keeps fingerprints.
     pub fn is_fingerprinting(&self) -> bool {
         self.prints.is_some()

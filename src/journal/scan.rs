@@ -12,7 +12,7 @@ use std::path::Path;
 use super::backing::Backing;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::domain::{self, Original, Rejection, State};
+use crate::domain::{self, Original, Rejection, Request, State};
 use crate::event::Event;
 use crate::journal::JournalError;
 use crate::journal::line::{self, HEADER_PREFIX, LastAt, LineHash, Spans};
@@ -948,7 +948,7 @@ impl<'f> Scanner<'f> {
     /// ([`State::auditing`]), the ids folded in are proven distinct first,
     /// and a repeat is the error.
     fn ended<'s>(&self, state: &mut State) -> Result<Option<Entry<'s>>, JournalError> {
-        match self.repeated_id(state)? {
+        match self.repeated_id(state, None)? {
             Some(repeat) => Err(repeat),
             None => Ok(None),
         }
@@ -1033,6 +1033,19 @@ impl<'f> Scanner<'f> {
                         return Err(corrupt(path, line_no, repeat.to_string()));
                     }
                 }
+                // An auditing state took the id for new: had it known
+                // every id, a repeat would have come before this refusal
+                // (SPEC 3: input rules, then the id, then the ledger's).
+                (Err(e), Some(id)) if state.collects_ids() => {
+                    let request =
+                        Request::of_event(event, original.as_ref().map(|d| Original::of(&d.event)));
+                    if request.validate().is_ok()
+                        && let Some(repeat) = self.repeated_id(state, Some(id))?
+                    {
+                        return Err(repeat);
+                    }
+                    return Err(corrupt(path, line_no, e.to_string()));
+                }
                 (decided, _) => {
                     break decided.map_err(|e| corrupt(path, line_no, e.to_string()))?;
                 }
@@ -1093,31 +1106,46 @@ impl<'f> Scanner<'f> {
     }
 
     /// For an auditing state ([`State::auditing`]), which took every id
-    /// for new: the first event, among those folded in, whose id repeats
-    /// an earlier event's, as the error its check would have been had the
-    /// state known every id (a line's other faults are found first, even
-    /// where a repeat is on the same line). Reads the lines of the events
-    /// whose ids share a fingerprint, to tell them apart.
-    fn repeated_id(&self, state: &mut State) -> Result<Option<JournalError>, JournalError> {
+    /// for new: the first event, among those folded in (and `refused`, the
+    /// id of the next line, whose check failed), whose id repeats an
+    /// earlier event's, as the error its check would have been had the
+    /// state known every id. Reads the lines of the events whose ids share
+    /// a fingerprint, to tell them apart.
+    fn repeated_id(
+        &self,
+        state: &mut State,
+        refused: Option<&str>,
+    ) -> Result<Option<JournalError>, JournalError> {
+        let next = self.head.seq + 1;
+        let shared = match refused {
+            Some(id) => state.shared_id_prints_with(id),
+            None => state.shared_id_prints(),
+        };
         let mut first: Option<(u64, String, u64)> = None;
-        for seqs in state.shared_id_prints() {
+        for seqs in shared {
             let mut seen: Vec<(String, u64)> = Vec::new();
             for seq in seqs {
                 if first.as_ref().is_some_and(|&(at, ..)| at <= seq) {
                     break;
                 }
-                let line = self.find_line(seq, (self.head.end, self.head.seq + 1))?;
-                let decoded = line::decode(&line, &mut Vec::new())
-                    .map_err(|e| corrupt(self.path, seq + 1, e.to_string()))?;
-                let Some(id) = decoded.event.id else {
-                    continue;
+                let id = match refused {
+                    Some(id) if seq == next => id.to_owned(),
+                    _ => {
+                        let line = self.find_line(seq, (self.head.end, next))?;
+                        let decoded = line::decode(&line, &mut Vec::new())
+                            .map_err(|e| corrupt(self.path, seq + 1, e.to_string()))?;
+                        let Some(id) = decoded.event.id else {
+                            continue;
+                        };
+                        id.into_owned()
+                    }
                 };
-                match seen.iter().find(|(other, _)| **other == *id) {
+                match seen.iter().find(|(other, _)| *other == id) {
                     Some(&(_, earlier)) => {
-                        first = Some((seq, id.into_owned(), earlier));
+                        first = Some((seq, id, earlier));
                         break;
                     }
-                    None => seen.push((id.into_owned(), seq)),
+                    None => seen.push((id, seq)),
                 }
             }
         }
@@ -1318,7 +1346,7 @@ impl<'f> Replay<'f> {
     /// an auditing state ([`State::auditing`]), a repeated id among the
     /// events before it, which comes first.
     fn refused(&mut self, refused: JournalError) -> JournalError {
-        match self.scanner.repeated_id(&mut self.state) {
+        match self.scanner.repeated_id(&mut self.state, None) {
             Ok(Some(repeat)) => repeat,
             _ => refused,
         }
@@ -1579,7 +1607,8 @@ mod tests {
         /// An audit, which proves the ids distinct only where it stops,
         /// names the same first bad line in the same words as a state that
         /// knows every id, also when nearly every id shares a fingerprint:
-        /// a repeat before a line refused for another reason comes first.
+        /// a repeat before a line refused for another reason, or on it,
+        /// comes first.
         #[test]
         fn an_audit_names_the_first_bad_line_as_a_check_of_each_id_does(
             n in 1u64..30,
@@ -1592,9 +1621,12 @@ mod tests {
             for (i, draw) in added.iter().enumerate() {
                 let seq = n + 2 + i as u64;
                 append_chained(&path, |at, prev| {
-                    let (kind, amount, id) = match overdraft == Some(i) {
-                        true => ("MoneyWithdrawn", "9999.00", String::new()),
-                        false => ("MoneyDeposited", "1.00", format!(r#","id":"k{draw}""#)),
+                    // The overdraft carries an id too: a repeat there
+                    // comes before the overdraft.
+                    let id = format!(r#","id":"k{draw}""#);
+                    let (kind, amount) = match overdraft == Some(i) {
+                        true => ("MoneyWithdrawn", "9999.00"),
+                        false => ("MoneyDeposited", "1.00"),
                     };
                     format!(
                         r#"{{"seq":{seq},"at":"{at}","type":"{kind}","account":"a","amount":"{amount}"{id},"prev":"{prev}"}}"#
