@@ -289,12 +289,10 @@ fn an_id_bucket_row_lost_by_hand_does_not_let_a_repeat_be_appended() {
     }
 }
 
-/// A batch that creates a journal long enough for a model writes the
-/// model once: the ids it appended are in it, so a repeat of one is a
-/// repeat (it was appended a second time when the writer's drop rebuilt
-/// the model again, its appended ids already handed over).
-#[test]
-fn a_batch_that_creates_a_long_journal_leaves_a_model_with_its_ids() {
+/// A journal past [`readmodel::MODEL_AFTER_BYTES`] made by one batch:
+/// `create a`, then `n` deposits of 1.00 into it, the one at seq `s` with
+/// the id `k{s-2}` and the returned 500-byte memo.
+fn long_journal_with_ids() -> (TestEnv, u64, String) {
     let env = TestEnv::new();
     let memo = "m".repeat(500);
     let n = readmodel::MODEL_AFTER_BYTES / 500 + 1;
@@ -307,6 +305,16 @@ fn a_batch_that_creates_a_long_journal_leaves_a_model_with_its_ids() {
         .write_stdin(batch)
         .assert()
         .success();
+    (env, n, memo)
+}
+
+/// A batch that creates a journal long enough for a model writes the
+/// model once: the ids it appended are in it, so a repeat of one is a
+/// repeat (it was appended a second time when the writer's drop rebuilt
+/// the model again, its appended ids already handed over).
+#[test]
+fn a_batch_that_creates_a_long_journal_leaves_a_model_with_its_ids() {
+    let (env, n, memo) = long_journal_with_ids();
     assert_eq!(model_seq(&env.journal), Some(n + 1));
     let out = env.ok(&format!("deposit a 1 --id k0 --memo {memo}"));
     assert!(out.starts_with("seq 2: "), "{out}");
@@ -323,18 +331,7 @@ fn a_batch_that_creates_a_long_journal_leaves_a_model_with_its_ids() {
 /// every id, so that the next writer, from the model, tells them apart too.
 #[test]
 fn a_writer_rebuilding_the_model_knows_every_id_without_their_names() {
-    let env = TestEnv::new();
-    let memo = "m".repeat(500);
-    let n = readmodel::MODEL_AFTER_BYTES / 500 + 1;
-    let mut batch = String::from("create a\n");
-    for i in 0..n {
-        batch.push_str(&format!("deposit a 1 --id k{i} --memo {memo}\n"));
-    }
-    env.cmd()
-        .args(["batch", "-"])
-        .write_stdin(batch)
-        .assert()
-        .success();
+    let (env, n, memo) = long_journal_with_ids();
     let repeat = format!("deposit a 1 --id k7 --memo {memo}");
     for writer in ["rebuilding", "from the model"] {
         remove_model(&env.journal);
