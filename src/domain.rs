@@ -288,7 +288,7 @@ impl State {
     /// An empty state for an audit, which proves the `--id`s distinct
     /// all at once at its end rather than as each comes (see
     /// `domain::ids`): until then it knows no id, and [`decide`] takes
-    /// every id for new. Only for a [`Replay`](crate::journal::Replay),
+    /// every id for new. Only for a [`Replay`](crate::journal::scan::Replay),
     /// which settles them ([`State::shared_id_prints`]) when it stops. It
     /// cannot be saved.
     pub fn auditing() -> State {
