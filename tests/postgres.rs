@@ -828,9 +828,7 @@ fn a_repeated_id_edited_into_the_database_is_named_before_the_chain_it_breaks() 
     env.ok("deposit a 1");
     edit_line(&env, 3, "\"k3\"", "\"k2\"");
     for read in ["verify", "history"] {
-        let out = env.run(read);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(3), "{read}: {stderr}");
+        let stderr = corrupt_at(&env, read, 4);
         assert!(
             stderr.contains("line 4: id k2 was already used at seq 2"),
             "{read}: {stderr}"
@@ -1967,13 +1965,14 @@ fn edit_line(env: &TestEnv, seq: u64, from: &str, to: &str) {
     ));
 }
 
-/// `read` fails as corrupt (exit 3), naming `line`.
+/// `read` fails as corrupt (exit 3), naming `line`; its message.
 #[track_caller]
-fn corrupt_at(env: &TestEnv, read: &str, line: u64) {
+fn corrupt_at(env: &TestEnv, read: &str, line: u64) -> String {
     let out = env.run(read);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(3), "{read}: {stderr}");
     assert!(stderr.contains(&format!("line {line}")), "{read}: {stderr}");
+    stderr
 }
 
 /// A read of a database without a journal notes it once, as a file's

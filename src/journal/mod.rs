@@ -408,7 +408,8 @@ pub struct Read {
     pub from: Option<Head>,
     /// For a whole state read from a file, the keys of the ids it knows
     /// only by fingerprint ([`Replay::keeping_id_keys`]): what the model
-    /// it rebuilds holds; `None` there if they could not be worked out.
+    /// it rebuilds holds (none for any other state); `None` if they could
+    /// not be worked out.
     pub keys: Option<AppendedIds>,
 }
 
@@ -458,9 +459,10 @@ pub fn read_state(
         state,
         head: Some(head),
         torn,
+        // Only a whole state by fingerprints needs its keys worked out.
         keys: match (from, by_prints) {
             (None, true) => keys,
-            _ => Some(keys.unwrap_or_default()),
+            _ => Some(AppendedIds::default()),
         },
         from,
     })
@@ -711,9 +713,9 @@ impl Writer {
         } = read;
         // A model rebuilt from a whole state without its ids' keys (the
         // thread that works them out failed) would take a repeat for new.
-        let (model, appended) = match (keys, from, &file) {
-            (None, None, Backing::File(_)) => (None, AppendedIds::default()),
-            (keys, ..) => (model, keys.unwrap_or_default()),
+        let (model, appended) = match keys {
+            Some(keys) => (model, keys),
+            None => (None, AppendedIds::default()),
         };
         // A writer on a file's read model takes the model's ids a bucket
         // at a time, as fingerprints by key: a batch of a million ids

@@ -1082,16 +1082,13 @@ impl<'f> Scanner<'f> {
         let path = self.path;
         let suspects: Vec<u64> = state.id_suspects(id).collect();
         for seq in suspects {
-            let line = self.find_line(seq, (before, state.seq() + 1))?;
-            let earlier = line::decode(&line, &mut Vec::new())
-                .map_err(|e| corrupt(path, seq + 1, e.to_string()))?;
-            let Some(other) = earlier.event.id.as_deref() else {
+            let Some(other) = self.id_at(seq, (before, state.seq() + 1))? else {
                 continue;
             };
             if other == id {
                 return Ok(Some(seq));
             }
-            if state.share_id_print(other, id) && state.learn_id(other, seq) {
+            if state.share_id_print(&other, id) && state.learn_id(&other, seq) {
                 return Ok(None);
             }
         }
@@ -1103,6 +1100,15 @@ impl<'f> Scanner<'f> {
                 "id {id}: cannot tell it apart from the ids of seqs that share its fingerprint"
             ),
         ))
+    }
+
+    /// The id of event `seq`, read from its line, before the line at
+    /// `before` whose seq is `next`.
+    fn id_at(&self, seq: u64, (before, next): (u64, u64)) -> Result<Option<String>, JournalError> {
+        let line = self.find_line(seq, (before, next))?;
+        let decoded = line::decode(&line, &mut Vec::new())
+            .map_err(|e| corrupt(self.path, seq + 1, e.to_string()))?;
+        Ok(decoded.event.id.map(|id| id.into_owned()))
     }
 
     /// For an auditing state ([`State::auditing`]), which took every id
@@ -1130,15 +1136,10 @@ impl<'f> Scanner<'f> {
                 }
                 let id = match refused {
                     Some(id) if seq == next => id.to_owned(),
-                    _ => {
-                        let line = self.find_line(seq, (self.head.end, next))?;
-                        let decoded = line::decode(&line, &mut Vec::new())
-                            .map_err(|e| corrupt(self.path, seq + 1, e.to_string()))?;
-                        let Some(id) = decoded.event.id else {
-                            continue;
-                        };
-                        id.into_owned()
-                    }
+                    _ => match self.id_at(seq, (self.head.end, next))? {
+                        Some(id) => id,
+                        None => continue,
+                    },
                 };
                 match seen.iter().find(|(other, _)| *other == id) {
                     Some(&(_, earlier)) => {
