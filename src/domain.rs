@@ -915,6 +915,10 @@ pub struct Request<'a> {
     pub date: Option<Day>,
     /// Its tags, sorted by key.
     pub tags: Vec<(&'a str, &'a str)>,
+    /// The currency its amount was written in, where the input names one
+    /// (an imported row's `3 JPY`): the account the amount is for must
+    /// hold it, unless it keeps plain units.
+    pub written_in: Option<&'a str>,
 }
 
 impl<'a> Request<'a> {
@@ -927,6 +931,7 @@ impl<'a> Request<'a> {
             expect_seq: None,
             date: None,
             tags: Vec::new(),
+            written_in: None,
         }
     }
 
@@ -1008,6 +1013,7 @@ impl<'a> Request<'a> {
             } else {
                 event.tags.iter().map(|(k, v)| (&**k, &**v)).collect()
             },
+            written_in: None,
         }
     }
 
@@ -1276,6 +1282,9 @@ pub fn decide<'a>(state: &State, request: &Request<'a>, at: At) -> Result<Decisi
     {
         return Err(Rejection::FutureDate(date));
     }
+    if let Some(code) = request.written_in {
+        in_currency_of_account(state, &request.command, code)?;
+    }
     if let Command::Reverse { target, original } = &request.command {
         let seq = state.resolve(*target)?;
         let change = reverse(state, seq, original.as_ref(), at)?;
@@ -1536,6 +1545,9 @@ pub fn settle_repeat(
     existing: &Event<'_>,
     request: &Request<'_>,
 ) -> Result<(), Rejection> {
+    if let Some(code) = request.written_in {
+        in_currency_of_account(state, &request.command, code)?;
+    }
     if is_same_command(state, existing, request)? {
         Ok(())
     } else {
@@ -1834,6 +1846,39 @@ fn open_account<'s>(state: &'s State, name: &str) -> Result<(&'s Account, &'s Un
     Ok((acct, state.unit_of(acct)))
 }
 
+/// Refuses an amount written in currency `code` for an account that holds
+/// another (an amount is a number of the account's units: `3 JPY` read as
+/// 3.00 USD would be wrong by a factor of about 150). An account of plain
+/// units takes any: it names no currency to compare. Only deposits,
+/// withdrawals and transfers, the commands an import's rows make, carry
+/// the currency their amount was written in. An unknown account passes,
+/// for the rules to name.
+fn in_currency_of_account(
+    state: &State,
+    command: &Command<'_>,
+    code: &str,
+) -> Result<(), Rejection> {
+    let (Command::Deposit { account, .. }
+    | Command::Withdraw { account, .. }
+    | Command::Transfer { from: account, .. }) = *command
+    else {
+        return Ok(());
+    };
+    let holds = state
+        .account(account)
+        .and_then(|acct| state.unit_of(acct).currency.as_deref());
+    match holds {
+        Some(holds) if holds != code => Err(Rejection::Amount {
+            account: account.to_owned(),
+            source: AmountError::OtherCurrency {
+                written: code.to_owned(),
+                holds: holds.to_owned(),
+            },
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn to_minor(account: &str, amount: Decimal, decimals: u8) -> Result<Amount, Rejection> {
     amount
         .to_minor(decimals)
@@ -2116,6 +2161,68 @@ mod tests {
             Err(Rejection::InsufficientFunds { .. })
         ));
         assert!(matches!(t("a", "b"), Ok(Decision::Append { .. })));
+    }
+
+    const CURRENCIES: [Option<&str>; 3] = [None, Some("USD"), Some("JPY")];
+
+    proptest::proptest! {
+        /// The currency an amount was written in (an import's `3 JPY`)
+        /// changes no decision but one: an account that holds another
+        /// currency refuses it, as an invalid amount (exit 2), before
+        /// its other rules, and also in a retry of a recorded `--id`.
+        /// The model: a deposit, withdrawal or transfer (whose amount is
+        /// its `from` account's) with a written currency is refused iff
+        /// that account holds a currency and it is another; otherwise it is
+        /// decided as without one.
+        #[test]
+        fn a_written_currency_refuses_only_another_than_the_accounts(
+            held in 0..3usize,
+            written in 0..3usize,
+            other in 0..3usize,
+            kind in 0..3u8,
+            cents in 1..3000u32,
+            retry in proptest::bool::ANY,
+        ) {
+            let (held, written) = (CURRENCIES[held], CURRENCIES[written]);
+            let mut setup = vec![create("a", held), create("b", CURRENCIES[other])];
+            setup.push(deposit("a", "10"));
+            let mut state = given(&setup);
+            let amount = Decimal::new(Amount(i128::from(cents)), 2);
+            let command = match kind {
+                0 => Command::Deposit { account: "a", amount },
+                1 => Command::Withdraw { account: "a", amount },
+                _ => Command::Transfer { from: "a", to: "b", amount },
+            };
+            let mut plain = req(command.clone());
+            if retry {
+                plain.id = Some("k");
+                plain.command = Command::Deposit { account: "a", amount };
+                state = given(&[setup, vec![plain.clone()]].concat());
+            }
+            let mut typed = plain.clone();
+            typed.written_in = written;
+            let other_currency = held.is_some() && written.is_some() && held != written;
+            match (decide(&state, &plain), decide(&state, &typed)) {
+                (_, Err(Rejection::Amount { account, source: AmountError::OtherCurrency { .. } })) => {
+                    proptest::prop_assert!(other_currency);
+                    proptest::prop_assert_eq!(account, "a");
+                }
+                (Ok(Decision::Repeat { seq }), Ok(Decision::Repeat { seq: again })) => {
+                    proptest::prop_assert_eq!(seq, again);
+                    let event = Event::new(seq, now(), Change::MoneyDeposited {
+                        account: "a".into(),
+                        amount: Decimal::new(Amount(i128::from(cents)), 2),
+                    });
+                    proptest::prop_assert!(settle_repeat(&state, &event, &plain).is_ok());
+                    let settled = settle_repeat(&state, &event, &typed);
+                    proptest::prop_assert_eq!(settled.is_err(), other_currency, "{:?}", settled);
+                }
+                (untyped, typed) => {
+                    proptest::prop_assert!(!other_currency);
+                    proptest::prop_assert_eq!(untyped, typed);
+                }
+            }
+        }
     }
 
     #[test]

@@ -30,6 +30,14 @@ pub enum AmountError {
         /// The account's decimals.
         decimals: u8,
     },
+    /// Written in another currency than the account's.
+    #[error("the amount is in {written}, and the account holds {holds}")]
+    OtherCurrency {
+        /// The currency the amount names.
+        written: String,
+        /// The account's.
+        holds: String,
+    },
 }
 
 /// What to write instead of `text`, which is not an amount: the amount it

@@ -226,6 +226,73 @@ fn refusals_name_the_line_and_leave_the_journal_as_it_was() {
     );
 }
 
+/// An amount's text names the currency it is in, by an ISO code or a
+/// symbol of one currency: it must be the account's (SPEC 13: a valid
+/// amount for the account), else exit 2 naming the line; `3 JPY` was read
+/// as 3.00 USD before. An account of plain units names no currency to
+/// compare; a symbol several currencies share (`$`) and words that are not
+/// codes (`kr`) name none. A transfer's amount is the debited account's.
+#[test]
+fn an_amount_in_another_currency_than_the_accounts_is_refused() {
+    let env = TestEnv::with(&[
+        "create checking --currency USD",
+        "create giro --currency EUR",
+        "create wallet",
+    ]);
+    let rules = |name: &str, account: &str, extra: &str| {
+        write(
+            &env,
+            name,
+            &format!("account = \"{account}\"\namount = \"{{Amount}}\"\n{extra}"),
+        )
+    };
+    let usd = rules("usd.toml", "checking", "");
+    let rows = |name: &str, amounts: &[&str]| {
+        let mut text = String::from("Amount\n");
+        for a in amounts {
+            text.push_str(&format!("\"{a}\"\n"));
+        }
+        write(&env, name, &text)
+    };
+    for (i, foreign) in ["3 JPY", "€3.00", "EUR 1,000.00", "(2.00 GBP)"]
+        .iter()
+        .enumerate()
+    {
+        let file = rows(&format!("foreign{i}.csv"), &["5 USD", foreign]);
+        let e = env.fails(2, &["import", &file, "--rules", &usd]);
+        assert!(
+            e.starts_with("error: line 3: invalid amount for checking: the amount is in "),
+            "{foreign}: {e}"
+        );
+        assert!(e.contains("and the account holds USD"), "{e}");
+    }
+    let e = env.fails(
+        2,
+        &["import", &rows("two.csv", &["3 JPY USD"]), "--rules", &usd],
+    );
+    assert!(e.contains("amount '3 JPY USD' is not an amount"), "{e}");
+    let own = rows("own.csv", &["5 USD", "$2.50", "1.25 kr", "-1 USD"]);
+    env.ok_args(&["import", &own, "--rules", &usd]);
+    assert!(env.ok_args(&["balance", "checking"]).contains("7.75"));
+    let plain = rules("wallet.toml", "wallet", "");
+    env.ok_args(&["import", &rows("any.csv", &["3 JPY"]), "--rules", &plain]);
+    assert!(env.ok_args(&["balance", "wallet"]).contains("3.00"));
+    let transfer = rules("transfer.toml", "giro", "counterparty = \"checking\"\n");
+    let e = env.fails(
+        1,
+        &["import", &rows("t.csv", &["1 USD"]), "--rules", &transfer],
+    );
+    assert!(e.contains("currency mismatch"), "{e}");
+    let e = env.fails(
+        2,
+        &["import", &rows("t2.csv", &["1 EUR"]), "--rules", &transfer],
+    );
+    assert!(
+        e.contains("invalid amount for checking: the amount is in EUR"),
+        "{e}"
+    );
+}
+
 /// A row with more fields than the header is refused, naming its line:
 /// an amount with an unquoted thousands comma (`1,250.50`) would
 /// otherwise book 1.00. A trailing delimiter (blank fields past the

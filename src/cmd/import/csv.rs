@@ -360,7 +360,7 @@ impl Rows {
             Some((_, Some(mapping))) => mapping,
             None => &compiled.base,
         };
-        let (negative, amount) = self.amount(row, mapping)?;
+        let (negative, amount, currency) = self.amount(row, mapping)?;
         mapping.account.render(row, &mut self.text);
         let account = self.text.clone();
         let counterparty = match &mapping.counterparty {
@@ -377,6 +377,7 @@ impl Rows {
             (None, true) => self.one(&self.withdraw, &account)?,
         };
         set(&mut command, "amount", &amount, "amount")?;
+        command.opts_mut().written_in = currency;
         let pending_id = self.options(&mut command, row, mapping)?;
         Ok(Some(Row {
             command,
@@ -403,30 +404,30 @@ impl Rows {
         Ok(command)
     }
 
-    /// Whether the row's money goes out, and its amount as the command line
-    /// writes it.
+    /// Whether the row's money goes out, its amount as the command line
+    /// writes it, and the currency its text names, if any.
     fn amount(
         &mut self,
         row: &csv::StringRecord,
         mapping: &Mapping,
-    ) -> Result<(bool, String), Error> {
+    ) -> Result<(bool, String, Option<String>), Error> {
         let mark = mapping.decimal_mark;
         match &mapping.amount {
             Amounts::Signed(t) => {
                 t.render(row, &mut self.text);
                 let parsed = BankAmount::parse(&self.text, mark)
                     .ok_or_else(|| not_amount(&self.text, "amount"))?;
-                Ok((parsed.negative, parsed.digits))
+                Ok((parsed.negative, parsed.digits, parsed.currency))
             }
             Amounts::Split { credit, debit } => {
-                let mut side = |t: &Option<_>, key: &str| -> Result<Option<String>, Error> {
+                let mut side = |t: &Option<_>, key: &str| -> Result<Option<BankAmount>, Error> {
                     let Some(t) = t else { return Ok(None) };
                     super::rules::Template::render(t, row, &mut self.text);
                     if self.text.trim().is_empty() {
                         return Ok(None);
                     }
                     match BankAmount::parse(&self.text, mark) {
-                        Some(a) if !a.signed => Ok(Some(a.digits)),
+                        Some(a) if !a.signed => Ok(Some(a)),
                         Some(_) => Err(Error::Usage(format!(
                             "{key} '{}' has a sign: `credit` and `debit` take unsigned amounts",
                             self.text
@@ -435,8 +436,8 @@ impl Rows {
                     }
                 };
                 match (side(credit, "credit")?, side(debit, "debit")?) {
-                    (Some(c), None) => Ok((false, c)),
-                    (None, Some(d)) => Ok((true, d)),
+                    (Some(c), None) => Ok((false, c.digits, c.currency)),
+                    (None, Some(d)) => Ok((true, d.digits, d.currency)),
                     (Some(_), Some(_)) => Err(Error::Usage(
                         "both `credit` and `debit` have an amount: give one per row".into(),
                     )),
@@ -585,23 +586,80 @@ struct BankAmount {
     signed: bool,
     /// Digits, and a `.` before the decimals.
     digits: String,
+    /// The currency its code or symbol names (`USD`, `€`), if it names one.
+    currency: Option<String>,
 }
 
-/// Currency symbols a bank may put beside an amount (codes are letters,
-/// which are stripped as such).
-const SYMBOLS: &[char] = &[
-    '€', '$', '£', '¥', '₹', '₽', '₩', '₺', '₪', '¢', '₫', '₱', '₴', '₦', '฿', '₣',
+/// Currency symbols a bank may put beside an amount, with the currency
+/// each names where it names only one (`$`, `¥`, `¢` and `₣` are several
+/// currencies' symbols: they name none).
+const SYMBOLS: &[(char, Option<&str>)] = &[
+    ('€', Some("EUR")),
+    ('£', Some("GBP")),
+    ('₹', Some("INR")),
+    ('₽', Some("RUB")),
+    ('₩', Some("KRW")),
+    ('₺', Some("TRY")),
+    ('₪', Some("ILS")),
+    ('₫', Some("VND")),
+    ('₱', Some("PHP")),
+    ('₴', Some("UAH")),
+    ('₦', Some("NGN")),
+    ('฿', Some("THB")),
+    ('$', None),
+    ('¥', None),
+    ('¢', None),
+    ('₣', None),
 ];
 
 /// Marks that group thousands besides the other decimal mark: spaces
 /// (also no-break and thin ones) and apostrophes.
 const GROUPING: &[char] = &[' ', '\'', '\u{a0}', '\u{202f}', '\u{2009}', '’'];
 
+/// What may stand around an amount's number: spaces, a currency's code
+/// (letters) or symbol.
+fn noise(c: char) -> bool {
+    c.is_whitespace() || c.is_alphabetic() || SYMBOLS.iter().any(|&(s, _)| s == c)
+}
+
+/// `text` without the noise at its ends, which is added to `around`.
+fn trim_noise<'t>(text: &'t str, around: &mut String) -> &'t str {
+    let inner = text.trim_matches(noise);
+    let start = inner.as_ptr() as usize - text.as_ptr() as usize;
+    around.push_str(&text[..start]);
+    around.push(' ');
+    around.push_str(&text[start + inner.len()..]);
+    around.push(' ');
+    inner
+}
+
+/// The currency named by what stood around an amount: an ISO 4217 code
+/// (three capitals, `JPY`) or a symbol of one currency (`€`), or several
+/// that agree; two currencies are `Err`. Other words are not codes and
+/// name nothing, as banks write them beside amounts: local signs (`kr`,
+/// `Kč`, `zł`) or `CR`/`DR`.
+fn currency_named(around: &str) -> Result<Option<String>, ()> {
+    let codes = around
+        .split(|c: char| !c.is_alphabetic())
+        .filter(|w| w.len() == 3 && w.bytes().all(|b| b.is_ascii_uppercase()));
+    let symbols = around
+        .chars()
+        .filter_map(|c| SYMBOLS.iter().find(|&&(s, _)| s == c)?.1);
+    let mut named = None;
+    for code in codes.chain(symbols) {
+        match named {
+            Some(other) if other != code => return Err(()),
+            _ => named = Some(code),
+        }
+    }
+    Ok(named.map(str::to_owned))
+}
+
 impl BankAmount {
     /// Reads `text` with decimal mark `mark`: `None` if it is not an amount.
     fn parse(text: &str, mark: char) -> Option<BankAmount> {
-        let noise = |c: char| c.is_whitespace() || c.is_alphabetic() || SYMBOLS.contains(&c);
-        let mut rest = text.trim_matches(noise);
+        let mut around = String::new();
+        let mut rest = trim_noise(text, &mut around);
         let (mut negative, mut signs) = (false, 0);
         loop {
             if let Some(inner) = rest.strip_prefix('(').and_then(|r| r.strip_suffix(')')) {
@@ -614,11 +672,12 @@ impl BankAmount {
                 break;
             }
             signs += 1;
-            rest = rest.trim_matches(noise);
+            rest = trim_noise(rest, &mut around);
         }
         if signs > 1 {
             return None;
         }
+        let currency = currency_named(&around).ok()?;
         let group = if mark == ',' { '.' } else { ',' };
         let (whole, fraction) = match rest.split_once(mark) {
             Some((w, f)) => (w, Some(f)),
@@ -646,6 +705,7 @@ impl BankAmount {
             negative,
             signed: signs > 0,
             digits,
+            currency,
         })
     }
 }
@@ -656,6 +716,10 @@ mod tests {
 
     fn amount(text: &str, mark: char) -> Option<(bool, String)> {
         BankAmount::parse(text, mark).map(|a| (a.negative, a.digits))
+    }
+
+    fn currency(text: &str) -> Option<Option<String>> {
+        BankAmount::parse(text, '.').map(|a| a.currency)
     }
 
     #[test]
@@ -681,6 +745,30 @@ mod tests {
             assert_eq!(amount(no, '.'), None, "{no}");
         }
         assert_eq!(amount("1.250,50", '.'), None);
+    }
+
+    /// A code or a symbol of one currency names it, wherever it stands;
+    /// a symbol several currencies share, or a word that is not a code,
+    /// names none; two currencies are not an amount.
+    #[test]
+    fn the_currency_an_amount_is_written_in() {
+        let named = |text: &str, code: Option<&str>| {
+            assert_eq!(currency(text), Some(code.map(str::to_owned)), "{text}");
+        };
+        named("3 JPY", Some("JPY"));
+        named("USD 1,250.50", Some("USD"));
+        named("(€12.00)", Some("EUR"));
+        named("£ 5 GBP", Some("GBP"));
+        named("12.00- CHF", Some("CHF"));
+        named("$1,250.50", None);
+        named("¥300", None);
+        named("12.00", None);
+        for local in ["1 250.50 kr", "3 Kč", "12.00 eur", "50.00 DR", "3 dollars"] {
+            named(local, None);
+        }
+        for no in ["3 JPY USD", "€3 USD", "£3 €"] {
+            assert_eq!(currency(no), None, "{no}");
+        }
     }
 
     #[test]
