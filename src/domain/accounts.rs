@@ -185,6 +185,16 @@ impl Index {
     }
 }
 
+/// A name's first 16 bytes as a number that sorts as they do (names hold
+/// no NUL, so a shorter name's zeros sort it before the longer ones it
+/// begins).
+fn name_key(name: &str) -> u128 {
+    let mut bytes = [0; 16];
+    let n = name.len().min(16);
+    bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
+    u128::from_be_bytes(bytes)
+}
+
 /// The name `slot` points to.
 fn name_in(chunks: &[Chunk], slot: Slot) -> &str {
     chunks[slot.place as usize / PER_CHUNK].name(slot.name)
@@ -304,14 +314,22 @@ impl Accounts {
     /// names: 8 bytes an account, for a list of most of a million (their
     /// names as `&str` alone would be 16).
     pub fn by_name(&self, mut keep: impl FnMut(usize) -> bool) -> Vec<Named> {
-        let mut named: Vec<Named> = self
+        // Sorted by the names' first 16 bytes, read once each, and by the
+        // whole names only where those are equal: comparing the names
+        // themselves read two of them from all over memory each time (1.4 s
+        // for the million accounts a batch may touch).
+        let mut keyed: Vec<(u128, Slot)> = self
             .index
             .iter()
             .filter(|slot| keep(slot.place as usize))
-            .map(|&slot| Named(slot))
+            .map(|&slot| (name_key(name_in(&self.chunks, slot)), slot))
             .collect();
-        named.sort_unstable_by(|a, b| name_in(&self.chunks, a.0).cmp(name_in(&self.chunks, b.0)));
-        named
+        keyed.sort_unstable_by(|(a_key, a), (b_key, b)| {
+            a_key
+                .cmp(b_key)
+                .then_with(|| name_in(&self.chunks, *a).cmp(name_in(&self.chunks, *b)))
+        });
+        keyed.into_iter().map(|(_, slot)| Named(slot)).collect()
     }
 
     /// The name, place and account [`Accounts::by_name`] listed as `named`.
