@@ -803,14 +803,35 @@ fn a_line_changed_in_the_database_is_caught_as_in_a_file() {
     let Some(env) = TestEnv::postgres() else {
         return;
     };
-    env.ok("create a");
-    env.ok("deposit a 5");
-    env.ok("deposit a 7");
+    let file = TestEnv::new();
+    for on in [&env, &file] {
+        on.ok("create a");
+        on.ok("deposit a 5");
+        on.ok("deposit a 7");
+    }
     edit_line(&env, 2, "\"5.00\"", "\"9.00\"");
+    let edited = std::fs::read_to_string(&file.journal).unwrap();
+    std::fs::write(&file.journal, edited.replace("\"5.00\"", "\"9.00\"")).unwrap();
     corrupt_at(&env, "verify", 4);
-    // A replay of every line says so too (balance reads the query
-    // tables, which are not evidence: verify is the audit).
-    assert_eq!(env.run("history").status.code(), Some(3));
+    // So does every read of a journal this short, which reads it whole
+    // (a longer one's `balance` reads the query tables, which are not
+    // evidence: verify is the audit), before anything is printed, as on
+    // a file that short.
+    for read in [
+        "history",
+        "history a --limit 1",
+        "balance",
+        "balance a",
+        "report --by month",
+        "export --to jsonl",
+        "export --to ledger",
+    ] {
+        for on in [&env, &file] {
+            corrupt_at(on, read, 4);
+            let out = on.run(read);
+            assert!(out.stdout.is_empty(), "{read} printed before failing");
+        }
+    }
 }
 
 /// A line edited in the database to repeat an earlier line's id, which

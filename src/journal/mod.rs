@@ -22,7 +22,7 @@ use std::sync::LazyLock;
 use crate::domain::{self, Command, Decision, Original, Rejection, Request, State};
 use crate::event::Event;
 use crate::money::Amount;
-use crate::readmodel::{AppendedIds, IdAt, ModelError, ReadModel};
+use crate::readmodel::{AppendedIds, IdAt, MODEL_AFTER_BYTES, ModelError, ReadModel};
 use crate::time::At;
 use backing::Backing;
 use line::{LineHash, MAX_LINE};
@@ -365,7 +365,16 @@ impl ReadJournal {
     /// The journal's read model (created if missing), and the head it
     /// covers if it covers a prefix of the journal as this reader sees it;
     /// `None` without a header or if the model cannot be used.
+    ///
+    /// Also `None` for a database's journal shorter than
+    /// [`MODEL_AFTER_BYTES`]: it is read whole, as a file that short is
+    /// (no command makes it a model), so that a line edited in it fails
+    /// every read before anything is printed, on both backends alike, for
+    /// reading at most a MiB.
     pub fn model(&self) -> Option<(ReadModel, Option<Head>)> {
+        if matches!(self.file, Backing::Db(_)) && self.len < MODEL_AFTER_BYTES {
+            return None;
+        }
         let header = self.header_head()?;
         let model = match &self.file {
             Backing::File(_) => ReadModel::open(&self.path, self.owner)?,
@@ -448,7 +457,7 @@ pub fn read_state(
     // the model it rebuilds: by name, 4,000,000 ids took a writer about
     // 250 MB. A short one, which keeps no model, knows its few ids by
     // name; a database's writer writes its query tables from the names.
-    let by_prints = matches!(file, Backing::File(_)) && len >= crate::readmodel::MODEL_AFTER_BYTES;
+    let by_prints = matches!(file, Backing::File(_)) && len >= MODEL_AFTER_BYTES;
     let whole = |scanner| match by_prints {
         true => Replay::keeping_id_keys(scanner),
         false => Replay::new(scanner, State::default()),
