@@ -579,6 +579,34 @@ fn many_accounts_in_many_currencies_open_in_linear_time() {
     );
 }
 
+/// An empty file is an empty journal to every read, and to `copy`: its
+/// copy is an empty file (in directories made for it), which `verify`
+/// passes as it passes the source, where `copy` said "no journal" (exit
+/// 3). A destination that holds events is refused and left as it was.
+#[test]
+fn the_copy_of_an_empty_journal_is_an_empty_journal() {
+    let env = funded();
+    let empty = env.dir.path().join("empty.jsonl");
+    fs::write(&empty, "").expect("empty");
+    let empty = empty.to_str().expect("utf-8 path");
+    let copy = env.dir.path().join("new").join("copy.jsonl");
+    let out = run(&env, &["copy", empty, copy.to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with("copied 0 events from"), "{said}");
+    assert_eq!(fs::read(&copy).expect("the copy"), b"");
+    for journal in [Path::new(empty), &copy] {
+        let out = run_bounded(env.process().arg("--file").arg(journal).arg("verify"));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{journal:?}: {out:?}");
+        assert!(said.contains("events   0"), "{said}");
+    }
+    let journal = env.journal.to_str().expect("utf-8 path");
+    let e = refused(&env, 1, &["copy", empty, journal]);
+    assert!(e.contains("already holds events"), "{e}");
+    assert_eq!(env.balance_of("a"), "10.00");
+}
+
 // ---- files a command writes beside the journal ---------------------------
 
 /// `copy` onto its own source (by another path, or through a link) is

@@ -3,6 +3,7 @@
 //! is written, all or nothing.
 
 use std::io::{self, Write};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -37,10 +38,22 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<(), Error> {
     }
     let journal =
         ReadJournal::open(&source)?.ok_or_else(|| JournalError::Missing(source.clone()))?;
-    let header = journal
-        .header_line()?
-        .ok_or_else(|| JournalError::Missing(source.clone()))?;
     let mut writer = Writer::open(&destination)?;
+    // An empty file is an empty journal, as every read takes it (`verify`:
+    // 0 events, the hash of no bytes): its copy is no line at all, into a
+    // destination that must hold no event either: a file is left empty
+    // (or with the header it had), a database with no line.
+    let Some(header) = journal.header_line()? else {
+        if let Some(torn) = journal.torn_header() {
+            warn_torn(&source, torn);
+        }
+        if writer.state().seq() > 0 {
+            return Err(JournalError::NotEmpty(destination).into());
+        }
+        writer.keep_created();
+        writer.unlock()?;
+        return report(ctx, &source, &destination, (0, LineHash::of(b"")));
+    };
     let mut end = (0, LineHash::of(&header[..header.len().saturating_sub(1)]));
     writer.copy_in(&header, |emit| -> Result<State, Error> {
         let Some(scanner) = journal.scanner() else {
@@ -60,7 +73,16 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<(), Error> {
         Ok(state)
     })?;
     writer.unlock()?;
-    let (seq, hash) = end;
+    report(ctx, &source, &destination, end)
+}
+
+/// Prints what was copied: `seq` events, up to the head of that seq and hash.
+fn report(
+    ctx: &Context,
+    source: &Path,
+    destination: &Path,
+    (seq, hash): (u64, LineHash),
+) -> Result<(), Error> {
     let report = Copied {
         events: seq,
         head: Head {

@@ -769,6 +769,13 @@ impl Writer {
         })
     }
 
+    /// Keeps the file this writer created though it appends nothing (it
+    /// would be removed, as by a refused write): the copy of an empty
+    /// journal is an empty file.
+    pub fn keep_created(&mut self) {
+        self.created = None;
+    }
+
     /// Whether this writer created the journal and committed to it.
     pub fn created_journal(&self) -> bool {
         self.created.is_some() && self.committed
