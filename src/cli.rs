@@ -364,10 +364,10 @@ pub struct WriteOpts {
     /// Attach a tag (repeatable; at most 16).
     #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = tag)]
     pub tags: Vec<Tag>,
-    /// The currency the amount was written in, where the input names one:
-    /// an imported row's (`3 JPY`), never the command line's.
+    /// The currencies the amount's text names: an imported row's (`3
+    /// JPY`), never the command line's.
     #[arg(skip)]
-    pub written_in: Option<String>,
+    pub written_in: Option<crate::domain::WrittenIn>,
 }
 
 /// A tag typed as `KEY=VALUE`.

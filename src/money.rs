@@ -31,10 +31,10 @@ pub enum AmountError {
         decimals: u8,
     },
     /// Written in another currency than the account's.
-    #[error("the amount is in {written}, and the account holds {holds}")]
+    #[error("'{text}' is not in {holds}, the account's currency")]
     OtherCurrency {
-        /// The currency the amount names.
-        written: String,
+        /// The amount's text, which names other currencies.
+        text: String,
         /// The account's.
         holds: String,
     },

@@ -226,17 +226,22 @@ fn refusals_name_the_line_and_leave_the_journal_as_it_was() {
     );
 }
 
-/// An amount's text names the currency it is in, by an ISO code or a
-/// symbol of one currency: it must be the account's (SPEC 13: a valid
-/// amount for the account), else exit 2 naming the line; `3 JPY` was read
-/// as 3.00 USD before. An account of plain units names no currency to
-/// compare; a symbol several currencies share (`$`) and words that are not
-/// codes (`kr`) name none. A transfer's amount is the debited account's.
+/// An amount's text names the currencies it may be in, by ISO codes (in
+/// capitals or small letters) or symbols: the account must hold one of
+/// them (SPEC 13: a valid amount for the account), else exit 2 naming the
+/// line and the text; `3 JPY` was read as 3.00 USD before. An account of
+/// plain units names no currency to compare, nor do words that are not
+/// codes (`kr`, `DEB`). A transfer's amount is checked against its
+/// accounts' currency when they share it; when they do not, it is a
+/// currency mismatch (exit 1) whatever the text says.
 #[test]
 fn an_amount_in_another_currency_than_the_accounts_is_refused() {
     let env = TestEnv::with(&[
         "create checking --currency USD",
+        "create savings --currency USD",
         "create giro --currency EUR",
+        "create jp --currency JPY --decimals 0",
+        "create gi --currency GIP",
         "create wallet",
     ]);
     let rules = |name: &str, account: &str, extra: &str| {
@@ -254,43 +259,73 @@ fn an_amount_in_another_currency_than_the_accounts_is_refused() {
         }
         write(&env, name, &text)
     };
-    for (i, foreign) in ["3 JPY", "€3.00", "EUR 1,000.00", "(2.00 GBP)"]
+    for (i, foreign) in ["3 JPY", "€3.00", "EUR 1,000.00", "(2.00 gbp)", "¥300", "£2"]
         .iter()
         .enumerate()
     {
         let file = rows(&format!("foreign{i}.csv"), &["5 USD", foreign]);
         let e = env.fails(2, &["import", &file, "--rules", &usd]);
-        assert!(
-            e.starts_with("error: line 3: invalid amount for checking: the amount is in "),
-            "{foreign}: {e}"
+        let want = format!(
+            "error: line 3: invalid amount for checking: '{foreign}' is not in USD, the account's currency"
         );
-        assert!(e.contains("and the account holds USD"), "{e}");
+        assert!(e.starts_with(&want), "{foreign}: {e}");
     }
     let e = env.fails(
         2,
         &["import", &rows("two.csv", &["3 JPY USD"]), "--rules", &usd],
     );
     assert!(e.contains("amount '3 JPY USD' is not an amount"), "{e}");
-    let own = rows("own.csv", &["5 USD", "$2.50", "1.25 kr", "-1 USD"]);
-    env.ok_args(&["import", &own, "--rules", &usd]);
-    assert!(env.ok_args(&["balance", "checking"]).contains("7.75"));
-    let plain = rules("wallet.toml", "wallet", "");
-    env.ok_args(&["import", &rows("any.csv", &["3 JPY"]), "--rules", &plain]);
-    assert!(env.ok_args(&["balance", "wallet"]).contains("3.00"));
-    let transfer = rules("transfer.toml", "giro", "counterparty = \"checking\"\n");
-    let e = env.fails(
-        1,
-        &["import", &rows("t.csv", &["1 USD"]), "--rules", &transfer],
+    let own = rows(
+        "own.csv",
+        &["5 USD", "$2.50", "1.25 kr", "-1 usd", "USD 1.00 DEB"],
     );
-    assert!(e.contains("currency mismatch"), "{e}");
+    env.ok_args(&["import", &own, "--rules", &usd]);
+    assert!(env.ok_args(&["balance", "checking"]).contains("8.75"));
+    for (account, amount, balance) in [
+        ("wallet", "3 JPY", "3.00"),
+        ("jp", "¥300", "300"),
+        ("gi", "£2", "2.00"),
+    ] {
+        let file = rows(&format!("{account}.csv"), &[amount]);
+        let rules = rules(&format!("{account}.toml"), account, "");
+        env.ok_args(&["import", &file, "--rules", &rules]);
+        assert!(
+            env.ok_args(&["balance", account]).contains(balance),
+            "{account}"
+        );
+    }
+    let between = |account: &str| {
+        rules(
+            &format!("to-{account}.toml"),
+            account,
+            "counterparty = \"checking\"\n",
+        )
+    };
     let e = env.fails(
         2,
-        &["import", &rows("t2.csv", &["1 EUR"]), "--rules", &transfer],
+        &[
+            "import",
+            &rows("t.csv", &["1 EUR"]),
+            "--rules",
+            &between("savings"),
+        ],
     );
     assert!(
-        e.contains("invalid amount for checking: the amount is in EUR"),
+        e.contains("invalid amount for checking: '1 EUR' is not in USD"),
         "{e}"
     );
+    for amount in ["1 EUR", "1 USD"] {
+        let e = env.fails(
+            1,
+            &[
+                "import",
+                &rows("m.csv", &[amount]),
+                "--rules",
+                &between("giro"),
+            ],
+        );
+        assert!(e.contains("currency mismatch"), "{amount}: {e}");
+    }
 }
 
 /// A row with more fields than the header is refused, naming its line:

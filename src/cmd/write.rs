@@ -118,7 +118,7 @@ pub fn request<'a>(cmd: &'a WriteCommand, ctx: &Context) -> Result<Request<'a>, 
         expect_seq: opts.expect_seq,
         date: opts.date,
         tags,
-        written_in: opts.written_in.as_deref(),
+        written_in: opts.written_in.as_ref(),
     })
 }
 

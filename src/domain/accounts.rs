@@ -185,14 +185,14 @@ impl Index {
     }
 }
 
-/// A name's first 16 bytes as a number that sorts as they do (names hold
-/// no NUL, so a shorter name's zeros sort it before the longer ones it
-/// begins).
-fn name_key(name: &str) -> u128 {
+/// A name's first 16 bytes, padded with zeros: they sort as the names'
+/// beginnings do (names hold no NUL, so a shorter name's zeros sort it
+/// before the longer ones it begins).
+fn name_key(name: &str) -> [u8; 16] {
     let mut bytes = [0; 16];
     let n = name.len().min(16);
     bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
-    u128::from_be_bytes(bytes)
+    bytes
 }
 
 /// The name `slot` points to.
@@ -317,8 +317,9 @@ impl Accounts {
         // Sorted by the names' first 16 bytes, read once each, and by the
         // whole names only where those are equal: comparing the names
         // themselves read two of them from all over memory each time (1.4 s
-        // for the million accounts a batch may touch).
-        let mut keyed: Vec<(u128, Slot)> = self
+        // for the million accounts a batch may touch). 24 bytes an account
+        // while sorting.
+        let mut keyed: Vec<([u8; 16], Slot)> = self
             .index
             .iter()
             .filter(|slot| keep(slot.place as usize))

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use super::rules::{Amounts, Compiled, Mapping, Rules};
 use super::{add_tag, read_error, set, template};
 use crate::cli::WriteCommand;
+use crate::domain::WrittenIn;
 use crate::error::Error;
 use crate::time::Day;
 
@@ -360,7 +361,7 @@ impl Rows {
             Some((_, Some(mapping))) => mapping,
             None => &compiled.base,
         };
-        let (negative, amount, currency) = self.amount(row, mapping)?;
+        let (negative, amount, written) = self.amount(row, mapping)?;
         mapping.account.render(row, &mut self.text);
         let account = self.text.clone();
         let counterparty = match &mapping.counterparty {
@@ -377,7 +378,7 @@ impl Rows {
             (None, true) => self.one(&self.withdraw, &account)?,
         };
         set(&mut command, "amount", &amount, "amount")?;
-        command.opts_mut().written_in = currency;
+        command.opts_mut().written_in = written;
         let pending_id = self.options(&mut command, row, mapping)?;
         Ok(Some(Row {
             command,
@@ -405,19 +406,19 @@ impl Rows {
     }
 
     /// Whether the row's money goes out, its amount as the command line
-    /// writes it, and the currency its text names, if any.
+    /// writes it, and the currencies its text names, if any.
     fn amount(
         &mut self,
         row: &csv::StringRecord,
         mapping: &Mapping,
-    ) -> Result<(bool, String, Option<String>), Error> {
+    ) -> Result<(bool, String, Option<WrittenIn>), Error> {
         let mark = mapping.decimal_mark;
         match &mapping.amount {
             Amounts::Signed(t) => {
                 t.render(row, &mut self.text);
                 let parsed = BankAmount::parse(&self.text, mark)
                     .ok_or_else(|| not_amount(&self.text, "amount"))?;
-                Ok((parsed.negative, parsed.digits, parsed.currency))
+                Ok((parsed.negative, parsed.digits, parsed.written))
             }
             Amounts::Split { credit, debit } => {
                 let mut side = |t: &Option<_>, key: &str| -> Result<Option<BankAmount>, Error> {
@@ -436,8 +437,8 @@ impl Rows {
                     }
                 };
                 match (side(credit, "credit")?, side(debit, "debit")?) {
-                    (Some(c), None) => Ok((false, c.digits, c.currency)),
-                    (None, Some(d)) => Ok((true, d.digits, d.currency)),
+                    (Some(c), None) => Ok((false, c.digits, c.written)),
+                    (None, Some(d)) => Ok((true, d.digits, d.written)),
                     (Some(_), Some(_)) => Err(Error::Usage(
                         "both `credit` and `debit` have an amount: give one per row".into(),
                     )),
@@ -586,38 +587,68 @@ struct BankAmount {
     signed: bool,
     /// Digits, and a `.` before the decimals.
     digits: String,
-    /// The currency its code or symbol names (`USD`, `€`), if it names one.
-    currency: Option<String>,
+    /// The currencies its codes and symbols name (`USD`; `¥`: yen or
+    /// yuan), if it has any.
+    written: Option<WrittenIn>,
 }
 
-/// Currency symbols a bank may put beside an amount, with the currency
-/// each names where it names only one (`$`, `¥`, `¢` and `₣` are several
-/// currencies' symbols: they name none).
-const SYMBOLS: &[(char, Option<&str>)] = &[
-    ('€', Some("EUR")),
-    ('£', Some("GBP")),
-    ('₹', Some("INR")),
-    ('₽', Some("RUB")),
-    ('₩', Some("KRW")),
-    ('₺', Some("TRY")),
-    ('₪', Some("ILS")),
-    ('₫', Some("VND")),
-    ('₱', Some("PHP")),
-    ('₴', Some("UAH")),
-    ('₦', Some("NGN")),
-    ('฿', Some("THB")),
-    ('$', None),
-    ('¥', None),
-    ('¢', None),
-    ('₣', None),
+/// Currency symbols a bank may put beside an amount, with the currencies
+/// whose symbol each is (`¢` and `₣` name none: cents of many, francs of
+/// old). A word names a currency if it is an ISO 4217 code ([`ISO_4217`]).
+const SYMBOLS: &[(char, &[&str])] = &[
+    ('€', &["EUR"]),
+    (
+        '£',
+        &["GBP", "EGP", "FKP", "GIP", "LBP", "SHP", "SSP", "SYP"],
+    ),
+    ('¥', &["JPY", "CNY"]),
+    (
+        '$',
+        &[
+            "USD", "ARS", "AUD", "BBD", "BMD", "BND", "BRL", "BSD", "BZD", "CAD", "CLP", "COP",
+            "CUP", "CVE", "DOP", "FJD", "GYD", "HKD", "JMD", "KYD", "LRD", "MOP", "MXN", "NAD",
+            "NIO", "NZD", "SBD", "SGD", "SRD", "SVC", "TOP", "TTD", "TWD", "UYU", "WST", "XCD",
+            "ZWL",
+        ],
+    ),
+    ('₹', &["INR"]),
+    ('₽', &["RUB"]),
+    ('₩', &["KRW", "KPW"]),
+    ('₺', &["TRY"]),
+    ('₪', &["ILS"]),
+    ('₫', &["VND"]),
+    ('₱', &["PHP"]),
+    ('₴', &["UAH"]),
+    ('₦', &["NGN"]),
+    ('฿', &["THB"]),
+    ('¢', &[]),
+    ('₣', &[]),
+];
+
+/// The ISO 4217 codes of currencies in use, in order: the words beside an
+/// amount that name a currency. Others (`kr`, `CR`, `DEB`) are a bank's
+/// marks and name none.
+const ISO_4217: &[&str] = &[
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT",
+    "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD",
+    "CDF", "CHF", "CLP", "CNY", "COP", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD",
+    "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ",
+    "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD",
+    "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR",
+    "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR",
+    "MWK", "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN",
+    "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR",
+    "SDG", "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB",
+    "TJS", "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS",
+    "VES", "VND", "VUV", "WST", "XAF", "XCD", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWL",
 ];
 
 /// Marks that group thousands besides the other decimal mark: spaces
 /// (also no-break and thin ones) and apostrophes.
 const GROUPING: &[char] = &[' ', '\'', '\u{a0}', '\u{202f}', '\u{2009}', '’'];
 
-/// What may stand around an amount's number: spaces, a currency's code
-/// (letters) or symbol.
+/// What may stand around an amount's number: spaces, words (a currency's
+/// code, a bank's marks) or a currency's symbol.
 fn noise(c: char) -> bool {
     c.is_whitespace() || c.is_alphabetic() || SYMBOLS.iter().any(|&(s, _)| s == c)
 }
@@ -633,26 +664,35 @@ fn trim_noise<'t>(text: &'t str, around: &mut String) -> &'t str {
     inner
 }
 
-/// The currency named by what stood around an amount: an ISO 4217 code
-/// (three capitals, `JPY`) or a symbol of one currency (`€`), or several
-/// that agree; two currencies are `Err`. Other words are not codes and
-/// name nothing, as banks write them beside amounts: local signs (`kr`,
-/// `Kč`, `zł`) or `CR`/`DR`.
-fn currency_named(around: &str) -> Result<Option<String>, ()> {
+/// The currencies named by what stood around an amount: those every code
+/// (an ISO 4217 code, in capitals or small letters) and symbol there
+/// names; `None` if none names any. `Err` if they name no currency in
+/// common (`3 JPY USD`).
+fn currencies_named(around: &str) -> Result<Option<Vec<&'static str>>, ()> {
     let codes = around
         .split(|c: char| !c.is_alphabetic())
-        .filter(|w| w.len() == 3 && w.bytes().all(|b| b.is_ascii_uppercase()));
-    let symbols = around
-        .chars()
-        .filter_map(|c| SYMBOLS.iter().find(|&&(s, _)| s == c)?.1);
-    let mut named = None;
-    for code in codes.chain(symbols) {
-        match named {
-            Some(other) if other != code => return Err(()),
-            _ => named = Some(code),
+        .filter_map(|word| {
+            let upper = word.to_ascii_uppercase();
+            let cased = word == upper || word == word.to_ascii_lowercase();
+            let at = ISO_4217
+                .binary_search(&upper.as_str())
+                .ok()
+                .filter(|_| cased)?;
+            Some(std::slice::from_ref(&ISO_4217[at]))
+        });
+    let symbols = around.chars().filter_map(|c| {
+        let (_, named) = SYMBOLS.iter().find(|&&(s, _)| s == c)?;
+        Some(*named).filter(|named| !named.is_empty())
+    });
+    let mut common: Option<Vec<&'static str>> = None;
+    for named in codes.chain(symbols) {
+        let common = common.get_or_insert_with(|| named.to_vec());
+        common.retain(|code| named.contains(code));
+        if common.is_empty() {
+            return Err(());
         }
     }
-    Ok(named.map(str::to_owned))
+    Ok(common)
 }
 
 impl BankAmount {
@@ -677,7 +717,10 @@ impl BankAmount {
         if signs > 1 {
             return None;
         }
-        let currency = currency_named(&around).ok()?;
+        let written = currencies_named(&around).ok()?.map(|codes| WrittenIn {
+            text: text.trim().to_owned(),
+            codes,
+        });
         let group = if mark == ',' { '.' } else { ',' };
         let (whole, fraction) = match rest.split_once(mark) {
             Some((w, f)) => (w, Some(f)),
@@ -705,7 +748,7 @@ impl BankAmount {
             negative,
             signed: signs > 0,
             digits,
-            currency,
+            written,
         })
     }
 }
@@ -718,8 +761,8 @@ mod tests {
         BankAmount::parse(text, mark).map(|a| (a.negative, a.digits))
     }
 
-    fn currency(text: &str) -> Option<Option<String>> {
-        BankAmount::parse(text, '.').map(|a| a.currency)
+    fn currencies(text: &str) -> Option<Option<Vec<&'static str>>> {
+        BankAmount::parse(text, '.').map(|a| a.written.map(|w| w.codes))
     }
 
     #[test]
@@ -747,27 +790,41 @@ mod tests {
         assert_eq!(amount("1.250,50", '.'), None);
     }
 
-    /// A code or a symbol of one currency names it, wherever it stands;
-    /// a symbol several currencies share, or a word that is not a code,
-    /// names none; two currencies are not an amount.
+    /// ISO codes (in capitals or small letters) and symbols name the
+    /// currencies they may be, wherever they stand, and together those
+    /// they have in common; other words name none; codes and symbols with
+    /// no currency in common are not an amount.
     #[test]
-    fn the_currency_an_amount_is_written_in() {
-        let named = |text: &str, code: Option<&str>| {
-            assert_eq!(currency(text), Some(code.map(str::to_owned)), "{text}");
+    fn the_currencies_an_amount_is_written_in() {
+        let named = |text: &str, codes: Option<&[&str]>| {
+            assert_eq!(currencies(text), Some(codes.map(<[_]>::to_vec)), "{text}");
         };
-        named("3 JPY", Some("JPY"));
-        named("USD 1,250.50", Some("USD"));
-        named("(€12.00)", Some("EUR"));
-        named("£ 5 GBP", Some("GBP"));
-        named("12.00- CHF", Some("CHF"));
-        named("$1,250.50", None);
-        named("¥300", None);
-        named("12.00", None);
-        for local in ["1 250.50 kr", "3 Kč", "12.00 eur", "50.00 DR", "3 dollars"] {
-            named(local, None);
+        named("3 JPY", Some(&["JPY"]));
+        named("USD 1,250.50", Some(&["USD"]));
+        named("5 eur", Some(&["EUR"]));
+        named("(€12.00)", Some(&["EUR"]));
+        named("£ 5 GBP", Some(&["GBP"]));
+        named(
+            "£5",
+            Some(&["GBP", "EGP", "FKP", "GIP", "LBP", "SHP", "SSP", "SYP"]),
+        );
+        named("¥300", Some(&["JPY", "CNY"]));
+        named("¥300 CNY", Some(&["CNY"]));
+        named("12.00- CHF", Some(&["CHF"]));
+        for none in [
+            "12.00",
+            "1 250.50 kr",
+            "3 Kč",
+            "50.00 DR",
+            "3 dollars",
+            "5 Eur",
+            "5 EURO",
+        ] {
+            named(none, None);
         }
-        for no in ["3 JPY USD", "€3 USD", "£3 €"] {
-            assert_eq!(currency(no), None, "{no}");
+        named("USD 5.00 DEB", Some(&["USD"]));
+        for no in ["3 JPY USD", "€3 USD", "£3 €", "¥3 $"] {
+            assert_eq!(currencies(no), None, "{no}");
         }
     }
 
