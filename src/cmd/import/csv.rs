@@ -653,14 +653,17 @@ fn noise(c: char) -> bool {
     c.is_whitespace() || c.is_alphabetic() || SYMBOLS.iter().any(|&(s, _)| s == c)
 }
 
-/// `text` without the noise at its ends, which is added to `around`.
+/// `text` without the noise at its ends, which is added to `around`, each
+/// end as a word of its own (an amount without any allocates nothing).
 fn trim_noise<'t>(text: &'t str, around: &mut String) -> &'t str {
-    let inner = text.trim_matches(noise);
-    let start = inner.as_ptr() as usize - text.as_ptr() as usize;
-    around.push_str(&text[..start]);
-    around.push(' ');
-    around.push_str(&text[start + inner.len()..]);
-    around.push(' ');
+    let rest = text.trim_start_matches(noise);
+    let inner = rest.trim_end_matches(noise);
+    for end in [&text[..text.len() - rest.len()], &rest[inner.len()..]] {
+        if !end.is_empty() {
+            around.push_str(end);
+            around.push(' ');
+        }
+    }
     inner
 }
 
