@@ -365,6 +365,12 @@ impl State {
         Rejection::UnknownAccount(name.to_owned(), similar)
     }
 
+    /// Brings these accounts into the cache ahead of their look-ups
+    /// (see [`Accounts::warm`]).
+    pub fn warm_accounts<'n>(&self, names: impl IntoIterator<Item = &'n str>) {
+        self.accounts.warm(names);
+    }
+
     /// Every account, in the order they came in (were opened, or loaded
     /// from a cache).
     pub fn accounts(&self) -> impl Iterator<Item = (&str, &Account)> {

@@ -639,6 +639,22 @@ impl LastAt {
 }
 
 impl Spans {
+    /// The accounts the parsed `line` names (one, or a movement's two).
+    pub fn accounts<'a>(&self, line: &'a str) -> [Option<&'a str>; 2] {
+        let s = |(a, b): Span| line.get(a as usize..b as usize);
+        match &self.change {
+            ChangeSpans::Created { account, .. }
+            | ChangeSpans::Deposited { account, .. }
+            | ChangeSpans::Withdrawn { account, .. }
+            | ChangeSpans::Closed { account }
+            | ChangeSpans::Released { account, .. } => [s(*account), None],
+            ChangeSpans::Transferred { from, to, .. } => [s(*from), s(*to)],
+            ChangeSpans::Held { account, to, .. } | ChangeSpans::Captured { account, to, .. } => {
+                [s(*account), to.and_then(s)]
+            }
+        }
+    }
+
     /// Parses a line in exactly the form [`encode`] writes (its strings
     /// unescaped), or gives up. The caller checks that it is UTF-8.
     pub fn parse(line: &[u8]) -> Option<Spans> {
@@ -1266,6 +1282,10 @@ mod tests {
                 None => proptest::prop_assert!(general.is_err() || line.contains(&b'\\')),
             }
             if mutate.is_none() {
+                // The accounts a parse names, as the scanner warms them.
+                if let (Some(spans), Ok(text)) = (Spans::parse(&line), std::str::from_utf8(&line)) {
+                    proptest::prop_assert_eq!(spans.accounts(text), event.change.accounts());
+                }
                 proptest::prop_assert_eq!(decode(&line, &mut Vec::new()).map(|d| d.event).ok(), Some(event));
             }
             // The id alone, read from the end, as decoding finds it.

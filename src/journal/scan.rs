@@ -162,6 +162,10 @@ impl Marks {
     }
 }
 
+/// Lines whose accounts are brought into the cache together
+/// ([`Scanner::warm_ahead`]).
+const WARM_GROUP: usize = 16;
+
 /// Journals with more than this left to read are hashed on a second thread.
 pub(super) const THREAD_MIN_BYTES: u64 = 8 << 20;
 
@@ -714,6 +718,39 @@ impl<'f> Scanner<'f> {
         }
     }
 
+    /// At the first line of each group of [`WARM_GROUP`] lines of a block
+    /// (`at`), brings the accounts of the group after the next into the
+    /// cache (and at the block's first line, of the first two groups), so
+    /// that by the time they are checked their look-ups find them there.
+    /// Only lines the reader thread parsed are looked at: parsing them here
+    /// too would cost more than the look-ups save.
+    fn warm_ahead(&self, state: &State, at: usize) {
+        if !at.is_multiple_of(WARM_GROUP) {
+            return;
+        }
+        let BlockData::Text(text) = &self.block.data else {
+            return;
+        };
+        let (lines, spans) = (&self.block.lines, &self.block.spans);
+        let from = if at == 0 { 0 } else { at + WARM_GROUP };
+        let names = (from..(at + 2 * WARM_GROUP).min(spans.len())).flat_map(|j| {
+            let start = match j {
+                0 => 0,
+                _ => lines.get(j - 1).map_or(0, |&(end, _)| end + 1),
+            };
+            let line = lines
+                .get(j)
+                .and_then(|&(end, _)| text.get(start..end))
+                .unwrap_or_default();
+            let names = spans
+                .get(j)
+                .and_then(Option::as_ref)
+                .map(|s| s.accounts(line));
+            names.into_iter().flatten().flatten()
+        });
+        state.warm_accounts(names);
+    }
+
     /// A file may shrink while it is read, and a scan stops where it
     /// ends. A database's lines cannot, inside the read's snapshot: lines
     /// that end before the head row's length are a line missing or out of
@@ -803,6 +840,7 @@ impl<'f> Scanner<'f> {
             });
             return self.ended(state);
         };
+        self.warm_ahead(state, self.line - 1);
         let bytes = &self.block.data.bytes()[start..end];
         // The reader's parse, or this thread's when the reader left it.
         let here;
