@@ -951,6 +951,21 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// The accounts it names itself (not those of an event it targets).
+    pub fn accounts(&self) -> [Option<&'a str>; 2] {
+        match self.command {
+            Command::Create { account, .. }
+            | Command::Deposit { account, .. }
+            | Command::Withdraw { account, .. }
+            | Command::Close { account } => [Some(account), None],
+            Command::Transfer { from, to, .. } => [Some(from), Some(to)],
+            Command::Hold { account, to, .. } => [Some(account), to],
+            Command::Capture { .. } | Command::Release { .. } | Command::Reverse { .. } => {
+                [None, None]
+            }
+        }
+    }
+
     /// The ids it names: its `--id`, and an event it refers to by id.
     pub fn ids(&self) -> impl Iterator<Item = &'a str> {
         let target = match self.command {

@@ -938,6 +938,17 @@ impl Writer {
         self.load(|model, state, _| model.prefetch(state, requests))
     }
 
+    /// Brings the accounts these requests name, of those the state
+    /// holds, into the cache ahead of their look-ups (see
+    /// [`State::warm_accounts`]).
+    pub fn warm<'r>(&self, requests: impl IntoIterator<Item = &'r Request<'r>>) {
+        self.state.warm_accounts(
+            requests
+                .into_iter()
+                .flat_map(|r| r.accounts().into_iter().flatten()),
+        );
+    }
+
     /// Decides `request` against the current state and, if it is new,
     /// stages its event for [`Writer::commit`].
     pub fn apply(&mut self, request: &Request<'_>) -> Result<Outcome, WriteError> {

@@ -499,20 +499,14 @@ impl ReadModel {
     /// Loads into `state`, in a few statements, the `--id`s and accounts
     /// that deciding `requests` will read, and remembers which are not
     /// there, so that a batch does not ask the database once per command.
-    /// The SQLite file beside a journal is read in-process, with nothing
-    /// to gain from asking ahead; but the accounts `state` holds already
-    /// are brought into the cache together (see [`State::warm_accounts`]).
+    /// (The SQLite file beside a journal is read in-process: nothing to
+    /// gain there.)
     pub fn prefetch<'r>(
         &self,
         state: &mut State,
         requests: impl IntoIterator<Item = &'r Request<'r>>,
     ) -> Result<(), ModelError> {
         let Rows::Pg(db, absent) = self.rows()? else {
-            state.warm_accounts(
-                requests
-                    .into_iter()
-                    .flat_map(|r| named_accounts(r).into_iter().flatten()),
-            );
             return Ok(());
         };
         let (mut ids, mut targets, mut accounts) = (Vec::new(), Vec::new(), Vec::new());
@@ -1123,7 +1117,7 @@ impl<'a> Needs<'a> {
         };
         needs
             .accounts
-            .extend(named_accounts(request).into_iter().flatten());
+            .extend(request.accounts().into_iter().flatten());
         match request.command {
             Command::Capture { target, .. }
             | Command::Release { target }
@@ -1131,20 +1125,6 @@ impl<'a> Needs<'a> {
             _ => {}
         }
         needs
-    }
-}
-
-/// The accounts `request` names itself (not those of an event it
-/// targets).
-fn named_accounts<'a>(request: &Request<'a>) -> [Option<&'a str>; 2] {
-    match request.command {
-        Command::Create { account, .. }
-        | Command::Deposit { account, .. }
-        | Command::Withdraw { account, .. }
-        | Command::Close { account } => [Some(account), None],
-        Command::Transfer { from, to, .. } => [Some(from), Some(to)],
-        Command::Hold { account, to, .. } => [Some(account), to],
-        Command::Capture { .. } | Command::Release { .. } | Command::Reverse { .. } => [None, None],
     }
 }
 
