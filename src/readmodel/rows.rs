@@ -730,14 +730,63 @@ fn save_linked_accounts(
         "INSERT INTO accounts (name, owner, unit, balance, closed, held, digest, next, link)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
-    let names = accounts.iter().map(|(name, _)| *name);
-    for (&(name, a), (next, link)) in accounts.iter().zip(ACCOUNTS.links(names)) {
-        let (owner, unit, balance, closed, held, digest) = account_values(name, a)?;
+    let mut insert = |(name, values, next, link): LinkedRow<'_>| {
+        let (owner, unit, balance, closed, held, digest) = values;
         stmt.execute(params![
             name, owner, unit, balance, closed, held, digest, next, link
-        ])?;
+        ])
+        .map(drop)
+    };
+    if accounts.len() < DIGESTS_ON_A_THREAD {
+        for row in linked_rows(accounts) {
+            insert(row?)?;
+        }
+    } else {
+        // Each row's two digests (of its values, of its link) are two
+        // SHA-256s, a quarter of writing a million rows: a second thread
+        // works them out a stretch ahead of the inserts.
+        std::thread::scope(|scope| {
+            let (to, stretches) = std::sync::mpsc::sync_channel(2);
+            scope.spawn(move || {
+                let mut rows = linked_rows(accounts);
+                loop {
+                    let stretch: Result<Vec<_>, _> = rows.by_ref().take(DIGEST_STRETCH).collect();
+                    let last = stretch.as_ref().map_or(true, |s| s.len() < DIGEST_STRETCH);
+                    // A closed channel: the inserts failed.
+                    if to.send(stretch).is_err() || last {
+                        break;
+                    }
+                }
+            });
+            stretches.into_iter().try_for_each(|stretch| {
+                stretch?
+                    .into_iter()
+                    .try_for_each(|row| insert(row).map_err(ModelError::from))
+            })
+        })?;
     }
     ACCOUNTS.set_first(tx, accounts.first().map(|(name, _)| *name))
+}
+
+/// Accounts past which a rebuild works out their rows' digests on a
+/// second thread ([`save_linked_accounts`]), and how many at a time (in
+/// unit tests, a few: their models are small).
+const DIGESTS_ON_A_THREAD: usize = if cfg!(test) { 2 } else { 100_000 };
+const DIGEST_STRETCH: usize = if cfg!(test) { 3 } else { 4096 };
+
+/// An account's row in the linked table: its name, its values, the next
+/// account's name and the link's digest.
+type LinkedRow<'a> = (&'a str, AccountValues<'a>, Option<&'a str>, i64);
+
+/// The rows of `accounts` (in name order), each linked to the next.
+fn linked_rows<'a>(
+    accounts: &'a [(&'a str, &'a Account)],
+) -> impl Iterator<Item = Result<LinkedRow<'a>, ModelError>> + 'a {
+    let names = accounts.iter().map(|(name, _)| *name);
+    accounts
+        .iter()
+        .zip(ACCOUNTS.links(names))
+        .map(|(&(name, a), (next, link))| Ok((name, account_values(name, a)?, next, link)))
 }
 
 /// Writes `accounts` (those changed, in name order) over rows that hold
@@ -958,6 +1007,52 @@ mod tests {
         crate::domain::evolve(&mut state, &event);
         let head = build_at(&mut model, &state, 2, at);
         (dir, model, head)
+    }
+
+    /// A rebuild's accounts, their digests worked out on a second thread
+    /// in stretches (of 3 in tests), are written once each, in order, as
+    /// the rows worked out one by one.
+    #[test]
+    fn accounts_written_in_stretches_are_the_rows_worked_out_in_turn() {
+        let at = At::parse_canonical("2026-11-26T00:00:00.000000Z").expect("at");
+        for n in 0..=10 {
+            let mut state = State::default();
+            for i in 0..n {
+                let created = Change::AccountCreated {
+                    account: format!("acct{}", (i * 7) % 11).into(),
+                    owner: (i % 2 == 0).then(|| format!("owner {i}").into()),
+                    currency: None,
+                    decimals: 2,
+                };
+                crate::domain::evolve(&mut state, &Event::new(i + 1, at, created));
+            }
+            let mut accounts: Vec<_> = state.accounts().collect();
+            accounts.sort_unstable_by_key(|(name, _)| *name);
+            let mut c = Connection::open_in_memory().expect("db");
+            let tx = c.transaction().expect("tx");
+            tx.execute_batch(SCHEMA).expect("schema");
+            save_linked_accounts(&tx, &accounts).expect("saved");
+            let mut stmt = tx
+                .prepare("SELECT name, owner, digest, next, link FROM accounts ORDER BY name")
+                .expect("select");
+            type Written = (String, Option<String>, i64, Option<String>, i64);
+            let written: Vec<Written> = stmt
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .expect("rows")
+                .map(|r| r.expect("row"))
+                .collect();
+            let in_turn: Vec<Written> = linked_rows(&accounts)
+                .map(|row| {
+                    let (name, (owner, .., digest), next, link) = row.expect("row");
+                    let text = |s: Option<&str>| s.map(str::to_owned);
+                    (name.to_owned(), text(owner), digest, text(next), link)
+                })
+                .collect();
+            assert_eq!(written.len(), n as usize, "{n} accounts");
+            assert_eq!(written, in_turn, "{n} accounts");
+        }
     }
 
     /// Rows forged with their digests recomputed, so that only the values
