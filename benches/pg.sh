@@ -175,8 +175,8 @@ for at in "$dir/big.jsonl" "$big_db" "${sockets[@]:1}"; do
         'BEGIN { printf "%-24s %.3f s, %d events/s, %d MiB\n", at, ms / 1000, n / (ms / 1000), kb / 1024 }'
 done
 # How fast `verify` streams once starting and connecting are paid for
-# (a fixed cost that weighs on the 100,000 events above): part 2's
-# journal, also on the file for comparison.
+# (20-30 ms, which weigh on the 100,000 events above): part 2's journal,
+# also on the file for comparison.
 echo "== 5b. verify of the $((2 * batch)) events of part 2: median of $runs runs"
 streamed=("$dir/batch.jsonl" "$batch_db")
 [ ${#sockets[@]} -gt 0 ] && streamed+=("$(socket "$batch_db")")
