@@ -365,8 +365,8 @@ impl State {
         Rejection::UnknownAccount(name.to_owned(), similar)
     }
 
-    /// Brings these accounts into the cache ahead of their look-ups
-    /// (see [`Accounts::warm`]).
+    /// Brings these accounts into the cache ahead of their look-ups, in
+    /// stages whose loads are in flight together (see `Accounts::warm`).
     pub fn warm_accounts<'n>(&self, names: impl IntoIterator<Item = &'n str>) {
         self.accounts.warm(names);
     }
