@@ -738,26 +738,31 @@ fn save_linked_accounts(
         .map(drop)
     };
     if accounts.len() < DIGESTS_ON_A_THREAD {
-        for row in linked_rows(accounts) {
-            insert(row?)?;
-        }
+        insert_in_turn(accounts, &mut insert)?;
     } else {
         // Each row's two digests (of its values, of its link) are two
         // SHA-256s, a quarter of writing a million rows: a second thread
         // works them out a stretch ahead of the inserts.
         std::thread::scope(|scope| {
             let (to, stretches) = std::sync::mpsc::sync_channel(2);
-            scope.spawn(move || {
-                let mut rows = linked_rows(accounts);
-                loop {
-                    let stretch: Result<Vec<_>, _> = rows.by_ref().take(DIGEST_STRETCH).collect();
-                    let last = stretch.as_ref().map_or(true, |s| s.len() < DIGEST_STRETCH);
-                    // A closed channel: the inserts failed.
-                    if to.send(stretch).is_err() || last {
-                        break;
+            let spawned = std::thread::Builder::new()
+                .name("account-digests".into())
+                .spawn_scoped(scope, move || {
+                    let mut rows = linked_rows(accounts);
+                    loop {
+                        let stretch: Result<Vec<_>, _> =
+                            rows.by_ref().take(DIGEST_STRETCH).collect();
+                        let last = stretch.as_ref().map_or(true, |s| s.len() < DIGEST_STRETCH);
+                        // A closed channel: the inserts failed.
+                        if to.send(stretch).is_err() || last {
+                            break;
+                        }
                     }
-                }
-            });
+                });
+            if spawned.is_err() {
+                // No thread to be had: the rows are worked out here.
+                return insert_in_turn(accounts, &mut insert);
+            }
             stretches.into_iter().try_for_each(|stretch| {
                 stretch?
                     .into_iter()
@@ -773,6 +778,15 @@ fn save_linked_accounts(
 /// unit tests, a few: their models are small).
 const DIGESTS_ON_A_THREAD: usize = if cfg!(test) { 2 } else { 100_000 };
 const DIGEST_STRETCH: usize = if cfg!(test) { 3 } else { 4096 };
+
+/// Inserts the rows of `accounts` (in name order), each worked out in
+/// turn.
+fn insert_in_turn<'a>(
+    accounts: &'a [(&'a str, &'a Account)],
+    insert: &mut impl FnMut(LinkedRow<'a>) -> rusqlite::Result<()>,
+) -> Result<(), ModelError> {
+    linked_rows(accounts).try_for_each(|row| insert(row?).map_err(ModelError::from))
+}
 
 /// An account's row in the linked table: its name, its values, the next
 /// account's name and the link's digest.
