@@ -645,11 +645,17 @@ pub fn save(
         named_entries(state)
     } else {
         std::thread::scope(|scope| {
-            let named = scope.spawn(|| named_entries(state));
+            let named = std::thread::Builder::new()
+                .name("id-names".into())
+                .spawn_scoped(scope, || named_entries(state));
             save_units_and_accounts(tx, state, fresh)?;
-            named
-                .join()
-                .map_err(|_| ModelError::Malformed("the ids' keys were not worked out".into()))
+            match named {
+                Ok(named) => named
+                    .join()
+                    .map_err(|_| ModelError::Malformed("the ids' keys were not worked out".into())),
+                // No thread to be had: the keys are worked out here.
+                Err(_) => Ok(named_entries(state)),
+            }
         })?
     };
     save_ids(tx, &named, appended, fresh)?;
