@@ -17,6 +17,22 @@ use crate::money::{Amount, AmountError, Decimal};
 use crate::time::{At, Day};
 
 mod accounts;
+
+/// Items (a replay's lines, a batch's commands) whose accounts are
+/// brought into the cache together ([`State::warm_accounts`]).
+const WARM_GROUP: usize = 16;
+
+/// At item `i` of a run of them, the items whose accounts to warm now: at
+/// the first of each group, the group after the next (at the run's start,
+/// the first two groups), so that by their turn their look-ups find them
+/// in the cache; none at the other items.
+pub fn warm_window(i: usize) -> Option<std::ops::Range<usize>> {
+    match i {
+        0 => Some(0..2 * WARM_GROUP),
+        _ if i.is_multiple_of(WARM_GROUP) => Some(i + WARM_GROUP..i + 2 * WARM_GROUP),
+        _ => None,
+    }
+}
 mod ids;
 
 use accounts::Accounts;
@@ -366,7 +382,8 @@ impl State {
     }
 
     /// Brings these accounts into the cache ahead of their look-ups, in
-    /// stages whose loads are in flight together (see `Accounts::warm`).
+    /// stages whose loads are in flight together (see `Accounts::warm`):
+    /// those of the items [`warm_window`] names.
     pub fn warm_accounts<'n>(&self, names: impl IntoIterator<Item = &'n str>) {
         self.accounts.warm(names);
     }
@@ -2073,6 +2090,27 @@ mod tests {
 
     fn now() -> At {
         At::parse_canonical("2026-11-26T00:00:00.000000Z").unwrap()
+    }
+
+    /// Along a run, each item's accounts are warmed once, before its turn,
+    /// and past the first two groups at least a group ahead.
+    #[test]
+    fn every_item_is_warmed_once_before_its_turn() {
+        let mut warmed_at = vec![None; 1000];
+        for i in 0..1000 {
+            for j in warm_window(i).into_iter().flatten().filter(|&j| j < 1000) {
+                assert_eq!(warmed_at[j], None, "item {j} warmed twice");
+                warmed_at[j] = Some(i);
+            }
+        }
+        for (j, at) in warmed_at.into_iter().enumerate() {
+            let at = at.unwrap_or_else(|| panic!("item {j} never warmed"));
+            assert!(at <= j, "item {j} warmed after its turn");
+            assert!(
+                j < 2 * WARM_GROUP || j - at >= WARM_GROUP,
+                "item {j} warmed late"
+            );
+        }
     }
 
     /// [`super::decide`] at the pinned time.

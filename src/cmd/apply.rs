@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::cli::{Format, WriteCommand};
 use crate::cmd::{Context, write};
-use crate::domain::Request;
+use crate::domain;
 use crate::error::Error;
 use crate::journal::{Outcome, Writer};
 use crate::output;
@@ -63,10 +63,6 @@ const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 
 /// Records applied after one prefetch.
 const RUN: usize = 1024;
-
-/// Records whose accounts are brought into the cache together, a group
-/// ahead of their turn (see [`Writer::warm`]).
-const WARM_GROUP: usize = 16;
 
 impl<'c> Applier<'c> {
     /// Locks the journal and reads its state.
@@ -153,8 +149,10 @@ impl<'c> Applier<'c> {
             .prefetch(requests.iter().filter_map(|r| r.as_ref()?.as_ref().ok()))?;
         let mut errors = pending.errors.drain(..).peekable();
         for (i, line) in pending.lines.iter().enumerate() {
-            if i.is_multiple_of(WARM_GROUP) {
-                self.warm_ahead(&requests, i);
+            if let Some(ahead) = domain::warm_window(i) {
+                let ahead = requests.iter().skip(ahead.start).take(ahead.len());
+                self.writer
+                    .warm(ahead.filter_map(|r| r.as_ref()?.as_ref().ok()));
             }
             let request = requests.get_mut(i).and_then(Option::take);
             let result = match (errors.next_if(|(at, _)| *at == i), request) {
@@ -171,16 +169,6 @@ impl<'c> Applier<'c> {
         pending.clear();
         self.pending = pending;
         Ok(())
-    }
-
-    /// At record `i`, the first of a group, brings the accounts of the
-    /// group after the next (at the run's start, of the first two) into
-    /// the cache, so that by their turn their look-ups find them there.
-    fn warm_ahead(&self, requests: &[Option<Result<Request<'_>, Error>>], i: usize) {
-        let from = if i == 0 { 0 } else { i + WARM_GROUP };
-        let ahead = requests.iter().skip(from).take(i + 2 * WARM_GROUP - from);
-        self.writer
-            .warm(ahead.filter_map(|r| r.as_ref()?.as_ref().ok()));
     }
 
     /// Counts what the record at `line` came to, or reports why it was

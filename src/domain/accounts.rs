@@ -341,6 +341,7 @@ impl Accounts {
         }
         (n, seen)
     }
+
     /// Whether an account of that name exists.
     pub fn contains(&self, name: &str) -> bool {
         self.place(name).is_some()

@@ -162,10 +162,6 @@ impl Marks {
     }
 }
 
-/// Lines whose accounts are brought into the cache together
-/// ([`Scanner::warm_ahead`]).
-const WARM_GROUP: usize = 16;
-
 /// Journals with more than this left to read are hashed on a second thread.
 pub(super) const THREAD_MIN_BYTES: u64 = 8 << 20;
 
@@ -718,22 +714,19 @@ impl<'f> Scanner<'f> {
         }
     }
 
-    /// At the first line of each group of [`WARM_GROUP`] lines of a block
-    /// (`at`), brings the accounts of the group after the next into the
-    /// cache (and at the block's first line, of the first two groups), so
-    /// that by the time they are checked their look-ups find them there.
-    /// Only lines the reader thread parsed are looked at: parsing them here
-    /// too would cost more than the look-ups save.
+    /// At line `at` of a block, brings into the cache the accounts of the
+    /// block's lines that [`domain::warm_window`] names. Only lines the
+    /// reader thread parsed are looked at: parsing them here too would
+    /// cost more than the look-ups save.
     fn warm_ahead(&self, state: &State, at: usize) {
-        if !at.is_multiple_of(WARM_GROUP) {
+        let Some(ahead) = domain::warm_window(at) else {
             return;
-        }
+        };
         let BlockData::Text(text) = &self.block.data else {
             return;
         };
         let (lines, spans) = (&self.block.lines, &self.block.spans);
-        let from = if at == 0 { 0 } else { at + WARM_GROUP };
-        let names = (from..(at + 2 * WARM_GROUP).min(spans.len())).flat_map(|j| {
+        let names = (ahead.start..ahead.end.min(spans.len())).flat_map(|j| {
             let start = match j {
                 0 => 0,
                 _ => lines.get(j - 1).map_or(0, |&(end, _)| end + 1),
