@@ -9,6 +9,7 @@ pub mod copy;
 pub mod export;
 pub mod history;
 pub mod import;
+mod pipeline;
 pub mod report;
 pub mod verify;
 pub mod write;

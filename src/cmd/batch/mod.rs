@@ -4,11 +4,10 @@
 use std::fs;
 use std::io::{self, BufRead, IsTerminal, Read, Seek, Write};
 use std::path::Path;
-use std::sync::mpsc;
 
 use crate::cli::{BatchArgs, WriteCommand};
-use crate::cmd::Context;
 use crate::cmd::apply::{Applier, at_line};
+use crate::cmd::{Context, pipeline};
 use crate::error::Error;
 use crate::journal::JournalError;
 use crate::journal::line;
@@ -231,13 +230,6 @@ const READ_BUFFER: usize = 1 << 20;
 /// `apply`, in input order; stops at the first error `apply` returns. Each
 /// worker thread parses with a parser of its own, made by `parser`, which
 /// gives `None` for a line that holds no command (blank, a comment).
-///
-/// Parsing (shell words then clap, or JSON for `import`) costs more than
-/// deciding, and lines parse independently, so a reader thread cuts the
-/// input into chunks of lines, worker threads parse them, and this thread
-/// applies them in order. The channels between them hold a few chunks
-/// each, so memory stays bounded however long the input, and an early
-/// error stops the reading.
 pub(crate) fn parse_lines<P>(
     input: Box<dyn BufRead + Send>,
     name: &str,
@@ -247,55 +239,28 @@ pub(crate) fn parse_lines<P>(
 where
     P: FnMut(&[u8]) -> Option<Result<WriteCommand, Error>>,
 {
-    type Parsed = Vec<(usize, Result<WriteCommand, Error>)>;
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 4);
-    std::thread::scope(|scope| {
-        let mut inputs = Vec::with_capacity(workers);
-        let receivers: Vec<mpsc::Receiver<Parsed>> = (0..workers)
-            .map(|_| {
-                let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(2);
-                let (tx, rx) = mpsc::sync_channel::<Parsed>(2);
-                inputs.push(chunk_tx);
-                let parser = &parser;
-                scope.spawn(move || {
-                    let mut parse = parser();
-                    for chunk in chunk_rx {
-                        let parsed: Parsed = match chunk {
-                            Ok((first, text)) => {
-                                // Sized at once: grown a push at a time, the
-                                // commands were copied about twice more.
-                                let mut parsed = Vec::with_capacity(CHUNK);
-                                let lines = text.split(|&b| b == b'\n').enumerate();
-                                parsed.extend(lines.filter_map(|(i, text)| {
-                                    let line = first + i;
-                                    parse(text).map(|r| (line, r.map_err(|e| at_line(line, e))))
-                                }));
-                                parsed
-                            }
-                            Err(e) => vec![(0, Err(e))],
-                        };
-                        // A closed channel means an earlier line failed.
-                        if tx.send(parsed).is_err() {
-                            return;
-                        }
-                    }
-                });
-                rx
-            })
-            .collect();
-        scope.spawn(move || read_chunks(input, name, &inputs));
-        for c in 0.. {
-            // The worker of chunk `c` ends once it has no chunk `c`.
-            let Ok(parsed) = receivers[c % workers].recv() else {
-                return Ok(());
-            };
-            for (line, command) in parsed {
-                apply(line, command)?;
+    let worker = || {
+        let mut parse = parser();
+        move |chunk: Chunk| match chunk {
+            Ok((first, text)) => {
+                // Sized at once: grown a push at a time, the commands
+                // were copied about twice more.
+                let mut parsed = Vec::with_capacity(CHUNK);
+                let lines = text.split(|&b| b == b'\n').enumerate();
+                parsed.extend(lines.filter_map(|(i, text)| {
+                    let line = first + i;
+                    parse(text).map(|r| (line, r.map_err(|e| at_line(line, e))))
+                }));
+                parsed
             }
+            Err(e) => vec![(0, Err(e))],
         }
-        Ok(())
+    };
+    let read = move |send: &mut dyn FnMut(Chunk) -> bool| read_chunks(input, name, send);
+    pipeline::in_order(read, worker, 2, |parsed| {
+        parsed
+            .into_iter()
+            .try_for_each(|(line, command)| apply(line, command))
     })
 }
 
@@ -304,20 +269,14 @@ where
 type Chunk = Result<(usize, Vec<u8>), Error>;
 
 /// Cuts `input` (called `name` in a read error) into chunks of [`CHUNK`]
-/// lines, handed to the workers in turn; stops at the end, at an error
-/// (handed on after the lines before it), or when the workers stop taking
-/// chunks.
+/// lines, handed on with `send`; stops at the end, at an error (handed on
+/// after the lines before it), or when `send` says to.
 fn read_chunks(
     mut input: Box<dyn BufRead + Send>,
     name: &str,
-    workers: &[mpsc::SyncSender<Chunk>],
+    send: &mut dyn FnMut(Chunk) -> bool,
 ) {
-    let (mut line, mut c) = (0, 0);
-    let mut send = |chunk: Chunk| {
-        let sent = workers[c % workers.len()].send(chunk).is_ok();
-        c += 1;
-        sent
-    };
+    let mut line = 0;
     loop {
         let first = line + 1;
         let mut text = Vec::new();

@@ -2,7 +2,6 @@
 //! (SPEC 13).
 
 use std::io::BufRead;
-use std::sync::mpsc;
 
 use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
@@ -10,6 +9,7 @@ use sha2::{Digest, Sha256};
 use super::rules::{Amounts, Compiled, Mapping, Rules};
 use super::{add_tag, read_error, set, template};
 use crate::cli::WriteCommand;
+use crate::cmd::pipeline;
 use crate::domain::WrittenIn;
 use crate::error::Error;
 use crate::time::Day;
@@ -58,7 +58,7 @@ pub(super) fn import(
     // How often each distinct row (by a 128-bit prefix of its hash) has
     // occurred: the one thing kept per row (SPEC 13), counted in order.
     let mut seen = Occurrences::default();
-    pipeline(
+    make_rows(
         reader,
         (rules.skip, width),
         name,
@@ -102,12 +102,11 @@ const CHUNK: usize = 2048;
 /// line, to `apply`, in order, a chunk at a time; stops at the first error
 /// `apply` returns or at an error reading the input.
 ///
-/// As `batch` parses its lines: this thread reads and cuts the CSV into
-/// chunks of records on a thread of its own, worker threads turn records
-/// into commands (rules, templates, amounts, dates, row hashes), and this
-/// thread applies them in order. The channels hold a few chunks each, so
-/// memory stays bounded however long the input.
-fn pipeline<R: std::io::Read + Send>(
+/// As `batch` parses its lines: one thread reads and cuts the CSV into
+/// chunks of records, worker threads turn records into commands (rules,
+/// templates, amounts, dates, row hashes), and this thread applies them in
+/// order (see [`pipeline::in_order`]).
+fn make_rows<R: std::io::Read + Send>(
     mut reader: csv::Reader<R>,
     (skip, width): (usize, usize),
     name: &str,
@@ -115,83 +114,47 @@ fn pipeline<R: std::io::Read + Send>(
     compiled: &Compiled,
     mut apply: impl FnMut(Vec<(usize, Result<Option<Row>, Error>)>) -> Result<(), Error>,
 ) -> Result<(), Error> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 4);
-    std::thread::scope(|scope| {
-        let mut inputs = Vec::with_capacity(workers);
-        let receivers: Vec<mpsc::Receiver<Made>> = (0..workers)
-            .map(|_| {
-                let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Records>(1);
-                let (tx, rx) = mpsc::sync_channel::<Made>(1);
-                inputs.push(chunk_tx);
-                let mut rows = rows.clone();
-                scope.spawn(move || {
-                    for chunk in chunk_rx {
-                        let made = chunk.map(|records| {
-                            records
-                                .into_iter()
-                                .map(|(line, record)| {
-                                    (line, record.and_then(|r| rows.command(&r, compiled)))
-                                })
-                                .collect()
-                        });
-                        // A closed channel means an earlier record failed.
-                        if tx.send(made).is_err() {
-                            return;
-                        }
-                    }
-                });
-                rx
-            })
-            .collect();
-        scope.spawn(move || {
-            let mut c = 0;
-            let mut send = |chunk: Records| {
-                let sent = inputs[c % inputs.len()].send(chunk).is_ok();
-                c += 1;
-                sent
-            };
-            loop {
-                let mut records = Vec::with_capacity(CHUNK);
-                let mut end = None;
-                while end.is_none() && records.len() < CHUNK {
-                    let mut record = csv::StringRecord::new();
-                    match read(&mut reader, &mut record, skip, name) {
-                        Ok(true) => {
-                            let line = skip
-                                + record
-                                    .position()
-                                    .map_or(0, |p| usize::try_from(p.line()).unwrap_or(usize::MAX));
-                            records.push((line, fits(record, width)));
-                        }
-                        Ok(false) => end = Some(Ok(())),
-                        Err(Error::Line { line, source }) => records.push((line, Err(*source))),
-                        Err(e) => end = Some(Err(e)),
-                    }
-                }
-                if !records.is_empty() && !send(Ok(records)) {
-                    return;
-                }
-                match end {
-                    None => {}
-                    Some(Ok(())) => return,
-                    Some(Err(e)) => {
-                        send(Err(e));
-                        return;
-                    }
-                }
-            }
-        });
-        for c in 0.. {
-            // The worker of chunk `c` ends once it has no chunk `c`.
-            let Ok(made) = receivers[c % workers].recv() else {
-                return Ok(());
-            };
-            apply(made?)?;
+    let worker = || {
+        let mut rows = rows.clone();
+        move |chunk: Records| -> Made {
+            let records = chunk?;
+            Ok(records
+                .into_iter()
+                .map(|(line, record)| (line, record.and_then(|r| rows.command(&r, compiled))))
+                .collect())
         }
-        Ok(())
-    })
+    };
+    let cut = move |send: &mut dyn FnMut(Records) -> bool| loop {
+        let mut records = Vec::with_capacity(CHUNK);
+        let mut end = None;
+        while end.is_none() && records.len() < CHUNK {
+            let mut record = csv::StringRecord::new();
+            match read(&mut reader, &mut record, skip, name) {
+                Ok(true) => {
+                    let line = skip
+                        + record
+                            .position()
+                            .map_or(0, |p| usize::try_from(p.line()).unwrap_or(usize::MAX));
+                    records.push((line, fits(record, width)));
+                }
+                Ok(false) => end = Some(Ok(())),
+                Err(Error::Line { line, source }) => records.push((line, Err(*source))),
+                Err(e) => end = Some(Err(e)),
+            }
+        }
+        if !records.is_empty() && !send(Ok(records)) {
+            return;
+        }
+        match end {
+            None => {}
+            Some(Ok(())) => return,
+            Some(Err(e)) => {
+                send(Err(e));
+                return;
+            }
+        }
+    };
+    pipeline::in_order(cut, worker, 1, |made| apply(made?))
 }
 
 /// `record`, unless it has a field past the header's `width` columns

@@ -55,6 +55,16 @@ enum Run {
     Over,
 }
 
+/// What became of a buffer handed to an [`Ahead`].
+pub(super) enum Handed {
+    /// Taken to be written: an empty buffer to stage into.
+    Taken(Vec<u8>),
+    /// Given back, nothing written: the writing could not start (the OS
+    /// gave no thread, or no second handle on the journal), and the
+    /// append goes the way of every other, through a spool.
+    Refused(Vec<u8>),
+}
+
 /// The thread that seals and appends handed buffers, and what the
 /// staging side keeps of them.
 struct Writing {
@@ -105,19 +115,23 @@ impl Ahead {
     /// Hands the staged lines of `buffer` (after `room` bytes of room; the
     /// first of them the append's first line if nothing was handed yet)
     /// to be sealed and appended, and gives back an empty buffer to stage
-    /// into. On a failure the journal is cut back.
-    pub(super) fn hand(&mut self, buffer: Vec<u8>, room: usize) -> Result<Vec<u8>, JournalError> {
+    /// into; or, if the writing could not start, `buffer` itself. On a
+    /// failure the journal is cut back.
+    pub(super) fn hand(&mut self, buffer: Vec<u8>, room: usize) -> Result<Handed, JournalError> {
         // `Over`, should the thread fail to start.
         self.run = match std::mem::replace(&mut self.run, Run::Over) {
             Run::Planned(sealer) => {
                 let lines = &buffer[room..];
                 let first = memchr::memchr(b'\n', lines).map_or(lines, |end| &lines[..=end]);
-                Run::Writing(self.start(sealer, room, first.to_vec())?)
+                match self.start(sealer, room, first.to_vec()) {
+                    Ok(writing) => Run::Writing(writing),
+                    Err(_) => return Ok(Handed::Refused(buffer)),
+                }
             }
             run => run,
         };
         let Run::Writing(writing) = &self.run else {
-            return Ok(buffer);
+            return Ok(Handed::Refused(buffer));
         };
         if writing.buffers.send(buffer).is_err() {
             // The thread stopped at an error, which joining gives.
@@ -126,7 +140,7 @@ impl Ahead {
         let mut next = writing.free.try_recv().unwrap_or_default();
         next.clear();
         next.resize(room, 0);
-        Ok(next)
+        Ok(Handed::Taken(next))
     }
 
     fn start(

@@ -33,6 +33,7 @@ use super::sidecar::{self, Owner};
 mod ahead;
 
 pub(super) use ahead::Ahead;
+use ahead::Handed;
 
 /// Bytes of staged lines kept in memory before they go to the spool; also
 /// about the size of each read and write that seals them.
@@ -185,7 +186,13 @@ impl Stage {
             let handed = (self.buffer.len() - self.room) as u64;
             let buffer = self.take_buffer();
             // On a failure, `ahead` is dropped: the journal is cut back.
-            self.buffer = ahead.hand(buffer, self.room)?;
+            match ahead.hand(buffer, self.room)? {
+                Handed::Taken(next) => self.buffer = next,
+                Handed::Refused(buffer) => {
+                    self.buffer = buffer;
+                    return Ok(false);
+                }
+            }
             self.spooled += handed;
         }
         self.ahead = Some(ahead);
@@ -429,7 +436,8 @@ const SYNC_EVERY: u64 = 8 << 20;
 /// part of an append early changes nothing a crash leaves behind, which is
 /// at worst a torn tail in any case (SPEC 4). A sync that fails fails the
 /// append: after a failed `fsync`, a later one may report success for
-/// pages that were never written.
+/// pages that were never written. Where the OS gives no thread, nothing
+/// is synced early: the commit's sync does it all.
 fn syncing_as_written(
     file: &File,
     path: &Path,
@@ -439,12 +447,15 @@ fn syncing_as_written(
         // One sync asked for at a time: asking while one runs asks for
         // nothing more than the one after it will do.
         let (ask, asked) = mpsc::sync_channel::<()>(1);
-        let syncer = scope.spawn(move || asked.iter().try_for_each(|()| file.sync_data()));
+        let syncer = std::thread::Builder::new().spawn_scoped(scope, move || {
+            asked.iter().try_for_each(|()| file.sync_data())
+        });
+        let Ok(syncer) = syncer else {
+            return write(&mut |bytes| write_to(file, path, bytes));
+        };
         let mut unsynced = 0;
         let mut emit = |bytes: &[u8]| {
-            let mut file = file;
-            file.write_all(bytes)
-                .map_err(|e| JournalError::io(path, "write", e))?;
+            write_to(file, path, bytes)?;
             unsynced += bytes.len() as u64;
             if unsynced >= SYNC_EVERY {
                 unsynced = 0;
@@ -479,12 +490,18 @@ fn syncing_as_written(
     })
 }
 
+/// Appends `bytes` to `file` (the journal at `path`).
+fn write_to(mut file: &File, path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
+    file.write_all(bytes)
+        .map_err(|e| JournalError::io(path, "write", e))
+}
+
 /// Streams the first `len` bytes of `spool` (whole lines) through
 /// `sealer` to `emit`, in chunks read after `room` bytes of room. The
 /// sealing runs on a thread of its own and `emit` on this one (so that
 /// it may use what cannot cross threads, a database connection): sending
 /// one chunk on overlaps hashing the next, which the chain keeps on one
-/// thread.
+/// thread. Where the OS gives no thread, both run in turn on this one.
 fn seal_spool(
     spool: &File,
     len: u64,
@@ -496,7 +513,13 @@ fn seal_spool(
     std::thread::scope(|scope| {
         let (sealed_tx, sealed_rx) = mpsc::sync_channel::<(Vec<u8>, Range<usize>)>(1);
         let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
-        let sealing = scope.spawn(move || {
+        // The sealer goes to its thread once that thread exists: should
+        // the OS refuse it, the sealer is still here to seal in turn.
+        let (give, given) = mpsc::channel::<&mut Sealer>();
+        let sealing = std::thread::Builder::new().spawn_scoped(scope, move || {
+            let Ok(sealer) = given.recv() else {
+                return Ok(());
+            };
             seal_chunks(spool, len, room, sealer, |chunk| {
                 // Closed: emitting stopped at an error, which it returns.
                 let chunk = sealed_tx.send(chunk).is_ok();
@@ -504,6 +527,15 @@ fn seal_spool(
             })
             .map_err(|e| spool_error(path, e))
         });
+        let sealing = match sealing {
+            Ok(thread) => match give.send(sealer) {
+                Ok(()) => thread,
+                Err(mpsc::SendError(sealer)) => {
+                    return seal_in_turn(spool, len, room, sealer, emit, path);
+                }
+            },
+            Err(_) => return seal_in_turn(spool, len, room, sealer, emit, path),
+        };
         let mut emitted = Ok(());
         for (chunk, range) in &sealed_rx {
             emitted = emit(&chunk[range]);
@@ -523,6 +555,24 @@ fn seal_spool(
         });
         sealed.and(emitted)
     })
+}
+
+/// [`seal_spool`] on this thread alone.
+fn seal_in_turn(
+    spool: &File,
+    len: u64,
+    room: usize,
+    sealer: &mut Sealer,
+    mut emit: impl FnMut(&[u8]) -> Result<(), JournalError>,
+    path: &Path,
+) -> Result<(), JournalError> {
+    let mut emitted = Ok(());
+    seal_chunks(spool, len, room, sealer, |(chunk, range)| {
+        emitted = emit(&chunk[range]);
+        (emitted.is_ok(), chunk)
+    })
+    .map_err(|e| spool_error(path, e))?;
+    emitted
 }
 
 /// Reads the first `len` bytes of `spool` (whole lines) a chunk at a
@@ -762,6 +812,61 @@ mod tests {
             written < 128 << 20,
             "wrote {written} bytes after the failed sync"
         );
+    }
+
+    /// Sealing on a thread of its own and in turn on this one (where the
+    /// OS gives no thread) give the same bytes, a chunk at a time, and
+    /// stop alike at an error in emitting.
+    #[test]
+    fn sealing_in_turn_is_sealing_on_a_thread() {
+        let lines = 25_000;
+        let mut spool = tempfile::tempfile().expect("spool");
+        for i in 0..lines {
+            let pad = "x".repeat(100 + i % 13);
+            let zeros = "0".repeat(64);
+            writeln!(spool, r#"{{"seq":{i},"pad":"{pad}","prev":"{zeros}"}}"#).expect("write");
+        }
+        let len = spool.metadata().expect("len").len();
+        let room = 64;
+        let start = LineHash::of(b"the line before");
+        let seal = |threaded: bool, fail_at: usize| {
+            let mut sealer = Sealer::new(start, lines, None);
+            let (mut out, mut chunks) = (Vec::new(), 0);
+            let emit = |bytes: &[u8]| {
+                chunks += 1;
+                if chunks == fail_at {
+                    return Err(JournalError::io(
+                        Path::new("j"),
+                        "write",
+                        io::Error::other("full"),
+                    ));
+                }
+                out.extend_from_slice(bytes);
+                Ok(())
+            };
+            let path = Path::new("j");
+            let result = if threaded {
+                seal_spool(&spool, len, room, &mut sealer, emit, path)
+            } else {
+                seal_in_turn(&spool, len, room, &mut sealer, emit, path)
+            };
+            let lines = out.iter().filter(|&&b| b == b'\n').count();
+            let emitted = (
+                result.map_err(|e| e.to_string()),
+                lines,
+                LineHash::of(&out),
+                chunks,
+            );
+            (emitted, sealer.prev)
+        };
+        let (threaded, last) = seal(true, 0);
+        assert!(threaded.3 >= 2, "{} chunks: too few to test", threaded.3);
+        assert_eq!(threaded.1, lines);
+        assert_eq!((threaded, last), seal(false, 0));
+        // A thread may seal a chunk past the failed one, which is dropped.
+        let (failed, _) = seal(true, 2);
+        assert!(failed.0.is_err() && failed.1 > 0 && failed.1 < lines);
+        assert_eq!(failed, seal(false, 2).0);
     }
 
     #[test]
