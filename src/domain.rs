@@ -396,9 +396,11 @@ impl State {
 
     /// Every account but those read from a cache
     /// ([`State::load_account`]) and not changed since, in the order of
-    /// [`State::accounts`]: what a write-back of the cache must write.
-    pub fn changed_accounts(&self) -> impl Iterator<Item = (&str, &Account)> {
-        self.accounts.changed()
+    /// their names, 8 bytes each (read each with
+    /// [`State::named_account`]): what a write-back of the cache must
+    /// write.
+    pub fn changed_accounts_by_name(&self) -> Vec<Named> {
+        self.accounts.changed_by_name()
     }
 
     /// The accounts whose places ([`State::account_place`]) `keep`

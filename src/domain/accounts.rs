@@ -434,12 +434,10 @@ impl Accounts {
         self.chunks.iter().flat_map(Chunk::iter)
     }
 
-    /// Every account but those read from a cache and not changed since.
-    pub fn changed(&self) -> impl Iterator<Item = (&str, &Account)> {
-        self.iter()
-            .enumerate()
-            .filter(|(place, _)| !self.is_unchanged(*place))
-            .map(|(_, entry)| entry)
+    /// Every account but those read from a cache and not changed since,
+    /// in the order of their names (see [`Accounts::by_name`]).
+    pub fn changed_by_name(&self) -> Vec<Named> {
+        self.by_name(|place| !self.is_unchanged(place))
     }
 }
 
@@ -595,8 +593,10 @@ mod tests {
             a.balance = Amount(5);
         }
         accounts.insert("c150", account(6));
-        let changed: Vec<&str> = accounts.changed().map(|(n, _)| n).collect();
-        assert_eq!(changed, ["new", "c70", "c150"]);
+        let changed: Vec<&str> = (accounts.changed_by_name().into_iter())
+            .map(|named| accounts.named(named).0)
+            .collect();
+        assert_eq!(changed, ["c150", "c70", "new"]);
         assert_eq!(accounts.iter().count(), 201);
     }
 
