@@ -9,19 +9,17 @@ use std::thread;
 /// a ledger, and past the point where taking the results keeps up.
 const MAX_WORKERS: usize = 4;
 
-/// Runs `read`, which hands each chunk of the input to the function it
-/// is given (that answers whether to go on); works each chunk with a
-/// function that `worker` makes (one per thread); and hands the results
-/// to `take` in the order `read` made the chunks. Stops at the first
-/// error `take` returns, and then `read` is told to stop.
+/// Works each chunk of `read` with a function that `worker` makes (one
+/// per thread), and hands the results to `take` in the order of `read`.
+/// Stops at the first error `take` returns, and then reading stops too.
 ///
 /// `read` runs on a thread of its own and the work on others, so that
 /// reading, working and taking overlap. The channels between them hold
 /// `depth` chunks each, so memory stays bounded however long the input,
 /// and reading stops soon after taking does. Where the OS gives no
 /// thread, the same is done in turn on this one: slower, never different.
-pub(crate) fn in_order<C, T, R, W, E>(
-    read: R,
+pub(crate) fn in_order<C, T, W, E>(
+    read: impl Iterator<Item = C> + Send,
     worker: impl Fn() -> W + Sync,
     depth: usize,
     take: impl FnMut(T) -> Result<(), E>,
@@ -29,7 +27,6 @@ pub(crate) fn in_order<C, T, R, W, E>(
 where
     C: Send,
     T: Send,
-    R: FnOnce(&mut dyn FnMut(C) -> bool) + Send,
     W: FnMut(C) -> T,
 {
     let workers = thread::available_parallelism()
@@ -50,7 +47,7 @@ fn with_workers<C, T, R, W, E>(
 where
     C: Send,
     T: Send,
-    R: FnOnce(&mut dyn FnMut(C) -> bool) + Send,
+    R: Iterator<Item = C> + Send,
     W: FnMut(C) -> T,
 {
     thread::scope(|scope| {
@@ -78,20 +75,19 @@ where
             return in_turn(read, &worker, take);
         }
         // `read` goes to its thread once that thread exists: should the
-        // OS refuse it, `read` is still here to run in turn (and the
+        // OS refuse it, `read` is still here to read in turn (and the
         // workers end with their inputs, dropped with the refused thread).
         let (give, given) = mpsc::channel::<R>();
         let reader = thread::Builder::new().spawn_scoped(scope, move || {
             let Ok(read) = given.recv() else {
                 return;
             };
-            let mut c = 0;
-            read(&mut |chunk| {
+            for (c, chunk) in read.enumerate() {
                 // Closed: its worker stopped because taking did.
-                let sent = inputs[c % inputs.len()].send(chunk).is_ok();
-                c += 1;
-                sent
-            });
+                if inputs[c % inputs.len()].send(chunk).is_err() {
+                    return;
+                }
+            }
         });
         if reader.is_err() {
             return in_turn(read, &worker, take);
@@ -111,27 +107,44 @@ where
 }
 
 /// [`in_order`] on this thread alone.
-fn in_turn<C, T, R, W, E>(
-    read: R,
+fn in_turn<C, T, W, E>(
+    read: impl Iterator<Item = C>,
     worker: &impl Fn() -> W,
     mut take: impl FnMut(T) -> Result<(), E>,
 ) -> Result<(), E>
 where
-    R: FnOnce(&mut dyn FnMut(C) -> bool),
     W: FnMut(C) -> T,
 {
     let mut work = worker();
-    let mut taken = Ok(());
-    read(&mut |chunk| {
-        taken = take(work(chunk));
-        taken.is_ok()
-    });
-    taken
+    read.map(&mut work).try_for_each(&mut take)
+}
+
+/// The chunks that `cut` makes, each time given one (or none) and
+/// whether the input ended there, and how: after an error, the chunk
+/// before it comes first, then the error, then nothing.
+pub(crate) fn chunks<C, E>(
+    mut cut: impl FnMut() -> (Option<C>, Option<Result<(), E>>),
+) -> impl Iterator<Item = Result<C, E>> {
+    let (mut ended, mut failed) = (false, None);
+    std::iter::from_fn(move || {
+        while !ended {
+            let (chunk, end) = cut();
+            match end {
+                None => {}
+                Some(Ok(())) => ended = true,
+                Some(Err(e)) => (ended, failed) = (true, Some(e)),
+            }
+            if chunk.is_some() {
+                return chunk.map(Ok);
+            }
+        }
+        failed.take().map(Err)
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::with_workers;
+    use super::{chunks, with_workers};
 
     /// Reads `chunks` chunks of numbers, squares them on `workers`
     /// workers and takes them until `stop_at` (an error there); gives
@@ -139,16 +152,13 @@ mod tests {
     fn run(workers: usize, chunks: u64, stop_at: Option<u64>) -> (Vec<u64>, Option<u64>, u64) {
         let mut read_count = 0;
         let mut taken = Vec::new();
+        let read = (0..chunks).map(|c| {
+            read_count += 1;
+            (c * 3..c * 3 + 3).collect::<Vec<u64>>()
+        });
         let result = with_workers(
             workers,
-            |send: &mut dyn FnMut(Vec<u64>) -> bool| {
-                for c in 0..chunks {
-                    read_count += 1;
-                    if !send((c * 3..c * 3 + 3).collect()) {
-                        return;
-                    }
-                }
-            },
+            read,
             || |chunk: Vec<u64>| chunk.into_iter().map(|n| n * n).collect::<Vec<_>>(),
             1,
             |done: Vec<u64>| {
@@ -190,5 +200,30 @@ mod tests {
             let most = 11 + 3 * workers as u64 + 1;
             assert!(read <= most, "{workers} workers read {read} chunks");
         }
+    }
+
+    /// The chunks cut, then the error that ended the input (after the
+    /// chunk cut with it), then nothing; an end without an error ends
+    /// after the last chunk, with one or without.
+    #[test]
+    fn chunks_end_after_their_error() {
+        type Cut = (Option<u8>, Option<Result<(), char>>);
+        let cuts = |ends: Vec<Cut>| {
+            let mut ends = ends.into_iter();
+            let cut = move || ends.next().unwrap_or((None, None));
+            chunks(cut).take(10).collect::<Vec<_>>()
+        };
+        let failed = cuts(vec![
+            (Some(1), None),
+            (Some(2), Some(Err('e'))),
+            (Some(3), None),
+        ]);
+        assert_eq!(failed, [Ok(1), Ok(2), Err('e')]);
+        let failed_alone = cuts(vec![(Some(1), None), (None, Some(Err('e')))]);
+        assert_eq!(failed_alone, [Ok(1), Err('e')]);
+        let ended = cuts(vec![(Some(1), None), (Some(2), Some(Ok(())))]);
+        assert_eq!(ended, [Ok(1), Ok(2)]);
+        let ended_empty = cuts(vec![(None, None), (Some(1), None), (None, Some(Ok(())))]);
+        assert_eq!(ended_empty, [Ok(1)]);
     }
 }

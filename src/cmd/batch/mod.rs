@@ -256,8 +256,7 @@ where
             Err(e) => vec![(0, Err(e))],
         }
     };
-    let read = move |send: &mut dyn FnMut(Chunk) -> bool| read_chunks(input, name, send);
-    pipeline::in_order(read, worker, 2, |parsed| {
+    pipeline::in_order(line_chunks(input, name), worker, 2, |parsed| {
         parsed
             .into_iter()
             .try_for_each(|(line, command)| apply(line, command))
@@ -268,16 +267,14 @@ where
 /// the first, or the error that ends the input.
 type Chunk = Result<(usize, Vec<u8>), Error>;
 
-/// Cuts `input` (called `name` in a read error) into chunks of [`CHUNK`]
-/// lines, handed on with `send`; stops at the end, at an error (handed on
-/// after the lines before it), or when `send` says to.
-fn read_chunks(
+/// The chunks of [`CHUNK`] lines of `input` (called `name` in a read
+/// error), up to its end or an error (after the lines before it).
+fn line_chunks(
     mut input: Box<dyn BufRead + Send>,
     name: &str,
-    send: &mut dyn FnMut(Chunk) -> bool,
-) {
+) -> impl Iterator<Item = Chunk> + Send + '_ {
     let mut line = 0;
-    loop {
+    pipeline::chunks(move || {
         let first = line + 1;
         let mut text = Vec::new();
         let mut end = None;
@@ -296,18 +293,8 @@ fn read_chunks(
         if text.last() == Some(&b'\n') {
             text.pop();
         }
-        if !text.is_empty() && !send(Ok((first, text))) {
-            return;
-        }
-        match end {
-            None => {}
-            Some(Ok(())) => return,
-            Some(Err(e)) => {
-                send(Err(e));
-                return;
-            }
-        }
-    }
+        ((!text.is_empty()).then_some((first, text)), end)
+    })
 }
 
 #[cfg(test)]

@@ -124,7 +124,7 @@ fn make_rows<R: std::io::Read + Send>(
                 .collect())
         }
     };
-    let cut = move |send: &mut dyn FnMut(Records) -> bool| loop {
+    let records = pipeline::chunks(move || {
         let mut records = Vec::with_capacity(CHUNK);
         let mut end = None;
         while end.is_none() && records.len() < CHUNK {
@@ -142,19 +142,9 @@ fn make_rows<R: std::io::Read + Send>(
                 Err(e) => end = Some(Err(e)),
             }
         }
-        if !records.is_empty() && !send(Ok(records)) {
-            return;
-        }
-        match end {
-            None => {}
-            Some(Ok(())) => return,
-            Some(Err(e)) => {
-                send(Err(e));
-                return;
-            }
-        }
-    };
-    pipeline::in_order(cut, worker, 1, |made| apply(made?))
+        ((!records.is_empty()).then_some(records), end)
+    });
+    pipeline::in_order(records, worker, 1, |made| apply(made?))
 }
 
 /// `record`, unless it has a field past the header's `width` columns
