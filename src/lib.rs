@@ -22,6 +22,7 @@ pub mod period;
 pub mod readmodel;
 pub mod report;
 pub mod suggest;
+pub mod threads;
 pub mod time;
 
 /// Runs a parsed command line.

@@ -990,3 +990,120 @@ fn ctrl_c_during_a_long_batch_leaves_the_journal_as_it_was() {
     assert!(!env.journal.with_extension("jsonl.torn").exists());
     env.ok("verify");
 }
+
+/// Runs `ledger ARGS` on `env`'s journal with every helper thread refused
+/// (`LEDGER_TEST_NO_THREADS`, as if the OS refused them) or not; returns
+/// (exit code, stdout, stderr), the journal's path in them as `JOURNAL`.
+fn run_threads(env: &TestEnv, refused: bool, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = env.cmd();
+    if refused {
+        cmd.env("LEDGER_TEST_NO_THREADS", "1");
+    }
+    let out = cmd.args(args).output().unwrap();
+    let journal = env.journal.to_string_lossy();
+    let text = |bytes| String::from_utf8(bytes).unwrap().replace(&*journal, "JOURNAL");
+    (
+        out.status.code().unwrap_or(-1),
+        text(out.stdout),
+        text(out.stderr),
+    )
+}
+
+/// A long batch (written to the journal as it is decided, synced as it
+/// goes), one whose repeated ids make it spool, a refused one, imports of
+/// CSV and JSON Lines, and a rebuilt read model: with every helper thread
+/// refused, each falls back to the command's own thread and writes, prints
+/// and exits exactly as with its threads.
+#[test]
+fn with_no_helper_thread_a_batch_or_an_import_is_the_same() {
+    let accounts = 2_000;
+    let mut first = String::new();
+    for a in 0..accounts {
+        first.push_str(&format!("create acct{a}\ndeposit acct{a} 1000 --id d{a}\n"));
+    }
+    // About 7 MB of lines: past the 4 MiB a batch stages before it writes
+    // ahead (and syncs as it writes).
+    for i in 0..24_000 {
+        let (from, to) = (i % accounts, (i * 7 + 1) % accounts);
+        first.push_str(&format!(
+            "transfer acct{from} acct{to} 0.{:02} --id t{i} --memo m{i}\n",
+            1 + i % 97
+        ));
+    }
+    // Its first ids repeat the first batch's: it appends fewer lines than
+    // it has commands, and goes through a spool (about 6 MB).
+    let mut second: String = (0..100)
+        .map(|a| format!("deposit acct{a} 1000 --id d{a}\n"))
+        .collect();
+    for i in 0..24_000 {
+        second.push_str(&format!("deposit acct{} 0.01 --id s{i}\n", i % accounts));
+    }
+    let mut refused_batch = "deposit acct1 1\n".repeat(20_000);
+    refused_batch.push_str("deposit nobody 1\n");
+    let mut csv = String::from("Date,Description,Amount\n");
+    let mut jsonl = String::new();
+    for i in 0..3_000 {
+        csv.push_str(&format!(
+            "2026-10-{:02},PAYMENT {i},{}.25\n",
+            1 + i % 28,
+            1 + i % 40
+        ));
+        jsonl.push_str(&format!(
+            "{{\"command\":\"deposit\",\"account\":\"acct{}\",\"amount\":\"0.{:02}\",\"id\":\"j{i}\"}}\n",
+            i % accounts,
+            1 + i % 90
+        ));
+    }
+    let rules = "account = \"bank\"\namount = \"{Amount}\"\ndate = \"{Date}\"\nmemo = \"{Description}\"\n";
+    let threaded = TestEnv::with(&["create bank"]);
+    let alone = TestEnv::with(&["create bank"]);
+    for env in [&threaded, &alone] {
+        env.file("first.txt", &first);
+        env.file("second.txt", &second);
+        env.file("refused.txt", &refused_batch);
+        env.file("bank.csv", &csv);
+        env.file("bank.toml", rules);
+        env.file("commands.jsonl", &jsonl);
+    }
+    let steps: [&[&str]; 8] = [
+        &["batch", "first.txt"],
+        &["batch", "second.txt"],
+        &["batch", "refused.txt"],
+        &["import", "bank.csv", "--rules", "bank.toml"],
+        &["import", "commands.jsonl"],
+        &["batch", "second.txt"],
+        &["balance", "--format", "json"],
+        &["verify"],
+    ];
+    for args in steps {
+        let before = threaded.bytes();
+        let with_threads = run_threads(&threaded, false, args);
+        assert_eq!(
+            run_threads(&alone, true, args),
+            with_threads,
+            "ledger {args:?}"
+        );
+        assert_eq!(alone.bytes(), threaded.bytes(), "after ledger {args:?}");
+        if args == ["batch", "refused.txt"] {
+            assert_eq!(with_threads.0, 1, "{}", with_threads.2);
+            assert_eq!(threaded.bytes(), before, "a refused batch wrote");
+        } else {
+            assert_eq!(with_threads.0, 0, "ledger {args:?}: {}", with_threads.2);
+        }
+    }
+    // A read model rebuilt from the journal, its keys and digests worked
+    // out in turn, answers as the one its threads rebuilt.
+    for env in [&threaded, &alone] {
+        for suffix in ["readmodel", "readmodel-wal", "readmodel-shm"] {
+            let _ = fs::remove_file(env.beside(&format!(".{suffix}")));
+        }
+    }
+    let rebuilt = run_threads(&threaded, false, &["balance", "acct7"]);
+    assert_eq!(run_threads(&alone, true, &["balance", "acct7"]), rebuilt);
+    assert_eq!(rebuilt.0, 0, "{}", rebuilt.2);
+    let every = run_threads(&threaded, false, &["balance", "--format", "json"]);
+    assert_eq!(
+        run_threads(&alone, true, &["balance", "--format", "json"]),
+        every
+    );
+}

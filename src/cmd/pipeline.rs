@@ -5,6 +5,8 @@
 use std::sync::mpsc;
 use std::thread;
 
+use crate::threads;
+
 /// Worker threads at most: more than the cores of most machines that run
 /// a ledger, and past the point where taking the results keeps up.
 const MAX_WORKERS: usize = 4;
@@ -56,7 +58,7 @@ where
             let (chunk_tx, chunk_rx) = mpsc::sync_channel::<C>(depth);
             let (done_tx, done_rx) = mpsc::sync_channel::<T>(depth);
             let worker = &worker;
-            let spawned = thread::Builder::new().spawn_scoped(scope, move || {
+            let spawned = threads::scoped(scope, "parsing", move || {
                 let mut work = worker();
                 for chunk in chunk_rx {
                     // Closed: taking stopped at an error.
@@ -77,8 +79,10 @@ where
         // `read` goes to its thread once that thread exists: should the
         // OS refuse it, `read` is still here to read in turn (and the
         // workers end with their inputs, dropped with the refused thread).
+        // The thread waits for it, so the send cannot fail; if it did,
+        // `read` would come back, to be read in turn all the same.
         let (give, given) = mpsc::channel::<R>();
-        let reader = thread::Builder::new().spawn_scoped(scope, move || {
+        let reader = threads::scoped(scope, "reading", move || {
             let Ok(read) = given.recv() else {
                 return;
             };

@@ -1036,15 +1036,13 @@ fn start_keying() -> Worker {
     // A few batches in flight: the replay waits rather than queueing a
     // journal's ids.
     let (to, from) = std::sync::mpsc::sync_channel::<KeyBatch>(4);
-    let worker = std::thread::Builder::new()
-        .name("id-keys".into())
-        .spawn(move || {
-            let mut keys = AppendedIds::default();
-            for batch in from {
-                batch.key_into(&mut keys);
-            }
-            keys
-        });
+    let worker = crate::threads::spawn("id-keys", move || {
+        let mut keys = AppendedIds::default();
+        for batch in from {
+            batch.key_into(&mut keys);
+        }
+        keys
+    });
     match worker {
         Ok(worker) => Worker::Thread(Some(to), worker),
         Err(_) => Worker::Here(AppendedIds::default()),

@@ -11,6 +11,7 @@ use crate::domain::{
     Account, AccountForm, BUCKET_BITS, Ended, Hold, Named, State, Unit, bucket_of, id_key,
 };
 use crate::money::Amount;
+use crate::threads;
 use crate::time::At;
 
 use super::links::{ACCOUNTS, REVERSALS};
@@ -645,9 +646,7 @@ pub fn save(
         named_entries(state)
     } else {
         std::thread::scope(|scope| {
-            let named = std::thread::Builder::new()
-                .name("id-names".into())
-                .spawn_scoped(scope, || named_entries(state));
+            let named = threads::scoped(scope, "id-names", || named_entries(state));
             save_units_and_accounts(tx, state, fresh)?;
             match named {
                 Ok(named) => named
@@ -712,11 +711,11 @@ fn save_units_and_accounts(
     }
 }
 
-/// Accounts of `state` in the order of their names, 8 bytes each: sorted
-/// by the state, which compares the names' first bytes kept beside each
-/// one (sorting pairs of references to them by the names themselves read
-/// two names from all over memory at each comparison, and took 24 bytes
-/// an account).
+/// Accounts of `state` in the order of their names, 8 bytes each once
+/// sorted: sorted by the state, which compares the names' first bytes
+/// kept beside each one (sorting pairs of references to them by the names
+/// themselves read two names from all over memory at each comparison, and
+/// kept 24 bytes an account while the rows were written).
 #[derive(Clone, Copy)]
 struct InOrder<'s> {
     state: &'s State,
@@ -771,20 +770,17 @@ fn save_linked_accounts(tx: &Transaction<'_>, accounts: InOrder<'_>) -> Result<(
         // works them out a stretch ahead of the inserts.
         std::thread::scope(|scope| {
             let (to, stretches) = std::sync::mpsc::sync_channel(2);
-            let spawned = std::thread::Builder::new()
-                .name("account-digests".into())
-                .spawn_scoped(scope, move || {
-                    let mut rows = linked_rows(accounts.iter());
-                    loop {
-                        let stretch: Result<Vec<_>, _> =
-                            rows.by_ref().take(DIGEST_STRETCH).collect();
-                        let last = stretch.as_ref().map_or(true, |s| s.len() < DIGEST_STRETCH);
-                        // A closed channel: the inserts failed.
-                        if to.send(stretch).is_err() || last {
-                            break;
-                        }
+            let spawned = threads::scoped(scope, "account-digests", move || {
+                let mut rows = linked_rows(accounts.iter());
+                loop {
+                    let stretch: Result<Vec<_>, _> = rows.by_ref().take(DIGEST_STRETCH).collect();
+                    let last = stretch.as_ref().map_or(true, |s| s.len() < DIGEST_STRETCH);
+                    // A closed channel: the inserts failed.
+                    if to.send(stretch).is_err() || last {
+                        break;
                     }
-                });
+                }
+            });
             if spawned.is_err() {
                 // No thread to be had: the rows are worked out here.
                 return insert_in_turn(accounts.iter(), &mut insert);

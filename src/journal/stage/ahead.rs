@@ -30,6 +30,7 @@ use std::thread::JoinHandle;
 use super::{Sealer, each_chunk, spool_error, syncing_as_written};
 use crate::journal::JournalError;
 use crate::journal::sidecar::{self, Owner};
+use crate::threads;
 
 /// An append to write ahead of its commit, expected to have `lines`
 /// lines; nothing is written until its first buffer is full.
@@ -130,8 +131,10 @@ impl Ahead {
             }
             run => run,
         };
+        // Over: finished or given up, the journal may hold some of it,
+        // which lines handed now would no longer follow.
         let Run::Writing(writing) = &self.run else {
-            return Ok(Handed::Refused(buffer));
+            return Err(self.stopped());
         };
         if writing.buffers.send(buffer).is_err() {
             // The thread stopped at an error, which joining gives.
@@ -157,28 +160,25 @@ impl Ahead {
             .try_clone()
             .map_err(|e| JournalError::io(&self.path, "write", e))?;
         let (path, done) = (self.path.clone(), Arc::clone(&progress));
-        let thread = std::thread::Builder::new()
-            .name("append ahead".into())
-            .spawn(move || {
-                // However the thread ends, a reader waiting for its lines
-                // is told, with why.
-                let mut ending =
-                    Ending(&done, Some("the thread writing the append stopped".into()));
-                let written = syncing_as_written(&journal, &path, |emit| {
-                    for mut buffer in to_seal {
-                        let end = buffer.len();
-                        let begin = sealer.seal(&mut buffer, room, end);
-                        emit(&buffer[begin..])?;
-                        done.advance((end - room) as u64);
-                        // Gone once staging has finished.
-                        let _ = back.send(buffer);
-                    }
-                    Ok(())
-                });
-                ending.1 = written.as_ref().err().map(ToString::to_string);
-                written.map(|()| sealer)
-            })
-            .map_err(|e| JournalError::io(&self.path, "write", e))?;
+        let thread = threads::spawn("append ahead", move || {
+            // However the thread ends, a reader waiting for its lines
+            // is told, with why.
+            let mut ending = Ending(&done, Some("the thread writing the append stopped".into()));
+            let written = syncing_as_written(&journal, &path, |emit| {
+                for mut buffer in to_seal {
+                    let end = buffer.len();
+                    let begin = sealer.seal(&mut buffer, room, end);
+                    emit(&buffer[begin..])?;
+                    done.advance((end - room) as u64);
+                    // Gone once staging has finished.
+                    let _ = back.send(buffer);
+                }
+                Ok(())
+            });
+            ending.1 = written.as_ref().err().map(ToString::to_string);
+            written.map(|()| sealer)
+        })
+        .map_err(|e| JournalError::io(&self.path, "write", e))?;
         Ok(Writing {
             buffers,
             free,
@@ -204,8 +204,11 @@ impl Ahead {
     /// and the lengths of the header and mark. The caller syncs. On a
     /// failure the journal is cut back.
     pub(super) fn finish(&mut self, buffer: Vec<u8>, room: usize) -> Result<Sealer, JournalError> {
-        self.hand(buffer, room)?;
-        self.stop()
+        match self.hand(buffer, room)? {
+            Handed::Taken(_) => self.stop(),
+            // Not started, so not to be finished: the caller checks.
+            Handed::Refused(_) => Err(self.stopped()),
+        }
     }
 
     /// Stops the thread once it has written what it was handed, and gives

@@ -29,6 +29,7 @@ use std::sync::mpsc;
 use super::JournalError;
 use super::line::{self, LineHash};
 use super::sidecar::{self, Owner};
+use crate::threads;
 
 mod ahead;
 
@@ -447,7 +448,7 @@ fn syncing_as_written(
         // One sync asked for at a time: asking while one runs asks for
         // nothing more than the one after it will do.
         let (ask, asked) = mpsc::sync_channel::<()>(1);
-        let syncer = std::thread::Builder::new().spawn_scoped(scope, move || {
+        let syncer = threads::scoped(scope, "syncing", move || {
             asked.iter().try_for_each(|()| file.sync_data())
         });
         let Ok(syncer) = syncer else {
@@ -514,9 +515,11 @@ fn seal_spool(
         let (sealed_tx, sealed_rx) = mpsc::sync_channel::<(Vec<u8>, Range<usize>)>(1);
         let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
         // The sealer goes to its thread once that thread exists: should
-        // the OS refuse it, the sealer is still here to seal in turn.
+        // the OS refuse it, the sealer is still here to seal in turn. (The
+        // thread waits for it, so the send cannot fail; if it did, the
+        // sealer would come back, to seal in turn all the same.)
         let (give, given) = mpsc::channel::<&mut Sealer>();
-        let sealing = std::thread::Builder::new().spawn_scoped(scope, move || {
+        let sealing = threads::scoped(scope, "sealing", move || {
             let Ok(sealer) = given.recv() else {
                 return Ok(());
             };
