@@ -1001,7 +1001,11 @@ fn run_threads(env: &TestEnv, refused: bool, args: &[&str]) -> (i32, String, Str
     }
     let out = cmd.args(args).output().unwrap();
     let journal = env.journal.to_string_lossy();
-    let text = |bytes| String::from_utf8(bytes).unwrap().replace(&*journal, "JOURNAL");
+    let text = |bytes| {
+        String::from_utf8(bytes)
+            .unwrap()
+            .replace(&*journal, "JOURNAL")
+    };
     (
         out.status.code().unwrap_or(-1),
         text(out.stdout),
@@ -1054,7 +1058,8 @@ fn with_no_helper_thread_a_batch_or_an_import_is_the_same() {
             1 + i % 90
         ));
     }
-    let rules = "account = \"bank\"\namount = \"{Amount}\"\ndate = \"{Date}\"\nmemo = \"{Description}\"\n";
+    let rules =
+        "account = \"bank\"\namount = \"{Amount}\"\ndate = \"{Date}\"\nmemo = \"{Description}\"\n";
     let threaded = TestEnv::with(&["create bank"]);
     let alone = TestEnv::with(&["create bank"]);
     for env in [&threaded, &alone] {
