@@ -11,7 +11,7 @@
 //! here.
 
 use std::io;
-use std::sync::OnceLock;
+use std::sync::{OnceLock, mpsc};
 use std::thread::{self, JoinHandle, Scope, ScopedJoinHandle};
 
 /// Whether helper threads are refused, as if by the OS.
@@ -33,6 +33,28 @@ pub fn scoped<'scope, T: Send + 'scope>(
         None => thread::Builder::new()
             .name(name.into())
             .spawn_scoped(scope, f),
+    }
+}
+
+/// Starts `f` on a thread named `name` within `scope` and hands it
+/// `value` once the thread exists; if the thread is refused, gives
+/// `value` back, for the caller to do the work itself. (A closure that
+/// owned it would be dropped with the refused thread.) The thread gives
+/// `None` only if it never got `value`, which cannot happen: it waits
+/// for it.
+pub fn scoped_with<'scope, V: Send + 'scope, T: Send + 'scope>(
+    scope: &'scope Scope<'scope, '_>,
+    name: &str,
+    value: V,
+    f: impl FnOnce(V) -> T + Send + 'scope,
+) -> Result<ScopedJoinHandle<'scope, Option<T>>, V> {
+    let (give, given) = mpsc::channel::<V>();
+    let Ok(thread) = scoped(scope, name, move || given.recv().ok().map(f)) else {
+        return Err(value);
+    };
+    match give.send(value) {
+        Ok(()) => Ok(thread),
+        Err(mpsc::SendError(value)) => Err(value),
     }
 }
 

@@ -76,16 +76,10 @@ where
         if inputs.is_empty() {
             return in_turn(read, &worker, take);
         }
-        // `read` goes to its thread once that thread exists: should the
-        // OS refuse it, `read` is still here to read in turn (and the
-        // workers end with their inputs, dropped with the refused thread).
-        // The thread waits for it, so the send cannot fail; if it did,
-        // `read` would come back, to be read in turn all the same.
-        let (give, given) = mpsc::channel::<R>();
-        let reader = threads::scoped(scope, "reading", move || {
-            let Ok(read) = given.recv() else {
-                return;
-            };
+        // Should the OS refuse the reader, `read` comes back to be read in
+        // turn (and the workers end with their inputs, dropped with the
+        // refused thread).
+        let reader = threads::scoped_with(scope, "reading", read, move |read: R| {
             for (c, chunk) in read.enumerate() {
                 // Closed: its worker stopped because taking did.
                 if inputs[c % inputs.len()].send(chunk).is_err() {
@@ -93,10 +87,7 @@ where
                 }
             }
         });
-        if reader.is_err() {
-            return in_turn(read, &worker, take);
-        }
-        if let Err(mpsc::SendError(read)) = give.send(read) {
+        if let Err(read) = reader {
             return in_turn(read, &worker, take);
         }
         for c in 0.. {

@@ -514,15 +514,9 @@ fn seal_spool(
     std::thread::scope(|scope| {
         let (sealed_tx, sealed_rx) = mpsc::sync_channel::<(Vec<u8>, Range<usize>)>(1);
         let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
-        // The sealer goes to its thread once that thread exists: should
-        // the OS refuse it, the sealer is still here to seal in turn. (The
-        // thread waits for it, so the send cannot fail; if it did, the
-        // sealer would come back, to seal in turn all the same.)
-        let (give, given) = mpsc::channel::<&mut Sealer>();
-        let sealing = threads::scoped(scope, "sealing", move || {
-            let Ok(sealer) = given.recv() else {
-                return Ok(());
-            };
+        // Should the OS refuse the thread, the sealer comes back to seal
+        // in turn.
+        let sealing = threads::scoped_with(scope, "sealing", sealer, move |sealer| {
             seal_chunks(spool, len, room, sealer, |chunk| {
                 // Closed: emitting stopped at an error, which it returns.
                 let chunk = sealed_tx.send(chunk).is_ok();
@@ -531,13 +525,8 @@ fn seal_spool(
             .map_err(|e| spool_error(path, e))
         });
         let sealing = match sealing {
-            Ok(thread) => match give.send(sealer) {
-                Ok(()) => thread,
-                Err(mpsc::SendError(sealer)) => {
-                    return seal_in_turn(spool, len, room, sealer, emit, path);
-                }
-            },
-            Err(_) => return seal_in_turn(spool, len, room, sealer, emit, path),
+            Ok(thread) => thread,
+            Err(sealer) => return seal_in_turn(spool, len, room, sealer, emit, path),
         };
         let mut emitted = Ok(());
         for (chunk, range) in &sealed_rx {
@@ -549,7 +538,7 @@ fn seal_spool(
             let _ = free_tx.send(chunk);
         }
         drop(sealed_rx);
-        let sealed = sealing.join().unwrap_or_else(|_| {
+        let sealed = sealing.join().ok().flatten().unwrap_or_else(|| {
             Err(JournalError::io(
                 path,
                 "write",
