@@ -5,7 +5,9 @@
 use proptest::prelude::*;
 
 use crate::common::TestEnv;
-use crate::readmodel::{model_at, model_seq, op, remove_model, run_ops, tamper};
+use crate::readmodel::{
+    lose_page_of, model_at, model_seq, op, remove_model, run_ops, set_page_byte, tamper,
+};
 
 const FORMATS: [&str; 3] = ["table", "json", "csv"];
 
@@ -82,15 +84,17 @@ fn the_model_answers_without_reading_the_lines_it_covers() {
 #[test]
 fn a_damaged_model_is_not_trusted() {
     let expected = replayed(&ledger());
+    // `a` (owned by Ann) comes first in its page: its unit is bytes 7 to
+    // 10, its balance bytes 12 to 27.
     for sql in [
-        "UPDATE accounts SET balance = x'00000000000000000000000000002513' WHERE name = 'a'",
-        "UPDATE accounts SET digest = 0 WHERE name = 'b'",
-        "DELETE FROM accounts WHERE name = 'a'",
+        set_page_byte("a", 26, 0x13).as_str(),
+        "UPDATE account_pages SET digest = 0",
+        lose_page_of("a").as_str(),
         "DELETE FROM holds",
         "DELETE FROM holds WHERE seq = 9",
         "UPDATE units SET held = x'0102'",
-        "UPDATE accounts SET unit = 7 WHERE name = 'c'",
-        "DROP TABLE accounts",
+        set_page_byte("a", 7, 7).as_str(),
+        "DROP TABLE account_pages",
     ] {
         let env = ledger();
         model_at(&env.journal, 13);

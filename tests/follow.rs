@@ -634,13 +634,10 @@ fn a_resume_from_a_damaged_model_is_judged_by_the_journal() {
     env.ok("deposit a 2");
     let model =
         rusqlite::Connection::open(ledger::readmodel::path_of(&env.journal)).expect("model");
-    model
-        .execute_batch("DELETE FROM accounts WHERE name = 'c'")
-        .expect("damage");
+    let lose_c = crate::readmodel::lose_page_of("c");
+    model.execute_batch(&lose_c).expect("damage");
     crate::readmodel::model_at(&env.journal, 3);
-    model
-        .execute_batch("DELETE FROM accounts WHERE name = 'c'")
-        .expect("damage");
+    model.execute_batch(&lose_c).expect("damage");
     drop(model);
     let mut follower = Follower::start(&env, &["--json", "--from-seq", "4"]);
     assert_eq!(seq(&follower.events(1)[0]), 5);

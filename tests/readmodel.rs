@@ -85,6 +85,28 @@ pub fn tamper(path: &Path, sql: &str) {
     db.execute_batch(sql).unwrap();
 }
 
+/// SQL that deletes the model's page of accounts that holds `name` (and
+/// the accounts beside it there: a small ledger's accounts share one).
+pub fn lose_page_of(name: &str) -> String {
+    format!(
+        "DELETE FROM account_pages WHERE first =
+         (SELECT max(first) FROM account_pages WHERE first <= '{name}')"
+    )
+}
+
+/// SQL that sets byte `at` (from 0) of the entries of the page of
+/// accounts that starts with `first` to `byte`, its digest left as it
+/// was. An entry is its name's length (a byte), the name, the owner's
+/// length (2 bytes, `ffff` for none), the owner, the unit (4 bytes),
+/// closed (a byte), the balance and the held amount (16 bytes each).
+pub fn set_page_byte(first: &str, at: usize, byte: u8) -> String {
+    format!(
+        "UPDATE account_pages SET entries = CAST(substr(entries, 1, {at}) || x'{byte:02x}'
+         || substr(entries, {after}) AS BLOB) WHERE first = '{first}'",
+        after = at + 2
+    )
+}
+
 pub fn full_replay(path: &Path) -> State {
     replay(path, ReplayFrom::Start, |_, _| Ok(())).unwrap()
 }
@@ -207,10 +229,7 @@ fn a_lost_account_row_does_not_let_create_open_it_again() {
             env.ok(&format!("create {name}"));
         }
         assert_eq!(model_seq(&env.journal), Some(9), "{lost}");
-        tamper(
-            &env.journal,
-            &format!("DELETE FROM accounts WHERE name = '{lost}'"),
-        );
+        tamper(&env.journal, &lose_page_of(lost));
         let refused = env.fails(1, &["create", lost]);
         assert!(refused.contains("already exists"), "{lost}: {refused}");
         env.ok("create ab");
@@ -220,15 +239,19 @@ fn a_lost_account_row_does_not_let_create_open_it_again() {
 
 #[test]
 fn rows_changed_by_hand_or_damage_are_not_trusted() {
+    // `a`'s entry comes first in the page of `a` and `b`: its balance is
+    // bytes 9 to 24, its unit bytes 4 to 7.
     for sql in [
         // A balance changed without its totals (or its digest).
-        "UPDATE accounts SET balance = x'00000000000000000000000000002513' WHERE name = 'a'",
+        set_page_byte("a", 24, 0x13).as_str(),
         // A value out of range.
-        "UPDATE accounts SET unit = 7 WHERE name = 'a'",
+        set_page_byte("a", 4, 7).as_str(),
         "UPDATE units SET decimals = 19",
         "UPDATE units SET held = x'0102'",
-        // An account lost: `create a` would be appended twice.
-        "DELETE FROM accounts WHERE name = 'b'; UPDATE accounts SET digest = 0",
+        // An account lost, the digests made to match nothing.
+        format!("{}; UPDATE account_pages SET digest = 0", lose_page_of("b")).as_str(),
+        "UPDATE account_pages SET digest = 0",
+        "UPDATE account_pages SET count = 1",
         // The head moved to another line.
         "UPDATE head SET seq = 5",
         "UPDATE head SET line_end = line_end - 1",
@@ -387,15 +410,16 @@ fn a_lost_reversal_row_does_not_let_a_movement_be_reversed_twice() {
 }
 
 /// A model of format 4 had no links between its accounts (nor format 5
-/// between its reversals): it is not used, and its rebuild makes those
-/// tables again, with them.
+/// between its reversals), and one of format 7 a row for each account: it
+/// is not used, and its rebuild makes those tables again, the accounts
+/// in linked pages, their old table gone.
 #[test]
 fn a_model_of_format_4_is_rebuilt_with_its_accounts_linked() {
     let env = ledger();
     model_at(&env.journal, 6);
     tamper(
         &env.journal,
-        "DROP TABLE accounts; DROP TABLE first_account;
+        "DROP TABLE account_pages; DROP TABLE first_account;
          CREATE TABLE accounts (
              name TEXT PRIMARY KEY, owner TEXT, unit INTEGER NOT NULL, balance BLOB NOT NULL,
              closed INTEGER NOT NULL, held BLOB NOT NULL, digest INTEGER NOT NULL) WITHOUT ROWID;
@@ -408,7 +432,16 @@ fn a_model_of_format_4_is_rebuilt_with_its_accounts_linked() {
     env.fails(1, &["create", "b"]);
     env.ok("create c");
     assert_eq!(model_seq(&env.journal), Some(7));
-    tamper(&env.journal, "DELETE FROM accounts WHERE name = 'b'");
+    let db = rusqlite::Connection::open(readmodel::path_of(&env.journal)).unwrap();
+    let old: i64 = db
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'accounts'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(old, 0);
+    tamper(&env.journal, &lose_page_of("b"));
     env.fails(1, &["create", "b"]);
     assert_eq!(env.balance_of("a"), "25.00");
 }
@@ -627,7 +660,7 @@ fn a_row_lost_from_a_stale_model_does_not_make_history_call_the_journal_corrupt(
     env.ok("create c");
     env.ok("deposit c 3");
     model_at(&env.journal, 7);
-    tamper(&env.journal, "DELETE FROM accounts WHERE name = 'c'");
+    tamper(&env.journal, &lose_page_of("c"));
     let out = env.ok("history c");
     assert!(out.contains("deposit 3.00 to c"), "{out}");
     assert_eq!(model_seq(&env.journal), Some(8));
@@ -642,7 +675,7 @@ fn a_row_lost_from_a_stale_model_does_not_make_history_call_the_journal_corrupt(
 /// add up, and replays the journal instead.
 #[test]
 fn a_lost_row_is_seen_by_the_commands_that_load_every_row() {
-    for sql in ["DELETE FROM accounts WHERE name = 'a'", "DELETE FROM holds"] {
+    for sql in [lose_page_of("a").as_str(), "DELETE FROM holds"] {
         let env = ledger();
         env.ok("hold b 4 --to a");
         model_at(&env.journal, 7);
@@ -1050,13 +1083,11 @@ fn a_batch_that_gives_up_the_model_midway_does_not_record_its_events_as_decided(
     ]);
     model_at(&env.journal, 5);
     forget_reversals(&env.journal);
-    tamper(
-        &env.journal,
-        "UPDATE accounts SET digest = digest + 1 WHERE name = 'b'",
-    );
+    // The row saying there are no ids yet: read by the second command only.
+    tamper(&env.journal, "UPDATE id_keys SET digest = digest + 1");
     env.cmd()
         .args(["batch", "-"])
-        .write_stdin("reverse 2\ndeposit b 1\n")
+        .write_stdin("reverse 2\ndeposit b 1 --id k\n")
         .assert()
         .success();
     assert_eq!(model_seq(&env.journal), Some(7));

@@ -1,6 +1,6 @@
 //! Rows linked in key order, so that an absence is the rows' word, not a
-//! missing row's: the accounts by name, the reversals by the seq they
-//! reverse. A table's first key is in a one-row table beside it, and each
+//! missing row's: the reversals by the seq they reverse (the accounts'
+//! pages are linked in the same way, see [`super::pages`]). A table's first key is in a one-row table beside it, and each
 //! row's `next` names the key after its own, each link under a digest of
 //! its two keys. A row lost (deleted, or moved by damage to its key)
 //! leaves the link before it naming it: the absence of a key is the link
@@ -26,13 +26,6 @@ pub(super) struct Chain {
     what: &'static str,
 }
 
-pub(super) const ACCOUNTS: Chain = Chain {
-    table: "accounts",
-    key: "name",
-    first: "first_account",
-    what: "account",
-};
-
 pub(super) const REVERSALS: Chain = Chain {
     table: "reversed",
     key: "seq",
@@ -44,18 +37,6 @@ pub(super) const REVERSALS: Chain = Chain {
 pub(super) trait Key: ToSql + Display {
     /// Its bytes, for the link digests.
     fn bytes(&self) -> Cow<'_, [u8]>;
-}
-
-impl Key for str {
-    fn bytes(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(self.as_bytes())
-    }
-}
-
-impl Key for String {
-    fn bytes(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(self.as_bytes())
-    }
 }
 
 impl Key for i64 {

@@ -21,6 +21,7 @@
 
 mod index;
 mod links;
+mod pages;
 mod pgrows;
 mod rows;
 
@@ -44,7 +45,7 @@ use crate::time::At;
 
 const FORMAT: &str = "ledger-readmodel";
 // 3: the history index (`history`, `tips`). 4: ids kept by key, not text.
-const VERSION: &str = "7";
+const VERSION: &str = "8";
 
 /// A journal shorter than this gets no model: replaying it costs less
 /// than opening one (about a millisecond), and a small ledger keeps no
@@ -1390,7 +1391,15 @@ mod rebuild_tests {
         let c = Connection::open(path_of(path)).expect("model");
         let mut all = Vec::new();
         for table in [
-            "head", "checked", "units", "accounts", "id_keys", "reversed", "holds", "ended",
+            "head",
+            "checked",
+            "units",
+            "account_pages",
+            "first_account",
+            "id_keys",
+            "reversed",
+            "holds",
+            "ended",
         ] {
             let mut stmt = c
                 .prepare(&format!("SELECT * FROM {table} ORDER BY 1"))

@@ -7,22 +7,21 @@
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use sha2::{Digest as _, Sha256};
 
-use crate::domain::{
-    Account, AccountForm, BUCKET_BITS, Ended, Hold, Named, State, Unit, bucket_of, id_key,
-};
+use crate::domain::{Account, BUCKET_BITS, Ended, Hold, Named, State, Unit, bucket_of, id_key};
 use crate::money::Amount;
 use crate::threads;
 use crate::time::At;
 
-use super::links::{ACCOUNTS, REVERSALS};
+use super::links::REVERSALS;
+use super::pages;
 use super::{AppendedIds, ModelError};
 
 /// The tables, created if missing. `journal` is the hash of the journal's
 /// header line: which journal the model is of. The ids are kept by key
 /// ([`id_key`]) and seq, not by their text (the line at that seq has it),
-/// in buckets of keys ([`BUCKET_BITS`]). The accounts are linked in name
-/// order, from `first_account` through each row's `next` (see
-/// [`check_account_absence`]), and the reversals in seq order, from
+/// in buckets of keys ([`BUCKET_BITS`]). The accounts are kept in pages
+/// linked in name order, from `first_account` through each page's `next`
+/// (see [`super::pages`]), and the reversals in seq order, from
 /// `first_reversed` (see [`load_reversed`]).
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS head (
@@ -35,10 +34,9 @@ CREATE TABLE IF NOT EXISTS checked (
 CREATE TABLE IF NOT EXISTS units (
     idx INTEGER PRIMARY KEY, currency TEXT, decimals INTEGER NOT NULL,
     deposited BLOB NOT NULL, withdrawn BLOB NOT NULL, held BLOB NOT NULL, digest INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS accounts (
-    name TEXT PRIMARY KEY, owner TEXT, unit INTEGER NOT NULL, balance BLOB NOT NULL,
-    closed INTEGER NOT NULL, held BLOB NOT NULL, digest INTEGER NOT NULL,
-    next TEXT, link INTEGER) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS account_pages (
+    first TEXT PRIMARY KEY, next TEXT, count INTEGER NOT NULL, entries BLOB NOT NULL,
+    digest INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS first_account (
     one INTEGER PRIMARY KEY CHECK (one = 1), name TEXT, link INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS id_keys (
@@ -225,34 +223,6 @@ pub fn units(c: &Connection) -> Result<Vec<Unit>, ModelError> {
     Ok(units)
 }
 
-/// The account in row `r` (name, owner, unit, balance, closed, held,
-/// digest), its holds not yet attached.
-fn account_row(r: &Row<'_>) -> Result<(String, Account), ModelError> {
-    account_row_checked(r, true)
-}
-
-/// [`account_row`], its digest checked only if `check` (a row read again
-/// in the read transaction that checked it cannot have changed).
-fn account_row_checked(r: &Row<'_>, check: bool) -> Result<(String, Account), ModelError> {
-    let name: String = r.get(0)?;
-    let unit: i64 = r.get(2)?;
-    let account = Account::from(AccountForm {
-        owner: r.get::<_, Option<String>>(1)?.map(Into::into),
-        unit: uint(unit)?,
-        balance: amount(&r.get::<_, Vec<u8>>(3)?)?,
-        closed: r.get::<_, i64>(4)? != 0,
-        held: amount(&r.get::<_, Vec<u8>>(5)?)?,
-        expiring: Vec::new(),
-        incoming: Vec::new(),
-    });
-    if check {
-        digest_matches(r.get(6)?, account_digest(&name, &account, unit), || {
-            format!("account {name}")
-        })?;
-    }
-    Ok((name, account))
-}
-
 /// The hold in row `r` (seq, account, amount, dest, expires, digest).
 fn hold_row(r: &Row<'_>) -> Result<(u64, Hold), ModelError> {
     let seq: i64 = r.get(0)?;
@@ -273,15 +243,8 @@ pub fn load_account(c: &Connection, state: &mut State, name: &str) -> Result<(),
     if state.account(name).is_some() {
         return Ok(());
     }
-    let mut stmt = c.prepare_cached(
-        "SELECT name, owner, unit, balance, closed, held, digest FROM accounts WHERE name = ?1",
-    )?;
-    let Some((name, mut account)) = stmt
-        .query_row([name], |r| Ok(account_row(r)))
-        .optional()?
-        .transpose()?
-    else {
-        return check_account_absence(c, name);
+    let Some(mut account) = pages::account(c, name)? else {
+        return Ok(());
     };
     let mut holds = c.prepare_cached(
         "SELECT seq, account, amount, dest, expires, digest FROM holds
@@ -289,7 +252,7 @@ pub fn load_account(c: &Connection, state: &mut State, name: &str) -> Result<(),
          UNION SELECT seq, account, amount, dest, expires, digest FROM holds
          WHERE dest = ?1 ORDER BY seq",
     )?;
-    let mut rows = holds.query([&name])?;
+    let mut rows = holds.query([name])?;
     while let Some(r) = rows.next()? {
         let (seq, hold) = hold_row(r)?;
         // A hold this command has already ended is no longer on it.
@@ -299,13 +262,13 @@ pub fn load_account(c: &Connection, state: &mut State, name: &str) -> Result<(),
         if *hold.account == *name && hold.expires.is_some() {
             account.expiring_mut().push(seq);
         }
-        if hold.to.as_deref() == Some(&name) {
+        if hold.to.as_deref() == Some(name) {
             account.incoming_mut().push(seq);
         }
         state.load_hold(seq, hold).map_err(ModelError::Malformed)?;
     }
     state
-        .load_account(&name, account)
+        .load_account(name, account)
         .map_err(ModelError::Malformed)?;
     Ok(())
 }
@@ -432,18 +395,6 @@ fn entry_key(entry: u128) -> i64 {
     (entry >> 64) as i64
 }
 
-/// Checks that account `name` is missing because it was never there, not
-/// because its row was lost or moved (deleted, or damage changed its
-/// name): the link of the row before it (or, with none before it, the
-/// link to the first) must name a later account, or none. Each link is
-/// covered by its digest, so a lost row breaks the links around it. An
-/// absence is what lets `create` append, so it is not taken on the word of
-/// a damaged file. (An id's absence is its bucket row's word: every
-/// bucket has one, or the model has the row saying it holds no id.)
-fn check_account_absence(c: &Connection, name: &str) -> Result<(), ModelError> {
-    ACCOUNTS.before(c, &name.to_owned()).map(|_| ())
-}
-
 /// Loads whether the movement at `seq` was reversed.
 pub fn load_reversed(c: &Connection, state: &mut State, seq: u64) -> Result<(), ModelError> {
     if state.reversed_by(seq).is_some() {
@@ -539,30 +490,14 @@ pub fn accounts_after(
     n: usize,
     check: bool,
 ) -> Result<Vec<(String, Account)>, ModelError> {
-    let mut stmt = c.prepare_cached(
-        "SELECT name, owner, unit, balance, closed, held, digest FROM accounts
-         WHERE name > ?1 ORDER BY name LIMIT ?2",
-    )?;
-    let mut rows = stmt.query(params![after, int(n)?])?;
-    let mut page = Vec::with_capacity(n);
-    while let Some(r) = rows.next()? {
-        page.push(account_row_checked(r, check)?);
-    }
-    Ok(page)
+    pages::after(c, after, n, check)
 }
 
 /// Loads every account, with the open holds.
 pub fn load_every_account(c: &Connection, state: &mut State) -> Result<(), ModelError> {
     let holds = open_holds(c)?;
     super::load_accounts_with_holds(state, holds, |each| {
-        let mut stmt =
-            c.prepare("SELECT name, owner, unit, balance, closed, held, digest FROM accounts")?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let (name, account) = account_row(r)?;
-            each(name, account)?;
-        }
-        Ok(())
+        pages::each(c, |name, account| each(name.to_owned(), account))
     })
 }
 
@@ -591,16 +526,16 @@ fn load_the_rest(c: &Connection, state: &mut State) -> Result<(), ModelError> {
 
 /// How many accounts there are.
 pub fn account_count(c: &Connection) -> Result<usize, ModelError> {
-    let n: i64 = c.query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))?;
-    uint(n)
+    pages::count(c)
 }
 
 /// The names of every account.
 pub fn account_names(c: &Connection) -> Result<Vec<String>, ModelError> {
-    let mut stmt = c.prepare("SELECT name FROM accounts")?;
-    let names = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let mut names = Vec::new();
+    pages::each(c, |name, _| {
+        names.push(name.to_owned());
+        Ok(())
+    })?;
     Ok(names)
 }
 
@@ -609,9 +544,10 @@ pub fn account_names(c: &Connection) -> Result<Vec<String>, ModelError> {
 /// so).
 pub fn clear(tx: &Transaction<'_>) -> Result<(), ModelError> {
     // The accounts' and reversals' tables are made again: a model of an
-    // older format has no links in them.
+    // older format has no links in them, or no pages.
     tx.execute_batch(
-        "DROP TABLE IF EXISTS accounts; DROP TABLE IF EXISTS first_account;
+        "DROP TABLE IF EXISTS accounts; DROP TABLE IF EXISTS account_pages;
+         DROP TABLE IF EXISTS first_account;
          DROP TABLE IF EXISTS reversed; DROP TABLE IF EXISTS first_reversed;",
     )?;
     tx.execute_batch(SCHEMA)?;
@@ -705,9 +641,9 @@ fn save_units_and_accounts(
         named: &named,
     };
     if fresh {
-        save_linked_accounts(tx, accounts)
+        pages::save_all(tx, accounts.iter())
     } else {
-        save_changed_accounts(tx, accounts.iter())
+        pages::save_changed(tx, accounts.iter())
     }
 }
 
@@ -729,125 +665,6 @@ impl<'s> InOrder<'s> {
             (name, account)
         })
     }
-}
-
-/// The values of account `name`'s row after its name: owner, unit,
-/// balance, closed, held and digest.
-type AccountValues<'a> = (Option<&'a str>, i64, [u8; 16], bool, [u8; 16], i64);
-
-fn account_values<'a>(name: &str, a: &'a Account) -> Result<AccountValues<'a>, ModelError> {
-    let unit = int(a.unit)?;
-    let digest = account_digest(name, a, unit);
-    Ok((
-        a.owner(),
-        unit,
-        a.balance.0.to_be_bytes(),
-        a.closed,
-        a.held().0.to_be_bytes(),
-        digest,
-    ))
-}
-
-/// Writes `accounts` (every account) into emptied tables, each linked to
-/// the next.
-fn save_linked_accounts(tx: &Transaction<'_>, accounts: InOrder<'_>) -> Result<(), ModelError> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO accounts (name, owner, unit, balance, closed, held, digest, next, link)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
-    let mut insert = |(name, values, next, link): LinkedRow<'_>| {
-        let (owner, unit, balance, closed, held, digest) = values;
-        stmt.execute(params![
-            name, owner, unit, balance, closed, held, digest, next, link
-        ])
-        .map(drop)
-    };
-    if accounts.named.len() < DIGESTS_ON_A_THREAD {
-        insert_in_turn(accounts.iter(), &mut insert)?;
-    } else {
-        // Each row's two digests (of its values, of its link) are two
-        // SHA-256s, a quarter of writing a million rows: a second thread
-        // works them out a stretch ahead of the inserts.
-        std::thread::scope(|scope| {
-            let (to, stretches) = std::sync::mpsc::sync_channel(2);
-            let spawned = threads::scoped(scope, "account-digests", move || {
-                let mut rows = linked_rows(accounts.iter());
-                loop {
-                    let stretch: Result<Vec<_>, _> = rows.by_ref().take(DIGEST_STRETCH).collect();
-                    let last = stretch.as_ref().map_or(true, |s| s.len() < DIGEST_STRETCH);
-                    // A closed channel: the inserts failed.
-                    if to.send(stretch).is_err() || last {
-                        break;
-                    }
-                }
-            });
-            if spawned.is_err() {
-                // No thread to be had: the rows are worked out here.
-                return insert_in_turn(accounts.iter(), &mut insert);
-            }
-            stretches.into_iter().try_for_each(|stretch| {
-                stretch?
-                    .into_iter()
-                    .try_for_each(|row| insert(row).map_err(ModelError::from))
-            })
-        })?;
-    }
-    ACCOUNTS.set_first(tx, accounts.iter().next().map(|(name, _)| name))
-}
-
-/// Accounts past which a rebuild works out their rows' digests on a
-/// second thread ([`save_linked_accounts`]), and how many at a time (in
-/// unit tests, a few: their models are small).
-const DIGESTS_ON_A_THREAD: usize = if cfg!(test) { 2 } else { 100_000 };
-const DIGEST_STRETCH: usize = if cfg!(test) { 3 } else { 4096 };
-
-/// Inserts the rows of `accounts` (in name order), each worked out in
-/// turn.
-fn insert_in_turn<'a>(
-    accounts: impl Iterator<Item = (&'a str, &'a Account)> + Clone + 'a,
-    insert: &mut impl FnMut(LinkedRow<'a>) -> rusqlite::Result<()>,
-) -> Result<(), ModelError> {
-    linked_rows(accounts).try_for_each(|row| insert(row?).map_err(ModelError::from))
-}
-
-/// An account's row in the linked table: its name, its values, the next
-/// account's name and the link's digest.
-type LinkedRow<'a> = (&'a str, AccountValues<'a>, Option<&'a str>, i64);
-
-/// The rows of `accounts` (in name order), each linked to the next.
-fn linked_rows<'a>(
-    accounts: impl Iterator<Item = (&'a str, &'a Account)> + Clone + 'a,
-) -> impl Iterator<Item = Result<LinkedRow<'a>, ModelError>> + 'a {
-    let names = accounts.clone().map(|(name, _)| name);
-    accounts
-        .zip(ACCOUNTS.links(names))
-        .map(|((name, a), (next, link))| Ok((name, account_values(name, a)?, next, link)))
-}
-
-/// Writes `accounts` (those changed, in name order) over rows that hold
-/// the rest: an account that has a row keeps its link; a new one is
-/// linked in after the row before it, whose link now names it.
-fn save_changed_accounts<'a>(
-    tx: &Transaction<'_>,
-    accounts: impl Iterator<Item = (&'a str, &'a Account)>,
-) -> Result<(), ModelError> {
-    let mut update = tx.prepare_cached(
-        "UPDATE accounts SET owner = ?2, unit = ?3, balance = ?4, closed = ?5, held = ?6,
-         digest = ?7 WHERE name = ?1",
-    )?;
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO accounts (name, owner, unit, balance, closed, held, digest)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    for (name, a) in accounts {
-        let (owner, unit, balance, closed, held, digest) = account_values(name, a)?;
-        let values = params![name, owner, unit, balance, closed, held, digest];
-        if update.execute(values)? == 0 {
-            insert.execute(values)?;
-            ACCOUNTS.link_in(tx, &name.to_owned())?;
-        }
-    }
-    Ok(())
 }
 
 /// The ids `named` (sorted entries) and those `appended` holds, merged
@@ -1044,58 +861,6 @@ mod tests {
         (dir, model, head)
     }
 
-    /// A rebuild's accounts, their digests worked out on a second thread
-    /// in stretches (of 3 in tests), are written once each, in order, as
-    /// the rows worked out one by one.
-    #[test]
-    fn accounts_written_in_stretches_are_the_rows_worked_out_in_turn() {
-        let at = At::parse_canonical("2026-11-26T00:00:00.000000Z").expect("at");
-        for n in 0..=10 {
-            let mut state = State::default();
-            for i in 0..n {
-                let created = Change::AccountCreated {
-                    account: format!("acct{}", (i * 7) % 11).into(),
-                    owner: (i % 2 == 0).then(|| format!("owner {i}").into()),
-                    currency: None,
-                    decimals: 2,
-                };
-                crate::domain::evolve(&mut state, &Event::new(i + 1, at, created));
-            }
-            let mut accounts: Vec<_> = state.accounts().collect();
-            accounts.sort_unstable_by_key(|(name, _)| *name);
-            let named = state.accounts_by_name(|_| true);
-            let in_order = InOrder {
-                state: &state,
-                named: &named,
-            };
-            assert!(in_order.iter().eq(accounts.iter().copied()), "{n} accounts");
-            let mut c = Connection::open_in_memory().expect("db");
-            let tx = c.transaction().expect("tx");
-            tx.execute_batch(SCHEMA).expect("schema");
-            save_linked_accounts(&tx, in_order).expect("saved");
-            let mut stmt = tx
-                .prepare("SELECT name, owner, digest, next, link FROM accounts ORDER BY name")
-                .expect("select");
-            type Written = (String, Option<String>, i64, Option<String>, i64);
-            let written: Vec<Written> = stmt
-                .query_map([], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })
-                .expect("rows")
-                .map(|r| r.expect("row"))
-                .collect();
-            let in_turn: Vec<Written> = linked_rows(accounts.iter().copied())
-                .map(|row| {
-                    let (name, (owner, .., digest), next, link) = row.expect("row");
-                    let text = |s: Option<&str>| s.map(str::to_owned);
-                    (name.to_owned(), text(owner), digest, text(next), link)
-                })
-                .collect();
-            assert_eq!(written.len(), n as usize, "{n} accounts");
-            assert_eq!(written, in_turn, "{n} accounts");
-        }
-    }
-
     /// Rows forged with their digests recomputed, so that only the values
     /// are wrong, are still refused: values no command could have left.
     #[test]
@@ -1124,7 +889,7 @@ mod tests {
 
     /// An account of 2.50 in unit 0.
     fn account() -> Account {
-        Account::from(AccountForm {
+        Account::from(crate::domain::AccountForm {
             owner: None,
             unit: 0,
             balance: Amount(250),
@@ -1139,11 +904,11 @@ mod tests {
     fn an_account_name_no_command_accepts_is_refused() {
         let (_dir, model, head) = model();
         let c = model.conn().expect("conn");
-        let forged = account_digest("a b", &account(), 0);
-        c.execute_batch(&format!(
-            "UPDATE accounts SET name = 'a b', digest = {forged}"
-        ))
-        .expect("forge");
+        let tx = c.unchecked_transaction().expect("tx");
+        tx.execute_batch("DELETE FROM account_pages")
+            .expect("forge");
+        pages::save_all(&tx, [("a b", &account())].into_iter()).expect("forge");
+        tx.commit().expect("forge");
         let mut state = model.base(head).expect("base");
         let err = crate::readmodel::rows::load_account(c, &mut state, "a b");
         assert!(matches!(err, Err(ModelError::Malformed(_))), "{err:?}");
@@ -1535,7 +1300,7 @@ mod tests {
         let mut state = model.base(head).expect("base");
         let mut id_at = |_| Ok(Some("k".to_owned()));
         assert!(load_id(c, &mut state, "k", &mut id_at).is_err());
-        c.execute_batch("UPDATE accounts SET name = 'b'")
+        c.execute_batch("UPDATE account_pages SET first = 'b'")
             .expect("damage");
         assert!(load_account(c, &mut state, "a").is_err());
     }
