@@ -207,12 +207,20 @@ impl Page {
         })
     }
 
-    /// The account named `name`, if this page holds it.
-    fn find(&self, name: &str) -> Result<Option<Account>, ModelError> {
+    /// Its first name.
+    pub(super) fn first(&self) -> &str {
+        &self.first
+    }
+
+    /// The next page's first name: every name here comes before it.
+    pub(super) fn next(&self) -> Option<&str> {
+        self.next.as_deref()
+    }
+
+    /// Its accounts, in name order.
+    pub(super) fn accounts(&self) -> impl Iterator<Item = Result<(&str, Account), ModelError>> {
         self.iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, entry)| account_of(entry))
-            .transpose()
+            .map(|(name, entry)| account_of(entry).map(|a| (name, a)))
     }
 }
 
@@ -290,11 +298,11 @@ fn set_first(tx: &Transaction<'_>, first: Option<&str>) -> Result<(), ModelError
     Ok(())
 }
 
-/// Account `name`, if the model has it; `None` is the pages' word that
-/// it has none.
-pub(super) fn account(c: &Connection, name: &str) -> Result<Option<Account>, ModelError> {
+/// The page that holds account `name` if the model has it; an account
+/// not in it (or with no page) is the pages' word that it has none.
+pub(super) fn page_of(c: &Connection, name: &str) -> Result<Option<Page>, ModelError> {
     match place(c, name)? {
-        Place::In(page) => page.find(name),
+        Place::In(page) => Ok(Some(page)),
         Place::BeforeFirst(_) => Ok(None),
     }
 }
@@ -580,6 +588,17 @@ mod tests {
             expiring: Vec::new(),
             incoming: Vec::new(),
         })
+    }
+
+    /// Account `name` as the pages have it.
+    fn account(c: &Connection, name: &str) -> Result<Option<Account>, ModelError> {
+        let Some(page) = page_of(c, name)? else {
+            return Ok(None);
+        };
+        let found = page
+            .accounts()
+            .find(|a| a.as_ref().is_ok_and(|(n, _)| *n == name));
+        found.transpose().map(|a| a.map(|(_, a)| a))
     }
 
     fn db() -> Connection {

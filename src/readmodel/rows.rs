@@ -238,38 +238,61 @@ fn hold_row(r: &Row<'_>) -> Result<(u64, Hold), ModelError> {
 
 /// Loads account `name` into `state`, with the open holds its rules look
 /// at (those on it that may lapse, and those naming it as `to`), unless
-/// the state has it already.
+/// the state has it already; and so every account of its page the state
+/// does not have: a batch that touches many accounts then reads each
+/// page once, not once for each account in it.
 pub fn load_account(c: &Connection, state: &mut State, name: &str) -> Result<(), ModelError> {
     if state.account(name).is_some() {
         return Ok(());
     }
-    let Some(mut account) = pages::account(c, name)? else {
+    let Some(page) = pages::page_of(c, name)? else {
         return Ok(());
     };
+    let mut accounts = Vec::new();
+    for account in page.accounts() {
+        let (name, account) = account?;
+        if state.account(name).is_none() {
+            accounts.push((name, account));
+        }
+    }
+    if accounts.is_empty() {
+        return Ok(());
+    }
+    // Past every name an account may have (they are ASCII, below `~`).
+    let next = page.next().unwrap_or("\u{7f}");
     let mut holds = c.prepare_cached(
         "SELECT seq, account, amount, dest, expires, digest FROM holds
-         WHERE account = ?1 AND expires IS NOT NULL
+         WHERE account >= ?1 AND account < ?2 AND expires IS NOT NULL
          UNION SELECT seq, account, amount, dest, expires, digest FROM holds
-         WHERE dest = ?1 ORDER BY seq",
+         WHERE dest >= ?1 AND dest < ?2 ORDER BY seq",
     )?;
-    let mut rows = holds.query([name])?;
+    let mut rows = holds.query([page.first(), next])?;
+    let on = |name: &str| accounts.binary_search_by(|(n, _)| (*n).cmp(name)).ok();
+    let mut found = Vec::new();
     while let Some(r) = rows.next()? {
         let (seq, hold) = hold_row(r)?;
         // A hold this command has already ended is no longer on it.
         if state.ended(seq).is_some() {
             continue;
         }
-        if *hold.account == *name && hold.expires.is_some() {
-            account.expiring_mut().push(seq);
-        }
-        if hold.to.as_deref() == Some(name) {
-            account.incoming_mut().push(seq);
-        }
+        let expiring = on(&hold.account).filter(|_| hold.expires.is_some());
+        let incoming = hold.to.as_deref().and_then(on);
+        found.push((seq, expiring, incoming));
         state.load_hold(seq, hold).map_err(ModelError::Malformed)?;
     }
-    state
-        .load_account(name, account)
-        .map_err(ModelError::Malformed)?;
+    for (seq, expiring, incoming) in found {
+        if let Some(i) = expiring {
+            accounts[i].1.expiring_mut().push(seq);
+        }
+        if let Some(i) = incoming {
+            accounts[i].1.incoming_mut().push(seq);
+        }
+    }
+    for (name, account) in accounts {
+        state
+            .load_account(name, account)
+            .map_err(ModelError::Malformed)?;
+    }
     Ok(())
 }
 
