@@ -145,3 +145,19 @@ proptest! {
         prop_assert_eq!(rebuilt, expected);
     }
 }
+
+/// A hold row lost from a model the journal has moved past is seen on
+/// an account the lines after it did not change, also one that shares
+/// its page of the model with one they did (the replay loaded that
+/// page), and with none after it; then the full replay answers.
+#[test]
+fn a_lost_hold_is_seen_on_an_account_the_lines_after_the_model_left_alone() {
+    let expected = replayed(&ledger());
+    for at in [12, 13] {
+        let env = ledger();
+        // Line 13 (`close d`) loads d's page, which holds b too.
+        model_at(&env.journal, at);
+        tamper(&env.journal, "DELETE FROM holds WHERE seq = 9");
+        assert_eq!(balances(&env), expected, "model at {at}");
+    }
+}

@@ -163,7 +163,7 @@ impl Page {
                 format!("the page of account {first}")
             })?;
         }
-        let mut starts = Vec::with_capacity(uint(count)?);
+        let mut starts = Vec::with_capacity(PAGE_MAX);
         let (mut rest, mut last) = (&entries[..], None::<&str>);
         while !rest.is_empty() {
             let (name, _, after) = split_entry(rest)?;
@@ -653,41 +653,6 @@ mod tests {
         assert!(paged.iter().zip(expected).all(|(a, b)| same(a, b)));
     }
 
-    proptest::proptest! {
-        /// Pages written by a rebuild, then over and over by write-backs
-        /// of changed and new accounts (splitting pages, moving the first
-        /// one's name), hold what a map of the same writes holds.
-        #[test]
-        fn pages_hold_what_was_written(
-            rounds in proptest::collection::vec(
-                proptest::collection::btree_map(0u16..300, 1i128..1000, 0..20),
-                1..8,
-            ),
-        ) {
-            let mut c = db();
-            let mut expected = BTreeMap::new();
-            for (i, round) in rounds.iter().enumerate() {
-                let tx = c.transaction().expect("tx");
-                let changed: BTreeMap<String, Account> = round
-                    .iter()
-                    .map(|(&n, &b)| {
-                        let owner = (n % 2 == 0).then(|| format!("owner {n}"));
-                        (format!("a{n}"), an_account(b, owner.as_deref()))
-                    })
-                    .collect();
-                let named = changed.iter().map(|(n, a)| (n.as_str(), a));
-                if i == 0 {
-                    save_all(&tx, named).expect("rebuild");
-                } else {
-                    save_changed(&tx, named).expect("write-back");
-                }
-                tx.commit().expect("commit");
-                expected.extend(changed);
-                assert_pages_hold(&c, &expected);
-            }
-        }
-    }
-
     /// Every page lost, or changed by a byte, is seen: by a look-up of a
     /// name it holds or would hold, and by a read of every account.
     #[test]
@@ -723,6 +688,113 @@ mod tests {
                 }
                 assert!(each(&tx, |_, _| Ok(())).is_err(), "{damage} {first}");
                 tx.rollback().expect("rollback");
+            }
+        }
+    }
+
+    /// A page whose count is forged (its digest worked out again) to a
+    /// huge number is an error, not an allocation of that many.
+    #[test]
+    fn a_forged_huge_count_is_an_error() {
+        let c = db();
+        let mut entries = Vec::new();
+        put(&mut entries, "a", &an_account(1, None)).expect("put");
+        let count = i64::MAX;
+        let digest = page_digest("a", None, count, &entries);
+        c.execute(
+            "INSERT INTO account_pages (first, next, count, entries, digest) VALUES ('a', NULL, ?1, ?2, ?3)",
+            params![count, entries, digest],
+        )
+        .expect("insert");
+        c.execute(
+            "INSERT INTO first_account (one, name, link) VALUES (1, 'a', ?1)",
+            [first_digest(Some("a"))],
+        )
+        .expect("first");
+        assert!(page_of(&c, "a").is_err());
+    }
+
+    /// Damage to a page's `next`, `count` or key (its digest kept) is
+    /// seen by a look-up of every name it holds.
+    #[test]
+    fn a_changed_link_count_or_key_is_seen() {
+        let names: Vec<String> = (0..20).map(|i| format!("a{i:02}")).collect();
+        let accounts: Vec<Account> = (0..20).map(|i| an_account(i + 1, None)).collect();
+        let mut c = db();
+        let tx = c.transaction().expect("tx");
+        save_all(&tx, names.iter().map(String::as_str).zip(&accounts)).expect("rebuild");
+        tx.commit().expect("commit");
+        let firsts: Vec<String> = c
+            .prepare("SELECT first FROM account_pages ORDER BY first")
+            .expect("select")
+            .query_map([], |r| r.get(0))
+            .expect("rows")
+            .map(|r| r.expect("row"))
+            .collect();
+        for first in &firsts {
+            for damage in [
+                "UPDATE account_pages SET next = CASE WHEN next IS NULL THEN 'zz' ELSE NULL END WHERE first = ?1",
+                "UPDATE account_pages SET next = next || '0' WHERE first = ?1 AND next IS NOT NULL",
+                "UPDATE account_pages SET count = count + 1 WHERE first = ?1",
+                "UPDATE account_pages SET first = substr(first, 1, 2) WHERE first = ?1",
+            ] {
+                let tx = c.transaction().expect("tx");
+                let changed = tx.execute(damage, [first]).expect("damage");
+                assert!(
+                    changed == 1 || damage.contains("next ||"),
+                    "{damage} {first}"
+                );
+                let next = firsts.iter().find(|f| *f > first);
+                let held = names
+                    .iter()
+                    .filter(|n| changed == 1 && *n >= first && next.is_none_or(|next| *n < next));
+                for name in held {
+                    assert!(account(&tx, name).is_err(), "{damage} {first}: {name}");
+                }
+                tx.rollback().expect("rollback");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Pages written by a rebuild, then over and over by write-backs
+        /// of changed and new accounts (splitting pages, moving the first
+        /// one's name), hold what a map of the same writes holds, each
+        /// within [`PAGE_MAX`]; names never written are absent.
+        #[test]
+        fn pages_hold_what_was_written(
+            rounds in proptest::collection::vec(
+                proptest::collection::btree_map("[0-9A-Za-z_.:@-]{1,4}", 1i128..1000, 0..40),
+                1..10,
+            ),
+        ) {
+            let mut c = db();
+            let mut expected = BTreeMap::new();
+            for (i, round) in rounds.iter().enumerate() {
+                let tx = c.transaction().expect("tx");
+                let changed: BTreeMap<String, Account> = round
+                    .iter()
+                    .map(|(n, &b)| {
+                        let owner = (b % 2 == 0).then(|| format!("owner {b}"));
+                        (n.clone(), an_account(b, owner.as_deref()))
+                    })
+                    .collect();
+                let named = changed.iter().map(|(n, a)| (n.as_str(), a));
+                if i == 0 {
+                    save_all(&tx, named).expect("rebuild");
+                } else {
+                    save_changed(&tx, named).expect("write-back");
+                }
+                tx.commit().expect("commit");
+                expected.extend(changed);
+                let max: i64 = c.query_row("SELECT coalesce(max(count), 0) FROM account_pages", [], |r| r.get(0)).expect("max");
+                proptest::prop_assert!(max as usize <= PAGE_MAX);
+                assert_pages_hold(&c, &expected);
+                // Names between the written ones are absent, not errors.
+                for probe in ["0", "Z", "a", "zzzzz", "-", "@"] {
+                    let got = account(&c, probe).expect("probe");
+                    proptest::prop_assert_eq!(got.is_some(), expected.contains_key(probe));
+                }
             }
         }
     }

@@ -1,5 +1,5 @@
-//! `balance` of every account, streamed from the read model: its
-//! `accounts` table read a page at a time in name order, merged with the
+//! `balance` of every account, streamed from the read model: its pages
+//! of accounts read 1,024 accounts at a time in name order, merged with the
 //! accounts the lines after its head touched (replayed, as every command
 //! replays them, into a partial state that holds only those). A million
 //! accounts are never all in memory. The rows are checked as a load
@@ -189,14 +189,23 @@ impl<'m> Listing<'m> {
         Some(row)
     }
 
-    /// Every account, in name order: the model's, and where the state at
-    /// the end has one by that name (or one the model lacks), that one.
+    /// Every account, in name order: the model's, and where the lines
+    /// after its head changed one (or made one the model lacks), the
+    /// state's at the end. Not the accounts the replay only read from the
+    /// model (with the page of one it changed, every account on it): as
+    /// the model's, their held money is checked against the holds.
     /// The model's rows checked against their digests if `check` (the
     /// first pass).
     fn sources(&self, check: bool) -> impl Iterator<Item = Source<'m>> + '_ {
-        let mut ended: Vec<(&'m str, &'m Account)> = self.end.accounts().collect();
-        ended.sort_unstable_by_key(|(name, _)| *name);
-        let mut ended = ended.into_iter().peekable();
+        let end = self.end;
+        let mut ended = end
+            .changed_accounts_by_name()
+            .into_iter()
+            .map(move |named| {
+                let (name, _, account) = end.named_account(named);
+                (name, account)
+            })
+            .peekable();
         let mut pages = Pages {
             model: self.model,
             after: String::new(),
