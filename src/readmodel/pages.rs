@@ -653,8 +653,9 @@ mod tests {
         assert!(paged.iter().zip(expected).all(|(a, b)| same(a, b)));
     }
 
-    /// Every page lost, or changed by a byte, is seen: by a look-up of a
-    /// name it holds or would hold, and by a read of every account.
+    /// Every page lost, or changed (a byte, its link, count or key, its
+    /// digest kept), is seen: by a look-up of a name it holds or would
+    /// hold, and by a read of every account.
     #[test]
     fn a_page_lost_or_changed_is_seen() {
         let names: Vec<String> = (0..20).map(|i| format!("a{i:02}")).collect();
@@ -676,9 +677,17 @@ mod tests {
                 "DELETE FROM account_pages WHERE first = ?1",
                 "UPDATE account_pages SET entries = entries || x'00' WHERE first = ?1",
                 "UPDATE account_pages SET first = first || '0' WHERE first = ?1",
+                "UPDATE account_pages SET first = substr(first, 1, 2) WHERE first = ?1",
+                "UPDATE account_pages SET next = CASE WHEN next IS NULL THEN 'zz' END
+                 WHERE first = ?1",
+                "UPDATE account_pages SET next = next || '0' WHERE first = ?1 AND next IS NOT NULL",
+                "UPDATE account_pages SET count = count + 1 WHERE first = ?1",
             ] {
                 let tx = c.transaction().expect("tx");
-                tx.execute(damage, [first]).expect("damage");
+                if tx.execute(damage, [first]).expect("damage") == 0 {
+                    // The last page has no link to change.
+                    continue;
+                }
                 let next = firsts.iter().find(|f| *f > first);
                 let held = names
                     .iter()
@@ -712,48 +721,6 @@ mod tests {
         )
         .expect("first");
         assert!(page_of(&c, "a").is_err());
-    }
-
-    /// Damage to a page's `next`, `count` or key (its digest kept) is
-    /// seen by a look-up of every name it holds.
-    #[test]
-    fn a_changed_link_count_or_key_is_seen() {
-        let names: Vec<String> = (0..20).map(|i| format!("a{i:02}")).collect();
-        let accounts: Vec<Account> = (0..20).map(|i| an_account(i + 1, None)).collect();
-        let mut c = db();
-        let tx = c.transaction().expect("tx");
-        save_all(&tx, names.iter().map(String::as_str).zip(&accounts)).expect("rebuild");
-        tx.commit().expect("commit");
-        let firsts: Vec<String> = c
-            .prepare("SELECT first FROM account_pages ORDER BY first")
-            .expect("select")
-            .query_map([], |r| r.get(0))
-            .expect("rows")
-            .map(|r| r.expect("row"))
-            .collect();
-        for first in &firsts {
-            for damage in [
-                "UPDATE account_pages SET next = CASE WHEN next IS NULL THEN 'zz' ELSE NULL END WHERE first = ?1",
-                "UPDATE account_pages SET next = next || '0' WHERE first = ?1 AND next IS NOT NULL",
-                "UPDATE account_pages SET count = count + 1 WHERE first = ?1",
-                "UPDATE account_pages SET first = substr(first, 1, 2) WHERE first = ?1",
-            ] {
-                let tx = c.transaction().expect("tx");
-                let changed = tx.execute(damage, [first]).expect("damage");
-                assert!(
-                    changed == 1 || damage.contains("next ||"),
-                    "{damage} {first}"
-                );
-                let next = firsts.iter().find(|f| *f > first);
-                let held = names
-                    .iter()
-                    .filter(|n| changed == 1 && *n >= first && next.is_none_or(|next| *n < next));
-                for name in held {
-                    assert!(account(&tx, name).is_err(), "{damage} {first}: {name}");
-                }
-                tx.rollback().expect("rollback");
-            }
-        }
     }
 
     proptest::proptest! {
