@@ -1872,12 +1872,12 @@ mod tests {
                 w.apply(&deposit(names[i as usize % 40], 100))
                     .expect("deposit");
             }
-            // A hold from acct30 to acct31, whose accounts the next writer
-            // loads only with every other.
+            // A hold from acct38 to acct39 (a page of two in unit tests),
+            // whose accounts the next writer loads only with every other.
             let hold = Command::Hold {
-                account: names[30],
+                account: names[38],
                 amount: cents(700),
-                to: Some(names[31]),
+                to: Some(names[39]),
                 expires: None,
             };
             w.apply(&request(hold)).expect("hold");
@@ -1894,14 +1894,15 @@ mod tests {
                 amount: cents(n),
             })
         };
-        for &account in &names[..8] {
+        // Each account loads its page (of two, in unit tests): acct0 to
+        // acct29 load 30 accounts, not half of 40 when last asked (at 16
+        // loaded); acct30 makes 32, and the writer is asked again.
+        for &account in &names[..30] {
             w.apply(&withdraw(account, 100)).expect("withdraw");
         }
-        assert_eq!(
-            w.state().account_count(),
-            40,
-            "every account: at 4 loaded, 4 of 40 were not an eighth; at 8, they were"
-        );
+        assert_eq!(w.state().account_count(), 30, "not yet every account");
+        w.apply(&withdraw(names[30], 100)).expect("withdraw");
+        assert_eq!(w.state().account_count(), 40, "every account");
         let had = balance(&w, names[0]).expect("loaded");
         let refused = w.apply(&withdraw(names[0], had + 1));
         assert!(
@@ -1927,11 +1928,11 @@ mod tests {
         let (state, head, _) = replay.finish();
         let replayed = |name| state.account(name).map(|a| a.balance.0);
         assert_eq!(replayed(names[0]), Some(0));
-        let (a30, a31) = (
-            replayed(names[30]).expect("30"),
-            replayed(names[31]).expect("31"),
+        let (a38, a39) = (
+            replayed(names[38]).expect("38"),
+            replayed(names[39]).expect("39"),
         );
-        assert_eq!(a31 - a30, 1400, "700 moved from acct30 to acct31");
+        assert_eq!(a39 - a38, 1400, "700 moved from acct38 to acct39");
         // Written back: the accounts it changed, over rows that hold the
         // others; every row is the replay's.
         let model = ReadModel::open(&path, Owner::me()).expect("model");
