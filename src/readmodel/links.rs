@@ -1,7 +1,8 @@
 //! Rows linked in key order, so that an absence is the rows' word, not a
 //! missing row's: the reversals by the seq they reverse (the accounts'
-//! pages are linked in the same way, see [`super::pages`]). A table's first key is in a one-row table beside it, and each
-//! row's `next` names the key after its own, each link under a digest of
+//! pages are linked in the same way, see [`super::pages`]). A table's
+//! first key is in a one-row table beside it, and each row's `next`
+//! names the key after its own, each link under a digest of
 //! its two keys. A row lost (deleted, or moved by damage to its key)
 //! leaves the link before it naming it: the absence of a key is the link
 //! before where it would go naming a later key, or none.

@@ -65,40 +65,49 @@ fn cut_short() -> ModelError {
     ModelError::Malformed("an account page is cut short".into())
 }
 
-/// The first entry of `bytes`: its name, the entry's bytes (name
-/// included), and what follows.
-fn split_entry(bytes: &[u8]) -> Result<(&str, &[u8], &[u8]), ModelError> {
-    let name_end = 1 + usize::from(*bytes.first().ok_or_else(cut_short)?);
-    let name = bytes.get(1..name_end).ok_or_else(cut_short)?;
-    let owner = bytes.get(name_end..name_end + 2).ok_or_else(cut_short)?;
-    let owner = match u16::from_le_bytes([owner[0], owner[1]]) {
-        NO_OWNER => 0,
-        len => usize::from(len),
-    };
-    let end = name_end + 2 + owner + FIXED;
-    let entry = bytes.get(..end).ok_or_else(cut_short)?;
-    let rest = bytes.get(end..).ok_or_else(cut_short)?;
-    let name = std::str::from_utf8(name)
-        .map_err(|_| ModelError::Malformed("an account's name is not text".into()))?;
-    Ok((name, entry, rest))
+/// The first entry of `bytes`, its parts as [`put`] lays them out.
+struct Entry<'p> {
+    name: &'p str,
+    owner: Option<&'p str>,
+    /// Unit, closed, balance and held ([`FIXED`] bytes).
+    fixed: &'p [u8],
+    /// The whole entry, name included.
+    bytes: &'p [u8],
 }
 
-/// The account an entry ([`put`]) holds, its holds not yet attached.
-fn account_of(entry: &[u8]) -> Result<Account, ModelError> {
-    let name_end = 1 + usize::from(*entry.first().ok_or_else(cut_short)?);
-    let owner_len = entry.get(name_end..name_end + 2).ok_or_else(cut_short)?;
-    let (owner, fixed) = match u16::from_le_bytes([owner_len[0], owner_len[1]]) {
-        NO_OWNER => (None, name_end + 2),
+/// `bytes` as text, or why not: `what` is not text.
+fn text<'b>(bytes: &'b [u8], what: &str) -> Result<&'b str, ModelError> {
+    std::str::from_utf8(bytes)
+        .map_err(|_| ModelError::Malformed(format!("an account's {what} is not text")))
+}
+
+/// The first entry of `bytes`, and what follows it.
+fn split_entry(bytes: &[u8]) -> Result<(Entry<'_>, &[u8]), ModelError> {
+    let name_end = 1 + usize::from(*bytes.first().ok_or_else(cut_short)?);
+    let name = text(bytes.get(1..name_end).ok_or_else(cut_short)?, "name")?;
+    let len = bytes.get(name_end..name_end + 2).ok_or_else(cut_short)?;
+    let owner_at = name_end + 2;
+    let (owner, fixed_at) = match u16::from_le_bytes([len[0], len[1]]) {
+        NO_OWNER => (None, owner_at),
         len => {
-            let end = name_end + 2 + usize::from(len);
-            let owner = entry.get(name_end + 2..end).ok_or_else(cut_short)?;
-            let owner = std::str::from_utf8(owner)
-                .map_err(|_| ModelError::Malformed("an account's owner is not text".into()))?;
-            (Some(owner.into()), end)
+            let end = owner_at + usize::from(len);
+            let owner = bytes.get(owner_at..end).ok_or_else(cut_short)?;
+            (Some(text(owner, "owner")?), end)
         }
     };
-    let fixed = entry.get(fixed..fixed + FIXED).ok_or_else(cut_short)?;
-    let (unit, rest) = fixed.split_at(4);
+    let end = fixed_at + FIXED;
+    let entry = Entry {
+        name,
+        owner,
+        fixed: bytes.get(fixed_at..end).ok_or_else(cut_short)?,
+        bytes: bytes.get(..end).ok_or_else(cut_short)?,
+    };
+    Ok((entry, bytes.get(end..).ok_or_else(cut_short)?))
+}
+
+/// The account an entry holds, its holds not yet attached.
+fn account_of(entry: &Entry<'_>) -> Result<Account, ModelError> {
+    let (unit, rest) = entry.fixed.split_at(4);
     let (closed, rest) = rest.split_at(1);
     let (balance, held) = rest.split_at(16);
     let amount = |b: &[u8]| {
@@ -108,7 +117,7 @@ fn account_of(entry: &[u8]) -> Result<Account, ModelError> {
     };
     let unit = <[u8; 4]>::try_from(unit).map_err(|_| cut_short())?;
     Ok(Account::from(AccountForm {
-        owner,
+        owner: entry.owner.map(Into::into),
         unit: u32::from_le_bytes(unit),
         balance: amount(balance)?,
         closed: match closed {
@@ -133,8 +142,6 @@ pub(super) struct Page {
     first: String,
     next: Option<String>,
     entries: Vec<u8>,
-    /// Where each entry starts in `entries`.
-    starts: Vec<usize>,
 }
 
 const COLUMNS: &str = "first, next, count, entries, digest";
@@ -163,10 +170,9 @@ impl Page {
                 format!("the page of account {first}")
             })?;
         }
-        let mut starts = Vec::with_capacity(PAGE_MAX);
-        let (mut rest, mut last) = (&entries[..], None::<&str>);
+        let (mut rest, mut last, mut held) = (&entries[..], None::<&str>, 0usize);
         while !rest.is_empty() {
-            let (name, _, after) = split_entry(rest)?;
+            let (Entry { name, .. }, after) = split_entry(rest)?;
             let in_order = match last {
                 Some(last) => last < name,
                 None => name == first,
@@ -176,10 +182,9 @@ impl Page {
                     "account {name} is out of place in the page of {first}"
                 )));
             }
-            starts.push(entries.len() - rest.len());
-            (rest, last) = (after, Some(name));
+            (rest, last, held) = (after, Some(name), held + 1);
         }
-        if starts.len() != uint::<usize>(count)? || starts.is_empty() {
+        if held != uint::<usize>(count)? || held == 0 {
             return Err(ModelError::Malformed(format!(
                 "the page of account {first} does not hold {count} accounts"
             )));
@@ -188,22 +193,16 @@ impl Page {
             first,
             next,
             entries,
-            starts,
         })
     }
 
-    /// Each entry: its name and bytes.
-    fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.starts.iter().enumerate().filter_map(|(i, &start)| {
-            let end = self
-                .starts
-                .get(i + 1)
-                .copied()
-                .unwrap_or(self.entries.len());
-            let entry = self.entries.get(start..end)?;
-            split_entry(entry)
-                .ok()
-                .map(|(name, entry, _)| (name, entry))
+    /// Each entry, in order (read again: [`Page::from_row`] checked them).
+    fn iter(&self) -> impl Iterator<Item = Entry<'_>> {
+        let mut rest = &self.entries[..];
+        std::iter::from_fn(move || {
+            let (entry, after) = split_entry(rest).ok()?;
+            rest = after;
+            Some(entry)
         })
     }
 
@@ -220,7 +219,7 @@ impl Page {
     /// Its accounts, in name order.
     pub(super) fn accounts(&self) -> impl Iterator<Item = Result<(&str, Account), ModelError>> {
         self.iter()
-            .map(|(name, entry)| account_of(entry).map(|a| (name, a)))
+            .map(|entry| account_of(&entry).map(|a| (entry.name, a)))
     }
 }
 
@@ -323,8 +322,8 @@ pub(super) fn each(
         if expected.as_deref() != Some(page.first.as_str()) {
             return Err(missing(expected.as_deref().unwrap_or(&page.first)));
         }
-        for (name, entry) in page.iter() {
-            each(name, account_of(entry)?)?;
+        for entry in page.iter() {
+            each(entry.name, account_of(&entry)?)?;
         }
         expected = page.next;
     }
@@ -368,11 +367,11 @@ pub(super) fn after(
         if page.first != want {
             return Err(missing(&want));
         }
-        for (name, entry) in page.iter().filter(|(name, _)| *name > after) {
+        for entry in page.iter().filter(|e| e.name > after) {
             if out.len() == n {
                 break;
             }
-            out.push((name.to_owned(), account_of(entry)?));
+            out.push((entry.name.to_owned(), account_of(&entry)?));
         }
         expected = page.next;
     }
@@ -504,7 +503,7 @@ pub(super) fn save_changed<'a>(
         }
         let kept: Vec<(&str, &[u8])> = page
             .as_ref()
-            .map(|p| p.iter().collect())
+            .map(|p| p.iter().map(|e| (e.name, e.bytes)).collect())
             .unwrap_or_default();
         let total = merged_len(&kept, &changed);
         let per_page = if total <= PAGE_MAX {

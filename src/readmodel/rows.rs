@@ -252,7 +252,7 @@ pub fn load_account(c: &Connection, state: &mut State, name: &str) -> Result<(),
     for account in page.accounts() {
         let (name, account) = account?;
         if state.account(name).is_none() {
-            accounts.push((name, account));
+            accounts.push((name.to_owned(), account));
         }
     }
     if accounts.is_empty() {
@@ -260,40 +260,22 @@ pub fn load_account(c: &Connection, state: &mut State, name: &str) -> Result<(),
     }
     // Past every name an account may have (they are ASCII, below `~`).
     let next = page.next().unwrap_or("\u{7f}");
-    let mut holds = c.prepare_cached(
+    let mut stmt = c.prepare_cached(
         "SELECT seq, account, amount, dest, expires, digest FROM holds
          WHERE account >= ?1 AND account < ?2 AND expires IS NOT NULL
          UNION SELECT seq, account, amount, dest, expires, digest FROM holds
          WHERE dest >= ?1 AND dest < ?2 ORDER BY seq",
     )?;
-    let mut rows = holds.query([page.first(), next])?;
-    let on = |name: &str| accounts.binary_search_by(|(n, _)| (*n).cmp(name)).ok();
-    let mut found = Vec::new();
+    let mut rows = stmt.query([page.first(), next])?;
+    let mut holds = Vec::new();
     while let Some(r) = rows.next()? {
-        let (seq, hold) = hold_row(r)?;
-        // A hold this command has already ended is no longer on it.
-        if state.ended(seq).is_some() {
-            continue;
-        }
-        let expiring = on(&hold.account).filter(|_| hold.expires.is_some());
-        let incoming = hold.to.as_deref().and_then(on);
-        found.push((seq, expiring, incoming));
-        state.load_hold(seq, hold).map_err(ModelError::Malformed)?;
+        holds.push(hold_row(r)?);
     }
-    for (seq, expiring, incoming) in found {
-        if let Some(i) = expiring {
-            accounts[i].1.expiring_mut().push(seq);
-        }
-        if let Some(i) = incoming {
-            accounts[i].1.incoming_mut().push(seq);
-        }
-    }
-    for (name, account) in accounts {
-        state
-            .load_account(name, account)
-            .map_err(ModelError::Malformed)?;
-    }
-    Ok(())
+    super::load_accounts_with_holds(state, holds, |each| {
+        accounts
+            .into_iter()
+            .try_for_each(|(name, account)| each(name, account))
+    })
 }
 
 /// Reads the id of the event at a seq (`None` if it has none): the line
