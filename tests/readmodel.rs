@@ -85,6 +85,19 @@ pub fn tamper(path: &Path, sql: &str) {
     db.execute_batch(sql).unwrap();
 }
 
+/// Whether the model beside the journal at `path` has a table `name`.
+fn has_table(path: &Path, name: &str) -> bool {
+    let db = rusqlite::Connection::open(readmodel::path_of(path)).unwrap();
+    let n: i64 = db
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .unwrap();
+    n > 0
+}
+
 /// SQL that deletes the model's page of accounts that holds `name` (and
 /// the accounts beside it there: a small ledger's accounts share one).
 pub fn lose_page_of(name: &str) -> String {
@@ -472,15 +485,7 @@ fn a_model_of_format_4_is_rebuilt_with_its_accounts_linked() {
     env.fails(1, &["create", "b"]);
     env.ok("create c");
     assert_eq!(model_seq(&env.journal), Some(7));
-    let db = rusqlite::Connection::open(readmodel::path_of(&env.journal)).unwrap();
-    let old: i64 = db
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'accounts'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(old, 0);
+    assert!(!has_table(&env.journal, "accounts"));
     tamper(&env.journal, &lose_page_of("b"));
     env.fails(1, &["create", "b"]);
     assert_eq!(env.balance_of("a"), "25.00");
@@ -505,15 +510,7 @@ fn a_model_of_format_3_is_rebuilt_without_its_ids_by_text() {
     let out = env.ok("deposit a 7 --id k2");
     assert!(out.starts_with("seq 3: "), "{out}");
     assert_eq!(model_seq(&env.journal), Some(3));
-    let db = rusqlite::Connection::open(readmodel::path_of(&env.journal)).unwrap();
-    let tables: i64 = db
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'ids'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(tables, 0);
+    assert!(!has_table(&env.journal, "ids"));
     assert_eq!(env.balance_of("a"), "12.00");
 }
 
