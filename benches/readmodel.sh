@@ -111,6 +111,7 @@ measure_commands() {
   measure_each "balance ACCOUNT ($label)" "$file" balance acct4
   measure_each "history ACCOUNT --limit 10 ($label)" "$file" history acct4 --limit 10
   measure_each "history ACCOUNT, every event ($label)" "$file" history acct4
+  measure_each "history ACCOUNT by day ($label)" "$file" history acct4 --since 2026-01-01
   measure_each "a repeated --id ($label)" "$file" deposit acct0 1000000 --id dep-0
 }
 

@@ -331,6 +331,12 @@ fn dated_ledger() -> TestEnv {
         ("2026-11-24T10:00:00Z", "transfer b a 3"),
         ("2026-11-25T10:00:00Z", "reverse 9"),
         ("2026-11-26T10:00:00Z", "deposit a 1 --tag k=z"),
+        // Booked on earlier days: by day, they go among the others.
+        ("2026-11-26T11:00:00Z", "deposit b 2 --date 2026-11-21"),
+        (
+            "2026-11-26T12:00:00Z",
+            "withdraw a 4 --date 2026-11-22 --tag k=x",
+        ),
     ] {
         env.ok_at(clock, command);
     }
@@ -339,8 +345,9 @@ fn dated_ledger() -> TestEnv {
 
 /// Bounds and tags, alone and together: a `--from-seq` after `--since`
 /// and one before it (the table's opening balance is at `--since`),
-/// bounds before and after every event.
-const FILTERS: [&[&str]; 14] = [
+/// bounds before and after every event; and dates, which list the events
+/// by day.
+const FILTERS: [&[&str]; 22] = [
     &[],
     &["--since", "2026-11-21T08:00:00Z"],
     &[
@@ -360,6 +367,14 @@ const FILTERS: [&[&str]; 14] = [
     &["--since", "2027-01-01T00:00:00Z"],
     &["--since", "2020-01-01T00:00:00Z"],
     &["--until", "2020-01-01T00:00:00Z"],
+    &["--since", "2026-11-22"],
+    &["--until", "2026-11-22"],
+    &["--since", "2026-11-21", "--until", "2026-11-23"],
+    &["--as-of", "2026-11-22"],
+    &["--since", "2026-11-22", "--tag", "k=x"],
+    &["--since", "2026-11-22", "--from-seq", "9"],
+    &["--since", "2027-01-01"],
+    &["--until", "2020-01-01"],
 ];
 
 /// `history ACCOUNT` with `filter`, `limit` (if any) and `format`:
@@ -404,7 +419,7 @@ fn bounds_and_tags_are_answered_from_the_index_as_the_full_replay_answers() {
     remove_model(&env.journal);
     let expected = every_filtered(&env, &names);
     assert_eq!(model_seq(&env.journal), None);
-    for seq in [2, 7, 11] {
+    for seq in [2, 7, 11, 13] {
         model_at(&env.journal, seq);
         assert_eq!(every_filtered(&env, &names), expected, "model at {seq}");
     }
@@ -431,7 +446,13 @@ fn bounds_and_tags_are_answered_from_the_index_as_the_full_replay_answers() {
 fn a_bounded_or_whole_history_reads_only_the_lines_it_gathers() {
     let env = dated_ledger();
     model_at(&env.journal, 11);
-    let asked: [&[&str]; 3] = [&[], &["--since", "2026-11-24T00:00:00Z"], &["--tag", "k=x"]];
+    let asked: [&[&str]; 5] = [
+        &[],
+        &["--since", "2026-11-24T00:00:00Z"],
+        &["--tag", "k=x"],
+        &["--since", "2026-11-22"],
+        &["--until", "2026-11-21"],
+    ];
     let expected: Vec<_> = asked
         .iter()
         .map(|f| filtered(&env, "c", f, None, "json"))
@@ -444,12 +465,18 @@ fn a_bounded_or_whole_history_reads_only_the_lines_it_gathers() {
         .map(|f| filtered(&env, "c", f, None, "json"))
         .collect();
     assert_eq!(now, expected);
-    // From seq 9 on, a's history does not need seq 8; all of b's does.
+    // From seq 9 on, a's history does not need seq 8; all of b's does,
+    // and so does b's by day from any day: a book date may put any of
+    // its events on or after it.
     let journal = env.bytes();
     let (_, _, code) = filtered(&env, "a", &["--from-seq", "8"], None, "json");
     assert_eq!(code, 0);
-    let (_, stderr, code) = filtered(&env, "b", &[], None, "json");
-    assert_eq!(code, 3, "{}", String::from_utf8_lossy(&stderr));
+    let (_, _, code) = filtered(&env, "a", &["--since", "2026-11-25"], None, "json");
+    assert_eq!(code, 0);
+    for filter in [&[][..], &["--since", "2026-11-25"]] {
+        let (_, stderr, code) = filtered(&env, "b", filter, None, "json");
+        assert_eq!(code, 3, "{}", String::from_utf8_lossy(&stderr));
+    }
     assert_eq!(env.bytes(), journal);
 }
 
@@ -485,9 +512,17 @@ fn an_account_with_many_events_is_answered_by_the_full_replay() {
     assert_eq!(code, 3, "{}", String::from_utf8_lossy(&stderr));
 }
 
+/// Date bounds of a history by day, for [`every_answer`].
+const DAY_FILTERS: [&[&str]; 4] = [
+    &["--since", "2026-11-22"],
+    &["--until", "2026-11-23"],
+    &["--as-of", "2026-11-22", "--tag", "k"],
+    &["--since", "2026-11-21", "--until", "2026-11-22"],
+];
+
 /// Each account's history, as the model (if any) answers it: the last 1,
-/// 4 or 3 (JSON, and a table), every event, and those after a seq or up
-/// to one (`from`, tables).
+/// 4 or 3 (JSON, and a table), every event, those after a seq or up
+/// to one (`from`, tables), and by day.
 fn every_answer(env: &TestEnv, from: u64) -> Vec<(Vec<u8>, Vec<u8>, i32)> {
     let from = from.to_string();
     let mut all = Vec::new();
@@ -495,6 +530,12 @@ fn every_answer(env: &TestEnv, from: u64) -> Vec<(Vec<u8>, Vec<u8>, i32)> {
         all.extend(["1", "4"].map(|l| history(env, name, l, "json")));
         all.push(history(env, name, "3", "table"));
         for filter in [&[][..], &["--from-seq", &from], &["--as-of", &from]] {
+            all.push(filtered(env, name, filter, None, "table"));
+            all.push(filtered(env, name, filter, Some("2"), "json"));
+        }
+        // By day: the ops' book dates fall on 2026-11-21 to 2026-11-24,
+        // the others on the day the test runs.
+        for filter in DAY_FILTERS {
             all.push(filtered(env, name, filter, None, "table"));
             all.push(filtered(env, name, filter, Some("2"), "json"));
         }

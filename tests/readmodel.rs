@@ -925,8 +925,20 @@ pub fn run_ops(path: &Path, ops: &[Op], without_model: bool) -> Vec<Result<Outco
         let mut writer = Writer::open(path).unwrap();
         // Every third op repeats an earlier op's id: a repeat or a reuse.
         let id = format!("op-{}", if i % 3 == 2 { i / 2 } else { i });
+        // Every fourth op is booked on an earlier day, one of a few: a
+        // history by day then puts it among the others. Every third is
+        // tagged.
+        let date = (i % 4 == 1)
+            .then(|| ledger::time::Day::parse(&format!("2026-11-{:02}", 20 + i % 5)))
+            .flatten();
+        let tags = match i % 3 {
+            0 => vec![("k", "x")],
+            _ => Vec::new(),
+        };
         let request = ledger::domain::Request {
             id: Some(&id),
+            date,
+            tags,
             ..request(command)
         };
         let outcome = writer.apply(&request).map_err(|e| e.to_string());

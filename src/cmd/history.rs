@@ -280,30 +280,24 @@ fn in_journal_order(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
 /// seq, and for one account its balance by day — a backdated line in its
 /// place, the balance as the books of that day have it. Sorting needs
 /// every selected event first: this keeps their lines (and, for one
-/// account, the day, seq and change of each of its movements).
+/// account, the day, seq and change of each of its movements). One
+/// account's come from the read model's index when it can answer: every
+/// event of the account, as a book date may put any of them anywhere.
 fn by_day(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     let who = Who::of(args);
+    if let Who::One(name) = who
+        && indexed::print_by_day(ctx, args, name)?
+    {
+        return Ok(());
+    }
     let account = who.one();
-    // Every event that moves the account's money counts towards its
-    // balance by day; only the selected ones are shown.
     let mut events: Vec<Dated> = Vec::new();
     let state = replay(&ctx.path, ReplayFrom::Start, |_, entry| {
         let event = &entry.event;
         let delta = account.map_or(Amount::ZERO, |a| event.change.effect_on(a));
-        let shown = selected(args, who, ctx.zone(), &entry.event);
-        if shown || delta != Amount::ZERO {
-            let early = args
-                .since
-                .is_some_and(|b| !b.admits_from(event, ctx.zone()));
-            let line = shown.then(|| entry.line.to_vec());
-            events.push(Dated {
-                day: event.day(ctx.zone()),
-                seq: event.seq,
-                delta,
-                early,
-                line,
-            });
-        }
+        events.extend(Dated::of(args, who, ctx.zone(), event, delta, || {
+            entry.line.to_vec()
+        }));
         Ok(())
     })?;
     if let Some(name) = account
@@ -311,9 +305,22 @@ fn by_day(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     {
         return Err(state.unknown_account(name).into());
     }
+    show_by_day(ctx, args, &state, events)
+}
+
+/// Prints `events` (those [`Dated::of`] kept) by day, then seq, in the
+/// layout of `end`, the state at the journal's end.
+fn show_by_day(
+    ctx: &Context,
+    args: &HistoryArgs,
+    end: &State,
+    mut events: Vec<Dated>,
+) -> Result<(), Error> {
+    let who = Who::of(args);
+    let account = who.one();
     events.sort_unstable_by_key(|e| (e.day, e.seq));
     let mut sink = Sink::new(ctx.format, args.limit);
-    sink.layout = layout(&state, who);
+    sink.layout = layout(end, who);
     let mut opening = opens_at(ctx, args).filter(|_| account.is_some());
     let mut balance = Amount::ZERO;
     for Dated {
@@ -360,6 +367,30 @@ struct Dated {
     early: bool,
     /// Its line, if it is shown.
     line: Option<Vec<u8>>,
+}
+
+impl Dated {
+    /// What a history by day keeps of `event`, whose change to the
+    /// account (for one account's) is `delta`: every event it shows, with
+    /// its `line`, and every other that moves the account's money (it
+    /// counts towards the balance by day); `None` for the rest.
+    fn of(
+        args: &HistoryArgs,
+        who: Who<'_>,
+        zone: &Zone,
+        event: &Event<'_>,
+        delta: Amount,
+        line: impl FnOnce() -> Vec<u8>,
+    ) -> Option<Dated> {
+        let shown = selected(args, who, zone, event);
+        (shown || delta != Amount::ZERO).then(|| Dated {
+            day: event.day(zone),
+            seq: event.seq,
+            delta,
+            early: args.since.is_some_and(|b| !b.admits_from(event, zone)),
+            line: shown.then(line),
+        })
+    }
 }
 
 /// One account's balance in `state`.

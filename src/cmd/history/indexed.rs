@@ -5,7 +5,10 @@
 //! through the account's events, newest first, each read from the
 //! journal at its offset, until the history has what it shows: the last N
 //! selected with `--limit N`, else every event after `--since` or
-//! `--from-seq`, else back to the account's creation. The journal is the
+//! `--from-seq`, else back to the account's creation. A history by day
+//! (a date bound) always walks back to the creation: a book date may put
+//! any event in any day, so only all of them give the balance by day.
+//! The journal is the
 //! evidence: every line read must be the event the index says (its seq,
 //! the account among its accounts) and be vouched for by the `prev` of
 //! the line after it; a chain that ends must end at the account's
@@ -21,7 +24,7 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use super::{Row, Sink, Who, layout, opens_at, selected};
+use super::{Dated, Row, Sink, Who, layout, opens_at, selected};
 use crate::cli::{Bound, HistoryArgs};
 use crate::cmd::{Context, warn_torn};
 use crate::domain::State;
@@ -75,11 +78,71 @@ impl Mark {
 /// know, any row that disagrees with the journal, or more events to
 /// gather than a full replay would take longer to read.
 pub(super) fn print(ctx: &Context, args: &HistoryArgs, name: &str) -> Result<bool, Error> {
-    let Some(journal) = ReadJournal::open(&ctx.path)? else {
+    let Some(walked) = walk(ctx, args, name, false)? else {
         return Ok(false);
     };
-    let Some((mut model, Some(mut head))) = journal.model() else {
+    show(
+        ctx,
+        &walked.wanted,
+        &walked.state,
+        walked.shown,
+        walked.amounts,
+    )?;
+    Ok(true)
+}
+
+/// Prints the history by day `args` asks of account `name` (SPEC 9), as
+/// [`super::by_day`] prints it after a full replay: from every event of
+/// the account back to its creation, since a book date may put any of
+/// them in any day. `false` (having printed nothing) when the model
+/// cannot answer, as for [`print`].
+pub(super) fn print_by_day(ctx: &Context, args: &HistoryArgs, name: &str) -> Result<bool, Error> {
+    let Some(walked) = walk(ctx, args, name, true)? else {
         return Ok(false);
+    };
+    let mut events = Vec::with_capacity(walked.shown.len());
+    for Shown { line, change, .. } in &walked.shown {
+        let event = super::decode(ctx, line)?.event;
+        events.extend(Dated::of(
+            args,
+            Who::One(name),
+            ctx.zone(),
+            &event,
+            *change,
+            || line.clone(),
+        ));
+    }
+    super::show_by_day(ctx, args, &walked.state, events)?;
+    Ok(true)
+}
+
+/// One account's events, gathered from the index and the lines after the
+/// model's head, each line checked against the journal.
+struct Walked<'a> {
+    wanted: Wanted<'a>,
+    /// The state at the journal's valid end.
+    state: State,
+    /// The events gathered, oldest first.
+    shown: Vec<Shown>,
+    /// The change and balance after each of them.
+    amounts: Vec<Amounts>,
+}
+
+/// Gathers the events of account `name` a history with `args` needs, or
+/// (`whole`) all of them back to its creation; `None` when the model
+/// cannot answer exactly (see [`print`]). Once the answer is sure, warns
+/// of a torn tail.
+fn walk<'a>(
+    ctx: &'a Context,
+    args: &'a HistoryArgs,
+    name: &'a str,
+    whole: bool,
+) -> Result<Option<Walked<'a>>, Error> {
+    let Some(journal) = ReadJournal::open(&ctx.path)? else {
+        return Ok(None);
+    };
+    let Some((mut model, Some(mut head))) = journal.model() else {
+        return Ok(None);
     };
     // A database has no index: its server searches the lines instead.
     let db = match journal.file() {
@@ -88,11 +151,11 @@ pub(super) fn print(ctx: &Context, args: &HistoryArgs, name: &str) -> Result<boo
     };
     if db.is_none() && !model.index_covers(head) {
         let Some(now) = caught_up(&journal, &mut model, head) else {
-            return Ok(false);
+            return Ok(None);
         };
         head = now;
     }
-    let wanted = Wanted::new(ctx, args, name, head);
+    let wanted = Wanted::new(ctx, args, name, head, whole);
     let Some(Tail {
         state,
         shown: tail,
@@ -100,7 +163,7 @@ pub(super) fn print(ctx: &Context, args: &HistoryArgs, name: &str) -> Result<boo
         torn,
     }) = tail(&journal, &model, head, &wanted)?
     else {
-        return Ok(false);
+        return Ok(None);
     };
     // Lines before the valid end never change: the rest is read unlocked.
     journal.unlock()?;
@@ -119,13 +182,16 @@ pub(super) fn print(ctx: &Context, args: &HistoryArgs, name: &str) -> Result<boo
         (next, _) => Some(next),
     };
     if !matches!(next, Some(Next::Done)) {
-        return Ok(false);
+        return Ok(None);
     }
     let reached_creation = gathered.shown.last().is_some_and(|s| s.mark.creates);
+    if whole && !reached_creation {
+        return Ok(None);
+    }
     let mut shown = gathered.shown;
     shown.reverse();
     let Some(amounts) = walk_back(&state, name, &shown) else {
-        return Ok(false);
+        return Ok(None);
     };
     // Walked back to its creation, the account must be empty there. Each
     // line read is vouched for by the next line's `prev` alone: a line
@@ -134,13 +200,17 @@ pub(super) fn print(ctx: &Context, args: &HistoryArgs, name: &str) -> Result<boo
     // to skip an event, would otherwise show a history that does not add
     // up to the account's balance.
     if reached_creation && amounts.first().is_none_or(|a| a.balance != Amount::ZERO) {
-        return Ok(false);
+        return Ok(None);
     }
     if let Some(torn) = torn {
         warn_torn(journal.path(), torn);
     }
-    show(ctx, &wanted, &state, shown, amounts)?;
-    Ok(true)
+    Ok(Some(Walked {
+        wanted,
+        state,
+        shown,
+        amounts,
+    }))
 }
 
 /// Prints `shown` (oldest first) with their `amounts`, those the history
@@ -198,6 +268,9 @@ struct Wanted<'a> {
     /// microseconds a line read whole, against tens for one read at its
     /// offset).
     most: usize,
+    /// Every event back to the account's creation, whatever the bounds
+    /// and the limit (a history by day).
+    whole: bool,
 }
 
 /// Events gathered from the index, at the least: a journal of fewer
@@ -209,8 +282,15 @@ const GATHERED_AT_LEAST: usize = 4096;
 const EVENTS_PER_GATHERED: u64 = 32;
 
 impl<'a> Wanted<'a> {
-    fn new(ctx: &'a Context, args: &'a HistoryArgs, name: &'a str, head: Head) -> Wanted<'a> {
-        let plain = args.as_of.is_none()
+    fn new(
+        ctx: &'a Context,
+        args: &'a HistoryArgs,
+        name: &'a str,
+        head: Head,
+        whole: bool,
+    ) -> Wanted<'a> {
+        let plain = !whole
+            && args.as_of.is_none()
             && args.since.is_none()
             && args.until.is_none()
             && args.tags.is_empty()
@@ -229,6 +309,7 @@ impl<'a> Wanted<'a> {
             opening: opens_at(ctx, args),
             last,
             most,
+            whole,
         }
     }
 
@@ -236,8 +317,9 @@ impl<'a> Wanted<'a> {
     /// shown (and before the opening balance): the walk back ends there.
     fn ends_walk(&self, event: &Event<'_>) -> bool {
         let args = self.args;
-        args.since.is_some_and(|b| !b.admits_from(event, self.zone))
-            || (self.opening.is_none() && args.from_seq.is_some_and(|n| event.seq <= n))
+        !self.whole
+            && (args.since.is_some_and(|b| !b.admits_from(event, self.zone))
+                || (self.opening.is_none() && args.from_seq.is_some_and(|n| event.seq <= n)))
     }
 
     /// Whether the history shows `event`.
@@ -273,7 +355,8 @@ impl Gathered {
         }
         self.selected += usize::from(mark.shown);
         self.shown.push(shown);
-        if mark.creates || wanted.args.limit.is_some_and(|n| self.selected >= n) {
+        let enough = !wanted.whole && wanted.args.limit.is_some_and(|n| self.selected >= n);
+        if mark.creates || enough {
             Next::Done
         } else if self.shown.len() >= wanted.most {
             Next::TooMany
