@@ -157,11 +157,38 @@ fn a_damaged_index_is_not_trusted() {
         // A rebuilt model's index is built by the first history.
         history(&env, "c", "1", "json");
         assert_eq!(indexed_seq(&env), Some(15));
+        let sound = index_rows(&env);
         tamper(&env.journal, sql);
         let journal = env.bytes();
         assert_eq!(every_history(&env, &["a", "b"]), expected, "{sql}");
         assert_eq!(env.bytes(), journal, "{sql}");
+        // The history that found the damage emptied the index, and the
+        // next built it again from the journal.
+        assert_eq!(index_rows(&env), sound, "{sql}");
     }
+}
+
+/// Every row of the history index and its tips, in order.
+#[track_caller]
+fn index_rows(env: &TestEnv) -> Vec<String> {
+    let db = rusqlite::Connection::open(ledger::readmodel::path_of(&env.journal)).unwrap();
+    let mut rows = Vec::new();
+    for sql in [
+        "SELECT key, prev, line_end, digest FROM history ORDER BY key",
+        "SELECT account, key, digest FROM tips ORDER BY account",
+        "SELECT seq, line_end FROM indexed",
+    ] {
+        let mut stmt = db.prepare(sql).unwrap();
+        let n = stmt.column_count();
+        let mut query = stmt.query([]).unwrap();
+        while let Some(row) = query.next().unwrap() {
+            let values: Vec<String> = (0..n)
+                .map(|i| format!("{:?}", row.get_ref(i).unwrap()))
+                .collect();
+            rows.push(values.join(" "));
+        }
+    }
+    rows
 }
 
 /// A row forged with its digest recomputed that still names a line the

@@ -42,6 +42,18 @@ CREATE TABLE IF NOT EXISTS indexed (
     one INTEGER PRIMARY KEY CHECK (one = 1), seq INTEGER NOT NULL, line_end INTEGER NOT NULL);
 "#;
 
+/// Empties the index (its tables made again, if damage took them): the
+/// next `history` that needs it builds it from the journal, as after a
+/// rebuild.
+pub fn clear(tx: &Transaction<'_>) -> Result<(), ModelError> {
+    tx.execute_batch(
+        "DROP TABLE IF EXISTS history; DROP TABLE IF EXISTS tips;
+         DROP TABLE IF EXISTS indexed;",
+    )?;
+    tx.execute_batch(SCHEMA)?;
+    Ok(())
+}
+
 /// One of an account's events, as the index has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Indexed {

@@ -92,6 +92,18 @@ pub enum ModelError {
     IdsByKey,
 }
 
+impl ModelError {
+    /// Whether another process held the database past the busy timeout:
+    /// nothing is wrong with what it holds.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            ModelError::Sqlite(rusqlite::Error::SqliteFailure(failure, _))
+                if matches!(failure.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+        )
+    }
+}
+
 /// The statements a write runs on a model kept in a journal's database.
 pub const DATABASE_WRITE_STATEMENTS: &[&str] = pgrows::WRITE_STATEMENTS;
 
@@ -770,6 +782,25 @@ impl ReadModel {
         index::catch_up(&tx, (journal, &path), header, head)?;
         tx.commit()?;
         self.fold_wal()
+    }
+
+    /// Empties the history index, which disagreed with the journal at
+    /// `head`, the model's head (a row lost or changed, a table gone):
+    /// the next `history` that needs it builds it again, where a damaged
+    /// index would leave every history of the account it cannot answer
+    /// to the full replay. Its other rows may be sound, but no row tells
+    /// which. Does nothing if another process moved the model meanwhile.
+    /// Ends the read transaction [`ReadModel::covers`] began.
+    pub fn forget_index(&mut self, head: Head) -> Result<(), ModelError> {
+        let tx = self
+            .writable(INDEX_CACHE_KIB)?
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if !stands_at(&tx, head)? {
+            return Ok(());
+        }
+        index::clear(&tx)?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Folds a long write-ahead log into the database and empties it.

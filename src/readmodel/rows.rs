@@ -559,11 +559,10 @@ pub fn clear(tx: &Transaction<'_>) -> Result<(), ModelError> {
     tx.execute_batch(
         "DELETE FROM head; DELETE FROM checked; DELETE FROM units; DELETE FROM id_keys;
          DELETE FROM reversed; DELETE FROM holds; DELETE FROM ended;
-         DELETE FROM history; DELETE FROM tips; DELETE FROM indexed;
          -- Format 3 kept the ids by text here; its rows are of no use now.
          DROP TABLE IF EXISTS ids;",
     )?;
-    Ok(())
+    super::index::clear(tx)
 }
 
 /// Ids past which their keys are worked out on a thread of their own while

@@ -178,7 +178,13 @@ fn walk<'a>(
     let next = match (next, &db) {
         (Next::More, _) if !in_model => Some(Next::Done),
         (Next::More, Some(db)) => searched(db, head, &wanted, &mut gathered)?,
-        (Next::More, None) => before(&journal, &model, head, &wanted, &mut gathered),
+        (Next::More, None) => {
+            let next = before(&journal, &model, head, &wanted, &mut gathered);
+            if next.is_none() {
+                forget_index(&mut model, head);
+            }
+            next
+        }
         (next, _) => Some(next),
     };
     if !matches!(next, Some(Next::Done)) {
@@ -200,6 +206,9 @@ fn walk<'a>(
     // to skip an event, would otherwise show a history that does not add
     // up to the account's balance.
     if reached_creation && amounts.first().is_none_or(|a| a.balance != Amount::ZERO) {
+        if db.is_none() {
+            forget_index(&mut model, head);
+        }
         return Ok(None);
     }
     if let Some(torn) = torn {
@@ -371,10 +380,22 @@ impl Gathered {
 /// fails, or another process moved the model on meanwhile.
 fn caught_up(journal: &ReadJournal, model: &mut ReadModel, head: Head) -> Option<Head> {
     let header = journal.header_head()?;
-    model.catch_up_index(journal.file(), header, head).ok()?;
+    if let Err(e) = model.catch_up_index(journal.file(), header, head) {
+        if !e.is_busy() {
+            forget_index(model, head);
+        }
+        return None;
+    }
     // A new read transaction, at the head the index now covers.
     let now = model.covers(journal.file(), header, journal.len())?;
     model.index_covers(now).then_some(now)
+}
+
+/// Empties the index of a file's model, found to disagree with the
+/// journal at `head`: the next `history` builds it again. Best effort: the
+/// full replay answers this one either way.
+fn forget_index(model: &mut ReadModel, head: Head) {
+    let _ = model.forget_index(head);
 }
 
 /// What the lines after the model's head add.
