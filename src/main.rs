@@ -3,7 +3,10 @@
 use std::process::ExitCode;
 
 // Batch parsing allocates per word and per argument; mimalloc's thread-local
-// free lists roughly halve that cost compared with glibc's allocator.
+// free lists roughly halve that cost compared with glibc's allocator. Its
+// version 2: version 3 keeps freed memory a second before giving it back
+// (a batch of 2,000,000 ids peaked 35 MB higher, a rebuild 45 MB), and
+// started a command on a small journal about 0.7 ms slower.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
