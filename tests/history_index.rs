@@ -364,6 +364,12 @@ fn dated_ledger() -> TestEnv {
             "2026-11-26T12:00:00Z",
             "withdraw a 4 --date 2026-11-22 --tag k=x",
         ),
+        // An account whose events are booked before it was opened, near
+        // midnight (another zone moves their days).
+        ("2026-11-26T23:30:00Z", "create d --currency EUR"),
+        ("2026-11-26T23:40:00Z", "deposit d 9 --date 2026-11-10"),
+        ("2026-11-27T00:10:00Z", "transfer d a 2 --date 2026-11-21"),
+        ("2026-11-27T00:20:00Z", "withdraw d 1"),
     ] {
         env.ok_at(clock, command);
     }
@@ -374,7 +380,7 @@ fn dated_ledger() -> TestEnv {
 /// and one before it (the table's opening balance is at `--since`),
 /// bounds before and after every event; and dates, which list the events
 /// by day.
-const FILTERS: [&[&str]; 22] = [
+const FILTERS: [&[&str]; 25] = [
     &[],
     &["--since", "2026-11-21T08:00:00Z"],
     &[
@@ -402,6 +408,9 @@ const FILTERS: [&[&str]; 22] = [
     &["--since", "2026-11-22", "--from-seq", "9"],
     &["--since", "2027-01-01"],
     &["--until", "2020-01-01"],
+    &["--since", "2026-11-21", "--tz", "Asia/Tokyo"],
+    &["--until", "2026-11-26", "--tz", "America/Los_Angeles"],
+    &["--since", "2026-11-27", "--tz", "Asia/Tokyo"],
 ];
 
 /// `history ACCOUNT` with `filter`, `limit` (if any) and `format`:
@@ -442,11 +451,11 @@ fn every_filtered(env: &TestEnv, names: &[&str]) -> Vec<(Vec<u8>, Vec<u8>, i32)>
 #[test]
 fn bounds_and_tags_are_answered_from_the_index_as_the_full_replay_answers() {
     let env = dated_ledger();
-    let names = ["a", "b", "c", "nobody"];
+    let names = ["a", "b", "c", "d", "nobody"];
     remove_model(&env.journal);
     let expected = every_filtered(&env, &names);
     assert_eq!(model_seq(&env.journal), None);
-    for seq in [2, 7, 11, 13] {
+    for seq in [2, 7, 11, 13, 15, 17] {
         model_at(&env.journal, seq);
         assert_eq!(every_filtered(&env, &names), expected, "model at {seq}");
     }
@@ -560,7 +569,7 @@ fn every_answer(env: &TestEnv, from: u64) -> Vec<(Vec<u8>, Vec<u8>, i32)> {
             all.push(filtered(env, name, filter, None, "table"));
             all.push(filtered(env, name, filter, Some("2"), "json"));
         }
-        // By day: the ops' book dates fall on 2026-11-21 to 2026-11-24,
+        // By day: the ops' book dates fall on 2026-11-20 to 2026-11-24,
         // the others on the day the test runs.
         for filter in DAY_FILTERS {
             all.push(filtered(env, name, filter, None, "table"));

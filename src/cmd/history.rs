@@ -305,18 +305,18 @@ fn by_day(ctx: &Context, args: &HistoryArgs) -> Result<(), Error> {
     {
         return Err(state.unknown_account(name).into());
     }
-    show_by_day(ctx, args, &state, events)
+    show_by_day(ctx, args, who, &state, events)
 }
 
-/// Prints `events` (those [`Dated::of`] kept) by day, then seq, in the
-/// layout of `end`, the state at the journal's end.
+/// Prints `events` (those [`Dated::of`] kept of `who`'s) by day, then
+/// seq, in the layout of `end`, the state at the journal's end.
 fn show_by_day(
     ctx: &Context,
     args: &HistoryArgs,
+    who: Who<'_>,
     end: &State,
     mut events: Vec<Dated>,
 ) -> Result<(), Error> {
-    let who = Who::of(args);
     let account = who.one();
     events.sort_unstable_by_key(|e| (e.day, e.seq));
     let mut sink = Sink::new(ctx.format, args.limit);

@@ -8,8 +8,8 @@
 //! `--from-seq`, else back to the account's creation. A history by day
 //! (a date bound) always walks back to the creation: a book date may put
 //! any event in any day, so only all of them give the balance by day.
-//! The journal is the
-//! evidence: every line read must be the event the index says (its seq,
+//! The journal is the evidence: every line read must be the event the
+//! index says (its seq,
 //! the account among its accounts) and be vouched for by the `prev` of
 //! the line after it; a chain that ends must end at the account's
 //! creation. Anything else and the caller replays the journal. The
@@ -78,7 +78,7 @@ impl Mark {
 /// know, any row that disagrees with the journal, or more events to
 /// gather than a full replay would take longer to read.
 pub(super) fn print(ctx: &Context, args: &HistoryArgs, name: &str) -> Result<bool, Error> {
-    let Some(walked) = walk(ctx, args, name, false)? else {
+    let Some(walked) = walk(ctx, args, name, Reach::Asked)? else {
         return Ok(false);
     };
     show(
@@ -97,7 +97,7 @@ pub(super) fn print(ctx: &Context, args: &HistoryArgs, name: &str) -> Result<boo
 /// them in any day. `false` (having printed nothing) when the model
 /// cannot answer, as for [`print`].
 pub(super) fn print_by_day(ctx: &Context, args: &HistoryArgs, name: &str) -> Result<bool, Error> {
-    let Some(walked) = walk(ctx, args, name, true)? else {
+    let Some(walked) = walk(ctx, args, name, Reach::Creation)? else {
         return Ok(false);
     };
     let mut events = Vec::with_capacity(walked.shown.len());
@@ -112,7 +112,7 @@ pub(super) fn print_by_day(ctx: &Context, args: &HistoryArgs, name: &str) -> Res
             || line.clone(),
         ));
     }
-    super::show_by_day(ctx, args, &walked.state, events)?;
+    super::show_by_day(ctx, args, Who::One(name), &walked.state, events)?;
     Ok(true)
 }
 
@@ -128,15 +128,15 @@ struct Walked<'a> {
     amounts: Vec<Amounts>,
 }
 
-/// Gathers the events of account `name` a history with `args` needs, or
-/// (`whole`) all of them back to its creation; `None` when the model
+/// Gathers the events of account `name` a history with `args` needs, as
+/// far back as `reach` says; `None` when the model
 /// cannot answer exactly (see [`print`]). Once the answer is sure, warns
 /// of a torn tail.
 fn walk<'a>(
     ctx: &'a Context,
     args: &'a HistoryArgs,
     name: &'a str,
-    whole: bool,
+    reach: Reach,
 ) -> Result<Option<Walked<'a>>, Error> {
     let Some(journal) = ReadJournal::open(&ctx.path)? else {
         return Ok(None);
@@ -155,7 +155,7 @@ fn walk<'a>(
         };
         head = now;
     }
-    let wanted = Wanted::new(ctx, args, name, head, whole);
+    let wanted = Wanted::new(ctx, args, name, head, reach);
     let Some(Tail {
         state,
         shown: tail,
@@ -191,7 +191,7 @@ fn walk<'a>(
         return Ok(None);
     }
     let reached_creation = gathered.shown.last().is_some_and(|s| s.mark.creates);
-    if whole && !reached_creation {
+    if reach == Reach::Creation && !reached_creation {
         return Ok(None);
     }
     let mut shown = gathered.shown;
@@ -277,9 +277,16 @@ struct Wanted<'a> {
     /// microseconds a line read whole, against tens for one read at its
     /// offset).
     most: usize,
-    /// Every event back to the account's creation, whatever the bounds
-    /// and the limit (a history by day).
-    whole: bool,
+    reach: Reach,
+}
+
+/// How far back a walk goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// As far as the history's bounds and limit need.
+    Asked,
+    /// To the account's creation, whatever they are: a history by day.
+    Creation,
 }
 
 /// Events gathered from the index, at the least: a journal of fewer
@@ -296,9 +303,9 @@ impl<'a> Wanted<'a> {
         args: &'a HistoryArgs,
         name: &'a str,
         head: Head,
-        whole: bool,
+        reach: Reach,
     ) -> Wanted<'a> {
-        let plain = !whole
+        let plain = reach == Reach::Asked
             && args.as_of.is_none()
             && args.since.is_none()
             && args.until.is_none()
@@ -318,7 +325,7 @@ impl<'a> Wanted<'a> {
             opening: opens_at(ctx, args),
             last,
             most,
-            whole,
+            reach,
         }
     }
 
@@ -326,7 +333,7 @@ impl<'a> Wanted<'a> {
     /// shown (and before the opening balance): the walk back ends there.
     fn ends_walk(&self, event: &Event<'_>) -> bool {
         let args = self.args;
-        !self.whole
+        self.reach == Reach::Asked
             && (args.since.is_some_and(|b| !b.admits_from(event, self.zone))
                 || (self.opening.is_none() && args.from_seq.is_some_and(|n| event.seq <= n)))
     }
@@ -364,7 +371,8 @@ impl Gathered {
         }
         self.selected += usize::from(mark.shown);
         self.shown.push(shown);
-        let enough = !wanted.whole && wanted.args.limit.is_some_and(|n| self.selected >= n);
+        let enough =
+            wanted.reach == Reach::Asked && wanted.args.limit.is_some_and(|n| self.selected >= n);
         if mark.creates || enough {
             Next::Done
         } else if self.shown.len() >= wanted.most {
