@@ -9,10 +9,11 @@
 //! (a date bound) always walks back to the creation: a book date may put
 //! any event in any day, so only all of them give the balance by day.
 //! The journal is the evidence: every line read must be the event the
-//! index says (its seq,
-//! the account among its accounts) and be vouched for by the `prev` of
-//! the line after it; a chain that ends must end at the account's
-//! creation. Anything else and the caller replays the journal. The
+//! index says (its seq, the account among its accounts) and be vouched
+//! for by the `prev` of the line after it; a chain that ends must end at
+//! the account's creation. Anything else and the caller replays the
+//! journal (and an index that disagreed is emptied, to be built again).
+//! The
 //! balances are walked back from the account's balance at the end,
 //! through the changes of the events gathered: the same numbers a replay
 //! reaches forwards.
@@ -129,9 +130,8 @@ struct Walked<'a> {
 }
 
 /// Gathers the events of account `name` a history with `args` needs, as
-/// far back as `reach` says; `None` when the model
-/// cannot answer exactly (see [`print`]). Once the answer is sure, warns
-/// of a torn tail.
+/// far back as `reach` says; `None` when the model cannot answer exactly
+/// (see [`print`]). Once the answer is sure, warns of a torn tail.
 fn walk<'a>(
     ctx: &'a Context,
     args: &'a HistoryArgs,
@@ -167,29 +167,10 @@ fn walk<'a>(
     };
     // Lines before the valid end never change: the rest is read unlocked.
     journal.unlock()?;
-    let mut gathered = Gathered::default();
-    let mut next = Next::More;
-    for shown in tail.into_iter().rev() {
-        next = gathered.take(&wanted, shown);
-        if !matches!(next, Next::More) {
-            break;
-        }
-    }
-    let next = match (next, &db) {
-        (Next::More, _) if !in_model => Some(Next::Done),
-        (Next::More, Some(db)) => searched(db, head, &wanted, &mut gathered)?,
-        (Next::More, None) => {
-            let next = before(&journal, &model, head, &wanted, &mut gathered);
-            if next.is_none() {
-                forget_index(&mut model, head);
-            }
-            next
-        }
-        (next, _) => Some(next),
-    };
-    if !matches!(next, Some(Next::Done)) {
+    let (journal, db) = (&journal, db.as_deref());
+    let Some(gathered) = gather(journal, &mut model, db, head, &wanted, tail, in_model)? else {
         return Ok(None);
-    }
+    };
     let reached_creation = gathered.shown.last().is_some_and(|s| s.mark.creates);
     if reach == Reach::Creation && !reached_creation {
         return Ok(None);
@@ -220,6 +201,42 @@ fn walk<'a>(
         shown,
         amounts,
     }))
+}
+
+/// The account's events `wanted` needs, newest first: its events among
+/// the lines after the model's `head` (`tail`), then those before it, from
+/// the index or (`db`) a database's search. `None` if there are too many,
+/// or they disagree with the journal (a file's index is then emptied).
+fn gather(
+    journal: &ReadJournal,
+    model: &mut ReadModel,
+    db: Option<&Db>,
+    head: Head,
+    wanted: &Wanted<'_>,
+    tail: VecDeque<Shown>,
+    in_model: bool,
+) -> Result<Option<Gathered>, Error> {
+    let mut gathered = Gathered::default();
+    let mut next = Next::More;
+    for shown in tail.into_iter().rev() {
+        next = gathered.take(wanted, shown);
+        if !matches!(next, Next::More) {
+            break;
+        }
+    }
+    let next = match (next, db) {
+        (Next::More, _) if !in_model => Some(Next::Done),
+        (Next::More, Some(db)) => searched(db, head, wanted, &mut gathered)?,
+        (Next::More, None) => {
+            let next = before(journal, model, head, wanted, &mut gathered);
+            if next.is_none() {
+                forget_index(model, head);
+            }
+            next
+        }
+        (next, _) => Some(next),
+    };
+    Ok(matches!(next, Some(Next::Done)).then_some(gathered))
 }
 
 /// Prints `shown` (oldest first) with their `amounts`, those the history
