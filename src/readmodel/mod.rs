@@ -773,14 +773,9 @@ impl ReadModel {
         head: Head,
     ) -> Result<(), ModelError> {
         let path = self.journal.clone();
-        let tx = self
-            .writable(INDEX_CACHE_KIB)?
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        if !stands_at(&tx, head)? {
-            return Ok(());
-        }
-        index::catch_up(&tx, (journal, &path), header, head)?;
-        tx.commit()?;
+        self.write_index(head, |tx| {
+            index::catch_up(tx, (journal, &path), header, head)
+        })?;
         self.fold_wal()
     }
 
@@ -792,13 +787,23 @@ impl ReadModel {
     /// which. Does nothing if another process moved the model meanwhile.
     /// Ends the read transaction [`ReadModel::covers`] began.
     pub fn forget_index(&mut self, head: Head) -> Result<(), ModelError> {
+        self.write_index(head, index::clear)
+    }
+
+    /// Runs `write` on the history index in one transaction, if the model
+    /// still stands at `head` (another process may have moved it on).
+    fn write_index(
+        &mut self,
+        head: Head,
+        write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(), ModelError>,
+    ) -> Result<(), ModelError> {
         let tx = self
             .writable(INDEX_CACHE_KIB)?
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if !stands_at(&tx, head)? {
             return Ok(());
         }
-        index::clear(&tx)?;
+        write(&tx)?;
         tx.commit()?;
         Ok(())
     }

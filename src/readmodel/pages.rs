@@ -306,31 +306,63 @@ pub(super) fn page_of(c: &Connection, name: &str) -> Result<Option<Page>, ModelE
     }
 }
 
+/// The pages of a query in name order, followed along their links: each
+/// must be the page the link before it names (the first, `expected`),
+/// its digest checked if `check`.
+struct Linked<'s> {
+    rows: rusqlite::Rows<'s>,
+    expected: Option<String>,
+    check: bool,
+}
+
+impl Linked<'_> {
+    /// The next page the links name; `None` past the last.
+    fn next(&mut self) -> Result<Option<Page>, ModelError> {
+        let Some(want) = self.expected.take() else {
+            return Ok(None);
+        };
+        let page = match self.rows.next()? {
+            Some(r) => Page::from_row(r, self.check)?,
+            None => return Err(missing(&want)),
+        };
+        if page.first != want {
+            return Err(missing(&want));
+        }
+        self.expected.clone_from(&page.next);
+        Ok(Some(page))
+    }
+
+    /// Past the last page: a page the links do not reach is one whose
+    /// key damage moved.
+    fn finish(mut self) -> Result<(), ModelError> {
+        match self.rows.next()? {
+            Some(r) => Err(missing(&r.get::<_, String>(0)?)),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Every account, in name order, each page's digest checked and each
 /// page found where the one before it says.
 pub(super) fn each(
     c: &Connection,
     mut each: impl FnMut(&str, Account) -> Result<(), ModelError>,
 ) -> Result<(), ModelError> {
-    let mut expected = first_page(c)?;
+    let expected = first_page(c)?;
     let mut stmt = c.prepare(&format!(
         "SELECT {COLUMNS} FROM account_pages ORDER BY first"
     ))?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let page = Page::from_row(r, true)?;
-        if expected.as_deref() != Some(page.first.as_str()) {
-            return Err(missing(expected.as_deref().unwrap_or(&page.first)));
-        }
+    let mut pages = Linked {
+        rows: stmt.query([])?,
+        expected,
+        check: true,
+    };
+    while let Some(page) = pages.next()? {
         for entry in page.iter() {
             each(entry.name, account_of(&entry)?)?;
         }
-        expected = page.next;
     }
-    match expected {
-        Some(lost) => Err(missing(&lost)),
-        None => Ok(()),
-    }
+    pages.finish()
 }
 
 /// Up to `n` accounts whose names come after `after`, in name order;
@@ -349,31 +381,27 @@ pub(super) fn after(
         .query_row([after], |r| r.get(0))
         .optional()?;
     // From the first page, its link is checked too.
-    let mut expected = match &start {
+    let expected = match &start {
         Some(start) => Some(start.clone()),
         None => first_page(c)?,
     };
     let mut stmt = c.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM account_pages WHERE first >= ?1 ORDER BY first"
     ))?;
-    let mut rows = stmt.query([start.as_deref().unwrap_or("")])?;
+    let mut pages = Linked {
+        rows: stmt.query([start.as_deref().unwrap_or("")])?,
+        expected,
+        check,
+    };
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
-        let Some(want) = expected.take() else { break };
-        let page = match rows.next()? {
-            Some(r) => Page::from_row(r, check)?,
-            None => return Err(missing(&want)),
-        };
-        if page.first != want {
-            return Err(missing(&want));
-        }
+        let Some(page) = pages.next()? else { break };
         for entry in page.iter().filter(|e| e.name > after) {
             if out.len() == n {
                 break;
             }
             out.push((entry.name.to_owned(), account_of(&entry)?));
         }
-        expected = page.next;
     }
     Ok(out)
 }
