@@ -330,6 +330,19 @@ impl WriteCommand {
         }
     }
 
+    /// Every `--id` and `--of-id` it names: all the ids the request made
+    /// of it names ([`Request::ids`](crate::domain::Request::ids)), and
+    /// more when it is refused for naming too many.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        let of_id = match self {
+            WriteCommand::Reverse(a) => a.of_id.as_deref(),
+            WriteCommand::Capture(a) => a.of_id.as_deref(),
+            WriteCommand::Release(a) => a.of_id.as_deref(),
+            _ => None,
+        };
+        self.opts().id.as_deref().into_iter().chain(of_id)
+    }
+
     /// The options every write takes.
     pub fn opts(&self) -> &WriteOpts {
         match self {

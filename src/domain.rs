@@ -6,7 +6,7 @@
 //! replay re-decides each stored event ([`check`]) before evolving, so a
 //! journal can only hold what the commands themselves would have written.
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
@@ -479,6 +479,20 @@ impl State {
         self.ids.wants_bucket(bucket)
     }
 
+    /// Foresees the ids an append will name (see `Ids::foresee`):
+    /// `shared`, the keys of those the read model holds or the append
+    /// names more than once. `false` unless the state fingerprints by key
+    /// and knows no id yet.
+    pub fn foresee_ids(&mut self, shared: FxHashSet<i64>) -> bool {
+        self.ids.foresee(shared)
+    }
+
+    /// Whether the id of key `key` was foreseen to be new and named once
+    /// ([`State::foresee_ids`]).
+    pub fn id_foreseen_new(&self, key: i64) -> bool {
+        self.ids.foreseen_new(key)
+    }
+
     /// Takes in the read model's id bucket `bucket`, its entries (key,
     /// seq) as fingerprints, each a suspicion the caller settles against
     /// the line it names ([`State::settle_id`]). Refuses an entry past
@@ -670,7 +684,7 @@ impl State {
         if let Some((id, _)) = self.ids.named().find(|(id, _)| input::key(id).is_err()) {
             return Some(format!("'{id}' is not a valid id"));
         }
-        let mut seen = rustc_hash::FxHashSet::default();
+        let mut seen = FxHashSet::default();
         for unit in &self.units {
             let currency = unit.currency.as_deref().map_or(Ok(()), input::currency);
             if let Err(e) = currency.and(input::decimals(unit.decimals)) {

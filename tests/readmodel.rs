@@ -384,6 +384,81 @@ fn long_journal_with_ids() -> (TestEnv, u64, String) {
     (env, n, memo)
 }
 
+/// A batch of `n` deposits into `b` with ids `n0`, `n1`, …, among which
+/// repeats of the model's ids (`k3`, the same command, from
+/// [`long_journal_with_ids`]) and of its own, a hold placed and captured
+/// by id, and reversals by id of one of its deposits and of the model's.
+fn batch_naming_ids(n: usize, memo: &str) -> String {
+    let mut text = String::from("create b\n");
+    for i in 0..n {
+        text.push_str(&format!("deposit b 1 --id n{i}\n"));
+        match i {
+            100 => text.push_str(&format!("deposit a 1 --id k3 --memo {memo}\n")),
+            200 => text.push_str("deposit b 1 --id n5\n"),
+            300 => text.push_str("hold b 2 --id h1\ncapture --of-id h1\n"),
+            400 => text.push_str("reverse --of-id n7 --id r1\nreverse --of-id k9\n"),
+            _ => {}
+        }
+    }
+    text
+}
+
+/// A batch long enough to read its ids ahead (4,096 commands or more,
+/// into a journal with a model: see `Writer::foresee_ids`) appends the
+/// very lines and prints the very answers that it does into the same
+/// journal without its model (whose writer knows every id, replayed); an
+/// id reused for another command is refused by both, the journal left as
+/// it was. From a file and from stdin.
+#[test]
+fn a_long_batch_that_reads_its_ids_ahead_does_what_it_does_without_a_model() {
+    let run = |env: &TestEnv, input: &str, stdin: bool| {
+        let mut cmd = env.cmd();
+        match stdin {
+            true => cmd
+                .args(["--json", "batch", "-"])
+                .write_stdin(fs::read(input).expect("input")),
+            false => cmd.args(["--json", "batch", input]),
+        };
+        let out = cmd.output().expect("run");
+        let dir = env.dir.path().to_string_lossy().into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).replace(&dir, "DIR");
+        (out.status.code(), out.stdout, stderr, env.bytes())
+    };
+    for (reuse, stdin) in [(false, false), (false, true), (true, false), (true, true)] {
+        let (env, _, memo) = long_journal_with_ids();
+        assert!(readmodel::path_of(&env.journal).is_file());
+        let before = env.bytes();
+        let mut text = batch_naming_ids(5000, &memo);
+        if reuse {
+            text.push_str("deposit b 2 --id n9\n");
+        }
+        let input = env.file("in.txt", &text);
+        let twin = TestEnv::new();
+        twin.write(&before);
+        let (code, stdout, stderr, bytes) = run(&env, &input, stdin);
+        let twins = run(&twin, &input, stdin);
+        let case = format!("reuse {reuse}, stdin {stdin}");
+        assert_eq!((code, &stderr), (twins.0, &twins.2), "{case}");
+        assert!(stdout == twins.1, "{case}: the outputs differ");
+        assert!(bytes == twins.3, "{case}: the journals differ");
+        match reuse {
+            false => {
+                assert_eq!(code, Some(0), "{stderr}");
+                let seqs = String::from_utf8_lossy(&stdout).matches("\"seq\"").count();
+                assert!(seqs > 5000, "{seqs} events printed");
+                env.ok("verify");
+            }
+            true => {
+                assert!(stderr.contains("id n9 was already used"), "{stderr}");
+                assert!(
+                    bytes == before,
+                    "the refused batch left the journal changed"
+                );
+            }
+        }
+    }
+}
+
 /// A batch that creates a journal long enough for a model writes the
 /// model once: the ids it appended are in it, so a repeat of one is a
 /// repeat (it was appended a second time when the writer's drop rebuilt

@@ -108,6 +108,12 @@ impl<'c> Applier<'c> {
         }
     }
 
+    /// Tells the writer the keys of the ids the records will name (see
+    /// [`Writer::foresee_ids`]): whether it took them.
+    pub fn foresee_ids(&mut self, keys: Vec<i64>) -> bool {
+        self.writer.foresee_ids(keys)
+    }
+
     /// Applies the record at `line` (its command, or why it has none).
     /// A refused record stops the run, except in a dry run, which reports
     /// it, leaves it out and goes on, so that one run lists every record

@@ -27,11 +27,18 @@
 //! asked ([`Ids::take_bucket`]): a batch of a million ids then reads each
 //! bucket once rather than once an id, and settles each suspicion against
 //! its line as it does its own.
+//!
+//! A batch can do better still: it reads its input once before it
+//! starts, and so knows the keys of every id it will name. Those that the
+//! model does not hold and that the batch names only once are new
+//! whatever comes before them, and need neither a bucket taken in nor a
+//! fingerprint kept ([`Ids::foresee`]): only the few others are looked
+//! up as above.
 
 use std::hash::BuildHasher;
 use std::sync::Mutex;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
@@ -74,6 +81,11 @@ struct Prints {
     /// its bucket, settle, decide, record and write it back), and each is
     /// a SHA-256.
     last_key: LastKey,
+    /// With [`Hasher::IdKey`], once an append's ids are foreseen
+    /// ([`Ids::foresee`]): the keys, among those of the ids it names, that
+    /// the read model holds or that it names more than once. An id whose
+    /// key is not among them is new and named once.
+    foreseen: Option<FxHashSet<i64>>,
 }
 
 /// An id and its key, behind a lock only so that a state may be shared
@@ -307,6 +319,7 @@ impl Prints {
             shards: Vec::new(),
             taken: Vec::new(),
             last_key: LastKey::default(),
+            foreseen: None,
         }
     }
 
@@ -341,6 +354,14 @@ impl Prints {
     /// The fingerprint of 64 bits of hash.
     fn print_of(&self, hash: u64) -> Print {
         Print((hash & self.mask) >> 24)
+    }
+
+    /// Whether `id` was foreseen to be new and named once (see
+    /// [`Ids::foresee`]).
+    fn foreseen_new(&self, id: &str) -> bool {
+        self.foreseen
+            .as_ref()
+            .is_some_and(|shared| !shared.contains(&self.key(id)))
     }
 
     /// The fingerprint of a key: its 63 bits, so that the shard is its
@@ -478,6 +499,7 @@ impl Ids {
     pub fn suspects(&self, id: &str, last: u64) -> impl Iterator<Item = u64> {
         let (known, low) = match (self.names.get(id), &self.prints) {
             (Some(&seq), _) => (Some(seq), None),
+            (None, Some(prints)) if prints.foreseen_new(id) => (None, None),
             (None, Some(prints)) => (None, prints.low_seq(prints.print(id))),
             (None, None) => (None, None),
         };
@@ -500,6 +522,8 @@ impl Ids {
             return collected.insert(id, seq);
         }
         match &mut self.prints {
+            // Never asked for again: nothing to keep.
+            Some(prints) if prints.foreseen_new(id) => {}
             Some(prints) => prints.insert(prints.print(id), seq),
             None => {
                 self.names.insert(id.into(), seq);
@@ -567,6 +591,40 @@ impl Ids {
         if let Some(word) = prints.taken.get_mut(bucket / 64) {
             *word |= 1 << (bucket % 64);
         }
+    }
+
+    /// Foresees the ids an append will name: `shared` holds the keys,
+    /// among theirs, that the read model holds or that the append names
+    /// more than once; any other id it names is new (unless known by name:
+    /// one of the lines after the model's head) and named once, and is
+    /// then neither looked up nor kept. Only for an index that
+    /// fingerprints by key and holds no fingerprint yet (the model's ids
+    /// are then all in its buckets); `false`, and nothing changes, for any
+    /// other.
+    pub fn foresee(&mut self, shared: FxHashSet<i64>) -> bool {
+        let Some(
+            prints @ Prints {
+                hasher: Hasher::IdKey,
+                ..
+            },
+        ) = &mut self.prints
+        else {
+            return false;
+        };
+        if prints.entries().next().is_some() {
+            return false;
+        }
+        prints.foreseen = Some(shared);
+        true
+    }
+
+    /// Whether the id of key `key` was foreseen to be new and named once
+    /// ([`Ids::foresee`]): nothing about it need be read from the model.
+    pub fn foreseen_new(&self, key: i64) -> bool {
+        self.prints
+            .as_ref()
+            .and_then(|p| p.foreseen.as_ref())
+            .is_some_and(|shared| !shared.contains(&key))
     }
 
     /// Whether it holds any fingerprint (ids it knows only that way).
@@ -762,7 +820,10 @@ mod tests {
     /// first `known` ids are the model's, each bucket taken in whole (by
     /// key and seq, no names) when an id of it is first asked, as
     /// `rows::load_id` does; every suspicion is settled against the lines.
-    fn write_by_key_against_a_set(mask: u64, known: usize, draws: &[u16]) {
+    /// With `foresee`, the writer is told first which of the keys of the
+    /// ids it will be asked the model holds or it will be asked twice (as
+    /// `Writer::foresee_ids` does), and skips the others.
+    fn write_by_key_against_a_set(mask: u64, known: usize, draws: &[u16], foresee: bool) {
         let mut ids = Ids {
             prints: Some(Prints::with(Hasher::IdKey, mask)),
             ..Ids::default()
@@ -779,7 +840,24 @@ mod tests {
                 }
                 continue;
             }
-            let bucket = bucket_of(id_key(&id)) as usize;
+            if i == known && foresee {
+                let mut keys: Vec<i64> = draws[known..]
+                    .iter()
+                    .map(|d| id_key(&format!("id-{d}")))
+                    .collect();
+                keys.sort_unstable();
+                let twice = keys.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]);
+                let held = keys.iter().filter(|k| model.iter().any(|(m, _)| m == *k));
+                let shared: FxHashSet<i64> = twice.chain(held.copied()).collect();
+                assert!(ids.foresee(shared));
+            }
+            let key = id_key(&id);
+            if ids.foreseen_new(key) {
+                assert!(!set.contains(&id), "{id} foreseen new, but used");
+                write_as_a_set(&mut ids, &id, &mut journal, &mut set);
+                continue;
+            }
+            let bucket = bucket_of(key) as usize;
             if ids.wants_bucket(bucket) == Some(true) {
                 let entries = model
                     .iter()
@@ -801,8 +879,23 @@ mod tests {
             known in 0usize..100,
             draws in prop::collection::vec(0u16..300, 0..400),
         ) {
-            write_by_key_against_a_set(0xC000_0000_0000_0000, known, &draws);
-            write_by_key_against_a_set(u64::MAX, known, &draws);
+            write_by_key_against_a_set(0xC000_0000_0000_0000, known, &draws, false);
+            write_by_key_against_a_set(u64::MAX, known, &draws, false);
+        }
+
+        /// The same, the ids foreseen: also when nearly every id shares
+        /// its fingerprint, and when nearly every id shares its key with
+        /// others (and so is looked up).
+        #[test]
+        fn a_writers_foreseen_ids_answer_as_a_set_does(
+            known in 0usize..100,
+            draws in prop::collection::vec(0u16..300, 0..400),
+        ) {
+            write_by_key_against_a_set(0xC000_0000_0000_0000, known, &draws, true);
+            write_by_key_against_a_set(u64::MAX, known, &draws, true);
+            KEY_MASK.set(0xff);
+            write_by_key_against_a_set(u64::MAX, known, &draws, true);
+            KEY_MASK.set(i64::MAX);
         }
 
         /// A writer's index, known ids by name and its own by fingerprint,

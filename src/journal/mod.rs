@@ -16,6 +16,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use rustc_hash::FxHashSet;
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
@@ -1283,6 +1284,38 @@ impl Writer {
     /// How many events are staged.
     pub fn staged(&self) -> usize {
         self.stage.len()
+    }
+
+    /// Tells a writer on a file's read model the keys of the ids the
+    /// append about to be staged will name (once for each time it names
+    /// one, [`domain::id_key`]), so that it looks up only those the model
+    /// holds or the append names twice (see `State::foresee_ids`). A
+    /// writer that cannot use them (no such model, a state that holds
+    /// fingerprints already, lines staged already, the model unreadable)
+    /// goes on as without them: whether it took them. Every id the append
+    /// then names must be among these keys: one that is not could be taken
+    /// for new when it repeats.
+    pub fn foresee_ids(&mut self, mut keys: Vec<i64>) -> bool {
+        let (Some(model), Some(_), Backing::File(_)) = (&self.model, self.from, &self.file) else {
+            return false;
+        };
+        if self.stage.len() > 0 {
+            return false;
+        }
+        keys.sort_unstable();
+        let mut shared: FxHashSet<i64> = keys
+            .windows(2)
+            .filter_map(|w| (w[0] == w[1]).then_some(w[0]))
+            .collect();
+        keys.dedup();
+        match model.id_keys_held(&keys) {
+            Ok(Some(held)) => shared.extend(held),
+            // A damaged bucket is met again, and dealt with, when an id
+            // of it is looked up.
+            Ok(None) | Err(_) => return false,
+        }
+        drop(keys);
+        self.state.foresee_ids(shared)
     }
 
     /// Says that the append about to be staged is expected to have

@@ -433,6 +433,15 @@ impl ReadModel {
         }
     }
 
+    /// The keys among `keys` (sorted) of ids the model holds; `None` for a
+    /// model in the journal's database, which is asked an id at a time.
+    pub fn id_keys_held(&self, keys: &[i64]) -> Result<Option<Vec<i64>>, ModelError> {
+        match self.rows()? {
+            Rows::Sqlite(c) => rows::keys_held(c, keys).map(Some),
+            Rows::Pg(..) => Ok(None),
+        }
+    }
+
     /// The whole state at `head`, for a reader that goes on folding new
     /// events into it after the model may have moved on (a follower).
     /// Having every entry, it is held to every invariant of a whole state
@@ -1496,6 +1505,97 @@ mod rebuild_tests {
             prop_assert_eq!(&rebuilt(&path, Some(State::auditing())), &by_names);
             prop_assert_eq!(&rebuilt(&path, Some(State::auditing_colliding())), &by_names);
         }
+    }
+}
+
+#[cfg(test)]
+mod foresight_tests {
+    use super::*;
+    use crate::domain::{Command, Request, id_key};
+    use crate::journal::{Outcome, Writer};
+    use crate::money::Decimal;
+
+    fn deposit<'a>(account: &'a str, amount: &str, id: &'a str) -> Request<'a> {
+        let amount = Decimal::parse_positive(amount).expect("amount");
+        Request {
+            id: Some(id),
+            ..Request::new(Command::Deposit { account, amount })
+        }
+    }
+
+    /// What a writer on the journal at `path` makes of `requests`, told
+    /// their ids ahead or not; nothing committed.
+    fn outcomes(
+        path: &Path,
+        requests: &[Request<'_>],
+        foresee: bool,
+    ) -> Vec<Result<Outcome, String>> {
+        let mut w = Writer::open(path).expect("open");
+        if foresee {
+            let keys = requests.iter().flat_map(Request::ids).map(id_key).collect();
+            assert!(w.foresee_ids(keys), "the writer takes the keys");
+        }
+        requests
+            .iter()
+            .map(|r| w.apply(r).map_err(|e| e.to_string()))
+            .collect()
+    }
+
+    /// A writer on a file's read model told the ids of its requests ahead
+    /// answers each as a writer that was not: a repeat of an id of the
+    /// model (the same command, or another), of one of its own, an id
+    /// named once, and a hold it places and captures by id.
+    #[test]
+    fn a_writer_told_its_ids_ahead_answers_as_one_that_was_not() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("j.jsonl");
+        let memo = "m".repeat(400);
+        let mut w = Writer::open(&path).expect("open");
+        w.apply(&Request::new(Command::create("a")))
+            .expect("create");
+        let ids: Vec<String> = (0..3000).map(|i| format!("k{i}")).collect();
+        for id in &ids {
+            let request = Request {
+                memo: Some(&memo),
+                ..deposit("a", "1", id)
+            };
+            w.apply(&request).expect("deposit");
+        }
+        w.commit().expect("commit");
+        drop(w);
+        assert!(path_of(&path).is_file(), "a model beside a long journal");
+        let hold = Decimal::parse_positive("2").expect("amount");
+        let requests = [
+            Request {
+                memo: Some(&memo),
+                ..deposit("a", "1", "k5")
+            },
+            deposit("a", "1", "n1"),
+            deposit("a", "1", "n2"),
+            deposit("a", "1", "n1"),
+            deposit("a", "3", "n2"),
+            deposit("a", "1", "k7"),
+            Request {
+                id: Some("h"),
+                ..Request::new(Command::Hold {
+                    account: "a",
+                    amount: hold,
+                    to: None,
+                    expires: None,
+                })
+            },
+            Request::new(Command::Capture {
+                target: crate::domain::Target::Id("h"),
+                amount: None,
+            }),
+            deposit("a", "1", "n3"),
+        ];
+        let told = outcomes(&path, &requests, true);
+        assert_eq!(told, outcomes(&path, &requests, false));
+        assert!(matches!(told[0], Ok(Outcome::Repeat(7))), "{told:?}");
+        assert!(matches!(told[3], Ok(Outcome::Repeat(_))), "{told:?}");
+        assert!(told[4].is_err() && told[5].is_err(), "{told:?}");
+        assert!(matches!(told[8], Ok(Outcome::Appended(_))), "{told:?}");
     }
 }
 

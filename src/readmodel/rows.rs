@@ -295,6 +295,9 @@ pub fn load_id(
     id_at: &mut IdAt<'_>,
 ) -> Result<(), ModelError> {
     let key = state.id_key(id);
+    if state.id_foreseen_new(key) {
+        return Ok(());
+    }
     let bucket = bucket_of(key);
     match state.wants_id_bucket(bucket_index(key)) {
         Some(true) => {
@@ -331,6 +334,24 @@ pub fn load_id(
         }
     }
     Ok(())
+}
+
+/// The keys among `keys` (sorted) that the model's ids have: each
+/// bucket they fall in read once, checked against its digest.
+pub fn keys_held(c: &Connection, keys: &[i64]) -> Result<Vec<i64>, ModelError> {
+    let mut held = Vec::new();
+    for run in keys.chunk_by(|a, b| bucket_of(*a) == bucket_of(*b)) {
+        let Some(&first) = run.first() else {
+            continue;
+        };
+        let mut entries: Vec<i64> = bucket_entries(c, bucket_of(first))?
+            .iter()
+            .map(|&e| entry_key(e))
+            .collect();
+        entries.sort_unstable();
+        held.extend(run.iter().filter(|k| entries.binary_search(k).is_ok()));
+    }
+    Ok(held)
 }
 
 /// The entries of bucket `bucket`, checked against its digest.

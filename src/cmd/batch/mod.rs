@@ -2,12 +2,15 @@
 //! evolving state, appended all at once or not at all (SPEC 4).
 
 use std::fs;
+use std::hash::BuildHasher;
 use std::io::{self, BufRead, IsTerminal, Read, Seek, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock};
 
-use crate::cli::{BatchArgs, WriteCommand};
+use crate::cli::BatchArgs;
 use crate::cmd::apply::{Applier, at_line};
 use crate::cmd::{Context, pipeline};
+use crate::domain::id_key;
 use crate::error::Error;
 use crate::journal::JournalError;
 use crate::journal::line;
@@ -25,41 +28,94 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
     if from_stdin && io::stdin().is_terminal() {
         super::note("reading commands from standard input; end with Ctrl-D");
     }
-    let (input, commands) = open_input(args, &ctx.path)?;
+    let input = open_input(args, &ctx.path)?;
+    let foreseen = foresee(&input, &ctx.path)?;
     let mut applier = Applier::open(ctx, args.dry_run)?;
-    applier.expect(commands);
+    applier.expect(input.commands.count);
+    let read_before = foreseen.and_then(|f| applier.foresee_ids(f.keys).then_some(f.digest));
     let parser = || {
         let mut grammar = Grammar::new();
         move |text: &[u8]| parse_line(&mut grammar, text).transpose()
     };
-    parse_lines(input, "the batch input", parser, |line, command| {
-        applier.apply(line, command)
-    })?;
+    let read = parse_lines(
+        input.reader()?,
+        "the batch input",
+        parser,
+        |line, command| applier.apply(line, command),
+    )?;
+    // The ids foreseen are only those of the text read before: a text
+    // changed since could repeat an id taken for new.
+    if read_before.is_some_and(|before| before != read) {
+        let changed = io::Error::other("it changed while the batch read it");
+        return Err(input.error(changed));
+    }
     applier.finish()
 }
 
-/// A batch's input, ready to be read line by line, and how many of its
-/// lines hold a command. A regular file is read as the lines are applied,
-/// with the journal locked: reading it never waits on anyone (it is read
-/// once before, to count). Anything else (stdin, a pipe, a device) could
-/// be a slow producer that would hold other writers up, so it is read to
-/// its end first, its lines bounded as the file's are, before the journal
-/// is locked: into memory, and past a few MiB into a nameless file beside
-/// the `journal` (so that memory does not grow with the batch).
-fn open_input(args: &BatchArgs, journal: &Path) -> Result<(Box<dyn BufRead + Send>, usize), Error> {
-    let path = args.input.as_deref().filter(|p| p.as_os_str() != "-");
-    let io_error = |e| match path {
+/// A batch's input, ready to be read, once to foresee its ids (see
+/// [`foresee`]) and once to apply it.
+struct Input {
+    source: Source,
+    /// The file it is read from; `None` for stdin.
+    path: Option<PathBuf>,
+    commands: Commands,
+}
+
+enum Source {
+    /// A regular file: the one given, or one that keeps stdin.
+    File(fs::File),
+    Memory(Arc<[u8]>),
+}
+
+impl Input {
+    /// A reader from its start.
+    fn reader(&self) -> Result<Box<dyn BufRead + Send>, Error> {
+        match &self.source {
+            Source::File(file) => {
+                let mut file = file.try_clone().map_err(|e| self.error(e))?;
+                file.rewind().map_err(|e| self.error(e))?;
+                Ok(Box::new(io::BufReader::with_capacity(READ_BUFFER, file)))
+            }
+            Source::Memory(text) => Ok(Box::new(io::Cursor::new(Arc::clone(text)))),
+        }
+    }
+
+    /// A failure to read it.
+    fn error(&self, e: io::Error) -> Error {
+        read_error(self.path.as_deref(), e)
+    }
+}
+
+fn read_error(path: Option<&Path>, e: io::Error) -> Error {
+    match path {
         Some(path) => Error::Journal(JournalError::io(path, "read batch file", e)),
         None => Error::Journal(JournalError::io("stdin".as_ref(), "read", e)),
-    };
+    }
+}
+
+/// A batch's input, and how many of its lines hold a command. A regular
+/// file is read as the lines are applied, with the journal locked: reading
+/// it never waits on anyone (it is read once before, to count). Anything
+/// else (stdin, a pipe, a device) could be a slow producer that would hold
+/// other writers up, so it is read to its end first, its lines bounded as
+/// the file's are, before the journal is locked: into memory, and past a
+/// few MiB into a nameless file beside the `journal` (so that memory does
+/// not grow with the batch).
+fn open_input(args: &BatchArgs, journal: &Path) -> Result<Input, Error> {
+    let path = args.input.as_deref().filter(|p| p.as_os_str() != "-");
+    let io_error = |e| read_error(path, e);
     let source: Box<dyn Read + Send> = match path {
         Some(path) => {
             let file = fs::File::open(path).map_err(io_error)?;
             let meta = file.metadata().map_err(io_error)?;
             if meta.file_type().is_file() {
                 let mut reader = io::BufReader::with_capacity(READ_BUFFER, file);
-                let commands = count_commands(&mut reader).map_err(io_error)?;
-                return Ok((Box::new(reader), commands));
+                let commands = count(&mut reader).map_err(io_error)?;
+                return Ok(Input {
+                    source: Source::File(reader.into_inner()),
+                    path: Some(path.to_owned()),
+                    commands,
+                });
             }
             Box::new(file)
         }
@@ -88,19 +144,77 @@ fn open_input(args: &BatchArgs, journal: &Path) -> Result<(Box<dyn BufRead + Sen
             text.clear();
         }
     }
+    let path = path.map(Path::to_owned);
     let Some(mut file) = spool else {
-        return Ok((Box::new(io::Cursor::new(text)), commands.count));
+        let source = Source::Memory(text.into());
+        return Ok(Input {
+            source,
+            path,
+            commands,
+        });
     };
-    file.write_all(&text)
-        .and_then(|()| file.rewind())
-        .map_err(spool_error)?;
-    let reader = io::BufReader::with_capacity(READ_BUFFER, file);
-    Ok((Box::new(reader), commands.count))
+    file.write_all(&text).map_err(spool_error)?;
+    Ok(Input {
+        source: Source::File(file),
+        path,
+        commands,
+    })
+}
+
+/// Batches of fewer commands than this are not foreseen (see
+/// [`foresee`]): the ids they name are looked up one by one, in as many
+/// of the model's buckets, which costs less than reading them twice.
+const FORESEE_MIN: usize = 4096;
+
+/// The ids a batch's input names, read before it is applied.
+struct Foreseen {
+    /// The key of each id, once for each time it is named.
+    keys: Vec<i64>,
+    /// A digest of the text they were read from.
+    digest: u64,
+}
+
+/// The keys of the ids `input` names (see `Writer::foresee_ids`), from a
+/// pass of its own before the journal is locked, parsed as it will be
+/// parsed then: for a batch of many commands that name ids, into a
+/// journal with a read model. Read once more, a batch of a million ids
+/// takes a fraction of a second; looked up one by one, their buckets
+/// taken in and held, the ids cost seconds and tens of MiB. `None` if not
+/// worth it, or if a line fails (the batch then meets it again).
+fn foresee(input: &Input, journal: &Path) -> Result<Option<Foreseen>, Error> {
+    let commands = &input.commands;
+    if commands.count < FORESEE_MIN
+        || !commands.mentions_ids
+        || !crate::readmodel::path_of(journal).is_file()
+    {
+        return Ok(None);
+    }
+    let parser = || {
+        let mut grammar = Grammar::new();
+        move |text: &[u8]| {
+            let command = parse_line(&mut grammar, text).transpose()?;
+            Some(command.map(|c| {
+                let mut keys = c.ids().map(id_key);
+                [keys.next(), keys.next()]
+            }))
+        }
+    };
+    let mut keys = Vec::with_capacity(commands.count);
+    let digest = parse_lines(input.reader()?, "the batch input", parser, |_, named| {
+        keys.extend(named?.into_iter().flatten());
+        Ok(())
+    });
+    Ok(digest.ok().map(|digest| Foreseen { keys, digest }))
 }
 
 /// Counts the lines of `file` that hold a command (see [`Commands`]),
 /// then rewinds it.
 pub(crate) fn count_commands(file: &mut io::BufReader<fs::File>) -> io::Result<usize> {
+    count(file).map(|commands| commands.count)
+}
+
+/// [`count_commands`], with whether the file names ids.
+fn count(file: &mut io::BufReader<fs::File>) -> io::Result<Commands> {
     let mut commands = Commands::default();
     loop {
         let bytes = fill(file)?;
@@ -112,7 +226,7 @@ pub(crate) fn count_commands(file: &mut io::BufReader<fs::File>) -> io::Result<u
         file.consume(n);
     }
     file.rewind()?;
-    Ok(commands.count)
+    Ok(commands)
 }
 
 /// Counts, as the input's bytes go by, the lines that hold a command:
@@ -125,10 +239,31 @@ struct Commands {
     /// Whether the line going by was counted or passed over already (its
     /// first byte other than a blank seen): the rest of it is skipped.
     within: bool,
+    /// Whether `-id` went by (in an `--id`, an `--of-id`, or only in a
+    /// name or a memo).
+    mentions_ids: bool,
+    /// The last two bytes fed, for a `-id` cut between two feeds.
+    tail: [u8; 2],
 }
 
 impl Commands {
-    fn feed(&mut self, mut bytes: &[u8]) {
+    fn feed(&mut self, bytes: &[u8]) {
+        if !self.mentions_ids {
+            let mut edge = [self.tail[0], self.tail[1], 0, 0];
+            let n = bytes.len().min(2);
+            edge[2..2 + n].copy_from_slice(&bytes[..n]);
+            self.mentions_ids = memchr::memmem::find(&edge[..2 + n], b"-id").is_some()
+                || memchr::memmem::find(bytes, b"-id").is_some();
+        }
+        if let [.., a, b] = bytes {
+            self.tail = [*a, *b];
+        } else if let [b] = bytes {
+            self.tail = [self.tail[1], *b];
+        }
+        self.count_lines(bytes);
+    }
+
+    fn count_lines(&mut self, mut bytes: &[u8]) {
         while let Some((&first, rest)) = bytes.split_first() {
             if self.within {
                 let Some(end) = memchr::memchr(b'\n', bytes) else {
@@ -226,18 +361,20 @@ const CHUNK: usize = 4096;
 const READ_BUFFER: usize = 1 << 20;
 
 /// Reads the lines of `input` (called `name` in a read error) and hands
-/// each command (or why its line has none), with its line number, to
-/// `apply`, in input order; stops at the first error `apply` returns. Each
-/// worker thread parses with a parser of its own, made by `parser`, which
-/// gives `None` for a line that holds no command (blank, a comment).
-pub(crate) fn parse_lines<P>(
+/// what each line parses to (a command, or why it has none), with its
+/// line number, to `apply`, in input order; stops at the first error
+/// `apply` returns. Gives a digest of the text read. Each worker thread
+/// parses with a parser of its own, made by `parser`, which gives `None`
+/// for a line that holds no command (blank, a comment).
+pub(crate) fn parse_lines<P, T>(
     input: Box<dyn BufRead + Send>,
     name: &str,
     parser: impl Fn() -> P + Sync,
-    mut apply: impl FnMut(usize, Result<WriteCommand, Error>) -> Result<(), Error>,
-) -> Result<(), Error>
+    mut apply: impl FnMut(usize, Result<T, Error>) -> Result<(), Error>,
+) -> Result<u64, Error>
 where
-    P: FnMut(&[u8]) -> Option<Result<WriteCommand, Error>>,
+    P: FnMut(&[u8]) -> Option<Result<T, Error>>,
+    T: Send,
 {
     let worker = || {
         let mut parse = parser();
@@ -251,17 +388,24 @@ where
                     let line = first + i;
                     parse(text).map(|r| (line, r.map_err(|e| at_line(line, e))))
                 }));
-                parsed
+                (DIGEST.hash_one(&text), parsed)
             }
-            Err(e) => vec![(0, Err(e))],
+            Err(e) => (0, vec![(0, Err(e))]),
         }
     };
-    pipeline::in_order(line_chunks(input, name), worker, 2, |parsed| {
+    let mut digest = 0;
+    pipeline::in_order(line_chunks(input, name), worker, 2, |(read, parsed)| {
+        digest = DIGEST.hash_one((digest, read));
         parsed
             .into_iter()
             .try_for_each(|(line, command)| apply(line, command))
-    })
+    })?;
+    Ok(digest)
 }
+
+/// Keyed per process, so that no text can be made to share another's
+/// digest; the same for every read of an input.
+static DIGEST: LazyLock<foldhash::quality::RandomState> = LazyLock::new(Default::default);
 
 /// Lines of the input (joined, the last `\n` left out) and the number of
 /// the first, or the error that ends the input.
@@ -299,7 +443,8 @@ fn line_chunks(
 
 #[cfg(test)]
 mod tests {
-    use super::Commands;
+    use super::{Commands, parse_lines};
+    use crate::error::Error;
 
     /// Blank lines and comments are not counted, wherever the input is
     /// cut into the pieces read.
@@ -312,5 +457,49 @@ mod tests {
             commands.feed(&text[cut..]);
             assert_eq!(commands.count, 3, "cut at {cut}");
         }
+    }
+
+    /// `-id` is seen wherever the input is cut, even across three
+    /// pieces, and only where it is.
+    #[test]
+    fn ids_are_seen_however_the_input_is_cut() {
+        let cases: [(&[u8], bool); 4] = [
+            (b"deposit a 1 --id k\n", true),
+            (b"create a\nreverse --of-id x", true),
+            (b"-id", true),
+            (b"deposit a 1 --memo i-d -i d\n", false),
+        ];
+        for (text, mentions) in cases {
+            for one in 0..=text.len() {
+                for two in one..=text.len() {
+                    let mut commands = Commands::default();
+                    for piece in [&text[..one], &text[one..two], &text[two..]] {
+                        commands.feed(piece);
+                    }
+                    assert_eq!(
+                        commands.mentions_ids, mentions,
+                        "{text:?} cut at {one}, {two}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The digest of what was read is the same for the same text, however
+    /// often it is read, and another for a text a byte apart (but for a
+    /// last newline, which ends the same lines).
+    #[test]
+    fn a_text_read_twice_has_one_digest_and_another_text_another() {
+        let read = |text: &str| {
+            let parser = || |line: &[u8]| (!line.is_empty()).then_some(Ok::<_, Error>(()));
+            let input = Box::new(std::io::Cursor::new(text.as_bytes().to_vec()));
+            parse_lines(input, "text", parser, |_, _| Ok(())).expect("read")
+        };
+        let text: String = (0..10_000)
+            .map(|i| format!("deposit a 1 --id k{i}\n"))
+            .collect();
+        assert_eq!(read(&text), read(&text));
+        assert_ne!(read(&text), read(&text.replacen("k5000", "k5001", 1)));
+        assert_ne!(read(&text), read(&text[..text.len() - 2]));
     }
 }

@@ -148,7 +148,7 @@ pub(super) fn import(
             (!text.iter().all(u8::is_ascii_whitespace)).then(|| command(text, &mut templates))
         }
     };
-    parse_lines(input, name, parser, apply)
+    parse_lines(input, name, parser, apply).map(drop)
 }
 
 /// The write command of one line.
