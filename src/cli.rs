@@ -330,6 +330,21 @@ impl WriteCommand {
         }
     }
 
+    /// The accounts it names (a reversal's, a capture's and a release's
+    /// are in the events they name, and not here).
+    pub fn accounts(&self) -> [Option<&str>; 2] {
+        match self {
+            WriteCommand::Create(a) => [Some(&a.account), None],
+            WriteCommand::Deposit(a) | WriteCommand::Withdraw(a) => [Some(&a.account), None],
+            WriteCommand::Transfer(a) => [Some(&a.from), Some(&a.to)],
+            WriteCommand::Close(a) => [Some(&a.account), None],
+            WriteCommand::Hold(a) => [Some(&a.account), a.to.as_deref()],
+            WriteCommand::Reverse(_) | WriteCommand::Capture(_) | WriteCommand::Release(_) => {
+                [None, None]
+            }
+        }
+    }
+
     /// Every `--id` and `--of-id` it names: all the ids the request made
     /// of it names ([`Request::ids`](crate::domain::Request::ids)), and
     /// more when it is refused for naming too many.

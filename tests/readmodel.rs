@@ -408,11 +408,14 @@ fn batch_naming_ids(n: usize, memo: &str) -> String {
 /// very lines and prints the very answers that it does into the same
 /// journal without its model (whose writer knows every id, replayed); an
 /// id reused for another command is refused by both, the journal left as
-/// it was. From a file and from stdin.
+/// it was. From a file and from stdin, with helper threads and without.
 #[test]
 fn a_long_batch_that_reads_its_ids_ahead_does_what_it_does_without_a_model() {
-    let run = |env: &TestEnv, input: &str, stdin: bool| {
+    let run = |env: &TestEnv, input: &str, stdin: bool, threads: bool| {
         let mut cmd = env.cmd();
+        if !threads {
+            cmd.env("LEDGER_TEST_NO_THREADS", "1");
+        }
         match stdin {
             true => cmd
                 .args(["--json", "batch", "-"])
@@ -424,7 +427,15 @@ fn a_long_batch_that_reads_its_ids_ahead_does_what_it_does_without_a_model() {
         let stderr = String::from_utf8_lossy(&out.stderr).replace(&dir, "DIR");
         (out.status.code(), out.stdout, stderr, env.bytes())
     };
-    for (reuse, stdin) in [(false, false), (false, true), (true, false), (true, true)] {
+    let cases = [
+        (false, false, true),
+        (false, true, true),
+        (true, false, true),
+        (true, true, true),
+        (false, false, false),
+        (true, true, false),
+    ];
+    for (reuse, stdin, threads) in cases {
         let (env, _, memo) = long_journal_with_ids();
         assert!(readmodel::path_of(&env.journal).is_file());
         let before = env.bytes();
@@ -435,9 +446,9 @@ fn a_long_batch_that_reads_its_ids_ahead_does_what_it_does_without_a_model() {
         let input = env.file("in.txt", &text);
         let twin = TestEnv::new();
         twin.write(&before);
-        let (code, stdout, stderr, bytes) = run(&env, &input, stdin);
-        let twins = run(&twin, &input, stdin);
-        let case = format!("reuse {reuse}, stdin {stdin}");
+        let (code, stdout, stderr, bytes) = run(&env, &input, stdin, threads);
+        let twins = run(&twin, &input, stdin, threads);
+        let case = format!("reuse {reuse}, stdin {stdin}, threads {threads}");
         assert_eq!((code, &stderr), (twins.0, &twins.2), "{case}");
         assert!(stdout == twins.1, "{case}: the outputs differ");
         assert!(bytes == twins.3, "{case}: the journals differ");

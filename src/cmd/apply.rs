@@ -109,9 +109,11 @@ impl<'c> Applier<'c> {
     }
 
     /// Tells the writer the keys of the ids the records will name (see
-    /// [`Writer::foresee_ids`]): whether it took them.
-    pub fn foresee_ids(&mut self, keys: Vec<i64>) -> bool {
-        self.writer.foresee_ids(keys)
+    /// [`Writer::foresee_ids`]), and about how many accounts they name
+    /// ([`Writer::expect_accounts`]): whether it took the keys.
+    pub fn foresee(&mut self, keys: Vec<i64>, accounts: usize) -> Result<bool, Error> {
+        self.writer.expect_accounts(accounts)?;
+        Ok(self.writer.foresee_ids(keys))
     }
 
     /// Applies the record at `line` (its command, or why it has none).

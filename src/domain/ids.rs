@@ -593,14 +593,15 @@ impl Ids {
         }
     }
 
-    /// Foresees the ids an append will name: `shared` holds the keys,
-    /// among theirs, that the read model holds or that the append names
-    /// more than once; any other id it names is new (unless known by name:
-    /// one of the lines after the model's head) and named once, and is
-    /// then neither looked up nor kept. Only for an index that
-    /// fingerprints by key and holds no fingerprint yet (the model's ids
-    /// are then all in its buckets); `false`, and nothing changes, for any
-    /// other.
+    /// Foresees the ids an append names, those it has named already
+    /// included: `shared` holds the keys, among theirs, that the read model
+    /// holds or that the append names more than once. Any other id it names
+    /// from now on is new (unless known by name: one of the lines after the
+    /// model's head) and named once, and is then neither looked up nor
+    /// kept. (Those it named before are kept as before: a key named
+    /// then and again now is shared.) Only for an index that fingerprints
+    /// by key, whose fingerprints are the model's buckets taken in and the
+    /// append's own ids; `false`, and nothing changes, for any other.
     pub fn foresee(&mut self, shared: FxHashSet<i64>) -> bool {
         let Some(
             prints @ Prints {
@@ -611,9 +612,6 @@ impl Ids {
         else {
             return false;
         };
-        if prints.entries().next().is_some() {
-            return false;
-        }
         prints.foreseen = Some(shared);
         true
     }
@@ -820,10 +818,11 @@ mod tests {
     /// first `known` ids are the model's, each bucket taken in whole (by
     /// key and seq, no names) when an id of it is first asked, as
     /// `rows::load_id` does; every suspicion is settled against the lines.
-    /// With `foresee`, the writer is told first which of the keys of the
-    /// ids it will be asked the model holds or it will be asked twice (as
-    /// `Writer::foresee_ids` does), and skips the others.
-    fn write_by_key_against_a_set(mask: u64, known: usize, draws: &[u16], foresee: bool) {
+    /// With `foresee`, the writer is told, after that many of its own ids,
+    /// which of the keys of all the ids it is asked the model holds or it
+    /// is asked twice (as `Writer::foresee_ids` does), and skips the
+    /// others from then on.
+    fn write_by_key_against_a_set(mask: u64, known: usize, draws: &[u16], foresee: Option<usize>) {
         let mut ids = Ids {
             prints: Some(Prints::with(Hasher::IdKey, mask)),
             ..Ids::default()
@@ -840,7 +839,7 @@ mod tests {
                 }
                 continue;
             }
-            if i == known && foresee {
+            if Some(i) == foresee.map(|after| known + after) {
                 let mut keys: Vec<i64> = draws[known..]
                     .iter()
                     .map(|d| id_key(&format!("id-{d}")))
@@ -879,8 +878,8 @@ mod tests {
             known in 0usize..100,
             draws in prop::collection::vec(0u16..300, 0..400),
         ) {
-            write_by_key_against_a_set(0xC000_0000_0000_0000, known, &draws, false);
-            write_by_key_against_a_set(u64::MAX, known, &draws, false);
+            write_by_key_against_a_set(0xC000_0000_0000_0000, known, &draws, None);
+            write_by_key_against_a_set(u64::MAX, known, &draws, None);
         }
 
         /// The same, the ids foreseen: also when nearly every id shares
@@ -889,12 +888,13 @@ mod tests {
         #[test]
         fn a_writers_foreseen_ids_answer_as_a_set_does(
             known in 0usize..100,
+            after in prop_oneof![Just(0usize), 0usize..300],
             draws in prop::collection::vec(0u16..300, 0..400),
         ) {
-            write_by_key_against_a_set(0xC000_0000_0000_0000, known, &draws, true);
-            write_by_key_against_a_set(u64::MAX, known, &draws, true);
+            write_by_key_against_a_set(0xC000_0000_0000_0000, known, &draws, Some(after));
+            write_by_key_against_a_set(u64::MAX, known, &draws, Some(after));
             KEY_MASK.set(0xff);
-            write_by_key_against_a_set(u64::MAX, known, &draws, true);
+            write_by_key_against_a_set(u64::MAX, known, &draws, Some(after));
             KEY_MASK.set(i64::MAX);
         }
 

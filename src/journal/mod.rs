@@ -1130,16 +1130,34 @@ impl Writer {
     /// read about 70 % of the pages. Asked at 65,536 accounts, then at
     /// each doubling.
     fn load_every_account_if_most(&mut self) -> Result<(), JournalError> {
-        let (Some(model), Some(_), Backing::File(_)) = (&self.model, self.from, &self.file) else {
-            return Ok(());
-        };
         let loaded = self.state.account_count();
         let Some(look) = self.accounts_next_look.filter(|&look| loaded >= look) else {
             return Ok(());
         };
         self.accounts_next_look = look.checked_mul(2);
+        self.load_every_account_if_half(loaded)
+    }
+
+    /// Tells a writer on a file's read model that its append names about
+    /// `accounts` accounts (a batch's, read ahead): if that is half of
+    /// the model's or more, every account is loaded now, in one pass,
+    /// rather than a page at a time until half of them are.
+    pub fn expect_accounts(&mut self, accounts: usize) -> Result<(), JournalError> {
+        match self.accounts_next_look {
+            Some(_) => self.load_every_account_if_half(accounts),
+            None => Ok(()),
+        }
+    }
+
+    /// Loads every account of a file's read model into the partial state
+    /// if `named` is at least half of them (see
+    /// [`Writer::load_every_account_if_most`]).
+    fn load_every_account_if_half(&mut self, named: usize) -> Result<(), JournalError> {
+        let (Some(model), Some(_), Backing::File(_)) = (&self.model, self.from, &self.file) else {
+            return Ok(());
+        };
         match model.account_count() {
-            Ok(every) if loaded < every / 2 => return Ok(()),
+            Ok(every) if named < every / 2 => return Ok(()),
             Ok(_) => {}
             Err(_) => return self.fall_back(),
         }
@@ -1286,22 +1304,19 @@ impl Writer {
         self.stage.len()
     }
 
-    /// Tells a writer on a file's read model the keys of the ids the
-    /// append about to be staged will name (once for each time it names
-    /// one, [`domain::id_key`]), so that it looks up only those the model
-    /// holds or the append names twice (see `State::foresee_ids`). A
-    /// writer that cannot use them (no such model, a state that holds
-    /// fingerprints already, lines staged already, the model unreadable)
-    /// goes on as without them: whether it took them. Every id the append
-    /// then names must be among these keys: one that is not could be taken
-    /// for new when it repeats.
+    /// Tells a writer on a file's read model the keys of the ids its
+    /// append names (once for each time it names one, the requests
+    /// applied already included; [`domain::id_key`]), so that from now on
+    /// it looks up only those the model holds or the append names twice
+    /// (see `State::foresee_ids`). A writer that cannot use them (no such
+    /// model, one that gave it up for the whole state, the model
+    /// unreadable) goes on as without them: whether it took them. Every
+    /// id the append names must be among these keys: one that is not could
+    /// be taken for new when it repeats.
     pub fn foresee_ids(&mut self, mut keys: Vec<i64>) -> bool {
         let (Some(model), Some(_), Backing::File(_)) = (&self.model, self.from, &self.file) else {
             return false;
         };
-        if self.stage.len() > 0 {
-            return false;
-        }
         keys.sort_unstable();
         let mut shared: FxHashSet<i64> = keys
             .windows(2)

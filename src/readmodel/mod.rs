@@ -1524,25 +1524,28 @@ mod foresight_tests {
     }
 
     /// What a writer on the journal at `path` makes of `requests`, told
-    /// their ids ahead or not; nothing committed.
+    /// their ids once it has applied `foresee` of them, or never; nothing
+    /// committed.
     fn outcomes(
         path: &Path,
         requests: &[Request<'_>],
-        foresee: bool,
+        foresee: Option<usize>,
     ) -> Vec<Result<Outcome, String>> {
         let mut w = Writer::open(path).expect("open");
-        if foresee {
-            let keys = requests.iter().flat_map(Request::ids).map(id_key).collect();
-            assert!(w.foresee_ids(keys), "the writer takes the keys");
+        let mut outcomes = Vec::new();
+        for (i, request) in requests.iter().enumerate() {
+            if foresee == Some(i) {
+                let keys = requests.iter().flat_map(Request::ids).map(id_key).collect();
+                assert!(w.foresee_ids(keys), "the writer takes the keys");
+            }
+            outcomes.push(w.apply(request).map_err(|e| e.to_string()));
         }
-        requests
-            .iter()
-            .map(|r| w.apply(r).map_err(|e| e.to_string()))
-            .collect()
+        outcomes
     }
 
-    /// A writer on a file's read model told the ids of its requests ahead
-    /// answers each as a writer that was not: a repeat of an id of the
+    /// A writer on a file's read model told the ids of its requests,
+    /// before it applies them or after any number of them, answers each
+    /// as a writer that was not: a repeat of an id of the
     /// model (the same command, or another), of one of its own, an id
     /// named once, and a hold it places and captures by id.
     #[test]
@@ -1590,8 +1593,15 @@ mod foresight_tests {
             }),
             deposit("a", "1", "n3"),
         ];
-        let told = outcomes(&path, &requests, true);
-        assert_eq!(told, outcomes(&path, &requests, false));
+        let told = outcomes(&path, &requests, Some(0));
+        assert_eq!(told, outcomes(&path, &requests, None));
+        for after in 1..requests.len() {
+            assert_eq!(
+                outcomes(&path, &requests, Some(after)),
+                told,
+                "after {after}"
+            );
+        }
         assert!(matches!(told[0], Ok(Outcome::Repeat(7))), "{told:?}");
         assert!(matches!(told[3], Ok(Outcome::Repeat(_))), "{told:?}");
         assert!(told[4].is_err() && told[5].is_err(), "{told:?}");
