@@ -470,6 +470,42 @@ fn a_long_batch_that_reads_its_ids_ahead_does_what_it_does_without_a_model() {
     }
 }
 
+/// A batch whose input changes between the reading that foresees its ids
+/// and the one that applies it is refused, the journal left as it was:
+/// here the changed text names `n11` twice, which the ids read ahead took
+/// for new, and applied without that check the batch would append it
+/// twice. The batch waits on the journal's lock, held here, while the
+/// text changes.
+#[test]
+fn a_batch_whose_input_changes_after_its_ids_were_read_is_refused() {
+    let (env, _, memo) = long_journal_with_ids();
+    let before = env.bytes();
+    let text = batch_naming_ids(5000, &memo);
+    let input = env.file("in.txt", &text);
+    let held = fs::File::open(&env.journal).expect("journal");
+    held.lock().expect("lock");
+    let batch = env
+        .process()
+        .args(["-f", &env.journal.to_string_lossy(), "batch", &input])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("batch");
+    // Long enough to count and read ahead 5,000 lines, then wait.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    fs::write(&input, format!("{text}deposit b 7 --id n11\n")).expect("rewrite");
+    held.unlock().expect("unlock");
+    let out = batch.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("changed while the batch read it"),
+        "{stderr}"
+    );
+    assert!(env.bytes() == before, "the journal changed");
+    env.ok("verify");
+}
+
 /// A batch that creates a journal long enough for a model writes the
 /// model once: the ids it appended are in it, so a repeat of one is a
 /// repeat (it was appended a second time when the writer's drop rebuilt

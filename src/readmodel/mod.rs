@@ -1567,6 +1567,22 @@ mod foresight_tests {
         w.commit().expect("commit");
         drop(w);
         assert!(path_of(&path).is_file(), "a model beside a long journal");
+        // Two ids after the model's head: the model put back as it was
+        // before them, they are read from the journal, by name.
+        let model: Vec<(PathBuf, Vec<u8>)> = ["", "-wal", "-shm"]
+            .iter()
+            .map(|suffix| suffixed(&path_of(&path), suffix))
+            .filter_map(|p| Some((p.clone(), std::fs::read(&p).ok()?)))
+            .collect();
+        let mut w = Writer::open(&path).expect("open");
+        for id in ["t1", "t2"] {
+            w.apply(&deposit("a", "1", id)).expect("deposit");
+        }
+        w.commit().expect("commit");
+        drop(w);
+        for (p, bytes) in &model {
+            std::fs::write(p, bytes).expect("put the model back");
+        }
         let hold = Decimal::parse_positive("2").expect("amount");
         let requests = [
             Request {
@@ -1592,6 +1608,8 @@ mod foresight_tests {
                 amount: None,
             }),
             deposit("a", "1", "n3"),
+            deposit("a", "1", "t1"),
+            deposit("a", "2", "t2"),
         ];
         let told = outcomes(&path, &requests, Some(0));
         assert_eq!(told, outcomes(&path, &requests, None));
@@ -1606,6 +1624,8 @@ mod foresight_tests {
         assert!(matches!(told[3], Ok(Outcome::Repeat(_))), "{told:?}");
         assert!(told[4].is_err() && told[5].is_err(), "{told:?}");
         assert!(matches!(told[8], Ok(Outcome::Appended(_))), "{told:?}");
+        assert!(matches!(told[9], Ok(Outcome::Repeat(3002))), "{told:?}");
+        assert!(told[10].is_err(), "{told:?}");
     }
 }
 
