@@ -1310,9 +1310,10 @@ impl Writer {
     /// it looks up only those the model holds or the append names twice
     /// (see `State::foresee_ids`). A writer that cannot use them (no such
     /// model, one that gave it up for the whole state, the model
-    /// unreadable) goes on as without them: whether it took them. Every
-    /// id the append names must be among these keys: one that is not could
-    /// be taken for new when it repeats.
+    /// unreadable) or would gain little (more than a quarter of the ids
+    /// used before or named twice) goes on as without them: whether it
+    /// took them. Every id the append names must be among these keys: one
+    /// that is not could be taken for new when it repeats.
     pub fn foresee_ids(&mut self, mut keys: Vec<i64>) -> bool {
         let (Some(model), Some(_), Backing::File(_)) = (&self.model, self.from, &self.file) else {
             return false;
@@ -1328,6 +1329,11 @@ impl Writer {
             // A damaged bucket is met again, and dealt with, when an id
             // of it is looked up.
             Ok(None) | Err(_) => return false,
+        }
+        // Mostly ids used before (a batch run again): nearly all would be
+        // looked up anyway, and the set would only cost memory.
+        if shared.len() > keys.len() / 4 {
+            return false;
         }
         drop(keys);
         self.state.foresee_ids(shared)

@@ -1611,6 +1611,12 @@ mod foresight_tests {
             deposit("a", "1", "t1"),
             deposit("a", "2", "t2"),
         ];
+        // Mostly new ids, as a long batch's are: a writer told of ids
+        // mostly used before does not take them.
+        let fresh: Vec<String> = (0..40).map(|i| format!("f{i}")).collect();
+        let requests: Vec<Request<'_>> = (requests.into_iter())
+            .chain(fresh.iter().map(|id| deposit("a", "1", id)))
+            .collect();
         let told = outcomes(&path, &requests, Some(0));
         assert_eq!(told, outcomes(&path, &requests, None));
         for after in 1..requests.len() {
@@ -1626,6 +1632,9 @@ mod foresight_tests {
         assert!(matches!(told[8], Ok(Outcome::Appended(_))), "{told:?}");
         assert!(matches!(told[9], Ok(Outcome::Repeat(3002))), "{told:?}");
         assert!(told[10].is_err(), "{told:?}");
+        let mut w = Writer::open(&path).expect("open");
+        let used_before = ["k1", "k2", "f0"].map(id_key).to_vec();
+        assert!(!w.foresee_ids(used_before), "mostly ids used before");
     }
 }
 
