@@ -479,10 +479,9 @@ impl State {
         self.ids.wants_bucket(bucket)
     }
 
-    /// Foresees the ids an append will name (see `Ids::foresee`):
-    /// `shared`, the keys of those the read model holds or the append
-    /// names more than once. `false` unless the state fingerprints by key
-    /// and knows no id yet.
+    /// Foresees the ids an append names (see `Ids::foresee`): `shared`,
+    /// the keys of those the read model holds or the append names more
+    /// than once. `false` unless the state fingerprints by key.
     pub fn foresee_ids(&mut self, shared: FxHashSet<i64>) -> bool {
         self.ids.foresee(shared)
     }

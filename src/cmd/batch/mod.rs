@@ -251,8 +251,8 @@ fn foresee(input: &Input) -> Option<Foreseen> {
 }
 
 /// About how many distinct values there were, from their hashes: the
-/// smallest [`SKETCH`] of them kept (k minimum values), a few percent off
-/// past that many. Enough to tell a batch into most of a million accounts
+/// smallest [`SKETCH`] of them kept (k minimum values); exact below that
+/// many, a few percent off from there on. Enough to tell a batch into most of a million accounts
 /// from one into a few, before it starts.
 #[derive(Default)]
 struct Distinct(BTreeSet<u64>);
@@ -580,18 +580,28 @@ mod tests {
         assert_ne!(read(&text), read(&text[..text.len() - 2]));
     }
 
-    /// The distinct values counted are exact up to the sketch's size, and
-    /// within a few percent past it, however often each comes.
+    /// The distinct values counted are exact below the sketch's size, and
+    /// within a few percent from it on, however often each comes. (With
+    /// a fixed seed: the error past the sketch's size is a matter of
+    /// chance, three percent on average.)
     #[test]
     fn distinct_values_are_counted_exactly_then_within_a_few_percent() {
-        let hasher = foldhash::quality::RandomState::default();
-        for (n, repeats) in [(0, 1), (10, 100), (SKETCH, 3), (50_000, 2), (1_000_000, 1)] {
+        let hasher = foldhash::quality::FixedState::with_seed(7);
+        let cases = [
+            (0, 1),
+            (10, 100),
+            (SKETCH - 1, 3),
+            (SKETCH, 2),
+            (50_000, 2),
+            (1_000_000, 1),
+        ];
+        for (n, repeats) in cases {
             let mut distinct = Distinct::default();
             for _ in 0..repeats {
                 (0..n).for_each(|i| distinct.add(hasher.hash_one(i)));
             }
             let estimate = distinct.estimate();
-            match n <= SKETCH {
+            match n < SKETCH {
                 true => assert_eq!(estimate, n),
                 false => assert!(estimate.abs_diff(n) < n / 10, "{n}: {estimate}"),
             }
