@@ -252,8 +252,8 @@ fn foresee(input: &Input) -> Option<Foreseen> {
 
 /// About how many distinct values there were, from their hashes: the
 /// smallest [`SKETCH`] of them kept (k minimum values); exact below that
-/// many, a few percent off from there on. Enough to tell a batch into most of a million accounts
-/// from one into a few, before it starts.
+/// many, a few percent off from there on. Enough to tell a batch into
+/// most of a million accounts from one into a few, before it starts.
 #[derive(Default)]
 struct Distinct(BTreeSet<u64>);
 
