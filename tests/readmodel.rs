@@ -470,40 +470,164 @@ fn a_long_batch_that_reads_its_ids_ahead_does_what_it_does_without_a_model() {
     }
 }
 
-/// A batch whose input changes between the reading that foresees its ids
-/// and the one that applies it is refused, the journal left as it was:
-/// here the changed text names `n11` twice, which the ids read ahead took
-/// for new, and applied without that check the batch would append it
-/// twice. The batch waits on the journal's lock, held here, while the
-/// text changes.
+/// The records of a batch (as [`batch_naming_ids`] writes them) as JSON
+/// Lines for `import`.
+fn as_jsonl(batch: &str) -> String {
+    let mut text = String::new();
+    for line in batch.lines() {
+        let mut words = line.split(' ');
+        let command = words.next().expect("a command");
+        let mut record = serde_json::Map::new();
+        record.insert("command".into(), command.into());
+        let positional: &[&str] = match command {
+            "create" => &["account"],
+            "deposit" | "hold" => &["account", "amount"],
+            _ => &[],
+        };
+        for key in positional {
+            record.insert((*key).into(), words.next().expect("an argument").into());
+        }
+        while let (Some(option), Some(value)) = (words.next(), words.next()) {
+            let key = option.trim_start_matches("--").replace('-', "_");
+            record.insert(key, value.into());
+        }
+        text.push_str(&serde_json::Value::Object(record).to_string());
+        text.push('\n');
+    }
+    text
+}
+
+/// A CSV of `n` deposits into `a` (of [`long_journal_with_ids`]), each
+/// with the reference `n0`, `n1`, …, and one row twice.
+fn csv_naming_ids(n: usize) -> String {
+    let mut text = String::from("Account,Amount,Ref\n");
+    for i in 0..n {
+        text.push_str(&format!("a,1.{:02},n{i}\n", i % 100));
+    }
+    text.push_str("a,1.05,n5\n");
+    text
+}
+
+/// A long import reads its ids ahead as a long batch does (JSON Lines, or
+/// a CSV whose ids are given or made from the rows), and appends the very
+/// lines and prints the very answers that it does into the same journal
+/// without its model; an id reused for another command is refused by
+/// both, the journal left as it was.
 #[test]
-fn a_batch_whose_input_changes_after_its_ids_were_read_is_refused() {
-    let (env, _, memo) = long_journal_with_ids();
-    let before = env.bytes();
-    let text = batch_naming_ids(5000, &memo);
-    let input = env.file("in.txt", &text);
-    let held = fs::File::open(&env.journal).expect("journal");
-    held.lock().expect("lock");
-    let batch = env
-        .process()
-        .args(["-f", &env.journal.to_string_lossy(), "batch", &input])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("batch");
-    // Long enough to count and read ahead 5,000 lines, then wait.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    fs::write(&input, format!("{text}deposit b 7 --id n11\n")).expect("rewrite");
-    held.unlock().expect("unlock");
-    let out = batch.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(4), "{stderr}");
-    assert!(
-        stderr.contains("changed while the batch read it"),
-        "{stderr}"
-    );
-    assert!(env.bytes() == before, "the journal changed");
-    env.ok("verify");
+fn a_long_import_that_reads_its_ids_ahead_does_what_it_does_without_a_model() {
+    let jsonl = |memo: &str| as_jsonl(&batch_naming_ids(5000, memo));
+    let given = "account = \"{Account}\"\namount = \"{Amount}\"\nid = \"{Ref}\"\n";
+    let made = "account = \"{Account}\"\namount = \"{Amount}\"\n";
+    let cases = [
+        ("in.jsonl", None, false),
+        ("in.jsonl", None, true),
+        ("in.csv", Some(given), false),
+        ("in.csv", Some(given), true),
+        ("in.csv", Some(made), false),
+    ];
+    for (name, rules, reuse) in cases {
+        let (env, _, memo) = long_journal_with_ids();
+        let before = env.bytes();
+        let mut text = match rules {
+            Some(_) => csv_naming_ids(5000),
+            None => jsonl(&memo),
+        };
+        if reuse {
+            text.push_str(match rules {
+                Some(_) => "a,2.00,n9\n",
+                None => {
+                    "{\"command\":\"deposit\",\"account\":\"b\",\"amount\":\"2\",\"id\":\"n9\"}\n"
+                }
+            });
+        }
+        let input = env.file(name, &text);
+        let mut args = vec!["--json", "import", &input];
+        let rules_file = rules.map(|r| env.file("rules.toml", r));
+        if let Some(rules) = &rules_file {
+            args.extend(["--rules", rules]);
+        }
+        let twin = TestEnv::new();
+        twin.write(&before);
+        let run = |env: &TestEnv| {
+            let out = env.cmd().args(&args).output().expect("run");
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            (out.status.code(), stderr, out.stdout, env.bytes())
+        };
+        let (code, stderr, stdout, bytes) = run(&env);
+        let twins = run(&twin);
+        let case = format!("{name}, rules {rules:?}, reuse {reuse}");
+        assert_eq!((code, &stderr), (twins.0, &twins.1), "{case}");
+        assert!(stdout == twins.2, "{case}: the outputs differ");
+        assert!(bytes == twins.3, "{case}: the journals differ");
+        match reuse {
+            false => {
+                assert_eq!(code, Some(0), "{case}: {stderr}");
+                let seqs = String::from_utf8_lossy(&stdout).matches("\"seq\"").count();
+                assert!(seqs > 5000, "{case}: {seqs} events printed");
+                env.ok("verify");
+            }
+            true => {
+                assert!(
+                    stderr.contains("id n9 was already used"),
+                    "{case}: {stderr}"
+                );
+                assert!(bytes == before, "{case}: the journal changed");
+            }
+        }
+    }
+}
+
+/// A batch or an import whose input changes between the reading that
+/// foresees its ids and the one that applies it is refused, the journal
+/// left as it was: here the changed text names `n11` twice, which the ids
+/// read ahead took for new, and applied without that check it would be
+/// appended twice. The command waits on the journal's lock, held here,
+/// while the text changes.
+#[test]
+fn a_write_whose_input_changes_after_its_ids_were_read_is_refused() {
+    let rules = "account = \"{Account}\"\namount = \"{Amount}\"\nid = \"{Ref}\"\n";
+    let cases = [
+        ("in.txt", "deposit b 7 --id n11\n", None),
+        ("in.csv", "a,7.00,n11\n", Some(rules)),
+    ];
+    for (name, added, rules) in cases {
+        let (env, _, memo) = long_journal_with_ids();
+        let before = env.bytes();
+        let text = match rules {
+            Some(_) => csv_naming_ids(5000),
+            None => batch_naming_ids(5000, &memo),
+        };
+        let input = env.file(name, &text);
+        let journal = env.journal.to_string_lossy().into_owned();
+        let mut args = vec!["-f", &journal];
+        let rules_file = rules.map(|r| env.file("rules.toml", r));
+        match &rules_file {
+            Some(rules) => args.extend(["import", &input, "--rules", rules]),
+            None => args.extend(["batch", &input]),
+        }
+        let held = fs::File::open(&env.journal).expect("journal");
+        held.lock().expect("lock");
+        let write = env
+            .process()
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // Long enough to count and read ahead 5,000 lines, then wait.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        fs::write(&input, format!("{text}{added}")).expect("rewrite");
+        held.unlock().expect("unlock");
+        let out = write.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{name}: {stderr}");
+        assert!(
+            stderr.contains("changed while it was read"),
+            "{name}: {stderr}"
+        );
+        assert!(env.bytes() == before, "{name}: the journal changed");
+        env.ok("verify");
+    }
 }
 
 /// A batch that creates a journal long enough for a model writes the

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod chart;
 pub mod copy;
 pub mod export;
+mod foresee;
 pub mod history;
 pub mod import;
 mod pipeline;

@@ -1,18 +1,15 @@
 //! `ledger batch`: many write commands, validated in order against the
 //! evolving state, appended all at once or not at all (SPEC 4).
 
-use std::collections::BTreeSet;
 use std::fs;
-use std::hash::BuildHasher;
 use std::io::{self, BufRead, IsTerminal, Read, Seek, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use crate::cli::BatchArgs;
 use crate::cmd::apply::{Applier, at_line};
+use crate::cmd::foresee::{self, Digesting, Named, Names, ReadAt};
 use crate::cmd::{Context, pipeline};
-use crate::domain::id_key;
 use crate::error::Error;
 use crate::journal::JournalError;
 use crate::journal::line;
@@ -31,37 +28,31 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
         super::note("reading commands from standard input; end with Ctrl-D");
     }
     let input = open_input(args, &ctx.path)?;
+    let commands = &input.commands;
     // Read before the journal is locked, as the count is.
-    let foreseen = worth_foreseeing(&input, &ctx.path)
-        .then(|| foresee(&input))
+    let foreseen = foresee::worth(commands.count, commands.mentions_ids, &ctx.path)
+        .then(|| read_ahead(&input))
         .flatten();
     let mut applier = Applier::open(ctx, args.dry_run)?;
-    applier.expect(input.commands.count);
+    applier.expect(commands.count);
     let read_before = match foreseen {
-        Some(f) => applier.foresee(f.keys, f.accounts)?.then_some(f.digest),
+        Some((names, read)) => names.tell(&mut applier, &read)?,
         None => None,
     };
     let parser = || {
         let mut grammar = Grammar::new();
         move |text: &[u8]| parse_line(&mut grammar, text).transpose()
     };
-    let read = parse_lines(
-        input.reader()?,
-        "the batch input",
-        parser,
-        |line, command| applier.apply(line, command),
-    )?;
-    // The ids foreseen are only those of the text read before: a text
-    // changed since could repeat an id taken for new.
-    if read_before.is_some_and(|before| before != read) {
-        let changed = io::Error::other("it changed while the batch read it");
-        return Err(input.error(changed));
-    }
+    let (reader, read) = input.reader()?;
+    parse_lines(reader, "the batch input", parser, |line, command| {
+        applier.apply(line, command)
+    })?;
+    foresee::check(read_before, &read).map_err(|e| input.error(e))?;
     applier.finish()
 }
 
 /// A batch's input, ready to be read, once to foresee its ids (see
-/// [`foresee`]) and once to apply it.
+/// [`read_ahead`]) and once to apply it.
 struct Input {
     source: Source,
     /// The file it is read from; `None` for stdin.
@@ -76,40 +67,27 @@ enum Source {
 }
 
 impl Input {
-    /// A reader from its start.
-    fn reader(&self) -> Result<Box<dyn BufRead + Send>, Error> {
+    /// A reader from its start, and its digest once it reaches the end.
+    /// (The digest of a text in memory is known already: only a file
+    /// could change between two readings.)
+    fn reader(&self) -> Result<(Box<dyn BufRead + Send>, foresee::Reading), Error> {
         match &self.source {
             Source::File(file) => {
-                let file = file.try_clone().map_err(|e| self.error(e))?;
-                let from_start = ReadAt { file, pos: 0 };
-                Ok(Box::new(io::BufReader::with_capacity(
-                    READ_BUFFER,
-                    from_start,
-                )))
+                let from_start = ReadAt::start(file).map_err(|e| self.error(e))?;
+                let (reader, read) = Digesting::new(from_start);
+                let reader = io::BufReader::with_capacity(READ_BUFFER, reader);
+                Ok((Box::new(reader), read))
             }
-            Source::Memory(text) => Ok(Box::new(io::Cursor::new(Arc::clone(text)))),
+            Source::Memory(text) => {
+                let read = foresee::Reading::new([0; 32].into());
+                Ok((Box::new(io::Cursor::new(Arc::clone(text))), read))
+            }
         }
     }
 
     /// A failure to read it.
     fn error(&self, e: io::Error) -> Error {
         read_error(self.path.as_deref(), e)
-    }
-}
-
-/// A file read from a place of its own: two readers of one file, each
-/// with its own, never move each other's (a cloned descriptor shares the
-/// file's offset).
-struct ReadAt {
-    file: fs::File,
-    pos: u64,
-}
-
-impl Read for ReadAt {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read_at(buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
     }
 }
 
@@ -137,7 +115,7 @@ fn open_input(args: &BatchArgs, journal: &Path) -> Result<Input, Error> {
             let meta = file.metadata().map_err(io_error)?;
             if meta.file_type().is_file() {
                 let mut reader = io::BufReader::with_capacity(READ_BUFFER, file);
-                let commands = count(&mut reader).map_err(io_error)?;
+                let commands = count(&mut reader, BATCH_IDS).map_err(io_error)?;
                 return Ok(Input {
                     source: Source::File(reader.into_inner()),
                     path: Some(path.to_owned()),
@@ -150,7 +128,7 @@ fn open_input(args: &BatchArgs, journal: &Path) -> Result<Input, Error> {
     };
     let mut reader = io::BufReader::with_capacity(READ_BUFFER, source);
     let (mut text, mut line, mut spool) = (Vec::new(), 0, None);
-    let mut commands = Commands::default();
+    let mut commands = Commands::seeking(BATCH_IDS);
     let spool_error = |e| Error::Journal(JournalError::io(journal, KEEP_INPUT, e));
     loop {
         line += 1;
@@ -188,110 +166,34 @@ fn open_input(args: &BatchArgs, journal: &Path) -> Result<Input, Error> {
     })
 }
 
-/// Batches of fewer commands than this are not foreseen (see
-/// [`foresee`]): the ids they name are looked up one by one, in as many
-/// of the model's buckets, which costs less than reading them twice.
-const FORESEE_MIN: usize = 4096;
-
-/// What a batch's input names, read before it is applied.
-struct Foreseen {
-    /// The key of each id, once for each time it is named.
-    keys: Vec<i64>,
-    /// About how many accounts it names.
-    accounts: usize,
-    /// A digest of the text they were read from.
-    digest: u64,
-}
-
-/// Whether to read the ids of `input` ahead (see [`foresee`]): a batch
-/// of many commands that mentions ids, into a journal with a read model.
-fn worth_foreseeing(input: &Input, journal: &Path) -> bool {
-    let commands = &input.commands;
-    commands.count >= FORESEE_MIN
-        && commands.mentions_ids
-        && crate::readmodel::path_of(journal).is_file()
-}
-
-/// The keys of the ids `input` names (see `Writer::foresee_ids`), and
-/// about how many accounts it names, from a reading of its own, parsed
-/// as the batch parses it. Read once more, a batch of a million ids takes
-/// a fraction of a second; looked up one by one, their buckets taken in
-/// and held, the ids cost seconds and tens of MiB. `None` if a line fails
-/// (the batch meets it again).
-fn foresee(input: &Input) -> Option<Foreseen> {
+/// What `input` names (see [`foresee`](mod@foresee)), from a reading of
+/// its own, parsed as the batch parses it, and that reading's digest.
+/// `None` if a line fails (the batch meets it again).
+fn read_ahead(input: &Input) -> Option<(Names, foresee::Reading)> {
     let parser = || {
         let mut grammar = Grammar::new();
         move |text: &[u8]| {
             let command = parse_line(&mut grammar, text).transpose()?;
-            Some(command.map(|c| {
-                let mut keys = c.ids().map(id_key);
-                let accounts = c.accounts().map(|a| a.map(|a| DIGEST.hash_one(a)));
-                ([keys.next(), keys.next()], accounts)
-            }))
+            Some(command.map(|c| Named::of(&c)))
         }
     };
-    let mut keys = Vec::with_capacity(input.commands.count);
-    let mut accounts = Distinct::default();
-    let digest = parse_lines(
-        input.reader().ok()?,
-        "the batch input",
-        parser,
-        |_, named| {
-            let (ids, names) = named?;
-            keys.extend(ids.into_iter().flatten());
-            names.into_iter().flatten().for_each(|a| accounts.add(a));
-            Ok(())
-        },
-    );
-    digest.ok().map(|digest| Foreseen {
-        keys,
-        accounts: accounts.estimate(),
-        digest,
-    })
+    let mut names = Names::with_capacity(input.commands.count);
+    let (reader, read) = input.reader().ok()?;
+    let apply = |_, named: Result<Named, Error>| {
+        names.add(named?);
+        Ok(())
+    };
+    parse_lines(reader, "the batch input", parser, apply).ok()?;
+    Some((names, read))
 }
 
-/// About how many distinct values there were, from their hashes: the
-/// smallest [`SKETCH`] of them kept (k minimum values); exact below that
-/// many, a few percent off from there on. Enough to tell a batch into
-/// most of a million accounts from one into a few, before it starts.
-#[derive(Default)]
-struct Distinct(BTreeSet<u64>);
-
-const SKETCH: usize = 1024;
-
-impl Distinct {
-    fn add(&mut self, hash: u64) {
-        let full = self.0.len() == SKETCH;
-        if full && self.0.last().is_some_and(|&max| hash >= max) {
-            return;
-        }
-        if self.0.insert(hash) && full {
-            self.0.pop_last();
-        }
-    }
-
-    fn estimate(&self) -> usize {
-        match self.0.last() {
-            // The largest of the SKETCH smallest of n even hashes is about
-            // SKETCH / n of the way up.
-            Some(&max) if self.0.len() == SKETCH => {
-                let n = ((SKETCH as u128 - 1) << 64) / (u128::from(max) + 1);
-                usize::try_from(n).unwrap_or(usize::MAX)
-            }
-            _ => self.0.len(),
-        }
-    }
-}
-
-/// Counts the lines of `file` that hold a command (see [`Commands`]),
-/// then rewinds it.
-pub(crate) fn count_commands(file: &mut io::BufReader<fs::File>) -> io::Result<usize> {
-    count(file).map(|commands| commands.count)
-}
-
-/// [`count_commands`], with whether the file names ids.
-fn count(file: &mut io::BufReader<fs::File>) -> io::Result<Commands> {
-    let mut commands = Commands::default();
+/// Counts the lines of `file` that hold a command, and sees whether
+/// `ids` is in it (see [`Commands`]), then rewinds it.
+pub(crate) fn count(
+    file: &mut io::BufReader<fs::File>,
+    ids: &'static [u8; 3],
+) -> io::Result<Commands> {
+    let mut commands = Commands::seeking(ids);
     loop {
         let bytes = fill(file)?;
         if bytes.is_empty() {
@@ -309,27 +211,41 @@ fn count(file: &mut io::BufReader<fs::File>) -> io::Result<Commands> {
 /// those with something other than blanks, not starting with `#`. What a
 /// batch will append, if no command repeats an earlier one's `--id`; a
 /// line the parser refuses counts too (the batch then appends nothing).
-#[derive(Default)]
-struct Commands {
-    count: usize,
+pub(crate) struct Commands {
+    pub count: usize,
     /// Whether the line going by was counted or passed over already (its
     /// first byte other than a blank seen): the rest of it is skipped.
     within: bool,
-    /// Whether `-id` went by (in an `--id`, an `--of-id`, or only in a
-    /// name or a memo).
-    mentions_ids: bool,
-    /// The last two bytes fed, for a `-id` cut between two feeds.
+    /// What names an id: `-id` for a batch (in an `--id`, an `--of-id`).
+    ids: &'static [u8; 3],
+    /// Whether [`ids`](Self::ids) went by (or only in a name or a memo).
+    pub mentions_ids: bool,
+    /// The last two bytes fed, for [`ids`](Self::ids) cut between two
+    /// feeds.
     tail: [u8; 2],
 }
 
+/// What names an id in a batch's input.
+const BATCH_IDS: &[u8; 3] = b"-id";
+
 impl Commands {
+    fn seeking(ids: &'static [u8; 3]) -> Commands {
+        Commands {
+            count: 0,
+            within: false,
+            ids,
+            mentions_ids: false,
+            tail: [0; 2],
+        }
+    }
+
     fn feed(&mut self, bytes: &[u8]) {
         if !self.mentions_ids {
             let mut edge = [self.tail[0], self.tail[1], 0, 0];
             let n = bytes.len().min(2);
             edge[2..2 + n].copy_from_slice(&bytes[..n]);
-            self.mentions_ids = memchr::memmem::find(&edge[..2 + n], b"-id").is_some()
-                || memchr::memmem::find(bytes, b"-id").is_some();
+            self.mentions_ids = memchr::memmem::find(&edge[..2 + n], self.ids).is_some()
+                || memchr::memmem::find(bytes, self.ids).is_some();
         }
         if let [.., a, b] = bytes {
             self.tail = [*a, *b];
@@ -439,7 +355,7 @@ const READ_BUFFER: usize = 1 << 20;
 /// Reads the lines of `input` (called `name` in a read error) and hands
 /// what each line parses to (a command, or why it has none), with its
 /// line number, to `apply`, in input order; stops at the first error
-/// `apply` returns. Gives a digest of the text read. Each worker thread
+/// `apply` returns. Each worker thread
 /// parses with a parser of its own, made by `parser`, which gives `None`
 /// for a line that holds no command (blank, a comment).
 pub(crate) fn parse_lines<P, T>(
@@ -447,7 +363,7 @@ pub(crate) fn parse_lines<P, T>(
     name: &str,
     parser: impl Fn() -> P + Sync,
     mut apply: impl FnMut(usize, Result<T, Error>) -> Result<(), Error>,
-) -> Result<u64, Error>
+) -> Result<(), Error>
 where
     P: FnMut(&[u8]) -> Option<Result<T, Error>>,
     T: Send,
@@ -464,24 +380,17 @@ where
                     let line = first + i;
                     parse(text).map(|r| (line, r.map_err(|e| at_line(line, e))))
                 }));
-                (DIGEST.hash_one(&text), parsed)
+                parsed
             }
-            Err(e) => (0, vec![(0, Err(e))]),
+            Err(e) => vec![(0, Err(e))],
         }
     };
-    let mut digest = 0;
-    pipeline::in_order(line_chunks(input, name), worker, 2, |(read, parsed)| {
-        digest = DIGEST.hash_one((digest, read));
+    pipeline::in_order(line_chunks(input, name), worker, 2, |parsed| {
         parsed
             .into_iter()
             .try_for_each(|(line, command)| apply(line, command))
-    })?;
-    Ok(digest)
+    })
 }
-
-/// Keyed per process, so that no text can be made to share another's
-/// digest; the same for every read of an input.
-static DIGEST: LazyLock<foldhash::quality::RandomState> = LazyLock::new(Default::default);
 
 /// Lines of the input (joined, the last `\n` left out) and the number of
 /// the first, or the error that ends the input.
@@ -519,9 +428,7 @@ fn line_chunks(
 
 #[cfg(test)]
 mod tests {
-    use super::{Commands, Distinct, SKETCH, parse_lines};
-    use crate::error::Error;
-    use std::hash::BuildHasher;
+    use super::{BATCH_IDS, Commands};
 
     /// Blank lines and comments are not counted, wherever the input is
     /// cut into the pieces read.
@@ -529,7 +436,7 @@ mod tests {
     fn commands_are_counted_however_the_input_is_cut() {
         let text = b"create a\n\n  # note\n\t deposit a 1\r\n#x\n \r\n\nwithdraw a 1";
         for cut in 0..=text.len() {
-            let mut commands = Commands::default();
+            let mut commands = Commands::seeking(BATCH_IDS);
             commands.feed(&text[..cut]);
             commands.feed(&text[cut..]);
             assert_eq!(commands.count, 3, "cut at {cut}");
@@ -549,7 +456,7 @@ mod tests {
         for (text, mentions) in cases {
             for one in 0..=text.len() {
                 for two in one..=text.len() {
-                    let mut commands = Commands::default();
+                    let mut commands = Commands::seeking(BATCH_IDS);
                     for piece in [&text[..one], &text[one..two], &text[two..]] {
                         commands.feed(piece);
                     }
@@ -558,52 +465,6 @@ mod tests {
                         "{text:?} cut at {one}, {two}"
                     );
                 }
-            }
-        }
-    }
-
-    /// The digest of what was read is the same for the same text, however
-    /// often it is read, and another for a text a byte apart (but for a
-    /// last newline, which ends the same lines).
-    #[test]
-    fn a_text_read_twice_has_one_digest_and_another_text_another() {
-        let read = |text: &str| {
-            let parser = || |line: &[u8]| (!line.is_empty()).then_some(Ok::<_, Error>(()));
-            let input = Box::new(std::io::Cursor::new(text.as_bytes().to_vec()));
-            parse_lines(input, "text", parser, |_, _| Ok(())).expect("read")
-        };
-        let text: String = (0..10_000)
-            .map(|i| format!("deposit a 1 --id k{i}\n"))
-            .collect();
-        assert_eq!(read(&text), read(&text));
-        assert_ne!(read(&text), read(&text.replacen("k5000", "k5001", 1)));
-        assert_ne!(read(&text), read(&text[..text.len() - 2]));
-    }
-
-    /// The distinct values counted are exact below the sketch's size, and
-    /// within a few percent from it on, however often each comes. (With
-    /// a fixed seed: the error past the sketch's size is a matter of
-    /// chance, three percent on average.)
-    #[test]
-    fn distinct_values_are_counted_exactly_then_within_a_few_percent() {
-        let hasher = foldhash::quality::FixedState::with_seed(7);
-        let cases = [
-            (0, 1),
-            (10, 100),
-            (SKETCH - 1, 3),
-            (SKETCH, 2),
-            (50_000, 2),
-            (1_000_000, 1),
-        ];
-        for (n, repeats) in cases {
-            let mut distinct = Distinct::default();
-            for _ in 0..repeats {
-                (0..n).for_each(|i| distinct.add(hasher.hash_one(i)));
-            }
-            let estimate = distinct.estimate();
-            match n < SKETCH {
-                true => assert_eq!(estimate, n),
-                false => assert!(estimate.abs_diff(n) < n / 10, "{n}: {estimate}"),
             }
         }
     }

@@ -135,20 +135,24 @@ const OPTIONS: &[Key] = &[
     integer("expect_seq", "expect_seq"),
 ];
 
-/// Reads `input` line by line and applies each record, in order; the
-/// lines are parsed on worker threads, as `batch` parses its own.
-pub(super) fn import(
+/// Reads `input` line by line and applies what `made` makes of each
+/// record's command, in order; the lines are parsed, and `made` called,
+/// on worker threads, as `batch` parses its own.
+pub(super) fn import<T: Send>(
     input: Box<dyn BufRead + Send>,
     name: &str,
-    apply: &mut impl FnMut(usize, Result<WriteCommand, Error>) -> Result<(), Error>,
+    made: impl Fn(WriteCommand) -> T + Sync,
+    apply: &mut impl FnMut(usize, Result<T, Error>) -> Result<(), Error>,
 ) -> Result<(), Error> {
+    let made = &made;
     let parser = || {
         let mut templates: Vec<Option<WriteCommand>> = SHAPES.iter().map(|_| None).collect();
         move |text: &[u8]| {
-            (!text.iter().all(u8::is_ascii_whitespace)).then(|| command(text, &mut templates))
+            let blank = text.iter().all(u8::is_ascii_whitespace);
+            (!blank).then(|| command(text, &mut templates).map(made))
         }
     };
-    parse_lines(input, name, parser, apply).map(drop)
+    parse_lines(input, name, parser, apply)
 }
 
 /// The write command of one line.

@@ -18,7 +18,8 @@ use clap::CommandFactory;
 use crate::cli::{BatchLine, ImportArgs, WriteCommand};
 use crate::cmd::Context;
 use crate::cmd::apply::Applier;
-use crate::cmd::batch::count_commands;
+use crate::cmd::batch;
+use crate::cmd::foresee::{self, Digesting, Named, Names, ReadAt, Reading};
 use crate::error::Error;
 use crate::journal::JournalError;
 
@@ -28,54 +29,137 @@ pub mod rules;
 
 /// Runs an import.
 pub fn run(ctx: &Context, args: &ImportArgs) -> Result<(), Error> {
-    let (input, name, lines) = open_input(args)?;
+    let mut input = open_input(args)?;
     // Rules are read, and checked, before the journal is locked.
     let rules = args.rules.as_deref().map(rules::Rules::load).transpose()?;
+    // Read before the journal is locked, as the count is. A CSV's rows
+    // all have ids (given or made).
+    let ids = rules.is_some() || input.mentions_ids;
+    let foreseen = foresee::worth(input.lines, ids, &ctx.path)
+        .then(|| read_ahead(&mut input, rules.as_ref()))
+        .flatten();
     let mut applier = Applier::open(ctx, args.dry_run)?;
     // A JSON Lines record is a line; a CSV's rules may skip rows, and
     // its records span lines where a quoted field holds one.
     if rules.is_none() {
-        applier.expect(lines);
+        applier.expect(input.lines);
     }
+    let read_before = match foreseen {
+        Some((names, read)) => names.tell(&mut applier, &read)?,
+        None => None,
+    };
+    let (reader, read) = input.reader()?;
     let mut apply =
         |line: usize, command: Result<WriteCommand, Error>| applier.apply(line, command);
     match &rules {
-        Some(rules) => csv::import(input, &name, rules, &mut apply)?,
-        None => jsonl::import(input, &name, &mut apply)?,
+        Some(rules) => csv::import(reader, &input.name, rules, &mut apply)?,
+        None => jsonl::import(reader, &input.name, |c| c, &mut apply)?,
     }
+    foresee::check(read_before, &read).map_err(|e| read_error(&input.name, e))?;
     applier.finish()
 }
 
-/// What [`open_input`] opens.
-type Input = (Box<dyn BufRead + Send>, String, usize);
+/// What `input` (a regular file) names (see [`foresee`]), from a reading
+/// of its own, and that reading's digest. `None` if a record fails (the
+/// import meets it again).
+fn read_ahead(input: &mut Input, rules: Option<&rules::Rules>) -> Option<(Names, Reading)> {
+    let mut names = Names::with_capacity(input.lines);
+    let (reader, read) = input.reader().ok()?;
+    let mut add = |_, named: Result<Named, Error>| {
+        names.add(named?);
+        Ok(())
+    };
+    match rules {
+        Some(rules) => csv::import(reader, &input.name, rules, &mut |line, command| {
+            add(line, command.map(|c| Named::of(&c)))
+        }),
+        // Named on the parsing threads: an id's key is a SHA-256.
+        None => jsonl::import(reader, &input.name, |c| Named::of(&c), &mut add),
+    }
+    .ok()?;
+    Some((names, read))
+}
 
-/// The input, the name errors give it, and for a regular file of JSON
-/// Lines, how many of its lines hold something (counted before the
-/// journal is locked, see [`Applier::expect`]).
+/// Large reads: a million records go through this.
+const BUFFER: usize = 1 << 18;
+
+/// An import's input.
+struct Input {
+    source: Source,
+    /// What errors call it.
+    name: String,
+    /// For a regular file, how many of its lines hold something (counted
+    /// before the journal is locked, see [`Applier::expect`]); else 0.
+    lines: usize,
+    /// Whether a regular file's text has `id"` (a JSON key `id` or
+    /// `of_id`, or only a value that ends so).
+    mentions_ids: bool,
+}
+
+enum Source {
+    /// A regular file, which can be read more than once.
+    File(File),
+    /// Anything else, read once.
+    Stream(Option<Box<dyn BufRead + Send>>),
+}
+
+impl Input {
+    /// A reader from the input's start, and its digest once it reaches
+    /// the end (for a file; a stream's never comes).
+    fn reader(&mut self) -> Result<(Box<dyn BufRead + Send>, Reading), Error> {
+        match &mut self.source {
+            Source::File(file) => {
+                let from_start = ReadAt::start(file).map_err(|e| read_error(&self.name, e))?;
+                let (reader, read) = Digesting::new(from_start);
+                Ok((Box::new(BufReader::with_capacity(BUFFER, reader)), read))
+            }
+            Source::Stream(stream) => {
+                let read_twice = || io::Error::other("it cannot be read twice");
+                let stream = stream
+                    .take()
+                    .ok_or_else(|| read_error(&self.name, read_twice()))?;
+                Ok((stream, Reading::default()))
+            }
+        }
+    }
+}
+
+/// Opens the input: a regular file's lines are counted first.
 fn open_input(args: &ImportArgs) -> Result<Input, Error> {
-    /// Large reads: a million records go through this.
-    const BUFFER: usize = 1 << 18;
     match args.input.as_deref() {
         Some(path) if path.as_os_str() != "-" => {
             let error = |e| Error::Journal(JournalError::io(path, "read import file", e));
             let file = File::open(path).map_err(error)?;
             let mut reader = BufReader::with_capacity(BUFFER, file);
-            let regular = reader.get_ref().metadata().map_err(error)?.is_file();
-            let lines = match regular && args.rules.is_none() {
-                true => count_commands(&mut reader).map_err(error)?,
-                false => 0,
-            };
-            Ok((Box::new(reader), path.display().to_string(), lines))
+            let name = path.display().to_string();
+            if !reader.get_ref().metadata().map_err(error)?.is_file() {
+                let source = Source::Stream(Some(Box::new(reader)));
+                return Ok(Input {
+                    source,
+                    name,
+                    lines: 0,
+                    mentions_ids: false,
+                });
+            }
+            let lines = batch::count(&mut reader, b"id\"").map_err(error)?;
+            Ok(Input {
+                source: Source::File(reader.into_inner()),
+                name,
+                lines: lines.count,
+                mentions_ids: lines.mentions_ids,
+            })
         }
         _ => {
             if io::stdin().is_terminal() {
                 super::note("reading records from standard input; end with Ctrl-D");
             }
-            Ok((
-                Box::new(BufReader::with_capacity(BUFFER, io::stdin())),
-                "stdin".into(),
-                0,
-            ))
+            let stdin = BufReader::with_capacity(BUFFER, io::stdin());
+            Ok(Input {
+                source: Source::Stream(Some(Box::new(stdin))),
+                name: "stdin".into(),
+                lines: 0,
+                mentions_ids: false,
+            })
         }
     }
 }

@@ -1,0 +1,269 @@
+//! Reading a long write's input ahead, before the journal is locked, for
+//! what it names: the key of every id (see `Writer::foresee_ids`) and
+//! about how many accounts (`Writer::expect_accounts`). Shared by `batch`
+//! and `import`, which read their input twice: once for this, once to
+//! apply it, a digest of each reading telling whether it changed between
+//! the two.
+//!
+//! Read once more, a batch of a million ids takes a fraction of a second;
+//! looked up one by one, their buckets of the read model taken in and
+//! held, the ids cost seconds and tens of MiB.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::hash::BuildHasher;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::{Arc, LazyLock, OnceLock};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::cli::WriteCommand;
+use crate::cmd::apply::Applier;
+use crate::domain::id_key;
+use crate::error::Error;
+
+/// Inputs of fewer records than this are not read ahead: the ids they
+/// name are looked up one by one, in as many of the model's buckets,
+/// which costs less than reading them twice.
+const MIN_RECORDS: usize = 4096;
+
+/// Whether an input of about `records` records that names ids (`ids`) is
+/// worth reading ahead, into `journal`: only its read model has buckets
+/// of ids to spare a look at.
+pub fn worth(records: usize, ids: bool, journal: &Path) -> bool {
+    records >= MIN_RECORDS && ids && crate::readmodel::path_of(journal).is_file()
+}
+
+/// What one command names: the key of each id, the hash of each account.
+pub struct Named {
+    ids: [Option<i64>; 2],
+    accounts: [Option<u64>; 2],
+}
+
+impl Named {
+    pub fn of(command: &WriteCommand) -> Named {
+        let mut keys = command.ids().map(id_key);
+        Named {
+            ids: [keys.next(), keys.next()],
+            accounts: command.accounts().map(|a| a.map(|a| ACCOUNTS.hash_one(a))),
+        }
+    }
+}
+
+/// Keyed per process: no input can be made of names that fool the
+/// estimate on purpose.
+static ACCOUNTS: LazyLock<foldhash::quality::RandomState> = LazyLock::new(Default::default);
+
+/// What an input names, read ahead.
+#[derive(Default)]
+pub struct Names {
+    /// The key of each id, once for each time it is named.
+    keys: Vec<i64>,
+    accounts: Distinct,
+}
+
+impl Names {
+    /// Room for the ids of `records` records.
+    pub fn with_capacity(records: usize) -> Names {
+        Names {
+            keys: Vec::with_capacity(records),
+            accounts: Distinct::default(),
+        }
+    }
+
+    pub fn add(&mut self, named: Named) {
+        self.keys.extend(named.ids.into_iter().flatten());
+        named
+            .accounts
+            .into_iter()
+            .flatten()
+            .for_each(|a| self.accounts.add(a));
+    }
+
+    /// Tells `applier` what the input names, read with digest `read`:
+    /// what the reading that applies it must read again, if the applier
+    /// took the ids (see [`check`]).
+    pub fn tell(self, applier: &mut Applier, read: &Reading) -> Result<Option<Digest>, Error> {
+        let Some(&digest) = read.get() else {
+            return Ok(None);
+        };
+        let took = applier.foresee(self.keys, self.accounts.estimate())?;
+        Ok(took.then_some(digest))
+    }
+}
+
+/// A SHA-256 of the bytes of an input.
+pub type Digest = [u8; 32];
+
+/// The digest of a reading, set once it reached the input's end.
+pub type Reading = Arc<OnceLock<Digest>>;
+
+/// Checks that the reading `after`, which applied the input, read what
+/// the reading ahead did (`before`): a text changed since could repeat an
+/// id that was taken for new.
+pub fn check(before: Option<Digest>, after: &Reading) -> io::Result<()> {
+    match before {
+        Some(before) if after.get() != Some(&before) => {
+            Err(io::Error::other("it changed while it was read"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A reader that digests what it reads: once it reaches the end, the
+/// digest of every byte is in its [`Reading`].
+pub struct Digesting<R> {
+    inner: R,
+    sha: Sha256,
+    reading: Reading,
+}
+
+impl<R> Digesting<R> {
+    pub fn new(inner: R) -> (Digesting<R>, Reading) {
+        let reading = Reading::default();
+        let reader = Digesting {
+            inner,
+            sha: Sha256::new(),
+            reading: Arc::clone(&reading),
+        };
+        (reader, reading)
+    }
+}
+
+impl<R: Read> Read for Digesting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            let _ = self.reading.set(self.sha.clone().finalize().into());
+        } else if let Some(read) = buf.get(..n) {
+            self.sha.update(read);
+        }
+        Ok(n)
+    }
+}
+
+/// A file read from a place of its own: two readers of one file, each
+/// with its own, never move each other's (a cloned descriptor shares the
+/// file's offset).
+pub struct ReadAt {
+    file: fs::File,
+    pos: u64,
+}
+
+impl ReadAt {
+    /// A reader of `file` from its start.
+    pub fn start(file: &fs::File) -> io::Result<ReadAt> {
+        let file = file.try_clone()?;
+        Ok(ReadAt { file, pos: 0 })
+    }
+}
+
+impl Read for ReadAt {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// About how many distinct values there were, from their hashes: the
+/// smallest [`SKETCH`] of them kept (k minimum values); exact below that
+/// many, a few percent off from there on. Enough to tell an input into
+/// most of a million accounts from one into a few, before it starts.
+#[derive(Default)]
+struct Distinct(BTreeSet<u64>);
+
+const SKETCH: usize = 1024;
+
+impl Distinct {
+    fn add(&mut self, hash: u64) {
+        let full = self.0.len() == SKETCH;
+        if full && self.0.last().is_some_and(|&max| hash >= max) {
+            return;
+        }
+        if self.0.insert(hash) && full {
+            self.0.pop_last();
+        }
+    }
+
+    fn estimate(&self) -> usize {
+        match self.0.last() {
+            // The largest of the SKETCH smallest of n even hashes is about
+            // SKETCH / n of the way up.
+            Some(&max) if self.0.len() == SKETCH => {
+                let n = ((SKETCH as u128 - 1) << 64) / (u128::from(max) + 1);
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }
+            _ => self.0.len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Digesting, Distinct, SKETCH, check};
+    use std::hash::BuildHasher;
+    use std::io::{self, Read};
+
+    /// The digest of a reading, read in pieces of `piece` bytes.
+    fn read(text: &[u8], piece: usize) -> super::Reading {
+        let (mut reader, reading) = Digesting::new(text);
+        let mut buf = vec![0; piece];
+        while reader.read(&mut buf).expect("read") > 0 {}
+        reading
+    }
+
+    /// The digest of what was read is the same for the same text, however
+    /// it is cut into reads, and another for a text a byte apart; a
+    /// reading that stopped before the end has none, and never matches.
+    #[test]
+    fn a_text_read_twice_has_one_digest_and_another_text_another() {
+        let text: String = (0..10_000)
+            .map(|i| format!("deposit a 1 --id k{i}\n"))
+            .collect();
+        let whole = read(text.as_bytes(), 1 << 16);
+        let before = whole.get().copied();
+        assert!(before.is_some());
+        for piece in [1, 7, 4096, 1 << 20] {
+            assert!(check(before, &read(text.as_bytes(), piece)).is_ok());
+        }
+        let changed = text.replacen("k5000", "k5001", 1);
+        assert!(check(before, &read(changed.as_bytes(), 4096)).is_err());
+        assert!(check(before, &read(&text.as_bytes()[..text.len() - 1], 4096)).is_err());
+        let (mut stopped, unfinished) = Digesting::new(text.as_bytes());
+        io::copy(&mut (&mut stopped).take(100), &mut io::sink()).expect("read");
+        assert!(unfinished.get().is_none());
+        assert!(check(before, &unfinished).is_err());
+        assert!(check(None, &unfinished).is_ok(), "nothing read before");
+    }
+
+    /// The distinct values counted are exact below the sketch's size, and
+    /// within a few percent from it on, however often each comes. (With
+    /// a fixed seed: the error past the sketch's size is a matter of
+    /// chance, three percent on average.)
+    #[test]
+    fn distinct_values_are_counted_exactly_then_within_a_few_percent() {
+        let hasher = foldhash::quality::FixedState::with_seed(7);
+        let cases = [
+            (0, 1),
+            (10, 100),
+            (SKETCH - 1, 3),
+            (SKETCH, 2),
+            (50_000, 2),
+            (1_000_000, 1),
+        ];
+        for (n, repeats) in cases {
+            let mut distinct = Distinct::default();
+            for _ in 0..repeats {
+                (0..n).for_each(|i| distinct.add(hasher.hash_one(i)));
+            }
+            let estimate = distinct.estimate();
+            match n < SKETCH {
+                true => assert_eq!(estimate, n),
+                false => assert!(estimate.abs_diff(n) < n / 10, "{n}: {estimate}"),
+            }
+        }
+    }
+}
