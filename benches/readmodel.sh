@@ -8,7 +8,7 @@
 # measured on its own after the rebuild). Medians of RUNS runs
 # (default 5), with the range, events/s and the highest peak RSS.
 # Then a batch of BATCH_IDS commands (default 2000000), each with an
-# `--id`, into a copy of the large journal.
+# `--id`, into a copy of the large journal, and the same as a CSV import.
 # Usage: benches/readmodel.sh [ACCOUNTS] [EVENTS]  (default 1000000 5000000)
 #   LEDGER_BIN=path  measures that binary instead of building this tree's.
 #   KEEP=path        keeps the large journal there (made if missing, reused
@@ -161,6 +161,19 @@ copy_big() {
 }
 measure "batch of $batch_ids with ids, into it" "$batch_ids" copy_big \
   "$bin" -f "$dir/copy.jsonl" batch "$dir/ids-batch"
+# The same movements as a bank's CSV, each row's reference its id.
+awk 'BEGIN { print "Account,Amount,Other,Ref" }
+  $1 == "deposit" { printf "%s,%s,,%s\n", $2, $3, $5 }
+  $1 == "transfer" { printf "%s,-%s,%s,%s\n", $2, $4, $3, $6 }' \
+  "$dir/ids-batch" > "$dir/ids.csv"
+cat > "$dir/ids.toml" << 'EOF'
+account = "{Account}"
+amount = "{Amount}"
+counterparty = "{Other}"
+id = "{Ref}"
+EOF
+measure "import of $batch_ids CSV rows with ids, into it" "$batch_ids" copy_big \
+  "$bin" -f "$dir/copy.jsonl" import "$dir/ids.csv" --rules "$dir/ids.toml"
 rm -f "$dir/copy.jsonl"*
 measure_verify "$small" 10 "10 events"
 measure_verify "$big" "$events" "$events events"

@@ -443,20 +443,25 @@ mod tests {
         }
     }
 
-    /// `-id` is seen wherever the input is cut, even across three
-    /// pieces, and only where it is.
+    /// What names an id (`-id` in a batch, `id"` in JSON Lines) is seen
+    /// wherever the input is cut, even across three pieces, and only
+    /// where it is.
     #[test]
     fn ids_are_seen_however_the_input_is_cut() {
-        let cases: [(&[u8], bool); 4] = [
-            (b"deposit a 1 --id k\n", true),
-            (b"create a\nreverse --of-id x", true),
-            (b"-id", true),
-            (b"deposit a 1 --memo i-d -i d\n", false),
+        let json = b"id\"";
+        let cases: [(&[u8; 3], &[u8], bool); 7] = [
+            (BATCH_IDS, b"deposit a 1 --id k\n", true),
+            (BATCH_IDS, b"create a\nreverse --of-id x", true),
+            (BATCH_IDS, b"-id", true),
+            (BATCH_IDS, b"deposit a 1 --memo i-d -i d\n", false),
+            (json, br#"{"command":"reverse","of_id":"k"}"#, true),
+            (json, br#"{"id":"k"}"#, true),
+            (json, br#"{"command":"deposit","memo":"idle -id k"}"#, false),
         ];
-        for (text, mentions) in cases {
+        for (ids, text, mentions) in cases {
             for one in 0..=text.len() {
                 for two in one..=text.len() {
-                    let mut commands = Commands::seeking(BATCH_IDS);
+                    let mut commands = Commands::seeking(ids);
                     for piece in [&text[..one], &text[one..two], &text[two..]] {
                         commands.feed(piece);
                     }
