@@ -52,51 +52,58 @@ pub fn table(
     right: &[bool],
     rows: &[Vec<String>],
 ) -> io::Result<()> {
-    table_with(out, header, right, || {
-        rows.iter()
-            .map(|row| std::borrow::Cow::Borrowed(row.as_slice()))
-    })
+    table_with(out, header, right, || rows.iter())
 }
 
 /// [`table`] of rows made on demand, twice (once to size the columns,
 /// once to print them), so that a table of a million rows never holds
-/// them all.
-pub fn table_with<'r, I>(
+/// them all. A row is anything that reads as a slice of texts: a row
+/// that borrows its cells allocates nothing.
+pub fn table_with<I, R, C>(
     out: &mut impl Write,
     header: &[&str],
     right: &[bool],
     rows: impl Fn() -> I,
 ) -> io::Result<()>
 where
-    I: Iterator<Item = std::borrow::Cow<'r, [String]>>,
+    I: Iterator<Item = R>,
+    R: AsRef<[C]>,
+    C: AsRef<str>,
 {
+    let width = |text: &str| match text.is_ascii() {
+        true => text.len(),
+        false => table_cell(text).chars().count(),
+    };
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows() {
-        for (w, cell) in widths.iter_mut().zip(row.iter()) {
-            *w = (*w).max(table_cell(cell).chars().count());
+        for (w, cell) in widths.iter_mut().zip(row.as_ref()) {
+            *w = (*w).max(width(cell.as_ref()));
         }
     }
-    let line = |out: &mut dyn Write, cells: &mut dyn Iterator<Item = &str>| -> io::Result<()> {
-        let mut text = String::new();
+    // One line's text, used again for every line.
+    let mut text = String::new();
+    let mut line = |out: &mut dyn Write, cells: &mut dyn Iterator<Item = &str>| {
+        text.clear();
         for (i, cell) in cells.enumerate() {
             if i > 0 {
                 text.push_str("  ");
             }
-            let pad = widths[i].saturating_sub(cell.chars().count());
+            let cell = table_cell(cell);
+            let pad = widths[i].saturating_sub(width(&cell));
             if right.get(i).copied().unwrap_or(false) {
                 text.extend(std::iter::repeat_n(' ', pad));
-                text.push_str(cell);
+                text.push_str(&cell);
             } else {
-                text.push_str(cell);
+                text.push_str(&cell);
                 text.extend(std::iter::repeat_n(' ', pad));
             }
         }
-        writeln!(out, "{}", text.trim_end())
+        out.write_all(text.trim_end().as_bytes())?;
+        out.write_all(b"\n")
     };
     line(out, &mut header.iter().copied())?;
     for row in rows() {
-        let cells: Vec<_> = row.iter().map(|cell| table_cell(cell)).collect();
-        line(out, &mut cells.iter().map(|c| &**c))?;
+        line(out, &mut row.as_ref().iter().map(AsRef::as_ref))?;
     }
     Ok(())
 }
