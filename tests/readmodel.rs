@@ -585,25 +585,32 @@ fn a_long_import_that_reads_its_ids_ahead_does_what_it_does_without_a_model() {
 /// while the text changes.
 #[test]
 fn a_write_whose_input_changes_after_its_ids_were_read_is_refused() {
-    let rules = "account = \"{Account}\"\namount = \"{Amount}\"\nid = \"{Ref}\"\n";
+    let given = "account = \"{Account}\"\namount = \"{Amount}\"\nid = \"{Ref}\"\n";
+    let made = "account = \"{Account}\"\namount = \"{Amount}\"\n";
+    let deposit = "{\"command\":\"deposit\",\"account\":\"b\",\"amount\":\"7\",\"id\":\"n11\"}\n";
+    // A row of made ids repeats none: any change is refused all the same.
     let cases = [
         ("in.txt", "deposit b 7 --id n11\n", None),
-        ("in.csv", "a,7.00,n11\n", Some(rules)),
+        ("in.jsonl", deposit, None),
+        ("in.csv", "a,7.00,n11\n", Some(given)),
+        ("in.csv", "a,7.00,n11\n", Some(made)),
     ];
     for (name, added, rules) in cases {
         let (env, _, memo) = long_journal_with_ids();
         let before = env.bytes();
-        let text = match rules {
-            Some(_) => csv_naming_ids(5000),
-            None => batch_naming_ids(5000, &memo),
+        let text = match (name, rules) {
+            (_, Some(_)) => csv_naming_ids(5000),
+            ("in.jsonl", None) => as_jsonl(&batch_naming_ids(5000, &memo)),
+            _ => batch_naming_ids(5000, &memo),
         };
         let input = env.file(name, &text);
         let journal = env.journal.to_string_lossy().into_owned();
         let mut args = vec!["-f", &journal];
         let rules_file = rules.map(|r| env.file("rules.toml", r));
-        match &rules_file {
-            Some(rules) => args.extend(["import", &input, "--rules", rules]),
-            None => args.extend(["batch", &input]),
+        match (name, &rules_file) {
+            (_, Some(rules)) => args.extend(["import", &input, "--rules", rules]),
+            ("in.jsonl", None) => args.extend(["import", &input]),
+            _ => args.extend(["batch", &input]),
         }
         let held = fs::File::open(&env.journal).expect("journal");
         held.lock().expect("lock");
@@ -620,12 +627,13 @@ fn a_write_whose_input_changes_after_its_ids_were_read_is_refused() {
         held.unlock().expect("unlock");
         let out = write.wait_with_output().expect("wait");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(4), "{name}: {stderr}");
+        let case = format!("{name}, rules {rules:?}");
+        assert_eq!(out.status.code(), Some(4), "{case}: {stderr}");
         assert!(
             stderr.contains("changed while it was read"),
-            "{name}: {stderr}"
+            "{case}: {stderr}"
         );
-        assert!(env.bytes() == before, "{name}: the journal changed");
+        assert!(env.bytes() == before, "{case}: the journal changed");
         env.ok("verify");
     }
 }

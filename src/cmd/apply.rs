@@ -314,7 +314,10 @@ impl<'c> Applier<'c> {
             let rows = || {
                 changes.iter().map(|&named| {
                     let (name, delta, decimals) = self.writer.net_change(named);
-                    [Cow::Borrowed(name), delta.display(decimals).to_string().into()]
+                    [
+                        Cow::Borrowed(name),
+                        delta.display(decimals).to_string().into(),
+                    ]
                 })
             };
             output::table_with(out, &["ACCOUNT", "NET CHANGE"], &[false, true], rows)?;

@@ -113,7 +113,9 @@ pub fn check(before: Option<Digest>, after: &Reading) -> io::Result<()> {
 }
 
 /// A reader that digests what it reads: once it reaches the end, the
-/// digest of every byte is in its [`Reading`].
+/// digest of every byte is in its [`Reading`], and it reads nothing more.
+/// (Readers read again after an end: at a last line without a newline,
+/// say. A file grown in between would give bytes the digest never saw.)
 pub struct Digesting<R> {
     inner: R,
     sha: Sha256,
@@ -134,6 +136,9 @@ impl<R> Digesting<R> {
 
 impl<R: Read> Read for Digesting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.reading.get().is_some() {
+            return Ok(0);
+        }
         let n = self.inner.read(buf)?;
         if n == 0 && !buf.is_empty() {
             let _ = self.reading.set(self.sha.clone().finalize().into());
@@ -237,6 +242,43 @@ mod tests {
         assert!(unfinished.get().is_none());
         assert!(check(before, &unfinished).is_err());
         assert!(check(None, &unfinished).is_ok(), "nothing read before");
+    }
+
+    /// A reader that gives `more` after its first end, as a file written
+    /// to after it was read to its end does.
+    struct Grows<'t> {
+        text: &'t [u8],
+        more: Option<&'t [u8]>,
+    }
+
+    impl Read for Grows<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.text.read(buf)?;
+            if n == 0 {
+                self.text = self.more.take().unwrap_or_default();
+            }
+            Ok(n)
+        }
+    }
+
+    /// Once a reading has reached the end, it reads nothing more, though
+    /// the file grows: what it read is what its digest says.
+    #[test]
+    fn a_reading_ends_at_the_first_end_it_meets() {
+        let text = b"deposit a 1 --id k1";
+        let grows = Grows {
+            text,
+            more: Some(b"\ndeposit a 1 --id k1"),
+        };
+        let (mut reader, reading) = Digesting::new(grows);
+        let mut got = Vec::new();
+        let mut buf = [0; 64];
+        for _ in 0..4 {
+            let n = reader.read(&mut buf).expect("read");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, text);
+        assert!(check(read(text, 64).get().copied(), &reading).is_ok());
     }
 
     /// The distinct values counted are exact below the sketch's size, and

@@ -68,8 +68,8 @@ enum Source {
 
 impl Input {
     /// A reader from its start, and its digest once it reaches the end.
-    /// (The digest of a text in memory is known already: only a file
-    /// could change between two readings.)
+    /// (Only a file can change between two readings: every reading of a
+    /// text in memory has the same constant digest.)
     fn reader(&self) -> Result<(Box<dyn BufRead + Send>, foresee::Reading), Error> {
         match &self.source {
             Source::File(file) => {

@@ -12,6 +12,7 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal};
+use std::path::Path;
 
 use clap::CommandFactory;
 
@@ -29,7 +30,7 @@ pub mod rules;
 
 /// Runs an import.
 pub fn run(ctx: &Context, args: &ImportArgs) -> Result<(), Error> {
-    let mut input = open_input(args)?;
+    let mut input = open_input(args, &ctx.path)?;
     // Rules are read, and checked, before the journal is locked.
     let rules = args.rules.as_deref().map(rules::Rules::load).transpose()?;
     // Read before the journal is locked, as the count is. A CSV's rows
@@ -88,8 +89,8 @@ struct Input {
     source: Source,
     /// What errors call it.
     name: String,
-    /// For a regular file, how many of its lines hold something (counted
-    /// before the journal is locked, see [`Applier::expect`]); else 0.
+    /// For a regular file, how many of its lines hold something, if
+    /// counted (see [`open_input`]); else 0.
     lines: usize,
     /// Whether a regular file's text has `id"` (a JSON key `id` or
     /// `of_id`, or only a value that ends so).
@@ -124,8 +125,11 @@ impl Input {
     }
 }
 
-/// Opens the input: a regular file's lines are counted first.
-fn open_input(args: &ImportArgs) -> Result<Input, Error> {
+/// Opens the input. A regular file's lines are counted first: those of
+/// JSON Lines for [`Applier::expect`], those of a CSV only to see whether
+/// it is long enough to read ahead (see [`foresee::worth`]), so only into
+/// `journal` with a read model.
+fn open_input(args: &ImportArgs, journal: &Path) -> Result<Input, Error> {
     match args.input.as_deref() {
         Some(path) if path.as_os_str() != "-" => {
             let error = |e| Error::Journal(JournalError::io(path, "read import file", e));
@@ -141,12 +145,19 @@ fn open_input(args: &ImportArgs) -> Result<Input, Error> {
                     mentions_ids: false,
                 });
             }
-            let lines = batch::count(&mut reader, b"id\"").map_err(error)?;
+            let count = args.rules.is_none() || crate::readmodel::path_of(journal).is_file();
+            let (lines, mentions_ids) = match count {
+                true => {
+                    let lines = batch::count(&mut reader, b"id\"").map_err(error)?;
+                    (lines.count, lines.mentions_ids)
+                }
+                false => (0, false),
+            };
             Ok(Input {
                 source: Source::File(reader.into_inner()),
                 name,
-                lines: lines.count,
-                mentions_ids: lines.mentions_ids,
+                lines,
+                mentions_ids,
             })
         }
         _ => {
