@@ -446,26 +446,45 @@ fn a_long_batch_that_reads_its_ids_ahead_does_what_it_does_without_a_model() {
         let input = env.file("in.txt", &text);
         let twin = TestEnv::new();
         twin.write(&before);
-        let (code, stdout, stderr, bytes) = run(&env, &input, stdin, threads);
+        let ran = run(&env, &input, stdin, threads);
         let twins = run(&twin, &input, stdin, threads);
         let case = format!("reuse {reuse}, stdin {stdin}, threads {threads}");
-        assert_eq!((code, &stderr), (twins.0, &twins.2), "{case}");
-        assert!(stdout == twins.1, "{case}: the outputs differ");
-        assert!(bytes == twins.3, "{case}: the journals differ");
-        match reuse {
-            false => {
-                assert_eq!(code, Some(0), "{stderr}");
-                let seqs = String::from_utf8_lossy(&stdout).matches("\"seq\"").count();
-                assert!(seqs > 5000, "{seqs} events printed");
-                env.ok("verify");
-            }
-            true => {
-                assert!(stderr.contains("id n9 was already used"), "{stderr}");
-                assert!(
-                    bytes == before,
-                    "the refused batch left the journal changed"
-                );
-            }
+        did_as_its_twin(&env, (ran, twins), (reuse, &before), &case);
+    }
+}
+
+/// What a write gave: its exit code, stdout and stderr, and the journal's
+/// bytes after it.
+type Ran = (Option<i32>, Vec<u8>, String, Vec<u8>);
+
+/// Checks that a long write of ids (`case`) into `env`, whose journal
+/// held `before`, gave what its twin gave into the same journal without
+/// its model: accepted, with more than 5,000 events, or refused for `n9`
+/// used again (`reuse`), the journal left as it was.
+#[track_caller]
+fn did_as_its_twin(
+    env: &TestEnv,
+    (ran, twins): (Ran, Ran),
+    (reuse, before): (bool, &[u8]),
+    case: &str,
+) {
+    let (code, stdout, stderr, bytes) = ran;
+    assert_eq!((code, &stderr), (twins.0, &twins.2), "{case}");
+    assert!(stdout == twins.1, "{case}: the outputs differ");
+    assert!(bytes == twins.3, "{case}: the journals differ");
+    match reuse {
+        false => {
+            assert_eq!(code, Some(0), "{case}: {stderr}");
+            let seqs = String::from_utf8_lossy(&stdout).matches("\"seq\"").count();
+            assert!(seqs > 5000, "{case}: {seqs} events printed");
+            env.ok("verify");
+        }
+        true => {
+            assert!(
+                stderr.contains("id n9 was already used"),
+                "{case}: {stderr}"
+            );
+            assert!(bytes == before, "{case}: the refusal changed the journal");
         }
     }
 }
@@ -551,29 +570,12 @@ fn a_long_import_that_reads_its_ids_ahead_does_what_it_does_without_a_model() {
         let run = |env: &TestEnv| {
             let out = env.cmd().args(&args).output().expect("run");
             let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-            (out.status.code(), stderr, out.stdout, env.bytes())
+            (out.status.code(), out.stdout, stderr, env.bytes())
         };
-        let (code, stderr, stdout, bytes) = run(&env);
+        let ran = run(&env);
         let twins = run(&twin);
         let case = format!("{name}, rules {rules:?}, reuse {reuse}");
-        assert_eq!((code, &stderr), (twins.0, &twins.1), "{case}");
-        assert!(stdout == twins.2, "{case}: the outputs differ");
-        assert!(bytes == twins.3, "{case}: the journals differ");
-        match reuse {
-            false => {
-                assert_eq!(code, Some(0), "{case}: {stderr}");
-                let seqs = String::from_utf8_lossy(&stdout).matches("\"seq\"").count();
-                assert!(seqs > 5000, "{case}: {seqs} events printed");
-                env.ok("verify");
-            }
-            true => {
-                assert!(
-                    stderr.contains("id n9 was already used"),
-                    "{case}: {stderr}"
-                );
-                assert!(bytes == before, "{case}: the journal changed");
-            }
-        }
+        did_as_its_twin(&env, (ran, twins), (reuse, &before), &case);
     }
 }
 
