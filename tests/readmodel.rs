@@ -640,6 +640,70 @@ fn a_write_whose_input_changes_after_its_ids_were_read_is_refused() {
     }
 }
 
+/// A batch whose summary goes into a reader that reads nothing yet lets
+/// go of the journal once its events and the read model are written, not
+/// once it has printed: another writer goes on meanwhile, and the batch
+/// then prints in full.
+#[test]
+fn a_batch_printing_into_a_stalled_reader_holds_no_other_writer_up() {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let (env, n, _) = long_journal_with_ids();
+    // A summary of 6,000 rows, past what a pipe holds.
+    let text: String = (0..6000).map(|i| format!("create c{i:05}\n")).collect();
+    let input = env.file("in.txt", &text);
+    let journal = env.journal.to_string_lossy().into_owned();
+    let before = env.bytes().len();
+    let mut batch = env
+        .process()
+        .args(["-f", &journal, "batch", &input])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("batch");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env.bytes().len() == before {
+        assert!(Instant::now() < deadline, "the batch never committed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut deposit = env
+        .process()
+        .args(["-f", &journal, "deposit", "a", "1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("deposit");
+    let deposited = loop {
+        match deposit.try_wait().expect("wait") {
+            Some(status) => break Some(status),
+            None if Instant::now() > deadline => break None,
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    if deposited.is_none() {
+        let _ = (deposit.kill(), batch.kill());
+    }
+    assert!(
+        deposited.is_some_and(|s| s.success()),
+        "the deposit waited on a batch that was printing"
+    );
+    let mut summary = String::new();
+    let mut stdout = batch.stdout.take().expect("stdout");
+    stdout.read_to_string(&mut summary).expect("summary");
+    assert!(batch.wait().expect("batch").success());
+    let first = summary.lines().next().unwrap_or_default();
+    let last = n + 1 + 6000;
+    assert_eq!(
+        first,
+        format!(
+            "appended 6000 event(s) (seq {}-{last}); 0 repeat(s) of earlier --id commands",
+            n + 2
+        )
+    );
+    assert_eq!(summary.lines().count(), 2 + 6000, "every account's row");
+    assert_eq!(model_seq(&env.journal), Some(last + 1), "the deposit's");
+}
+
 /// A batch that creates a journal long enough for a model writes the
 /// model once: the ids it appended are in it, so a repeat of one is a
 /// repeat (it was appended a second time when the writer's drop rebuilt
