@@ -62,6 +62,8 @@ pub struct Names {
     /// The key of each id, once for each time it is named.
     keys: Vec<i64>,
     accounts: Distinct,
+    /// How many commands named them.
+    commands: usize,
 }
 
 impl Names {
@@ -70,10 +72,17 @@ impl Names {
         Names {
             keys: Vec::with_capacity(records),
             accounts: Distinct::default(),
+            commands: 0,
         }
     }
 
+    /// How many commands the input holds.
+    pub fn commands(&self) -> usize {
+        self.commands
+    }
+
     pub fn add(&mut self, named: Named) {
+        self.commands += 1;
         self.keys.extend(named.ids.into_iter().flatten());
         named
             .accounts

@@ -41,9 +41,12 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> Result<(), Error> {
         .flatten();
     let mut applier = Applier::open(ctx, args.dry_run)?;
     // A JSON Lines record is a line; a CSV's rules may skip rows, and
-    // its records span lines where a quoted field holds one.
-    if rules.is_none() {
-        applier.expect(input.lines);
+    // its records span lines where a quoted field holds one: only its
+    // reading ahead counts its commands.
+    match (&rules, &foreseen) {
+        (None, _) => applier.expect(input.lines),
+        (Some(_), Some((names, _))) => applier.expect(names.commands()),
+        (Some(_), None) => {}
     }
     let read_before = match foreseen {
         Some((names, read)) => names.tell(&mut applier, &read)?,
