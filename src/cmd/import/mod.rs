@@ -7,8 +7,10 @@
 //! read, parsed and applied in order (JSON Lines parsed on worker threads,
 //! as `batch` parses): memory does not grow with the input (past a buffer,
 //! the events of the one write are written to the journal as they are
-//! decided, JSON Lines from a file being counted first, or else go to a
-//! file until the last is decided).
+//! decided, JSON Lines from a file being counted first and a long CSV
+//! read ahead, or else go to a file until the last is decided). A long
+//! input from a file is read ahead for the ids it names (see
+//! [`foresee`]).
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal};
