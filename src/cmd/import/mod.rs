@@ -10,7 +10,7 @@
 //! decided, JSON Lines from a file being counted first and a long CSV
 //! read ahead, or else go to a file until the last is decided). A long
 //! input from a file is read ahead for the ids it names (see
-//! [`foresee`]).
+//! `cmd::foresee`).
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal};
