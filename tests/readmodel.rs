@@ -449,7 +449,8 @@ fn a_long_batch_that_reads_its_ids_ahead_does_what_it_does_without_a_model() {
         let ran = run(&env, &input, stdin, threads);
         let twins = run(&twin, &input, stdin, threads);
         let case = format!("reuse {reuse}, stdin {stdin}, threads {threads}");
-        did_as_its_twin(&env, (ran, twins), (reuse, &before), &case);
+        let refused = reuse.then_some("id n9 was already used");
+        did_as_its_twin(&env, (ran, twins), (refused, &before), &case);
     }
 }
 
@@ -459,31 +460,28 @@ type Ran = (Option<i32>, Vec<u8>, String, Vec<u8>);
 
 /// Checks that a long write of ids (`case`) into `env`, whose journal
 /// held `before`, gave what its twin gave into the same journal without
-/// its model: accepted, with more than 5,000 events, or refused for `n9`
-/// used again (`reuse`), the journal left as it was.
+/// its model: accepted, with more than 5,000 events, or `refused` (an
+/// error that says so), the journal left as it was.
 #[track_caller]
 fn did_as_its_twin(
     env: &TestEnv,
     (ran, twins): (Ran, Ran),
-    (reuse, before): (bool, &[u8]),
+    (refused, before): (Option<&str>, &[u8]),
     case: &str,
 ) {
     let (code, stdout, stderr, bytes) = ran;
     assert_eq!((code, &stderr), (twins.0, &twins.2), "{case}");
     assert!(stdout == twins.1, "{case}: the outputs differ");
     assert!(bytes == twins.3, "{case}: the journals differ");
-    match reuse {
-        false => {
+    match refused {
+        None => {
             assert_eq!(code, Some(0), "{case}: {stderr}");
             let seqs = String::from_utf8_lossy(&stdout).matches("\"seq\"").count();
             assert!(seqs > 5000, "{case}: {seqs} events printed");
             env.ok("verify");
         }
-        true => {
-            assert!(
-                stderr.contains("id n9 was already used"),
-                "{case}: {stderr}"
-            );
+        Some(refusal) => {
+            assert!(stderr.contains(refusal), "{case}: {stderr}");
             assert!(bytes == before, "{case}: the refusal changed the journal");
         }
     }
@@ -517,50 +515,57 @@ fn as_jsonl(batch: &str) -> String {
 }
 
 /// A CSV of `n` deposits into `a` (of [`long_journal_with_ids`]), each
-/// with the reference `n0`, `n1`, …, and one row twice.
-fn csv_naming_ids(n: usize) -> String {
+/// with the reference `n0`, `n1`, …, and one row twice if `repeat`.
+fn csv_naming_ids(n: usize, repeat: bool) -> String {
     let mut text = String::from("Account,Amount,Ref\n");
     for i in 0..n {
         text.push_str(&format!("a,1.{:02},n{i}\n", i % 100));
     }
-    text.push_str("a,1.05,n5\n");
+    if repeat {
+        text.push_str("a,1.05,n5\n");
+    }
     text
 }
 
 /// A long import reads its ids ahead as a long batch does (JSON Lines, or
 /// a CSV whose ids are given or made from the rows), and appends the very
 /// lines and prints the very answers that it does into the same journal
-/// without its model; an id reused for another command is refused by
-/// both, the journal left as it was. A CSV of 25,000 rows is long enough
-/// for its lines to go to the journal as they are decided, counted by its
-/// reading ahead (one fewer appended: a row repeats another), and cut
-/// back on the refusal.
+/// without its model; an id reused for another command, or an unknown
+/// account, is refused by both, the journal left as it was. A CSV of
+/// 25,000 rows whose ids are all new is long enough for its lines to go
+/// to the journal as they are decided, counted by its reading ahead, and
+/// cut back on a refusal; one that repeats a row takes the spool.
 #[test]
 fn a_long_import_that_reads_its_ids_ahead_does_what_it_does_without_a_model() {
-    let jsonl = |memo: &str| as_jsonl(&batch_naming_ids(5000, memo));
     let given = "account = \"{Account}\"\namount = \"{Amount}\"\nid = \"{Ref}\"\n";
     let made = "account = \"{Account}\"\namount = \"{Amount}\"\n";
+    let reused = "{\"command\":\"deposit\",\"account\":\"b\",\"amount\":\"2\",\"id\":\"n9\"}\n";
+    let n9 = Some((reused, "id n9 was already used"));
+    let unknown = Some(("zz,1.00,n99999\n", "zz"));
     let cases = [
-        ("in.jsonl", None, false, 0),
-        ("in.jsonl", None, true, 0),
-        ("in.csv", Some(given), false, 25_000),
-        ("in.csv", Some(given), true, 25_000),
-        ("in.csv", Some(made), false, 5000),
+        ("in.jsonl", None, 0, false, None),
+        ("in.jsonl", None, 0, false, n9),
+        ("in.csv", Some(given), 25_000, false, None),
+        ("in.csv", Some(given), 25_000, true, None),
+        ("in.csv", Some(given), 25_000, false, unknown),
+        (
+            "in.csv",
+            Some(given),
+            5000,
+            true,
+            Some(("a,2.00,n9\n", "id n9 was already used")),
+        ),
+        ("in.csv", Some(made), 5000, true, None),
     ];
-    for (name, rules, reuse, rows) in cases {
+    for (name, rules, rows, repeat, added) in cases {
         let (env, _, memo) = long_journal_with_ids();
         let before = env.bytes();
         let mut text = match rules {
-            Some(_) => csv_naming_ids(rows),
-            None => jsonl(&memo),
+            Some(_) => csv_naming_ids(rows, repeat),
+            None => as_jsonl(&batch_naming_ids(5000, &memo)),
         };
-        if reuse {
-            text.push_str(match rules {
-                Some(_) => "a,2.00,n9\n",
-                None => {
-                    "{\"command\":\"deposit\",\"account\":\"b\",\"amount\":\"2\",\"id\":\"n9\"}\n"
-                }
-            });
+        if let Some((line, _)) = added {
+            text.push_str(line);
         }
         let input = env.file(name, &text);
         let mut args = vec!["--json", "import", &input];
@@ -577,8 +582,9 @@ fn a_long_import_that_reads_its_ids_ahead_does_what_it_does_without_a_model() {
         };
         let ran = run(&env);
         let twins = run(&twin);
-        let case = format!("{name}, rules {rules:?}, reuse {reuse}");
-        did_as_its_twin(&env, (ran, twins), (reuse, &before), &case);
+        let case = format!("{name}, rules {rules:?}, {rows} rows, repeat {repeat}");
+        let refused = added.map(|(_, refusal)| refusal);
+        did_as_its_twin(&env, (ran, twins), (refused, &before), &case);
     }
 }
 
@@ -604,7 +610,7 @@ fn a_write_whose_input_changes_after_its_ids_were_read_is_refused() {
         let (env, _, memo) = long_journal_with_ids();
         let before = env.bytes();
         let text = match (name, rules) {
-            (_, Some(_)) => csv_naming_ids(5000),
+            (_, Some(_)) => csv_naming_ids(25_000, false),
             ("in.jsonl", None) => as_jsonl(&batch_naming_ids(5000, &memo)),
             _ => batch_naming_ids(5000, &memo),
         };

@@ -110,8 +110,9 @@ impl<'c> Applier<'c> {
 
     /// Tells the writer the keys of the ids the records will name (see
     /// [`Writer::foresee_ids`]), and about how many accounts they name
-    /// ([`Writer::expect_accounts`]): whether it took the keys.
-    pub fn foresee(&mut self, keys: Vec<i64>, accounts: usize) -> Result<bool, Error> {
+    /// ([`Writer::expect_accounts`]): if it took the keys, how many ids
+    /// it will look up.
+    pub fn foresee(&mut self, keys: Vec<i64>, accounts: usize) -> Result<Option<usize>, Error> {
         self.writer.expect_accounts(accounts)?;
         Ok(self.writer.foresee_ids(keys))
     }

@@ -1,6 +1,7 @@
 //! Reading a long write's input ahead, before the journal is locked, for
-//! what it names: the key of every id (see `Writer::foresee_ids`) and
-//! about how many accounts (`Writer::expect_accounts`). Shared by `batch`
+//! what it names: the key of every id (see `Writer::foresee_ids`), about
+//! how many accounts (`Writer::expect_accounts`), and how many commands
+//! (for a CSV, whose lines do not tell). Shared by `batch`
 //! and `import`, which read their input twice: once for this, once to
 //! apply it, a digest of each reading telling whether it changed between
 //! the two.
@@ -62,7 +63,7 @@ pub struct Names {
     /// The key of each id, once for each time it is named.
     keys: Vec<i64>,
     accounts: Distinct,
-    /// How many commands named them.
+    /// How many commands it holds.
     commands: usize,
 }
 
@@ -91,16 +92,28 @@ impl Names {
             .for_each(|a| self.accounts.add(a));
     }
 
-    /// Tells `applier` what the input names, read with digest `read`:
-    /// what the reading that applies it must read again, if the applier
-    /// took the ids (see [`check`]).
-    pub fn tell(self, applier: &mut Applier, read: &Reading) -> Result<Option<Digest>, Error> {
+    /// Tells `applier` what the input names, read with digest `read`.
+    pub fn tell(self, applier: &mut Applier, read: &Reading) -> Result<Told, Error> {
         let Some(&digest) = read.get() else {
-            return Ok(None);
+            return Ok(Told::default());
         };
-        let took = applier.foresee(self.keys, self.accounts.estimate())?;
-        Ok(took.then_some(digest))
+        let looked_up = applier.foresee(self.keys, self.accounts.estimate())?;
+        Ok(Told {
+            digest: looked_up.map(|_| digest),
+            all_new: looked_up == Some(0),
+        })
     }
+}
+
+/// What an applier made of what an input names ([`Names::tell`]).
+#[derive(Default)]
+pub struct Told {
+    /// What the reading that applies the input must read again (see
+    /// [`check`]), if the applier took its ids.
+    pub digest: Option<Digest>,
+    /// Whether every id it names is new and named once: no command of it
+    /// repeats an earlier one.
+    pub all_new: bool,
 }
 
 /// A SHA-256 of the bytes of an input.

@@ -1312,12 +1312,13 @@ impl Writer {
     /// (see `State::foresee_ids`). A writer that cannot use them (no such
     /// model, one that gave it up for the whole state, the model
     /// unreadable) or would gain little (more than a quarter of the ids
-    /// used before or named twice) goes on as without them: whether it
-    /// took them. Every id the append names must be among these keys: one
-    /// that is not could be taken for new when it repeats.
-    pub fn foresee_ids(&mut self, mut keys: Vec<i64>) -> bool {
+    /// used before or named twice) goes on as without them. If it took
+    /// them: how many it will look up. Every id the append names must be
+    /// among these keys: one that is not could be taken for new when it
+    /// repeats.
+    pub fn foresee_ids(&mut self, mut keys: Vec<i64>) -> Option<usize> {
         let (Some(model), Some(_), Backing::File(_)) = (&self.model, self.from, &self.file) else {
-            return false;
+            return None;
         };
         keys.sort_unstable();
         let mut shared: FxHashSet<i64> = keys
@@ -1329,15 +1330,16 @@ impl Writer {
             Ok(Some(held)) => shared.extend(held),
             // A damaged bucket is met again, and dealt with, when an id
             // of it is looked up.
-            Ok(None) | Err(_) => return false,
+            Ok(None) | Err(_) => return None,
         }
         // Mostly ids used before (a batch run again): nearly all would be
         // looked up anyway, and the set would only cost memory.
         if shared.len() > keys.len() / 4 {
-            return false;
+            return None;
         }
         drop(keys);
-        self.state.foresee_ids(shared)
+        let looked_up = shared.len();
+        self.state.foresee_ids(shared).then_some(looked_up)
     }
 
     /// Says that the append about to be staged is expected to have

@@ -36,7 +36,7 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
     let mut applier = Applier::open(ctx, args.dry_run)?;
     applier.expect(commands.count);
     let read_before = match foreseen {
-        Some((names, read)) => names.tell(&mut applier, &read)?,
+        Some((names, read)) => names.tell(&mut applier, &read)?.digest,
         None => None,
     };
     let parser = || {

@@ -42,18 +42,24 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> Result<(), Error> {
         .then(|| read_ahead(&mut input, rules.as_ref()))
         .flatten();
     let mut applier = Applier::open(ctx, args.dry_run)?;
+    let (read_before, commands) = match foreseen {
+        Some((names, read)) => {
+            let commands = names.commands();
+            let told = names.tell(&mut applier, &read)?;
+            (told.digest, told.all_new.then_some(commands))
+        }
+        None => (None, None),
+    };
     // A JSON Lines record is a line; a CSV's rules may skip rows, and
     // its records span lines where a quoted field holds one: only its
-    // reading ahead counts its commands.
-    match (&rules, &foreseen) {
+    // reading ahead counts its commands, each of which appends an event
+    // (or the import is refused) when every id is new and named once (a
+    // CSV names no other id than its rows').
+    match (&rules, commands) {
         (None, _) => applier.expect(input.lines),
-        (Some(_), Some((names, _))) => applier.expect(names.commands()),
+        (Some(_), Some(commands)) => applier.expect(commands),
         (Some(_), None) => {}
     }
-    let read_before = match foreseen {
-        Some((names, read)) => names.tell(&mut applier, &read)?,
-        None => None,
-    };
     let (reader, read) = input.reader()?;
     let mut apply =
         |line: usize, command: Result<WriteCommand, Error>| applier.apply(line, command);
