@@ -145,7 +145,7 @@ pub struct Digesting<R> {
 }
 
 impl<R> Digesting<R> {
-    pub fn new(inner: R) -> (Digesting<R>, Reading) {
+    fn new(inner: R) -> (Digesting<R>, Reading) {
         let reading = Reading::default();
         let reader = Digesting {
             inner,
@@ -171,20 +171,23 @@ impl<R: Read> Read for Digesting<R> {
     }
 }
 
-/// A file read from a place of its own: two readers of one file, each
-/// with its own, never move each other's (a cloned descriptor shares the
+/// A reading of `file` from its start, buffered by `capacity` bytes, and
+/// its digest once it reaches the end. Each reading reads from a place of
+/// its own: two never move each other's (a cloned descriptor shares the
 /// file's offset).
+pub fn from_start(
+    file: &fs::File,
+    capacity: usize,
+) -> io::Result<(io::BufReader<Digesting<ReadAt>>, Reading)> {
+    let file = file.try_clone()?;
+    let (reader, read) = Digesting::new(ReadAt { file, pos: 0 });
+    Ok((io::BufReader::with_capacity(capacity, reader), read))
+}
+
+/// A file read from a place of its own (see [`from_start`]).
 pub struct ReadAt {
     file: fs::File,
     pos: u64,
-}
-
-impl ReadAt {
-    /// A reader of `file` from its start.
-    pub fn start(file: &fs::File) -> io::Result<ReadAt> {
-        let file = file.try_clone()?;
-        Ok(ReadAt { file, pos: 0 })
-    }
 }
 
 impl Read for ReadAt {

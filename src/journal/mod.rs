@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use rustc_hash::FxHashSet;
-
 use std::borrow::Cow;
 use std::sync::LazyLock;
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::cli::BatchArgs;
 use crate::cmd::apply::{Applier, at_line};
-use crate::cmd::foresee::{self, Digesting, Named, Names, ReadAt};
+use crate::cmd::foresee::{self, Named, Names};
 use crate::cmd::{Context, pipeline};
 use crate::error::Error;
 use crate::journal::JournalError;
@@ -73,9 +73,8 @@ impl Input {
     fn reader(&self) -> Result<(Box<dyn BufRead + Send>, foresee::Reading), Error> {
         match &self.source {
             Source::File(file) => {
-                let from_start = ReadAt::start(file).map_err(|e| self.error(e))?;
-                let (reader, read) = Digesting::new(from_start);
-                let reader = io::BufReader::with_capacity(READ_BUFFER, reader);
+                let (reader, read) =
+                    foresee::from_start(file, READ_BUFFER).map_err(|e| self.error(e))?;
                 Ok((Box::new(reader), read))
             }
             Source::Memory(text) => {

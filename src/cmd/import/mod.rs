@@ -22,7 +22,7 @@ use crate::cli::{BatchLine, ImportArgs, WriteCommand};
 use crate::cmd::Context;
 use crate::cmd::apply::Applier;
 use crate::cmd::batch;
-use crate::cmd::foresee::{self, Digesting, Named, Names, ReadAt, Reading};
+use crate::cmd::foresee::{self, Named, Names, Reading};
 use crate::error::Error;
 use crate::journal::JournalError;
 
@@ -121,9 +121,9 @@ impl Input {
     fn reader(&mut self) -> Result<(Box<dyn BufRead + Send>, Reading), Error> {
         match &mut self.source {
             Source::File(file) => {
-                let from_start = ReadAt::start(file).map_err(|e| read_error(&self.name, e))?;
-                let (reader, read) = Digesting::new(from_start);
-                Ok((Box::new(BufReader::with_capacity(BUFFER, reader)), read))
+                let (reader, read) =
+                    foresee::from_start(file, BUFFER).map_err(|e| read_error(&self.name, e))?;
+                Ok((Box::new(reader), read))
             }
             Source::Stream(stream) => {
                 let read_twice = || io::Error::other("it cannot be read twice");
