@@ -155,6 +155,13 @@ impl Stage {
         self.starts
             .push(self.staged_bytes())
             .map_err(|e| spool_error(path, e))?;
+        // Room, once half full, for every line until the limit and the
+        // longest after it: left to double its way, the buffer takes
+        // twice the limit, and a long append keeps three of them.
+        let full = self.room + self.limit + line::MAX_LINE + 1;
+        if self.buffer.len() - self.room >= self.limit / 2 && self.buffer.capacity() < full {
+            self.buffer.reserve_exact(full - self.buffer.len());
+        }
         encode(&mut self.buffer);
         self.buffer.push(b'\n');
         if self.buffer.len() - self.room >= self.limit {
