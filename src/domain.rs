@@ -406,7 +406,7 @@ impl State {
     /// The accounts whose places ([`State::account_place`]) `keep`
     /// admits, in the order of their names, 8 bytes each: read each with
     /// [`State::named_account`].
-    pub fn accounts_by_name(&self, keep: impl FnMut(usize) -> bool) -> Vec<Named> {
+    pub fn accounts_by_name(&self, keep: impl Fn(usize) -> bool) -> Vec<Named> {
         self.accounts.by_name(keep)
     }
 

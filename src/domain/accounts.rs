@@ -416,7 +416,7 @@ impl Accounts {
     /// The accounts whose places `keep` admits, in the order of their
     /// names: 8 bytes an account, for a list of most of a million (their
     /// names as `&str` alone would be 16).
-    pub fn by_name(&self, mut keep: impl FnMut(usize) -> bool) -> Vec<Named> {
+    pub fn by_name(&self, keep: impl Fn(usize) -> bool) -> Vec<Named> {
         let ordered = self.ordered.clone();
         let mut head = Vec::with_capacity(ordered.clone().filter(|&p| keep(p)).count());
         let mut rest = Vec::new();
@@ -598,7 +598,12 @@ mod tests {
                 order.push(name);
             }
             for (n, len) in ops {
-                let name = format!("{n}{}", "x".repeat(len));
+                // In order, names among those of the run (and replacing
+                // some), for the merge to interleave.
+                let name = match in_order {
+                    true => format!("n{n:05}{}", "x".repeat(len)),
+                    false => format!("{n}{}", "x".repeat(len)),
+                };
                 let balance = (n * 7 + len) as i128;
                 if !model.contains_key(&name) {
                     order.push(name.clone());

@@ -72,7 +72,10 @@ impl Net {
         }
         let len = place + 1;
         if self.deltas.capacity() < len {
-            let room = len.max(accounts).max(self.deltas.capacity() * 2);
+            // Past that, by an eighth: a whole state's batch that then
+            // creates an account would otherwise take room for two.
+            let cap = self.deltas.capacity();
+            let room = len.max(accounts).max(cap + cap / 8);
             self.deltas.reserve_exact(room - self.deltas.len());
         }
         self.deltas.resize(len, 0);
@@ -131,6 +134,13 @@ mod tests {
 
     fn deposit(name: &str, cents: i128) -> Change<'_> {
         Change::MoneyDeposited {
+            account: name.into(),
+            amount: Decimal::new(Amount(cents), 2),
+        }
+    }
+
+    fn withdraw(name: &str, cents: i128) -> Change<'_> {
+        Change::MoneyWithdrawn {
             account: name.into(),
             amount: Decimal::new(Amount(cents), 2),
         }
@@ -197,13 +207,15 @@ mod tests {
         assert_eq!(by_name(&again, &whole), want);
     }
 
-    /// A net change past 64 bits, or a change that is, is kept whole, and
-    /// moved whole; one that comes back within them stays exact.
+    /// A net change past 64 bits, or a change that is, is kept whole and
+    /// counts every later change, and moves whole; one that comes back to
+    /// nothing is no change (unless the account was created).
     #[test]
     fn a_net_change_past_64_bits_is_kept_whole() {
-        let mut state = State::default();
-        let mut net = Net::default();
         let big = i128::from(i64::MAX);
+        let mut state = State::default();
+        fold(&mut state, &mut Net::default(), &[create("old")]);
+        let mut net = Net::default();
         fold(
             &mut state,
             &mut net,
@@ -212,16 +224,33 @@ mod tests {
                 create("b"),
                 deposit("a", big),
                 deposit("a", big),
+                deposit("a", 3),
+                withdraw("a", big),
                 deposit("b", big * 4),
+                deposit("old", big * 4),
+                withdraw("old", big * 4),
             ],
         );
         let want = vec![
-            ("a".to_owned(), Amount(big * 2), true),
+            ("a".to_owned(), Amount(big + 3), true),
             ("b".to_owned(), Amount(big * 4), true),
         ];
         assert_eq!(by_name(&net, &state), want);
         let mut other = State::default();
-        fold(&mut other, &mut Net::default(), &[create("b"), create("a")]);
+        let accounts = [create("b"), create("old"), create("a")];
+        fold(&mut other, &mut Net::default(), &accounts);
         assert_eq!(by_name(&net.moved(&state, &other), &other), want);
+    }
+
+    /// Room for a whole state's accounts at once, and for one more by an
+    /// eighth more, not twice.
+    #[test]
+    fn room_for_every_account_at_once() {
+        let mut net = Net::default();
+        net.grow_to(5, 1_000_000);
+        assert_eq!(net.deltas.capacity(), 1_000_000);
+        net.grow_to(1_000_000, 1_000_001);
+        net.grow_to(1_000_001, 1_000_002);
+        assert_eq!(net.deltas.capacity(), 1_125_000);
     }
 }
