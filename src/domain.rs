@@ -729,6 +729,11 @@ impl State {
         }
     }
 
+    /// Room for `more` accounts, about to be read from a cache.
+    pub fn reserve_accounts(&mut self, more: usize) {
+        self.accounts.reserve(more);
+    }
+
     /// Adds an account read from a cache (nothing if it is there already:
     /// the state's own copy may have moved on).
     pub fn load_account(&mut self, name: &str, account: Account) -> Result<(), String> {

@@ -1158,7 +1158,7 @@ impl Writer {
         };
         match model.account_count() {
             Ok(every) if named < every / 2 => return Ok(()),
-            Ok(_) => {}
+            Ok(every) => self.state.reserve_accounts(every),
             Err(_) => return self.fall_back(),
         }
         if model.load_every_account_into(&mut self.state).is_err() {
