@@ -37,8 +37,10 @@ pub(super) use ahead::Ahead;
 use ahead::Handed;
 
 /// Bytes of staged lines kept in memory before they go to the spool; also
-/// about the size of each read and write that seals them.
-const BUFFER: usize = 4 << 20;
+/// about the size of each read and write that seals them. A long append
+/// written ahead has three in flight (staged, waiting, being sealed): of
+/// 4 MiB, the batch of 2,000,000 ids peaked 9 MB higher, no faster.
+const BUFFER: usize = 1 << 20;
 
 /// The staged lines of one append.
 pub(super) struct Stage {
