@@ -448,28 +448,39 @@ impl Accounts {
     /// names as `&str` alone would be 16).
     pub fn by_name(&self, keep: impl Fn(usize) -> bool) -> Vec<Named> {
         let ordered = self.ordered.clone();
-        let mut head = Vec::with_capacity(ordered.clone().filter(|&p| keep(p)).count());
+        // Room for all at once: the rest is merged in place, from the end.
+        let mut all = Vec::with_capacity((0..self.len()).filter(|&p| keep(p)).count());
         let mut rest = Vec::new();
         for slot in self.slots().filter(|s| keep(s.place as usize)) {
             match ordered.contains(&(slot.place as usize)) {
-                true => head.push(Named(slot)),
+                true => all.push(Named(slot)),
                 false => rest.push(slot),
             }
         }
-        if rest.is_empty() {
-            return head;
-        }
         let rest = self.sorted(rest);
-        let (mut head, mut rest) = (head.into_iter().peekable(), rest.into_iter().peekable());
-        let mut all = Vec::with_capacity(head.len() + rest.len());
-        while let (Some(h), Some(r)) = (head.peek(), rest.peek()) {
-            let next = match name_in(&self.chunks, h.0) < name_in(&self.chunks, r.0) {
-                true => head.next(),
-                false => rest.next(),
+        let (mut head, mut tail) = (all.len(), rest.len());
+        let Some(&filler) = all.first().or(rest.first()) else {
+            return all;
+        };
+        all.resize(head + tail, filler);
+        while let Some(r) = tail.checked_sub(1).and_then(|t| rest.get(t)) {
+            let h = head.checked_sub(1).and_then(|h| all.get(h));
+            let from_head =
+                h.is_some_and(|h| name_in(&self.chunks, h.0) > name_in(&self.chunks, r.0));
+            let next = match (from_head, h) {
+                (true, Some(&h)) => {
+                    head -= 1;
+                    h
+                }
+                _ => {
+                    tail -= 1;
+                    *r
+                }
             };
-            all.extend(next);
+            if let Some(place) = all.get_mut(head + tail) {
+                *place = next;
+            }
         }
-        all.extend(head.chain(rest));
         all
     }
 
