@@ -803,7 +803,8 @@ fn json_prints_the_existing_event_of_a_repeated_id_in_line_order() {
 // goes through a nameless file beside the journal (SPEC 4: memory does not
 // grow with the batch).
 
-/// Events enough to stage more than 4 MiB of lines (each about 290 bytes).
+/// Events enough to stage several times the 1 MiB of lines kept in
+/// memory (each about 290 bytes).
 const LARGE: u64 = 20_000;
 
 /// A memo that makes each line long, so that fewer lines fill the buffer.
@@ -891,7 +892,7 @@ fn a_large_batch_refused_at_its_last_line_leaves_journal_and_directory_as_they_w
     env.ok("verify");
 }
 
-/// A batch longer than the 4 MiB staged in memory is written to the
+/// A batch longer than the 1 MiB staged in memory is written to the
 /// journal as it is decided, its count known from its lines. Whatever
 /// ends it, the journal holds it all or none of it: refused at its last
 /// line (from a file and from stdin, into an existing journal and a new
@@ -1025,7 +1026,7 @@ fn with_no_helper_thread_a_batch_or_an_import_is_the_same() {
     for a in 0..accounts {
         first.push_str(&format!("create acct{a}\ndeposit acct{a} 1000 --id d{a}\n"));
     }
-    // About 7 MB of lines: past the 4 MiB a batch stages before it writes
+    // About 7 MB of lines: past the 1 MiB a batch stages before it writes
     // ahead (and syncs as it writes).
     for i in 0..24_000 {
         let (from, to) = (i % accounts, (i * 7 + 1) % accounts);

@@ -197,8 +197,14 @@ impl<'c> Applier<'c> {
                 Ok(())
             }
             Err(e) => {
+                // The journal's own failures and the output's are not the
+                // line's (a disk that fills while a long batch is written
+                // ahead fills at some line): they always stop, unnamed.
+                if matches!(e.root(), Error::Journal(_) | Error::Output(_)) {
+                    return Err(e);
+                }
                 let e = at_line(line, e);
-                if !self.dry_run || matches!(e.root(), Error::Journal(_) | Error::Output(_)) {
+                if !self.dry_run {
                     return Err(e);
                 }
                 // The first is said only once a second follows: alone, it

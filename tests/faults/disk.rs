@@ -269,7 +269,7 @@ fn disk_full_under_a_large_batch_leaves_the_journal_and_frees_the_space() {
     let run = |args: &[&str]| ns.ledger(&env, &journal, args);
     ok("create", &run(&["create", "a"]));
     let before = fs::read(ns.inside(&journal)).expect("journal");
-    // About 6 MB of lines: more than the 4 MiB staged in memory.
+    // About 6 MB of lines: more than the 1 MiB staged in memory.
     let memo = "m".repeat(200);
     let batch = env.dir.path().join("batch.txt");
     let text: String = (0..20_000)
@@ -288,7 +288,7 @@ fn disk_full_under_a_large_batch_leaves_the_journal_and_frees_the_space() {
         .collect();
     assert_eq!(left, ["journal.jsonl"], "the batch left a file behind");
     // The spool's space went with it: 2.4 MB of lines fit in the 6 MB,
-    // which they would not beside a spool of 4 MiB left behind.
+    // which they would not beside a spool of the batch left behind.
     let text: String = (0..8_000)
         .map(|k| format!("deposit a 1 --id c{k} --memo {memo}\n"))
         .collect();
