@@ -95,8 +95,11 @@ type Records = Result<Vec<(usize, Result<csv::StringRecord, Error>)>, Error>;
 /// when a rule skips it), or the error that ends the input.
 type Made = Result<Vec<(usize, Result<Option<Row>, Error>)>, Error>;
 
-/// Rows read at a time, and handed to a worker thread.
-const CHUNK: usize = 2048;
+/// Rows read at a time, and handed to a worker thread. Chunks of rows
+/// and of what they made are in flight between the threads: 2,000,000
+/// rows imported into a million accounts peaked 10 MB higher with
+/// chunks of 2,048, no faster.
+const CHUNK: usize = 512;
 
 /// Reads the records after the header and hands what each makes, with its
 /// line, to `apply`, in order, a chunk at a time; stops at the first error
