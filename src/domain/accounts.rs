@@ -97,7 +97,8 @@ impl Chunk {
 /// a million accounts, `verify` spent a third of its time there.
 #[derive(Clone)]
 struct Index {
-    /// A power of two of them, or none; at most five eighths full.
+    /// A power of two of them (or as many as a count reserved), or none;
+    /// at most five eighths full.
     slots: Vec<Tagged>,
     len: usize,
     /// Keyed per process, so that no journal can be made of names that
