@@ -154,7 +154,7 @@ impl Index {
     fn probe(size: usize, tag: u32) -> impl Iterator<Item = usize> {
         // The tag scaled to the size (its high bits, for a power of two):
         // a table sized for a known count need not be one.
-        let start = ((u64::from(tag) * size as u64) >> 32) as usize;
+        let start = ((u128::from(tag) * size as u128) >> 32) as usize;
         (start..start + size).map(move |i| round(i, size))
     }
 

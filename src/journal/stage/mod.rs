@@ -160,9 +160,14 @@ impl Stage {
         // Room, once half full, for every line until the limit and the
         // longest after it: left to double its way, the buffer takes
         // twice the limit, and a long append keeps three of them.
-        let full = self.room + self.limit + line::MAX_LINE + 1;
-        if self.buffer.len() - self.room >= self.limit / 2 && self.buffer.capacity() < full {
-            self.buffer.reserve_exact(full - self.buffer.len());
+        if self.buffer.len() - self.room >= self.limit / 2 {
+            let full = self
+                .room
+                .saturating_add(self.limit)
+                .saturating_add(line::MAX_LINE + 1);
+            if self.buffer.capacity() < full {
+                self.buffer.reserve_exact(full - self.buffer.len());
+            }
         }
         encode(&mut self.buffer);
         self.buffer.push(b'\n');
@@ -766,9 +771,12 @@ impl Starts {
                 self.blocks.push(start);
                 0
             }
-            false => u16::try_from(start - self.last).map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidData, "a staged line is too long")
-            })?,
+            false => start
+                .checked_sub(self.last)
+                .and_then(|step| u16::try_from(step).ok())
+                .ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidData, "a staged line is too long")
+                })?,
         };
         self.steps.push(step);
         self.last = start;
