@@ -729,9 +729,10 @@ impl State {
         }
     }
 
-    /// Room for `more` accounts, about to be read from a cache.
-    pub fn reserve_accounts(&mut self, more: usize) {
-        self.accounts.reserve(more);
+    /// Room for `total` accounts in all, most about to be read from a
+    /// cache.
+    pub fn reserve_accounts(&mut self, total: usize) {
+        self.accounts.reserve(total);
     }
 
     /// Adds an account read from a cache (nothing if it is there already:

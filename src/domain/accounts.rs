@@ -200,11 +200,11 @@ impl Index {
         }
     }
 
-    /// Room for `more` names without growing: a state about to read a
-    /// million accounts from the model takes 19 MB of slots where
-    /// doubling to a power of two took 25.
-    fn reserve(&mut self, more: usize) {
-        let size = self.len.saturating_add(more).saturating_mul(8).div_ceil(5);
+    /// Room for `total` names in all without growing: room for a
+    /// million accounts is 19 MB of slots, where doubling to a power of
+    /// two took 25.
+    fn reserve(&mut self, total: usize) {
+        let size = total.max(self.len).saturating_mul(8).div_ceil(5);
         if size > self.slots.len() {
             self.resize(size.max(16));
         }
@@ -374,9 +374,9 @@ impl Accounts {
         self.place(name).is_some()
     }
 
-    /// Room for `more` accounts without growing the index.
-    pub fn reserve(&mut self, more: usize) {
-        self.index.reserve(more);
+    /// Room for `total` accounts in all without growing the index.
+    pub fn reserve(&mut self, total: usize) {
+        self.index.reserve(total);
     }
 
     /// How many accounts there are.
@@ -626,8 +626,8 @@ mod tests {
             let mut accounts = Accounts::default();
             // Room made for a count: a table of any size, not only a power
             // of two (then doubled from there).
-            if let Some(more) = reserved {
-                accounts.reserve(more);
+            if let Some(total) = reserved {
+                accounts.reserve(total);
             }
             if colliding {
                 // Two bits of hash: nearly every name shares its slot's
@@ -693,6 +693,26 @@ mod tests {
             let back: Accounts = serde_json::from_str(&json).expect("read back");
             prop_assert_eq!(back, accounts);
         }
+    }
+
+    /// A table sized for a count takes that many without growing, and
+    /// the accounts already there count in it.
+    #[test]
+    fn room_made_for_a_count_holds_it() {
+        let mut accounts = Accounts::default();
+        for i in 0..1000 {
+            accounts.insert(&format!("a{i}"), account(0));
+        }
+        accounts.reserve(10_000);
+        let size = accounts.index.slots.len();
+        assert_eq!(size, 16_000);
+        accounts.reserve(5_000);
+        assert_eq!(accounts.index.slots.len(), size);
+        for i in 1000..10_000 {
+            accounts.insert(&format!("a{i}"), account(0));
+        }
+        assert_eq!(accounts.index.slots.len(), size);
+        assert!((0..10_000).all(|i| accounts.contains(&format!("a{i}"))));
     }
 
     /// An account read from a cache is unchanged until it is changed or
