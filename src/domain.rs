@@ -17,6 +17,7 @@ use crate::money::{Amount, AmountError, Decimal};
 use crate::time::{At, Day};
 
 mod accounts;
+mod bits;
 
 /// Items (a replay's lines, a batch's commands) whose accounts are
 /// brought into the cache together ([`State::warm_accounts`]).
@@ -37,6 +38,7 @@ mod ids;
 
 use accounts::Accounts;
 pub use accounts::Named;
+pub use bits::Bits;
 use ids::Ids;
 #[cfg(test)]
 pub use ids::KEY_MASK;

@@ -11,6 +11,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::Account;
+use super::bits::Bits;
 
 /// Accounts by name.
 #[derive(Clone, Default)]
@@ -21,7 +22,7 @@ pub struct Accounts {
     /// The accounts read from a cache and not changed since, by place,
     /// a bit each: a write-back of a state that loaded every account
     /// writes only those changed.
-    unchanged: Vec<u64>,
+    unchanged: Bits,
     /// The longest run of places whose accounts came in the order of
     /// their names, the run the last account ends, and that account: a
     /// state that read most accounts from the model, which keeps them in
@@ -266,24 +267,8 @@ impl Accounts {
     /// The account of that name, to change.
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Account> {
         let place = self.place(name)?;
-        self.set_unchanged(place, false);
+        self.unchanged.remove(place);
         Some(&mut self.chunks[place / PER_CHUNK].rows[place % PER_CHUNK])
-    }
-
-    fn set_unchanged(&mut self, place: usize, unchanged: bool) {
-        let (word, bit) = (place / 64, 1 << (place % 64));
-        if unchanged && self.unchanged.len() <= word {
-            self.unchanged.resize(word + 1, 0);
-        }
-        if let Some(w) = self.unchanged.get_mut(word) {
-            *w = if unchanged { *w | bit } else { *w & !bit };
-        }
-    }
-
-    fn is_unchanged(&self, place: usize) -> bool {
-        self.unchanged
-            .get(place / 64)
-            .is_some_and(|w| w & (1 << (place % 64)) != 0)
     }
 
     /// Adds an account read from a cache, unless one of that name is
@@ -295,7 +280,7 @@ impl Accounts {
         }
         self.insert(name, account);
         if let Some(place) = self.place(name) {
-            self.set_unchanged(place, true);
+            self.unchanged.insert(place);
         }
     }
 
@@ -396,7 +381,7 @@ impl Accounts {
     /// [`Accounts::has_room_for`] refuses is not added.
     pub fn insert(&mut self, name: &str, account: Account) {
         if let Some(place) = self.place(name) {
-            self.set_unchanged(place, false);
+            self.unchanged.remove(place);
             self.chunks[place / PER_CHUNK].rows[place % PER_CHUNK] = account;
             return;
         }
@@ -541,7 +526,7 @@ impl Accounts {
     /// Every account but those read from a cache and not changed since,
     /// in the order of their names (see [`Accounts::by_name`]).
     pub fn changed_by_name(&self) -> Vec<Named> {
-        self.by_name(|place| !self.is_unchanged(place))
+        self.by_name(|place| !self.unchanged.contains(place))
     }
 }
 

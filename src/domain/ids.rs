@@ -42,6 +42,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
+use super::bits::Bits;
+
 /// The ids used so far: by name, and (in a fingerprinting index) by
 /// fingerprint.
 #[derive(Debug, Clone, Default)]
@@ -75,7 +77,7 @@ struct Prints {
     shards: Vec<Vec<Entry>>,
     /// With [`Hasher::IdKey`], the buckets of the read model's ids taken
     /// in whole ([`Ids::take_bucket`]), one bit each.
-    taken: Vec<u64>,
+    taken: Bits,
     /// With [`Hasher::IdKey`], the last id whose key was taken, and its
     /// key: a writer asks for the key of each id several times (to load
     /// its bucket, settle, decide, record and write it back), and each is
@@ -317,7 +319,7 @@ impl Prints {
             hasher,
             mask,
             shards: Vec::new(),
-            taken: Vec::new(),
+            taken: Bits::default(),
             last_key: LastKey::default(),
             foreseen: None,
         }
@@ -564,8 +566,7 @@ impl Ids {
         let Hasher::IdKey = prints.hasher else {
             return None;
         };
-        let word = prints.taken.get(bucket / 64).copied().unwrap_or(0);
-        Some(word & (1 << (bucket % 64)) == 0)
+        Some(!prints.taken.contains(bucket))
     }
 
     /// Takes in the entries of the read model's bucket `bucket`: ids by
@@ -585,12 +586,7 @@ impl Ids {
         for (key, seq) in entries {
             prints.insert(prints.print_of_key(key), seq);
         }
-        if prints.taken.is_empty() {
-            prints.taken = vec![0; (1 << BUCKET_BITS) / 64];
-        }
-        if let Some(word) = prints.taken.get_mut(bucket / 64) {
-            *word |= 1 << (bucket % 64);
-        }
+        prints.taken.insert(bucket);
     }
 
     /// Foresees the ids an append names, those it has named already

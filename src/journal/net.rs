@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::State;
+use crate::domain::{Bits, State};
 use crate::event::Change;
 use crate::money::Amount;
 
@@ -17,8 +17,7 @@ use crate::money::Amount;
 pub struct Net {
     deltas: Vec<i64>,
     wide: BTreeMap<usize, i128>,
-    /// A bit a place.
-    created: Vec<u64>,
+    created: Bits,
 }
 
 impl Net {
@@ -29,7 +28,7 @@ impl Net {
             && let Some(place) = state.account_place(account)
         {
             self.grow_to(place, state.account_count());
-            self.set_created(place);
+            self.created.insert(place);
         }
         for (account, delta) in change.effects().into_iter().flatten() {
             if let Some(place) = state.account_place(account) {
@@ -57,12 +56,6 @@ impl Net {
         }
     }
 
-    fn set_created(&mut self, place: usize) {
-        if let Some(word) = self.created.get_mut(place / 64) {
-            *word |= 1 << (place % 64);
-        }
-    }
-
     /// Room up to `place`: at the first growth, for every account of a
     /// state of `accounts` (a writer that loaded a million would otherwise
     /// double its way there and hold up to twice the room).
@@ -79,7 +72,6 @@ impl Net {
             self.deltas.reserve_exact(room - self.deltas.len());
         }
         self.deltas.resize(len, 0);
-        self.created.resize(len.div_ceil(64), 0);
     }
 
     /// The net change of the account at `place`, if the staged events
@@ -102,7 +94,7 @@ impl Net {
                 net.grow_to(to_place, to.account_count());
                 net.add(to_place, delta.0);
                 if self.created_at(place) {
-                    net.set_created(to_place);
+                    net.created.insert(to_place);
                 }
             }
         }
@@ -110,9 +102,7 @@ impl Net {
     }
 
     fn created_at(&self, place: usize) -> bool {
-        self.created
-            .get(place / 64)
-            .is_some_and(|word| word & (1 << (place % 64)) != 0)
+        self.created.contains(place)
     }
 }
 
