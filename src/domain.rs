@@ -385,9 +385,15 @@ impl State {
 
     /// Brings these accounts into the cache ahead of their look-ups, in
     /// stages whose loads are in flight together (see `Accounts::warm`):
-    /// those of the items [`warm_window`] names.
-    pub fn warm_accounts<'n>(&self, names: impl IntoIterator<Item = &'n str>) {
-        self.accounts.warm(names);
+    /// those of the items [`warm_window`] names. `also` is given the
+    /// place ([`State::account_place`]) of each, for a load of the
+    /// caller's own by place, in flight with the rest.
+    pub fn warm_accounts<'n>(
+        &self,
+        names: impl IntoIterator<Item = &'n str>,
+        also: impl FnMut(usize) -> u64,
+    ) {
+        self.accounts.warm(names, also);
     }
 
     /// Every account, in the order they came in (were opened, or loaded

@@ -251,10 +251,13 @@ impl Accounts {
     /// Where the account of that name is: its number in the order they
     /// were opened.
     pub fn place(&self, name: &str) -> Option<usize> {
+        self.place_tagged(name, self.index.tag(name))
+    }
+
+    /// [`Accounts::place`] of a name whose tag is worked out.
+    fn place_tagged(&self, name: &str, tag: u32) -> Option<usize> {
         self.index
-            .find(self.index.tag(name), |slot| {
-                name_in(&self.chunks, slot) == name
-            })
+            .find(tag, |slot| name_in(&self.chunks, slot) == name)
             .map(|slot| slot.place as usize)
     }
 
@@ -275,11 +278,12 @@ impl Accounts {
     /// here: unchanged until [`Accounts::get_mut`] or
     /// [`Accounts::insert`] changes it.
     pub fn insert_unchanged(&mut self, name: &str, account: Account) {
-        if self.contains(name) {
+        // One hash and one look-up: a writer loads a million this way.
+        let tag = self.index.tag(name);
+        if self.place_tagged(name, tag).is_some() {
             return;
         }
-        self.insert(name, account);
-        if let Some(place) = self.place(name) {
+        if let Some(place) = self.add(name, tag, account) {
             self.unchanged.insert(place);
         }
     }
@@ -292,18 +296,29 @@ impl Accounts {
     /// costs about as many waits as one. Small ledgers fit the cache and
     /// skip it. (A prefetch instruction would wait for nothing, but calling
     /// one is `unsafe`; these are ordinary loads, made in stages.)
-    pub fn warm<'n>(&self, names: impl IntoIterator<Item = &'n str>) {
+    ///
+    /// `also` is given each account's place in the last stage, for a load
+    /// of the caller's own by place (the value it returns is only summed).
+    pub fn warm<'n>(
+        &self,
+        names: impl IntoIterator<Item = &'n str>,
+        also: impl FnMut(usize) -> u64,
+    ) {
         if self.index.slots.len() >= WARM_MIN_SLOTS {
-            self.warm_now(names);
+            self.warm_now(names, also);
         }
     }
 
     /// [`Accounts::warm`], whatever the ledger's size.
-    fn warm_now<'n>(&self, names: impl IntoIterator<Item = &'n str>) {
+    fn warm_now<'n>(
+        &self,
+        names: impl IntoIterator<Item = &'n str>,
+        mut also: impl FnMut(usize) -> u64,
+    ) {
         let mut names = names.into_iter();
         let mut seen = 0u64;
         loop {
-            let (n, group) = self.warm_group(&mut names);
+            let (n, group) = self.warm_group(&mut names, &mut also);
             seen = seen.wrapping_add(group);
             if n < WARM_AT_ONCE {
                 break;
@@ -315,7 +330,11 @@ impl Accounts {
 
     /// Warms the next [`WARM_AT_ONCE`] of `names` (fewer at their end):
     /// how many, and a sum of what it read.
-    fn warm_group<'n>(&self, names: &mut impl Iterator<Item = &'n str>) -> (usize, u64) {
+    fn warm_group<'n>(
+        &self,
+        names: &mut impl Iterator<Item = &'n str>,
+        also: &mut impl FnMut(usize) -> u64,
+    ) -> (usize, u64) {
         let size = self.index.slots.len();
         let mut tags = [0u32; WARM_AT_ONCE];
         let mut first = [0usize; WARM_AT_ONCE];
@@ -350,6 +369,7 @@ impl Accounts {
                     .wrapping_add(name.map_or(0, |&b| u64::from(b)))
                     .wrapping_add(row.map_or(0, |r| u64::from(r.unit)));
             }
+            seen = seen.wrapping_add(also(place));
         }
         (n, seen)
     }
@@ -380,16 +400,23 @@ impl Accounts {
     /// Adds an account, or replaces the one of that name. An account
     /// [`Accounts::has_room_for`] refuses is not added.
     pub fn insert(&mut self, name: &str, account: Account) {
-        if let Some(place) = self.place(name) {
+        let tag = self.index.tag(name);
+        if let Some(place) = self.place_tagged(name, tag) {
             self.unchanged.remove(place);
             self.chunks[place / PER_CHUNK].rows[place % PER_CHUNK] = account;
             return;
         }
+        self.add(name, tag, account);
+    }
+
+    /// Adds an account whose name, of tag `tag`, is not here yet: its
+    /// place, unless [`Accounts::has_room_for`] refuses it.
+    fn add(&mut self, name: &str, tag: u32, account: Account) -> Option<usize> {
         let (Ok(place), Ok(len)) = (u32::try_from(self.len()), u8::try_from(name.len())) else {
-            return;
+            return None;
         };
         if !self.has_room_for(name) {
-            return;
+            return None;
         }
         if self.chunks.last().is_none_or(|c| c.rows.len() == PER_CHUNK) {
             // As much room for names as the chunk before took.
@@ -399,9 +426,7 @@ impl Accounts {
                 rows: Vec::with_capacity(PER_CHUNK),
             });
         }
-        let Some(chunk) = self.chunks.last_mut() else {
-            return;
-        };
+        let chunk = self.chunks.last_mut()?;
         if chunk.names.capacity() - chunk.names.len() <= name.len() {
             chunk
                 .names
@@ -425,8 +450,8 @@ impl Accounts {
             self.ordered = self.run.clone();
         }
         self.last = Some(slot);
-        let tag = self.index.tag(name);
         self.index.insert(tag, slot);
+        Some(place)
     }
 
     /// The accounts whose places `keep` admits, in the order of their
@@ -648,7 +673,7 @@ mod tests {
             // Warming reads only, whatever it finds: names here or not,
             // probes that run long and round the table's end.
             let absent: Vec<String> = (0..40).map(|i| format!("absent{i}")).collect();
-            accounts.warm_now(order.iter().rev().chain(&absent).map(String::as_str));
+            accounts.warm_now(order.iter().rev().chain(&absent).map(String::as_str), |_| 0);
             for (name, balance) in &model {
                 prop_assert_eq!(accounts.get(name).map(|a| a.balance), Some(Amount(*balance)));
                 prop_assert!(accounts.contains(name));

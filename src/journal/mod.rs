@@ -940,13 +940,14 @@ impl Writer {
     }
 
     /// Brings the accounts these requests name, of those the state
-    /// holds, into the cache ahead of their look-ups (see
-    /// [`State::warm_accounts`]).
+    /// holds, and their net changes into the cache ahead of their
+    /// look-ups (see [`State::warm_accounts`]).
     pub fn warm<'r>(&self, requests: impl IntoIterator<Item = &'r Request<'r>>) {
         self.state.warm_accounts(
             requests
                 .into_iter()
                 .flat_map(|r| r.accounts().into_iter().flatten()),
+            |place| self.net.peek(place),
         );
     }
 

@@ -38,6 +38,13 @@ impl Net {
         }
     }
 
+    /// The bits of the net change at `place`, read only to bring it into
+    /// the cache (see [`State::warm_accounts`]): in a batch into a million
+    /// accounts, each event's changes missed it.
+    pub fn peek(&self, place: usize) -> u64 {
+        self.deltas.get(place).map_or(0, |&d| d as u64)
+    }
+
     fn add(&mut self, place: usize, delta: i128) {
         if let Some(wide) = self.wide.get_mut(&place) {
             *wide = wide.saturating_add(delta);

@@ -741,7 +741,7 @@ impl<'f> Scanner<'f> {
                 .map(|s| s.accounts(line));
             names.into_iter().flatten().flatten()
         });
-        state.warm_accounts(names);
+        state.warm_accounts(names, |_| 0);
     }
 
     /// A file may shrink while it is read, and a scan stops where it
