@@ -592,8 +592,9 @@ fn a_long_import_that_reads_its_ids_ahead_does_what_it_does_without_a_model() {
 /// foresees its ids and the one that applies it is refused, the journal
 /// left as it was: here the changed text names `n11` twice, which the ids
 /// read ahead took for new, and applied without that check it would be
-/// appended twice. The command waits on the journal's lock, held here,
-/// while the text changes.
+/// appended twice. The command waits between its readings at the gate
+/// `LEDGER_TEST_READ_AHEAD_GATE` names, a FIFO it opens to read, while
+/// the text changes.
 #[test]
 fn a_write_whose_input_changes_after_its_ids_were_read_is_refused() {
     let given = "account = \"{Account}\"\namount = \"{Amount}\"\nid = \"{Ref}\"\n";
@@ -623,22 +624,24 @@ fn a_write_whose_input_changes_after_its_ids_were_read_is_refused() {
             ("in.jsonl", None) => args.extend(["import", &input]),
             _ => args.extend(["batch", &input]),
         }
-        let held = fs::File::open(&env.journal).expect("journal");
-        held.lock().expect("lock");
-        let write = env
+        let gate = env.dir.path().join("gate");
+        let mode = rustix::fs::Mode::from_raw_mode(0o600);
+        rustix::fs::mknodat(rustix::fs::CWD, &gate, rustix::fs::FileType::Fifo, mode, 0)
+            .expect("mkfifo");
+        let mut write = env
             .process()
             .args(&args)
+            .env("LEDGER_TEST_READ_AHEAD_GATE", &gate)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn");
-        // Long enough to count and read ahead 5,000 lines, then wait.
-        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let opened = open_gate(&gate, &mut write, &case_of(name, rules));
         fs::write(&input, format!("{text}{added}")).expect("rewrite");
-        held.unlock().expect("unlock");
+        drop(opened);
         let out = write.wait_with_output().expect("wait");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let case = format!("{name}, rules {rules:?}");
+        let case = case_of(name, rules);
         assert_eq!(out.status.code(), Some(4), "{case}: {stderr}");
         assert!(
             stderr.contains("changed while it was read"),
@@ -646,6 +649,34 @@ fn a_write_whose_input_changes_after_its_ids_were_read_is_refused() {
         );
         assert!(env.bytes() == before, "{case}: the journal changed");
         env.ok("verify");
+    }
+}
+
+fn case_of(name: &str, rules: Option<&str>) -> String {
+    format!("{name}, rules {rules:?}")
+}
+
+/// The FIFO `gate` opened to write, once `write` has opened it to read
+/// (it has read its input ahead), which then waits for it to close.
+#[track_caller]
+fn open_gate(gate: &Path, write: &mut std::process::Child, case: &str) -> std::os::fd::OwnedFd {
+    use rustix::fs::{Mode, OFlags};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        // Without a reader yet, the open fails (ENXIO) rather than wait.
+        match rustix::fs::open(gate, OFlags::WRONLY | OFlags::NONBLOCK, Mode::empty()) {
+            Ok(fd) => return fd,
+            Err(rustix::io::Errno::NXIO) => {}
+            Err(e) => panic!("{case}: open the gate: {e}"),
+        }
+        if let Some(status) = write.try_wait().expect("wait") {
+            panic!("{case}: ended ({status}) without reaching the gate");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{case}: never reached the gate"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

@@ -108,6 +108,18 @@ impl<'c> Applier<'c> {
         }
     }
 
+    /// How many accounts the records must name for the writer to load
+    /// every account at once (see [`Writer::accounts_worth_all`]).
+    pub fn accounts_worth_all(&self) -> Option<usize> {
+        self.writer.accounts_worth_all()
+    }
+
+    /// Says that the records name at least `accounts` accounts (see
+    /// [`Writer::expect_accounts`]), before their ids are known.
+    pub fn expect_accounts(&mut self, accounts: usize) -> Result<(), Error> {
+        Ok(self.writer.expect_accounts(accounts)?)
+    }
+
     /// Tells the writer the keys of the ids the records will name (see
     /// [`Writer::foresee_ids`]), and about how many accounts they name
     /// ([`Writer::expect_accounts`]): if it took the keys, how many ids

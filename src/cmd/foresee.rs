@@ -1,4 +1,4 @@
-//! Reading a long write's input ahead, before the journal is locked, for
+//! Reading a long write's input ahead, once the journal is locked, for
 //! what it names: the key of every id (see `Writer::foresee_ids`), about
 //! how many accounts (`Writer::expect_accounts`), and how many commands
 //! (for a CSV, whose lines do not tell). Shared by `batch`
@@ -16,7 +16,7 @@ use std::hash::BuildHasher;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock, mpsc};
 
 use sha2::{Digest as _, Sha256};
 
@@ -24,6 +24,7 @@ use crate::cli::WriteCommand;
 use crate::cmd::apply::Applier;
 use crate::domain::id_key;
 use crate::error::Error;
+use crate::threads;
 
 /// Inputs of fewer records than this are not read ahead: the ids they
 /// name are looked up one by one, in as many of the model's buckets,
@@ -65,7 +66,21 @@ pub struct Names {
     accounts: Distinct,
     /// How many commands it holds.
     commands: usize,
+    /// Where to say that the accounts named passed a count (see
+    /// [`alongside`]).
+    watch: Option<Watch>,
 }
+
+/// A count of accounts named, and where to say that the estimate passed
+/// it.
+struct Watch {
+    at: usize,
+    passed: mpsc::Sender<usize>,
+}
+
+/// The estimate of the accounts named is looked at once in this many
+/// commands.
+const WATCH_EVERY: usize = 1024;
 
 impl Names {
     /// Room for the ids of `records` records.
@@ -74,6 +89,7 @@ impl Names {
             keys: Vec::with_capacity(records),
             accounts: Distinct::default(),
             commands: 0,
+            watch: None,
         }
     }
 
@@ -90,6 +106,16 @@ impl Names {
             .into_iter()
             .flatten()
             .for_each(|a| self.accounts.add(a));
+        if self.commands.is_multiple_of(WATCH_EVERY)
+            && let Some(watch) = &self.watch
+        {
+            let named = self.accounts.estimate();
+            if named >= watch.at {
+                // Said once; a reader gone is no longer waiting.
+                let _ = watch.passed.send(named);
+                self.watch = None;
+            }
+        }
     }
 
     /// Tells `applier` what the input names, read with digest `read`.
@@ -103,6 +129,51 @@ impl Names {
             all_new: looked_up == Some(0),
         })
     }
+}
+
+/// Reads an input ahead (`read`, which fills the [`Names`] it is given)
+/// on a thread of its own, while `applier` holds the journal locked: once
+/// the accounts read pass the count at which the writer loads every
+/// account of the read model at once ([`Applier::accounts_worth_all`]),
+/// it loads them while the reading goes on, rather than after it (a batch
+/// of 2,000,000 commands: a second of reading, half a second of
+/// loading). `None` if the reading fails or no thread can be had: the
+/// ids are then looked up as they come.
+pub fn alongside<F>(
+    applier: &mut Applier,
+    records: usize,
+    read: F,
+) -> Result<Option<(Names, Reading)>, Error>
+where
+    F: FnOnce(Names) -> Option<(Names, Reading)> + Send,
+{
+    let mut names = Names::with_capacity(records);
+    let (passed, told) = mpsc::channel();
+    if let Some(at) = applier.accounts_worth_all() {
+        names.watch = Some(Watch { at, passed });
+    }
+    let foreseen = std::thread::scope(|scope| {
+        let both = (names, read);
+        let ahead = match threads::scoped_with(scope, "reading ahead", both, |(n, r)| r(n)) {
+            Ok(ahead) => ahead,
+            // Read here, then: the accounts are loaded after it, if at all.
+            Err((names, read)) => return Ok(read(names)),
+        };
+        // Told nothing once the reading ends without passing the count:
+        // its sender is gone.
+        let loaded = match told.recv() {
+            Ok(named) => applier.expect_accounts(named),
+            Err(_) => Ok(()),
+        };
+        let foreseen = ahead.join().ok().flatten().flatten();
+        loaded.map(|()| foreseen)
+    });
+    // For the tests: a write that waits here, between its two readings,
+    // lets a test change its input there (see the README's Testing).
+    if let Some(gate) = std::env::var_os("LEDGER_TEST_READ_AHEAD_GATE") {
+        let _ = fs::read(gate);
+    }
+    foreseen
 }
 
 /// What an applier made of what an input names ([`Names::tell`]).
@@ -233,7 +304,7 @@ impl Distinct {
 
 #[cfg(test)]
 mod tests {
-    use super::{Digesting, Distinct, SKETCH, check};
+    use super::{Digesting, Distinct, Named, Names, SKETCH, WATCH_EVERY, Watch, check};
     use std::hash::BuildHasher;
     use std::io::{self, Read};
 
@@ -330,6 +401,43 @@ mod tests {
             match n < SKETCH {
                 true => assert_eq!(estimate, n),
                 false => assert!(estimate.abs_diff(n) < n / 10, "{n}: {estimate}"),
+            }
+        }
+    }
+
+    /// A watched reading says once, at a look (every `WATCH_EVERY`
+    /// commands), that the accounts named passed the count, soon after
+    /// they did; one that never passes it says nothing, and its sender is
+    /// gone when it ends.
+    #[test]
+    fn a_reading_says_once_that_the_accounts_passed_the_count() {
+        let hasher = foldhash::quality::FixedState::with_seed(3);
+        for (at, passes) in [(20_000, true), (200_000, false)] {
+            let (passed, told) = std::sync::mpsc::channel();
+            let mut names = Names::with_capacity(0);
+            names.watch = Some(Watch { at, passed });
+            let mut said = Vec::new();
+            for i in 0..100_000u64 {
+                names.add(Named {
+                    ids: [None, None],
+                    accounts: [Some(hasher.hash_one(i)), Some(hasher.hash_one(i / 2))],
+                });
+                said.extend(told.try_iter().map(|named| (names.commands, named)));
+            }
+            drop(names);
+            assert!(told.recv().is_err());
+            match passes {
+                true => {
+                    let [(commands, named)] = said[..] else {
+                        panic!("told {said:?}");
+                    };
+                    assert_eq!(commands % WATCH_EVERY, 0);
+                    assert!(
+                        named >= at && (18_000..=24_000).contains(&commands),
+                        "{said:?}"
+                    );
+                }
+                false => assert!(said.is_empty(), "{said:?}"),
             }
         }
     }

@@ -1150,6 +1150,19 @@ impl Writer {
         }
     }
 
+    /// How many accounts a long write must name for
+    /// [`Writer::expect_accounts`] to load every account of the read
+    /// model: half of them; `None` if it would load none (no model, or
+    /// every account already in).
+    pub fn accounts_worth_all(&self) -> Option<usize> {
+        let (Some(model), Some(_), Backing::File(_), Some(_)) =
+            (&self.model, self.from, &self.file, self.accounts_next_look)
+        else {
+            return None;
+        };
+        model.account_count().ok().map(|every| every / 2)
+    }
+
     /// Loads every account of a file's read model into the partial state
     /// if `named` is at least half of them (see
     /// [`Writer::load_every_account_if_most`]).

@@ -29,12 +29,16 @@ pub fn run(ctx: &Context, args: &BatchArgs) -> Result<(), Error> {
     }
     let input = open_input(args, &ctx.path)?;
     let commands = &input.commands;
-    // Read before the journal is locked, as the count is.
-    let foreseen = foresee::worth(commands.count, commands.mentions_ids, &ctx.path)
-        .then(|| read_ahead(&input))
-        .flatten();
     let mut applier = Applier::open(ctx, args.dry_run)?;
     applier.expect(commands.count);
+    // Read with the journal locked, while the writer loads what it will
+    // need (a file's reading never waits on anyone).
+    let foreseen = match foresee::worth(commands.count, commands.mentions_ids, &ctx.path) {
+        true => foresee::alongside(&mut applier, commands.count, |names| {
+            read_ahead(&input, names)
+        })?,
+        false => None,
+    };
     let read_before = match foreseen {
         Some((names, read)) => names.tell(&mut applier, &read)?.digest,
         None => None,
@@ -168,7 +172,7 @@ fn open_input(args: &BatchArgs, journal: &Path) -> Result<Input, Error> {
 /// What `input` names (see [`foresee`](mod@foresee)), from a reading of
 /// its own, parsed as the batch parses it, and that reading's digest.
 /// `None` if a line fails (the batch meets it again).
-fn read_ahead(input: &Input) -> Option<(Names, foresee::Reading)> {
+fn read_ahead(input: &Input, mut names: Names) -> Option<(Names, foresee::Reading)> {
     let parser = || {
         let mut grammar = Grammar::new();
         move |text: &[u8]| {
@@ -176,7 +180,6 @@ fn read_ahead(input: &Input) -> Option<(Names, foresee::Reading)> {
             Some(command.map(|c| Named::of(&c)))
         }
     };
-    let mut names = Names::with_capacity(input.commands.count);
     let (reader, read) = input.reader().ok()?;
     let apply = |_, named: Result<Named, Error>| {
         names.add(named?);

@@ -35,13 +35,17 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> Result<(), Error> {
     let mut input = open_input(args, &ctx.path)?;
     // Rules are read, and checked, before the journal is locked.
     let rules = args.rules.as_deref().map(rules::Rules::load).transpose()?;
-    // Read before the journal is locked, as the count is. A CSV's rows
-    // all have ids (given or made).
-    let ids = rules.is_some() || input.mentions_ids;
-    let foreseen = foresee::worth(input.lines, ids, &ctx.path)
-        .then(|| read_ahead(&mut input, rules.as_ref()))
-        .flatten();
     let mut applier = Applier::open(ctx, args.dry_run)?;
+    // Read with the journal locked, while the writer loads what it will
+    // need (only a file is read ahead). A CSV's rows all have ids (given
+    // or made).
+    let ids = rules.is_some() || input.mentions_ids;
+    let foreseen = match foresee::worth(input.lines, ids, &ctx.path) {
+        true => foresee::alongside(&mut applier, input.lines, |names| {
+            read_ahead(&mut input, rules.as_ref(), names)
+        })?,
+        false => None,
+    };
     let (read_before, commands) = match foreseen {
         Some((names, read)) => {
             let commands = names.commands();
@@ -74,8 +78,11 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> Result<(), Error> {
 /// What `input` (a regular file) names (see [`foresee`]), from a reading
 /// of its own, and that reading's digest. `None` if a record fails (the
 /// import meets it again).
-fn read_ahead(input: &mut Input, rules: Option<&rules::Rules>) -> Option<(Names, Reading)> {
-    let mut names = Names::with_capacity(input.lines);
+fn read_ahead(
+    input: &mut Input,
+    rules: Option<&rules::Rules>,
+    mut names: Names,
+) -> Option<(Names, Reading)> {
     let (reader, read) = input.reader().ok()?;
     let mut add = |_, named: Result<Named, Error>| {
         names.add(named?);
