@@ -14,6 +14,8 @@ use crate::domain;
 use crate::error::Error;
 use crate::journal::{Outcome, Writer};
 use crate::output;
+use crate::readmodel::Unfolded;
+use crate::threads;
 
 /// Many commands applied to one locked journal, then committed (or, for a
 /// dry run, only checked).
@@ -85,7 +87,8 @@ impl<'c> Applier<'c> {
             std::thread::sleep(INTERRUPT_GRACE);
             std::process::exit(i32::from(crate::error::code::INTERRUPTED));
         });
-        let writer = Writer::open(&ctx.path)?;
+        let mut writer = Writer::open(&ctx.path)?;
+        writer.fold_later();
         Ok(Applier {
             ctx,
             writer,
@@ -263,7 +266,18 @@ impl<'c> Applier<'c> {
         }
         // Printing may wait on a slow reader: not with the journal locked.
         self.writer.unlock()?;
-        let printed = self.print();
+        // Nor the fold of the model's log (a batch of a million events:
+        // a second, most of it syncs), which goes on while this prints.
+        let unfolded = self.writer.unfolded().map(Box::new);
+        let printed = std::thread::scope(|scope| {
+            let fold = |u: Box<Unfolded>| u.fold();
+            let folding = unfolded.map(|u| threads::scoped_with(scope, "folding", u, fold));
+            let printed = self.print();
+            if let Some(Err(unfolded)) = folding {
+                unfolded.fold();
+            }
+            printed
+        });
         if self.dry_run || self.appended == 0 {
             return printed;
         }

@@ -23,7 +23,7 @@ use std::sync::LazyLock;
 use crate::domain::{self, Command, Decision, Original, Rejection, Request, State};
 use crate::event::Event;
 use crate::money::Amount;
-use crate::readmodel::{AppendedIds, IdAt, MODEL_AFTER_BYTES, ModelError, ReadModel};
+use crate::readmodel::{AppendedIds, IdAt, MODEL_AFTER_BYTES, ModelError, ReadModel, Unfolded};
 use crate::time::At;
 use backing::Backing;
 use line::{LineHash, MAX_LINE};
@@ -587,6 +587,11 @@ pub struct Writer {
     /// Whether the state was written back to the read model (by the
     /// commit): the drop must not write it again, `appended` handed over.
     model_saved: bool,
+    /// Whether the read model's log is folded by the caller, after the
+    /// unlock ([`Writer::fold_later`]), and the model written back with
+    /// its log left long.
+    fold_later: bool,
+    unfolded: Option<Unfolded>,
     /// How many accounts the partial state may hold before the writer
     /// asks whether to load every account at once (see
     /// [`Writer::load_every_account_if_most`]); `None` once it has.
@@ -605,6 +610,9 @@ impl Drop for Writer {
         self.stage.abandon();
         self.save_model();
         self.discard_unused();
+        if let Some(unfolded) = self.unfolded.take() {
+            unfolded.fold();
+        }
     }
 }
 
@@ -766,6 +774,8 @@ impl Writer {
             appended,
             id_line: None,
             model_saved: false,
+            fold_later: false,
+            unfolded: None,
             accounts_next_look: Some(ACCOUNTS_ONE_BY_ONE),
         })
     }
@@ -1276,6 +1286,9 @@ impl Writer {
         }
         if let (Some(head), Some(header), Some(mut model)) = (head, header, self.model.take()) {
             self.model_saved = true;
+            if self.fold_later {
+                model.fold_later();
+            }
             let _ = model.save_appended(
                 &self.state,
                 std::mem::take(&mut self.appended),
@@ -1283,7 +1296,23 @@ impl Writer {
                 self.decided_whole.unwrap_or(head),
                 &self.file,
             );
+            if self.fold_later {
+                self.unfolded = model.unfolded();
+            }
         }
+    }
+
+    /// Leaves the fold of the read model's log, which a long write makes
+    /// long, to the caller, once the journal is unlocked
+    /// ([`Writer::unfolded`]); else the writer folds it, or the drop.
+    pub fn fold_later(&mut self) {
+        self.fold_later = true;
+    }
+
+    /// The read model written back with its log left long, to fold (see
+    /// [`Writer::fold_later`]).
+    pub fn unfolded(&mut self) -> Option<Unfolded> {
+        self.unfolded.take()
     }
 
     fn corrupt_at(&self, seq: u64, e: &line::LineError) -> JournalError {

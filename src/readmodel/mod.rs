@@ -145,6 +145,33 @@ pub struct ReadModel {
     db: Option<Rc<Db>>,
     /// What a prefetch found missing from the database's rows.
     absent: pgrows::Absent,
+    /// Whether writing leaves the log long, for [`ReadModel::unfolded`].
+    fold_later: bool,
+}
+
+/// A model written back with its write-ahead log left long (see
+/// [`ReadModel::fold_later`]), to be folded on another thread.
+pub struct Unfolded {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Unfolded {
+    /// Folds the log into the database, if it is long (see
+    /// [`ReadModel::fold_wal`]). A failure leaves it for the next writer.
+    pub fn fold(self) {
+        let _ = fold(&self.conn, &self.path);
+    }
+}
+
+/// Folds the log of the database at `path` into it and empties it once
+/// the log passes [`WAL_FOLD_BYTES`].
+fn fold(conn: &Connection, path: &Path) -> Result<(), ModelError> {
+    let wal = std::fs::metadata(suffixed(path, "-wal")).map_or(0, |m| m.len());
+    if wal > WAL_FOLD_BYTES {
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    }
+    Ok(())
 }
 
 /// Where the rows are read from.
@@ -262,6 +289,7 @@ impl ReadModel {
             opened,
             db: None,
             absent: pgrows::Absent::default(),
+            fold_later: false,
         })
     }
 
@@ -276,6 +304,7 @@ impl ReadModel {
             opened: None,
             db: Some(db),
             absent: pgrows::Absent::default(),
+            fold_later: false,
         }
     }
 
@@ -315,11 +344,17 @@ impl ReadModel {
     /// [`ReadModel::covers`] began ended: ready for a write, with a page
     /// cache of `cache_kib` (as `cache_size` takes it).
     fn writable(&mut self, cache_kib: i64) -> Result<&mut Connection, ModelError> {
+        let fold_later = self.fold_later;
         let conn = self.create()?;
         if !conn.is_autocommit() {
             conn.execute_batch("ROLLBACK")?;
         }
         conn.pragma_update(None, "cache_size", cache_kib)?;
+        if fold_later {
+            // SQLite's own fold at the commit, which would copy the log
+            // back with the journal still locked.
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        }
         Ok(conn)
     }
 
@@ -822,12 +857,30 @@ impl ReadModel {
     /// it reads the whole log back (SQLite's recovery): a log left to grow
     /// would make every command pay for every write since the last fold.
     fn fold_wal(&self) -> Result<(), ModelError> {
-        let wal = std::fs::metadata(suffixed(&self.path, "-wal")).map_or(0, |m| m.len());
-        if wal > WAL_FOLD_BYTES {
-            self.conn()?
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        match self.fold_later {
+            true => Ok(()),
+            false => fold(self.conn()?, &self.path),
         }
-        Ok(())
+    }
+
+    /// Leaves the log as writing leaves it, for [`ReadModel::unfolded`]:
+    /// a long write's fold (a second or more, most of it waiting on the
+    /// disk) can then go on with the journal unlocked, while the command
+    /// prints.
+    pub fn fold_later(&mut self) {
+        self.fold_later = true;
+    }
+
+    /// The model's database, to fold its log on another thread; `None`
+    /// for a model in the journal's database, or none opened.
+    pub fn unfolded(self) -> Option<Unfolded> {
+        match (self.db, self.conn) {
+            (None, Some(conn)) => Some(Unfolded {
+                conn,
+                path: self.path,
+            }),
+            _ => None,
+        }
     }
 
     /// The names of every account, for suggesting one to a user who typed
