@@ -588,6 +588,32 @@ fn a_long_import_that_reads_its_ids_ahead_does_what_it_does_without_a_model() {
     }
 }
 
+/// A long batch leaves the model's write-ahead log folded into it and
+/// empty, as a single write does once the log passes 512 KiB, though it
+/// folds it after letting go of the journal, on a thread (or, with helper
+/// threads refused, on its own): the log of the 5,000 ids' buckets,
+/// several MiB, would otherwise be read back by every command's first
+/// connection.
+#[test]
+fn a_long_batch_leaves_the_models_log_folded() {
+    for threads in [true, false] {
+        let (env, n, memo) = long_journal_with_ids();
+        let input = env.file("in.txt", &batch_naming_ids(5000, &memo));
+        let mut cmd = env.cmd();
+        if !threads {
+            cmd.env("LEDGER_TEST_NO_THREADS", "1");
+        }
+        cmd.args(["batch", &input]).assert().success();
+        let wal = readmodel::path_of(&env.journal).with_extension("readmodel-wal");
+        let len = fs::metadata(&wal).map_or(0, |m| m.len());
+        assert_eq!(len, 0, "threads {threads}: the log is {len} bytes");
+        let last = env.bytes().iter().filter(|&&b| b == b'\n').count() as u64 - 1;
+        assert!(last > n + 5000, "threads {threads}: {last} events");
+        assert_eq!(model_seq(&env.journal), Some(last), "threads {threads}");
+        assert_model_agrees(&env.journal, &format!("threads {threads}"));
+    }
+}
+
 /// A batch or an import whose input changes between the reading that
 /// foresees its ids and the one that applies it is refused, the journal
 /// left as it was: here the changed text names `n11` twice, which the ids
