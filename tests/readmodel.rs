@@ -1569,3 +1569,29 @@ fn a_checked_row_naming_a_line_of_a_torn_append_only_costs_speed() {
     assert_eq!(env.ok("report --json"), expected);
     env.ok("history");
 }
+
+/// A long batch into a model of more accounts than it names twice over
+/// (it never asks for them all), and one whose model cannot be used,
+/// end: the reading ahead's thread must not leave the writer waiting.
+#[test]
+fn a_long_batch_that_never_names_half_the_accounts_ends() {
+    let (env, _, memo) = long_journal_with_ids();
+    env.ok_each(&[
+        "create c", "create d", "create e", "create f", "create g", "create h", "create i",
+    ]);
+    let input = env.file("in.txt", &batch_naming_ids(5000, &memo));
+    env.cmd()
+        .args(["batch", &input])
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .success();
+    let (env, _, memo) = long_journal_with_ids();
+    let model = format!("{}.readmodel", env.journal.display());
+    fs::write(&model, "garbage").expect("model");
+    let input = env.file("in.txt", &batch_naming_ids(5000, &memo));
+    env.cmd()
+        .args(["batch", &input])
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .success();
+}

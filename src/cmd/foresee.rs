@@ -137,8 +137,13 @@ impl Names {
 /// account of the read model at once ([`Applier::accounts_worth_all`]),
 /// it loads them while the reading goes on, rather than after it (a batch
 /// of 2,000,000 commands: a second of reading, half a second of
-/// loading). `None` if the reading fails or no thread can be had: the
-/// ids are then looked up as they come.
+/// loading). Without a thread, it reads here, and the accounts are
+/// loaded after it, if at all ([`Names::tell`]). `None` if the reading
+/// fails: the ids are then looked up as they come.
+///
+/// The journal stays locked meanwhile: other commands wait for the
+/// reading too (about a second for 2,000,000 commands), where they
+/// waited for the loading that now goes on beside it.
 pub fn alongside<F>(
     applier: &mut Applier,
     records: usize,
@@ -148,13 +153,22 @@ where
     F: FnOnce(Names) -> Option<(Names, Reading)> + Send,
 {
     let mut names = Names::with_capacity(records);
+    // The main thread keeps no sender, and the reading drops its own as
+    // it ends: else `told.recv()` below would wait forever.
     let (passed, told) = mpsc::channel();
-    if let Some(at) = applier.accounts_worth_all() {
-        names.watch = Some(Watch { at, passed });
+    match applier.accounts_worth_all() {
+        Some(at) => names.watch = Some(Watch { at, passed }),
+        None => drop(passed),
     }
     let foreseen = std::thread::scope(|scope| {
         let both = (names, read);
-        let ahead = match threads::scoped_with(scope, "reading ahead", both, |(n, r)| r(n)) {
+        let unwatched = |(n, r): (Names, F)| {
+            r(n).map(|(mut names, read)| {
+                names.watch = None;
+                (names, read)
+            })
+        };
+        let ahead = match threads::scoped_with(scope, "reading ahead", both, unwatched) {
             Ok(ahead) => ahead,
             // Read here, then: the accounts are loaded after it, if at all.
             Err((names, read)) => return Ok(read(names)),
